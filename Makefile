@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make test` and `make demo`. Both set up what is
+# missing themselves: a virtual environment, the Python packages, and the system tools
+# (ffmpeg, dig, kdig, ...) through apt-get when run as root.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the test suite drives as real clients and servers.
+TEST_TOOLS := ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl dig:dnsutils kdig:knot-dnsutils ip:iproute2
+# Extra tools for `make bench` (the established servers we compare against, load generators).
+BENCH_TOOLS := nginx:nginx-light wrk:wrk dnsperf:dnsperf gdnsd:gdnsd strace:strace taskset:util-linux
+
+.PHONY: test demo install sysdeps bench-tools bench lint clean
+
+test: install sysdeps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install sysdeps
+	$(VENV)/bin/vcdn up $(DEMO_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+		{ echo "vcdn needs Python 3.11 or newer; '$(PYTHON)' is older. Run: make PYTHON=python3.11 ..."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
+		{ echo "Could not create a virtual environment. On Debian/Ubuntu: apt-get install python3-venv"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+sysdeps:
+	@TOOLS="$(TEST_TOOLS) $(EXTRA_TOOLS)" sh .ci/sysdeps
+
+bench-tools:
+	@TOOLS="$(BENCH_TOOLS)" sh .ci/sysdeps
+
+bench: install sysdeps bench-tools
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .hypothesis test-artifacts
