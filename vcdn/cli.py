@@ -16,8 +16,8 @@ from vcdn.errors import VcdnError
 
 COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
     "package": ("packager.cli", "main", "package a source video into HLS and publish it"),
-    "origin": ("origin.cli", "origin_main", "serve the origin content store over HTTP"),
-    "control": ("origin.cli", "control_main", "run the control-plane API"),
+    "origin": ("origin.content.cli", "main", "serve the origin content store over HTTP"),
+    "control": ("origin.control.cli", "main", "run the control-plane API"),
     "edge": ("edge.cli", "main", "run the edge cache engine alone (caching reverse proxy)"),
     "appliance": ("appliance.cli", "main", "run an appliance: edge + register, heartbeat, fill"),
     "appliance-ctl": ("appliance.ctl", "main", "operator tool for a running appliance"),
