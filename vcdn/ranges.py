@@ -17,6 +17,7 @@ order the client asked for, as §14.6 recommends for multipart responses.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,7 +50,7 @@ def _digits(text: str) -> int | None:
     return int(text)
 
 
-def _spec(spec: str, size: int) -> ByteRange | None | bool:
+def _spec(spec: str, size: int) -> ByteRange | bool | None:
     """One range-spec: a ByteRange, None when unsatisfiable, False when malformed."""
     first_text, dash, last_text = spec.partition("-")
     if not dash:
@@ -101,7 +102,7 @@ def parse_range(header: str | None, size: int) -> list[ByteRange] | None:
 def coalesce(ranges: list[ByteRange]) -> list[ByteRange]:
     """Merge ranges when any overlap or touch; otherwise keep the client's order."""
     ordered = sorted(ranges, key=lambda r: r.first)
-    if all(a.last + 1 < b.first for a, b in zip(ordered, ordered[1:], strict=False)):
+    if all(a.last + 1 < b.first for a, b in itertools.pairwise(ordered)):
         return ranges
     merged = [ordered[0]]
     for r in ordered[1:]:

@@ -66,7 +66,8 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         return _convert(value, base, key)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value == "" and len(args) < len(get_args(hint))):
+        optional = len(args) < len(get_args(hint))
+        if value is None or (optional and value == ""):
             return None
         return _convert(value, args[0], key)
     if origin is Literal:
