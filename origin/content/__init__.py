@@ -1,0 +1,1 @@
+"""The origin content server (`vcdn origin`): serves the packager's content store."""

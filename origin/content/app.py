@@ -1,0 +1,123 @@
+"""The origin content server's aiohttp application.
+
+Routes: ``GET/HEAD/OPTIONS /v/{title}/{path}`` (files under the root, ranges and
+conditionals by `vcdn.httpserve`; ``/v/{title}/manifest.json`` is the title inventory
+appliances fill from), ``GET /healthz``, ``GET /metrics``. Other methods on content get
+405 with ``Allow``.
+
+The path is taken from the raw request target, not from aiohttp's decoded and normalised
+match: `safe_relpath` must see ``%2e%2e`` as the client sent it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from origin.content.catalog import Catalog
+from origin.content.settings import OriginSettings
+from vcdn.errors import NotFound
+from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
+from vcdn.httpserve.media import cache_control, media_type
+from vcdn.httpserve.middleware import error_middleware
+from vcdn.httpserve.paths import resolve_under, safe_relpath
+from vcdn.httpserve.send import send_file
+from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
+
+PREFIX: Final = "/v/"
+SETTINGS_KEY: Final = web.AppKey("origin_settings", OriginSettings)
+CATALOG_KEY: Final = web.AppKey("origin_catalog", Catalog)
+ROOT_KEY: Final = web.AppKey("origin_root", str)
+METRICS_KEY: Final = web.AppKey("origin_metrics", "OriginMetrics")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class OriginMetrics:
+    """Counters of requests and body bytes, by status."""
+
+    def __init__(self, registry: object) -> None:
+        self.requests = Counter(
+            "vcdn_origin_requests", "HTTP requests answered", ["status"], registry=registry
+        )
+        self.bytes_sent = Counter(
+            "vcdn_origin_bytes_sent", "Body bytes sent", ["status"], registry=registry
+        )
+
+    def count(self, method: str, resp: web.StreamResponse) -> None:
+        status = str(resp.status)
+        self.requests.labels(status).inc()
+        if method != "HEAD" and resp.status in (200, 206):
+            self.bytes_sent.labels(status).inc(resp.content_length or 0)
+
+
+def content_path(raw_path: str) -> tuple[str, str]:
+    """``/v/{title}/{path}?q`` (raw) → (title, path inside the title), validated."""
+    target = raw_path.partition("?")[0]
+    if not target.startswith(PREFIX):
+        raise NotFound("Content lives under /v/{title}/{path}.")
+    rel = safe_relpath(target[len(PREFIX) :])
+    title, slash, inner = rel.partition("/")
+    if not slash:
+        raise NotFound(f"No file named in {target!r}; use /v/{{title}}/{{path}}.")
+    return title, inner
+
+
+async def serve_content(request: web.Request) -> web.StreamResponse:
+    title, inner = content_path(request.raw_path)
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
+    app = request.app
+    real = resolve_under(app[ROOT_KEY], f"{title}/{inner}")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        raise NotFound(f"No such file: /v/{title}/{inner}.") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"No such file: /v/{title}/{inner}.")
+        resp = await send_file(
+            request,
+            fd,
+            size=st.st_size,
+            etag=app[CATALOG_KEY].etag(title, inner, st),
+            last_modified=st.st_mtime,
+            content_type=media_type(inner),
+            cache_control=cache_control(inner),
+        )
+    finally:
+        os.close(fd)
+    return resp
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    request.app[METRICS_KEY].count(request.method, resp)
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok = stat.S_ISDIR(os.stat(request.app[ROOT_KEY]).st_mode)
+    return web.json_response({"status": "ok" if ok else "root_missing"}, status=200 if ok else 503)
+
+
+def make_app(settings: OriginSettings) -> web.Application:
+    app = web.Application(middlewares=[metrics_middleware, error_middleware])
+    root = os.path.realpath(settings.root)
+    app[SETTINGS_KEY] = settings
+    app[ROOT_KEY] = root
+    app[CATALOG_KEY] = Catalog(settings.root.resolve())
+    registry = new_registry()
+    app[REGISTRY_KEY] = registry
+    app[METRICS_KEY] = OriginMetrics(registry)
+    for method in ALLOWED_METHODS.split(", "):
+        app.router.add_route(method, "/v/{tail:.*}", serve_content)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app

@@ -1,0 +1,80 @@
+"""`vcdn origin --root DIR [--host H] [--port P] [--config FILE.toml]`.
+
+Runs on uvloop, prints one line saying where it listens (the real port when ``--port 0``),
+logs JSON, and stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from origin.content.settings import OriginSettings
+from vcdn.errors import ConfigError
+from vcdn.httpserve.server import ServerLimits, run_until_signal
+from vcdn.logs import event, setup_logging
+from vcdn.settings import load_settings
+
+log = logging.getLogger("vcdn.origin")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vcdn origin", description="Serve the origin content store.")
+    p.add_argument("--root", help="content store directory written by `vcdn package`")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
+    p.add_argument("--config", type=Path, help="TOML settings file")
+    p.add_argument("--log-level", dest="log_level", help="debug, info, warning or error")
+    return p.parse_args(argv)
+
+
+def build_settings(argv: list[str]) -> OriginSettings:
+    args = parse_args(argv)
+    overrides = {
+        "root": args.root,
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+    }
+    settings = load_settings(
+        OriginSettings, args.config, overrides=overrides, env_prefix="VCDN_ORIGIN_"
+    )
+    if not settings.root.is_dir():
+        raise ConfigError(f"Content root '{settings.root}' is not a directory; pass --root DIR.")
+    return settings
+
+
+async def serve(settings: OriginSettings) -> None:
+    from origin.content.app import make_app
+
+    limits = ServerLimits(
+        max_line_size=settings.max_line_size,
+        max_field_size=settings.max_field_size,
+        max_headers=settings.max_headers,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections,
+    )
+
+    def ready(url: str) -> None:
+        print(f"vcdn origin listening on {url} (root {settings.root.resolve()})", flush=True)
+        event(log, "listening", url=url, root=str(settings.root.resolve()))
+
+    await run_until_signal(make_app(settings), settings.host, settings.port, limits, ready)
+    event(log, "stopped")
+
+
+def main(argv: list[str]) -> int:
+    settings = build_settings(argv)
+    setup_logging("origin", settings.log_level)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

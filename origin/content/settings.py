@@ -1,0 +1,25 @@
+"""Settings of `vcdn origin`, one frozen dataclass built by `vcdn.settings.load_settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vcdn.settings import Bytes
+
+
+@dataclass(frozen=True)
+class OriginSettings:
+    root: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Request line and header field limits; longer ones are refused with 400.
+    max_line_size: Bytes = 8190
+    max_field_size: Bytes = 8190
+    max_headers: int = 100
+    #: Idle keep-alive connections, and clients still sending their request head, are
+    #: closed after this many seconds (see `vcdn.httpserve.server`).
+    keepalive_timeout: float = 20.0
+    #: Open connections beyond this are refused (accepted then closed at once).
+    max_connections: int = 10000
+    log_level: str = "info"

@@ -1,0 +1,312 @@
+"""The aiohttp adapter: answer a GET/HEAD of a file or of bytes held in RAM.
+
+``send_file(request, path, size=, etag=, last_modified=, content_type=, cache_control=)``
+plans the response (`vcdn.httpserve.plan`), then sends it:
+
+* no body (HEAD, 304, 412, 416): headers only;
+* small bodies (≤ `SMALL_BODY`): read with one ``pread`` per span and written with the
+  headers in a single write; a system call per byte range costs less than a sendfile
+  dance for a playlist or an init segment;
+* larger bodies: the headers go out through aiohttp's writer, then every span (and every
+  multipart part header) is written straight to the socket, spans with ``sendfile(2)``.
+
+Why not aiohttp's FileResponse: it relies on ``loop.sendfile``, which uvloop does not
+have, so under uvloop it falls back to 256 KiB reads in a thread pool and halves
+large-file throughput. Here the socket's fd is taken from the transport and
+``os.sendfile`` loops on it whatever the event loop; on EAGAIN we wait for writability
+on a ``dup`` of the fd (event loops refuse ``add_writer`` on a transport's own fd).
+While we write, aiohttp's writer is idle: the headers were flushed from the transport
+before the first direct write, so bytes can never be reordered. TLS transports have no
+usable socket fd and get the chunked fallback.
+
+``send_bytes(request, body, ...)`` is the same for an object held in RAM (an edge's hot
+small objects); with ``plan=`` a caller that already planned (e.g. to count a 304)
+skips re-planning. Every response carries CORS, Cache-Control (not on 412/416),
+Accept-Ranges and, from aiohttp, Date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from typing import Final
+
+from aiohttp import web
+
+from vcdn.errors import NotFound
+from vcdn.httpserve.cors import RESPONSE_HEADERS
+from vcdn.httpserve.plan import Plan, plan_response
+
+#: Bodies up to this size are read into memory and written with the headers at once.
+SMALL_BODY: Final = 64 * 1024
+#: One sendfile call sends at most this much, so one fast client cannot hog the loop.
+SENDFILE_CHUNK: Final = 4 * 1024 * 1024
+#: Fallback read size when sendfile is impossible (TLS).
+READ_CHUNK: Final = 256 * 1024
+#: A client that accepts no byte for this long is cut off (slow-reader defence).
+SEND_TIMEOUT: Final = 60.0
+
+Headers = Iterable[tuple[str, str]]
+
+
+def _response(plan: Plan, cache_control: str | None, extra: Headers | None) -> web.StreamResponse:
+    headers: list[tuple[str, str]] = [*plan.headers, *RESPONSE_HEADERS]
+    if cache_control and plan.status in (200, 206, 304):
+        headers.append(("Cache-Control", cache_control))
+    if extra:
+        headers.extend(extra)
+    resp = web.StreamResponse(status=plan.status, headers=dict(headers))
+    if plan.status not in (304,):
+        resp.content_length = plan.content_length
+    return resp
+
+
+async def send_bytes(
+    request: web.BaseRequest,
+    body: bytes,
+    *,
+    etag: str | None,
+    last_modified: float | None,
+    content_type: str,
+    cache_control: str | None,
+    extra_headers: Headers | None = None,
+    plan: Plan | None = None,
+) -> web.StreamResponse:
+    """Answer `request` with `body` (a whole representation held in RAM)."""
+    if plan is None:
+        plan = plan_response(
+            request.method,
+            request.headers,
+            size=len(body),
+            etag=etag,
+            last_modified=last_modified,
+            content_type=content_type,
+        )
+    resp = _response(plan, cache_control, extra_headers)
+    await resp.prepare(request)
+    if plan.has_body:
+        if plan.multipart is not None:
+            await resp.write(plan.multipart.assemble(body))
+        elif plan.content_length == len(body):
+            await resp.write(body)
+        else:
+            r = plan.spans[0]
+            await resp.write(memoryview(body)[r.first : r.last + 1])
+    await resp.write_eof()
+    return resp
+
+
+async def send_file(
+    request: web.BaseRequest,
+    path: str | os.PathLike[str] | int,
+    *,
+    size: int,
+    etag: str | None,
+    last_modified: float | None,
+    content_type: str,
+    cache_control: str | None,
+    extra_headers: Headers | None = None,
+    plan: Plan | None = None,
+) -> web.StreamResponse:
+    """Answer `request` with the file at `path` (or an open fd the caller keeps) of `size` bytes.
+
+    Raises `NotFound` when the file cannot be opened. Once headers are out, a client that
+    goes away or a file that turns out shorter than `size` aborts the connection.
+    """
+    if plan is None:
+        plan = plan_response(
+            request.method,
+            request.headers,
+            size=size,
+            etag=etag,
+            last_modified=last_modified,
+            content_type=content_type,
+        )
+    resp = _response(plan, cache_control, extra_headers)
+    if not plan.has_body:
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+    own_fd = not isinstance(path, int)
+    if isinstance(path, int):
+        fd = path
+    else:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            raise NotFound(f"No such file: {os.fspath(path)!r}.") from None
+    try:
+        if plan.content_length <= SMALL_BODY:
+            await _send_small(request, resp, fd, plan)
+        else:
+            await _send_large(request, resp, fd, plan)
+    finally:
+        if own_fd:
+            os.close(fd)
+    return resp
+
+
+def _pread_exact(fd: int, count: int, offset: int) -> bytes:
+    data = os.pread(fd, count, offset)
+    while len(data) < count:
+        more = os.pread(fd, count - len(data), offset + len(data))
+        if not more:
+            raise EOFError(f"file ended {count - len(data)} bytes early")
+        data += more
+    return data
+
+
+async def _send_small(
+    request: web.BaseRequest, resp: web.StreamResponse, fd: int, plan: Plan
+) -> None:
+    try:
+        if plan.multipart is None:
+            r = plan.spans[0]
+            body = _pread_exact(fd, r.length, r.first)
+        else:
+            chunks: list[bytes] = []
+            for part in plan.multipart.parts:
+                chunks.append(part.header)
+                chunks.append(_pread_exact(fd, part.range.length, part.range.first))
+            chunks.append(plan.multipart.trailer)
+            body = b"".join(chunks)
+    except (OSError, EOFError) as exc:
+        raise NotFound(f"File cannot be read: {exc}.") from None
+    await resp.prepare(request)
+    await resp.write(body)
+    await resp.write_eof()
+
+
+async def _send_large(
+    request: web.BaseRequest, resp: web.StreamResponse, fd: int, plan: Plan
+) -> None:
+    writer = await resp.prepare(request)
+    assert writer is not None
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    tls = transport is not None and transport.get_extra_info("sslcontext") is not None
+    if transport is None or sock is None or tls:
+        await _send_fallback(resp, fd, plan)
+        return
+    # Push aiohttp's buffered status line and headers into the transport, then wait until
+    # the transport holds nothing, so our direct writes come after them on the wire.
+    send_headers = getattr(writer, "send_headers", None)
+    if send_headers is not None:
+        send_headers()
+    else:  # pragma: no cover - aiohttp < 3.12 wrote headers in prepare()
+        await writer.write(b"")
+    await _flushed(transport, writer)
+    sink = SocketSink(sock.fileno())
+    try:
+        if plan.multipart is None:
+            r = plan.spans[0]
+            await sink.sendfile(fd, r.first, r.length)
+        else:
+            for part in plan.multipart.parts:
+                await sink.write(part.header)
+                await sink.sendfile(fd, part.range.first, part.range.length)
+            await sink.write(plan.multipart.trailer)
+    except (OSError, EOFError, TimeoutError) as exc:
+        # Headers promised a length we cannot deliver: the connection must die (RFC 9112 §6.3).
+        transport.abort()
+        raise ConnectionResetError(f"response body aborted: {exc}") from None
+    finally:
+        sink.close()
+    await resp.write_eof()
+
+
+async def _flushed(transport: asyncio.BaseTransport, writer: object) -> None:
+    """Wait until `transport` has handed every buffered byte to the kernel."""
+    if not isinstance(transport, asyncio.WriteTransport) or not transport.get_write_buffer_size():
+        return
+    # A zero high-water mark makes the transport pause the protocol until its buffer is
+    # empty, and resume it then: aiohttp's drain() waits for exactly that.
+    low, high = transport.get_write_buffer_limits()
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)  # type: ignore[attr-defined]
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits(high=high, low=low)
+
+
+async def _send_fallback(resp: web.StreamResponse, fd: int, plan: Plan) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def copy(offset: int, count: int) -> None:
+        while count > 0:
+            n = min(count, READ_CHUNK)
+            data = await loop.run_in_executor(None, _pread_exact, fd, n, offset)
+            await resp.write(data)
+            offset += n
+            count -= n
+
+    if plan.multipart is None:
+        r = plan.spans[0]
+        await copy(r.first, r.length)
+    else:
+        for part in plan.multipart.parts:
+            await resp.write(part.header)
+            await copy(part.range.first, part.range.length)
+        await resp.write(plan.multipart.trailer)
+    await resp.write_eof()
+
+
+class SocketSink:
+    """Writes bytes and file spans straight to a non-blocking socket fd.
+
+    Writability is awaited on a lazily made ``dup`` of the fd, because event loops refuse
+    ``add_writer`` on an fd that belongs to a transport; the dup shares the socket.
+    """
+
+    __slots__ = ("_dup", "_fd", "_loop", "sendfile_calls")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._dup = -1
+        self._loop = asyncio.get_running_loop()
+        self.sendfile_calls = 0
+
+    def close(self) -> None:
+        if self._dup >= 0:
+            os.close(self._dup)
+            self._dup = -1
+
+    async def _writable(self) -> None:
+        if self._dup < 0:
+            self._dup = os.dup(self._fd)
+        fut = self._loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self._loop.add_writer(self._dup, ready)
+        try:
+            await asyncio.wait_for(fut, SEND_TIMEOUT)
+        finally:
+            self._loop.remove_writer(self._dup)
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except BlockingIOError:
+                await self._writable()
+                continue
+            view = view[n:]
+
+    async def sendfile(self, in_fd: int, offset: int, count: int) -> None:
+        while count > 0:
+            try:
+                n = os.sendfile(self._fd, in_fd, offset, min(count, SENDFILE_CHUNK))
+            except BlockingIOError:
+                await self._writable()
+                continue
+            self.sendfile_calls += 1
+            if n == 0:
+                raise EOFError(f"file ended {count} bytes early")
+            offset += n
+            count -= n
