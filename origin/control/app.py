@@ -1,0 +1,132 @@
+"""The control-plane aiohttp application: wiring only.
+
+`make_app(settings)` opens the store in a cleanup context (so tests and the CLI share one
+lifecycle), mounts the handlers, the OpenAPI document, /healthz and /metrics, and runs
+the heartbeat-history pruner in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from origin.control import http_appliances, http_titles
+from origin.control.auth import parse_bootstrap
+from origin.control.health import Liveness
+from origin.control.http_common import (
+    BOOTSTRAP,
+    CLOCK,
+    LIVENESS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+    Clock,
+    TokenCache,
+    errors_middleware,
+    log,
+    respond,
+)
+from origin.control.openapi import document_text
+from origin.control.settings import ControlSettings
+from origin.control.store import Store, open_store
+from vcdn.logs import event
+from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
+
+PRUNE_EVERY: Final = 60.0
+LATENCY_BUCKETS: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+REQUESTS = web.AppKey("control_requests_total", Counter)
+LATENCY = web.AppKey("control_request_seconds", Histogram)
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    start = time.perf_counter()
+    response = await handler(request)
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    request.app[REQUESTS].labels(request.method, name, str(response.status)).inc()
+    request.app[LATENCY].labels(request.method, name).observe(time.perf_counter() - start)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    version = await request.app[STORE].schema_version()
+    return respond({"status": "ok", "store": request.app[STORE].kind, "schema_version": version})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=document_text(), content_type="application/json")
+
+
+async def prune_loop(app: web.Application) -> None:
+    """Forget heartbeats older than the retention; a failure here never stops the server."""
+    while True:
+        await asyncio.sleep(PRUNE_EVERY)
+        try:
+            before = app[CLOCK]() - app[SETTINGS].heartbeat_retention
+            removed = await app[STORE].prune_heartbeats(before)
+            if removed:
+                event(log, "heartbeats_pruned", removed=removed)
+        except Exception:
+            log.exception("prune_failed")
+
+
+def make_app(
+    settings: ControlSettings, *, store: Store | None = None, clock: Clock = time.time
+) -> web.Application:
+    """The control API. Pass `store` to share an open store (it is then not closed here)."""
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware])
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[BOOTSTRAP] = parse_bootstrap(settings.tokens)
+    app[TOKENS] = TokenCache()
+    app[LIVENESS] = Liveness(
+        settings.heartbeat_interval, settings.stale_after_beats, settings.down_after_beats
+    )
+    app[http_appliances.CATALOG] = http_appliances.CatalogCache()
+    registry = new_registry()
+    app[REGISTRY_KEY] = registry
+    app[REQUESTS] = Counter(
+        "vcdn_control_requests",
+        "Control API requests.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    app[LATENCY] = Histogram(
+        "vcdn_control_request_seconds",
+        "Control API request latency.",
+        ["method", "route"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        owned = store is None
+        app[STORE] = await open_store(settings.db) if store is None else store
+        event(log, "store_open", kind=app[STORE].kind)
+        pruner = asyncio.create_task(prune_loop(app))
+        try:
+            yield
+        finally:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+            if owned:
+                await app[STORE].close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_routes(http_titles.routes)
+    app.router.add_routes(http_appliances.routes)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app

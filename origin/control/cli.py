@@ -1,0 +1,147 @@
+"""`vcdn control`: run the control API, or manage its tokens.
+
+    vcdn control [--db URL] [--host H] [--port P] [--config FILE.toml]
+    vcdn control token create --role ROLE [--appliance ID] [--label TEXT] [--db URL]
+
+The server prints where it listens on stdout, logs JSON on stderr, and on SIGTERM/SIGINT
+stops accepting, finishes what is in flight (a short grace period) and closes the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from origin.control.auth import ROLES, Principal, check_role, hash_token, new_token
+from origin.control.settings import ENV_PREFIX, ControlSettings
+from origin.control.store import open_store, redact
+from vcdn.errors import ConfigError
+from vcdn.logs import event, setup_logging
+from vcdn.settings import load_settings
+
+SHUTDOWN_GRACE: Final = 5.0
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> ControlSettings:
+    return load_settings(
+        ControlSettings, args.config, overrides={"db": args.db, **overrides}, env_prefix=ENV_PREFIX
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vcdn control",
+        description="Run the control-plane API (catalog, appliances, heartbeats, fill manifests).",
+        epilog="Subcommand: 'vcdn control token create --role ROLE' prints a new API token once. "
+        f"Bootstrap tokens for demos: {ENV_PREFIX}TOKENS='operator:SECRET,appliance:SECRET2'.",
+    )
+    p.add_argument(
+        "--db", help="sqlite:///PATH (default sqlite:///data/control.db) or postgresql://..."
+    )
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8090; 0 picks a free one)")
+    p.add_argument("--config", type=Path, help="settings file (TOML)")
+    return p
+
+
+def _token_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vcdn control token create",
+        description="Create an API token, store its hash, print the token once.",
+    )
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--appliance", help="bind an appliance token to this appliance id")
+    p.add_argument("--label", default="", help="a note for operators (who holds this token)")
+    p.add_argument("--db", help="database URL, as for the server")
+    p.add_argument("--config", type=Path, help="settings file (TOML)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["token"]:
+        return token_main(argv[1:])
+    args = _parser().parse_args(argv)
+    settings = _settings(args, host=args.host, port=args.port)
+    setup_logging("control", settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; pure asyncio also works
+        pass
+    asyncio.run(serve(settings))
+    return 0
+
+
+def token_main(argv: list[str]) -> int:
+    if argv[:1] != ["create"]:
+        print(
+            "usage: vcdn control token create --role ROLE [--appliance ID] [--db URL]",
+            file=sys.stderr,
+        )
+        return 2
+    args = _token_parser().parse_args(argv[1:])
+    if args.appliance and args.role != "appliance":
+        raise ConfigError("--appliance binds only tokens of the appliance role.")
+    settings = _settings(args)
+    principal = Principal(check_role(args.role), args.appliance or None)
+    token = new_token()
+
+    async def store_it() -> None:
+        store = await open_store(settings.db)
+        try:
+            await store.add_token(hash_token(token), principal, args.label, time.time())
+        finally:
+            await store.close()
+
+    asyncio.run(store_it())
+    print(token)
+    print(
+        f"Created a {args.role} token in {redact(settings.db)}; it is shown only this once.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def serve(settings: ControlSettings) -> None:
+    from origin.control.app import make_app
+    from origin.control.http_common import log
+
+    runner = web.AppRunner(
+        make_app(settings), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}."
+            ) from None
+        for addr in runner.addresses:
+            host, port = addr[0], addr[1]
+            shown = f"[{host}]" if ":" in host else host
+            print(
+                f"vcdn control listening on http://{shown}:{port} (store: {redact(settings.db)})",
+                flush=True,
+            )
+            event(log, "listening", host=host, port=port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        event(log, "stopping")
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+    event(log, "stopped")

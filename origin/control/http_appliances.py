@@ -1,0 +1,180 @@
+"""Handlers of the appliance registry: register, heartbeat, list (for steering), fill
+manifests, heartbeat history and popularity."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiohttp import web
+
+from origin.control import fill_plan, health, popularity
+from origin.control.auth import authorize
+from origin.control.http_common import (
+    CLOCK,
+    LIVENESS,
+    SETTINGS,
+    STORE,
+    log,
+    query_float,
+    query_int,
+    read_body,
+    require,
+    respond,
+)
+from origin.control.store import ApplianceRecord
+from origin.control.validate import check_heartbeat, check_id, check_registration
+from vcdn.errors import NotFound
+from vcdn.logs import event
+from vcdn.schemas import ApplianceView, Heartbeat, Registration, TitleManifest, encode
+
+REGISTRARS: Final = frozenset({"appliance", "operator"})
+BEATERS: Final = frozenset({"appliance"})
+LISTERS: Final = frozenset({"steering", "operator", "appliance"})
+FILLERS: Final = frozenset({"appliance", "operator"})
+OPERATORS: Final = frozenset({"operator"})
+SCORE_READERS: Final = frozenset({"operator", "steering"})
+HISTORY_LIMIT: Final = 1000
+SCORES_LIMIT: Final = 10_000
+
+routes = web.RouteTableDef()
+
+
+@dataclass
+class CatalogCache:
+    """The catalog as parsed manifests, reloaded only when its stamp changes."""
+
+    stamp: tuple[int, float] = (-1, 0.0)
+    titles: list[TitleManifest] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+CATALOG = web.AppKey("control_catalog_cache", CatalogCache)
+
+
+def view(request: web.Request, record: ApplianceRecord, now: float) -> ApplianceView:
+    state = health.state(record.last_heartbeat, record.reported_state, now, request.app[LIVENESS])
+    return record.view(state)
+
+
+async def known_appliance(request: web.Request, appliance: str) -> ApplianceRecord:
+    record = await request.app[STORE].get_appliance(appliance)
+    if record is None:
+        check_id(appliance, "appliance id")
+        raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")
+    return record
+
+
+@routes.post("/api/v1/appliances")
+async def register(request: web.Request) -> web.Response:
+    who = await require(request, REGISTRARS)  # 401 before reading a body from a stranger
+    registration = await read_body(request, Registration)
+    check_registration(registration)
+    authorize(who, REGISTRARS, appliance=registration.id)
+    now = request.app[CLOCK]()
+    record, created = await request.app[STORE].put_appliance(registration, now)
+    event(
+        log,
+        "appliance_registered",
+        appliance=registration.id,
+        site=registration.site,
+        created=created,
+    )
+    return respond(encode(view(request, record, now)), status=201 if created else 200)
+
+
+@routes.put("/api/v1/appliances/{id}/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    appliance = request.match_info["id"]
+    await require(request, BEATERS, appliance=appliance)
+    beat = await read_body(request, Heartbeat)
+    check_heartbeat(beat)
+    settings = request.app[SETTINGS]
+    now = request.app[CLOCK]()
+    known = await request.app[STORE].record_heartbeat(
+        appliance, beat, now, settings.popularity_half_life
+    )
+    if not known:
+        check_id(appliance, "appliance id")
+        raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")
+    state = health.state(now, beat.state, now, request.app[LIVENESS])
+    return respond({"state": state, "heartbeat_interval": settings.heartbeat_interval})
+
+
+@routes.get("/api/v1/appliances")
+async def list_appliances(request: web.Request) -> web.Response:
+    await require(request, LISTERS)
+    now = request.app[CLOCK]()
+    records = await request.app[STORE].list_appliances()
+    return respond(
+        {
+            "appliances": [encode(view(request, r, now)) for r in records],
+            "heartbeat_interval": request.app[SETTINGS].heartbeat_interval,
+            "generated_at": now,
+        }
+    )
+
+
+async def catalog(request: web.Request) -> list[TitleManifest]:
+    cache = request.app[CATALOG]
+    store = request.app[STORE]
+    async with cache.lock:
+        stamp = await store.catalog_stamp()
+        if stamp != cache.stamp:
+            cache.titles = await store.catalog()
+            cache.stamp = stamp
+        return cache.titles
+
+
+@routes.get("/api/v1/appliances/{id}/fill-manifest")
+async def fill_manifest(request: web.Request) -> web.Response:
+    appliance = request.match_info["id"]
+    await require(request, FILLERS, appliance=appliance)
+    store = request.app[STORE]
+    record = await known_appliance(request, appliance)
+    now = request.app[CLOCK]()
+    half_life = request.app[SETTINGS].popularity_half_life
+    table = popularity.by_site(popularity.current(await store.scores(), now, half_life))
+    everyone = [view(request, r, now) for r in await store.list_appliances()]
+    manifest = fill_plan.plan_one(
+        view(request, record, now), table, await catalog(request), everyone, now
+    )
+    return respond(encode(manifest))
+
+
+@routes.get("/api/v1/appliances/{id}/heartbeats")
+async def heartbeat_history(request: web.Request) -> web.Response:
+    await require(request, OPERATORS)
+    appliance = request.match_info["id"]
+    since = query_float(request, "since", 0.0)
+    limit = query_int(request, "limit", 100, 1, HISTORY_LIMIT)
+    await known_appliance(request, appliance)
+    rows = await request.app[STORE].heartbeats(appliance, since, limit)
+    return respond(
+        {
+            "appliance": appliance,
+            "heartbeats": [{"at": r.at, "heartbeat": r.heartbeat} for r in rows],
+        }
+    )
+
+
+@routes.get("/api/v1/popularity")
+async def scores(request: web.Request) -> web.Response:
+    await require(request, SCORE_READERS)
+    site = request.query.get("site")
+    if site is not None:
+        check_id(site, "site")
+    limit = query_int(request, "limit", 1000, 1, SCORES_LIMIT)
+    now = request.app[CLOCK]()
+    half_life = request.app[SETTINGS].popularity_half_life
+    current = popularity.current(await request.app[STORE].scores(site), now, half_life)
+    return respond(
+        {
+            "generated_at": now,
+            "half_life": half_life,
+            "scores": [
+                {"title": s.title, "site": s.site, "score": s.score} for s in current[:limit]
+            ],
+        }
+    )

@@ -1,0 +1,183 @@
+"""What every handler shares: app keys, JSON in and out, the caller's identity, errors.
+
+Errors leave handlers as `VcdnError`s and become ``{"error", "detail"}`` bodies in one
+middleware, so that no handler formats an error itself and no driver exception or bug
+escapes as an HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from aiohttp import web
+
+from origin.control.auth import Principal, authorize, bearer, hash_token
+from origin.control.health import Liveness
+from origin.control.settings import ControlSettings
+from origin.control.store import Store
+from vcdn.errors import ClientError, PayloadTooLarge, StoreError, VcdnError
+from vcdn.logs import event
+from vcdn.schemas import decode
+
+T = TypeVar("T")
+log = logging.getLogger("vcdn.control")
+
+Clock = Callable[[], float]
+TOKEN_CACHE_SECONDS: Final = 60.0
+JSON_TYPE: Final = "application/json"
+READ_CHUNK: Final = 64 * 1024
+
+
+@dataclass
+class TokenCache:
+    """Known tokens for a minute, so that a heartbeat does not cost a token query."""
+
+    entries: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+
+
+SETTINGS = web.AppKey("control_settings", ControlSettings)
+STORE = web.AppKey("control_store", Store)  # type: ignore[type-abstract]
+CLOCK = web.AppKey("control_clock", Callable[[], float])  # type: ignore[arg-type]
+BOOTSTRAP = web.AppKey("control_bootstrap_tokens", dict)
+TOKENS = web.AppKey("control_token_cache", TokenCache)
+LIVENESS = web.AppKey("control_liveness", Liveness)
+
+ERROR_CODES: Final = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": ERROR_CODES.get(status, "error"), "detail": detail}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StoreError as exc:
+        # Our database is unreachable or failed: the request was fine, try again later.
+        event(log, "store_error", logging.ERROR, path=request.path, detail=str(exc))
+        return error_response(503, str(exc), {"Retry-After": "5"})
+    except VcdnError as exc:
+        status = exc.status_hint if 400 <= exc.status_hint < 500 else 500
+        headers = {"WWW-Authenticate": 'Bearer realm="vcdn"'} if status == 401 else None
+        return error_response(status, str(exc), headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, detail or exc.reason, headers)
+    except Exception:
+        log.exception("unhandled_error", extra={"fields": {"path": request.path}})
+        return error_response(500, "The control server hit a bug; it has been logged.")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, bounded by `max_body`; bad JSON is the client's fault."""
+    limit = request.app[SETTINGS].max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The body is {request.content_length} bytes; the limit is {limit}.")
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await request.content.read(READ_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise ClientError("The body is empty; a JSON object is required.")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ClientError("The body is not UTF-8 text.") from None
+    except RecursionError:
+        raise ClientError("The body's JSON is nested too deeply.") from None
+    except ValueError as exc:
+        raise ClientError(f"The body is not valid JSON: {exc}.") from None
+
+
+async def read_body(request: web.Request, cls: type[T]) -> T:
+    return decode(cls, await read_json(request))
+
+
+def respond(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, separators=(",", ":")), status=status, content_type=JSON_TYPE
+    )
+
+
+async def caller(request: web.Request) -> Principal | None:
+    """Who sent the request, or None for an unknown token; raises if there is no token."""
+    token = bearer(request.headers.get("Authorization"))
+    digest = hash_token(token)
+    app = request.app
+    found = app[BOOTSTRAP].get(digest)
+    if found is not None:
+        return found
+    cache = app[TOKENS].entries
+    now = time.monotonic()
+    hit = cache.get(digest)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    principal = await app[STORE].principal(digest)
+    if principal is not None:
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)
+    return principal
+
+
+async def require(
+    request: web.Request, allowed: frozenset[str], appliance: str | None = None
+) -> Principal:
+    return authorize(await caller(request), allowed, appliance)
+
+
+def query_float(request: web.Request, name: str, default: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ClientError(
+            f"Query parameter '{name}' must be a number, not {text[:40]!r}."
+        ) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ClientError(f"Query parameter '{name}' must be a finite number.")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ClientError(
+            f"Query parameter '{name}' must be an integer, not {text[:40]!r}."
+        ) from None
+    if not low <= value <= high:
+        raise ClientError(f"Query parameter '{name}' must be between {low} and {high}.")
+    return value

@@ -1,0 +1,81 @@
+"""Handlers of the title catalog: `POST /titles` (packager), `GET /titles[/{id}]`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Final
+
+from aiohttp import web
+
+from origin.control.http_common import CLOCK, SETTINGS, STORE, log, read_body, require, respond
+from origin.control.popularity import decay
+from origin.control.validate import check_id, check_title
+from vcdn.errors import NotFound
+from vcdn.logs import event
+from vcdn.schemas import TitleManifest
+
+WRITERS: Final = frozenset({"packager", "operator"})
+READERS: Final = frozenset({"operator", "packager", "steering", "appliance"})
+
+routes = web.RouteTableDef()
+
+
+async def popularity_totals(request: web.Request) -> dict[str, float]:
+    """{title: score summed over sites, decayed to now}."""
+    settings = request.app[SETTINGS]
+    now = request.app[CLOCK]()
+    totals: dict[str, float] = {}
+    for s in await request.app[STORE].scores():
+        value = decay(s.score, s.updated_at, now, settings.popularity_half_life)
+        totals[s.title] = totals.get(s.title, 0.0) + value
+    return totals
+
+
+@routes.post("/api/v1/titles")
+async def post_title(request: web.Request) -> web.Response:
+    who = await require(request, WRITERS)
+    manifest = await read_body(request, TitleManifest)
+    check_title(manifest)
+    created = await request.app[STORE].put_title(manifest, request.app[CLOCK]())
+    event(
+        log,
+        "title_registered",
+        title=manifest.title,
+        created=created,
+        role=who.role,
+        files=len(manifest.files),
+        bytes=manifest.total_bytes,
+    )
+    return respond(
+        {
+            "title": manifest.title,
+            "created": created,
+            "files": len(manifest.files),
+            "total_bytes": manifest.total_bytes,
+        },
+        status=201 if created else 200,
+    )
+
+
+@routes.get("/api/v1/titles")
+async def list_titles(request: web.Request) -> web.Response:
+    await require(request, READERS)
+    summaries = await request.app[STORE].list_titles()
+    totals = await popularity_totals(request)
+    return respond(
+        {"titles": [asdict(s) | {"popularity": totals.get(s.title, 0.0)} for s in summaries]}
+    )
+
+
+@routes.get("/api/v1/titles/{id}")
+async def get_title(request: web.Request) -> web.Response:
+    await require(request, READERS)
+    title = request.match_info["id"]
+    text = await request.app[STORE].get_title(title)
+    if text is None:
+        check_id(title, "title")  # a malformed id is a 400, a well-formed unknown one a 404
+        raise NotFound(f"Title {title!r} is not registered.")
+    manifest = json.loads(text)
+    manifest["popularity"] = (await popularity_totals(request)).get(title, 0.0)
+    return respond(manifest)

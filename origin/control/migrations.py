@@ -1,0 +1,105 @@
+"""Versioned schema migrations, one list per dialect, applied in order at start.
+
+A migration is never edited once released: a change is a new, higher version. Each store
+records what it applied in ``schema_migrations`` and applies the rest inside one
+transaction (PostgreSQL also takes an advisory lock, so two servers starting at once do
+not race).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: str
+    postgres: str
+
+
+_V1_TABLES: Final = """
+CREATE TABLE titles (
+    id TEXT PRIMARY KEY,
+    manifest TEXT NOT NULL,
+    duration {real} NOT NULL,
+    format TEXT NOT NULL,
+    live {bool} NOT NULL,
+    version {int} NOT NULL,
+    renditions {int} NOT NULL,
+    files {int} NOT NULL,
+    total_bytes {int} NOT NULL,
+    registered_at {real} NOT NULL,
+    updated_at {real} NOT NULL
+);
+CREATE TABLE appliances (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    public_url TEXT NOT NULL,
+    capacity_bytes {int} NOT NULL,
+    asn {int} NOT NULL,
+    lat {real} NOT NULL,
+    lon {real} NOT NULL,
+    prefixes TEXT NOT NULL,
+    registered_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    last_heartbeat {real},
+    reported_state TEXT,
+    requests_per_s {real} NOT NULL DEFAULT 0,
+    bytes_per_s {real} NOT NULL DEFAULT 0,
+    connections {int} NOT NULL DEFAULT 0,
+    free_bytes {int} NOT NULL DEFAULT 0,
+    used_bytes {int} NOT NULL DEFAULT 0,
+    bytes_served {int} NOT NULL DEFAULT 0,
+    hit_ratio {real} NOT NULL DEFAULT 0
+);
+CREATE INDEX appliances_by_site ON appliances (site);
+CREATE TABLE heartbeats (
+    appliance_id TEXT NOT NULL,
+    at {real} NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX heartbeats_by_appliance ON heartbeats (appliance_id, at);
+CREATE INDEX heartbeats_by_time ON heartbeats (at);
+CREATE TABLE popularity (
+    title TEXT NOT NULL,
+    site TEXT NOT NULL,
+    score {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    PRIMARY KEY (title, site)
+);
+CREATE INDEX popularity_by_site ON popularity (site);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    subject TEXT,
+    label TEXT NOT NULL DEFAULT '',
+    created_at {real} NOT NULL
+);
+"""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "titles, appliances, heartbeats, popularity, tokens",
+        _V1_TABLES.format(real="REAL", int="INTEGER", bool="INTEGER"),
+        _V1_TABLES.format(real="DOUBLE PRECISION", int="BIGINT", bool="BOOLEAN"),
+    ),
+)
+
+LATEST: Final = MIGRATIONS[-1].version
+
+MIGRATIONS_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at {real} NOT NULL
+)
+"""
+
+
+def pending(applied: set[int]) -> list[Migration]:
+    """Migrations not yet applied, in order."""
+    return [m for m in MIGRATIONS if m.version not in applied]

@@ -1,0 +1,445 @@
+"""The OpenAPI 3.0 document of the control API, generated from the schema dataclasses.
+
+Types come from `vcdn.schemas` (the same classes `decode` checks against), so the document
+cannot drift from the decoder; the few checks `validate.py` adds on top are restated in
+`CONSTRAINTS`. Response bodies are closed (``additionalProperties: false``) so that the
+schemathesis run in the tests catches any field the server adds without documenting it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import types
+import typing
+from typing import Any, Final, Literal, get_args, get_origin
+
+from origin.control.validate import (
+    ID_PATTERN,
+    MAX_PATH_CHARS,
+    MAX_PREFIXES,
+    MAX_SIZE,
+    SHA256_PATTERN,
+)
+from vcdn.schemas import (
+    ApplianceView,
+    Check,
+    FileEntry,
+    FillManifest,
+    FillTitle,
+    Heartbeat,
+    Load,
+    Registration,
+    Rendition,
+    TitleManifest,
+)
+
+INT64: Final = {"minimum": -(2**63), "maximum": 2**63 - 1}
+NON_NEGATIVE: Final = {"minimum": 0}
+PATH: Final = {
+    "minLength": 1,
+    "maxLength": MAX_PATH_CHARS,
+    "pattern": r"^[^/\\\x00]+(/[^/\\\x00]+)*$",
+    "description": "A relative path inside the title; '.' and '..' segments are rejected.",
+}
+ID: Final = {"pattern": ID_PATTERN}
+
+CONSTRAINTS: Final[dict[tuple[str, str], dict[str, Any]]] = {
+    ("TitleManifest", "title"): ID,
+    ("TitleManifest", "duration"): NON_NEGATIVE,
+    ("TitleManifest", "segment_seconds"): NON_NEGATIVE,
+    ("FileEntry", "path"): PATH,
+    ("FileEntry", "size"): {"minimum": 0, "maximum": MAX_SIZE},
+    ("FileEntry", "sha256"): {"pattern": SHA256_PATTERN},
+    ("Rendition", "width"): NON_NEGATIVE,
+    ("Rendition", "height"): NON_NEGATIVE,
+    ("Rendition", "bandwidth"): NON_NEGATIVE,
+    ("Rendition", "average_bandwidth"): NON_NEGATIVE,
+    ("Rendition", "frame_rate"): NON_NEGATIVE,
+    ("Rendition", "playlist"): PATH,
+    ("Registration", "id"): ID,
+    ("Registration", "site"): ID,
+    ("Registration", "public_url"): {"pattern": "^https?://", "maxLength": 2048},
+    ("Registration", "capacity_bytes"): {"minimum": 0, "maximum": MAX_SIZE * 1024},
+    ("Registration", "asn"): {"minimum": 0, "maximum": 4294967295},
+    ("Registration", "lat"): {"minimum": -90, "maximum": 90},
+    ("Registration", "lon"): {"minimum": -180, "maximum": 180},
+    ("Registration", "prefixes"): {"maxItems": MAX_PREFIXES},
+    ("Heartbeat", "free_bytes"): NON_NEGATIVE,
+    ("Heartbeat", "used_bytes"): NON_NEGATIVE,
+    ("Heartbeat", "objects"): NON_NEGATIVE,
+    ("Heartbeat", "bytes_served"): NON_NEGATIVE,
+    ("Heartbeat", "hit_ratio"): {"minimum": 0, "maximum": 1},
+    ("Load", "requests_per_s"): NON_NEGATIVE,
+    ("Load", "bytes_per_s"): NON_NEGATIVE,
+    ("Load", "connections"): NON_NEGATIVE,
+}
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return _type_schema(args[0]) | {"nullable": True}
+    if origin is Literal:
+        values = list(get_args(hint))
+        return {"type": "string", "enum": values}
+    if origin in (list, tuple):
+        return {"type": "array", "items": _type_schema(get_args(hint)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(get_args(hint)[1])}
+    if dataclasses.is_dataclass(hint):
+        return {"$ref": f"#/components/schemas/{hint.__name__}"}
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        return {"type": "integer", "format": "int64", **INT64}
+    if hint is float:
+        return {"type": "number", "format": "double"}
+    if hint is str:
+        return {"type": "string"}
+    raise TypeError(f"no JSON schema for {hint!r}")
+
+
+def dataclass_schema(cls: type) -> dict[str, Any]:
+    """A closed JSON schema: fields without a default are required."""
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in dataclasses.fields(cls):
+        prop = _type_schema(hints[f.name])
+        extra = CONSTRAINTS.get((cls.__name__, f.name))
+        if extra:
+            prop = prop | extra
+        props[f.name] = prop
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(props) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+NUMBER: Final = {"type": "number"}
+STRING: Final = {"type": "string"}
+INTEGER: Final = {"type": "integer"}
+
+
+def _components() -> dict[str, Any]:
+    schemas: dict[str, Any] = {
+        cls.__name__: dataclass_schema(cls)
+        for cls in (
+            TitleManifest,
+            Rendition,
+            FileEntry,
+            Registration,
+            Load,
+            Check,
+            Heartbeat,
+            ApplianceView,
+            FillTitle,
+            FillManifest,
+        )
+    }
+    # Heartbeat title counts are keyed by title id and never negative.
+    counts = schemas["Heartbeat"]["properties"]["title_requests"]
+    counts["additionalProperties"] = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    counts["propertyNames"] = {"pattern": ID_PATTERN}
+    detail = copy.deepcopy(schemas["TitleManifest"])
+    detail["properties"]["popularity"] = NUMBER
+    detail["required"] = [*detail["required"], "popularity"]
+    schemas["TitleDetail"] = detail
+    schemas["TitleSummary"] = _obj(
+        {
+            "title": STRING,
+            "duration": NUMBER,
+            "format": {"type": "string", "enum": ["fmp4", "ts"]},
+            "live": {"type": "boolean"},
+            "version": INTEGER,
+            "renditions": INTEGER,
+            "files": INTEGER,
+            "total_bytes": INTEGER,
+            "registered_at": NUMBER,
+            "updated_at": NUMBER,
+            "popularity": NUMBER,
+        }
+    )
+    schemas["TitleList"] = _obj({"titles": {"type": "array", "items": _ref("TitleSummary")}})
+    schemas["TitleRegistered"] = _obj(
+        {
+            "title": STRING,
+            "created": {"type": "boolean"},
+            "files": INTEGER,
+            "total_bytes": INTEGER,
+        }
+    )
+    schemas["ApplianceList"] = _obj(
+        {
+            "appliances": {"type": "array", "items": _ref("ApplianceView")},
+            "heartbeat_interval": NUMBER,
+            "generated_at": NUMBER,
+        }
+    )
+    schemas["HeartbeatAck"] = _obj(
+        {
+            "state": {"type": "string", "enum": ["healthy", "stale", "draining", "down"]},
+            "heartbeat_interval": NUMBER,
+        }
+    )
+    schemas["HeartbeatHistory"] = _obj(
+        {
+            "appliance": STRING,
+            "heartbeats": {
+                "type": "array",
+                "items": _obj({"at": NUMBER, "heartbeat": _ref("Heartbeat")}),
+            },
+        }
+    )
+    schemas["Popularity"] = _obj(
+        {
+            "generated_at": NUMBER,
+            "half_life": NUMBER,
+            "scores": {
+                "type": "array",
+                "items": _obj({"title": STRING, "site": STRING, "score": NUMBER}),
+            },
+        }
+    )
+    schemas["Health"] = _obj({"status": STRING, "store": STRING, "schema_version": INTEGER})
+    schemas["Error"] = _obj(
+        {
+            "error": {"type": "string", "description": "A stable machine-readable code."},
+            "detail": {"type": "string", "description": "A sentence saying what to fix."},
+        }
+    )
+    return schemas
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+ERRORS: Final = {
+    "400": "Malformed request: bad JSON, a wrong type, a missing or unknown field, a bad id.",
+    "401": "No valid bearer token.",
+    "403": "The token's role may not do this (or is bound to another appliance).",
+    "404": "Unknown title or appliance.",
+    "413": "The body is larger than the server's limit.",
+    "503": "The database is unavailable; retry later.",
+}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    body: str | None = None,
+    codes: str = "401 403 503",
+    params: list[dict[str, Any]] | None = None,
+    roles: str = "",
+) -> dict[str, Any]:
+    responses = dict(ok)
+    for code in codes.split():
+        responses[code] = _error(ERRORS[code])
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if roles:
+        op["description"] = f"Roles: {roles}."
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return op
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+ID_PARAM: Final = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": ID_PATTERN},
+}
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    w = "400 401 403 413 503"
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "vcdn control API",
+            "version": "1",
+            "description": "Catalog, appliances, heartbeats, popularity and fill manifests.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/titles": {
+                "post": _op(
+                    "Register or replace a title (from `vcdn package --control`).",
+                    {
+                        "200": _json("Replaced.", "TitleRegistered"),
+                        "201": _json("Registered.", "TitleRegistered"),
+                    },
+                    body="TitleManifest",
+                    codes=w,
+                    roles="packager, operator",
+                ),
+                "get": _op(
+                    "List titles.", {"200": _json("Title summaries.", "TitleList")}, roles="any"
+                ),
+            },
+            "/api/v1/titles/{id}": {
+                "get": _op(
+                    "A title's manifest and its popularity.",
+                    {"200": _json("The manifest.", "TitleDetail")},
+                    codes="400 401 403 404 503",
+                    params=[ID_PARAM],
+                    roles="any",
+                ),
+            },
+            "/api/v1/appliances": {
+                "post": _op(
+                    "Register an appliance (idempotent: the same id updates it).",
+                    {
+                        "200": _json("Updated.", "ApplianceView"),
+                        "201": _json("Registered.", "ApplianceView"),
+                    },
+                    body="Registration",
+                    codes=w,
+                    roles="appliance, operator",
+                ),
+                "get": _op(
+                    "Every appliance with its computed state (for steering).",
+                    {"200": _json("Appliances.", "ApplianceList")},
+                    roles="steering, operator, appliance",
+                ),
+            },
+            "/api/v1/appliances/{id}/heartbeat": {
+                "put": _op(
+                    "Report health, load and per-title requests.",
+                    {"200": _json("The state the control plane now sees.", "HeartbeatAck")},
+                    body="Heartbeat",
+                    codes="400 401 403 404 413 503",
+                    params=[ID_PARAM],
+                    roles="appliance",
+                ),
+            },
+            "/api/v1/appliances/{id}/fill-manifest": {
+                "get": _op(
+                    "What this appliance should hold, most popular first.",
+                    {"200": _json("The fill manifest.", "FillManifest")},
+                    codes="400 401 403 404 503",
+                    params=[ID_PARAM],
+                    roles="appliance (its own id), operator",
+                ),
+            },
+            "/api/v1/appliances/{id}/heartbeats": {
+                "get": _op(
+                    "Stored heartbeats, oldest first.",
+                    {"200": _json("Heartbeat history.", "HeartbeatHistory")},
+                    codes="400 401 403 404 503",
+                    roles="operator",
+                    params=[
+                        ID_PARAM,
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "schema": {"type": "number"},
+                            "description": "Unix time; default 0.",
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                ),
+            },
+            "/api/v1/popularity": {
+                "get": _op(
+                    "Decayed per-title, per-site popularity scores, highest first.",
+                    {"200": _json("Scores.", "Popularity")},
+                    codes="400 401 403 503",
+                    roles="operator, steering",
+                    params=[
+                        {
+                            "name": "site",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": ID_PATTERN},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                    ],
+                ),
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.0 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness, with the store kind and schema version.",
+                    "security": [],
+                    "responses": {"200": _json("Up.", "Health"), "503": _error(ERRORS["503"])},
+                },
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics.",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                },
+            },
+        },
+        "components": {
+            "schemas": _components(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy: callers may not change the cached one)."""
+    return copy.deepcopy(_document())
+
+
+@functools.cache
+def document_text() -> str:
+    """The document as JSON text, serialised once."""
+    return json.dumps(_document(), separators=(",", ":"))

@@ -1,0 +1,29 @@
+"""Settings of `vcdn control`: one frozen dataclass, from TOML + ``VCDN_CONTROL_*`` + flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from origin.control.store import DEFAULT_DB
+from vcdn.settings import Bytes
+
+ENV_PREFIX: Final = "VCDN_CONTROL_"
+DEFAULT_PORT: Final = 8090
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    db: str = DEFAULT_DB
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    # Bootstrap tokens for embedded and demo use, "role:token,role@appliance-id:token";
+    # they work without a database entry (VCDN_CONTROL_TOKENS; never on the command line).
+    tokens: str = ""
+    heartbeat_interval: float = 10.0
+    stale_after_beats: float = 3.0
+    down_after_beats: float = 30.0
+    popularity_half_life: float = 12 * 3600.0
+    heartbeat_retention: float = 24 * 3600.0
+    max_body: Bytes = 8 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

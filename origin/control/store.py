@@ -1,0 +1,205 @@
+"""The store interface: one async Protocol, two implementations (SQLite, PostgreSQL).
+
+Handlers see only this interface; `open_store(url)` picks the implementation from the
+URL. Stores translate their driver's exceptions into `StoreError` at this boundary, and
+hand back plain frozen records, never driver rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+from origin.control.auth import Principal
+from origin.control.popularity import Score
+from vcdn.errors import ConfigError
+from vcdn.schemas import (
+    ApplianceState,
+    ApplianceView,
+    FileEntry,
+    HealthState,
+    Heartbeat,
+    Load,
+    Registration,
+    Rendition,
+    TitleManifest,
+)
+
+DEFAULT_DB: Final = "sqlite:///data/control.db"
+
+
+@dataclass(frozen=True, slots=True)
+class TitleSummary:
+    """One item of `GET /titles`: enough to list, without the file list."""
+
+    title: str
+    duration: float
+    format: str
+    live: bool
+    version: int
+    renditions: int
+    files: int
+    total_bytes: int
+    registered_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceRecord:
+    """An appliance as stored: its registration and what its last heartbeat said."""
+
+    registration: Registration
+    registered_at: float
+    last_heartbeat: float | None = None
+    reported_state: HealthState | None = None
+    load: Load = field(default_factory=Load)
+    free_bytes: int = 0
+    used_bytes: int = 0
+    bytes_served: int = 0
+    hit_ratio: float = 0.0
+
+    def view(self, state: ApplianceState) -> ApplianceView:
+        r = self.registration
+        return ApplianceView(
+            id=r.id,
+            site=r.site,
+            public_url=r.public_url,
+            capacity_bytes=r.capacity_bytes,
+            asn=r.asn,
+            lat=r.lat,
+            lon=r.lon,
+            prefixes=list(r.prefixes),
+            state=state,
+            last_heartbeat=self.last_heartbeat,
+            load=self.load,
+            free_bytes=self.free_bytes,
+            used_bytes=self.used_bytes,
+            bytes_served=self.bytes_served,
+            hit_ratio=self.hit_ratio,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRecord:
+    at: float
+    heartbeat: dict[str, Any]
+
+
+class Store(Protocol):
+    """What the control API needs from a database. Every method may raise StoreError."""
+
+    kind: str
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def put_title(self, manifest: TitleManifest, now: float) -> bool:
+        """Insert or replace; True if the title is new."""
+        ...
+
+    async def get_title(self, title: str) -> str | None:
+        """The manifest as the JSON text it was stored as."""
+        ...
+
+    async def list_titles(self) -> list[TitleSummary]: ...
+
+    async def catalog(self) -> list[TitleManifest]:
+        """Every title with its files, for fill planning."""
+        ...
+
+    async def catalog_stamp(self) -> tuple[int, float]:
+        """(count, last update): changes whenever the catalog does, cheap to ask."""
+        ...
+
+    async def put_appliance(
+        self, registration: Registration, now: float
+    ) -> tuple[ApplianceRecord, bool]:
+        """Insert or update (idempotent); the record and True if it is new."""
+        ...
+
+    async def get_appliance(self, appliance: str) -> ApplianceRecord | None: ...
+
+    async def list_appliances(self) -> list[ApplianceRecord]: ...
+
+    async def record_heartbeat(
+        self, appliance: str, heartbeat: Heartbeat, now: float, half_life: float
+    ) -> bool:
+        """Store the beat, its history row and the site's popularity; False if unknown."""
+        ...
+
+    async def heartbeats(self, appliance: str, since: float, limit: int) -> list[HeartbeatRecord]:
+        """Stored beats at or after `since`, oldest first."""
+        ...
+
+    async def prune_heartbeats(self, before: float) -> int: ...
+
+    async def scores(self, site: str | None = None) -> list[Score]:
+        """Popularity rows as stored (not yet decayed to now)."""
+        ...
+
+    async def add_token(
+        self, token_hash: str, principal: Principal, label: str, now: float
+    ) -> None: ...
+
+    async def principal(self, token_hash: str) -> Principal | None: ...
+
+
+# --- helpers shared by both implementations ---
+
+
+def manifest_json(manifest: TitleManifest) -> str:
+    from vcdn.schemas import encode
+
+    return json.dumps(encode(manifest), separators=(",", ":"))
+
+
+def manifest_from_trusted(text: str) -> TitleManifest:
+    """Rebuild a manifest we validated on the way in, without re-checking every field."""
+    d = json.loads(text)
+    d["renditions"] = [Rendition(**r) for r in d["renditions"]]
+    d["files"] = [FileEntry(**f) for f in d["files"]]
+    return TitleManifest(**d)
+
+
+def heartbeat_json(heartbeat: Heartbeat) -> str:
+    from vcdn.schemas import encode
+
+    return json.dumps(encode(heartbeat), separators=(",", ":"))
+
+
+async def open_store(url: str) -> Store:
+    """Open (and migrate) the store named by `url`: sqlite:///PATH or postgresql://..."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from origin.control.store_sqlite import SqliteStore
+
+        return await SqliteStore.open(sqlite_path(url))
+    if scheme in ("postgresql", "postgres"):
+        from origin.control.store_postgres import PostgresStore
+
+        return await PostgresStore.open(url)
+    raise ConfigError(
+        f"Database URL {redact(url)!r} is not supported; use sqlite:///PATH or postgresql://..."
+    )
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///data/x.db`` → ``data/x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    prefix = "sqlite:///"
+    if not url.lower().startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(
+            f"SQLite URLs look like sqlite:///PATH (relative) or sqlite:////PATH, not {url!r}"
+        )
+    return url[len(prefix) :]
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

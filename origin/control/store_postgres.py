@@ -1,0 +1,311 @@
+"""The PostgreSQL store, through asyncpg: for deployments that outgrow one machine.
+
+Several control servers may share one database: migrations run under an advisory lock,
+every write is one statement or one transaction, and a heartbeat is a single statement
+(data-modifying CTEs) so that it costs one round trip however many titles it reports.
+Extra query parameters of the URL become server settings (``?search_path=myschema``),
+which is how the tests give each run a schema of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import asyncpg
+
+from origin.control.auth import Principal, check_role
+from origin.control.migrations import MIGRATIONS_TABLE, pending
+from origin.control.popularity import LN2, Score
+from origin.control.store import (
+    ApplianceRecord,
+    HeartbeatRecord,
+    TitleSummary,
+    heartbeat_json,
+    manifest_from_trusted,
+    manifest_json,
+    redact,
+)
+from vcdn.errors import StoreError
+from vcdn.schemas import Heartbeat, Load, Registration, TitleManifest
+
+MIGRATION_LOCK: Final = 0x76636E64  # "vcdn": one advisory lock id for schema changes
+POOL_MAX: Final = 8
+CONNECT_TIMEOUT: Final = 10.0
+
+_APPLIANCE_COLUMNS: Final = (
+    "id, site, public_url, capacity_bytes, asn, lat, lon, prefixes, registered_at, "
+    "last_heartbeat, reported_state, requests_per_s, bytes_per_s, connections, "
+    "free_bytes, used_bytes, bytes_served, hit_ratio"
+)
+
+# One statement, one round trip: update the appliance, keep the beat, add to popularity.
+_HEARTBEAT: Final = f"""
+WITH a AS (
+    UPDATE appliances SET last_heartbeat = $2, reported_state = $3, requests_per_s = $4,
+        bytes_per_s = $5, connections = $6, free_bytes = $7, used_bytes = $8,
+        bytes_served = $9, hit_ratio = $10
+    WHERE id = $1 RETURNING site
+), h AS (
+    INSERT INTO heartbeats (appliance_id, at, body) SELECT $1, $2, $11 FROM a
+), p AS (
+    INSERT INTO popularity AS p (title, site, score, updated_at)
+    SELECT u.t, a.site, u.c, $2 FROM a, unnest($12::text[], $13::float8[]) AS u(t, c)
+    ON CONFLICT (title, site) DO UPDATE SET
+        score = p.score * exp(-{LN2!r} * greatest(0.0, excluded.updated_at - p.updated_at) / $14)
+            + excluded.score,
+        updated_at = greatest(p.updated_at, excluded.updated_at)
+)
+SELECT site FROM a
+"""
+
+
+def appliance_from_record(r: asyncpg.Record) -> ApplianceRecord:
+    return ApplianceRecord(
+        registration=Registration(
+            id=r["id"],
+            site=r["site"],
+            public_url=r["public_url"],
+            capacity_bytes=r["capacity_bytes"],
+            asn=r["asn"],
+            lat=r["lat"],
+            lon=r["lon"],
+            prefixes=json.loads(r["prefixes"]),
+        ),
+        registered_at=r["registered_at"],
+        last_heartbeat=r["last_heartbeat"],
+        reported_state=r["reported_state"],
+        load=Load(
+            requests_per_s=r["requests_per_s"],
+            bytes_per_s=r["bytes_per_s"],
+            connections=r["connections"],
+        ),
+        free_bytes=r["free_bytes"],
+        used_bytes=r["used_bytes"],
+        bytes_served=r["bytes_served"],
+        hit_ratio=r["hit_ratio"],
+    )
+
+
+class PostgresStore:
+    kind = "postgres"
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self._url = redact(url)
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStore:
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=POOL_MAX,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=30,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreError(f"Cannot connect to PostgreSQL at {redact(url)}: {exc}.") from None
+        except ValueError as exc:  # asyncpg's DSN parser
+            raise StoreError(f"PostgreSQL URL {redact(url)} is malformed: {exc}.") from None
+        store = cls(url, pool)
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; driver errors leave here as StoreError."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreError(f"PostgreSQL at {self._url} failed: {exc}.") from exc
+
+    async def _migrate(self) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(MIGRATIONS_TABLE.format(real="DOUBLE PRECISION"))
+            applied = {
+                r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+            }
+            for m in pending(applied):
+                await conn.execute(m.postgres)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                    m.version,
+                    m.description,
+                    time.time(),
+                )
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def schema_version(self) -> int:
+        async with self._conn() as conn:
+            return int(
+                await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            )
+
+    async def put_title(self, manifest: TitleManifest, now: float) -> bool:
+        m = manifest
+        async with self._conn() as conn:
+            # xmax = 0 only for a freshly inserted row: tells insert from update in one trip.
+            inserted = await conn.fetchval(
+                "INSERT INTO titles VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) "
+                "ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest, "
+                "duration = excluded.duration, format = excluded.format, live = excluded.live, "
+                "version = excluded.version, renditions = excluded.renditions, "
+                "files = excluded.files, total_bytes = excluded.total_bytes, "
+                "updated_at = excluded.updated_at RETURNING (xmax = 0)",
+                m.title,
+                manifest_json(m),
+                m.duration,
+                m.format,
+                m.live,
+                m.version,
+                len(m.renditions),
+                len(m.files),
+                m.total_bytes,
+                now,
+            )
+        return bool(inserted)
+
+    async def get_title(self, title: str) -> str | None:
+        async with self._conn() as conn:
+            value = await conn.fetchval("SELECT manifest FROM titles WHERE id = $1", title)
+        return None if value is None else str(value)
+
+    async def list_titles(self) -> list[TitleSummary]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id, duration, format, live, version, renditions, files, total_bytes, "
+                "registered_at, updated_at FROM titles ORDER BY id"
+            )
+        return [TitleSummary(*r) for r in rows]
+
+    async def catalog(self) -> list[TitleManifest]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT manifest FROM titles ORDER BY id")
+        return [manifest_from_trusted(r[0]) for r in rows]
+
+    async def catalog_stamp(self) -> tuple[int, float]:
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT count(*), coalesce(max(updated_at), 0) FROM titles")
+        return int(row[0]), float(row[1])
+
+    async def put_appliance(
+        self, registration: Registration, now: float
+    ) -> tuple[ApplianceRecord, bool]:
+        r = registration
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO appliances (id, site, public_url, capacity_bytes, asn, lat, lon, "
+                "prefixes, registered_at, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) "
+                "ON CONFLICT (id) DO UPDATE SET site = excluded.site, "
+                "public_url = excluded.public_url, capacity_bytes = excluded.capacity_bytes, "
+                "asn = excluded.asn, lat = excluded.lat, lon = excluded.lon, "
+                "prefixes = excluded.prefixes, updated_at = excluded.updated_at "
+                f"RETURNING {_APPLIANCE_COLUMNS}, (xmax = 0) AS created",
+                r.id,
+                r.site,
+                r.public_url,
+                r.capacity_bytes,
+                r.asn,
+                r.lat,
+                r.lon,
+                json.dumps(r.prefixes),
+                now,
+            )
+        return appliance_from_record(row), bool(row["created"])
+
+    async def get_appliance(self, appliance: str) -> ApplianceRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE id = $1", appliance
+            )
+        return None if row is None else appliance_from_record(row)
+
+    async def list_appliances(self) -> list[ApplianceRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")
+        return [appliance_from_record(r) for r in rows]
+
+    async def record_heartbeat(
+        self, appliance: str, heartbeat: Heartbeat, now: float, half_life: float
+    ) -> bool:
+        h = heartbeat
+        titles: Sequence[Any] = [t for t, c in h.title_requests.items() if c > 0]
+        counts = [float(h.title_requests[t]) for t in titles]
+        async with self._conn() as conn:
+            site = await conn.fetchval(
+                _HEARTBEAT,
+                appliance,
+                now,
+                h.state,
+                h.load.requests_per_s,
+                h.load.bytes_per_s,
+                h.load.connections,
+                h.free_bytes,
+                h.used_bytes,
+                h.bytes_served,
+                h.hit_ratio,
+                heartbeat_json(h),
+                titles,
+                counts,
+                half_life,
+            )
+        return site is not None
+
+    async def heartbeats(self, appliance: str, since: float, limit: int) -> list[HeartbeatRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT at, body FROM heartbeats WHERE appliance_id = $1 AND at >= $2 "
+                "ORDER BY at LIMIT $3",
+                appliance,
+                since,
+                limit,
+            )
+        return [HeartbeatRecord(r["at"], json.loads(r["body"])) for r in rows]
+
+    async def prune_heartbeats(self, before: float) -> int:
+        async with self._conn() as conn:
+            status = await conn.execute("DELETE FROM heartbeats WHERE at < $1", before)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def scores(self, site: str | None = None) -> list[Score]:
+        async with self._conn() as conn:
+            if site is None:
+                rows = await conn.fetch("SELECT title, site, score, updated_at FROM popularity")
+            else:
+                rows = await conn.fetch(
+                    "SELECT title, site, score, updated_at FROM popularity WHERE site = $1", site
+                )
+        return [Score(*r) for r in rows]
+
+    async def add_token(
+        self, token_hash: str, principal: Principal, label: str, now: float
+    ) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO tokens VALUES ($1, $2, $3, $4, $5)",
+                token_hash,
+                principal.role,
+                principal.subject,
+                label,
+                now,
+            )
+
+    async def principal(self, token_hash: str) -> Principal | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT role, subject FROM tokens WHERE hash = $1", token_hash
+            )
+        return None if row is None else Principal(check_role(row["role"]), row["subject"])

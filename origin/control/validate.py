@@ -1,0 +1,114 @@
+"""Checks beyond types, pure: what `vcdn.schemas.decode` cannot see.
+
+Ids travel in URL paths and file paths are handed to appliances that fetch them from the
+origin, so both are held to a small safe alphabet here, once, where data enters. The
+OpenAPI document states the same constraints (`openapi.CONSTRAINTS`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Final
+from urllib.parse import urlsplit
+
+from vcdn.errors import ClientError
+from vcdn.schemas import Heartbeat, Registration, TitleManifest
+
+ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
+_ID_RE: Final = re.compile(ID_PATTERN)
+_SHA_RE: Final = re.compile(SHA256_PATTERN)
+MAX_PATH_CHARS: Final = 1024
+MAX_PREFIXES: Final = 4096
+MAX_SIZE: Final = 2**50  # 1 PiB: keeps sums of sizes far inside a 64-bit column
+
+
+def check_id(value: str, what: str) -> str:
+    if not _ID_RE.match(value):
+        raise ClientError(
+            f"{what} {value[:64]!r} must be 1-128 characters of A-Z a-z 0-9 . _ - "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_relative_path(path: str, where: str) -> None:
+    """A path inside a title: relative, no '..', no backslash or NUL, not too long."""
+    if (
+        not path
+        or len(path) > MAX_PATH_CHARS
+        or path.startswith("/")
+        or "\\" in path
+        or "\0" in path
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise ClientError(f"'{where}' must be a relative path inside the title, not {path[:80]!r}")
+
+
+def check_title(m: TitleManifest) -> None:
+    check_id(m.title, "title")
+    for name, value in (("duration", m.duration), ("segment_seconds", m.segment_seconds)):
+        if value < 0:
+            raise ClientError(f"'{name}' must not be negative")
+    seen: set[str] = set()
+    for i, f in enumerate(m.files):
+        check_relative_path(f.path, f"files[{i}].path")
+        if f.path in seen:
+            raise ClientError(f"'files[{i}].path' repeats {f.path!r}")
+        seen.add(f.path)
+        if not 0 <= f.size <= MAX_SIZE:
+            raise ClientError(f"'files[{i}].size' must be between 0 and {MAX_SIZE}")
+        if not _SHA_RE.match(f.sha256):
+            raise ClientError(f"'files[{i}].sha256' must be 64 lowercase hex digits")
+    for i, r in enumerate(m.renditions):
+        check_relative_path(r.playlist, f"renditions[{i}].playlist")
+        if min(r.width, r.height, r.bandwidth, r.average_bandwidth) < 0 or r.frame_rate < 0:
+            raise ClientError(f"'renditions[{i}]' has a negative size, bandwidth or frame rate")
+
+
+def check_registration(r: Registration) -> None:
+    check_id(r.id, "appliance id")
+    check_id(r.site, "site")
+    url = urlsplit(r.public_url)
+    if url.scheme not in ("http", "https") or not url.hostname or len(r.public_url) > 2048:
+        raise ClientError("'public_url' must be an absolute http:// or https:// URL")
+    try:
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ClientError("'public_url' has an invalid port") from None
+    if not 0 <= r.capacity_bytes <= MAX_SIZE * 1024:
+        raise ClientError(f"'capacity_bytes' must be between 0 and {MAX_SIZE * 1024}")
+    if not 0 <= r.asn <= 4294967295:
+        raise ClientError("'asn' must be between 0 and 4294967295")
+    if not (-90.0 <= r.lat <= 90.0 and -180.0 <= r.lon <= 180.0):
+        raise ClientError("'lat' must be within ±90 and 'lon' within ±180")
+    if len(r.prefixes) > MAX_PREFIXES:
+        raise ClientError(f"at most {MAX_PREFIXES} client prefixes")
+    for i, prefix in enumerate(r.prefixes):
+        try:
+            ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            raise ClientError(f"'prefixes[{i}]' is not an IP prefix like 192.0.2.0/24") from None
+
+
+def check_heartbeat(h: Heartbeat) -> None:
+    load = h.load
+    numbers = {
+        "free_bytes": h.free_bytes,
+        "used_bytes": h.used_bytes,
+        "objects": h.objects,
+        "bytes_served": h.bytes_served,
+        "load.requests_per_s": load.requests_per_s,
+        "load.bytes_per_s": load.bytes_per_s,
+        "load.connections": load.connections,
+    }
+    for name, value in numbers.items():
+        if value < 0:
+            raise ClientError(f"'{name}' must not be negative")
+    if not 0.0 <= h.hit_ratio <= 1.0:
+        raise ClientError("'hit_ratio' must be between 0 and 1")
+    for title, count in h.title_requests.items():
+        check_id(title, "title in 'title_requests'")
+        if count < 0:
+            raise ClientError(f"'title_requests.{title}' must not be negative")
