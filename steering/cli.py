@@ -1,0 +1,114 @@
+"""`vcdn steering`: DNS (UDP+TCP) and the HTTP playback API, fed by the control API.
+
+Lifecycle: load settings → open the MaxMind databases → bind DNS and HTTP (printing where)
+→ poll the control plane until SIGTERM/SIGINT → close listeners, cancel the poller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from steering import dns_server
+from steering.geo import Geo
+from steering.http_api import make_app
+from steering.service import Steering
+from steering.settings import SteeringSettings
+from steering.sync import ControlClient
+from vcdn.errors import ConfigError
+from vcdn.logs import event, setup_logging
+from vcdn.settings import load_settings
+
+log = logging.getLogger("steering")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="vcdn steering",
+        description="Authoritative DNS (with EDNS Client Subnet) and an HTTP playback API "
+        "that send each client to the best healthy appliance. Secrets come from the "
+        "environment: VCDN_CONTROL_TOKEN and VCDN_SIGNING_KEYS ('kid:secret,...').",
+    )
+    p.add_argument("--config", type=Path, help="TOML settings file")
+    p.add_argument("--control", help="control API base URL, e.g. http://127.0.0.1:8100")
+    p.add_argument("--zone", help="the zone we are authoritative for, e.g. cdn.example.")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--dns-port", type=int, help="DNS port, UDP and TCP (default 5300; 0 = any)")
+    p.add_argument("--http-port", type=int, help="HTTP port (default 8300; 0 = any)")
+    p.add_argument("--geoip-city", help="MaxMind City database (.mmdb)")
+    p.add_argument("--geoip-asn", help="MaxMind ASN database (.mmdb)")
+    p.add_argument("--origin-url", help="origin base URL, the playback API's last resort")
+    p.add_argument("--default-site", help="site for clients nothing else places")
+    p.add_argument("--ttl", type=int, help="TTL of steered answers in seconds (default 20)")
+    p.add_argument("--answers", type=int, help="addresses per A/AAAA answer (default 2)")
+    p.add_argument("--poll-interval", type=float, help="control API poll period (default 2)")
+    return p.parse_args(argv)
+
+
+async def serve(settings: SteeringSettings) -> None:
+    geo = Geo(settings.geoip_city, settings.geoip_asn)
+    steering = Steering(settings, geo)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with aiohttp.ClientSession() as session:
+        control = ControlClient(session, settings.control, settings.control_token)
+        runner = web.AppRunner(make_app(steering, control), access_log=None)
+        await runner.setup()
+        try:
+            udp, tcp, dns_port = await dns_server.start(steering.responder, settings.host,
+                                                        settings.dns_port)
+            site = web.TCPSite(runner, settings.host, settings.http_port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"Cannot listen on {settings.host} (DNS port {settings.dns_port}, HTTP port "
+                f"{settings.http_port}): {exc.strerror or exc}."
+            ) from None
+        http_port = runner.addresses[0][1]
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        print(f"vcdn steering: DNS on {host}:{dns_port} (UDP and TCP) for zone "
+              f"{settings.zone}; HTTP on http://{host}:{http_port}", flush=True)
+        event(log, "listening", dns_port=dns_port, http_port=http_port, zone=settings.zone)
+        poller = asyncio.create_task(steering.poll_loop(control))
+        try:
+            await stop.wait()
+        finally:
+            event(log, "stopping")
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            udp.close()
+            tcp.close()
+            await tcp.wait_closed()
+            await runner.cleanup()
+            geo.close()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    overrides = {
+        "control": args.control, "zone": args.zone, "host": args.host,
+        "dns_port": args.dns_port, "http_port": args.http_port,
+        "geoip_city": args.geoip_city, "geoip_asn": args.geoip_asn,
+        "origin_url": args.origin_url, "default_site": args.default_site,
+        "ttl": args.ttl, "answers": args.answers, "poll_interval": args.poll_interval,
+    }
+    settings = load_settings(SteeringSettings, args.config, overrides=overrides)
+    setup_logging("steering")
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+    return 0

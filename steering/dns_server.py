@@ -1,0 +1,94 @@
+"""asyncio UDP and TCP transports for the DNS responder: thin adapters, no DNS logic.
+
+UDP: one datagram in, at most one out. TCP (RFC 7766): two-byte length prefix, several
+queries per connection, closed after an idle timeout so idle clients cannot pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any, Final
+
+from steering.dns_answer import Responder
+from vcdn.logs import event
+
+log = logging.getLogger(__name__)
+
+TCP_IDLE_SECONDS: Final = 10.0  # RFC 7766 §6.2.3 suggests seconds, not minutes
+TCP_MAX_CONNECTIONS: Final = 256
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("errors", "responder", "transport")
+
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+        self.errors = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            resp = self.responder.answer(data, addr[0])
+        except Exception:  # a bug must cost one answer, never the server
+            self.errors += 1
+            log.exception("dns_answer_failed")
+            return
+        if resp is not None and self.transport is not None:
+            self.transport.sendto(resp, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        event(log, "dns_udp_error", level=logging.DEBUG, error=str(exc))
+
+
+class TcpServer:
+    """Serves length-prefixed queries; counts connections to bound them."""
+
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = peer[0] if peer else "0.0.0.0"
+        if self.connections >= TCP_MAX_CONNECTIONS:
+            writer.close()
+            return
+        self.connections += 1
+        try:
+            while True:
+                async with asyncio.timeout(TCP_IDLE_SECONDS):
+                    (length,) = struct.unpack("!H", await reader.readexactly(2))
+                    query = await reader.readexactly(length)
+                try:
+                    resp = self.responder.answer(query, ip, tcp=True)
+                except Exception:
+                    log.exception("dns_answer_failed")
+                    break
+                if resp is None:
+                    break  # RFC 7766 §7: nothing sensible to say, close
+                writer.write(struct.pack("!H", len(resp)) + resp)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+
+
+async def start(
+    responder: Responder, host: str, port: int
+) -> tuple[asyncio.DatagramTransport, asyncio.Server, int]:
+    """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows)."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: UdpProtocol(responder), local_addr=(host, port)
+    )
+    bound = transport.get_extra_info("sockname")[1]
+    tcp = TcpServer(responder)
+    server = await asyncio.start_server(tcp.handle, host, bound, reuse_address=True)
+    return transport, server, bound

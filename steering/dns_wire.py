@@ -1,0 +1,131 @@
+"""The DNS query hot path, parsed by hand from the wire: pure, no I/O.
+
+dnspython spends tens of microseconds turning a query with an OPT record into objects;
+the fields that decide an answer (question, EDNS payload size, EDNS Client Subnet) can be
+read in a few. `parse` accepts only the common, well-formed shape (RFC 1035 §4.1 header
+with one question, at most one additional record that is an EDNS0 OPT, RFC 6891) and
+returns None for anything else, so that the caller hands it to dnspython, which handles
+(and rejects) the unusual with care.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+HEADER_LEN: Final = 12
+MAX_QUERY: Final = 4096  # a larger "query" is junk or an attack; dnspython gets to reject it
+TYPE_OPT: Final = 41
+OPTION_ECS: Final = 8  # RFC 7871 §6
+FAMILY_BITS: Final = {1: 32, 2: 128}
+_COUNTS_NO_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_COUNTS_ONE_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+
+
+class Query(NamedTuple):
+    question: bytes  # qname + qtype + qclass exactly as sent (case kept for the echo)
+    qtype: int
+    qclass: int
+    edns: bool
+    payload: int  # the requester's UDP payload size (RFC 6891 §6.2.3), 512 without EDNS
+    ecs: bytes | None  # ECS option data: family, source, scope, address (validated)
+
+
+def parse(q: bytes) -> Query | None:
+    """The fields of a plain query, or None when the query needs the careful path."""
+    n = len(q)
+    if n < HEADER_LEN + 5 or n > MAX_QUERY:
+        return None
+    # Byte 2: QR, opcode (4 bits), AA, TC, RD. Only a standard query (QR=0, opcode 0).
+    if q[2] & 0xFE:
+        return None
+    counts = q[4:12]
+    if counts == _COUNTS_NO_ADDITIONAL:
+        edns = False
+    elif counts == _COUNTS_ONE_ADDITIONAL:
+        edns = True
+    else:
+        return None
+    i = HEADER_LEN
+    while True:
+        length = q[i]
+        if length == 0:
+            break
+        if length > 63:  # a compression pointer or reserved label type: careful path
+            return None
+        i += length + 1
+        if i >= n:
+            return None
+    end = i + 5
+    if end > n:
+        return None
+    qtype = (q[i + 1] << 8) | q[i + 2]
+    qclass = (q[i + 3] << 8) | q[i + 4]
+    question = q[HEADER_LEN:end]
+    if not edns:
+        return Query(question, qtype, qclass, False, 512, None) if end == n else None
+    # OPT RR (RFC 6891 §6.1.2): root name, TYPE 41, CLASS = payload, TTL = ext-rcode,
+    # version, DO+Z; then RDLEN and the options.
+    if end + 11 > n or q[end] != 0 or q[end + 1] != 0 or q[end + 2] != TYPE_OPT:
+        return None
+    payload = (q[end + 3] << 8) | q[end + 4]
+    if q[end + 6] != 0:  # EDNS version: anything but 0 gets BADVERS from the careful path
+        return None
+    rdlen = (q[end + 9] << 8) | q[end + 10]
+    j = end + 11
+    if j + rdlen != n:
+        return None
+    ecs: bytes | None = None
+    while j < n:
+        if j + 4 > n:
+            return None
+        code = (q[j] << 8) | q[j + 1]
+        olen = (q[j + 2] << 8) | q[j + 3]
+        j += 4
+        if j + olen > n:
+            return None
+        if code == OPTION_ECS:
+            if ecs is not None:
+                return None
+            ecs = q[j : j + olen]
+            if not valid_ecs(ecs):
+                return None
+        j += olen
+    return Query(question, qtype, qclass, True, max(512, payload), ecs)
+
+
+def valid_ecs(data: bytes) -> bool:
+    """RFC 7871 §6: known family, source within it, scope 0 in a query, address exactly
+    ceil(source/8) bytes with the bits past the source prefix zero."""
+    if len(data) < 4:
+        return False
+    family = (data[0] << 8) | data[1]
+    source, scope = data[2], data[3]
+    bits = FAMILY_BITS.get(family)
+    if bits is None or source > bits or scope != 0:
+        return False
+    addr = data[4:]
+    if len(addr) != (source + 7) // 8:
+        return False
+    if source % 8 and addr[-1] & (0xFF >> (source % 8)):
+        return False
+    return True
+
+
+def ecs_network(data: bytes) -> tuple[int, int, int]:
+    """(IP version, address as int, source prefix length) of a valid ECS option."""
+    family = (data[0] << 8) | data[1]
+    bits = FAMILY_BITS[family]
+    raw = data[4:]
+    addr = int.from_bytes(raw + bytes(bits // 8 - len(raw)), "big")
+    return (4 if family == 1 else 6), addr, data[2]
+
+
+def qname_labels(question: bytes) -> list[bytes]:
+    """The labels of the question's name, lower-cased (question from a parsed Query)."""
+    labels: list[bytes] = []
+    i = 0
+    while question[i]:
+        length = question[i]
+        labels.append(question[i + 1 : i + 1 + length].lower())
+        i += length + 1
+    return labels

@@ -1,0 +1,185 @@
+"""Client → ranked appliances, pure: the mapping policy of steering.
+
+Order of evidence (Open Connect and Traffic Router alike): the ISP's own prefixes
+(longest-prefix match), else appliances in the client's ASN, else the nearest sites by
+great-circle distance from the client's MaxMind City location, else a default site. The
+remaining sites follow, nearest to the chosen one first, so a client always has somewhere
+to go. A saturated site sheds a share of its clients (picked by hashing the client's
+subnet, so the choice is stable) to the next site: capacity-aware spill that grows with
+the overload instead of moving everyone at once onto one neighbour.
+
+Within a site, a title is ranked with `vcdn.hashing.rank` (rendezvous), the very function
+the fill planner uses, so requests land where the fill put the bytes; appliances at or
+over saturation drop to the end of their site. Without a title (DNS), the key is the
+client's subnet and the weights are each appliance's spare capacity, which spreads
+resolvers in proportion to headroom.
+
+The decision also reports `scope`: how many leading bits of the client address it
+depended on, which is the ECS scope prefix of RFC 7871 §7.2.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from steering.geo import Location
+from steering.prefixes import BITS
+from steering.view import Node, Site, SteeringView
+from vcdn.hashing import rank
+
+Reason = Literal["prefix", "asn", "geo", "default", "none"]
+EARTH_RADIUS_KM: Final = 6371.0
+MIN_WEIGHT: Final = 0.05
+
+
+class GeoLookup(Protocol):
+    def location(self, ip: str) -> tuple[Location | None, int]: ...
+    def asn(self, ip: str) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A client network: `source_len` leading bits of `addr` are known (ECS source prefix)."""
+
+    version: int
+    addr: int
+    source_len: int
+
+    @classmethod
+    def of(cls, ip: str, source_len: int | None = None) -> Client:
+        a = ipaddress.ip_address(ip)
+        width = BITS[a.version]
+        n = width if source_len is None else max(0, min(width, source_len))
+        return cls(a.version, int(a) >> (width - n) << (width - n), n)
+
+    @property
+    def text(self) -> str:
+        return str(ipaddress.ip_address(self.addr) if self.version == 4 else
+                   ipaddress.IPv6Address(self.addr))
+
+    def bucket(self, bits: int) -> str:
+        """The client's network at `bits` leading bits, as a hashing key."""
+        width = BITS[self.version]
+        bits = min(bits, self.source_len)
+        return f"{self.version}:{self.addr >> (width - bits) if bits else 0}/{bits}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    default_site: str = ""
+    dispersion: int = 1
+    saturation: float = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    nodes: tuple[Node, ...]  # best first: the chosen site's appliances, then the next sites'
+    sites: tuple[str, ...]
+    reason: Reason
+    scope: int
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _unit(key: str) -> float:
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def _shed_share(util: float, saturation: float) -> float:
+    if util < saturation:
+        return 0.0
+    if saturation >= 1.0 or util >= 1.0:
+        return 1.0
+    return (util - saturation) / (1.0 - saturation)
+
+
+def _by_distance(sites: list[Site], lat: float, lon: float) -> list[Site]:
+    return sorted(sites, key=lambda s: (distance_km(lat, lon, s.lat, s.lon), s.name))
+
+
+def _site_order(
+    client: Client, view: SteeringView, geo: GeoLookup | None, policy: Policy
+) -> tuple[list[Site], Reason, int]:
+    ip = client.text
+    match = view.prefixes.lookup(client.version, client.addr)
+    scope = match.scope
+    if match.value:
+        primary = [view.sites[s] for s in match.value if s in view.sites]
+        if primary:
+            return sorted(primary, key=lambda s: (s.utilization, s.name)), "prefix", scope
+    loc, loc_len = geo.location(ip) if geo else (None, 0)
+    number, asn_len = geo.asn(ip) if geo else (0, 0)
+    scope = max(scope, asn_len)
+    asn_sites = [view.sites[s] for s in view.asn_sites.get(number, ()) if s in view.sites]
+    if asn_sites:
+        if len(asn_sites) > 1 and loc is not None:
+            return _by_distance(asn_sites, loc.lat, loc.lon), "asn", max(scope, loc_len)
+        return sorted(asn_sites, key=lambda s: s.name), "asn", scope
+    scope = max(scope, loc_len)
+    if loc is not None and view.sites:
+        return _by_distance(list(view.sites.values()), loc.lat, loc.lon), "geo", scope
+    if policy.default_site in view.sites:
+        return [view.sites[policy.default_site]], "default", scope
+    return sorted(view.sites.values(), key=lambda s: s.name), "none", scope
+
+
+def _rank_site(site: Site, client: Client, key_bits: int, title: str | None,
+               policy: Policy) -> list[Node]:
+    ids = [n.id for n in site.nodes]
+    by_id = {n.id: n for n in site.nodes}
+    if title is None:
+        weights = {n.id: max(MIN_WEIGHT, 1.0 - n.utilization) for n in site.nodes}
+        ranked = [by_id[i] for i in rank(client.bucket(key_bits), ids, weights)]
+    else:
+        ranked = [by_id[i] for i in rank(title, ids)]
+        d = min(policy.dispersion, len(ranked))
+        if d > 1:
+            k = int(_unit(f"{title}\0{client.bucket(key_bits)}") * d)
+            ranked[:d] = ranked[k:d] + ranked[:k]
+    # Saturated appliances go last in their site, keeping their relative order.
+    return [n for n in ranked if n.utilization < policy.saturation] + [
+        n for n in ranked if n.utilization >= policy.saturation
+    ]
+
+
+def select(
+    client: Client,
+    view: SteeringView,
+    geo: GeoLookup | None,
+    policy: Policy = Policy(),
+    title: str | None = None,
+) -> Decision:
+    """Rank the healthy appliances for `client` (and `title`, for HTTP)."""
+    primary, reason, scope = _site_order(client, view, geo, policy)
+    scope = min(scope, client.source_len) if client.source_len else 0
+    chosen = {s.name for s in primary}
+    if primary:
+        anchor = primary[0]
+        rest = [s for s in view.sites.values() if s.name not in chosen]
+        primary = primary + _by_distance(rest, anchor.lat, anchor.lon)
+    bucket = client.bucket(scope)
+    ordered: list[Site] = []
+    pending: list[Site] = []
+    for site in primary:
+        if _unit(f"{site.name}\0{bucket}") < _shed_share(site.utilization, policy.saturation):
+            pending.append(site)  # this client's share of the overload goes to the next site
+        else:
+            ordered.append(site)
+            ordered.extend(pending)
+            pending = []
+    ordered.extend(pending)
+    nodes: list[Node] = []
+    for site in ordered:
+        nodes.extend(_rank_site(site, client, scope, title, policy))
+    return Decision(tuple(nodes), tuple(s.name for s in ordered), reason, scope)

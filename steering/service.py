@@ -1,0 +1,143 @@
+"""The running state of steering: the current view, the DNS responder bound to it, the
+known-titles cache, and the control-plane status that `/healthz` and metrics report.
+
+The poll loop fetches (sync.py), builds a new immutable view (view.py) and swaps it in
+with one assignment; on failure the last good view stays in service and the failure is
+recorded, because answering from a slightly old view beats answering nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from steering.dns_answer import Responder, ZoneConfig
+from steering.geo import Geo
+from steering.select import Client, Decision, Policy, select
+from steering.settings import SteeringSettings
+from steering.sync import ApplianceList, ControlClient, resolve_hosts
+from steering.view import Capacity, SteeringView, build_view, host_of, literal_addresses
+from vcdn.errors import UpstreamError
+from vcdn.logs import event
+from vcdn.tokens import parse_keys
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_TITLE_SECONDS: Final = 5.0  # an unknown title may be published any moment
+
+
+@dataclass
+class ControlStatus:
+    last_ok: float | None = None
+    last_error: str = ""
+    errors: int = 0
+    polls: int = 0
+
+
+class Steering:
+    def __init__(self, settings: SteeringSettings, geo: Geo | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.geo = geo
+        self.clock = clock
+        self.keys = parse_keys(settings.signing_keys)
+        self.policy = Policy(settings.default_site, settings.dispersion, settings.saturation)
+        self.capacity = Capacity(settings.appliance_max_bytes_per_s,
+                                 settings.appliance_max_requests_per_s)
+        self.view: SteeringView = build_view([])
+        self.status = ControlStatus()
+        self._resolved: dict[str, tuple[str, ...]] = {}
+        self._titles: dict[str, tuple[bool, float]] = {}
+        self.responder = Responder(
+            ZoneConfig.make(
+                settings.zone,
+                service_names=frozenset(n.lower() for n in settings.service_names),
+                ns_addresses=settings.ns_addresses,
+                ttl=settings.ttl,
+                negative_ttl=settings.negative_ttl,
+                answers=settings.answers,
+                udp_payload=settings.udp_payload,
+                serial=int(clock()),
+            ),
+            self._decider(self.view),
+        )
+
+    def _decider(self, view: SteeringView) -> Callable[[Client], Decision]:
+        geo, policy = self.geo, self.policy
+        return lambda client: select(client, view, geo, policy)
+
+    def decide(self, client: Client, title: str | None = None) -> Decision:
+        return select(client, self.view, self.geo, self.policy, title)
+
+    def install(self, applist: ApplianceList) -> SteeringView:
+        """Swap in a view of `applist` (host names must already be in the resolved map)."""
+        view = build_view(
+            applist.appliances, self._resolved, capacity=self.capacity,
+            version=self.view.version + 1, heartbeat_interval=applist.heartbeat_interval,
+            generated_at=applist.generated_at,
+        )
+        self.view = view
+        self.responder.set_decide(self._decider(view))
+        return view
+
+    @property
+    def poll_interval(self) -> float:
+        # Poll at least twice per heartbeat interval, so that an appliance the control plane
+        # marks stale leaves the answers within two heartbeat intervals.
+        return min(self.settings.poll_interval, max(0.1, self.view.heartbeat_interval / 2))
+
+    def stale(self) -> bool:
+        """True when the view is older than a few polls (control plane unreachable)."""
+        last = self.status.last_ok
+        return last is None or self.clock() - last > 3 * self.poll_interval + 5.0
+
+    async def poll_once(self, control: ControlClient) -> bool:
+        self.status.polls += 1
+        try:
+            applist = await control.fetch_appliances()
+            names = {host_of(a.public_url) for a in applist.appliances}
+            names = {h for h in names if h and literal_addresses(h) is None}
+            missing = names - set(self._resolved)
+            if missing:  # resolved once, when an appliance first appears
+                self._resolved.update(await resolve_hosts(missing))
+        except UpstreamError as exc:
+            self.status.errors += 1
+            if exc.message != self.status.last_error:
+                event(log, "control_poll_failed", level=logging.WARNING, error=exc.message)
+            self.status.last_error = exc.message
+            return False
+        old = self.view
+        view = self.install(applist)
+        self.status.last_ok = self.clock()
+        self.status.last_error = ""
+        if set(old.nodes) != set(view.nodes) or old.version == 0:
+            event(log, "view_changed", version=view.version, usable=sorted(view.nodes),
+                  dropped=list(view.dropped))
+        return True
+
+    async def poll_loop(self, control: ControlClient) -> None:
+        while True:
+            await self.poll_once(control)
+            await asyncio.sleep(self.poll_interval)
+
+    async def title_known(self, control: ControlClient, title: str) -> bool:
+        """Whether the control plane knows `title`, cached (positive answers longer)."""
+        now = self.clock()
+        cached = self._titles.get(title)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            known = await control.title_exists(title)
+        except UpstreamError:
+            if cached is not None:
+                return cached[0]  # a stale answer beats none while the control plane is down
+            raise
+        ttl = self.settings.title_cache_seconds if known else NEGATIVE_TITLE_SECONDS
+        if len(self._titles) > 100_000:
+            self._titles.clear()
+        self._titles[title] = (known, now + ttl)
+        return known

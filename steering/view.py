@@ -1,0 +1,155 @@
+"""An immutable snapshot of the appliances steering may use, with precomputed indexes.
+
+Built once per control-API poll and swapped atomically (one attribute assignment), so a
+query never sees half of an update. Only healthy appliances enter the indexes: stale,
+draining and down appliances are dropped here, once, instead of on every query.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from steering.prefixes import PrefixTable
+from vcdn.schemas import ApplianceView
+
+USABLE_STATES: Final = frozenset({"healthy"})
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What one appliance can serve; its reported load is measured against this."""
+
+    max_bytes_per_s: float = 1.25e9
+    max_requests_per_s: float = 20000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    site: str
+    public_url: str
+    asn: int
+    lat: float
+    lon: float
+    utilization: float  # 0 idle .. 1 at capacity (may exceed 1)
+    addrs4: tuple[str, ...]
+    addrs6: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    nodes: tuple[Node, ...]
+    lat: float
+    lon: float
+    utilization: float  # mean of its nodes'
+
+
+@dataclass(frozen=True)
+class SteeringView:
+    sites: Mapping[str, Site]
+    nodes: Mapping[str, Node]
+    prefixes: PrefixTable[tuple[str, ...]]
+    asn_sites: Mapping[int, tuple[str, ...]]
+    version: int = 0
+    heartbeat_interval: float = 10.0
+    generated_at: float = 0.0
+    dropped: tuple[str, ...] = field(default=())  # ids left out (not healthy)
+
+
+def host_of(public_url: str) -> str:
+    """The host part of an appliance's public URL (brackets of IPv6 literals removed)."""
+    return urlsplit(public_url).hostname or ""
+
+
+def literal_addresses(host: str) -> tuple[str, ...] | None:
+    """The host itself when it is an IP literal; None when it is a name to resolve."""
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        return None
+
+
+def utilization(a: ApplianceView, cap: Capacity) -> float:
+    by_bytes = a.load.bytes_per_s / cap.max_bytes_per_s if cap.max_bytes_per_s > 0 else 0.0
+    by_reqs = (
+        a.load.requests_per_s / cap.max_requests_per_s if cap.max_requests_per_s > 0 else 0.0
+    )
+    return max(0.0, by_bytes, by_reqs)
+
+
+def _mean_location(nodes: Iterable[Node]) -> tuple[float, float]:
+    # Mean of unit vectors: correct across the antimeridian, unlike averaging degrees.
+    x = y = z = 0.0
+    for n in nodes:
+        la, lo = math.radians(n.lat), math.radians(n.lon)
+        x += math.cos(la) * math.cos(lo)
+        y += math.cos(la) * math.sin(lo)
+        z += math.sin(la)
+    return math.degrees(math.atan2(z, math.hypot(x, y))), math.degrees(math.atan2(y, x))
+
+
+def build_view(
+    appliances: Iterable[ApplianceView],
+    resolved: Mapping[str, tuple[str, ...]] | None = None,
+    *,
+    capacity: Capacity | None = None,
+    version: int = 0,
+    heartbeat_interval: float = 10.0,
+    generated_at: float = 0.0,
+) -> SteeringView:
+    """Index the healthy appliances; `resolved` maps host names of public URLs to addresses."""
+    cap = capacity or Capacity()
+    resolved = resolved or {}
+    nodes: dict[str, Node] = {}
+    dropped: list[str] = []
+    prefix_sites: dict[str, list[str]] = {}
+    for a in appliances:
+        if a.state not in USABLE_STATES:
+            dropped.append(a.id)
+            continue
+        host = host_of(a.public_url)
+        addrs = literal_addresses(host)
+        if addrs is None:
+            addrs = resolved.get(host, ())
+        v4 = tuple(x for x in addrs if ":" not in x)
+        v6 = tuple(x for x in addrs if ":" in x)
+        nodes[a.id] = Node(
+            a.id, a.site, a.public_url.rstrip("/"), a.asn, a.lat, a.lon,
+            utilization(a, cap), v4, v6,
+        )
+        for p in a.prefixes:
+            try:
+                key = str(ipaddress.ip_network(p, strict=False))
+            except ValueError:
+                continue  # the control API validates prefixes; never let one break a view
+            sites = prefix_sites.setdefault(key, [])
+            if a.site not in sites:
+                sites.append(a.site)
+    by_site: dict[str, list[Node]] = {}
+    for n in nodes.values():
+        by_site.setdefault(n.site, []).append(n)
+    sites: dict[str, Site] = {}
+    for name, members in sorted(by_site.items()):
+        lat, lon = _mean_location(members)
+        util = sum(n.utilization for n in members) / len(members)
+        sites[name] = Site(name, tuple(sorted(members, key=lambda n: n.id)), lat, lon, util)
+    asn_sites: dict[int, list[str]] = {}
+    for n in nodes.values():
+        if n.asn and n.site not in asn_sites.setdefault(n.asn, []):
+            asn_sites[n.asn].append(n.site)
+    return SteeringView(
+        sites=sites,
+        nodes=nodes,
+        prefixes=PrefixTable((p, tuple(s)) for p, s in prefix_sites.items()),
+        asn_sites={k: tuple(sorted(v)) for k, v in asn_sites.items()},
+        version=version,
+        heartbeat_interval=heartbeat_interval,
+        generated_at=generated_at,
+        dropped=tuple(dropped),
+    )
