@@ -1,0 +1,129 @@
+"""Reading back what ffmpeg wrote for one rendition: its playlist, sizes and codecs.
+
+Everything the master playlist and manifest say about a rendition is measured here from
+the files themselves: segment sizes from the file system (or the byte ranges in
+single-file mode), durations from the playlist, codec strings from the encoded decoder
+configuration via ffprobe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packager.codecs import (
+    CodecError,
+    aac_codec,
+    aac_codec_from_config,
+    avc_codec,
+    avc_codec_from_profile,
+    parse_hexdump,
+)
+from packager.graph import Layout
+from packager.ladder import Rung
+from packager.playlists import (
+    MediaPlaylist,
+    Variant,
+    average_bitrate,
+    fix_target_duration,
+    parse_media,
+    peak_bitrate,
+)
+from packager.probe import ffprobe_json
+from vcdn.errors import MediaError
+from vcdn.schemas import Rendition
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionReport:
+    rung: Rung
+    playlist: MediaPlaylist
+    variant: Variant
+    rendition: Rendition
+
+
+def read_playlist(title_dir: Path, layout: Layout) -> MediaPlaylist:
+    """Parse the rendition's playlist, first raising its target duration if ffmpeg's
+    rounding would break RFC 8216 §4.3.3.1."""
+    path = title_dir / layout.playlist
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MediaError(f"ffmpeg did not write {layout.playlist}: {exc.strerror}.") from None
+    fixed = fix_target_duration(text)
+    if fixed != text:
+        path.write_text(fixed)
+    return parse_media(fixed)
+
+
+def segment_sizes(title_dir: Path, layout: Layout, playlist: MediaPlaylist) -> list[int]:
+    """Bytes per segment: the byte-range length, or the segment file's size."""
+    sizes = []
+    for seg in playlist.segments:
+        if seg.length is not None:
+            sizes.append(seg.length)
+        else:
+            sizes.append((title_dir / layout.directory / seg.uri).stat().st_size)
+    return sizes
+
+
+def probe_target(title_dir: Path, layout: Layout, playlist: MediaPlaylist) -> Path:
+    """The file whose header holds the decoder configuration."""
+    if playlist.map_uri is not None:
+        return title_dir / layout.directory / playlist.map_uri
+    return title_dir / layout.directory / playlist.segments[0].uri
+
+
+def codecs_from_probe(data: dict[str, Any], has_audio: bool) -> str:
+    """``avc1.PPCCLL[,mp4a.40.N]`` from ``ffprobe -show_streams -show_data`` JSON."""
+    streams = data.get("streams") or []
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    if video is None or video.get("codec_name") != "h264":
+        raise MediaError("the encoded rendition has no H.264 video stream")
+    try:
+        avc = avc_codec(parse_hexdump(str(video.get("extradata", ""))))
+    except CodecError:
+        avc = avc_codec_from_profile(str(video.get("profile")), int(video.get("level", 0)))
+    if not has_audio:
+        return avc
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if audio is None or audio.get("codec_name") != "aac":
+        raise MediaError("the encoded rendition has no AAC audio stream")
+    try:
+        aac = aac_codec_from_config(parse_hexdump(str(audio.get("extradata", ""))))
+    except CodecError:
+        aac = aac_codec(str(audio.get("profile")))
+    return f"{avc},{aac}"
+
+
+def describe(
+    title_dir: Path, rung: Rung, layout: Layout, fps: float, has_audio: bool
+) -> RenditionReport:
+    """Measure one rendition and say what the master playlist and manifest need."""
+    playlist = read_playlist(title_dir, layout)
+    sizes = segment_sizes(title_dir, layout, playlist)
+    durations = [s.duration for s in playlist.segments]
+    data = ffprobe_json(
+        probe_target(title_dir, layout, playlist), "show_data", what="Encoded file"
+    )
+    try:
+        codecs = codecs_from_probe(data, has_audio)
+    except CodecError as exc:
+        raise MediaError(f"cannot state CODECS for {rung.name}: {exc}") from None
+    uri = layout.playlist
+    peak = peak_bitrate(durations, sizes, playlist.target_duration)
+    average = average_bitrate(durations, sizes)
+    frame_rate = round(fps, 3)
+    variant = Variant(uri, peak, average, codecs, rung.width, rung.height, frame_rate)
+    rendition = Rendition(
+        name=rung.name,
+        width=rung.width,
+        height=rung.height,
+        bandwidth=peak,
+        average_bandwidth=average,
+        codecs=codecs,
+        frame_rate=frame_rate,
+        playlist=uri,
+    )
+    return RenditionReport(rung, playlist, variant, rendition)

@@ -1,0 +1,110 @@
+"""Packaging one title end to end: probe → plan → encode → measure → manifest → publish.
+
+This is the wiring; each step lives in its own module. Everything between creating the
+staging directory and the final rename is inside one ``try``: any failure, including an
+interrupt, removes the half-built title, so the origin root only ever gains whole titles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packager import manifest as manifest_mod
+from packager.graph import EncodeOptions, Layout, command, directories
+from packager.ladder import DEFAULT_HEIGHTS, Rung, plan
+from packager.outputs import RenditionReport, describe
+from packager.playlists import master_playlist
+from packager.probe import Source, probe_source
+from packager.publish import check_free, discard, new_staging, prepare_root, publish, sweep_stale
+from packager.run import Reporter, find_tool, run_ffmpeg
+from vcdn.schemas import TitleManifest
+from vcdn.titles import validate_title
+
+MASTER_NAME = "master.m3u8"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    source: Path
+    title: str
+    origin_root: Path
+    heights: tuple[int, ...] = DEFAULT_HEIGHTS
+    options: EncodeOptions = field(default_factory=EncodeOptions)
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    path: Path
+    manifest: TitleManifest
+    source: Source
+    rungs: tuple[Rung, ...]
+    elapsed: float
+
+
+ReporterFactory = Callable[[str, float], Reporter]
+
+
+def package(request: Request, reporter: ReporterFactory) -> Result:
+    """Package `request.source` as `request.title` and publish it; VcdnError if we cannot."""
+    started = time.monotonic()
+    title = validate_title(request.title)
+    ffmpeg = find_tool("ffmpeg")
+    find_tool("ffprobe")
+    source = probe_source(request.source)
+    rungs = plan(request.heights, source.video.geometry)
+    root = request.origin_root
+    prepare_root(root)
+    check_free(root, title, request.force)
+    sweep_stale(root)
+    build_dir = new_staging(root, title)
+    log = build_dir.with_name(build_dir.name + ".log")  # beside the title, not in it
+    try:
+        reports = _encode(title, source, rungs, request.options, build_dir, ffmpeg, log, reporter)
+        version = max(r.playlist.version for r in reports)
+        (build_dir / MASTER_NAME).write_text(master_playlist([r.variant for r in reports], version))
+        doc = manifest_mod.build(
+            title,
+            duration=max(r.playlist.duration for r in reports),
+            segment_seconds=request.options.segment_seconds,
+            format=request.options.format,
+            single_file=request.options.single_file,
+            renditions=[r.rendition for r in reports],
+            files=manifest_mod.file_entries(build_dir),
+        )
+        manifest_mod.write(build_dir, doc)
+        path = publish(build_dir, root, title, force=request.force)
+    except BaseException:
+        discard(build_dir)
+        raise
+    finally:
+        log.unlink(missing_ok=True)
+    return Result(path, doc, source, rungs, time.monotonic() - started)
+
+
+def _encode(
+    title: str,
+    source: Source,
+    rungs: tuple[Rung, ...],
+    options: EncodeOptions,
+    out: Path,
+    ffmpeg: str,
+    log: Path,
+    reporter: ReporterFactory,
+) -> list[RenditionReport]:
+    for directory in directories(rungs, options):
+        (out / directory).mkdir()
+    argv = command(source, rungs, options, out, ffmpeg)
+    progress = reporter(title, source.duration)
+    try:
+        run_ffmpeg(argv, log=log, on_progress=progress.update)
+    finally:
+        progress.finish()
+    has_audio = source.audio is not None
+    return [
+        describe(out, rung, Layout.of(rung, options), source.video.fps, has_audio)
+        for rung in rungs
+    ]
