@@ -1,4 +1,4 @@
-"""The OpenAPI 3.0 document of the control API, generated from the schema dataclasses.
+"""The OpenAPI 3.1 document of the control API, generated from the schema dataclasses.
 
 Types come from `vcdn.schemas` (the same classes `decode` checks against), so the document
 cannot drift from the decoder; the few checks `validate.py` adds on top are restated in
@@ -82,7 +82,10 @@ def _type_schema(hint: Any) -> dict[str, Any]:
     origin = get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
-        return _type_schema(args[0]) | {"nullable": True}
+        base = _type_schema(args[0])
+        if "type" in base:
+            return base | {"type": [base["type"], "null"]}
+        return {"anyOf": [base, {"type": "null"}]}
     if origin is Literal:
         values = list(get_args(hint))
         return {"type": "string", "enum": values}
@@ -285,7 +288,7 @@ ID_PARAM: Final = {
 def _document() -> dict[str, Any]:
     w = "400 401 403 413 503"
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "vcdn control API",
             "version": "1",
@@ -401,7 +404,7 @@ def _document() -> dict[str, Any]:
                     "security": [],
                     "responses": {
                         "200": {
-                            "description": "OpenAPI 3.0 document.",
+                            "description": "OpenAPI 3.1 document.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         }
                     },

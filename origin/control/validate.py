@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 from vcdn.errors import ClientError
 from vcdn.schemas import Heartbeat, Registration, TitleManifest
+from vcdn.titles import TITLE_RE, validate_title
 
-ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# Appliance and site ids follow the title id rule of `vcdn.titles`: safe in URL paths.
+ID_PATTERN: Final = TITLE_RE.pattern
 SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
 _ID_RE: Final = re.compile(ID_PATTERN)
 _SHA_RE: Final = re.compile(SHA256_PATTERN)
@@ -47,7 +49,7 @@ def check_relative_path(path: str, where: str) -> None:
 
 
 def check_title(m: TitleManifest) -> None:
-    check_id(m.title, "title")
+    validate_title(m.title)
     for name, value in (("duration", m.duration), ("segment_seconds", m.segment_seconds)):
         if value < 0:
             raise ClientError(f"'{name}' must not be negative")

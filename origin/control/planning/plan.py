@@ -1,0 +1,103 @@
+"""The nightly fill plan, pure: popularity + catalog + appliances (+ last plan) → manifests.
+
+    plan_fill(popularity, catalog, appliances, previous, now=...) -> {appliance id: FillManifest}
+
+1. `predict` turns decayed request counts and release dates into tomorrow's demand per
+   site and title.
+2. For each site, `place_site` chooses copies per title on the site's healthy appliances,
+   by the same rendezvous ranking steering uses, within each appliance's capacity less a
+   headroom for misses, preferring what the previous plan already holds.
+3. Each appliance's manifest lists its titles most popular first (the fill order), each
+   with its files and the peers to fill it from: the site's other holders of the title
+   first (rank order), then the site's other healthy appliances (rank order).
+
+An appliance that is not healthy (stale, draining, down) keeps its previous manifest, so a
+missed heartbeat does not make it drop or fetch anything, and its copies are not counted
+on: the healthy appliances get the site's demand between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from origin.control.planning.placement import Box, PlacementRules, bytes_moved, place_site
+from origin.control.planning.predict import GLOBAL_WEIGHT, Popularity, ReleaseBoost, predict
+from vcdn.hashing import rank
+from vcdn.schemas import ApplianceView, FillManifest, FillTitle, TitleManifest
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    rules: PlacementRules = field(default_factory=PlacementRules)
+    boost: ReleaseBoost = field(default_factory=ReleaseBoost)
+    global_weight: float = GLOBAL_WEIGHT
+
+
+def held_titles(manifests: Mapping[str, FillManifest] | None) -> dict[str, set[str]]:
+    """{appliance id: titles its manifest lists}."""
+    return {a: {t.title for t in m.titles} for a, m in (manifests or {}).items()}
+
+
+def plan_fill(
+    popularity: Popularity,
+    catalog: Sequence[TitleManifest],
+    appliances: Sequence[ApplianceView],
+    previous: Mapping[str, FillManifest] | None = None,
+    *,
+    now: float,
+    settings: PlanSettings = PlanSettings(),
+) -> dict[str, FillManifest]:
+    """Fill manifests for every appliance, by id."""
+    by_title = {m.title: m for m in catalog}
+    sizes = {m.title: m.total_bytes for m in catalog}
+    sites = sorted({a.site for a in appliances})
+    demand = predict(
+        popularity, catalog, sites, now, boost=settings.boost,
+        global_weight=settings.global_weight,
+    )
+    prev_held = held_titles(previous)
+    out: dict[str, FillManifest] = {}
+    for site in sites:
+        members = [a for a in appliances if a.site == site]
+        healthy = [a for a in members if a.state == "healthy"]
+        site_plan = place_site(
+            demand[site], sizes, [Box(a.id, a.capacity_bytes) for a in healthy],
+            prev_held, settings.rules,
+        )
+        urls = {a.id: a.public_url for a in healthy}
+        for a in members:
+            if a.state != "healthy":
+                old = (previous or {}).get(a.id)
+                out[a.id] = old if old is not None else FillManifest(
+                    appliance=a.id, generated_at=now, capacity_bytes=a.capacity_bytes, titles=[]
+                )
+                continue
+            titles = sorted(site_plan.held[a.id], key=lambda t: (-demand[site][t], t))
+            others = [i for i in urls if i != a.id]
+            fill_titles = []
+            for t in titles:
+                holders = [h for h in site_plan.holders[t] if h != a.id]
+                rest = [h for h in rank(t, others) if h not in holders]
+                fill_titles.append(FillTitle(
+                    title=t,
+                    score=demand[site][t],
+                    bytes=sizes[t],
+                    files=list(by_title[t].files),
+                    peers=[urls[h] for h in holders + rest],
+                ))
+            out[a.id] = FillManifest(
+                appliance=a.id, generated_at=now, capacity_bytes=a.capacity_bytes,
+                titles=fill_titles,
+            )
+    return out
+
+
+def moved(
+    previous: Mapping[str, FillManifest] | None,
+    new: Mapping[str, FillManifest],
+    catalog: Sequence[TitleManifest],
+) -> int:
+    """Bytes the appliances would fetch to go from `previous` to `new`."""
+    sizes = {m.title: m.total_bytes for m in catalog}
+    return bytes_moved(held_titles(previous), held_titles(new), sizes)
