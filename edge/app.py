@@ -1,0 +1,466 @@
+"""The edge as an aiohttp application: `make_app(settings)`.
+
+Two modes (`EdgeSettings.mode`):
+
+* ``appliance``: ``/s/{token}/{title}/{path}`` (signed, `vcdn.tokens`) and, with
+  ``auth = "none"``, ``/v/{title}/{path}``; objects are keyed by (title, path) and filled
+  from ``/v/{title}/{path}`` upstream. Methods other than GET/HEAD/OPTIONS get 405.
+* ``proxy``: every path maps one to one onto the upstream; GET/HEAD are cached as RFC
+  9111 allows, other methods are forwarded uncached and invalidate what they touch.
+
+In both, ``/healthz`` and ``/metrics`` are the edge's own. One catch-all route dispatches
+on the path prefix itself, so a hit costs one dict lookup, not a router walk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from edge import freshness
+from edge.eviction import make_policy
+from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.serve import RamCache, plan_for, relay, send_hit, send_tail
+from edge.settings import EdgeSettings
+from edge.stats import EdgeStats
+from edge.store import CacheStore, Entry, object_key
+from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
+from vcdn import tokens
+from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.httpserve import media
+from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
+from vcdn.httpserve.middleware import error_response
+from vcdn.httpserve.paths import safe_relpath
+from vcdn.logs import event
+from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
+from vcdn.titles import is_valid_title
+
+log = logging.getLogger("vcdn.edge")
+T = TypeVar("T")
+
+APPLIANCE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+#: A peer's token only has to outlive one fill request.
+PEER_TOKEN_TTL: Final = 300
+FLUSH_EVERY: Final = 5.0
+
+
+class Edge:
+    """The in-process API of one edge worker; the appliance daemon drives it directly.
+
+    ``store`` (`CacheStore`: import_file, has, pin_title, purge, stats), ``stats``
+    (`EdgeStats`: hit_ratio, sent, take_title_requests()), ``draining`` (keep serving,
+    but the appliance tells steering to send no new clients).
+    """
+
+    def __init__(self, settings: EdgeSettings, store: CacheStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or CacheStore(
+            settings.cache_dir, settings.capacity, make_policy(settings.eviction)
+        )
+        self.keys = settings.keys()
+        self.registry = new_registry()
+        self.stats = EdgeStats(self.registry, self.store)
+        self.ram = RamCache(settings.ram_cache, settings.ram_object_max)
+        self.draining = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
+        self.session: aiohttp.ClientSession | None = None
+        self.chain: UpstreamChain | None = None
+        self.fills: Fills | None = None
+
+    async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call on the store's own thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
+
+    async def start(self, upstreams: list[Upstream] | None = None) -> None:
+        s = self.settings
+        if upstreams is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+            tuning = Tuning(
+                connect_timeout=s.connect_timeout,
+                read_timeout=s.read_timeout,
+                retries=s.retries,
+                breaker_threshold=s.breaker_threshold,
+                breaker_reset=s.breaker_reset,
+            )
+            peer_tuning = Tuning(
+                connect_timeout=min(0.5, s.connect_timeout),
+                read_timeout=s.read_timeout,
+                retries=0,
+                breaker_threshold=s.breaker_threshold,
+                breaker_reset=s.breaker_reset,
+            )
+            upstreams = [
+                *(HttpUpstream(p, self.session, kind="peer", tuning=peer_tuning) for p in s.peers),
+                HttpUpstream(s.upstream, self.session, kind="origin", tuning=tuning),
+            ]
+        self.chain = UpstreamChain(upstreams)
+        self.fills = Fills(
+            self.store,
+            self.chain,
+            run=self.run,
+            content_type=media.media_type,
+            on_fill=self.stats.filled,
+        )
+        await self.run(self.store.sync)
+
+    async def stop(self) -> None:
+        if self.fills is not None:
+            await self.fills.close()
+        if self.session is not None:
+            await self.session.close()
+        await self.run(self.store.flush_access)
+        self._executor.shutdown(wait=True)
+
+    async def flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self.run(self.store.flush_access)
+
+    # --- targets -----------------------------------------------------------------------
+
+    def video_target(self, title: str, path: str) -> Callable[[Upstream], str]:
+        origin_path = f"/v/{title}/{path}"
+
+        def target(up: Upstream) -> str:
+            if up.kind == "peer" and self.keys:
+                kid, key = next(iter(self.keys.items()))
+                token = tokens.sign(
+                    title, key_id=kid, key=key, expires=int(time.time()) + PEER_TOKEN_TTL
+                )
+                return f"/s/{token}/{title}/{path}"
+            return origin_path
+
+        return target
+
+
+EDGE_KEY: Final = web.AppKey("vcdn_edge", Edge)
+
+
+def make_app(
+    settings: EdgeSettings, *, edge: Edge | None = None, upstreams: list[Upstream] | None = None
+) -> web.Application:
+    """The edge application. `edge` lets the appliance share its `Edge`; `upstreams`
+    replaces the HTTP upstreams (unit tests)."""
+    app = web.Application(middlewares=[_limits_middleware])
+    the_edge = edge or Edge(settings)
+    app[EDGE_KEY] = the_edge
+    app[REGISTRY_KEY] = the_edge.registry
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await the_edge.start(upstreams)
+        flusher = asyncio.create_task(the_edge.flush_loop())
+        yield
+        flusher.cancel()
+        await the_edge.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+@web.middleware
+async def _limits_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    limit = request.app[EDGE_KEY].settings.max_header_bytes
+    total = sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + len(request.raw_path)
+    if total > limit:
+        event(log, "request_rejected", logging.WARNING, reason="header_too_large", bytes=total)
+        return error_response(
+            431,
+            "request_header_fields_too_large",
+            f"The request head is {total} bytes; this edge accepts at most {limit}.",
+        )
+    try:
+        return await handler(request)
+    except BadToken as exc:
+        return _denied(request, str(exc))
+    except UpstreamError as exc:
+        request.app[EDGE_KEY].stats.request("error")
+        status = 504 if isinstance(exc, UpstreamTimeout) else 502
+        event(log, "upstream_failed", logging.WARNING, path=request.path, error=str(exc))
+        return error_response(status, "upstream_failed", str(exc))
+    except VcdnError as exc:
+        if exc.status_hint >= 500:
+            event(log, "request_failed", logging.ERROR, path=request.path, error=str(exc))
+        return error_response(exc.status_hint, type(exc).__name__, str(exc))
+
+
+def _denied(request: web.Request, reason: str) -> web.Response:
+    """403 with an empty body; the reason goes to the log only (no oracle for forgers)."""
+    request.app[EDGE_KEY].stats.request("denied")
+    event(
+        log, "token_rejected", logging.INFO, path=request.path, reason=reason, peer=request.remote
+    )
+    resp = web.Response(status=403, body=b"")
+    resp.headers.update(dict(RESPONSE_HEADERS))
+    return resp
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    edge = request.app[EDGE_KEY]
+    s = edge.store.stats()
+    return web.json_response(
+        {
+            "ok": True,
+            "draining": edge.draining,
+            "objects": s.objects,
+            "bytes_used": s.bytes_used,
+            "capacity": s.capacity,
+        }
+    )
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    edge = request.app[EDGE_KEY]
+    if edge.settings.mode == "proxy":
+        return await _proxy(request, edge)
+    if request.method not in APPLIANCE_METHODS:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
+    raw = request.raw_path.partition("?")[0]
+    parts = raw.split("/", 4)
+    if len(parts) == 5 and parts[1] == "s":
+        _, _, token, title, rest = parts
+        _check_title(title)
+        if request.method != "OPTIONS":
+            tokens.verify(token, title, edge.keys, time.time())
+    elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
+        _, _, title, rest = raw.split("/", 3)
+        _check_title(title)
+    else:
+        raise web.HTTPNotFound()
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
+    path = safe_relpath(rest)
+    return await serve(
+        request,
+        edge,
+        key=object_key(title, path),
+        title=title,
+        path=path,
+        target=edge.video_target(title, path),
+    )
+
+
+def _check_title(title: str) -> None:
+    if not is_valid_title(title):
+        raise web.HTTPNotFound()
+
+
+async def serve(
+    request: web.Request,
+    edge: Edge,
+    *,
+    key: str,
+    title: str,
+    path: str,
+    target: Callable[[Upstream], str],
+) -> web.StreamResponse:
+    """GET/HEAD through the cache: hit, revalidate, join or start a fill, or pass through."""
+    assert edge.fills is not None
+    stats = edge.stats
+    entry = edge.store.get(key)
+    if entry is None and edge.fills.inflight(key) is None:
+        entry = await edge.run(edge.store.lookup, key)
+    stale: Entry | None = None
+    usable_on_error = False
+    if entry is not None:
+        pol = _policy(entry)
+        age = freshness.current_age(entry.initial_age, entry.response_time, time.time())
+        verdict = freshness.judge(pol, age, request.headers)
+        if verdict.fresh:
+            done = await _hit(request, edge, entry, title, "hit")
+            if done is not None:
+                return done
+            entry = None
+        else:
+            stale, usable_on_error = entry, verdict.usable_on_error
+    req_cc = freshness.parse_cache_control(request.headers.get("Cache-Control"))
+    if "only-if-cached" in req_cc and stale is None:
+        stats.request("miss", title)
+        return error_response(504, "not_cached", "Not in this cache (only-if-cached).")
+    try:
+        outcome = await edge.fills.obtain(key, title=title, path=path, target=target, stale=stale)
+    except UpstreamError:
+        if stale is not None and usable_on_error:
+            event(log, "served_stale", key=key)
+            done = await _hit(request, edge, stale, title, "stale")
+            if done is not None:
+                return done
+        raise
+    if isinstance(outcome, Entry):
+        result = "revalidated" if stale is not None and outcome.id == stale.id else "miss"
+        done = await _hit(request, edge, outcome, title, result)
+        if done is None:
+            raise FillFailed(f"The object {key!r} vanished right after its fill.")
+        return done
+    if isinstance(outcome, Tail):
+        stats.request("miss", title)
+        return await _serve_tail(request, edge, outcome, target)
+    stats.request("pass", title)
+    if isinstance(outcome, Pass):
+        resp, sent = await relay(request, outcome.response)
+        stats.sent_bytes(outcome.response.source, sent)
+        return resp
+    # The fill turned out not storable and another waiter took its response: ask ourselves.
+    assert edge.chain is not None
+    up = await edge.chain.fetch("GET", target, _forward_headers(request))
+    resp, sent = await relay(request, up)
+    stats.sent_bytes(up.source, sent)
+    return resp
+
+
+def _policy(entry: Entry) -> freshness.Policy:
+    headers = dict(entry.headers)
+    if entry.cache_control:
+        headers["Cache-Control"] = entry.cache_control
+    pol = freshness.policy(headers, entry.response_time)
+    # The stored lifetime was computed once at fill time (Expires against Date, heuristics).
+    return freshness.Policy(
+        lifetime=entry.lifetime,
+        no_cache=pol.no_cache,
+        must_revalidate=pol.must_revalidate,
+        stale_if_error=pol.stale_if_error,
+        immutable=pol.immutable,
+    )
+
+
+async def _hit(
+    request: web.Request, edge: Edge, entry: Entry, title: str, result: str
+) -> web.StreamResponse | None:
+    done = await send_hit(
+        request, entry, str(edge.store.file_path(entry)), ram=edge.ram, live=edge.settings.live
+    )
+    if done is None:
+        edge.store.forget(entry.key)
+        return None
+    edge.store.touch(entry.key)
+    edge.stats.request(result, title)
+    edge.stats.sent_bytes("cache", done[1])
+    return done[0]
+
+
+async def _serve_tail(
+    request: web.Request, edge: Edge, tail: Tail, target: Callable[[Upstream], str]
+) -> web.StreamResponse:
+    fill = tail.fill
+    try:
+        size = fill.size
+        if size is None:  # no Content-Length upstream: ranges need the end, so wait for it
+            while not fill.done:
+                await fill.wait_beyond(fill.written)
+            if fill.error is not None or fill.entry is None:
+                raise FillFailed(f"The fill of {fill.key!r} failed.")
+            size = fill.entry.size
+        assert fill.draft is not None
+        plan = plan_for(request, fill.draft, size)
+        far = edge.settings.far_ahead
+        if (
+            plan.status == 206
+            and plan.multipart is None
+            and plan.has_body
+            and plan.spans[0].first > fill.written + far
+        ):
+            r = plan.spans[0]
+            assert edge.chain is not None
+            up = await edge.chain.fetch(
+                "GET", target, {"Via": VIA, "Range": f"bytes={r.first}-{r.last}"}
+            )
+            if up.status == 206 and up.headers.get("Content-Range") == r.content_range(size):
+                resp, sent = await relay(request, up)
+                edge.stats.sent_bytes(up.source, sent)
+                return resp
+            up.close()
+        resp, sent = await send_tail(request, tail, plan, live=edge.settings.live)
+        edge.stats.sent_bytes(fill.source, sent)
+        return resp
+    finally:
+        os.close(tail.fd)
+
+
+def _forward_headers(request: web.Request) -> dict[str, str]:
+    """The client's end-to-end request fields, for a request the cache passes through."""
+    out: dict[str, str] = {}
+    named = {
+        v.strip().lower() for v in request.headers.getall("Connection", []) for v in v.split(",")
+    }
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if (
+            lower in freshness.HOP_BY_HOP
+            or lower in named
+            or lower in ("host", "via", "content-length")
+        ):
+            continue
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    prior = request.headers.get("Via")
+    out["Via"] = f"{prior}, {VIA}" if prior else VIA
+    if request.remote:
+        prior_xff = request.headers.get("X-Forwarded-For")
+        out["X-Forwarded-For"] = f"{prior_xff}, {request.remote}" if prior_xff else request.remote
+    return out
+
+
+async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
+    """Proxy mode: RFC 9111 cache for GET/HEAD, everything else forwarded (§4.4)."""
+    assert edge.chain is not None
+    raw = request.raw_path
+    if not raw.startswith("/") or "\x00" in raw:
+        raise ClientError("The request target must be an absolute path.")
+
+    def target(_up: Upstream) -> str:
+        return raw
+
+    method = request.method
+    req_cc = freshness.parse_cache_control(request.headers.get("Cache-Control"))
+    cacheable = (
+        method in ("GET", "HEAD")
+        and "Authorization" not in request.headers
+        and "no-store" not in req_cc
+    )
+    if cacheable:
+        return await serve(
+            request, edge, key=raw, title="", path=raw.partition("?")[0], target=target
+        )
+    body = request.content.iter_any() if request.body_exists else None
+    up = await edge.chain.fetch(method, target, _forward_headers(request), body, use_peers=False)
+    if freshness.invalidates(method, up.status):
+        for key in _invalidated(raw, up, request):
+            if await edge.run(edge.store.remove, key):
+                event(log, "invalidated", key=key, method=method)
+    edge.stats.request("pass")
+    resp, sent = await relay(request, up)
+    edge.stats.sent_bytes(up.source, sent)
+    return resp
+
+
+def _invalidated(raw: str, up: Any, request: web.Request) -> list[str]:
+    """§4.4: the target URI, and Location/Content-Location when on the same host."""
+    keys = [raw]
+    for name in ("Location", "Content-Location"):
+        value = up.headers.get(name)
+        if not value:
+            continue
+        try:
+            url = request.url.join(URL(value))
+        except ValueError:
+            continue
+        if url.host == request.url.host and url.port == request.url.port:
+            keys.append(url.raw_path_qs)
+    return keys

@@ -1,0 +1,83 @@
+"""Eviction policies: which stored objects make room for a new one.
+
+A policy only orders keys; the store owns sizes on disk, the index and the files. The
+interface is four calls so that a popularity-aware policy (S3-FIFO, LFU with decay) can
+replace LRU without touching the store::
+
+    on_insert(key, size, pinned)   a new object (or a new version, or a pin change)
+    on_access(key)                 a hit
+    on_remove(key)                 gone (evicted, purged, replaced by another worker)
+    victims(bytes_needed)          keys to evict, best victim first, lazily
+
+Pinned objects (what the fill manifest says this appliance must hold) come last: they are
+offered only after every unpinned object, so a burst of misses cannot flush them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class EvictionPolicy(Protocol):
+    def on_insert(self, key: str, size: int, pinned: bool) -> None: ...
+
+    def on_access(self, key: str) -> None: ...
+
+    def on_remove(self, key: str) -> None: ...
+
+    def victims(self, bytes_needed: int) -> Iterator[str]: ...
+
+    def __len__(self) -> int: ...
+
+
+class LRU:
+    """Least recently used first; pinned objects after all unpinned ones."""
+
+    __slots__ = ("_pinned", "_plain")
+
+    def __init__(self) -> None:
+        self._plain: OrderedDict[str, int] = OrderedDict()
+        self._pinned: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._plain) + len(self._pinned)
+
+    def on_insert(self, key: str, size: int, pinned: bool) -> None:
+        self._plain.pop(key, None)
+        self._pinned.pop(key, None)
+        (self._pinned if pinned else self._plain)[key] = size
+
+    def on_access(self, key: str) -> None:
+        if key in self._plain:
+            self._plain.move_to_end(key)
+        elif key in self._pinned:
+            self._pinned.move_to_end(key)
+
+    def on_remove(self, key: str) -> None:
+        self._plain.pop(key, None)
+        self._pinned.pop(key, None)
+
+    def victims(self, bytes_needed: int) -> Iterator[str]:
+        """Oldest first until `bytes_needed` would be freed; snapshot, so the caller may
+        remove keys while iterating."""
+        freed = 0
+        for table in (self._plain, self._pinned):
+            for key, size in list(table.items()):
+                if freed >= bytes_needed:
+                    return
+                freed += size
+                yield key
+
+
+POLICIES = {"lru": LRU}
+
+
+def make_policy(name: str) -> EvictionPolicy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown eviction policy {name!r}; known: {', '.join(POLICIES)}"
+        ) from None

@@ -1,0 +1,72 @@
+"""The edge's one settings dataclass, built by `vcdn.settings.load_settings`.
+
+The appliance daemon builds the same `EdgeSettings` from its own file, so every field has
+a default except where the cache lives and what it fills from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vcdn.errors import ConfigError
+from vcdn.settings import Bytes
+from vcdn.tokens import parse_keys
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    cache_dir: Path
+    #: Parent edge or origin base URL (``http://origin:8000``).
+    upstream: str
+    capacity: Bytes = 10 * 1024**3
+    #: Other appliances of the site, asked first and only for what they already hold.
+    peers: tuple[str, ...] = ()
+    #: ``tokens``: /s/{token}/{title}/{path} only. ``none``: also unsigned (labs, parents).
+    auth: Literal["tokens", "none"] = "tokens"
+    #: ``appliance``: video URLs, GET/HEAD/OPTIONS only. ``proxy``: any path maps 1:1 onto
+    #: the upstream, other methods are forwarded (a parent tier, a generic RFC 9111 cache).
+    mode: Literal["appliance", "proxy"] = "appliance"
+    #: ``"kid:secret,kid2:secret2"``; from VCDN_SIGNING_KEYS or the settings file only.
+    signing_keys: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Worker processes sharing the port; 0 means one per CPU.
+    workers: int = 0
+    eviction: Literal["lru"] = "lru"
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    retries: int = 2
+    breaker_threshold: int = 5
+    breaker_reset: float = 5.0
+    #: Hot small objects (playlists, init segments) held in RAM, up to this many bytes.
+    ram_cache: Bytes = 64 * 1024**2
+    ram_object_max: Bytes = 256 * 1024
+    #: A range starting this far past what a fill has written is fetched upstream directly.
+    far_ahead: Bytes = 4 * 1024**2
+    max_connections: int = 10000
+    keepalive_timeout: float = 20.0
+    #: Request heads larger than this (all field lines) get 431 (RFC 6585 §5).
+    max_header_bytes: Bytes = 16 * 1024
+    #: Playlists of live titles: the Cache-Control used for objects without upstream headers.
+    live: bool = False
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.capacity <= 0:
+            raise ConfigError("Setting 'capacity' must be a positive byte size such as 10GiB.")
+        if not self.upstream.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"Setting 'upstream' must be an http:// or https:// URL, got {self.upstream!r}."
+            )
+        for peer in self.peers:
+            if not peer.startswith(("http://", "https://")):
+                raise ConfigError(f"Peer {peer!r} must be an http:// or https:// URL.")
+        if self.auth == "tokens" and self.mode == "appliance":
+            parse_keys(self.signing_keys)  # raises ConfigError naming the expected form
+        if self.workers < 0:
+            raise ConfigError("Setting 'workers' must be 0 (one per CPU) or more.")
+
+    def keys(self) -> dict[str, bytes]:
+        return parse_keys(self.signing_keys) if self.signing_keys else {}

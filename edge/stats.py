@@ -1,0 +1,97 @@
+"""The edge's counters: Prometheus metrics plus the per-title tallies heartbeats report.
+
+Byte totals by source say where the bytes clients received came from: ``cache`` (a hit),
+``peer`` or ``origin`` (streamed while filling). Store gauges (bytes used, objects) are
+read from the shared index at scrape time, so every worker reports the whole cache.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from edge.store import CacheStore
+
+
+class EdgeStats:
+    def __init__(self, registry: CollectorRegistry, store: CacheStore) -> None:
+        self.requests = Counter(
+            "vcdn_edge_requests",
+            "Requests by outcome (hit, miss, revalidated, stale, pass, denied, error).",
+            ["result"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "vcdn_edge_sent_bytes",
+            "Body bytes sent to clients by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.fills = Counter(
+            "vcdn_edge_fills",
+            "Objects filled into the cache by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.fill_bytes = Counter(
+            "vcdn_edge_fill_bytes",
+            "Bytes filled into the cache by source.",
+            ["source"],
+            registry=registry,
+        )
+        registry.register(_StoreCollector(store))
+        self.titles: Tally[str] = Tally()
+        self.hits = 0
+        self.misses = 0
+        self.sent = 0
+
+    def request(self, result: str, title: str = "") -> None:
+        self.requests.labels(result).inc()
+        if result == "hit":
+            self.hits += 1
+        elif result in ("miss", "revalidated", "pass"):
+            self.misses += 1
+        if title:
+            self.titles[title] += 1
+
+    def sent_bytes(self, source: str, n: int) -> None:
+        if n > 0:
+            self.bytes.labels(source).inc(n)
+            self.sent += n
+
+    def filled(self, source: str, n: int) -> None:
+        self.fills.labels(source).inc()
+        self.fill_bytes.labels(source).inc(n)
+
+    def take_title_requests(self) -> dict[str, int]:
+        """Requests per title since the last call (for the appliance heartbeat)."""
+        out = dict(self.titles)
+        self.titles.clear()
+        return out
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self.store.stats()
+        yield GaugeMetricFamily(
+            "vcdn_edge_cache_bytes", "Bytes stored in the cache.", value=s.bytes_used
+        )
+        yield GaugeMetricFamily("vcdn_edge_cache_objects", "Objects stored.", value=s.objects)
+        yield GaugeMetricFamily(
+            "vcdn_edge_cache_capacity_bytes", "Cache capacity.", value=s.capacity
+        )
+        yield CounterMetricFamily(
+            "vcdn_edge_evictions", "Objects evicted by this worker.", value=self.store.evictions
+        )

@@ -1,0 +1,285 @@
+"""Where misses go: peers of the site first, then the parent or origin.
+
+`Upstream` is the small interface the fill code sees; `HttpUpstream` is the real one
+(aiohttp client, per-upstream timeout, retries with backoff, a circuit breaker) and tests
+may pass any object with the same `fetch`. aiohttp's exceptions are translated here, once,
+into `UpstreamTimeout` / `UpstreamError` / `CircuitOpen`.
+
+The breaker is what lets an appliance keep serving when the origin is down: after
+`threshold` consecutive failures it opens for `reset_after` seconds, during which misses
+fail at once (no connect timeout per request) while hits are unaffected; then one trial
+request is let through (half-open) and its outcome closes or re-opens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from vcdn.errors import CircuitOpen, UpstreamError, UpstreamTimeout
+
+Kind = Literal["peer", "origin"]
+#: Statuses that say the upstream (not the request) is in trouble: retry and count them.
+RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class UpstreamResponse:
+    """An upstream's answer: status and headers now, the body as it arrives."""
+
+    __slots__ = ("_resp", "headers", "name", "request_time", "response_time", "source", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: CIMultiDictProxy[str] | CIMultiDict[str],
+        *,
+        source: Kind,
+        name: str,
+        request_time: float,
+        response_time: float,
+        resp: aiohttp.ClientResponse | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.source = source
+        self.name = name
+        self.request_time = request_time
+        self.response_time = response_time
+        self._resp = resp
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; raises UpstreamError/UpstreamTimeout when it breaks."""
+        if self._resp is None:
+            return
+        try:
+            async for chunk in self._resp.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"{self.name} stalled while sending the body.") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"{self.name} broke off the body: {exc}.") from exc
+        finally:
+            self.close()
+
+    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        out = bytearray()
+        async for chunk in self.chunks():
+            out += chunk
+            if len(out) > limit:
+                raise UpstreamError(f"{self.name} sent more than {limit} bytes.")
+        return bytes(out)
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.release()
+            self._resp = None
+
+
+class Upstream(Protocol):
+    name: str
+    kind: Kind
+
+    async def fetch(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: AsyncIterator[bytes] | bytes | None = None,
+    ) -> UpstreamResponse: ...
+
+
+class CircuitBreaker:
+    """Closed → open after `threshold` consecutive failures → half-open after `reset_after`."""
+
+    __slots__ = ("_clock", "_failures", "_opened_at", "_trial", "reset_after", "threshold")
+
+    def __init__(
+        self,
+        threshold: int = 5,
+        reset_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.reset_after = reset_after
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial = False
+
+    @property
+    def state(self) -> Literal["closed", "open", "half-open"]:
+        if self._opened_at is None:
+            return "closed"
+        return "half-open" if self._clock() - self._opened_at >= self.reset_after else "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._trial:
+            self._trial = True  # exactly one trial request
+            return True
+        return False
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._trial = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        self._trial = False
+        if self._failures >= self.threshold or self._opened_at is not None:
+            self._opened_at = self._clock()
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Per-upstream timeouts and retry schedule (seconds)."""
+
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    retries: int = 2
+    backoff: float = 0.05
+    backoff_cap: float = 1.0
+    breaker_threshold: int = 5
+    breaker_reset: float = 5.0
+
+
+class HttpUpstream:
+    """One HTTP upstream (a peer appliance, a parent edge or the origin)."""
+
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession, *, kind: Kind, tuning: Tuning
+    ) -> None:
+        self.base = base_url.rstrip("/")
+        self.name = self.base
+        self.kind: Kind = kind
+        self.session = session
+        self.tuning = tuning
+        self.breaker = CircuitBreaker(tuning.breaker_threshold, tuning.breaker_reset)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=tuning.connect_timeout,
+            sock_connect=tuning.connect_timeout,
+            sock_read=tuning.read_timeout,
+        )
+
+    async def fetch(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: AsyncIterator[bytes] | bytes | None = None,
+    ) -> UpstreamResponse:
+        if not self.breaker.allow():
+            raise CircuitOpen(f"{self.name} failed repeatedly; not asking it for a while.")
+        retries = self.tuning.retries if method in IDEMPOTENT and not _is_stream(body) else 0
+        attempt = 0
+        while True:
+            request_time = time.time()
+            try:
+                resp = await self.session.request(
+                    method,
+                    self.base + target,
+                    headers=dict(headers),
+                    data=body,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                    auto_decompress=False,
+                )
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                error: UpstreamError = UpstreamTimeout(f"{self.name} did not answer in time.")
+                error.__cause__ = exc
+            except aiohttp.ClientError as exc:
+                error = UpstreamError(f"{self.name} cannot be reached: {exc}.")
+                error.__cause__ = exc
+            else:
+                if resp.status not in RETRY_STATUSES:
+                    self.breaker.success()
+                    return UpstreamResponse(
+                        resp.status,
+                        resp.headers,
+                        source=self.kind,
+                        name=self.name,
+                        request_time=request_time,
+                        response_time=time.time(),
+                        resp=resp,
+                    )
+                self.breaker.failure()
+                if attempt >= retries or not self.breaker.allow():
+                    return UpstreamResponse(
+                        resp.status,
+                        resp.headers,
+                        source=self.kind,
+                        name=self.name,
+                        request_time=request_time,
+                        response_time=time.time(),
+                        resp=resp,
+                    )
+                resp.release()
+                attempt += 1
+                await asyncio.sleep(self._delay(attempt))
+                continue
+            self.breaker.failure()
+            if attempt >= retries or not self.breaker.allow():
+                raise error
+            attempt += 1
+            await asyncio.sleep(self._delay(attempt))
+
+    def _delay(self, attempt: int) -> float:
+        # Full jitter: retries of many edges do not arrive in lockstep.
+        return random.uniform(0, min(self.tuning.backoff_cap, self.tuning.backoff * 2**attempt))
+
+
+def _is_stream(body: object) -> bool:
+    return body is not None and not isinstance(body, bytes | bytearray)
+
+
+class UpstreamChain:
+    """Peers first (only for what they already hold), then the origin(s) in order."""
+
+    def __init__(self, upstreams: Sequence[Upstream]) -> None:
+        self.peers = [u for u in upstreams if u.kind == "peer"]
+        self.origins = [u for u in upstreams if u.kind == "origin"]
+
+    async def fetch(
+        self,
+        method: str,
+        target: Callable[[Upstream], str],
+        headers: Mapping[str, str],
+        body: AsyncIterator[bytes] | bytes | None = None,
+        *,
+        use_peers: bool = True,
+    ) -> UpstreamResponse:
+        """The first useful answer. A peer counts only with 200/206/304; the origin's answer
+        is returned whatever its status (the client should see a 404), and the last error
+        is raised when no origin answers."""
+        if use_peers and method in ("GET", "HEAD"):
+            peer_headers = {**headers, "Cache-Control": "only-if-cached"}
+            for peer in self.peers:
+                try:
+                    resp = await peer.fetch(method, target(peer), peer_headers)
+                except UpstreamError:
+                    continue
+                if resp.status in (200, 206, 304):
+                    return resp
+                resp.close()
+        if not self.origins:
+            raise UpstreamError("No upstream holds this object and no origin is configured.")
+        last: UpstreamError | None = None
+        for origin in self.origins:
+            try:
+                return await origin.fetch(method, target(origin), headers, body)
+            except UpstreamError as exc:
+                last = exc
+        assert last is not None
+        raise last

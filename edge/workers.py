@@ -1,0 +1,162 @@
+"""Running N edge workers on one port (SO_REUSEPORT) over one disk cache.
+
+The parent binds the address first (so ``--port 0`` resolves to one real port that every
+worker shares), forks the workers before any event loop exists, prints the ready line
+once all of them listen, forwards SIGTERM/SIGINT, and restarts a worker that dies on its
+own. Each worker is a complete edge: its own event loop (uvloop), aiohttp server, upstream
+session and in-memory view of the shared store; `edge.fill` keeps fills single across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Final
+
+from edge.settings import EdgeSettings
+from vcdn.httpserve.server import ServerLimits, start
+from vcdn.logs import event
+
+log = logging.getLogger("vcdn.edge")
+#: A worker that keeps dying this soon after start is not restarted in a tight loop.
+RESTART_PAUSE: Final = 1.0
+DRAIN_SECONDS: Final = 10.0
+
+
+def limits_of(settings: EdgeSettings) -> ServerLimits:
+    # aiohttp's own per-field limit sits at our whole-head limit, so an oversized head
+    # reaches the edge's middleware and gets 431 rather than the parser's 400.
+    return ServerLimits(
+        max_line_size=settings.max_header_bytes,
+        max_field_size=settings.max_header_bytes,
+        max_headers=128,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections,
+        shutdown_timeout=DRAIN_SECONDS,
+    )
+
+
+def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock, sock.getsockname()[1]
+
+
+async def serve(settings: EdgeSettings, ready: int | None) -> None:
+    """One worker: serve until SIGTERM/SIGINT, then drain and stop."""
+    from edge.app import make_app
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner, url = await start(
+        make_app(settings), settings.host, settings.port, limits_of(settings), reuse_port=True
+    )
+    try:
+        if ready is not None:
+            os.write(ready, url.encode() + b"\n")
+        else:
+            print(
+                f"vcdn edge listening on {url} (1 worker, cache {settings.cache_dir})", flush=True
+            )
+        event(log, "listening", url=url, pid=os.getpid())
+        await stop.wait()
+        event(log, "draining", pid=os.getpid())
+    finally:
+        await runner.cleanup()
+
+
+def _worker_main(settings: EdgeSettings, ready: int | None) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, ready))
+    except KeyboardInterrupt:
+        pass
+
+
+def _spawn(settings: EdgeSettings, ready: int | None) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _worker_main(settings, ready)
+        except BaseException:
+            log.exception("worker_crashed")
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return pid
+
+
+def run(settings: EdgeSettings, workers: int) -> int:
+    """Serve with `workers` processes; returns the exit code."""
+    if workers <= 1:
+        _worker_main(settings, None)
+        return 0
+    reserved, port = _reserve(settings.host, settings.port)
+    settings = dataclasses.replace(settings, port=port)
+    r, w = os.pipe()
+    children: dict[int, float] = {}
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for _ in range(workers):
+        children[_spawn(settings, w)] = time.monotonic()
+    urls: list[str] = []
+    buf = b""
+    while len(urls) < workers:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        urls += [line.decode() for line in lines if line]
+    if urls:
+        print(
+            f"vcdn edge listening on {urls[0]} ({workers} workers, cache {settings.cache_dir})",
+            flush=True,
+        )
+    code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        started = children.pop(pid, None)
+        if started is None or stopping:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        event(log, "worker_died", logging.ERROR, pid=pid, exit=code)
+        if time.monotonic() - started < RESTART_PAUSE:
+            time.sleep(RESTART_PAUSE)
+        children[_spawn(settings, w)] = time.monotonic()
+    reserved.close()
+    os.close(r)
+    os.close(w)
+    return 0 if stopping else code
