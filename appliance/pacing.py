@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 
 @dataclass
@@ -45,14 +46,22 @@ class TokenBucket:
             if self._tokens < 0 or (self._tokens < n and self._tokens < self.burst):
                 wait = (min(n, self.burst) - self._tokens) / self.rate
                 await self.sleep(wait)
-                self._tokens += wait * self.rate
-                self._stamp = self.clock()
+                # Credit the time actually slept (a loaded loop oversleeps), capped at the burst.
+                now = self.clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
             self._tokens -= n
+
+
+MAX_EXPONENT: Final = 30  # 2**30 · base is far past any cap; bounds the float math in long outages
 
 
 @dataclass
 class Backoff:
-    """Delays of base·2^k capped at `cap`, with full jitter (AWS architecture blog style)."""
+    """Delays of base·2^k capped at `cap`, with "equal jitter" (AWS architecture blog): a
+    uniform draw in [ceiling/2, ceiling], so that a fleet restarted together spreads out
+    but no retry comes back sooner than half the current step.
+    """
 
     base: float = 0.5
     cap: float = 30.0
@@ -60,7 +69,7 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2**self.attempt))
+        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, MAX_EXPONENT)))
         self.attempt += 1
         return self.rng.uniform(ceiling / 2, ceiling)
 

@@ -32,7 +32,8 @@ class FillWindow:
         m = _WINDOW_RE.match(text)
         if not m:
             raise ConfigError(
-                f"Fill window {text!r} is not of the form HH:MM-HH:MM (local time), e.g. 02:00-14:00."
+                f"Fill window {text!r} is not of the form HH:MM-HH:MM (local time), "
+                "e.g. 02:00-14:00."
             )
         h1, m1, h2, m2 = (int(g) for g in m.groups())
         if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59 or (h1 == 24 and m1) or (h2 == 24 and m2):
@@ -64,4 +65,5 @@ class FillWindow:
     def __str__(self) -> str:
         if self.always:
             return "always"
-        return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
+        (h1, m1), (h2, m2) = divmod(self.start, 60), divmod(self.end, 60)
+        return f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"

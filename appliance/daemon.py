@@ -1,0 +1,314 @@
+"""The appliance: the edge engine plus the control loops, under one lifecycle.
+
+    start:  reconcile the cache with the disk (a crash may have left anything), start the
+            edge (public port) and the admin API (localhost), say where they listen
+    run:    under one asyncio.TaskGroup, the control loop (register, heartbeat) and the
+            fill loop (manifest, window, fill); serving never waits on either
+    stop:   SIGTERM/SIGINT → state `draining` (told to the control plane at once), stop
+            accepting, let requests in flight finish within `drain_timeout`, then stop
+
+The `Appliance` object is also what the admin API drives (`admin.Controls`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from appliance import checks
+from appliance.admin import make_admin_app
+from appliance.control import ControlApi
+from appliance.control_loop import ControlLoop
+from appliance.fill import Filler
+from appliance.metrics import ApplianceMetrics
+from appliance.settings import ApplianceSettings
+from appliance.state import Status
+from edge.app import Edge, make_app
+from edge.settings import EdgeSettings
+from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
+from vcdn.httpserve.server import ServerLimits, start
+from vcdn.logs import event
+from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
+
+log = logging.getLogger("vcdn.appliance")
+MANIFEST_FILE: Final = "fill-manifest.json"  # the last manifest, so a restart can resume
+
+
+def edge_settings(s: ApplianceSettings) -> EdgeSettings:
+    """The edge engine's settings, derived from the appliance's (one process, one worker)."""
+    return EdgeSettings(
+        cache_dir=s.cache_dir,
+        upstream=s.origin_url,
+        capacity=s.cache_capacity,
+        peers=s.peers,
+        auth=s.auth,
+        signing_keys=s.signing_keys,
+        host=s.host,
+        port=s.port,
+        workers=1,
+        read_timeout=s.upstream_timeout,
+        log_level=s.log_level,
+    )
+
+
+class Appliance:
+    """One appliance process (see module doc)."""
+
+    def __init__(self, settings: ApplianceSettings, *, edge: Edge | None = None) -> None:
+        self.settings = settings
+        self.status = Status(appliance=settings.id, site=settings.site)
+        self.status.fill.window = str(settings.window)
+        self.edge = edge or Edge(edge_settings(settings))
+        self.metrics = ApplianceMetrics(self.edge.registry)
+        self.urls: dict[str, str] = {}
+        self._stop = asyncio.Event()
+        self._fill_now = asyncio.Event()
+        self._checks: dict[str, Check] = {}
+        self._pending_titles: Counter[str] = Counter()
+        self._last_load = (time.monotonic(), 0, 0)
+        self._runners: list[web.AppRunner] = []
+        self.control: ControlLoop | None = None
+        self.filler: Filler | None = None
+
+    # --- admin.Controls ----------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        s = self.edge.store.stats()
+        try:
+            disk_free = shutil.disk_usage(self.settings.cache_dir).free
+        except OSError:
+            disk_free = 0
+        stats = self.edge.stats
+        out = self.status.snapshot()
+        out["cache"] = {
+            "objects": s.objects, "bytes_used": s.bytes_used, "capacity": s.capacity,
+            "free_bytes": s.free_bytes, "disk_free": disk_free,
+        }
+        out["served"] = {
+            "hit_ratio": stats.hit_ratio, "bytes": stats.sent, "hits": stats.hits,
+            "misses": stats.misses, "connections": self._connections(),
+        }
+        out["checks"] = {k: {"ok": v.ok, "detail": v.detail} for k, v in self._checks.items()}
+        out["urls"] = dict(self.urls)
+        return out
+
+    def drain(self) -> None:
+        if self.status.state == "serving":
+            self.status.state = "draining"
+        self.edge.draining = True
+        self.metrics.draining.set(1)
+        event(log, "draining")
+        if self.control is not None:
+            self.control.beat_now()
+
+    def undrain(self) -> None:
+        if self.status.state == "draining":
+            self.status.state = "serving"
+        self.edge.draining = False
+        self.metrics.draining.set(0)
+        event(log, "undrained")
+        if self.control is not None:
+            self.control.beat_now()
+
+    def fill_now(self) -> None:
+        event(log, "fill_now_requested")
+        self._fill_now.set()
+
+    async def purge(self, title: str) -> int:
+        removed = await self.edge.run(self.edge.store.purge, title=title)
+        event(log, "purged", title=title, objects=removed)
+        return int(removed)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- heartbeat contents ------------------------------------------------------------
+
+    def _connections(self) -> int:
+        runner = self._runners[0] if self._runners else None
+        return len(runner.server.connections) if runner and runner.server else 0
+
+    async def collect(self, session: aiohttp.ClientSession) -> Heartbeat:
+        s = self.settings
+        store = await self.edge.run(self.edge.store.stats)
+        writable, room = await asyncio.gather(
+            asyncio.to_thread(checks.disk_writable, s.cache_dir),
+            asyncio.to_thread(checks.free_space, s.cache_dir, s.cache_free_floor),
+        )
+        upstream = await checks.upstream(session, s.origin_url, self.status.upstream)
+        self._checks = {"disk_writable": writable, "free_space": room, "upstream": upstream}
+        self.metrics.upstream_up.labels("any").set(1 if upstream.ok else 0)
+        stats = self.edge.stats
+        now = time.monotonic()
+        then, requests_then, sent_then = self._last_load
+        requests = stats.hits + stats.misses
+        elapsed = max(now - then, 1e-3)
+        self._last_load = (now, requests, stats.sent)
+        self._pending_titles.update(stats.take_title_requests())
+        return Heartbeat(
+            state=self.status.health,
+            load=Load(
+                requests_per_s=round((requests - requests_then) / elapsed, 3),
+                bytes_per_s=round((stats.sent - sent_then) / elapsed, 1),
+                connections=self._connections(),
+            ),
+            free_bytes=store.free_bytes,
+            used_bytes=store.bytes_used,
+            objects=store.objects,
+            bytes_served=stats.sent,
+            hit_ratio=round(min(1.0, max(0.0, stats.hit_ratio)), 4),
+            title_requests=dict(self._pending_titles),
+            checks=dict(self._checks),
+        )
+
+    def _beat_sent(self) -> None:
+        self._pending_titles.clear()
+
+    # --- fill loop ---------------------------------------------------------------------
+
+    def _manifest_path(self) -> Path:
+        return self.settings.cache_dir / MANIFEST_FILE
+
+    def _load_manifest(self) -> FillManifest | None:
+        try:
+            return decode(FillManifest, json.loads(self._manifest_path().read_text()))
+        except (OSError, ValueError, ClientError):
+            return None
+
+    def _save_manifest(self, manifest: FillManifest) -> None:
+        path = self._manifest_path()
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(encode(manifest)))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: we still have it in memory
+
+    async def _wait(self, event_: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event_.wait()
+
+    async def fill_loop(self, api: ControlApi) -> None:
+        assert self.filler is not None
+        s = self.settings
+        window = s.window
+        manifest = await asyncio.to_thread(self._load_manifest)
+        while True:
+            forced = self._fill_now.is_set()
+            self._fill_now.clear()
+            now = datetime.now()
+            self.status.fill.window_open = window.is_open(now)
+            try:
+                manifest = await api.fill_manifest(s.id)
+                self.status.fill.manifest_at = time.time()
+                await asyncio.to_thread(self._save_manifest, manifest)
+            except (UpstreamError, ClientError) as exc:
+                self.status.fill.last_error = f"fill manifest: {exc}"
+                event(log, "fill_manifest_failed", logging.WARNING, error=str(exc),
+                      have_previous=manifest is not None)
+            if manifest is not None:
+                try:
+                    await self.filler.run(manifest, download=forced or self.status.fill.window_open)
+                except StoreError as exc:
+                    self.status.fill.last_error = str(exc)
+                    event(log, "fill_failed", logging.ERROR, error=str(exc))
+            delay = s.fill_interval
+            if not self.status.fill.window_open:
+                delay = min(delay, max(1.0, window.seconds_until_open(datetime.now())))
+            await self._wait(self._fill_now, delay)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def _start_servers(self, edge_app: web.Application, admin_app: web.Application) -> None:
+        s = self.settings
+        limits = ServerLimits(shutdown_timeout=s.drain_timeout)
+        for name, app, host, port, lim in (
+            ("public", edge_app, s.host, s.port, limits),
+            ("admin", admin_app, s.admin_host, s.admin_port, ServerLimits()),
+        ):
+            try:
+                runner, url = await start(app, host, port, lim)
+            except OSError as exc:
+                key = "port" if name == "public" else "admin_port"
+                raise ConfigError(
+                    f"Cannot listen on {host}:{port} (setting '{key}'): {exc.strerror}."
+                ) from None
+            self._runners.append(runner)
+            self.urls[name] = url
+
+    async def serve(self, ready: Callable[[dict[str, str]], None] | None = None) -> None:
+        s = self.settings
+        report = await asyncio.to_thread(self.edge.store.reconcile)
+        event(log, "cache_reconciled", **{k: getattr(report, k) for k in report.__slots__})
+        edge_app = make_app(self.edge.settings, edge=self.edge)
+        admin_app = make_admin_app(self, s.operator_token, self.edge.registry)
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        try:
+            api = ControlApi(session, s.control_url, s.control_token, timeout=s.upstream_timeout)
+            self.filler = Filler(s, self.edge.store, session, self.status, self.metrics,
+                                 run=self.edge.run)
+
+            async def collect() -> Heartbeat:
+                return await self.collect(session)
+
+            self.control = ControlLoop(s, api, self.status, self.metrics, collect,
+                                       on_success=self._beat_sent)
+            await self._start_servers(edge_app, admin_app)
+            self.status.state = "draining" if self.edge.draining else "serving"
+            event(log, "listening", appliance=s.id, site=s.site, **self.urls)
+            if ready is not None:
+                ready(dict(self.urls))
+            async with asyncio.TaskGroup() as tg:
+                loops = [tg.create_task(self.control.run()), tg.create_task(self.fill_loop(api))]
+                await self._stop.wait()
+                self.status.state = "stopping"
+                self.edge.draining = True
+                for task in loops:
+                    task.cancel()
+            await self._farewell()
+        finally:
+            await self._shutdown(session)
+
+    async def _farewell(self) -> None:
+        """One last beat saying `draining`, so steering stops sending clients right away."""
+        if self.control is None or not self.status.registered:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(min(2.0, self.settings.heartbeat_interval)):
+                await self.control.beat_once()
+
+    async def _shutdown(self, session: aiohttp.ClientSession) -> None:
+        started = time.monotonic()
+        # The edge first: stop accepting, finish requests in flight (drain_timeout), stop.
+        for runner in self._runners:
+            await runner.cleanup()
+        await session.close()
+        event(log, "stopped", seconds=round(time.monotonic() - started, 3))
+
+
+def run(settings: ApplianceSettings, ready: Callable[[dict[str, str]], None]) -> None:
+    """Run until SIGTERM/SIGINT (the CLI's entry into the event loop)."""
+
+    async def main() -> None:
+        appliance = Appliance(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, appliance.stop)
+        await appliance.serve(ready)
+
+    asyncio.run(main())

@@ -1,0 +1,180 @@
+"""Appliance settings: one frozen dataclass built from TOML, `VCDN_*` environment and flags.
+
+Secrets (the control-plane token, the operator token and the URL signing keys, which also
+authenticate peer requests between appliances) come from the settings file, a ``*_file``
+next to it (systemd credentials) or the environment, never from the command line, where
+every local user could read them in ``ps``. `load` resolves the files and checks every
+value, so a bad setting stops start-up with a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from appliance.schedule import FillWindow
+from vcdn.errors import ConfigError
+from vcdn.settings import Bytes, load_settings
+from vcdn.tokens import parse_keys
+
+_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MIN_SECRET_CHARS: Final = 16
+# Settings that are secrets: never accepted as command-line flags.
+SECRETS: Final = frozenset({"control_token", "operator_token", "signing_keys"})
+
+
+@dataclass(frozen=True)
+class ApplianceSettings:
+    """Everything one appliance needs; see packaging/appliance.toml for each key."""
+
+    id: str
+    site: str
+    public_url: str
+    cache_dir: Path
+    cache_capacity: Bytes
+    control_url: str
+    origin_url: str
+    asn: int = 0
+    lat: float = 0.0
+    lon: float = 0.0
+    prefixes: tuple[str, ...] = ()
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Free space the fill must leave on the cache disk; below it the fill pauses.
+    cache_free_floor: Bytes = 256 * 1024 * 1024
+    control_token: str = ""
+    control_token_file: Path | None = None
+    auth: Literal["tokens", "none"] = "tokens"
+    signing_keys: str = ""
+    signing_keys_file: Path | None = None
+    # Appliances of the same site asked first on a client miss (the fill uses the peers the
+    # fill manifest lists).
+    peers: tuple[str, ...] = ()
+    fill_window: str = "02:00-14:00"
+    fill_bandwidth: Bytes = 0  # bytes per second for the whole fill; 0 means no cap
+    fill_concurrency: int = 4
+    fill_interval: float = 60.0  # seconds between fill-manifest fetches
+    heartbeat_interval: float = 10.0
+    upstream_timeout: float = 10.0
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    operator_token: str = ""
+    operator_token_file: Path | None = None
+    drain_timeout: float = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def window(self) -> FillWindow:
+        return FillWindow.parse(self.fill_window)
+
+    @property
+    def keys(self) -> dict[str, bytes]:
+        return parse_keys(self.signing_keys) if self.signing_keys else {}
+
+
+def _read_secret(path: Path, key: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"Setting '{key}' names '{path}', which cannot be read: {exc.strerror}."
+        ) from None
+
+
+def _check_url(value: str, key: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"Setting '{key}' must be an http:// or https:// URL, got {value!r}.")
+
+
+def _check_port(value: int, key: str, allow_zero: bool = True) -> None:
+    if not (0 if allow_zero else 1) <= value <= 65535:
+        raise ConfigError(f"Setting '{key}' must be a TCP port number (0-65535), got {value}.")
+
+
+def check(s: ApplianceSettings) -> ApplianceSettings:
+    """Validate values that types alone cannot; raise ConfigError naming the key."""
+    for key in ("id", "site"):
+        if not _ID_RE.match(getattr(s, key)):
+            raise ConfigError(
+                f"Setting '{key}' must be 1-64 characters of A-Z a-z 0-9 . _ -, "
+                f"got {getattr(s, key)!r}."
+            )
+    for key in ("public_url", "control_url", "origin_url"):
+        _check_url(getattr(s, key), key)
+    _check_port(s.port, "port")
+    _check_port(s.admin_port, "admin_port")
+    if not -90 <= s.lat <= 90:
+        raise ConfigError(f"Setting 'lat' must be between -90 and 90, got {s.lat}.")
+    if not -180 <= s.lon <= 180:
+        raise ConfigError(f"Setting 'lon' must be between -180 and 180, got {s.lon}.")
+    if not 0 <= s.asn < 2**32:
+        raise ConfigError(f"Setting 'asn' must be a 32-bit AS number, got {s.asn}.")
+    for prefix in s.prefixes:
+        try:
+            ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"Setting 'prefixes' holds {prefix!r}, which is not an IP prefix."
+            ) from None
+    if s.cache_capacity <= 0:
+        raise ConfigError("Setting 'cache_capacity' must be a positive size such as 500GiB.")
+    if s.fill_concurrency < 1:
+        raise ConfigError(f"Setting 'fill_concurrency' must be >= 1, not {s.fill_concurrency}.")
+    for key in ("heartbeat_interval", "fill_interval", "upstream_timeout", "drain_timeout"):
+        if not getattr(s, key) > 0:
+            raise ConfigError(f"Setting '{key}' must be a positive number of seconds.")
+    try:
+        s.window  # noqa: B018 - parsing is the check
+    except ConfigError as exc:
+        raise ConfigError(f"Setting 'fill_window': {exc}") from None
+    if len(s.control_token) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            "Setting 'control_token' is missing or shorter than 16 characters: set it in the "
+            "settings file, in 'control_token_file', or as VCDN_CONTROL_TOKEN."
+        )
+    if s.operator_token and len(s.operator_token) < MIN_SECRET_CHARS:
+        raise ConfigError("Setting 'operator_token' must be at least 16 characters long.")
+    for peer in s.peers:
+        _check_url(peer, "peers")
+    if s.auth == "tokens":
+        if not s.signing_keys:
+            raise ConfigError(
+                "Setting 'signing_keys' is required when auth = \"tokens\": set it in the "
+                "settings file, in 'signing_keys_file', or as VCDN_SIGNING_KEYS."
+            )
+        try:
+            s.keys  # noqa: B018
+        except ConfigError as exc:
+            raise ConfigError(f"Setting 'signing_keys': {exc}") from None
+    return s
+
+
+def load(
+    path: Path | str | None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ApplianceSettings:
+    """Settings from `path` + environment + `overrides` (flags), secrets resolved, checked."""
+    bad = SECRETS.intersection(k for k, v in (overrides or {}).items() if v is not None)
+    if bad:
+        raise ConfigError(
+            f"Setting '{sorted(bad)[0]}' is a secret and cannot be given on the command line; "
+            "use the settings file, a *_file setting or the environment."
+        )
+    s = load_settings(ApplianceSettings, path, overrides=overrides, env=env)
+    base = Path(path).parent if path is not None else Path(".")
+    resolved: dict[str, Any] = {}
+    for key in ("control_token", "operator_token", "signing_keys"):
+        file = getattr(s, f"{key}_file")
+        if file is not None and not getattr(s, key):
+            resolved[key] = _read_secret(file if file.is_absolute() else base / file, f"{key}_file")
+    if resolved:
+        s = dataclasses.replace(s, **resolved)
+    return check(s)
