@@ -1,0 +1,85 @@
+"""plan_fill: manifests per appliance from popularity, catalog and the previous plan."""
+
+from __future__ import annotations
+
+from origin.control.planning import moved, plan_fill
+from tests.planning.helpers import appliance, title
+from vcdn.hashing import rank
+from vcdn.schemas import FillManifest, decode, encode
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+MB = 10**6
+
+
+def catalog() -> list:
+    titles = [title(f"t{i:02d}", minutes=10 + i % 7) for i in range(40)]
+    titles.append(title("premiere", minutes=12, release_at="2027-01-15T20:00:00Z"))
+    titles.append(title("later", minutes=12, release_at="2027-03-01T20:00:00Z"))
+    return titles
+
+
+def popularity() -> dict[str, dict[str, float]]:
+    return {"s1": {f"t{i:02d}": 100.0 / (i + 1) for i in range(40)}}
+
+
+def fleet() -> list:
+    cap = 3000 * MB
+    return [appliance(f"a{i}", cap) for i in range(3)] + [
+        appliance("sick", cap, state="stale"),
+        appliance("b0", cap, site="s2"),
+    ]
+
+
+def test_manifests_are_valid_contracts_ordered_by_score_and_fit_capacity() -> None:
+    plans = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    assert set(plans) == {"a0", "a1", "a2", "sick", "b0"}
+    for m in plans.values():
+        assert decode(FillManifest, encode(m)) == m
+        scores = [t.score for t in m.titles]
+        assert scores == sorted(scores, reverse=True)
+        assert sum(t.bytes for t in m.titles) <= m.capacity_bytes
+
+
+def test_a_title_is_on_its_top_ranked_healthy_appliance_and_peers_list_holders_first() -> None:
+    plans = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    healthy = ["a0", "a1", "a2"]
+    holders: dict[str, list[str]] = {}
+    for a in healthy:
+        for t in plans[a].titles:
+            holders.setdefault(t.title, []).append(a)
+    for t, hs in holders.items():
+        ranked = rank(t, healthy)
+        assert sorted(hs, key=ranked.index) == ranked[: len(hs)]
+        for a in hs:
+            entry = next(x for x in plans[a].titles if x.title == t)
+            others = [f"http://{h}.test" for h in ranked[: len(hs)] if h != a]
+            assert entry.peers[: len(others)] == others
+            assert len(entry.peers) == 2  # every other healthy appliance of the site
+
+
+def test_the_premiere_is_planned_before_it_opens_and_the_far_release_is_not() -> None:
+    plans = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    planned = {t.title for a in ("a0", "a1", "a2") for t in plans[a].titles}
+    assert "premiere" in planned
+    assert "later" not in planned
+
+
+def test_an_unhealthy_appliance_keeps_its_previous_manifest() -> None:
+    first = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    assert first["sick"].titles == []
+    old = FillManifest("sick", NOW - 86400, 1, titles=first["a0"].titles)
+    second = plan_fill(popularity(), catalog(), fleet(), {**first, "sick": old}, now=NOW)
+    assert second["sick"] is old
+
+
+def test_another_site_without_history_gets_the_global_favourites() -> None:
+    plans = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    assert plans["b0"].titles[0].title == "premiere" or plans["b0"].titles[0].title == "t00"
+    assert {t.title for t in plans["b0"].titles} >= {"t00", "t01"}
+
+
+def test_replanning_the_same_night_moves_zero_bytes() -> None:
+    first = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    second = plan_fill(popularity(), catalog(), fleet(), first, now=NOW)
+    assert moved(first, second, catalog()) == 0
+    assert moved(None, first, catalog()) > 0
