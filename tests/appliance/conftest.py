@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -217,3 +220,61 @@ def signed(title: str, keys: str = SIGNING_KEYS) -> str:
     parsed = parse_keys(keys)
     kid, key = next(iter(parsed.items()))
     return sign(title, key_id=kid, key=key, expires=int(time.time()) + 600)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Proc:
+    """An appliance (or other vcdn service) in its own process; logs go to `log_path`."""
+
+    process: asyncio.subprocess.Process
+    log_path: Path
+    line: str
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.log_path.read_text().splitlines():
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if rec.get("event") == name:
+                out.append(rec)
+        return out
+
+    def kill9(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+
+    async def terminate(self, within: float = 10.0) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), within)
+
+
+async def start_proc(args: list[str], log_path: Path, env: dict[str, str] | None = None,
+                     ready: str = "listening on", within: float = 15.0) -> Proc:
+    """Run `python -m vcdn.cli ARGS` from the repository root; wait for its ready line."""
+    full_env = {**os.environ, **(env or {})}
+    with open(log_path, "ab") as log:  # noqa: ASYNC230 - a local log file, opened once
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vcdn.cli", *args, cwd=ROOT, env=full_env,
+            stdout=asyncio.subprocess.PIPE, stderr=log,
+        )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                raw = await process.stdout.readline()
+                if not raw:
+                    tail = log_path.read_text()[-2000:]  # noqa: ASYNC240
+                    raise AssertionError(f"{args[0]} exited: {tail}")
+                line = raw.decode()
+                if ready in line:
+                    return Proc(process, log_path, line.strip())
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
