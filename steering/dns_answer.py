@@ -65,9 +65,10 @@ class _Entry:
 
     def __init__(self, full: bytes, truncated: bytes, qlen: int) -> None:
         self.size = len(full)
-        self.heads = (full[2:12], bytes([full[2] | 1]) + full[3:12])
+        self.heads = (bytes([full[2] & 0xFE]) + full[3:12], bytes([full[2] | 1]) + full[3:12])
         self.tail = full[12 + qlen :]
-        self.tc_heads = (truncated[2:12], bytes([truncated[2] | 1]) + truncated[3:12])
+        self.tc_heads = (bytes([truncated[2] & 0xFE]) + truncated[3:12],
+                         bytes([truncated[2] | 1]) + truncated[3:12])
         self.tc_tail = truncated[12 + qlen :]
 
 

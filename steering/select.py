@@ -34,6 +34,7 @@ from vcdn.hashing import rank
 Reason = Literal["prefix", "asn", "geo", "default", "none"]
 EARTH_RADIUS_KM: Final = 6371.0
 MIN_WEIGHT: Final = 0.05
+SPREAD_BITS: Final = {4: 24, 6: 56}
 
 
 class GeoLookup(Protocol):
@@ -134,23 +135,54 @@ def _site_order(
     return sorted(view.sites.values(), key=lambda s: s.name), "none", scope
 
 
-def _rank_site(site: Site, client: Client, key_bits: int, title: str | None,
-               policy: Policy) -> list[Node]:
+def _rank_site(site: Site, bucket: str, title: str | None,
+               policy: Policy) -> tuple[list[Node], bool]:
+    """The site's appliances best first, and whether the order depended on `bucket`."""
     ids = [n.id for n in site.nodes]
     by_id = {n.id: n for n in site.nodes}
+    varied = False
     if title is None:
         weights = {n.id: max(MIN_WEIGHT, 1.0 - n.utilization) for n in site.nodes}
-        ranked = [by_id[i] for i in rank(client.bucket(key_bits), ids, weights)]
+        ranked = [by_id[i] for i in rank(bucket, ids, weights)]
+        varied = len(ids) > 1
     else:
         ranked = [by_id[i] for i in rank(title, ids)]
         d = min(policy.dispersion, len(ranked))
         if d > 1:
-            k = int(_unit(f"{title}\0{client.bucket(key_bits)}") * d)
+            k = int(_unit(f"{title}\0{bucket}") * d)
             ranked[:d] = ranked[k:d] + ranked[:k]
+            varied = True
     # Saturated appliances go last in their site, keeping their relative order.
     return [n for n in ranked if n.utilization < policy.saturation] + [
         n for n in ranked if n.utilization >= policy.saturation
-    ]
+    ], varied
+
+
+def _count(site: Site, family: int) -> int:
+    return sum(1 for n in site.nodes if (n.addrs4 if family == 4 else n.addrs6))
+
+
+def _reach(sites: list[Site], depth: int | None) -> dict[int, int]:
+    """Per address family, the index of the last site an answer of `depth` reaches."""
+    out = {4: len(sites), 6: len(sites)}
+    if depth is None:
+        return out
+    for family in (4, 6):
+        total = 0
+        for i, site in enumerate(sites):
+            total += _count(site, family)
+            if total >= depth:
+                out[family] = i
+                break
+    return out
+
+
+def _matters(sites: list[Site], i: int, reach: dict[int, int] | None, least: int) -> bool:
+    """Whether the order of site i (holding at least `least` appliances of a family that
+    an answer reaches) can change the answer."""
+    if reach is None:
+        return True
+    return any(i <= reach[f] and _count(sites[i], f) >= least for f in (4, 6))
 
 
 def select(
@@ -159,20 +191,36 @@ def select(
     geo: GeoLookup | None,
     policy: Policy = Policy(),
     title: str | None = None,
+    depth: int | None = None,
 ) -> Decision:
-    """Rank the healthy appliances for `client` (and `title`, for HTTP)."""
+    """Rank the healthy appliances for `client` (and `title`, for HTTP).
+
+    `depth`: how many of the first appliances of each address family the caller uses
+    (DNS: the answer count); the scope only accounts for choices that reach into them.
+    """
     primary, reason, scope = _site_order(client, view, geo, policy)
-    scope = min(scope, client.source_len) if client.source_len else 0
+    scope = min(scope, client.source_len)
     chosen = {s.name for s in primary}
     if primary:
         anchor = primary[0]
         rest = [s for s in view.sites.values() if s.name not in chosen]
         primary = primary + _by_distance(rest, anchor.lat, anchor.lon)
-    bucket = client.bucket(scope)
+    # Spreading clients over appliances (load shedding, DNS weighting, dispersion) hashes
+    # the client's /24 (/56): the granularity resolvers send in ECS (RFC 7871 §11.1).
+    # When it is used, the answer depends on those bits and the scope says so.
+    key_bits = max(scope, min(SPREAD_BITS[client.version], client.source_len))
+    bucket = client.bucket(key_bits)
+    varied = False
     ordered: list[Site] = []
     pending: list[Site] = []
-    for site in primary:
-        if _unit(f"{site.name}\0{bucket}") < _shed_share(site.utilization, policy.saturation):
+    reach = None if depth is None else _reach(primary, depth)
+    for i, site in enumerate(primary):
+        share = _shed_share(site.utilization, policy.saturation)
+        # Shedding swaps a site with the next one: it matters if either is reached.
+        varied = varied or (0.0 < share < 1.0 and (
+            _matters(primary, i, reach, 1)
+            or (i + 1 < len(primary) and _matters(primary, i + 1, reach, 1))))
+        if share and _unit(f"{site.name}\0{bucket}") < share:
             pending.append(site)  # this client's share of the overload goes to the next site
         else:
             ordered.append(site)
@@ -180,6 +228,10 @@ def select(
             pending = []
     ordered.extend(pending)
     nodes: list[Node] = []
-    for site in ordered:
-        nodes.extend(_rank_site(site, client, scope, title, policy))
-    return Decision(tuple(nodes), tuple(s.name for s in ordered), reason, scope)
+    reach = None if depth is None else _reach(ordered, depth)
+    for i, site in enumerate(ordered):
+        ranked, site_varied = _rank_site(site, bucket, title, policy)
+        varied = varied or (site_varied and _matters(ordered, i, reach, 2))
+        nodes.extend(ranked)
+    return Decision(tuple(nodes), tuple(s.name for s in ordered), reason,
+                    key_bits if varied else scope)

@@ -67,8 +67,8 @@ class Steering:
         )
 
     def _decider(self, view: SteeringView) -> Callable[[Client], Decision]:
-        geo, policy = self.geo, self.policy
-        return lambda client: select(client, view, geo, policy)
+        geo, policy, depth = self.geo, self.policy, self.settings.answers
+        return lambda client: select(client, view, geo, policy, depth=depth)
 
     def decide(self, client: Client, title: str | None = None) -> Decision:
         return select(client, self.view, self.geo, self.policy, title)
