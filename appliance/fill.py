@@ -128,6 +128,10 @@ class Filler:
             return not plan.missing_bytes
         progress = self.status.fill
         progress.running, progress.bytes_fetched, progress.last_error = True, 0, ""
+        if plan.missing_bytes:
+            # Peer notes describe this pass only: peers come and go with the manifest.
+            for name in [n for n in self.status.upstream if n.startswith("peer ")]:
+                del self.status.upstream[name]
         failed = 0
         started = time.monotonic()
         try:
