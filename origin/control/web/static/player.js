@@ -1,0 +1,177 @@
+// The vcdn web player: ask steering for ranked URLs, play the first with hls.js, and move
+// to the next URL when one fails (the same idea as vcdn.hlsclient, in the browser).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const video = $("video");
+
+// What the page did, for people (the panels) and for tests (window.vcdnPlayer).
+const state = {
+  title: "", urls: [], index: -1, failed: [], fragments: [], fatal: [], failovers: 0,
+  appliance: "", rendition: "", playing: false,
+};
+window.vcdnPlayer = state;
+let hls = null;
+let applianceNames = {};  // "host:port" -> "a1 (site-a)", when the operator token is known
+
+// Fail fast on a dead appliance: one quick retry, then the error is fatal and we fail over.
+const FAST = {
+  default: {
+    maxTimeToFirstByteMs: 4000, maxLoadTimeMs: 10000,
+    timeoutRetry: { maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0 },
+    errorRetry: { maxNumRetry: 1, retryDelayMs: 250, maxRetryDelayMs: 500 },
+  },
+};
+
+function log(text) {
+  const line = `${new Date().toISOString().slice(11, 23)} ${text}\n`;
+  $("log").textContent = line + $("log").textContent;
+}
+
+function hostOf(url) {
+  try { return new URL(url).host; } catch { return url; }
+}
+
+function renderUrls() {
+  const list = $("urls");
+  list.replaceChildren();
+  state.urls.forEach((url, i) => {
+    const host = hostOf(url);
+    const name = applianceNames[host] ? `${applianceNames[host]} ` : "";
+    const li = el("li", {}, `${name}${host}`);
+    if (i === state.index) li.className = "current";
+    if (state.failed.includes(i)) li.className = "failed";
+    list.append(li);
+  });
+}
+
+function showAppliance() {
+  const host = hostOf(state.urls[state.index] || "");
+  state.appliance = applianceNames[host] ? `${applianceNames[host]} at ${host}` : host;
+  $("appliance").textContent = state.appliance || "-";
+}
+
+async function loadNames() {
+  if (!operatorToken()) return;
+  try {
+    const body = await controlGet("/api/v1/appliances");
+    for (const a of body.appliances) applianceNames[hostOf(a.public_url)] = `${a.id} (${a.site})`;
+    const titles = await controlGet("/api/v1/titles");
+    const list = $("titles");
+    list.replaceChildren(...titles.titles.map((t) => el("option", { value: t.title })));
+  } catch (e) {
+    log(`control API: ${e.message}`);
+  }
+}
+
+function start(index, position) {
+  if (hls) { hls.destroy(); hls = null; }
+  if (index >= state.urls.length) {
+    $("status").textContent = "failed: no URL left";
+    $("status").className = "error";
+    state.fatal.push("every URL failed");
+    log("every ranked URL failed");
+    return;
+  }
+  state.index = index;
+  renderUrls();
+  showAppliance();
+  const url = state.urls[index];
+  log(`loading ${url}`);
+  hls = new Hls({
+    fragLoadPolicy: FAST, playlistLoadPolicy: FAST, manifestLoadPolicy: FAST,
+    startPosition: position || -1, capLevelToPlayerSize: false,
+  });
+  hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
+    log(`master playlist: ${data.levels.length} renditions`);
+    video.play().catch((e) => log(`play(): ${e.message}`));
+  });
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
+    const level = hls.levels[data.level];
+    state.rendition = `${level.height}p, ${(level.bitrate / 1000).toFixed(0)} kb/s`;
+    $("rendition").textContent = state.rendition;
+  });
+  hls.on(Hls.Events.FRAG_LOADED, (_, data) => {
+    state.fragments.push(data.frag.url);
+    $("segments").textContent = String(state.fragments.length);
+  });
+  hls.on(Hls.Events.ERROR, (_, data) => {
+    log(`${data.fatal ? "fatal" : "recoverable"} ${data.type}: ${data.details}`);
+    if (!data.fatal) return;
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !state.recovered) {
+      state.recovered = true;
+      hls.recoverMediaError();
+      return;
+    }
+    // A network failure of this appliance: continue on the next ranked URL, where we were.
+    state.failed.push(index);
+    state.failovers += 1;
+    $("failovers").textContent = String(state.failovers);
+    start(index + 1, video.currentTime);
+  });
+  hls.loadSource(url);
+  hls.attachMedia(video);
+}
+
+async function play(title, steering) {
+  state.title = title;
+  state.urls = []; state.failed = []; state.index = -1;
+  $("status").textContent = "asking steering";
+  $("status").className = "";
+  let body;
+  try {
+    const resp = await fetch(`${steering.replace(/\/$/, "")}/v1/playback/${encodeURIComponent(title)}`);
+    body = await resp.json();
+    if (!resp.ok) throw new Error(body.error || `status ${resp.status}`);
+  } catch (e) {
+    $("status").textContent = `steering: ${e.message}`;
+    $("status").className = "error";
+    state.fatal.push(`steering: ${e.message}`);
+    return;
+  }
+  state.urls = body.urls;
+  log(`steering ranked ${body.urls.length} URLs (sites ${(body.sites || []).join(", ")})`);
+  $("status").textContent = "loading";
+  start(0, -1);
+}
+
+function tick() {
+  const t = video.currentTime;
+  let ahead = 0;
+  for (let i = 0; i < video.buffered.length; i++) {
+    if (video.buffered.start(i) <= t + 0.1 && video.buffered.end(i) >= t) {
+      ahead = video.buffered.end(i) - t;
+    }
+  }
+  $("buffer").textContent = `${ahead.toFixed(1)} s ahead`;
+  $("position").textContent = `${t.toFixed(1)} s` + (video.duration ? ` of ${video.duration.toFixed(1)} s` : "");
+  state.playing = !video.paused && !video.ended && video.readyState >= 3;
+  if (state.index >= 0 && $("status").className !== "error") {
+    $("status").textContent = video.ended ? "ended" : state.playing ? "playing" : "buffering";
+  }
+}
+
+function main() {
+  if (!window.Hls || !Hls.isSupported()) {
+    $("status").textContent = "hls.js is not available (run `make install`), or this browser lacks Media Source Extensions";
+    $("status").className = "error";
+    return;
+  }
+  $("title").value = params.get("title") || "";
+  $("steering").value = params.get("steering") || `${location.protocol}//${location.hostname}:8300`;
+  $("pick").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const url = new URL(location.href);
+    url.searchParams.set("title", $("title").value);
+    url.searchParams.set("steering", $("steering").value);
+    history.replaceState(null, "", url);
+    play($("title").value.trim(), $("steering").value.trim());
+  });
+  setInterval(tick, 500);
+  loadNames().then(() => {
+    if ($("title").value) play($("title").value.trim(), $("steering").value.trim());
+  });
+}
+
+main();

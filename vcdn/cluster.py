@@ -1,0 +1,301 @@
+"""The whole CDN on one machine: control, origin, steering and N appliances in two sites.
+
+Every service is a real subprocess of ``python -m vcdn.cli`` on loopback, started in
+dependency order and awaited on its ``/healthz``. `vcdn up` drives one `Cluster`; the
+end-to-end tests drive another with short heartbeat intervals and kill and restart its
+appliances. Secrets (bootstrap API tokens, URL signing keys) are made fresh per cluster and
+reach the services through their environment or a 0600 settings file, never a command line.
+
+Appliance ``i`` listens on its own loopback address ``127.0.0.{10+i}`` so that the DNS
+answers of steering name distinct boxes, as they would in a real ISP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from vcdn.procs import Proc, free_port, stop_all, vcdn_argv
+
+SITES: Final = ("site-a", "site-b")
+ZONE: Final = "cdn.example."
+DEMO_NAME: Final = "edge." + ZONE
+# Clients on loopback belong to site-a; site-b's prefix is a documentation range
+# (RFC 5737 TEST-NET-1) so it serves only as a fallback here.
+SITE_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
+    "site-a": ("127.0.0.0/8",),
+    "site-b": ("192.0.2.0/24",),
+}
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How to lay the CDN out; the defaults are the demo's."""
+
+    data: Path
+    appliances: int = 3
+    base_port: int = 0  # 0: pick free ports
+    heartbeat_interval: float = 2.0
+    stale_after_beats: float = 1.5
+    steering_poll: float = 0.5
+    fill_interval: float = 5.0
+    cache_capacity: str = "2GiB"
+    token_ttl: int = 6 * 3600
+    answers: int = 3
+    host: str = "127.0.0.1"
+    appliance_hosts: tuple[str, ...] = ()  # default 127.0.0.{10+i}
+    site_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: SITE_PREFIXES)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    operator: str
+    appliance: str
+    packager: str
+    steering: str
+    signing_keys: str
+    peer_key: str
+
+    @classmethod
+    def fresh(cls) -> Secrets:
+        def tok() -> str:
+            return "vcdn_" + secrets.token_urlsafe(24)
+
+        return cls(tok(), tok(), tok(), tok(), "k1:" + secrets.token_urlsafe(24), tok())
+
+    @property
+    def bootstrap(self) -> str:
+        return (
+            f"operator:{self.operator},appliance:{self.appliance},"
+            f"packager:{self.packager},steering:{self.steering}"
+        )
+
+
+@dataclass
+class ApplianceSlot:
+    """One appliance: where it lives, its process, and its settings file."""
+
+    id: str
+    site: str
+    host: str
+    port: int
+    admin_port: int
+    config: Path
+    cache_dir: Path
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def netloc(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """Our environment without any VCDN_* variable, so a user's shell cannot skew a service."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VCDN_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Cluster:
+    """Start, inspect, break and stop the services of one CDN."""
+
+    def __init__(self, config: ClusterConfig, secrets_: Secrets | None = None) -> None:
+        self.config = config
+        self.data = config.data.resolve()
+        self.logs = self.data / "logs"
+        self.secrets = secrets_ or Secrets.fresh()
+        ports = iter(range(config.base_port, config.base_port + 100)) if config.base_port else None
+
+        def port(kind: int = socket.SOCK_STREAM) -> int:
+            return next(ports) if ports is not None else free_port(kind)
+
+        self.control_port = port()
+        self.origin_port = port()
+        self.steering_http_port = port()
+        self.steering_dns_port = port(socket.SOCK_DGRAM)
+        self.slots: list[ApplianceSlot] = []
+        for i in range(config.appliances):
+            site = SITES[0] if i < (config.appliances + 1) // 2 else SITES[1]
+            hosts = config.appliance_hosts
+            host = hosts[i] if i < len(hosts) else f"127.0.0.{10 + i}"
+            aid = f"a{i + 1}"
+            self.slots.append(
+                ApplianceSlot(
+                    id=aid, site=site, host=host,
+                    port=port() if ports else free_port(host=host),
+                    admin_port=port(),
+                    config=self.data / "appliances" / f"{aid}.toml",
+                    cache_dir=self.data / "appliances" / aid / "cache",
+                )
+            )
+        self.control: Proc | None = None
+        self.origin: Proc | None = None
+        self.steering: Proc | None = None
+
+    # --- addresses ---
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.config.host}:{self.control_port}"
+
+    @property
+    def origin_url(self) -> str:
+        return f"http://{self.config.host}:{self.origin_port}"
+
+    @property
+    def steering_url(self) -> str:
+        return f"http://{self.config.host}:{self.steering_http_port}"
+
+    @property
+    def origin_root(self) -> Path:
+        return self.data / "origin"
+
+    def procs(self) -> list[Proc]:
+        out = [self.control, self.origin, self.steering] + [s.proc for s in self.slots]
+        return [p for p in out if p is not None]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_env({**self.config.extra_env, **extra})
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        """Control and origin, then steering and the appliances; each awaited on /healthz."""
+        await self.start_core()
+        await self.start_edges()
+
+    async def start_core(self) -> None:
+        """Control and origin: what the packager and everything else need first."""
+        for d in (self.logs, self.origin_root, self.data / "appliances"):
+            d.mkdir(parents=True, exist_ok=True)
+        self.control = Proc(
+            "control",
+            vcdn_argv(
+                "control", "--db", f"sqlite:///{self.data / 'control.sqlite'}",
+                "--host", self.config.host, "--port", str(self.control_port),
+            ),
+            log_path=self.logs / "control.log",
+            env=self.env(
+                VCDN_CONTROL_TOKENS=self.secrets.bootstrap,
+                VCDN_CONTROL_HEARTBEAT_INTERVAL=str(self.config.heartbeat_interval),
+                VCDN_CONTROL_STALE_AFTER_BEATS=str(self.config.stale_after_beats),
+            ),
+            health_url=f"{self.control_url}/healthz",
+        )
+        self.origin = Proc(
+            "origin",
+            vcdn_argv(
+                "origin", "--root", str(self.origin_root),
+                "--host", self.config.host, "--port", str(self.origin_port),
+            ),
+            log_path=self.logs / "origin.log",
+            env=self.env(),
+            health_url=f"{self.origin_url}/healthz",
+        )
+        await self._start_all([self.control, self.origin])
+
+    async def start_edges(self) -> None:
+        """Steering and the appliances, once control and origin answer."""
+        self.steering = Proc(
+            "steering",
+            vcdn_argv(
+                "steering", "--control", self.control_url, "--zone", ZONE,
+                "--host", self.config.host,
+                "--dns-port", str(self.steering_dns_port),
+                "--http-port", str(self.steering_http_port),
+                "--origin-url", self.origin_url,
+                "--default-site", SITES[0],
+                "--answers", str(self.config.answers),
+                "--poll-interval", str(self.config.steering_poll),
+            ),
+            log_path=self.logs / "steering.log",
+            env=self.env(
+                VCDN_CONTROL_TOKEN=self.secrets.steering,
+                VCDN_SIGNING_KEYS=self.secrets.signing_keys,
+                VCDN_TOKEN_TTL=str(self.config.token_ttl),
+            ),
+            health_url=f"{self.steering_url}/healthz",
+        )
+        for slot in self.slots:
+            self.write_appliance_config(slot)
+            slot.proc = self.appliance_proc(slot)
+        await self._start_all([self.steering] + [s.proc for s in self.slots if s.proc])
+
+    async def _start_all(self, procs: list[Proc]) -> None:
+        for p in procs:
+            await p.start()
+        await asyncio.gather(*(p.wait_healthy() for p in procs))
+
+    def write_appliance_config(self, slot: ApplianceSlot) -> None:
+        """The appliance's settings file; it holds secrets, so only its owner may read it."""
+        slot.cache_dir.mkdir(parents=True, exist_ok=True)
+        prefixes = ", ".join(f'"{p}"' for p in self.config.site_prefixes.get(slot.site, ()))
+        text = f"""# Written by `vcdn up`; holds secrets (mode 0600).
+id = "{slot.id}"
+site = "{slot.site}"
+public_url = "{slot.url}"
+cache_dir = "{slot.cache_dir}"
+cache_capacity = "{self.config.cache_capacity}"
+control_url = "{self.control_url}"
+origin_url = "{self.origin_url}"
+prefixes = [{prefixes}]
+host = "{slot.host}"
+port = {slot.port}
+admin_host = "127.0.0.1"
+admin_port = {slot.admin_port}
+control_token = "{self.secrets.appliance}"
+operator_token = "{self.secrets.operator}"
+signing_keys = "{self.secrets.signing_keys}"
+fill_window = "00:00-00:00"
+fill_interval = {self.config.fill_interval}
+heartbeat_interval = {self.config.heartbeat_interval}
+upstream_timeout = 5.0
+drain_timeout = 2.0
+"""
+        slot.config.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(slot.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+
+    def appliance_proc(self, slot: ApplianceSlot) -> Proc:
+        return Proc(
+            slot.id,
+            vcdn_argv("appliance", "--config", str(slot.config)),
+            log_path=self.logs / f"{slot.id}.log",
+            env=self.env(),
+            health_url=f"{slot.url}/healthz",
+        )
+
+    async def restart_appliance(self, slot: ApplianceSlot) -> None:
+        """Start a stopped or killed appliance again on the same ports and cache."""
+        if slot.proc is not None:
+            await slot.proc.stop(1.0)
+        slot.proc = self.appliance_proc(slot)
+        await slot.proc.start()
+        await slot.proc.wait_healthy()
+
+    async def stop(self) -> None:
+        """Appliances and steering first (they talk to control), then control and origin."""
+        edges = [s.proc for s in self.slots if s.proc]
+        await stop_all(edges + ([self.steering] if self.steering else []))
+        await stop_all([p for p in (self.control, self.origin) if p])
+
+    def dead(self) -> list[Proc]:
+        """Services that exited on their own."""
+        return [p for p in self.procs() if p.process is not None and not p.running]

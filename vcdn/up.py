@@ -1,0 +1,210 @@
+"""`vcdn up`: the whole CDN on this machine, a title played through it, and a summary.
+
+    vcdn up [--appliances N] [--exit-after-play] [--data DIR] [--base-port P]
+
+Steps: start control and origin; package a generated sample title (unless the origin
+already holds it) and register it; start steering (DNS + HTTP) and N appliances in two
+sites; let the appliances fill the title (fill-now); ask steering for playback URLs and
+play the first with ffmpeg, then read every segment of one rendition with the failover
+HLS client, checking each against the title's sha256s; print what served it. Then keep
+running until Ctrl-C or SIGTERM, which stop every process started here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+from vcdn.cluster import DEMO_NAME, Cluster, ClusterConfig
+from vcdn.demo import (
+    DEMO_TITLE,
+    PlayOutcome,
+    dns_answer,
+    ensure_title,
+    fill_title,
+    play_title,
+    scrape_appliances,
+    wait_for_fleet,
+)
+from vcdn.errors import VcdnError
+from vcdn.summary import render_summary
+
+MAX_APPLIANCES: Final = 20
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="vcdn up",
+        description="Run the whole CDN on this machine (control, origin, steering, appliances "
+        "in two sites), package and fill a sample title, play it through the CDN and print "
+        "a summary. Stops every service on Ctrl-C.",
+    )
+    p.add_argument("--appliances", type=int, default=3, help="number of appliances (default 3)")
+    p.add_argument(
+        "--exit-after-play", action="store_true",
+        help="stop everything after the summary; exit 0 only if the title played",
+    )
+    p.add_argument("--data", type=Path, default=Path("data"), help="state directory (./data)")
+    p.add_argument(
+        "--base-port", type=int, default=0,
+        help="use consecutive ports from P (default: free ports picked at start)",
+    )
+    p.add_argument("--title", default=DEMO_TITLE, help=f"title id to play (default {DEMO_TITLE})")
+    p.add_argument(
+        "--source", type=Path,
+        help="package this video instead of generating a test pattern",
+    )
+    p.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of generated sample (default 30)"
+    )
+    p.add_argument(
+        "--heartbeat-interval", type=float, default=2.0, help="appliance heartbeat period (s)"
+    )
+    p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    args = p.parse_args(argv)
+    if not 1 <= args.appliances <= MAX_APPLIANCES:
+        p.error(f"--appliances must be between 1 and {MAX_APPLIANCES}")
+    if args.base_port and not 1024 <= args.base_port <= 65000:
+        p.error("--base-port must be between 1024 and 65000")
+    if not 2 <= args.duration <= 600:
+        p.error("--duration must be between 2 and 600 seconds")
+    if args.heartbeat_interval <= 0:
+        p.error("--heartbeat-interval must be positive")
+    return args
+
+
+def say(text: str) -> None:
+    print(f"vcdn up: {text}", flush=True)
+
+
+def check_tools() -> None:
+    missing = [t for t in ("ffmpeg", "ffprobe") if shutil.which(t) is None]
+    if missing:
+        raise VcdnError(
+            f"{' and '.join(missing)} not found; install it (Debian: apt-get install ffmpeg) "
+            "or run `make demo`, which installs it."
+        )
+
+
+async def bring_up(
+    cluster: Cluster, args: argparse.Namespace
+) -> tuple[PlayOutcome, dict[str, Any]]:
+    """Everything up to and including the summary; raises VcdnError on the first failure."""
+    started = time.monotonic()
+    say(f"state in {cluster.data}, service logs in {cluster.logs}/")
+    say("starting control, origin, steering and "
+        f"{len(cluster.slots)} appliances ({', '.join(f'{s.id}@{s.site}' for s in cluster.slots)})")
+    await cluster.start_core()
+    packaging = asyncio.create_task(
+        ensure_title(cluster, args.title, source=args.source, duration=args.duration, say=say)
+    )
+    try:
+        await cluster.start_edges()
+    except BaseException:
+        packaging.cancel()
+        with contextlib.suppress(BaseException):
+            await packaging
+        raise
+    say(f"services up in {time.monotonic() - started:.1f} s; waiting for the title")
+    manifest = await packaging
+    async with aiohttp.ClientSession() as session:
+        await wait_for_fleet(session, cluster, say=say)
+        await fill_title(session, cluster, manifest, say=say)
+        outcome = await play_title(session, cluster, manifest, say=say)
+        scraped = await scrape_appliances(session, cluster)
+    dig = await dns_answer(cluster, DEMO_NAME)
+    data = {
+        "title": args.title,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "play": outcome.as_dict(),
+        "appliances": scraped,
+        "dns": dig,
+        "pages": pages(cluster, args.title),
+    }
+    return outcome, data
+
+
+def pages(cluster: Cluster, title: str) -> dict[str, str]:
+    return {
+        "player": f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}",
+        "dashboard": f"{cluster.control_url}/dashboard#token={cluster.secrets.operator}",
+        "playback_api": f"{cluster.steering_url}/v1/playback/{title}",
+        "control_api": f"{cluster.control_url}/api/v1/openapi.json",
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    check_tools()
+    cluster = Cluster(
+        ClusterConfig(
+            data=args.data,
+            appliances=args.appliances,
+            base_port=args.base_port,
+            heartbeat_interval=args.heartbeat_interval,
+        )
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        if not interrupted and not stop.is_set():
+            interrupted = True
+            stop.set()
+            if main_task is not None and not waiting_for_stop:
+                main_task.cancel()
+
+    waiting_for_stop = False
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    code = 1
+    try:
+        outcome, data = await bring_up(cluster, args)
+        print(render_summary(data), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(data, indent=2))
+        code = 0 if outcome.ok else 1
+        if args.exit_after_play or not outcome.ok:
+            return code
+        say("running; press Ctrl-C to stop every service")
+        waiting_for_stop = True
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+            for dead in cluster.dead():
+                say(f"{dead.name} exited unexpectedly; see {dead.log_path}")
+                return 1
+        return 0
+    except asyncio.CancelledError:
+        say("interrupted")
+        return 130
+    except VcdnError as exc:
+        print(f"vcdn up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        say("stopping every service")
+        await asyncio.shield(cluster.stop())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        say("stopped")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(run(args))
+    return uvloop.run(run(args))
