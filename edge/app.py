@@ -313,6 +313,14 @@ async def serve(
     if isinstance(outcome, Tail):
         stats.request("miss", title)
         return await _serve_tail(request, edge, outcome, target)
+    if isinstance(outcome, Pass) and outcome.response.status >= 500 and usable_on_error:
+        assert stale is not None
+        outcome.response.close()
+        event(log, "served_stale", key=key, upstream_status=outcome.response.status)
+        done = await _hit(request, edge, stale, title, "stale")
+        if done is not None:
+            return done
+        raise UpstreamError(f"The upstream answered {outcome.response.status} for {key!r}.")
     stats.request("pass", title)
     if isinstance(outcome, Pass):
         resp, sent = await relay(request, outcome.response)

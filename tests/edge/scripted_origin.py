@@ -1,0 +1,79 @@
+"""A scriptable HTTP origin on loopback: each path answers what the test says, and every
+request it receives is recorded, so tests can count upstream fetches and read the
+conditional headers the edge sent."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+
+@dataclass
+class Script:
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+    #: Send the body in this many pieces with `delay` seconds between them.
+    pieces: int = 1
+    delay: float = 0.0
+    #: Answer 304 when If-None-Match carries this ETag.
+    etag: str | None = None
+    #: Declare the length (else chunked).
+    length: bool = True
+    #: Stop after this many bytes (simulates an upstream that breaks off).
+    break_after: int | None = None
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+class ScriptedOrigin:
+    def __init__(self) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.seen: list[Seen] = []
+        self.finished: dict[str, float] = {}
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    def count(self, path: str, method: str = "GET") -> int:
+        return sum(1 for s in self.seen if s.path == path and s.method == method)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers), body))
+        script = self.scripts.get(request.path_qs)
+        if script is None:
+            return web.Response(status=404, text="not scripted")
+        if script.etag and request.headers.get("If-None-Match") == script.etag:
+            return web.Response(status=304, headers={**script.headers, "ETag": script.etag})
+        headers = dict(script.headers)
+        if script.etag:
+            headers["ETag"] = script.etag
+        resp = web.StreamResponse(status=script.status, headers=headers)
+        if script.length:
+            resp.content_length = len(script.body)
+        else:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        step = max(1, -(-len(script.body) // script.pieces))
+        for i in range(0, len(script.body), step):
+            if script.break_after is not None and i >= script.break_after:
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
+            await resp.write(script.body[i : i + step])
+            if script.delay:
+                await asyncio.sleep(script.delay)
+        await resp.write_eof()
+        self.finished[request.path_qs] = asyncio.get_running_loop().time()
+        return resp

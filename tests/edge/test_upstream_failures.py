@@ -1,0 +1,104 @@
+"""Origin trouble: retries, the circuit breaker, hits that keep serving, fast failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from edge.app import make_app
+from edge.upstream import CircuitBreaker
+from tests.edge.conftest import edge_settings, signed
+from tests.edge.scripted_origin import Script, ScriptedOrigin
+
+
+def test_breaker_opens_after_threshold_and_half_opens_once() -> None:
+    """Closed until `threshold` failures; open; after reset_after exactly one trial."""
+    now = [0.0]
+    b = CircuitBreaker(threshold=3, reset_after=5.0, clock=lambda: now[0])
+    for _ in range(2):
+        b.failure()
+    assert b.allow() and b.state == "closed"
+    b.failure()
+    assert b.state == "open" and not b.allow()
+    now[0] = 5.0
+    assert b.allow() and not b.allow()  # one trial only
+    b.failure()
+    assert b.state == "open"
+    now[0] = 10.0
+    assert b.allow()
+    b.success()
+    assert b.state == "closed" and b.allow()
+
+
+async def test_retries_a_flaky_origin(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 503 then a 200: the client sees the 200 (one retry with backoff)."""
+    calls = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return web.Response(status=503)
+        return web.Response(body=b"ok", headers={"Cache-Control": "max-age=60"})
+
+    app = web.Application()
+    app.router.add_get("/v/demo/a.m4s", flaky)
+    up = await aiohttp_server(app)
+    edge = await aiohttp_server(make_app(edge_settings(tmp_path, str(up.make_url("")).rstrip("/"))))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(edge.make_url(signed("a.m4s"))) as resp:
+            assert resp.status == 200 and await resp.read() == b"ok"
+    assert len(calls) == 2
+
+
+async def test_origin_down_hits_serve_misses_fail_fast(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With the origin gone, cached objects still serve; misses get 502 and, once the
+    breaker is open, fail without waiting on the network."""
+    origin = ScriptedOrigin()
+    origin.scripts["/v/demo/a.m4s"] = Script(
+        os.urandom(5000), headers={"Cache-Control": "max-age=600"}
+    )
+    up = await aiohttp_server(origin.app)
+    settings = edge_settings(
+        tmp_path, str(up.make_url("")).rstrip("/"), retries=0, breaker_threshold=2, breaker_reset=60
+    )
+    edge = await aiohttp_server(make_app(settings))
+    async with aiohttp.ClientSession() as s:
+        assert (await (await s.get(edge.make_url(signed("a.m4s")))).read()) == origin.scripts[
+            "/v/demo/a.m4s"
+        ].body
+        await asyncio.sleep(0.05)
+        await up.close()
+        for name in ("b", "c"):
+            resp = await s.get(edge.make_url(signed(f"{name}.m4s")))
+            assert resp.status in (502, 504)
+        start = time.monotonic()
+        resp = await s.get(edge.make_url(signed("d.m4s")))
+        assert resp.status == 502
+        assert time.monotonic() - start < 0.2
+        hit = await s.get(edge.make_url(signed("a.m4s")))
+        assert hit.status == 200
+
+
+@pytest.mark.parametrize("delay", [1.5])
+async def test_slow_origin_times_out_with_504(aiohttp_server, tmp_path, delay: float) -> None:  # type: ignore[no-untyped-def]
+    """An origin slower than read_timeout yields 504, not a hung client."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.Response(body=b"late")
+
+    app = web.Application()
+    app.router.add_get("/v/demo/slow.m4s", slow)
+    up = await aiohttp_server(app)
+    settings = edge_settings(
+        tmp_path, str(up.make_url("")).rstrip("/"), read_timeout=0.3, retries=0
+    )
+    edge = await aiohttp_server(make_app(settings))
+    async with aiohttp.ClientSession() as s:
+        resp = await s.get(edge.make_url(signed("slow.m4s")))
+        assert resp.status == 504
