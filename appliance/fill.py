@@ -195,10 +195,7 @@ class Filler:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(one(f)) for f in work.missing]
-        except* DiskFull as group:
-            self._discard(folder)
-            raise FillPaused("disk_full", f"Fill paused: {group.exceptions[0]}") from None
-        except* StoreError as group:
+        except* StoreError as group:  # DiskFull included: stop the pass, keep nothing half
             self._discard(folder)
             raise FillPaused("disk_full", f"Fill paused: {group.exceptions[0]}") from None
         if not all(t.result() for t in tasks):
