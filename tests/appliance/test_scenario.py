@@ -67,7 +67,7 @@ async def package(tmp_path: Path, origin_root: Path, control_url: str) -> dict[s
         env={**os.environ, "VCDN_CONTROL_TOKEN": PACKAGER},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(pkg.communicate(), 60)
+    _, err = await asyncio.wait_for(pkg.communicate(), 60)
     assert pkg.returncode == 0, err.decode()
     return json.loads((origin_root / "movie" / "manifest.json").read_text())
 
@@ -121,6 +121,7 @@ async def test_two_sites_three_appliances_register_fill_peer_fill_serve_and_oper
             procs.append(await start_proc(["appliance", "--config", str(configs[name])],
                                           tmp_path / f"{name}.log"))
         a1, a2, b1 = procs[2:]
+        assert "listening on" in b1.line
 
         async def registered() -> bool:
             listing = await api(control_url, "GET", "/appliances")
@@ -135,6 +136,11 @@ async def test_two_sites_three_appliances_register_fill_peer_fill_serve_and_oper
                 async with s.get(f"{public['b1']}/s/{signed('movie')}/movie/{path}") as resp:
                     assert resp.status == 200, path
 
+        async def popular_in_b() -> bool:
+            scores = await api(control_url, "GET", "/popularity?site=isp-b")
+            return any(s["title"] == "movie" for s in scores["scores"])
+
+        await until(popular_in_b, within=10)
         # a1 (window open) fills from the origin; a2 (window closed) does not yet.
         await until(lambda: a1.events("title_filled"), within=20)
         assert not a2.events("title_filled")
