@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 TCP_IDLE_SECONDS: Final = 10.0  # RFC 7766 §6.2.3 suggests seconds, not minutes
 TCP_MAX_CONNECTIONS: Final = 256
+BIND_ATTEMPTS: Final = 20
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -83,12 +84,21 @@ class TcpServer:
 async def start(
     responder: Responder, host: str, port: int
 ) -> tuple[asyncio.DatagramTransport, asyncio.Server, int]:
-    """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows)."""
+    """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows; if that TCP port
+    is taken, try another)."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpProtocol(responder), local_addr=(host, port)
-    )
-    bound = transport.get_extra_info("sockname")[1]
     tcp = TcpServer(responder)
-    server = await asyncio.start_server(tcp.handle, host, bound, reuse_address=True)
-    return transport, server, bound
+    for attempt in range(BIND_ATTEMPTS):
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: UdpProtocol(responder), local_addr=(host, port)
+        )
+        bound = transport.get_extra_info("sockname")[1]
+        try:
+            server = await asyncio.start_server(tcp.handle, host, bound, reuse_address=True)
+        except OSError:
+            transport.close()
+            if port or attempt == BIND_ATTEMPTS - 1:
+                raise
+            continue
+        return transport, server, bound
+    raise AssertionError("unreachable")

@@ -93,7 +93,7 @@ class Steering:
     def stale(self) -> bool:
         """True when the view is older than a few polls (control plane unreachable)."""
         last = self.status.last_ok
-        return last is None or self.clock() - last > 3 * self.poll_interval + 5.0
+        return last is None or self.clock() - last > 3 * self.poll_interval + 1.0
 
     async def poll_once(self, control: ControlClient) -> bool:
         self.status.polls += 1
