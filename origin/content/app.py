@@ -98,7 +98,8 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     resp = await handler(request)
-    request.app[METRICS_KEY].count(request.method, resp)
+    if request.path.startswith(PREFIX):  # content only: scrapes and probes are not traffic
+        request.app[METRICS_KEY].count(request.method, resp)
     return resp
 
 

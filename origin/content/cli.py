@@ -60,7 +60,8 @@ async def serve(settings: OriginSettings) -> None:
 
     def ready(url: str) -> None:
         print(f"vcdn origin listening on {url} (root {settings.root.resolve()})", flush=True)
-        event(log, "listening", url=url, root=str(settings.root.resolve()))
+        loop = type(asyncio.get_running_loop()).__module__  # "uvloop" in production
+        event(log, "listening", url=url, root=str(settings.root.resolve()), loop=loop)
 
     await run_until_signal(make_app(settings), settings.host, settings.port, limits, ready)
     event(log, "stopped")

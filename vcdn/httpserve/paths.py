@@ -8,7 +8,7 @@ Two steps, so that the pure part can be tested exhaustively:
   later decoding step can turn them into ``..`` or ``/``; after decoding, ``.``/``..``
   segments, empty segments, absolute paths, backslashes and NUL bytes are refused.
   Those are `ClientError` (400): no legitimate player sends them. Dot-files (the
-  packager's temporary files) are `NotFound` (404).
+  packager's temporary files) and directories (a trailing slash) are `NotFound` (404).
 * `resolve_under(root, rel)` follows symlinks and refuses (404, so nothing about the
   file system leaks) anything whose real path is outside the root.
 """
@@ -69,6 +69,8 @@ def safe_relpath(raw: str) -> str:
         raise _bad(raw, "control character")
     if path.startswith("/"):
         raise _bad(raw, "absolute path")
+    if path.endswith("/"):
+        raise NotFound(f"No such file: {path!r} (directories are not listed).")
     segments = path.split("/")
     for segment in segments:
         if segment in ("", ".", ".."):
