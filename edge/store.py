@@ -131,6 +131,9 @@ class ReconcileReport:
     seconds: float = 0.0
 
 
+_NO_HEADERS: Final[tuple[tuple[str, str], ...]] = ()
+
+
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
@@ -171,7 +174,7 @@ def _row_entry(row: sqlite3.Row | tuple) -> Entry:
         etag=etag,
         last_modified=lm,
         cache_control=cc,
-        headers=tuple(tuple(p) for p in json.loads(headers)),  # type: ignore[misc]
+        headers=_NO_HEADERS if headers == "[]" else tuple(tuple(p) for p in json.loads(headers)),  # type: ignore[misc]
         stored_at=stored_at,
         response_time=response_time,
         initial_age=initial_age,
