@@ -48,6 +48,8 @@ class ClusterConfig:
     cache_capacity: str = "2GiB"
     token_ttl: int = 6 * 3600
     answers: int = 3
+    # How long an appliance keeps serving after SIGTERM while steering moves clients away.
+    drain_timeout: float = 1.0
     host: str = "127.0.0.1"
     appliance_hosts: tuple[str, ...] = ()  # default 127.0.0.{10+i}
     site_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: SITE_PREFIXES)
@@ -266,7 +268,7 @@ fill_window = "00:00-00:00"
 fill_interval = {self.config.fill_interval}
 heartbeat_interval = {self.config.heartbeat_interval}
 upstream_timeout = 5.0
-drain_timeout = 2.0
+drain_timeout = {self.config.drain_timeout}
 """
         slot.config.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(slot.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
