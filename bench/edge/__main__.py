@@ -1,0 +1,212 @@
+"""`python -m bench.edge`: hit-path throughput of our servers against nginx, same run.
+
+Each target serves the same files from a temporary directory; servers are pinned to
+core 0 and wrk (1 thread) to core 1. For every case: a short warm-up, then a bounded
+run; we print requests/s, MB/s, p99 latency, server CPU time per request (from
+/proc/PID/stat of the server's process tree, before and after) and ratios to nginx.
+
+    python -m bench.edge                         # all cases, nginx and origin, 5 s each
+    python -m bench.edge --targets nginx,origin,edge --seconds 3 --cases 16k,2m
+    python -m bench.edge --strace                # proof mode: sendfile calls under strace
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.edge import content, wrk
+from bench.edge.targets import TARGETS, Target, free_port
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def verify(target: Target, case: content.Case) -> None:
+    """One request per case: the server answers with the right status and length."""
+    headers = {"Range": f"bytes=0-{case.range_size - 1}"} if case.range_size else {}
+    url = f"{target.url_prefix}{content.TITLE}/{case.paths[0]}"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        body = r.read()
+        want = 206 if case.range_size else 200
+        if r.status != want or len(body) != case.expected_length:
+            raise RuntimeError(f"{target.name} {case.name}: {r.status}, {len(body)} bytes")
+
+
+def measure(target: Target, cases: list[content.Case], args: argparse.Namespace,
+            work: Path) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    for case in cases:
+        verify(target, case)
+        if target.warm:
+            for path in case.paths:
+                urllib.request.urlopen(f"{target.url_prefix}{content.TITLE}/{path}").read()
+        wrk.run(target.url_prefix, case, seconds=1, connections=args.connections, work=work)
+        cpu0 = cpu_seconds(target.pid)
+        res = wrk.run(target.url_prefix, case, seconds=args.seconds,
+                      connections=args.connections, work=work)
+        cpu = cpu_seconds(target.pid) - cpu0
+        results[case.name] = {
+            "rps": res.rps, "mbps": res.mbps, "p50_ms": res.p50_us / 1000,
+            "p99_ms": res.p99_us / 1000, "cpu_us_per_req": cpu / max(res.requests, 1) * 1e6,
+            "errors": res.errors + res.status_errors, "rss_mib": rss_mib(target.pid),
+        }
+        r = results[case.name]
+        print(f"  {target.name:8} {case.name:9} {r['rps']:10.0f} req/s {r['mbps']:9.1f} MB/s "
+              f"p99 {r['p99_ms']:7.2f} ms  cpu {r['cpu_us_per_req']:7.1f} us/req  "
+              f"errors {r['errors']:.0f}", flush=True)
+    return results
+
+
+def print_table(all_results: dict[str, dict[str, dict[str, float]]],
+                cases: list[content.Case]) -> None:
+    base = all_results.get("nginx")
+    print("\ncase       target      req/s      MB/s   p99 ms  cpu us/req   ratio req/s vs nginx")
+    for case in cases:
+        for name, results in all_results.items():
+            r = results[case.name]
+            ratio = ""
+            if base is not None and name != "nginx":
+                ratio = f"{r['rps'] / base[case.name]['rps']:.2f}x"
+            print(f"{case.name:10} {name:8} {r['rps']:9.0f} {r['mbps']:9.1f} {r['p99_ms']:8.2f} "
+                  f"{r['cpu_us_per_req']:11.1f}   {ratio}")
+        if base is not None:
+            for name, results in all_results.items():
+                if name != "nginx":
+                    cpu_ratio = results[case.name]["cpu_us_per_req"] / max(
+                        base[case.name]["cpu_us_per_req"], 1e-9)
+                    print(f"{'':10} {name} CPU per request = {cpu_ratio:.1f}x nginx's")
+
+
+def strace_proof(args: argparse.Namespace, root: Path, work: Path,
+                 cases: list[content.Case]) -> int:
+    """Run the (non-nginx) targets under strace -c on the large cases; count sendfile."""
+    status = 0
+    for name in args.targets:
+        if name == "nginx":
+            continue
+        target = TARGETS[name](root, free_port(), work)
+        out = work / f"strace-{name}.txt"
+        target.start(work, wrap=["strace", "-f", "-c", "-o", str(out), "-e",
+                                 "trace=sendfile,read,pread64,write,writev,sendmsg,sendto"])
+        try:
+            for case in cases:
+                if case.name in ("2m", "range64k"):
+                    wrk.run(target.url_prefix, case, seconds=2, connections=4, work=work)
+        finally:
+            # strace blocks fatal signals while tracing a command: stop the traced server.
+            for pid in tree(target.pid)[1:]:
+                try:
+                    os.kill(pid, 15)
+                except ProcessLookupError:
+                    pass
+            time.sleep(1)
+            target.stop()
+        text = out.read_text()
+        print(f"\n== strace -c of {name} serving 2 MiB objects and 64 KiB ranges ==\n{text}")
+        m = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?sendfile$", text, re.M)
+        calls = int(m.group(1)) if m else 0
+        print(f"{name}: sendfile calls = {calls} -> {'OK' if calls else 'NOT USING SENDFILE'}")
+        status |= 0 if calls else 1
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.edge", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--targets", default="nginx,origin",
+                   help=f"comma-separated, from {', '.join(TARGETS)} (nginx is the baseline)")
+    p.add_argument("--cases", default="16k,2m,range64k,playlist")
+    p.add_argument("--seconds", type=float, default=5.0, help="per case and target (max 30)")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--strace", action="store_true", help="sendfile proof mode")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    args.seconds = min(args.seconds, 30.0)
+    for tool in ("wrk", "taskset", "nginx", *(["strace"] if args.strace else [])):
+        if shutil.which(tool) is None:
+            print(f"bench.edge needs '{tool}' (make bench-tools installs it).", file=sys.stderr)
+            return 2
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        print(f"unknown target(s) {unknown}; known: {', '.join(TARGETS)}", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="vcdn-bench-edge-"))
+    work.chmod(0o755)
+    try:
+        root = work / "root"
+        all_cases = content.build(root)
+        wanted = args.cases.split(",")
+        cases = [c for c in all_cases if c.name in wanted]
+        if args.strace:
+            return strace_proof(args, root, work, cases)
+        print(f"bench.edge: {args.seconds:g} s per case, wrk -t1 -c{args.connections}, "
+              f"server on CPU 0, wrk on CPU 1, loopback")
+        all_results: dict[str, dict[str, dict[str, float]]] = {}
+        for name in args.targets:
+            target = TARGETS[name](root, free_port(), work)
+            target.start(work)
+            try:
+                all_results[name] = measure(target, cases, args, work)
+            finally:
+                target.stop()
+        print_table(all_results, cases)
+        if args.json:
+            args.json.write_text(json.dumps(all_results, indent=2))
+        return 0
+    except subprocess.CalledProcessError as exc:
+        print(f"bench.edge: {' '.join(map(str, exc.cmd))} failed:\n{exc.stdout}\n{exc.stderr}",
+              file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Servers under test. A target is command lines plus the URL prefix that maps onto the
+content root; adding a server means adding one factory to `TARGETS`.
+
+Every factory gets the content root, a free port and a scratch directory, and returns a
+`Target`. Helper processes (e.g. the origin behind an edge) come first in ``commands``;
+the last command is the server measured (its CPU time and RSS, children included).
+Servers are pinned to `SERVER_CPU`; the load generator runs on another core.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+REPO: Final = Path(__file__).resolve().parents[2]
+SERVER_CPU: Final = "0"
+LOAD_CPU: Final = "1"
+
+
+@dataclass
+class Target:
+    name: str
+    commands: list[list[str]]
+    url_prefix: str  # + "{title}/{path}"
+    #: fetched once per helper command before it counts as started (None: wait for the port)
+    ready_urls: list[str | None] = field(default_factory=list)
+    #: URLs fetched before measuring (e.g. to fill an edge cache): prefix-relative paths.
+    warm: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.procs[-1].pid
+
+    def start(self, workdir: Path, wrap: list[str] | None = None) -> None:
+        """Start every command (the last one under `wrap`, e.g. strace), pinned, and wait."""
+        for i, cmd in enumerate(self.commands):
+            last = i == len(self.commands) - 1
+            full = ["taskset", "-c", SERVER_CPU, *((wrap or []) if last else []), *cmd]
+            log = open(workdir / f"{self.name}-{i}.log", "wb")  # kept open for the child
+            proc = subprocess.Popen(
+                full, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env}, start_new_session=True,
+            )
+            self.procs.append(proc)
+            url = self.ready_urls[i] if i < len(self.ready_urls) else None
+            wait_ready(proc, url or self.url_prefix, workdir / f"{self.name}-{i}.log")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.procs.clear()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 20.0) -> None:
+    """Poll `url` until the server answers anything (even 404)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{proc.args} did not answer {url} within {timeout} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+NGINX_CONF: Final = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 65;
+    open_file_cache max=1000 inactive=60s;
+    client_body_temp_path {work}/client_body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    types {{
+        application/vnd.apple.mpegurl m3u8;
+        video/mp4 mp4 m4s;
+        video/mp2t ts;
+        application/json json;
+    }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        location /v/ {{
+            alias {root}/;
+            add_header Access-Control-Allow-Origin *;
+        }}
+    }}
+}}
+"""
+
+
+def nginx(root: Path, port: int, work: Path) -> Target:
+    """nginx 1 worker with sendfile and an open-file cache: a well-tuned static server."""
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, port=port, root=root))
+    return Target("nginx", [["nginx", "-c", str(conf), "-p", str(work)]], f"http://127.0.0.1:{port}/v/")
+
+
+def origin(root: Path, port: int, work: Path) -> Target:
+    """`vcdn origin` (uvloop, sendfile for large bodies)."""
+    cmd = [sys.executable, "-m", "vcdn.cli", "origin", "--root", str(root), "--port", str(port)]
+    return Target("origin", [cmd], f"http://127.0.0.1:{port}/v/")
+
+
+TargetFactory = Callable[[Path, int, Path], Target]
+TARGETS: dict[str, TargetFactory] = {"nginx": nginx, "origin": origin}
