@@ -64,6 +64,12 @@ class EdgeSettings:
             if not peer.startswith(("http://", "https://")):
                 raise ConfigError(f"Peer {peer!r} must be an http:// or https:// URL.")
         if self.auth == "tokens" and self.mode == "appliance":
+            if not self.signing_keys.strip():
+                raise ConfigError(
+                    "Setting 'signing_keys' is required with auth = tokens: set "
+                    "VCDN_SIGNING_KEYS='kid:secret[,kid2:secret2]' or signing_keys in the "
+                    "settings file (never on the command line), or run with --auth none."
+                )
             parse_keys(self.signing_keys)  # raises ConfigError naming the expected form
         if self.workers < 0:
             raise ConfigError("Setting 'workers' must be 0 (one per CPU) or more.")
