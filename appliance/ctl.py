@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from vcdn.errors import ConfigError, UpstreamError
 from vcdn.settings import env_value, read_toml
+from vcdn.titles import validate_title
 
 DEFAULT_ADMIN: Final = "http://127.0.0.1:8081"
 TIMEOUT: Final = 10.0
@@ -167,6 +168,8 @@ def main(argv: list[str]) -> int:
     if args.action != "purge" and args.title:
         print(f"vcdn appliance-ctl: {args.action} takes no argument.", file=sys.stderr)
         return 2
+    if args.title:
+        validate_title(args.title)  # before it goes into a URL path
     token = _token(args.config)
     base = _admin_url(args)
     if args.action == "status":
