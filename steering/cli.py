@@ -52,8 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(settings: SteeringSettings) -> None:
-    geo = Geo(settings.geoip_city, settings.geoip_asn)
+async def serve(settings: SteeringSettings, geo: Geo) -> None:
     steering = Steering(settings, geo)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -91,7 +90,6 @@ async def serve(settings: SteeringSettings) -> None:
             tcp.close()
             await tcp.wait_closed()
             await runner.cleanup()
-            geo.close()
 
 
 def main(argv: list[str]) -> int:
@@ -104,11 +102,14 @@ def main(argv: list[str]) -> int:
         "ttl": args.ttl, "answers": args.answers, "poll_interval": args.poll_interval,
     }
     settings = load_settings(SteeringSettings, args.config, overrides=overrides)
+    geo = Geo(settings.geoip_city, settings.geoip_asn)  # fail fast, before any logging
     setup_logging("steering")
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, geo))
     else:
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, geo))
+    finally:
+        geo.close()
     return 0
