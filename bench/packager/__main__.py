@@ -1,0 +1,191 @@
+"""Benchmark: `vcdn package` against plain ffmpeg on the same ABR encode.
+
+    cd /work/main && .venv/bin/python -m bench.packager [--seconds 60] [--repeat 1]
+
+Generates a 1080p30 source (testsrc2 + sine, not timed), then times, in one run:
+
+  vcdn     `vcdn package SOURCE --title bench` (default 4-rung ladder, 4 s segments), the
+           whole command: Python start-up, probe, encode, measuring, hashing, publish;
+  plain    the same encode written as one plain ffmpeg command line (decode once, split,
+           four x264 encoders, four HLS muxers): what the wrapper must not be slower than;
+  separate four plain ffmpeg runs, one per rung, one after the other: each decodes and
+           scales the source again.
+
+and prints wall time, real-time factor (source seconds per wall second) and the ratios
+vcdn/plain (target <= 1.05) and vcdn/separate (target < 1). Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from packager.ladder import DEFAULT_HEIGHTS, Geometry, Rung, plan
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+SEGMENT_S: Final = 4
+PRESET: Final = "veryfast"
+
+# The encode written out by hand, as an engineer would type it: one rung's encoder + muxer.
+RUNG_ARGS: Final = (
+    "-map [v{i}] -map [a{i}] -c:v libx264 -preset {preset} -b:v {kbps}k -maxrate:v {maxrate}k "
+    "-bufsize:v {bufsize}k -g {gop} -keyint_min {gop} -sc_threshold 0 "
+    "-force_key_frames expr:gte(t,n_forced*{seg}) -c:a aac -b:a {akbps}k -ac 2 -ar 48000 "
+    "-f hls -hls_time {seg} -hls_playlist_type vod -hls_list_size 0 -hls_segment_type fmp4 "
+    "-hls_flags independent_segments -start_number 1 -hls_fmp4_init_filename init.mp4 "
+    "-hls_segment_filename {out}/{name}/seg_%05d.m4s {out}/{name}/index.m3u8"
+)
+
+
+def one_command(source: Path, rungs: tuple[Rung, ...], out: Path, fps: float) -> list[str]:
+    """ffmpeg -i SRC -filter_complex 'split=4 ... asplit=4' + one output per rung."""
+    n = len(rungs)
+    chains = [f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n))]
+    chains += [
+        f"[s{i}]scale={r.width}:{r.height},setsar=1,format=yuv420p[v{i}]"
+        for i, r in enumerate(rungs)
+    ]
+    chains.append(f"[0:a]asplit={n}" + "".join(f"[a{i}]" for i in range(n)))
+    cmd = f"ffmpeg -hide_banner -loglevel error -nostdin -y -i {source} -filter_complex "
+    cmd += shlex.quote(";".join(chains))
+    for i, r in enumerate(rungs):
+        cmd += " " + _rung_args(i, r, out, fps)
+    return shlex.split(cmd)
+
+
+def separate_command(source: Path, rung: Rung, out: Path, fps: float) -> list[str]:
+    """One rung alone: decode, scale, encode, mux."""
+    graph = f"[0:v]scale={rung.width}:{rung.height},setsar=1,format=yuv420p[v0];[0:a]anull[a0]"
+    cmd = f"ffmpeg -hide_banner -loglevel error -nostdin -y -i {source} -filter_complex "
+    cmd += shlex.quote(graph) + " " + _rung_args(0, rung, out, fps)
+    return shlex.split(cmd)
+
+
+def _rung_args(i: int, r: Rung, out: Path, fps: float) -> str:
+    return RUNG_ARGS.format(
+        i=i, preset=PRESET, kbps=r.video_kbps, maxrate=r.maxrate_kbps, bufsize=r.bufsize_kbps,
+        gop=round(fps * SEGMENT_S), seg=SEGMENT_S, akbps=r.audio_kbps, out=out, name=r.name,
+    )
+
+
+def generate(path: Path, seconds: float) -> None:
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-b:a", "128k", str(path)],
+        check=True,
+    )
+
+
+def timed(run: Callable[[], None]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of the child processes) of `run`.
+
+    On a shared machine the wall time moves with other people's load; the CPU time is what
+    the work itself cost, so both are printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    run()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.packager", description=(__doc__ or "").split("\n")[0]
+    )
+    ap.add_argument("--seconds", type=float, default=60.0, help="source length (default 60)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each contender (median)")
+    args = ap.parse_args(argv)
+    if not 1 <= args.seconds <= 600 or not 1 <= args.repeat <= 5:
+        ap.error("--seconds must be 1..600 and --repeat 1..5")
+    if shutil.which("ffmpeg") is None:
+        print("bench.packager: ffmpeg is not installed (apt-get install ffmpeg)", file=sys.stderr)
+        return 1
+    fps = 30.0
+    rungs = plan(DEFAULT_HEIGHTS, Geometry(1920, 1080, 1.0, fps))
+    with tempfile.TemporaryDirectory(prefix="vcdn-bench-packager-") as tmp:
+        work = Path(tmp)
+        source = work / "source.mp4"
+        print(f"generating a {args.seconds:g} s 1080p30 source ...", flush=True)
+        generate(source, args.seconds)
+        times: dict[str, list[float]] = {"vcdn": [], "plain": [], "separate": []}
+        cpu: dict[str, list[float]] = {"vcdn": [], "plain": [], "separate": []}
+        sizes: dict[str, int] = {}
+        for n in range(args.repeat):
+            origin = work / f"origin{n}"
+
+            def run_vcdn(origin: Path = origin) -> None:
+                subprocess.run(
+                    [sys.executable, "-m", "vcdn.cli", "package", str(source), "--title",
+                     "bench", "--origin-root", str(origin), "--segment-seconds",
+                     str(SEGMENT_S), "--preset", PRESET, "--quiet"],
+                    cwd=ROOT, check=True,
+                )
+
+            plain_out = work / f"plain{n}"
+            for r in rungs:
+                (plain_out / r.name).mkdir(parents=True)
+
+            def run_plain(out: Path = plain_out) -> None:
+                subprocess.run(one_command(source, rungs, out, fps), check=True)
+
+            sep_out = work / f"separate{n}"
+            for r in rungs:
+                (sep_out / r.name).mkdir(parents=True)
+
+            def run_separate(out: Path = sep_out) -> None:
+                for r in rungs:
+                    subprocess.run(separate_command(source, r, out, fps), check=True)
+
+            contenders = [("vcdn", run_vcdn), ("plain", run_plain), ("separate", run_separate)]
+            # Rotate the order each round so slow drifts in machine load hit everyone.
+            for name, fn in contenders[n % 3 :] + contenders[: n % 3]:
+                print(f"round {n + 1}/{args.repeat}: {name} ...", flush=True)
+                wall, used = timed(fn)
+                times[name].append(wall)
+                cpu[name].append(used)
+            title = origin / "bench"
+            sizes = {
+                # Media and media playlists only, like the plain runs write.
+                "vcdn": dir_bytes(title) - (title / "manifest.json").stat().st_size
+                - (title / "master.m3u8").stat().st_size,
+                "plain": dir_bytes(plain_out),
+                "separate": dir_bytes(sep_out),
+            }
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+    print()
+    print(f"packager benchmark: {args.seconds:g} s 1080p30 source, ladder "
+          f"{','.join(str(r.height) for r in rungs)}, {SEGMENT_S} s fMP4 segments, x264 {PRESET}, "
+          f"median of {args.repeat}")
+    print(f"{'contender':<10} {'wall s':>8} {'x real time':>12} {'cpu s':>8} {'output MB':>10}")
+    for name in ("vcdn", "plain", "separate"):
+        print(f"{name:<10} {med[name]:8.2f} {args.seconds / med[name]:12.2f} "
+              f"{mcpu[name]:8.2f} {sizes[name] / 1e6:10.1f}")
+    print(f"ratio vcdn/plain    wall {med['vcdn'] / med['plain']:.3f}  "
+          f"cpu {mcpu['vcdn'] / mcpu['plain']:.3f}  (target <= 1.05)")
+    print(f"ratio vcdn/separate wall {med['vcdn'] / med['separate']:.3f}  "
+          f"cpu {mcpu['vcdn'] / mcpu['separate']:.3f}  (target < 1)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
