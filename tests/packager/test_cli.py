@@ -282,7 +282,7 @@ async def test_a_failed_registration_exits_1_but_the_title_stays_published(
     media: dict[str, Path], tmp_path: Path, aiohttp_server
 ) -> None:
     async def titles(request: web.Request) -> web.Response:
-        return web.Response(status=403, text="packager role required")
+        return web.json_response({"detail": "packager role required"}, status=403)
 
     app = web.Application()
     app.router.add_post("/api/v1/titles", titles)
@@ -298,5 +298,44 @@ async def test_a_failed_registration_exits_1_but_the_title_stays_published(
     line = one_line_error(err.decode())
     assert proc.returncode == 1
     assert f"title 't1' is published at {root / 't1'}, but registering it failed" in line
-    assert "403 Forbidden: packager role required" in line and "stays published" in line
+    assert "403: packager role required" in line and "stays published" in line
     assert published(root) == ["t1"]
+
+
+def test_registration_with_the_real_control_api(media: dict[str, Path], tmp_path: Path) -> None:
+    """`vcdn control` in its own process; the catalog then serves what the packager wrote."""
+    log = tmp_path / "control.log"
+    control = subprocess.Popen(
+        [sys.executable, "-m", "vcdn.cli", "control", "--db", f"sqlite:///{tmp_path}/c.db",
+         "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+        env={**os.environ,
+             "VCDN_CONTROL_TOKENS": "packager:pk-secret-0123456789,operator:op-secret-0123456789"},
+    )
+    try:
+        assert control.stdout is not None
+        line = control.stdout.readline()
+        assert "listening on http://" in line, log.read_text()
+        url = line.split("listening on ")[1].split()[0]
+        root = tmp_path / "origin"
+        run = cli(media["small"], "--title", "t1", "--origin-root", root, "--ladder", "96",
+                  "-q", "--control", url, env={"VCDN_CONTROL_TOKEN": "pk-secret-0123456789"})
+        assert run.returncode == 0, run.stderr
+        curl = subprocess.run(
+            ["curl", "-sf", "-H", "Authorization: Bearer op-secret-0123456789",
+             f"{url}/api/v1/titles/t1"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert curl.returncode == 0, curl.stderr
+        catalog = json.loads(curl.stdout)
+        published_doc = json.loads((root / "t1" / "manifest.json").read_text())
+        assert catalog["files"] == published_doc["files"]
+        assert catalog["renditions"] == published_doc["renditions"]
+        # Wrong token: the title stays published, the error says so.
+        again = cli(media["small"], "--title", "t1", "--origin-root", root, "--ladder", "96",
+                    "-q", "--force", "--control", url, env={"VCDN_CONTROL_TOKEN": "nope"})
+        assert again.returncode == 1 and "stays published" in one_line_error(again.stderr)
+        assert published(root) == ["t1"]
+    finally:
+        control.terminate()
+        control.wait(10)
