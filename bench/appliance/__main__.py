@@ -74,7 +74,8 @@ def run_curl(base: str, entries: list[FileEntry], work: Path, concurrency: int) 
     dest = work / "curl"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
-    args = ["curl", "--silent", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", str(concurrency)]
+    args = ["curl", "--silent", "--no-progress-meter", "--fail",
+            "--parallel", "--parallel-max", str(concurrency)]
     for e in entries:
         args += ["-o", str(dest / e.path.replace("/", "_")), f"{base}/{TITLE}/{e.path}"]
     sums = "".join(f"{e.sha256}  {e.path.replace('/', '_')}\n" for e in entries)
