@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from aiohttp import web
 
 from packager.cli import main
 from packager.publish import STAGING
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_tool
 from tests.packager.conftest import make_source
 from vcdn.schemas import TitleManifest, decode
 
@@ -167,6 +169,34 @@ def test_progress_is_plain_lines_when_not_a_terminal(media: dict[str, Path],
     assert published(root) == ["t1"]
 
 
+def test_progress_is_a_bar_redrawn_in_place_on_a_terminal(media: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vcdn.cli", "package", str(media["small"]), "--title", "t1",
+             "--origin-root", str(tmp_path / "origin"), "--ladder", "96"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(120) == 0
+    finally:
+        os.close(master)
+    text = b"".join(chunks).decode()
+    assert text.startswith("\r") and text.endswith("\n")
+    final = text.rstrip("\r\n").split("\r")[-1]
+    assert re.fullmatch(r"t1 \[#{30}\] 100%  \d+\.\d\dx  ETA 0:00\x1b\[K", final), final
+
+
 def test_quiet_prints_nothing_and_still_publishes(media: dict[str, Path],
                                                   tmp_path: Path) -> None:
     root = tmp_path / "origin"
@@ -304,6 +334,7 @@ async def test_a_failed_registration_exits_1_but_the_title_stays_published(
 
 def test_registration_with_the_real_control_api(media: dict[str, Path], tmp_path: Path) -> None:
     """`vcdn control` in its own process; the catalog then serves what the packager wrote."""
+    require_tool("curl")
     log = tmp_path / "control.log"
     control = subprocess.Popen(
         [sys.executable, "-m", "vcdn.cli", "control", "--db", f"sqlite:///{tmp_path}/c.db",
