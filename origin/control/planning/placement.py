@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from vcdn.hashing import rank
@@ -32,6 +33,15 @@ from vcdn.hashing import rank
 SPREAD: Final = (0.8, 0.2)  # share of a title's requests at its 1st, 2nd ... ranked appliance
 HEADROOM: Final = 0.2
 STICKINESS: Final = 0.1
+RANK_CACHE: Final = 1 << 17  # titles × appliance sets remembered between nightly plans
+
+
+@lru_cache(maxsize=RANK_CACHE)
+def ranking(title: str, ids: tuple[str, ...]) -> list[str]:
+    """`vcdn.hashing.rank`, remembered: the catalog and the fleet change little between
+    nights, and hashing every title against every appliance is most of a plan's cost.
+    Callers must not mutate the list."""
+    return rank(title, ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +91,17 @@ def place_site(
     """
     prev = previous or {}
     ids = [b.id for b in boxes]
+    key = tuple(ids)
     budget = {b.id: int(b.capacity * (1.0 - rules.headroom)) for b in boxes}
     used = dict.fromkeys(ids, 0)
-    ranking: dict[str, list[str]] = {}
+    orders: dict[str, list[str]] = {}
     items: list[tuple[float, str, int]] = []
     for title, value in demand.items():
         size = sizes.get(title)
         if size is None or value <= 0.0 or not ids:
             continue
-        order = rank(title, ids)
-        ranking[title] = order
+        order = ranking(title, key)
+        orders[title] = order
         for j, share in enumerate(rules.spread[: len(order)]):
             if share <= 0.0:
                 break
@@ -104,7 +115,7 @@ def place_site(
     for _, title, j in items:
         if copies.get(title, 0) != j:
             continue  # an earlier copy did not fit: keep the copies a prefix of the ranking
-        box = ranking[title][j]
+        box = orders[title][j]
         size = sizes[title]
         if used[box] + size > budget[box]:
             continue
@@ -113,7 +124,7 @@ def place_site(
     held: dict[str, list[str]] = {i: [] for i in ids}
     holders: dict[str, list[str]] = {}
     for title, k in copies.items():
-        holders[title] = ranking[title][:k]
+        holders[title] = orders[title][:k]
         for box in holders[title]:
             held[box].append(title)
     return SitePlan(held=held, holders=holders, used=used)

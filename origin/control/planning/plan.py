@@ -21,9 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from origin.control.planning.placement import Box, PlacementRules, bytes_moved, place_site
+from origin.control.planning.placement import (
+    Box,
+    PlacementRules,
+    bytes_moved,
+    place_site,
+    ranking,
+)
 from origin.control.planning.predict import GLOBAL_WEIGHT, Popularity, ReleaseBoost, predict
-from vcdn.hashing import rank
 from vcdn.schemas import ApplianceView, FillManifest, FillTitle, TitleManifest
 
 
@@ -53,7 +58,11 @@ def plan_fill(
     sizes = {m.title: m.total_bytes for m in catalog}
     sites = sorted({a.site for a in appliances})
     demand = predict(
-        popularity, catalog, sites, now, boost=settings.boost,
+        popularity,
+        catalog,
+        sites,
+        now,
+        boost=settings.boost,
         global_weight=settings.global_weight,
     )
     prev_held = held_titles(previous)
@@ -62,32 +71,43 @@ def plan_fill(
         members = [a for a in appliances if a.site == site]
         healthy = [a for a in members if a.state == "healthy"]
         site_plan = place_site(
-            demand[site], sizes, [Box(a.id, a.capacity_bytes) for a in healthy],
-            prev_held, settings.rules,
+            demand[site],
+            sizes,
+            [Box(a.id, a.capacity_bytes) for a in healthy],
+            prev_held,
+            settings.rules,
         )
         urls = {a.id: a.public_url for a in healthy}
         for a in members:
             if a.state != "healthy":
                 old = (previous or {}).get(a.id)
-                out[a.id] = old if old is not None else FillManifest(
-                    appliance=a.id, generated_at=now, capacity_bytes=a.capacity_bytes, titles=[]
+                out[a.id] = (
+                    old
+                    if old is not None
+                    else FillManifest(
+                        appliance=a.id, generated_at=now, capacity_bytes=a.capacity_bytes, titles=[]
+                    )
                 )
                 continue
             titles = sorted(site_plan.held[a.id], key=lambda t: (-demand[site][t], t))
-            others = [i for i in urls if i != a.id]
+            others = tuple(i for i in urls if i != a.id)
             fill_titles = []
             for t in titles:
                 holders = [h for h in site_plan.holders[t] if h != a.id]
-                rest = [h for h in rank(t, others) if h not in holders]
-                fill_titles.append(FillTitle(
-                    title=t,
-                    score=demand[site][t],
-                    bytes=sizes[t],
-                    files=list(by_title[t].files),
-                    peers=[urls[h] for h in holders + rest],
-                ))
+                rest = [h for h in ranking(t, others) if h not in holders]
+                fill_titles.append(
+                    FillTitle(
+                        title=t,
+                        score=demand[site][t],
+                        bytes=sizes[t],
+                        files=list(by_title[t].files),
+                        peers=[urls[h] for h in holders + rest],
+                    )
+                )
             out[a.id] = FillManifest(
-                appliance=a.id, generated_at=now, capacity_bytes=a.capacity_bytes,
+                appliance=a.id,
+                generated_at=now,
+                capacity_bytes=a.capacity_bytes,
                 titles=fill_titles,
             )
     return out

@@ -173,7 +173,11 @@ def predict(
     releases = release_times(catalog)
     return {
         site: predict_site(
-            popularity.get(site, {}), table, releases, now, boost=boost,
+            popularity.get(site, {}),
+            table,
+            releases,
+            now,
+            boost=boost,
             global_weight=global_weight,
         )
         for site in sites

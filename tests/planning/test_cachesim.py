@@ -1,0 +1,99 @@
+"""The cache simulator on a tiny catalog: its report's invariants hold and it is
+deterministic. (The full run is `python -m bench.cachesim`, not part of the suite.)"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from bench.cachesim.__main__ import main as cachesim_main
+from bench.cachesim.replay import Result, next_requests, replay
+from bench.cachesim.trace import DAY, TraceConfig, make_trace
+
+ONLINE = ("lru", "lfu", "s3fifo")
+TINY = TraceConfig(seed=3, titles=400, days=2, sessions_per_day=600, releases_per_day=3)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Result]:
+    trace = make_trace(TINY)
+    oracle = next_requests(trace)
+    return {p: replay(trace, p, 0.10, oracle=oracle) for p in (*ONLINE, "ours", "belady")}
+
+
+def test_ratios_are_ratios_and_the_site_serves_at_least_its_hits(
+    results: dict[str, Result],
+) -> None:
+    for r in results.values():
+        assert r.requested > 0
+        assert 0.0 <= r.hit_ratio <= r.from_site <= 1.0
+        assert r.origin >= r.requested - r.hit - r.peer  # miss fills (+ nightly fills)
+
+
+def test_belady_is_at_least_every_online_policy(results: dict[str, Result]) -> None:
+    for p in ONLINE:
+        assert results["belady"].hit_ratio >= results[p].hit_ratio, p
+
+
+def test_only_ours_fills_at_night_and_its_fills_run_inside_the_window(
+    results: dict[str, Result],
+) -> None:
+    ours = results["ours"]
+    assert ours.fill_moved > 0 and len(ours.planned_moved) == TINY.days
+    assert sum(ours.fill_by_hour[h] for h in range(2, 10)) == ours.fill_moved
+    for p in (*ONLINE, "belady"):
+        assert results[p].fill_moved == 0
+
+
+def test_the_same_seed_gives_the_same_trace_and_results() -> None:
+    a, b = make_trace(TINY), make_trace(TINY)
+    assert np.array_equal(a.time, b.time) and np.array_equal(a.obj, b.obj)
+    assert replay(a, "ours", 0.05).hit == replay(b, "ours", 0.05).hit
+    other = make_trace(replace(TINY, seed=4))
+    assert not np.array_equal(other.obj[:100], a.obj[:100])
+
+
+def test_nobody_watches_a_release_before_its_premiere() -> None:
+    trace = make_trace(TINY)
+    for title, premiere in trace.catalog.release_at.items():
+        assert not np.any(trace.time[trace.title == title] < premiere)
+    assert trace.time.max() < TINY.total_days * DAY
+
+
+def test_the_command_prints_tables_and_writes_the_doc_and_plot(tmp_path, capsys) -> None:
+    code = cachesim_main([
+        "--titles", "300", "--days", "1", "--sessions-per-day", "300", "--sizes", "0.1",
+        "--alphas", "0.8", "--jobs", "1", "--out", str(tmp_path),
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Byte hit ratio, α = 0.8" in out and "Targets" in out
+    assert (tmp_path / "cachesim.png").stat().st_size > 1000
+    doc = (tmp_path / "cachesim.md").read_text()
+    assert "| ours |" in doc
+    # A rerun replaces the generated block instead of appending another.
+    cachesim_main(["--titles", "300", "--days", "1", "--sessions-per-day", "300", "--sizes",
+                   "0.1", "--alphas", "0.8", "--jobs", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "cachesim.md").read_text().count("Byte hit ratio") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sizes", "10"], "between 0 and 1"),
+        (["--sizes", "x"], "comma-separated"),
+        (["--policies", "mru"], "unknown policy"),
+        (["--appliances", "1"], "at least 2"),
+        (["--fill-window", "nightly"], "HH:MM-HH:MM"),
+        (["--titles", "20"], "too small"),
+    ],
+)
+def test_bad_arguments_get_a_clear_message_not_a_traceback(
+    argv: list[str], message: str, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cachesim_main([*argv, "--no-write"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
