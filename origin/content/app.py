@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -25,7 +26,7 @@ from vcdn.errors import NotFound
 from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
 from vcdn.httpserve.media import cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
-from vcdn.httpserve.paths import resolve_under, safe_relpath
+from vcdn.httpserve.paths import open_under, safe_relpath
 from vcdn.httpserve.send import send_file
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 
@@ -33,6 +34,8 @@ PREFIX: Final = "/v/"
 SETTINGS_KEY: Final = web.AppKey("origin_settings", OriginSettings)
 CATALOG_KEY: Final = web.AppKey("origin_catalog", Catalog)
 ROOT_KEY: Final = web.AppKey("origin_root", str)
+ROOT_PATH_KEY: Final = web.AppKey("origin_root_path", Path)
+ROOT_FD_KEY: Final = web.AppKey("origin_root_fd", int)
 METRICS_KEY: Final = web.AppKey("origin_metrics", "OriginMetrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,11 +51,18 @@ class OriginMetrics:
             "vcdn_origin_bytes_sent", "Body bytes sent", ["status"], registry=registry
         )
 
+        self._children: dict[int, tuple[Any, Any]] = {}
+
     def count(self, method: str, resp: web.StreamResponse) -> None:
-        status = str(resp.status)
-        self.requests.labels(status).inc()
-        if method != "HEAD" and resp.status in (200, 206):
-            self.bytes_sent.labels(status).inc(resp.content_length or 0)
+        status = resp.status
+        children = self._children.get(status)
+        if children is None:  # labels() takes a lock and builds a key: once per status
+            label = str(status)
+            children = (self.requests.labels(label), self.bytes_sent.labels(label))
+            self._children[status] = children
+        children[0].inc()
+        if method != "HEAD" and (status == 200 or status == 206):
+            children[1].inc(resp.content_length or 0)
 
 
 def content_path(raw_path: str) -> tuple[str, str]:
@@ -72,11 +82,7 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
     app = request.app
-    real = resolve_under(app[ROOT_KEY], f"{title}/{inner}")
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        raise NotFound(f"No such file: /v/{title}/{inner}.") from None
+    fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -108,12 +114,22 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if ok else "root_missing"}, status=200 if ok else 503)
 
 
+async def _root_fd(app: web.Application) -> AsyncIterator[None]:
+    """An fd of the root, the anchor of every open (see `open_under`)."""
+    fd = os.open(app[ROOT_KEY], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    app[ROOT_FD_KEY] = fd
+    yield
+    os.close(fd)
+
+
 def make_app(settings: OriginSettings) -> web.Application:
     app = web.Application(middlewares=[metrics_middleware, error_middleware])
     root = os.path.realpath(settings.root)
     app[SETTINGS_KEY] = settings
     app[ROOT_KEY] = root
-    app[CATALOG_KEY] = Catalog(settings.root.resolve())
+    app[ROOT_PATH_KEY] = Path(root)
+    app[CATALOG_KEY] = Catalog(Path(root))
+    app.cleanup_ctx.append(_root_fd)
     registry = new_registry()
     app[REGISTRY_KEY] = registry
     app[METRICS_KEY] = OriginMetrics(registry)

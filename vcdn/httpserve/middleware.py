@@ -1,7 +1,8 @@
 """Error translation at the HTTP boundary, shared by the origin and the edge.
 
 A `VcdnError` becomes its ``status_hint`` with ``{"error": ..., "detail": ...}``; an
-unexpected exception becomes a logged 500 without a traceback in the body. Every error
+unexpected exception becomes a logged 500 without a traceback in the body; a client that
+disconnects mid-answer is recorded as 499, quietly. Every error
 answer carries CORS headers, so a browser player can read why it failed.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from vcdn.logs import event
 
 log = logging.getLogger("vcdn.httpserve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLIENT_CLOSED: Final = 499
 
 
 def _code(exc: Exception) -> str:
@@ -49,7 +52,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 resp.headers[name] = exc.headers[name]
         return resp
-    except (ConnectionError, TimeoutError):
+    except ConnectionError:
+        # The client went away mid-answer. A fresh response makes aiohttp's own write fail
+        # and end the connection quietly (no "Error handling request" traceback in logs);
+        # 499 is nginx's "client closed request", so metrics can count these.
+        return web.Response(status=CLIENT_CLOSED)
+    except TimeoutError:
         raise
     except Exception:
         log.exception("unexpected_error", extra={"fields": {"path": request.path}})

@@ -80,9 +80,12 @@ class Plan:
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
-    if value is None:
+    if value is None and type(headers) is dict:  # case-insensitive mappings found it already
         value = headers.get(name.lower())
     return value
+
+
+_parse_etag = lru_cache(maxsize=4096)(parse_etag)
 
 
 @lru_cache(maxsize=1024)
@@ -126,7 +129,7 @@ def plan_response(
     `boundary` fixes the multipart boundary (tests); by default a random one is drawn.
     """
     method = method.upper()
-    ours = parse_etag(etag) if etag else None
+    ours = _parse_etag(etag) if etag else None
     lm = int(last_modified) if last_modified is not None else None
     validators: list[tuple[str, str]] = [("Accept-Ranges", "bytes")]
     if etag:

@@ -4,9 +4,10 @@
 plans the response (`vcdn.httpserve.plan`), then sends it:
 
 * no body (HEAD, 304, 412, 416): headers only;
-* small bodies (≤ `SMALL_BODY`): read with one ``pread`` per span and written with the
-  headers in a single write; a system call per byte range costs less than a sendfile
-  dance for a playlist or an init segment;
+* small bodies (≤ `SMALL_BODY`): read with one ``pread`` per span and returned as a
+  `web.Response` that aiohttp writes with the headers in a single system call once the
+  handler returns it (so return what these functions return); a sendfile dance costs
+  more than that for a playlist or an init segment;
 * larger bodies: the headers go out through aiohttp's writer, then every span (and every
   multipart part header) is written straight to the socket, spans with ``sendfile(2)``.
 
@@ -50,16 +51,30 @@ SEND_TIMEOUT: Final = 60.0
 Headers = Iterable[tuple[str, str]]
 
 
-def _response(plan: Plan, cache_control: str | None, extra: Headers | None) -> web.StreamResponse:
-    headers: list[tuple[str, str]] = [*plan.headers, *RESPONSE_HEADERS]
+def _headers(plan: Plan, cache_control: str | None, extra: Headers | None) -> dict[str, str]:
+    headers = dict(plan.headers)
+    headers.update(RESPONSE_HEADERS)
     if cache_control and plan.status in (200, 206, 304):
-        headers.append(("Cache-Control", cache_control))
+        headers["Cache-Control"] = cache_control
     if extra:
-        headers.extend(extra)
-    resp = web.StreamResponse(status=plan.status, headers=dict(headers))
-    if plan.status not in (304,):
-        resp.content_length = plan.content_length
-    return resp
+        headers.update(extra)
+    return headers
+
+
+def _response(plan: Plan, cache_control: str | None, extra: Headers | None) -> web.StreamResponse:
+    # Content-Length is among plan.headers (except on 304), so aiohttp never chunks.
+    return web.StreamResponse(status=plan.status, headers=_headers(plan, cache_control, extra))
+
+
+def _whole(plan: Plan, body: bytes | None, cache_control: str | None,
+           extra: Headers | None) -> web.Response:
+    """A response aiohttp sends in one write (status line, headers and body together)
+    once the handler returns it; HEAD and body-less statuses keep their Content-Length."""
+    return web.Response(
+        status=plan.status,
+        headers=_headers(plan, cache_control, extra),
+        body=body if plan.has_body else None,
+    )
 
 
 async def send_bytes(
@@ -83,18 +98,16 @@ async def send_bytes(
             last_modified=last_modified,
             content_type=content_type,
         )
-    resp = _response(plan, cache_control, extra_headers)
-    await resp.prepare(request)
-    if plan.has_body:
-        if plan.multipart is not None:
-            await resp.write(plan.multipart.assemble(body))
-        elif plan.content_length == len(body):
-            await resp.write(body)
-        else:
-            r = plan.spans[0]
-            await resp.write(memoryview(body)[r.first : r.last + 1])
-    await resp.write_eof()
-    return resp
+    if not plan.has_body:
+        return _whole(plan, None, cache_control, extra_headers)
+    if plan.multipart is not None:
+        out = plan.multipart.assemble(body)
+    elif plan.content_length == len(body):
+        out = body
+    else:
+        r = plan.spans[0]
+        out = body[r.first : r.last + 1]
+    return _whole(plan, out, cache_control, extra_headers)
 
 
 async def send_file(
@@ -123,11 +136,8 @@ async def send_file(
             last_modified=last_modified,
             content_type=content_type,
         )
-    resp = _response(plan, cache_control, extra_headers)
     if not plan.has_body:
-        await resp.prepare(request)
-        await resp.write_eof()
-        return resp
+        return _whole(plan, None, cache_control, extra_headers)
     own_fd = not isinstance(path, int)
     if isinstance(path, int):
         fd = path
@@ -138,13 +148,13 @@ async def send_file(
             raise NotFound(f"No such file: {os.fspath(path)!r}.") from None
     try:
         if plan.content_length <= SMALL_BODY:
-            await _send_small(request, resp, fd, plan)
-        else:
-            await _send_large(request, resp, fd, plan)
+            return _whole(plan, _read_small(fd, plan), cache_control, extra_headers)
+        resp = _response(plan, cache_control, extra_headers)
+        await _send_large(request, resp, fd, plan)
+        return resp
     finally:
         if own_fd:
             os.close(fd)
-    return resp
 
 
 def _pread_exact(fd: int, count: int, offset: int) -> bytes:
@@ -157,9 +167,7 @@ def _pread_exact(fd: int, count: int, offset: int) -> bytes:
     return data
 
 
-async def _send_small(
-    request: web.BaseRequest, resp: web.StreamResponse, fd: int, plan: Plan
-) -> None:
+def _read_small(fd: int, plan: Plan) -> bytes:
     try:
         if plan.multipart is None:
             r = plan.spans[0]
@@ -173,9 +181,7 @@ async def _send_small(
             body = b"".join(chunks)
     except (OSError, EOFError) as exc:
         raise NotFound(f"File cannot be read: {exc}.") from None
-    await resp.prepare(request)
-    await resp.write(body)
-    await resp.write_eof()
+    return body
 
 
 async def _send_large(

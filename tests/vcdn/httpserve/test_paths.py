@@ -86,3 +86,48 @@ def test_sibling_with_root_prefix_is_outside(tmp_path: Path) -> None:
     os.symlink(tmp_path / "root-other" / "f", root / "f")
     with pytest.raises(NotFound):
         resolve_under(root.resolve(), "f")
+
+
+@pytest.fixture(params=["openat2", "realpath"])
+def opener(request, monkeypatch):
+    """open_under with the kernel's RESOLVE_BENEATH, and with the user-space fallback."""
+    from vcdn.httpserve import paths
+
+    if request.param == "realpath":
+        monkeypatch.setattr(paths, "_openat2_works", False)
+    return paths.open_under
+
+
+def _tree(tmp_path: Path) -> tuple[Path, int]:
+    root = tmp_path / "root"
+    (root / "t").mkdir(parents=True)
+    (root / "t" / "f").write_text("inside")
+    (tmp_path / "secret").write_text("secret")
+    os.symlink(tmp_path / "secret", root / "t" / "abs-out")
+    os.symlink("../../secret", root / "t" / "rel-out")
+    os.symlink("f", root / "t" / "rel-in")
+    return root.resolve(), os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def test_open_under_opens_files_and_relative_links_inside(tmp_path: Path, opener) -> None:
+    root, root_fd = _tree(tmp_path)
+    try:
+        for rel in ("t/f", "t/rel-in"):
+            fd = opener(root, root_fd, rel)
+            assert os.read(fd, 100) == b"inside"
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+@pytest.mark.parametrize("rel", ["t/abs-out", "t/rel-out", "t/missing", "t", "t/f/x"])
+def test_open_under_refuses_escapes_and_missing(tmp_path: Path, opener, rel: str) -> None:
+    root, root_fd = _tree(tmp_path)
+    try:
+        if rel == "t":  # a directory opens but is not a file: the caller checks S_ISREG
+            os.close(opener(root, root_fd, rel))
+            return
+        with pytest.raises(NotFound):
+            opener(root, root_fd, rel)
+    finally:
+        os.close(root_fd)
