@@ -17,6 +17,7 @@ from origin.control.http_common import (
     SETTINGS,
     STORE,
     log,
+    only_query,
     query_float,
     query_int,
     read_body,
@@ -61,7 +62,6 @@ def view(request: web.Request, record: ApplianceRecord, now: float) -> Appliance
 async def known_appliance(request: web.Request, appliance: str) -> ApplianceRecord:
     record = await request.app[STORE].get_appliance(appliance)
     if record is None:
-        check_id(appliance, "appliance id")
         raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")
     return record
 
@@ -86,7 +86,7 @@ async def register(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/appliances/{id}/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
-    appliance = request.match_info["id"]
+    appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
     beat = await read_body(request, Heartbeat)
     check_heartbeat(beat)
@@ -96,7 +96,6 @@ async def heartbeat(request: web.Request) -> web.Response:
         appliance, beat, now, settings.popularity_half_life
     )
     if not known:
-        check_id(appliance, "appliance id")
         raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")
     state = health.state(now, beat.state, now, request.app[LIVENESS])
     return respond({"state": state, "heartbeat_interval": settings.heartbeat_interval})
@@ -129,7 +128,7 @@ async def catalog(request: web.Request) -> list[TitleManifest]:
 
 @routes.get("/api/v1/appliances/{id}/fill-manifest")
 async def fill_manifest(request: web.Request) -> web.Response:
-    appliance = request.match_info["id"]
+    appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, FILLERS, appliance=appliance)
     store = request.app[STORE]
     record = await known_appliance(request, appliance)
@@ -146,7 +145,8 @@ async def fill_manifest(request: web.Request) -> web.Response:
 @routes.get("/api/v1/appliances/{id}/heartbeats")
 async def heartbeat_history(request: web.Request) -> web.Response:
     await require(request, OPERATORS)
-    appliance = request.match_info["id"]
+    appliance = check_id(request.match_info["id"], "appliance id")
+    only_query(request, "since", "limit")
     since = query_float(request, "since", 0.0)
     limit = query_int(request, "limit", 100, 1, HISTORY_LIMIT)
     await known_appliance(request, appliance)
@@ -162,6 +162,7 @@ async def heartbeat_history(request: web.Request) -> web.Response:
 @routes.get("/api/v1/popularity")
 async def scores(request: web.Request) -> web.Response:
     await require(request, SCORE_READERS)
+    only_query(request, "site", "limit")
     site = request.query.get("site")
     if site is not None:
         check_id(site, "site")

@@ -20,6 +20,7 @@ from origin.control.auth import Principal, authorize, bearer, hash_token
 from origin.control.health import Liveness
 from origin.control.settings import ControlSettings
 from origin.control.store import Store
+from origin.control.validate import check_text
 from vcdn.errors import ClientError, PayloadTooLarge, StoreError, VcdnError
 from vcdn.logs import event
 from vcdn.schemas import decode
@@ -107,13 +108,15 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise ClientError("The body is empty; a JSON object is required.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except UnicodeDecodeError:
         raise ClientError("The body is not UTF-8 text.") from None
     except RecursionError:
         raise ClientError("The body's JSON is nested too deeply.") from None
     except ValueError as exc:
         raise ClientError(f"The body is not valid JSON: {exc}.") from None
+    check_text(data)
+    return data
 
 
 async def read_body(request: web.Request, cls: type[T]) -> T:
@@ -181,3 +184,13 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     if not low <= value <= high:
         raise ClientError(f"Query parameter '{name}' must be between {low} and {high}.")
     return value
+
+
+def only_query(request: web.Request, *names: str) -> None:
+    """Refuse unknown query parameters: a typo (``?sice=``) must not silently mean 'all'."""
+    for name in request.query:
+        if name not in names:
+            known = ", ".join(names)
+            raise ClientError(
+                f"Unknown query parameter {name[:40]!r}; this endpoint takes {known}."
+            )

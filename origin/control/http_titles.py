@@ -71,10 +71,10 @@ async def list_titles(request: web.Request) -> web.Response:
 @routes.get("/api/v1/titles/{id}")
 async def get_title(request: web.Request) -> web.Response:
     await require(request, READERS)
-    title = request.match_info["id"]
+    # A malformed id is a 400 before any query; a well-formed unknown one a 404.
+    title = check_id(request.match_info["id"], "title")
     text = await request.app[STORE].get_title(title)
     if text is None:
-        check_id(title, "title")  # a malformed id is a 400, a well-formed unknown one a 404
         raise NotFound(f"Title {title!r} is not registered.")
     manifest = json.loads(text)
     manifest["popularity"] = (await popularity_totals(request)).get(title, 0.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from vcdn.errors import ClientError
@@ -72,13 +72,14 @@ def check_title(m: TitleManifest) -> None:
 def check_registration(r: Registration) -> None:
     check_id(r.id, "appliance id")
     check_id(r.site, "site")
-    url = urlsplit(r.public_url)
-    if url.scheme not in ("http", "https") or not url.hostname or len(r.public_url) > 2048:
-        raise ClientError("'public_url' must be an absolute http:// or https:// URL")
     try:
+        url = urlsplit(r.public_url)
+        ok = url.scheme in ("http", "https") and bool(url.hostname) and len(r.public_url) <= 2048
         url.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ClientError("'public_url' has an invalid port") from None
+        ok = False  # urlsplit's own complaints: bad IPv6 brackets, port out of range
+    if not ok or not r.public_url.isascii() or any(c.isspace() for c in r.public_url):
+        raise ClientError("'public_url' must be an absolute http:// or https:// URL in ASCII")
     if not 0 <= r.capacity_bytes <= MAX_SIZE * 1024:
         raise ClientError(f"'capacity_bytes' must be between 0 and {MAX_SIZE * 1024}")
     if not 0 <= r.asn <= 4294967295:
@@ -114,3 +115,34 @@ def check_heartbeat(h: Heartbeat) -> None:
         check_id(title, "title in 'title_requests'")
         if count < 0:
             raise ClientError(f"'title_requests.{title}' must not be negative")
+
+
+def check_text(value: Any, where: str = "body") -> None:
+    """Every string (and key) in decoded JSON is storable text: no NUL, no lone surrogate.
+
+    JSON allows ``\\u0000`` and unpaired ``\\ud800`` escapes (RFC 8259 §8.2 calls the
+    latter's behaviour unpredictable); neither PostgreSQL text nor UTF-8 can hold them, so
+    they are the client's error here rather than a database error later.
+    """
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _check_string(item, where)
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                _check_string(key, where)
+                stack.append(sub)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_string(text: str, where: str) -> None:
+    if "\0" in text:
+        raise ClientError(f"A string in the {where} contains a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ClientError(
+            f"A string in the {where} is not valid Unicode (lone surrogate)."
+        ) from None

@@ -140,6 +140,8 @@ BAD_TITLES: list[tuple[str, Any]] = [
         manifest("t", [1]) | {"files": [{"path": "x", "size": -1, "sha256": "0" * 64}]},
     ),
     ("bad format", manifest("t", [1]) | {"format": "avi"}),
+    ("NUL in a string", manifest("t", [1]) | {"created_at": "a\u0000b"}),
+    ("lone surrogate", json.dumps(manifest("t", [1]) | {"created_at": "\ud800"}).encode()),
 ]
 
 
@@ -163,6 +165,8 @@ async def test_a_body_over_the_limit_is_413(api: Api) -> None:
 
 BAD_REGISTRATIONS = [
     ("bad url", registration("a1") | {"public_url": "ftp://x"}),
+    ("broken IPv6 url", registration("a1") | {"public_url": "http://[::1/x"}),
+    ("url port out of range", registration("a1") | {"public_url": "http://h:99999/"}),
     ("bad prefix", registration("a1") | {"prefixes": ["10.0.0.0/99"]}),
     ("lat out of range", registration("a1") | {"lat": 91.0}),
     ("negative capacity", registration("a1", capacity=-1)),
@@ -250,6 +254,21 @@ async def test_heartbeat_for_an_unknown_appliance_is_404(api: Api) -> None:
 async def test_bad_heartbeats_are_400(api: Api, beat: dict[str, Any]) -> None:
     await api.call("POST", "/api/v1/appliances", json=registration("a1"))
     status, body = await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", json=beat)
+    assert status == 400 and body["error"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/appliances/a1/heartbeats?sice=5",
+        "/api/v1/popularity?limit=5&x=1",
+        "/api/v1/appliances/a%00b/fill-manifest",
+        "/api/v1/titles/a%00b",
+    ],
+)
+async def test_unknown_query_parameters_and_nul_in_ids_are_400(api: Api, path: str) -> None:
+    await api.call("POST", "/api/v1/appliances", json=registration("a1"))
+    status, body = await api.call("GET", path)
     assert status == 400 and body["error"] == "bad_request"
 
 
