@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from appliance.metrics import ApplianceMetrics
 from appliance.pacing import Backoff
@@ -29,9 +29,11 @@ BACKOFF_CAP_BEATS = 6.0  # the longest retry gap, in heartbeat intervals
 
 
 class Control(Protocol):
-    async def register(self, reg: Registration) -> None: ...
+    """The two calls of `vcdn.control_client.ControlClient` this loop makes."""
 
-    async def heartbeat(self, appliance_id: str, beat: Heartbeat) -> None: ...
+    async def register_appliance(self, registration: Registration) -> Any: ...
+
+    async def heartbeat(self, appliance: str, heartbeat: Heartbeat) -> Any: ...
 
 
 def registration(s: ApplianceSettings) -> Registration:
@@ -95,7 +97,7 @@ class ControlLoop:
 
     async def register_once(self) -> bool:
         try:
-            await self.api.register(registration(self.settings))
+            await self.api.register_appliance(registration(self.settings))
         except (UpstreamError, ClientError) as exc:
             self.metrics.registrations.labels("error").inc()
             await self._failed("register", exc)

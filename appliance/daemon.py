@@ -31,7 +31,6 @@ from aiohttp import web
 
 from appliance import checks
 from appliance.admin import make_admin_app
-from appliance.control import ControlApi
 from appliance.control_loop import ControlLoop
 from appliance.fill import Filler
 from appliance.metrics import ApplianceMetrics
@@ -39,6 +38,7 @@ from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from edge.app import Edge, make_app
 from edge.settings import EdgeSettings
+from vcdn.control_client import ControlClient
 from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
 from vcdn.httpserve.server import ServerLimits, start
 from vcdn.logs import event
@@ -203,7 +203,7 @@ class Appliance:
             async with asyncio.timeout(seconds):
                 await event_.wait()
 
-    async def fill_loop(self, api: ControlApi) -> None:
+    async def fill_loop(self, api: ControlClient) -> None:
         assert self.filler is not None
         s = self.settings
         window = s.window
@@ -257,9 +257,15 @@ class Appliance:
         event(log, "cache_reconciled", **{k: getattr(report, k) for k in report.__slots__})
         edge_app = make_app(self.edge.settings, edge=self.edge)
         admin_app = make_admin_app(self, s.operator_token, self.edge.registry)
-        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        # The default timeout bounds control-plane calls (the client uses this session's);
+        # fill downloads set their own, since a large file may take minutes under the cap.
+        session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=s.upstream_timeout),
+        )
         try:
-            api = ControlApi(session, s.control_url, s.control_token, timeout=s.upstream_timeout)
+            api = ControlClient(s.control_url, s.control_token, timeout=s.upstream_timeout,
+                                session=session)
             self.filler = Filler(s, self.edge.store, session, self.status, self.metrics,
                                  run=self.edge.run)
 
