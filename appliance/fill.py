@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -45,6 +46,7 @@ log = logging.getLogger("vcdn.appliance.fill")
 # us, so a peer is never an open proxy and a miss costs one round trip.
 PEER_HEADERS: Final = {"Cache-Control": "only-if-cached"}
 PEER_TOKEN_TTL: Final = 300
+PINS_FILE: Final = "pinned-titles.json"
 Runner = Callable[..., Awaitable[Any]]
 
 
@@ -80,7 +82,10 @@ class Filler:
         self.run_store: Runner = run or asyncio.to_thread
         self.clock = clock
         self._keys = settings.keys
-        self._pinned: set[str] = set()
+        # Titles we pinned, kept on disk: a title dropped from the manifest while we were
+        # down must still be unpinned after a restart, or it would never become evictable.
+        self._pins_file = settings.cache_dir / PINS_FILE
+        self._pinned: set[str] | None = None
 
     def _token(self, title: str) -> str | None:
         """A short-lived signed token for a peer request (the key shared by the site)."""
@@ -94,12 +99,17 @@ class Filler:
     async def apply_pins(self, manifest: FillManifest, plan: fill_plan.Plan) -> None:
         """Pin the manifest's titles; unpin the ones it dropped (evicted only when needed)."""
         wanted = set(plan.titles)
+        if self._pinned is None:
+            self._pinned = await asyncio.to_thread(_read_pins, self._pins_file)
+        if wanted == self._pinned:
+            return
         for title in wanted - self._pinned:
             await self.run_store(self.store.pin_title, title)
         for title in fill_plan.to_unpin(self._pinned, wanted):
             await self.run_store(self.store.unpin_title, title)
             event(log, "title_unpinned", title=title)
         self._pinned = wanted
+        await asyncio.to_thread(_write_pins, self._pins_file, wanted)
 
     # --- one pass -----------------------------------------------------------------------
 
@@ -285,3 +295,20 @@ def _reuse_staged(dest: Path, entry: FileEntry) -> bool:
         return False
     dest.unlink(missing_ok=True)
     return False
+
+
+def _read_pins(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return set()
+    return {t for t in data if isinstance(t, str)} if isinstance(data, list) else set()
+
+
+def _write_pins(path: Path, titles: set[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(sorted(titles)))
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the store's pins stand; we retry on the next change
+        tmp.unlink(missing_ok=True)
