@@ -275,9 +275,9 @@ async def serve(
     """GET/HEAD through the cache: hit, revalidate, join or start a fill, or pass through."""
     assert edge.fills is not None
     stats = edge.stats
+    # A miss in this worker's memory goes straight to the fill, which checks the shared
+    # index under the key's lock (another worker may hold the object).
     entry = edge.store.get(key)
-    if entry is None and edge.fills.inflight(key) is None:
-        entry = await edge.run(edge.store.lookup, key)
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:

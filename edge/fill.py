@@ -268,7 +268,7 @@ class Fills:
                 if self.locks.try_acquire(fill.key):
                     try:
                         # Someone may have finished between our miss and our lock.
-                        current = await self._run(self.store.lookup, fill.key)
+                        current = self.store.peek(fill.key)
                         if current is not None and (stale is None or current.id != stale.id):
                             fill.finish(current)
                             return

@@ -175,7 +175,12 @@ async def send_tail(
     if plan.status in (200, 206, 304):
         headers.append(("Cache-Control", cc))
     resp = _response(plan, headers)
-    await resp.prepare(request)
+    writer = await resp.prepare(request)
+    # Headers leave now, not with the first body bytes: the client learns status and
+    # length while the upstream is still sending.
+    send_headers = getattr(writer, "send_headers", None)
+    if send_headers is not None:
+        send_headers()
     sent = 0
     if plan.has_body:
         try:

@@ -214,6 +214,11 @@ class CacheStore:
             # lose the last commits, and then `reconcile` drops the orphaned files.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            # A second connection for `peek` on the event loop thread: WAL readers never
+            # wait for the writer, so a lookup never sits behind another fill's fsync.
+            self._reader = sqlite3.connect(
+                self.root / "index.db", timeout=30, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"Cannot open the cache at '{self.root}': {exc}.") from None
 
@@ -333,6 +338,20 @@ class CacheStore:
             entry = _row_entry(row)
             self._remember(entry)
             return entry
+
+    def peek(self, key: str) -> Entry | None:
+        """Like `lookup`, without taking the store lock; for one thread only (the loop)."""
+        row = self._reader.execute(
+            f"SELECT {_COLUMNS} FROM objects WHERE key = ? AND state = 'ready'", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        entry = _row_entry(row)
+        known = self._entries.get(key)
+        if known is None or known.id != entry.id:
+            with self._lock:
+                self._remember(entry)
+        return entry
 
     def forget(self, key: str) -> None:
         """Drop our in-memory view of `key` (its file vanished under us)."""
@@ -634,6 +653,7 @@ class CacheStore:
             with contextlib.suppress(sqlite3.Error):
                 self.flush_access()
             self._db.close()
+            self._reader.close()
 
 
 def _unlink(path: Path) -> None:
