@@ -88,10 +88,7 @@ class Appliance:
 
     def summary(self) -> dict[str, Any]:
         s = self.edge.store.stats()
-        try:
-            disk_free = shutil.disk_usage(self.settings.cache_dir).free
-        except OSError:
-            disk_free = 0
+        disk_free = _disk_free(self.settings.cache_dir)
         stats = self.edge.stats
         out = self.status.snapshot()
         out["cache"] = {
@@ -166,7 +163,8 @@ class Appliance:
                 bytes_per_s=round((stats.sent - sent_then) / elapsed, 1),
                 connections=self._connections(),
             ),
-            free_bytes=store.free_bytes,
+            # What the cache may still take: its budget, unless the disk has less.
+            free_bytes=min(store.free_bytes, _disk_free(s.cache_dir)),
             used_bytes=store.bytes_used,
             objects=store.objects,
             bytes_served=stats.sent,
@@ -305,6 +303,13 @@ class Appliance:
             await runner.cleanup()
         await session.close()
         event(log, "stopped", seconds=round(time.monotonic() - started, 3))
+
+
+def _disk_free(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
 
 
 def run(settings: ApplianceSettings, ready: Callable[[dict[str, str]], None]) -> None:
