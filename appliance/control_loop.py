@@ -141,7 +141,11 @@ class ControlLoop:
 
     async def run(self) -> None:
         while True:
-            if not self.status.registered and not await self.register_once():
-                continue
-            if await self.beat_once():
-                await self._pause(self.settings.heartbeat_interval)
+            try:
+                if not self.status.registered and not await self.register_once():
+                    continue
+                if await self.beat_once():
+                    await self._pause(self.settings.heartbeat_interval)
+            except Exception as exc:  # a bug or a broken store must not stop the beats
+                log.exception("control_loop_error")
+                await self._failed("heartbeat", exc)

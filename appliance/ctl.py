@@ -124,6 +124,10 @@ def _admin_url(args: argparse.Namespace) -> str:
     if args.config is not None:
         raw = read_toml(args.config)
         host = str(raw.get("admin_host", "127.0.0.1"))
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: reach it on loopback
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{int(raw.get('admin_port', 8081))}"
     return DEFAULT_ADMIN
 

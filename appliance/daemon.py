@@ -225,6 +225,9 @@ class Appliance:
                 except StoreError as exc:
                     self.status.fill.last_error = str(exc)
                     event(log, "fill_failed", logging.ERROR, error=str(exc))
+                except Exception as exc:  # never let one bad pass stop the fill (or serving)
+                    self.status.fill.last_error = f"fill pass failed: {exc!r}"
+                    log.exception("fill_pass_error")
             delay = s.fill_interval
             if not self.status.fill.window_open:
                 delay = min(delay, max(1.0, window.seconds_until_open(datetime.now())))

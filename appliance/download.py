@@ -66,11 +66,11 @@ async def fetch_verified(
     sha256), DiskFull or StoreError. On any failure nothing is left under `dest`.
     """
     part = dest.with_name(dest.name + PART_SUFFIX)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     received = 0
     client_timeout = aiohttp.ClientTimeout(total=None, connect=read_timeout, sock_read=read_timeout)
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         async with session.get(url, headers=headers, timeout=client_timeout) as resp:
             if resp.status != 200:
                 raise UpstreamStatus(f"{url} answered {resp.status}.", status=resp.status)
