@@ -16,6 +16,7 @@ response exceeds the requester's UDP size; ECS echoed with the scope the answer 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -104,6 +105,9 @@ class Responder:
             f"{zone.serial} 3600 600 86400 {zone.negative_ttl}",
         )
         self._ns = dns.rrset.from_text(o, 3600, "IN", "NS", str(self._ns_name))
+        self._service_wire = frozenset(
+            dns.name.from_text(n, o).to_wire().lower() for n in zone.service_names
+        )
 
     def set_decide(self, decide: Decide) -> None:
         """Swap the decision function (a new view) and drop every cached response."""
@@ -131,7 +135,7 @@ class Responder:
         entry = self._cache.get(key)
         if entry is None:
             self.misses += 1
-            entry = self._fill(q, ip, key, len(question))
+            entry = self._fill_steered(q, p, ip, key) or self._fill(q, ip, key, len(question))
             if entry is None:
                 return self._careful(q, ip, tcp)
         else:
@@ -143,6 +147,48 @@ class Responder:
             return q[:2] + entry.tc_heads[rd] + question + entry.tc_tail
         return q[:2] + entry.heads[rd] + question + entry.tail
 
+    def _fill_steered(self, q: bytes, p: dns_wire.Query, ip: str,
+                      key: tuple[object, ...]) -> _Entry | None:
+        """Build a steered A/AAAA answer by hand (the common miss); None for anything else."""
+        if p.qclass != 1 or p.qtype not in (1, 28):
+            return None
+        if p.question[:-4].lower() not in self._service_wire:
+            return None
+        if p.ecs is not None and p.ecs[2]:
+            version, addr, source = dns_wire.ecs_network(p.ecs)
+            client = Client(version, addr, source)
+        else:
+            client = _client_of(ip)
+        decision = self._decide(client)
+        family, rtype = (socket.AF_INET, 1) if p.qtype == 1 else (socket.AF_INET6, 28)
+        chosen: list[str] = []
+        for node in decision.nodes:
+            for a in node.addrs4[:1] if rtype == 1 else node.addrs6[:1]:
+                if a not in chosen:
+                    chosen.append(a)
+            if len(chosen) >= self.zone.answers:
+                break
+        if not chosen:
+            return None  # NODATA: the careful path adds the SOA
+        answers = tuple((rtype, self.zone.ttl, socket.inet_pton(family, a)) for a in chosen)
+        echo = None
+        if p.ecs is not None:
+            scope = decision.scope if p.ecs[2] else 0
+            echo = p.ecs[:3] + bytes([scope]) + p.ecs[4:]  # RFC 7871 §7.2.1
+        payload = self.zone.udp_payload if p.edns else None
+        head = q[:3]
+        full = dns_wire.build_response(head, p.question, answers=answers,
+                                       edns_payload=payload, ecs=echo)
+        small = dns_wire.build_response(head, p.question, tc=True, edns_payload=payload,
+                                        ecs=echo)
+        return self._store(key, _Entry(full, small, len(p.question)))
+
+    def _store(self, key: tuple[object, ...], entry: _Entry) -> _Entry:
+        if len(self._cache) >= MAX_CACHE:
+            self._cache = {}
+        self._cache[key] = entry
+        return entry
+
     def _fill(self, q: bytes, ip: str, key: tuple[object, ...], qlen: int) -> _Entry | None:
         try:
             msg = dns.message.from_wire(q)
@@ -153,11 +199,7 @@ class Responder:
         if len(full) < 12 + qlen:
             return None
         truncated = self._truncate(resp).to_wire()
-        entry = _Entry(full, truncated, qlen)
-        if len(self._cache) >= MAX_CACHE:
-            self._cache = {}
-        self._cache[key] = entry
-        return entry
+        return self._store(key, _Entry(full, truncated, qlen))
 
     # --- the careful path (dnspython) ---
 

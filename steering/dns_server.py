@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 TCP_IDLE_SECONDS: Final = 10.0  # RFC 7766 §6.2.3 suggests seconds, not minutes
 TCP_MAX_CONNECTIONS: Final = 256
 BIND_ATTEMPTS: Final = 20
+UDP_RCVBUF: Final = 4 * 1024 * 1024
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -88,9 +90,21 @@ async def start(
     is taken, try another)."""
     loop = asyncio.get_running_loop()
     tcp = TcpServer(responder)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for attempt in range(BIND_ATTEMPTS):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # A burst of small datagrams costs ~1 KiB of buffer each (skb truesize): the
+            # default ~208 KiB overflows at a few hundred queries in flight. The kernel caps
+            # this at net.core.rmem_max.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: UdpProtocol(responder), local_addr=(host, port)
+            lambda: UdpProtocol(responder), sock=sock
         )
         bound = transport.get_extra_info("sockname")[1]
         try:

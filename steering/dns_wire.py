@@ -129,3 +129,33 @@ def qname_labels(question: bytes) -> list[bytes]:
         labels.append(question[i + 1 : i + 1 + length].lower())
         i += length + 1
     return labels
+
+
+def build_response(
+    query_head: bytes,
+    question: bytes,
+    *,
+    rcode: int = 0,
+    aa: bool = True,
+    tc: bool = False,
+    answers: tuple[tuple[int, int, bytes], ...] = (),
+    edns_payload: int | None = None,
+    ecs: bytes | None = None,
+) -> bytes:
+    """A response to a parsed query: `query_head` is the query's first 3 bytes (ID and the
+    flags byte holding RD); answers are (type, ttl, rdata) owned by the question's name,
+    which they reference with a compression pointer (RFC 1035 §4.1.4) to offset 12."""
+    flags = 0x80 | (query_head[2] & 0x01) | (0x04 if aa else 0) | (0x02 if tc else 0)
+    parts = [query_head[:2], bytes([flags, rcode & 0x0F]),
+             b"\x00\x01", len(answers).to_bytes(2, "big"), b"\x00\x00",
+             b"\x00\x01" if edns_payload is not None else b"\x00\x00", question]
+    for rtype, ttl, rdata in answers:
+        parts.append(b"\xc0\x0c" + rtype.to_bytes(2, "big") + b"\x00\x01" +
+                     ttl.to_bytes(4, "big") + len(rdata).to_bytes(2, "big") + rdata)
+    if edns_payload is not None:
+        options = b""
+        if ecs is not None:
+            options = OPTION_ECS.to_bytes(2, "big") + len(ecs).to_bytes(2, "big") + ecs
+        parts.append(b"\x00\x00\x29" + edns_payload.to_bytes(2, "big") + b"\x00\x00\x00\x00" +
+                     len(options).to_bytes(2, "big") + options)
+    return b"".join(parts)

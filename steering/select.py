@@ -163,17 +163,20 @@ def _count(site: Site, family: int) -> int:
 
 
 def _reach(sites: list[Site], depth: int | None) -> dict[int, int]:
-    """Per address family, the index of the last site an answer of `depth` reaches."""
+    """Per address family, the index of the last site an answer of `depth` reaches
+    (-1 when no site has an address of that family)."""
     out = {4: len(sites), 6: len(sites)}
     if depth is None:
         return out
     for family in (4, 6):
-        total = 0
+        total, last = 0, -1
         for i, site in enumerate(sites):
-            total += _count(site, family)
-            if total >= depth:
-                out[family] = i
-                break
+            n = _count(site, family)
+            if n:
+                total, last = total + n, i
+                if total >= depth:
+                    break
+        out[family] = last
     return out
 
 
@@ -196,7 +199,8 @@ def select(
     """Rank the healthy appliances for `client` (and `title`, for HTTP).
 
     `depth`: how many of the first appliances of each address family the caller uses
-    (DNS: the answer count); the scope only accounts for choices that reach into them.
+    (DNS: the answer count); the scope only accounts for choices that reach into them,
+    and sites past them are not ranked (their appliances follow in id order).
     """
     primary, reason, scope = _site_order(client, view, geo, policy)
     scope = min(scope, client.source_len)
@@ -229,7 +233,11 @@ def select(
     ordered.extend(pending)
     nodes: list[Node] = []
     reach = None if depth is None else _reach(ordered, depth)
+    last = len(ordered) if reach is None else max(reach.values())
     for i, site in enumerate(ordered):
+        if i > last:
+            nodes.extend(site.nodes)  # beyond what the caller uses: left unranked
+            continue
         ranked, site_varied = _rank_site(site, bucket, title, policy)
         varied = varied or (site_varied and _matters(ordered, i, reach, 2))
         nodes.extend(ranked)

@@ -20,7 +20,14 @@ from steering.geo import Geo
 from steering.select import Client, Decision, Policy, select
 from steering.settings import SteeringSettings
 from steering.sync import ApplianceList, ControlClient, resolve_hosts
-from steering.view import Capacity, SteeringView, build_view, host_of, literal_addresses
+from steering.view import (
+    Capacity,
+    SteeringView,
+    build_view,
+    host_of,
+    literal_addresses,
+    signature,
+)
 from vcdn.errors import UpstreamError
 from vcdn.logs import event
 from vcdn.tokens import parse_keys
@@ -51,6 +58,7 @@ class Steering:
         self.view: SteeringView = build_view([])
         self.status = ControlStatus()
         self._resolved: dict[str, tuple[str, ...]] = {}
+        self._signature: tuple[object, ...] = ()
         self._titles: dict[str, tuple[bool, float]] = {}
         self.responder = Responder(
             ZoneConfig.make(
@@ -74,7 +82,13 @@ class Steering:
         return select(client, self.view, self.geo, self.policy, title)
 
     def install(self, applist: ApplianceList) -> SteeringView:
-        """Swap in a view of `applist` (host names must already be in the resolved map)."""
+        """Swap in a view of `applist` (host names must already be in the resolved map);
+        an unchanged list keeps the current view, and with it the DNS answer cache."""
+        sig = signature(applist.appliances, self._resolved, self.capacity,
+                        applist.heartbeat_interval)
+        if sig == self._signature:
+            return self.view
+        self._signature = sig
         view = build_view(
             applist.appliances, self._resolved, capacity=self.capacity,
             version=self.view.version + 1, heartbeat_interval=applist.heartbeat_interval,
@@ -114,7 +128,7 @@ class Steering:
         view = self.install(applist)
         self.status.last_ok = self.clock()
         self.status.last_error = ""
-        if set(old.nodes) != set(view.nodes) or old.version == 0:
+        if view is not old and (set(old.nodes) != set(view.nodes) or old.version == 0):
             event(log, "view_changed", version=view.version, usable=sorted(view.nodes),
                   dropped=list(view.dropped))
         return True

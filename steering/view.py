@@ -75,12 +75,30 @@ def literal_addresses(host: str) -> tuple[str, ...] | None:
         return None
 
 
+UTILIZATION_STEP: Final = 0.05
+
+
 def utilization(a: ApplianceView, cap: Capacity) -> float:
+    """Reported load over capacity, in steps of 5%: load jitters with every heartbeat, and
+    a view that changed only by jitter would needlessly empty the DNS answer cache."""
     by_bytes = a.load.bytes_per_s / cap.max_bytes_per_s if cap.max_bytes_per_s > 0 else 0.0
     by_reqs = (
         a.load.requests_per_s / cap.max_requests_per_s if cap.max_requests_per_s > 0 else 0.0
     )
-    return max(0.0, by_bytes, by_reqs)
+    return round(max(0.0, by_bytes, by_reqs) / UTILIZATION_STEP) * UTILIZATION_STEP
+
+
+def signature(
+    appliances: Iterable[ApplianceView], resolved: Mapping[str, tuple[str, ...]],
+    cap: Capacity, heartbeat_interval: float,
+) -> tuple[object, ...]:
+    """Everything a view is built from: equal signatures give equal views."""
+    items = sorted(
+        (a.id, a.site, a.public_url, a.asn, a.lat, a.lon, tuple(a.prefixes), a.state,
+         utilization(a, cap), resolved.get(host_of(a.public_url), ()))
+        for a in appliances
+    )
+    return (heartbeat_interval, *items)
 
 
 def _mean_location(nodes: Iterable[Node]) -> tuple[float, float]:
