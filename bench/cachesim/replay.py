@@ -35,7 +35,7 @@ from bench.cachesim.belady import NEVER, Belady
 from bench.cachesim.lru import LazyLRU
 from bench.cachesim.trace import DAY, EPOCH, HOUR, Trace
 from edge.policies import make_policy
-from origin.control.planning import plan_fill
+from origin.control.planning import PlanSettings, plan_fill
 from origin.control.planning.predict import DecayedCounts
 from vcdn.schemas import ApplianceView, FillManifest
 
@@ -48,6 +48,8 @@ class SiteConfig:
     fill_window: str = "02:00-10:00"
     peak_hours: tuple[int, int] = (18, 23)  # [start, end) local hours
     fill_bps: float = 4e9  # per appliance
+    half_life: float = HALF_LIFE
+    plan: PlanSettings = field(default_factory=PlanSettings)
 
 
 @dataclass
@@ -146,7 +148,7 @@ def replay(
     measure_from = cfg.warmup_days * DAY
     others = [[boxes[j] for j in range(n) if j != i] for i in range(n)]
     counts: dict[int, int] = {}
-    history = DecayedCounts(HALF_LIFE)
+    history = DecayedCounts(site.half_life)
     views = [
         ApplianceView(id=a, site=SITE, public_url=f"http://{a}.test", capacity_bytes=capacity,
                       asn=0, lat=0.0, lon=0.0, prefixes=[], state="healthy")
@@ -241,7 +243,10 @@ def replay(
             history.add(SITE, cat.names[ti], c, now)
         counts.clear()
         if int(t_hour // HOUR) % 24 == open_hour:
-            new = plan_fill(history.table(now), cat.manifests, views, manifests, now=now)
+            new = plan_fill(
+                history.table(now), cat.manifests, views, manifests, now=now,
+                settings=site.plan,
+            )
             if t_hour >= measure_from and manifests is not None:
                 old = {a: {x.title for x in m.titles} for a, m in manifests.items()}
                 result.planned_moved.append(sum(

@@ -49,9 +49,9 @@ class TraceConfig:
     titles: int = 10_000
     days: int = 7
     warmup_days: int = 1
-    sessions_per_day: int = 20_000
+    sessions_per_day: int = 10_000
     appliances: int = 4
-    chunk_seconds: int = 600
+    chunk_seconds: int = 900
     releases_per_day: int = 10
     release_hour: int = 0
     release_top: int = 50
