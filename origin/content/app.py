@@ -21,13 +21,15 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from origin.content.catalog import Catalog
+from origin.content.hotpath import OriginHot, read_whole
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
 from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
+from vcdn.httpserve.hot import HotCache, HotEntry, install_fast_path
 from vcdn.httpserve.media import cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
 from vcdn.httpserve.paths import open_under, safe_relpath
-from vcdn.httpserve.send import send_file
+from vcdn.httpserve.send import send_bytes, send_file
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 
 PREFIX: Final = "/v/"
@@ -37,6 +39,7 @@ ROOT_KEY: Final = web.AppKey("origin_root", str)
 ROOT_PATH_KEY: Final = web.AppKey("origin_root_path", Path)
 ROOT_FD_KEY: Final = web.AppKey("origin_root_fd", int)
 METRICS_KEY: Final = web.AppKey("origin_metrics", "OriginMetrics")
+HOT_KEY: Final = web.AppKey("origin_hot", OriginHot)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -51,15 +54,29 @@ class OriginMetrics:
             "vcdn_origin_bytes_sent", "Body bytes sent", ["status"], registry=registry
         )
 
+        self.hot_hits = Counter(
+            "vcdn_origin_hot_hits", "Requests answered from RAM without routing", registry=registry
+        )
         self._children: dict[int, tuple[Any, Any]] = {}
 
-    def count(self, method: str, resp: web.StreamResponse) -> None:
-        status = resp.status
+    def count_hot(self, body_bytes: int) -> None:
+        self.hot_hits.inc()
+        requests, sent = self._child(200)
+        requests.inc()
+        if body_bytes:
+            sent.inc(body_bytes)
+
+    def _child(self, status: int) -> tuple[Any, Any]:
         children = self._children.get(status)
         if children is None:  # labels() takes a lock and builds a key: once per status
             label = str(status)
             children = (self.requests.labels(label), self.bytes_sent.labels(label))
             self._children[status] = children
+        return children
+
+    def count(self, method: str, resp: web.StreamResponse) -> None:
+        status = resp.status
+        children = self._child(status)
         children[0].inc()
         if method != "HEAD" and (status == 200 or status == 206):
             children[1].inc(resp.content_length or 0)
@@ -87,14 +104,23 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"No such file: /v/{title}/{inner}.")
+        etag = app[CATALOG_KEY].etag(title, inner, st)
+        ctype, cc = media_type(inner), cache_control(inner)
+        hot = app[HOT_KEY]
+        if hot.eligible(request, st.st_size):
+            body = read_whole(fd, st.st_size)
+            hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,
+                         cache_control=cc)
+            return await send_bytes(request, body, etag=etag, last_modified=st.st_mtime,
+                                    content_type=ctype, cache_control=cc)
         resp = await send_file(
             request,
             fd,
             size=st.st_size,
-            etag=app[CATALOG_KEY].etag(title, inner, st),
+            etag=etag,
             last_modified=st.st_mtime,
-            content_type=media_type(inner),
-            cache_control=cache_control(inner),
+            content_type=ctype,
+            cache_control=cc,
         )
     finally:
         os.close(fd)
@@ -118,7 +144,10 @@ async def _root_fd(app: web.Application) -> AsyncIterator[None]:
     """An fd of the root, the anchor of every open (see `open_under`)."""
     fd = os.open(app[ROOT_KEY], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     app[ROOT_FD_KEY] = fd
+    app[HOT_KEY].root_fd = fd
     yield
+    app[HOT_KEY].root_fd = -1
+    app[HOT_KEY].cache.clear()
     os.close(fd)
 
 
@@ -129,6 +158,9 @@ def make_app(settings: OriginSettings) -> web.Application:
     app[ROOT_KEY] = root
     app[ROOT_PATH_KEY] = Path(root)
     app[CATALOG_KEY] = Catalog(Path(root))
+    app[HOT_KEY] = OriginHot(
+        HotCache(settings.hot_capacity, settings.hot_object_max), Path(root), app[CATALOG_KEY]
+    )
     app.cleanup_ctx.append(_root_fd)
     registry = new_registry()
     app[REGISTRY_KEY] = registry
@@ -138,3 +170,14 @@ def make_app(settings: OriginSettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def install_hot_path(app: web.Application, server: web.Server) -> None:
+    """Serve hot small files from RAM before routing (`vcdn.httpserve.hot`); the hits are
+    counted in the same metrics as the normal path."""
+    metrics = app[METRICS_KEY]
+
+    def on_sent(request: web.BaseRequest, entry: HotEntry) -> None:
+        metrics.count_hot(len(entry.body) if request.method == "GET" else 0)
+
+    install_fast_path(server, app[HOT_KEY].lookup, on_sent)

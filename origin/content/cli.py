@@ -48,7 +48,7 @@ def build_settings(argv: list[str]) -> OriginSettings:
 
 
 async def serve(settings: OriginSettings) -> None:
-    from origin.content.app import make_app
+    from origin.content.app import install_hot_path, make_app
 
     limits = ServerLimits(
         max_line_size=settings.max_line_size,
@@ -63,7 +63,11 @@ async def serve(settings: OriginSettings) -> None:
         loop = type(asyncio.get_running_loop()).__module__  # "uvloop" in production
         event(log, "listening", url=url, root=str(settings.root.resolve()), loop=loop)
 
-    await run_until_signal(make_app(settings), settings.host, settings.port, limits, ready)
+    app = make_app(settings)
+    await run_until_signal(
+        app, settings.host, settings.port, limits, ready,
+        on_server=lambda server: install_hot_path(app, server),
+    )
     event(log, "stopped")
 
 

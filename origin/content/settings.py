@@ -22,4 +22,7 @@ class OriginSettings:
     keepalive_timeout: float = 20.0
     #: Open connections beyond this are refused (accepted then closed at once).
     max_connections: int = 10000
+    #: RAM for hot small files served without routing (0 disables); files up to this size.
+    hot_capacity: Bytes = 64 * 1024 * 1024
+    hot_object_max: Bytes = 256 * 1024
     log_level: str = "info"

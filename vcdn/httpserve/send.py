@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Iterable
 from typing import Final
 
@@ -49,6 +50,8 @@ READ_CHUNK: Final = 256 * 1024
 SEND_TIMEOUT: Final = 60.0
 
 Headers = Iterable[tuple[str, str]]
+#: Our Server field, also on fast-path answers (`vcdn.httpserve.hot`); no version to fingerprint.
+SERVER: Final = "vcdn"
 
 
 def _headers(plan: Plan, cache_control: str | None, extra: Headers | None) -> dict[str, str]:
@@ -58,6 +61,7 @@ def _headers(plan: Plan, cache_control: str | None, extra: Headers | None) -> di
         headers["Cache-Control"] = cache_control
     if extra:
         headers.update(extra)
+    headers.setdefault("Server", SERVER)
     return headers
 
 
@@ -195,6 +199,8 @@ async def _send_large(
     if transport is None or sock is None or tls:
         await _send_fallback(resp, fd, plan)
         return
+    # Cork (TCP_CORK, like nginx's tcp_nopush) so headers and body leave in full segments.
+    _cork(sock, 1)
     # Push aiohttp's buffered status line and headers into the transport, then wait until
     # the transport holds nothing, so our direct writes come after them on the wire.
     send_headers = getattr(writer, "send_headers", None)
@@ -219,7 +225,15 @@ async def _send_large(
         raise ConnectionResetError(f"response body aborted: {exc}") from None
     finally:
         sink.close()
+        _cork(sock, 0)
     await resp.write_eof()
+
+
+def _cork(sock: object, on: int) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        pass  # not TCP (a Unix socket in tests) or already closed
 
 
 async def _flushed(transport: asyncio.BaseTransport, writer: object) -> None:

@@ -64,14 +64,29 @@ def cap_connections(server: web.Server, limit: int) -> None:
     server.connection_made = connection_made  # type: ignore[method-assign]
 
 
+ServerHook = Callable[[web.Server], None]
+
+
 async def start(
-    app: web.Application, host: str, port: int, limits: ServerLimits, *, reuse_port: bool = False
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    *,
+    reuse_port: bool = False,
+    on_server: ServerHook | None = None,
 ) -> tuple[web.AppRunner, str]:
-    """Start serving `app`; returns the runner (for `cleanup`) and the base URL."""
+    """Start serving `app`; returns the runner (for `cleanup`) and the base URL.
+
+    `on_server` sees aiohttp's low-level server before the first connection (e.g. to
+    install `vcdn.httpserve.hot.install_fast_path`).
+    """
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **limits.handler_args())
     await runner.setup()
     assert runner.server is not None
     cap_connections(runner.server, limits.max_connections)
+    if on_server is not None:
+        on_server(runner.server)
     site = web.TCPSite(
         runner,
         host,
@@ -92,13 +107,15 @@ async def run_until_signal(
     port: int,
     limits: ServerLimits,
     ready: Callable[[str], None],
+    *,
+    on_server: ServerHook | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner, url = await start(app, host, port, limits)
+    runner, url = await start(app, host, port, limits, on_server=on_server)
     try:
         ready(url)
         await stop.wait()

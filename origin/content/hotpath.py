@@ -1,0 +1,99 @@
+"""The origin's hot small files: filled by the normal handler, served by
+`vcdn.httpserve.hot`'s fast path, re-checked against the disk at most once a second.
+
+A file rewritten or republished (new inode, size, mtime or manifest checksum) drops out
+of RAM at the next check and the normal handler serves and re-caches it; a deleted file
+drops out and gets its 404. Opens for re-checks go through `open_under`, like requests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from origin.content.catalog import Catalog
+from vcdn.errors import NotFound
+from vcdn.httpserve.hot import HotCache, HotEntry, build_entry
+from vcdn.httpserve.paths import open_under
+
+RECHECK_SECONDS: Final = 1.0
+
+
+class OriginHot:
+    def __init__(self, cache: HotCache, root: Path, catalog: Catalog) -> None:
+        self.cache = cache
+        self.root = root
+        self.catalog = catalog
+        self.root_fd = -1  # set while the app runs
+
+    def eligible(self, request: web.BaseRequest, size: int) -> bool:
+        return (
+            self.cache.object_max > 0
+            and size <= self.cache.object_max
+            and request.method == "GET"
+            and "?" not in request.raw_path
+        )
+
+    def remember(
+        self,
+        request: web.BaseRequest,
+        title: str,
+        inner: str,
+        st: os.stat_result,
+        body: bytes,
+        *,
+        etag: str,
+        content_type: str,
+        cache_control: str,
+    ) -> None:
+        entry = build_entry(
+            body,
+            etag=etag,
+            last_modified=st.st_mtime,
+            content_type=content_type,
+            cache_control=cache_control,
+            stamp=(title, inner, st.st_ino, st.st_size, st.st_mtime_ns),
+        )
+        self.cache.put(request.raw_path, entry)
+
+    def lookup(self, request: web.BaseRequest) -> HotEntry | None:
+        key = request.raw_path
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        now = time.monotonic()
+        if now - entry.checked < RECHECK_SECONDS:
+            return entry
+        title, inner, ino, size, mtime_ns = entry.stamp
+        try:
+            fd = open_under(self.root, self.root_fd, f"{title}/{inner}")
+        except NotFound:
+            self.cache.discard(key)
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != (ino, size, mtime_ns) or (
+            self.catalog.etag(title, inner, st) != entry.etag
+        ):
+            self.cache.discard(key)
+            return None
+        entry = entry.revalidated(now)
+        self.cache.replace(key, entry)
+        return entry
+
+
+def read_whole(fd: int, size: int) -> bytes:
+    """A small file's bytes; NotFound if it is shorter than its stat said."""
+    data = os.pread(fd, size, 0)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), len(data))
+        if not more:
+            raise NotFound("File changed while being read.")
+        data += more
+    return data

@@ -1,0 +1,122 @@
+"""The origin's RAM fast path, on a real server: hot answers match the normal ones, the
+table still holds once objects are hot, and changes on disk are noticed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from origin.content import hotpath
+from origin.content.app import install_hot_path, make_app
+from origin.content.settings import OriginSettings
+from tests.http_cases import CASES, Case, Resource, check
+from tests.origin.content.conftest import TITLE
+from vcdn.httpserve.server import ServerLimits, start
+
+
+@pytest.fixture
+async def hot_origin(store) -> AsyncIterator[tuple[str, Path, dict[str, bytes]]]:
+    root, files = store
+    app = make_app(OriginSettings(root=root))
+    runner, url = await start(
+        app, "127.0.0.1", 0, ServerLimits(), on_server=lambda s: install_hot_path(app, s)
+    )
+    try:
+        yield url, root, files
+    finally:
+        await runner.cleanup()
+
+
+async def get(session: aiohttp.ClientSession, url: str, **kw) -> tuple[int, dict, bytes]:
+    async with session.get(url, **kw) as resp:
+        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read()
+
+
+async def hot_hits(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(f"{url}/metrics") as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith("vcdn_origin_hot_hits_total"):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def test_second_get_is_hot_and_identical(hot_origin) -> None:
+    url, _, files = hot_origin
+    async with aiohttp.ClientSession() as s:
+        first = await get(s, f"{url}/v/{TITLE}/small.bin")
+        second = await get(s, f"{url}/v/{TITLE}/small.bin")
+        assert await hot_hits(s, url) == 1.0
+    assert first[0] == second[0] == 200
+    assert first[2] == second[2] == files["small.bin"]
+    first[1].pop("date"), second[1].pop("date")
+    assert first[1] == second[1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+async def test_table_holds_once_hot(hot_origin, case: Case) -> None:
+    """Ranges and conditionals on a hot object still get the planner's answer."""
+    url, _, files = hot_origin
+    target = f"{url}/v/{TITLE}/v1/seg_00001.m4s"
+    async with aiohttp.ClientSession() as s:
+        _, headers, _ = await get(s, target)
+        await get(s, target)
+        res = Resource(files["v1/seg_00001.m4s"], headers["etag"], headers["last-modified"])
+        async with s.request(case.method, target, headers=case.request_headers(res)) as resp:
+            body = await resp.read()
+            check(case, res, resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+
+
+async def test_hot_head_then_get_on_one_connection(hot_origin) -> None:
+    """A fast-path HEAD sends no body, so the next response on the connection parses."""
+    url, _, files = hot_origin
+    host, port = url.removeprefix("http://").split(":")
+    async with aiohttp.ClientSession() as s:
+        await get(s, f"{url}/v/{TITLE}/small.bin")  # make it hot
+    reader, writer = await asyncio.open_connection(host, int(port))
+    req = f"HEAD /v/{TITLE}/small.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    req += f"GET /v/{TITLE}/small.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    writer.write(req.encode())
+    data = await asyncio.wait_for(reader.read(-1), 5)
+    writer.close()
+    head1, _, rest = data.partition(b"\r\n\r\n")
+    assert head1.startswith(b"HTTP/1.1 200") and b"Content-Length: 10000" in head1
+    head2, _, body2 = rest.partition(b"\r\n\r\n")
+    assert head2.startswith(b"HTTP/1.1 200")
+    assert body2 == files["small.bin"]
+
+
+async def test_rewritten_and_deleted_files_are_noticed(hot_origin, monkeypatch) -> None:
+    monkeypatch.setattr(hotpath, "RECHECK_SECONDS", 0.0)
+    url, root, _ = hot_origin
+    path = root / TITLE / "small.bin"
+    async with aiohttp.ClientSession() as s:
+        await get(s, f"{url}/v/{TITLE}/small.bin")
+        tmp = path.with_name(".small.tmp")
+        tmp.write_bytes(b"new bytes")
+        os.replace(tmp, path)  # how the packager republishes: a new inode
+        status, _, body = await get(s, f"{url}/v/{TITLE}/small.bin")
+        assert (status, body) == (200, b"new bytes")
+        status, _, body = await get(s, f"{url}/v/{TITLE}/small.bin")  # hot again
+        assert (status, body) == (200, b"new bytes")
+        path.unlink()
+        status, _, _ = await get(s, f"{url}/v/{TITLE}/small.bin")
+        assert status == 404
+
+
+async def test_connection_close_and_queries_take_the_normal_path(hot_origin) -> None:
+    url, _, files = hot_origin
+    async with aiohttp.ClientSession() as s:
+        await get(s, f"{url}/v/{TITLE}/small.bin")
+        before = await hot_hits(s, url)
+        status, headers, body = await get(
+            s, f"{url}/v/{TITLE}/small.bin", headers={"Connection": "close"}
+        )
+        assert status == 200 and body == files["small.bin"]
+        status, _, body = await get(s, f"{url}/v/{TITLE}/small.bin?x=1")
+        assert status == 200 and body == files["small.bin"]
+        assert await hot_hits(s, url) == before
