@@ -113,7 +113,7 @@ async def test_connection_close_and_queries_take_the_normal_path(hot_origin) -> 
     async with aiohttp.ClientSession() as s:
         await get(s, f"{url}/v/{TITLE}/small.bin")
         before = await hot_hits(s, url)
-        status, headers, body = await get(
+        status, _, body = await get(
             s, f"{url}/v/{TITLE}/small.bin", headers={"Connection": "close"}
         )
         assert status == 200 and body == files["small.bin"]
