@@ -20,8 +20,10 @@ import sys
 import time
 from typing import Final
 
+from aiohttp import web
+
 from edge.settings import EdgeSettings
-from vcdn.httpserve.server import ServerLimits, start
+from vcdn.httpserve.server import ServerLimits, cap_connections
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.edge")
@@ -52,6 +54,36 @@ def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+async def start_edge(app: web.Application, settings: EdgeSettings) -> tuple[web.AppRunner, str]:
+    """Start `app` on its own SO_REUSEPORT socket; connections begin on the hit fast path."""
+    from edge.app import EDGE_KEY
+    from edge.fastpath import FastSite
+
+    limits = limits_of(settings)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=limits.shutdown_timeout,
+        **limits.handler_args(),
+    )
+    await runner.setup()
+    assert runner.server is not None
+    cap_connections(runner.server, limits.max_connections)
+    sock, port = _reserve(settings.host, settings.port)
+    site = FastSite(
+        runner,
+        sock,
+        app[EDGE_KEY],
+        keepalive_timeout=limits.keepalive_timeout,
+        shutdown_timeout=limits.shutdown_timeout,
+        backlog=limits.backlog,
+    )
+    await site.start()
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return runner, f"http://{shown}:{port}"
+
+
 async def serve(settings: EdgeSettings, ready: int | None) -> None:
     """One worker: serve until SIGTERM/SIGINT, then drain and stop."""
     from edge.app import make_app
@@ -60,9 +92,7 @@ async def serve(settings: EdgeSettings, ready: int | None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner, url = await start(
-        make_app(settings), settings.host, settings.port, limits_of(settings), reuse_port=True
-    )
+    runner, url = await start_edge(make_app(settings), settings)
     try:
         if ready is not None:
             os.write(ready, url.encode() + b"\n")

@@ -1,0 +1,327 @@
+"""The hit fast path: a connection protocol that answers plain hits without aiohttp.
+
+Open Connect keeps hot small files in RAM and answers them with as little work as
+possible; this is our version. A connection starts in this protocol. Each complete
+request head is parsed by `edge.fasthead` (narrow and pure); when it is a GET/HEAD of a
+fresh object this worker holds, with a body of at most `FAST_BODY` bytes (a playlist, an
+init segment, a 16 KiB segment, a 64 KiB range of anything), the answer is planned by the
+shared planner and written at once: bytes from RAM or one pread, headers precomputed but
+for Date and Age, no routing, no Request object, no task.
+
+Anything else (a miss, a bad token, a large body that wants sendfile, odd framing,
+pipelined bytes after such a request) hands the connection, with every unread byte, to
+aiohttp's RequestHandler, which keeps it from then on. Since every fast answer is written
+synchronously before the next request is read, responses can never be reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from edge import freshness
+from edge.fasthead import parse_head
+from edge.fill import VIA
+from edge.serve import cache_control_of
+from edge.store import Entry, object_key
+from vcdn import tokens
+from vcdn.errors import VcdnError
+from vcdn.httpserve.cors import RESPONSE_HEADERS
+from vcdn.httpserve.paths import safe_relpath
+from vcdn.httpserve.plan import plan_response
+from vcdn.titles import is_valid_title
+
+if TYPE_CHECKING:
+    from edge.app import Edge
+
+#: Bodies up to this size are answered here; larger ones go to aiohttp and sendfile.
+FAST_BODY: Final = 256 * 1024
+_REASONS: Final = {
+    200: "OK",
+    206: "Partial Content",
+    304: "Not Modified",
+    412: "Precondition Failed",
+    416: "Range Not Satisfiable",
+}
+_CORS: Final = "".join(f"{k}: {v}\r\n" for k, v in RESPONSE_HEADERS)
+
+
+class _Clock:
+    """The Date header, rebuilt once a second (as uvicorn does), not per response."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def date(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._text = formatdate(second, usegmt=True)
+        return self._text
+
+
+CLOCK: Final = _Clock()
+
+
+class FastProtocol(asyncio.Protocol):
+    __slots__ = ("_buf", "_edge", "_idle", "_server", "_task_handler", "_timeout", "transport")
+
+    def __init__(self, server: web.Server, edge: Edge, keepalive_timeout: float) -> None:
+        self._server = server
+        self._edge = edge
+        self._timeout = keepalive_timeout
+        self._buf = bytearray()
+        #: aiohttp's Server looks at this on connection_lost; we never run a task.
+        self._task_handler: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+
+    # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def force_close(self) -> None:
+        self.close()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp API)
+        self.close()  # a fast connection never has a request in flight across awaits
+
+    # --- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._server.connection_made(self, transport)  # type: ignore[arg-type]
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._server.connection_lost(self, exc)  # type: ignore[arg-type]
+        self.transport = None
+
+    def _arm(self) -> None:
+        # One deadline for an idle keep-alive connection and for a client still dribbling
+        # its request head: data arriving does not push it back, only a whole request.
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self._timeout, self.close)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        edge = self._edge
+        limit = edge.settings.max_header_bytes
+        while self.transport is not None:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > limit:
+                    self._hand_off()
+                return
+            head = parse_head(bytes(self._buf[:end]), limit)
+            answer = self._answer(head) if head is not None else None
+            if answer is None:
+                self._hand_off()
+                return
+            del self._buf[: end + 4]
+            self.transport.write(answer)
+            self._arm()
+            if head is not None and not head.keep_alive:
+                self.transport.close()
+                return
+
+    def _hand_off(self) -> None:
+        """Give the connection and every unread byte to aiohttp for good."""
+        transport = self.transport
+        assert transport is not None
+        if self._idle is not None:
+            self._idle.cancel()
+        self._server.connection_lost(self, None)  # type: ignore[arg-type]
+        handler = self._server()
+        self.transport = None
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._buf:
+            handler.data_received(bytes(self._buf))
+        self._buf.clear()
+
+    # --- the decision ------------------------------------------------------------------
+
+    def _answer(self, head: Any) -> bytes | None:
+        edge = self._edge
+        settings = edge.settings
+        if settings.mode != "appliance":
+            return None
+        raw = head.target
+        if "?" in raw:
+            return None
+        parts = raw.split("/", 4)
+        try:
+            if len(parts) == 5 and parts[1] == "s":
+                _, _, token, title, rest = parts
+                if not is_valid_title(title):
+                    return None
+                tokens.verify(token, title, edge.keys, time.time())
+            elif len(parts) >= 4 and parts[1] == "v" and settings.auth == "none":
+                _, _, title, rest = raw.split("/", 3)
+                if not is_valid_title(title):
+                    return None
+            else:
+                return None
+            path = safe_relpath(rest)
+        except VcdnError:
+            return None  # aiohttp answers (403 with the reason logged, 400, 404)
+        entry = edge.store.get(object_key(title, path))
+        if entry is None:
+            return None
+        now = time.time()
+        age = freshness.current_age(entry.initial_age, entry.response_time, now)
+        if entry.lifetime <= age or "Cache-Control" in head.headers or "Pragma" in head.headers:
+            return None  # stale, or the client has cache directives: the full path decides
+        if entry.cache_control and "no-cache" in entry.cache_control:
+            return None
+        plan = plan_response(
+            head.method,
+            head.headers,
+            size=entry.size,
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            content_type=entry.content_type,
+        )
+        if plan.content_length > FAST_BODY:
+            return None
+        body = b""
+        if plan.has_body and entry.size <= edge.ram.object_max:
+            data = self._small(entry, edge)
+            if data is None:
+                return None
+            if plan.multipart is not None:
+                body = plan.multipart.assemble(data)
+            else:
+                r = plan.spans[0]
+                body = data if r.length == len(data) else data[r.first : r.last + 1]
+        elif plan.has_body:
+            # A small part of a large object (a 64 KiB range): one pread per span.
+            spans = _pread_spans(str(edge.store.file_path(entry)), plan)
+            if spans is None:
+                return None
+            body = spans
+        elif plan.status in (200, 206) and not _on_disk(str(edge.store.file_path(entry))):
+            return None
+        edge.store.touch(entry.key, now)
+        edge.stats.request("hit", title)
+        edge.stats.sent_bytes("cache", len(body))
+        return self._head(plan, entry, age, now, head.keep_alive) + body
+
+    def _small(self, entry: Entry, edge: Edge) -> bytes | None:
+        """A small object's bytes from RAM (if its file still exists) or from disk."""
+        path = str(edge.store.file_path(entry))
+        body = edge.ram.get(entry.file)
+        if body is not None:
+            return body if _on_disk(path) else None
+        body = _read(path, entry.size)
+        if body is not None:
+            edge.ram.put(entry.file, body)
+        return body
+
+    def _head(self, plan: Any, entry: Entry, age: float, now: float, keep_alive: bool) -> bytes:
+        lines = [f"HTTP/1.1 {plan.status} {_REASONS.get(plan.status, 'OK')}\r\n"]
+        lines += [f"{k}: {v}\r\n" for k, v in plan.headers]
+        lines.append(_CORS)
+        if plan.status in (200, 206, 304):
+            lines.append(f"Cache-Control: {cache_control_of(entry, self._edge.settings.live)}\r\n")
+        lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
+        lines.append(f"Age: {freshness.age_header(age)}\r\nVia: {VIA}\r\n")
+        lines.append(f"Date: {CLOCK.date(now)}\r\n")
+        if not keep_alive:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+
+def _on_disk(path: str) -> bool:
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _pread_spans(path: str, plan: Any) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if plan.multipart is None:
+            r = plan.spans[0]
+            data = os.pread(fd, r.length, r.first)
+            return data if len(data) == r.length else None
+        out = []
+        for part in plan.multipart.parts:
+            data = os.pread(fd, part.range.length, part.range.first)
+            if len(data) != part.range.length:
+                return None
+            out += (part.header, data)
+        out.append(plan.multipart.trailer)
+        return b"".join(out)
+    finally:
+        os.close(fd)
+
+
+def _read(path: str, size: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.pread(fd, size + 1, 0)
+    finally:
+        os.close(fd)
+    return data if len(data) == size else None
+
+
+class FastSite(web.BaseSite):
+    """A listening socket whose connections start in `FastProtocol`."""
+
+    __slots__ = ("_edge", "_keepalive", "_sock")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        sock: Any,
+        edge: Edge,
+        *,
+        keepalive_timeout: float,
+        shutdown_timeout: float,
+        backlog: int,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._sock = sock
+        self._edge = edge
+        self._keepalive = keepalive_timeout
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FastProtocol(server, self._edge, self._keepalive),
+            sock=self._sock,
+            backlog=self._backlog,
+        )

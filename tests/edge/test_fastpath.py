@@ -1,0 +1,147 @@
+"""The hit fast path (edge.fastpath) behind a real socket: the shared table on hits, the
+narrow head parser, and hand-off to aiohttp mid-connection without reordering."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.app import make_app
+from edge.fasthead import parse_head
+from edge.workers import start_edge
+from tests.edge.conftest import TITLE, edge_settings, signed
+from tests.http_cases import CASES, Resource, check
+
+BIG = "v1/big.m4s"
+SMALL = "v1/seg_00001.m4s"
+
+
+@pytest.fixture
+async def fast(origin: TestServer, origin_root: Path, tmp_path: Path) -> AsyncIterator[str]:
+    (origin_root / TITLE / BIG).write_bytes(os.urandom(700_000))
+    settings = edge_settings(tmp_path, str(origin.make_url("")).rstrip("/"), port=0)
+    runner, url = await start_edge(make_app(settings), settings)
+    try:
+        yield url
+    finally:
+        await runner.cleanup()
+
+
+async def _warm(url: str, path: str, data: bytes) -> Resource:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + signed(path)) as resp:
+            assert await resp.read() == data
+            res = Resource(data, resp.headers["ETag"], resp.headers["Last-Modified"])
+    await asyncio.sleep(0.05)  # the fill publishes
+    return res
+
+
+@pytest.mark.parametrize("path", [SMALL, BIG])
+async def test_table_on_fast_hits(fast: str, origin_root: Path, path: str) -> None:
+    """Every range/conditional case answered on the fast path matches the table."""
+    data = (origin_root / TITLE / path).read_bytes()
+    res = await _warm(fast, path, data)
+    async with aiohttp.ClientSession() as s:
+        for case in CASES:
+            async with s.request(
+                case.method, fast + signed(path), headers=case.request_headers(res)
+            ) as r:
+                body = await r.read()
+                check(case, res, r.status, {k.lower(): v for k, v in r.headers.items()}, body)
+                if r.status in (200, 206, 304):
+                    assert "Date" in r.headers and r.headers["Via"].endswith("vcdn-edge")
+                if path == SMALL:  # answered by the fast path, not aiohttp (which adds Server)
+                    assert "Server" not in r.headers, case
+
+
+async def _exchange(url: str, payload: bytes, expect: int) -> list[tuple[int, bytes]]:
+    """Write `payload` at once; read `expect` responses (status, body) in order."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(payload)
+    out = []
+    for _ in range(expect):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            int(v)
+            for k, _, v in (ln.partition(": ") for ln in lines)
+            if k.lower() == "content-length"
+        )
+        out.append((int(lines[0].split()[1]), await reader.readexactly(length)))
+    writer.close()
+    return out
+
+
+async def test_pipelined_hits_and_a_miss_stay_in_order(fast: str, origin_root: Path) -> None:
+    """hit, miss (hands off to aiohttp), hit on one connection: three answers, in order."""
+    small = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, small)
+    playlist = (origin_root / TITLE / "v1/index.m3u8").read_bytes()
+    req = "GET {} HTTP/1.1\r\nHost: x\r\n\r\n"
+    payload = (
+        req.format(signed(SMALL)) + req.format(signed("v1/index.m3u8")) + req.format(signed(SMALL))
+    ).encode()
+    answers = await _exchange(fast, payload, 3)
+    assert answers == [(200, small), (200, playlist), (200, small)]
+
+
+async def test_bad_token_on_fast_connection_is_403(fast: str, origin_root: Path) -> None:
+    """The fast path never decides a refusal itself; aiohttp answers it (403, empty)."""
+    small = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, small)
+    answers = await _exchange(
+        fast, f"GET /s/k1.1.bad/{TITLE}/{SMALL} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 1
+    )
+    assert answers == [(403, b"")]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /a HTTP/1.0\r\nHost: x",
+        b"POST /a HTTP/1.1\r\nHost: x",
+        b"GET /a HTTP/1.1",
+        b"GET  /a HTTP/1.1\r\nHost: x",
+        b"GET http://x/a HTTP/1.1\r\nHost: x",
+        b"GET /a HTTP/1.1\r\nHost: x\r\n folded",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=2-3",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nBad Name: y",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\x01b",
+        b"GET /\xff HTTP/1.1\r\nHost: x",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: upgrade",
+    ],
+)
+def test_head_parser_refuses_what_is_not_plain(head: bytes) -> None:
+    assert parse_head(head, 16384) is None
+
+
+def test_head_parser_reads_a_player_request() -> None:
+    head = parse_head(
+        b"GET /s/t/x/a.m4s HTTP/1.1\r\nHost: e\r\nrange: bytes=0-9\r\n"
+        b'if-none-match: "a"\r\nConnection: close',
+        16384,
+    )
+    assert head is not None and not head.keep_alive
+    assert head.headers == {
+        "Host": "e",
+        "Range": "bytes=0-9",
+        "If-None-Match": '"a"',
+        "Connection": "close",
+    }
+
+
+@given(st.binary(max_size=300))
+def test_head_parser_never_raises(data: bytes) -> None:
+    """Arbitrary bytes give a Head or None, never an exception."""
+    parse_head(data, 16384)
