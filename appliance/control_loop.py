@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from appliance.metrics import ApplianceMetrics
@@ -36,7 +36,9 @@ class Control(Protocol):
     async def heartbeat(self, appliance: str, heartbeat: Heartbeat) -> Any: ...
 
 
-def registration(s: ApplianceSettings) -> Registration:
+def registration(s: ApplianceSettings, learned: Sequence[str] = ()) -> Registration:
+    """Who we are; client prefixes are the configured ones plus those learned over BGP."""
+    prefixes = list(dict.fromkeys([*s.prefixes, *learned]))
     return Registration(
         id=s.id,
         site=s.site,
@@ -45,7 +47,7 @@ def registration(s: ApplianceSettings) -> Registration:
         asn=s.asn,
         lat=s.lat,
         lon=s.lon,
-        prefixes=list(s.prefixes),
+        prefixes=prefixes,
     )
 
 
@@ -61,6 +63,7 @@ class ControlLoop:
         collect: Callable[[], Awaitable[Heartbeat]],
         *,
         on_success: Callable[[], None] | None = None,
+        learned: Callable[[], Sequence[str]] = tuple,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -70,11 +73,17 @@ class ControlLoop:
         self.metrics = metrics
         self.collect = collect
         self.on_success = on_success
+        self.learned = learned
         self.sleep = sleep
         self.clock = clock
         interval = settings.heartbeat_interval
         self.backoff = Backoff(base=min(1.0, interval), cap=max(interval * BACKOFF_CAP_BEATS, 1.0))
         self._wake = asyncio.Event()
+
+    def reregister(self) -> None:
+        """Register again at once (our client prefixes changed)."""
+        self.status.registered = False
+        self._wake.set()
 
     def beat_now(self) -> None:
         """Send the next heartbeat at once (after drain/undrain, so steering learns fast)."""
@@ -97,7 +106,7 @@ class ControlLoop:
 
     async def register_once(self) -> bool:
         try:
-            await self.api.register_appliance(registration(self.settings))
+            await self.api.register_appliance(registration(self.settings, self.learned()))
         except (UpstreamError, ClientError) as exc:
             self.metrics.registrations.labels("error").inc()
             await self._failed("register", exc)

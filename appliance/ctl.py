@@ -90,6 +90,14 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         state = "ok" if check.get("ok") else "FAILING"
         detail = f" ({check['detail']})" if check.get("detail") else ""
         lines.append(f"{label}{name}: {state}{detail}")
+    bgp = s.get("bgp")
+    if bgp:
+        lines.append(
+            f"  bgp       {bgp.get('state')} with {bgp.get('neighbor')}, "
+            f"{len(bgp.get('prefixes', []))} prefixes learned"
+            + (f" ({', '.join(bgp['prefixes'][:4])}{', ...' if len(bgp['prefixes']) > 4 else ''})"
+               if bgp.get("prefixes") else "")
+        )
     for name, check in sorted(s.get("checks", {}).items()):
         if not check.get("ok"):
             lines.append(f"  check     {name}: FAILING ({check.get('detail', '')})")

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from appliance import checks
 from appliance.admin import make_admin_app
+from appliance.bgp_speaker import BgpSpeaker
 from appliance.control_loop import ControlLoop
 from appliance.fill import Filler
 from appliance.metrics import ApplianceMetrics
@@ -83,6 +84,15 @@ class Appliance:
         self._runners: list[web.AppRunner] = []
         self.control: ControlLoop | None = None
         self.filler: Filler | None = None
+        self.learned: tuple[str, ...] = ()
+        peer = settings.bgp
+        self.bgp = BgpSpeaker(peer, settings.cache_dir / "bgp", self._prefixes_learned) \
+            if peer is not None else None
+
+    def _prefixes_learned(self, prefixes: tuple[str, ...]) -> None:
+        self.learned = prefixes
+        if self.control is not None:
+            self.control.reregister()
 
     # --- admin.Controls ----------------------------------------------------------------
 
@@ -101,6 +111,11 @@ class Appliance:
         }
         out["checks"] = {k: {"ok": v.ok, "detail": v.detail} for k, v in self._checks.items()}
         out["urls"] = dict(self.urls)
+        if self.bgp is not None:
+            out["bgp"] = {
+                "neighbor": self.bgp.peer.neighbor, "state": self.bgp.state,
+                "prefixes": list(self.learned), "restarts": self.bgp.restarts,
+            }
         return out
 
     def drain(self) -> None:
@@ -274,7 +289,7 @@ class Appliance:
                 return await self.collect(session)
 
             self.control = ControlLoop(s, api, self.status, self.metrics, collect,
-                                       on_success=self._beat_sent)
+                                       on_success=self._beat_sent, learned=lambda: self.learned)
             await self._start_servers(edge_app, admin_app)
             self.status.state = "draining" if self.edge.draining else "serving"
             event(log, "listening", appliance=s.id, site=s.site, **self.urls)
@@ -282,6 +297,8 @@ class Appliance:
                 ready(dict(self.urls))
             async with asyncio.TaskGroup() as tg:
                 loops = [tg.create_task(self.control.run()), tg.create_task(self.fill_loop(api))]
+                if self.bgp is not None:
+                    loops.append(tg.create_task(self.bgp.run()))
                 await self._stop.wait()
                 self.status.state = "stopping"
                 self.edge.draining = True

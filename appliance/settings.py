@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from appliance.bgp import BgpPeer
 from appliance.schedule import FillWindow
 from vcdn.errors import ConfigError
 from vcdn.settings import Bytes, load_settings
@@ -67,11 +68,31 @@ class ApplianceSettings:
     operator_token: str = ""
     operator_token_file: Path | None = None
     drain_timeout: float = 30.0
+    # BGP with the ISP's router (ExaBGP): learned prefixes join `prefixes` in registration.
+    bgp_neighbor: str = ""  # the router's address; empty: no BGP session
+    bgp_peer_as: int = 0
+    bgp_local_as: int = 0  # 0: the appliance's `asn`
+    bgp_local_address: str = ""
+    bgp_router_id: str = ""  # empty: the local address (IPv4)
+    bgp_port: int = 179
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
     def window(self) -> FillWindow:
         return FillWindow.parse(self.fill_window)
+
+    @property
+    def bgp(self) -> BgpPeer | None:
+        if not self.bgp_neighbor:
+            return None
+        return BgpPeer(
+            neighbor=self.bgp_neighbor,
+            peer_as=self.bgp_peer_as,
+            local_as=self.bgp_local_as or self.asn,
+            local_address=self.bgp_local_address,
+            router_id=self.bgp_router_id or self.bgp_local_address,
+            port=self.bgp_port,
+        )
 
     @property
     def keys(self) -> dict[str, bytes]:
@@ -153,7 +174,32 @@ def check(s: ApplianceSettings) -> ApplianceSettings:
             s.keys  # noqa: B018
         except ConfigError as exc:
             raise ConfigError(f"Setting 'signing_keys': {exc}") from None
+    _check_bgp(s)
     return s
+
+
+def _check_bgp(s: ApplianceSettings) -> None:
+    if not s.bgp_neighbor:
+        return
+    for key in ("bgp_neighbor", "bgp_local_address"):
+        try:
+            ipaddress.ip_address(getattr(s, key))
+        except ValueError:
+            raise ConfigError(
+                f"Setting '{key}' must be an IP address, got {getattr(s, key)!r}."
+            ) from None
+    try:
+        if ipaddress.ip_address(s.bgp_router_id or s.bgp_local_address).version != 4:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            "Setting 'bgp_router_id' must be an IPv4 address (BGP identifiers are 32 bits, "
+            "RFC 4271 §4.2); set it when the local address is IPv6."
+        ) from None
+    for key, value in (("bgp_peer_as", s.bgp_peer_as), ("bgp_local_as", s.bgp_local_as or s.asn)):
+        if not 0 < value < 2**32:
+            raise ConfigError(f"Setting '{key}' must be an AS number (1-4294967295) for BGP.")
+    _check_port(s.bgp_port, "bgp_port", allow_zero=False)
 
 
 def load(

@@ -55,6 +55,15 @@ def test_a_complete_file_loads_with_sizes_and_window(tmp_path: Path) -> None:
         ({"auth": "maybe"}, "'auth'"),
         ({"peers": ["not-a-url"]}, "'peers'"),
         ({"no_such_setting": 1}, "'no_such_setting'"),
+        ({"bgp_neighbor": "router"}, "'bgp_neighbor'"),
+        ({"bgp_neighbor": "192.0.2.1", "bgp_peer_as": 1}, "'bgp_local_address'"),
+        ({"bgp_neighbor": "192.0.2.1", "bgp_local_address": "192.0.2.2"}, "'bgp_peer_as'"),
+        ({"bgp_neighbor": "2001:db8::1", "bgp_local_address": "2001:db8::2", "bgp_peer_as": 1},
+         "'bgp_router_id'"),
+        ({"bgp_neighbor": "192.0.2.1", "bgp_local_address": "192.0.2.2", "bgp_peer_as": 1,
+          "asn": 0}, "'bgp_local_as'"),
+        ({"bgp_neighbor": "192.0.2.1", "bgp_local_address": "192.0.2.2", "bgp_peer_as": 1,
+          "asn": 5, "bgp_port": 0}, "'bgp_port'"),
     ],
 )
 def test_bad_setting_is_a_config_error_naming_the_key(
