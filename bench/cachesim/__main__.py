@@ -15,9 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
-from bench.cachesim.replay import Result, SiteConfig, next_requests, replay
+from appliance.schedule import FillWindow
+from bench.cachesim.replay import HALF_LIFE, Result, SiteConfig, next_requests, replay
 from bench.cachesim.report import detail_table, hit_table, plot, targets, write_doc
 from bench.cachesim.trace import Trace, TraceConfig, make_trace
+from origin.control.planning import PlanSettings
+from origin.control.planning.placement import HEADROOM, STICKINESS, PlacementRules
+from vcdn.errors import ConfigError
 
 POLICIES: Final = ("lru", "lfu", "s3fifo", "ours", "belady")
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -83,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", type=_policies, default=list(POLICIES))
     ap.add_argument("--fill-window", default="02:00-10:00")
     ap.add_argument("--fill-gbps", type=float, default=4.0, help="nightly fill rate per appliance")
+    ap.add_argument("--half-life-hours", type=float, default=HALF_LIFE / 3600,
+                    help="popularity half-life (the control API's default)")
+    ap.add_argument("--headroom", type=float, default=HEADROOM,
+                    help="share of each appliance left to on-demand objects by the planner")
+    ap.add_argument("--stickiness", type=float, default=STICKINESS,
+                    help="extra value the planner gives to what an appliance already holds")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs",
                     help="where cachesim.md's table and cachesim.png go")
@@ -95,13 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--appliances must be at least 2 (a site with peers)")
     if any(not 0 < s < 1 for s in args.sizes):
         ap.error("--sizes are shares of the catalog, between 0 and 1 (e.g. 0.1)")
+    if args.half_life_hours <= 0 or args.fill_gbps <= 0:
+        ap.error("--half-life-hours and --fill-gbps must be positive")
     try:
-        site = SiteConfig(fill_window=args.fill_window, fill_bps=args.fill_gbps * 1e9)
-        from appliance.schedule import FillWindow
-
-        FillWindow.parse(site.fill_window)
-    except Exception as exc:  # a ConfigError with a sentence
+        FillWindow.parse(args.fill_window)
+        rules = PlacementRules(headroom=args.headroom, stickiness=args.stickiness)
+    except (ConfigError, ValueError) as exc:
         ap.error(str(exc))
+    site = SiteConfig(
+        fill_window=args.fill_window, fill_bps=args.fill_gbps * 1e9,
+        half_life=args.half_life_hours * 3600, plan=PlanSettings(rules=rules),
+    )
     cfg = TraceConfig(
         seed=args.seed, titles=args.titles, days=args.days,
         sessions_per_day=args.sessions_per_day, appliances=args.appliances,
@@ -109,13 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     if cfg.releases_per_day * cfg.total_days >= cfg.titles:
         ap.error("--titles is too small for the daily releases")
+    extra = "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name):g}"
+        for name, default in (("half_life_hours", HALF_LIFE / 3600), ("headroom", HEADROOM),
+                              ("stickiness", STICKINESS), ("fill_gbps", 4.0))
+        if getattr(args, name) != default
+    )
     started = time.perf_counter()
     results = simulate(cfg, args.alphas, args.sizes, args.policies, site, args.jobs)
     elapsed = time.perf_counter() - started
 
     block = [
         f"`python -m bench.cachesim --seed {cfg.seed} --titles {cfg.titles} --days {cfg.days} "
-        f"--sessions-per-day {cfg.sessions_per_day} --appliances {cfg.appliances}` "
+        f"--sessions-per-day {cfg.sessions_per_day} --appliances {cfg.appliances}"
+        f"{extra}` "
         f"({elapsed:.0f} s wall, --jobs {args.jobs}):",
         "",
     ]

@@ -65,11 +65,17 @@ class Result:
     fill_by_hour: list[int] = field(default_factory=lambda: [0] * 24)
     fill_origin: int = 0
     planned_moved: list[int] = field(default_factory=list)
+    premiere_requested: int = 0  # bytes asked for titles in their first day
+    premiere_hit: int = 0
     seconds: float = 0.0
 
     @property
     def hit_ratio(self) -> float:
         return self.hit / self.requested if self.requested else 0.0
+
+    @property
+    def premiere_hit_ratio(self) -> float:
+        return self.premiere_hit / self.premiere_requested if self.premiere_requested else 0.0
 
     @property
     def from_site(self) -> float:
@@ -262,7 +268,11 @@ def replay(
     where = trace.box.tolist()
     hour_end = float(HOUR)
     next_fill = float("inf")
-    hit = peer = requested = 0
+    hit = peer = requested = premiere = premiere_hit = 0
+    never = float("inf")
+    release = [never] * len(cat.names)
+    for ti, at in cat.release_at.items():
+        release[ti] = at
     for i, t in enumerate(times):
         while t >= hour_end:
             hour_tick(hour_end)
@@ -279,12 +289,17 @@ def replay(
         measured = t >= measure_from
         if nxt is not None:
             box.policy.see(nxt[i])  # type: ignore[attr-defined]
+        new_title = t - release[ti] < DAY
         if measured:
             requested += size
+            if new_title:
+                premiere += size
         if key in box.cache:
             box.policy.on_access(key)  # type: ignore[attr-defined]
             if measured:
                 hit += size
+                if new_title:
+                    premiere_hit += size
             continue
         from_peer = False
         for o in others[b]:
@@ -300,5 +315,6 @@ def replay(
             continue
         store(box, key, size, ti in box.pinned_titles)
     result.hit, result.peer, result.requested = hit, peer, requested
+    result.premiere_requested, result.premiere_hit = premiere, premiere_hit
     result.seconds = time.perf_counter() - started
     return result

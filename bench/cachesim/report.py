@@ -56,9 +56,10 @@ def detail_table(results: Sequence[Result], alpha: float, size: float,
         f"peak {site.peak_hours[0]:02d}:00-{site.peak_hours[1]:02d}:00, "
         f"fill window {site.fill_window}):",
         "",
-        "| policy | byte hit ratio | bytes from site | origin TB | origin TB in peak "
-        "| origin TB in fill window | share of origin bytes in window | nightly fill TB/night |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | byte hit ratio | premiere-day hit ratio | bytes from site | origin TB "
+        "| origin TB in peak | origin TB in fill window | share of origin bytes in window "
+        "| nightly fill TB/night |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in policies:
         r = next((x for x in results if (x.policy, x.alpha, x.cache_share) == (p, alpha, size)),
@@ -67,7 +68,8 @@ def detail_table(results: Sequence[Result], alpha: float, size: float,
             continue
         origin = max(1, r.origin)
         lines.append(
-            f"| {LABELS.get(p, p)} | {r.hit_ratio:.3f} | {r.from_site:.1%} | {r.origin / TB:.1f} "
+            f"| {LABELS.get(p, p)} | {r.hit_ratio:.3f} | {r.premiere_hit_ratio:.3f} "
+            f"| {r.from_site:.1%} | {r.origin / TB:.1f} "
             f"| {peak_bytes(r, site) / TB:.1f} | {window_bytes(r, site) / TB:.1f} "
             f"| {window_bytes(r, site) / origin:.0%} | {r.fill_moved / TB / days:.2f} |"
         )

@@ -29,12 +29,22 @@ def test_ratios_are_ratios_and_the_site_serves_at_least_its_hits(
     for r in results.values():
         assert r.requested > 0
         assert 0.0 <= r.hit_ratio <= r.from_site <= 1.0
+        assert 0.0 <= r.premiere_hit_ratio <= 1.0
+        assert 0 < r.premiere_requested < r.requested
         assert r.origin >= r.requested - r.hit - r.peer  # miss fills (+ nightly fills)
 
 
 def test_belady_is_at_least_every_online_policy(results: dict[str, Result]) -> None:
     for p in ONLINE:
         assert results["belady"].hit_ratio >= results[p].hit_ratio, p
+
+
+def test_ours_serves_premieres_from_cache_better_than_on_demand_policies(
+    results: dict[str, Result],
+) -> None:
+    """The release boost fills a title before its premiere, so its first day hits."""
+    for p in ONLINE:
+        assert results["ours"].premiere_hit_ratio > results[p].premiere_hit_ratio, p
 
 
 def test_only_ours_fills_at_night_and_its_fills_run_inside_the_window(
@@ -88,6 +98,8 @@ def test_the_command_prints_tables_and_writes_the_doc_and_plot(tmp_path, capsys)
         (["--appliances", "1"], "at least 2"),
         (["--fill-window", "nightly"], "HH:MM-HH:MM"),
         (["--titles", "20"], "too small"),
+        (["--headroom", "1.5"], "headroom"),
+        (["--half-life-hours", "0"], "positive"),
     ],
 )
 def test_bad_arguments_get_a_clear_message_not_a_traceback(
