@@ -227,3 +227,20 @@ def test_junk_gets_formerr_or_silence(why: str, wire: bytes, expect: int | None)
 def test_ns_name_serves_its_glue_addresses() -> None:
     m = ask(responder(ns_addresses=("192.0.2.53",)), "ns1.cdn.example.")
     assert addresses(m) == ["192.0.2.53"]
+
+
+def test_exact_repeat_cache_keeps_transport_and_requester_apart() -> None:
+    r = _big_responder()
+    wire = dns.message.make_query("edge.cdn.example.", "A").to_wire()
+    for _ in range(2):  # the second round comes from the caches
+        assert dns.message.from_wire(r.answer(wire, RESOLVER) or b"").flags & dns.flags.TC
+        full = dns.message.from_wire(r.answer(wire, RESOLVER, tcp=True) or b"")
+        assert len(addresses(full)) == 40
+    small = responder()
+    seattle = addresses(dns.message.from_wire(small.answer(wire, RESOLVER) or b""))
+    london = addresses(dns.message.from_wire(small.answer(wire, "81.2.69.142") or b""))
+    assert seattle[0] == "127.0.4.1" and london != seattle
+    again = wire[:2] + wire[2:]
+    assert addresses(dns.message.from_wire(small.answer(again, RESOLVER) or b"")) == seattle
+    other_id = b"\x99\x98" + wire[2:]
+    assert (small.answer(other_id, RESOLVER) or b"")[:2] == b"\x99\x98"
