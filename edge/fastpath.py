@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from edge import freshness
-from edge.fasthead import parse_head
+from edge.fasthead import Head, parse_head
 from edge.fill import VIA
 from edge.serve import cache_control_of
 from edge.store import Entry, object_key
@@ -49,6 +48,18 @@ _REASONS: Final = {
     416: "Range Not Satisfiable",
 }
 _CORS: Final = "".join(f"{k}: {v}\r\n" for k, v in RESPONSE_HEADERS)
+_CONDITIONAL: Final = frozenset(
+    {"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
+)
+#: Response heads of plain 200 answers, by (object file, response time, method): a new
+#: version of an object has a new file name and a 304 refresh a new response time, so
+#: entries never go stale, they only stop being asked for.
+_HEADS: dict[tuple[str, float, str], tuple[bytes, int]] = {}
+_HEADS_MAX: Final = 50_000
+#: Tokens already verified, with their expiry; keys are only ever added, never changed,
+#: during a worker's life, so a token valid once stays valid until it expires.
+_TOKENS: dict[tuple[str, str], int] = {}
+_TOKENS_MAX: Final = 100_000
 
 
 class _Clock:
@@ -72,7 +83,16 @@ CLOCK: Final = _Clock()
 
 
 class FastProtocol(asyncio.Protocol):
-    __slots__ = ("_buf", "_edge", "_idle", "_server", "_task_handler", "_timeout", "transport")
+    __slots__ = (
+        "_buf",
+        "_edge",
+        "_idle",
+        "_last",
+        "_server",
+        "_task_handler",
+        "_timeout",
+        "transport",
+    )
 
     def __init__(self, server: web.Server, edge: Edge, keepalive_timeout: float) -> None:
         self._server = server
@@ -82,6 +102,7 @@ class FastProtocol(asyncio.Protocol):
         #: aiohttp's Server looks at this on connection_lost; we never run a task.
         self._task_handler: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._last = 0.0
         self.transport: asyncio.Transport | None = None
 
     # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
@@ -101,7 +122,9 @@ class FastProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self._server.connection_made(self, transport)  # type: ignore[arg-type]
-        self._arm()
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._idle = loop.call_later(self._timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
@@ -109,13 +132,16 @@ class FastProtocol(asyncio.Protocol):
         self._server.connection_lost(self, exc)  # type: ignore[arg-type]
         self.transport = None
 
-    def _arm(self) -> None:
+    def _check_idle(self) -> None:
         # One deadline for an idle keep-alive connection and for a client still dribbling
-        # its request head: data arriving does not push it back, only a whole request.
-        if self._idle is not None:
-            self._idle.cancel()
+        # its request head: bytes arriving do not push it back, only a whole request does.
+        # A timestamp per request and one timer per period, not a timer per request.
         loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self._timeout, self.close)
+        left = self._last + self._timeout - loop.time()
+        if left <= 0:
+            self.close()
+        else:
+            self._idle = loop.call_later(left, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -134,7 +160,7 @@ class FastProtocol(asyncio.Protocol):
                 return
             del self._buf[: end + 4]
             self.transport.write(answer)
-            self._arm()
+            self._last = asyncio.get_running_loop().time()
             if head is not None and not head.keep_alive:
                 self.transport.close()
                 return
@@ -156,7 +182,7 @@ class FastProtocol(asyncio.Protocol):
 
     # --- the decision ------------------------------------------------------------------
 
-    def _answer(self, head: Any) -> bytes | None:
+    def _answer(self, head: Head) -> bytes | None:
         edge = self._edge
         settings = edge.settings
         if settings.mode != "appliance":
@@ -165,12 +191,12 @@ class FastProtocol(asyncio.Protocol):
         if "?" in raw:
             return None
         parts = raw.split("/", 4)
+        now = time.time()
         try:
             if len(parts) == 5 and parts[1] == "s":
                 _, _, token, title, rest = parts
-                if not is_valid_title(title):
+                if not _token_ok(token, title, edge.keys, now):
                     return None
-                tokens.verify(token, title, edge.keys, time.time())
             elif len(parts) >= 4 and parts[1] == "v" and settings.auth == "none":
                 _, _, title, rest = raw.split("/", 3)
                 if not is_valid_title(title):
@@ -183,48 +209,71 @@ class FastProtocol(asyncio.Protocol):
         entry = edge.store.get(object_key(title, path))
         if entry is None:
             return None
-        now = time.time()
-        age = freshness.current_age(entry.initial_age, entry.response_time, now)
-        if entry.lifetime <= age or "Cache-Control" in head.headers or "Pragma" in head.headers:
+        age = now - entry.response_time + entry.initial_age
+        hdrs = head.headers
+        if entry.lifetime <= age or "Cache-Control" in hdrs or "Pragma" in hdrs:
             return None  # stale, or the client has cache directives: the full path decides
-        if entry.cache_control and "no-cache" in entry.cache_control:
-            return None
-        plan = plan_response(
-            head.method,
-            head.headers,
-            size=entry.size,
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            content_type=entry.content_type,
-        )
-        if plan.content_length > FAST_BODY:
-            return None
-        body = b""
-        if plan.has_body and entry.size <= edge.ram.object_max:
-            data = self._small(entry, edge)
-            if data is None:
-                return None
-            if plan.multipart is not None:
-                body = plan.multipart.assemble(data)
+        file = edge.store.file_str(entry)
+        plain = not (_CONDITIONAL & hdrs.keys())
+        cached = _HEADS.get((entry.file, entry.response_time, head.method)) if plain else None
+        if cached is not None:
+            prefix, length = cached
+            if head.method == "HEAD":
+                body = b""
+                if not _on_disk(file):
+                    return None
             else:
-                r = plan.spans[0]
-                body = data if r.length == len(data) else data[r.first : r.last + 1]
-        elif plan.has_body:
-            # A small part of a large object (a 64 KiB range): one pread per span.
-            spans = _pread_spans(str(edge.store.file_path(entry)), plan)
-            if spans is None:
+                body = self._small(entry, edge, file) if length <= edge.ram.object_max else None
+                if body is None:
+                    return None
+        else:
+            if entry.cache_control and "no-cache" in entry.cache_control:
                 return None
-            body = spans
-        elif plan.status in (200, 206) and not _on_disk(str(edge.store.file_path(entry))):
-            return None
+            plan = plan_response(
+                head.method,
+                hdrs,
+                size=entry.size,
+                etag=entry.etag,
+                last_modified=entry.last_modified,
+                content_type=entry.content_type,
+            )
+            if plan.content_length > FAST_BODY:
+                return None
+            body = b""
+            if plan.has_body and entry.size <= edge.ram.object_max:
+                data = self._small(entry, edge, file)
+                if data is None:
+                    return None
+                if plan.multipart is not None:
+                    body = plan.multipart.assemble(data)
+                else:
+                    r = plan.spans[0]
+                    body = data if r.length == len(data) else data[r.first : r.last + 1]
+            elif plan.has_body:
+                # A small part of a large object (a 64 KiB range): one pread per span.
+                spans = _pread_spans(file, plan)
+                if spans is None:
+                    return None
+                body = spans
+            elif plan.status in (200, 206) and not _on_disk(file):
+                return None
+            prefix = self._prefix(plan, entry)
+            if plain and plan.status == 200 and plan.content_length <= edge.ram.object_max:
+                if len(_HEADS) >= _HEADS_MAX:
+                    _HEADS.clear()
+                _HEADS[(entry.file, entry.response_time, head.method)] = (
+                    prefix,
+                    plan.content_length,
+                )
         edge.store.touch(entry.key, now)
-        edge.stats.request("hit", title)
-        edge.stats.sent_bytes("cache", len(body))
-        return self._head(plan, entry, age, now, head.keep_alive) + body
+        edge.stats.fast_hit(title, len(body))
+        tail = f"Age: {int(age) if age > 0 else 0}\r\nDate: {CLOCK.date(now)}\r\n"
+        if not head.keep_alive:
+            tail += "Connection: close\r\n"
+        return b"".join((prefix, tail.encode("latin-1"), b"\r\n", body))
 
-    def _small(self, entry: Entry, edge: Edge) -> bytes | None:
+    def _small(self, entry: Entry, edge: Edge, path: str) -> bytes | None:
         """A small object's bytes from RAM (if its file still exists) or from disk."""
-        path = str(edge.store.file_path(entry))
         body = edge.ram.get(entry.file)
         if body is not None:
             return body if _on_disk(path) else None
@@ -233,19 +282,33 @@ class FastProtocol(asyncio.Protocol):
             edge.ram.put(entry.file, body)
         return body
 
-    def _head(self, plan: Any, entry: Entry, age: float, now: float, keep_alive: bool) -> bytes:
+    def _prefix(self, plan: Any, entry: Entry) -> bytes:
+        """Every header line but Age and Date (which change), without the final CRLF."""
         lines = [f"HTTP/1.1 {plan.status} {_REASONS.get(plan.status, 'OK')}\r\n"]
         lines += [f"{k}: {v}\r\n" for k, v in plan.headers]
         lines.append(_CORS)
         if plan.status in (200, 206, 304):
             lines.append(f"Cache-Control: {cache_control_of(entry, self._edge.settings.live)}\r\n")
         lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
-        lines.append(f"Age: {freshness.age_header(age)}\r\nVia: {VIA}\r\n")
-        lines.append(f"Date: {CLOCK.date(now)}\r\n")
-        if not keep_alive:
-            lines.append("Connection: close\r\n")
-        lines.append("\r\n")
+        lines.append(f"Via: {VIA}\r\n")
         return "".join(lines).encode("latin-1")
+
+
+def _token_ok(token: str, title: str, keys: dict[str, bytes], now: float) -> bool:
+    """`vcdn.tokens.verify`, remembered: a player sends the same token for every segment."""
+    known = _TOKENS.get((token, title))
+    if known is not None:
+        return known >= now
+    if not is_valid_title(title):
+        return False
+    try:
+        parsed = tokens.verify(token, title, keys, now)
+    except VcdnError:
+        return False
+    if len(_TOKENS) >= _TOKENS_MAX:
+        _TOKENS.clear()
+    _TOKENS[(token, title)] = parsed.expires
+    return True
 
 
 def _on_disk(path: str) -> bool:

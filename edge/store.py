@@ -197,6 +197,7 @@ class CacheStore:
         self.policy: EvictionPolicy = policy if policy is not None else LRU()
         self.objects_dir = self.root / "objects"
         self.tmp_dir = self.root / "tmp"
+        self._objects_prefix = f"{self.objects_dir}/"
         self._lock = threading.RLock()
         self._entries: dict[str, Entry] = {}
         self._seen_id = 0
@@ -226,6 +227,10 @@ class CacheStore:
 
     def file_path(self, entry: Entry) -> Path:
         return self.objects_dir / entry.file[:2] / entry.file
+
+    def file_str(self, entry: Entry) -> str:
+        """`file_path` as a string, without pathlib (the hit path calls it per request)."""
+        return f"{self._objects_prefix}{entry.file[:2]}/{entry.file}"
 
     def temp_paths(self, key: str) -> tuple[Path, Path]:
         """The growing file and its headers sidecar for a fill of `key`."""
