@@ -18,8 +18,10 @@ from prometheus_client import Counter, Histogram
 
 from origin.control import http_appliances, http_titles
 from origin.control.auth import parse_bootstrap
+from origin.control.beats import HeartbeatBuffer
 from origin.control.health import Liveness
 from origin.control.http_common import (
+    BEATS,
     BOOTSTRAP,
     CLOCK,
     LIVENESS,
@@ -113,13 +115,20 @@ def make_app(
         owned = store is None
         app[STORE] = await open_store(settings.db) if store is None else store
         event(log, "store_open", kind=app[STORE].kind)
-        pruner = asyncio.create_task(prune_loop(app))
+        beats = HeartbeatBuffer(
+            app[STORE], settings.popularity_half_life, delay=settings.heartbeat_flush_delay
+        )
+        app[BEATS] = beats
+        tasks = [asyncio.create_task(prune_loop(app)), asyncio.create_task(beats.run())]
         try:
             yield
         finally:
-            pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await beats.close()
             if owned:
                 await app[STORE].close()
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from origin.control import fill_plan, health, popularity
 from origin.control.auth import authorize
 from origin.control.http_common import (
+    BEATS,
     CLOCK,
     LIVENESS,
     SETTINGS,
@@ -21,14 +22,15 @@ from origin.control.http_common import (
     query_float,
     query_int,
     read_body,
+    read_json_text,
     require,
     respond,
 )
-from origin.control.store import ApplianceRecord
+from origin.control.store import ApplianceRecord, Beat
 from origin.control.validate import check_heartbeat, check_id, check_registration
 from vcdn.errors import NotFound
 from vcdn.logs import event
-from vcdn.schemas import ApplianceView, Heartbeat, Registration, TitleManifest, encode
+from vcdn.schemas import ApplianceView, Heartbeat, Registration, TitleManifest, decode, encode
 
 REGISTRARS: Final = frozenset({"appliance", "operator"})
 BEATERS: Final = frozenset({"appliance"})
@@ -74,6 +76,7 @@ async def register(request: web.Request) -> web.Response:
     authorize(who, REGISTRARS, appliance=registration.id)
     now = request.app[CLOCK]()
     record, created = await request.app[STORE].put_appliance(registration, now)
+    request.app[BEATS].registered(registration.id)
     event(
         log,
         "appliance_registered",
@@ -88,22 +91,22 @@ async def register(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
-    beat = await read_body(request, Heartbeat)
+    data, text = await read_json_text(request)
+    beat = decode(Heartbeat, data)
     check_heartbeat(beat)
-    settings = request.app[SETTINGS]
-    now = request.app[CLOCK]()
-    known = await request.app[STORE].record_heartbeat(
-        appliance, beat, now, settings.popularity_half_life
-    )
-    if not known:
+    beats = request.app[BEATS]
+    if not await beats.is_known(appliance):
         raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")
+    now = request.app[CLOCK]()
+    await beats.add(Beat(appliance, now, beat, text))
     state = health.state(now, beat.state, now, request.app[LIVENESS])
-    return respond({"state": state, "heartbeat_interval": settings.heartbeat_interval})
+    return respond({"state": state, "heartbeat_interval": request.app[SETTINGS].heartbeat_interval})
 
 
 @routes.get("/api/v1/appliances")
 async def list_appliances(request: web.Request) -> web.Response:
     await require(request, LISTERS)
+    await request.app[BEATS].flush()
     now = request.app[CLOCK]()
     records = await request.app[STORE].list_appliances()
     return respond(
@@ -131,6 +134,7 @@ async def fill_manifest(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, FILLERS, appliance=appliance)
     store = request.app[STORE]
+    await request.app[BEATS].flush()
     record = await known_appliance(request, appliance)
     now = request.app[CLOCK]()
     half_life = request.app[SETTINGS].popularity_half_life
@@ -150,6 +154,7 @@ async def heartbeat_history(request: web.Request) -> web.Response:
     since = query_float(request, "since", 0.0)
     limit = query_int(request, "limit", 100, 1, HISTORY_LIMIT)
     await known_appliance(request, appliance)
+    await request.app[BEATS].flush()
     rows = await request.app[STORE].heartbeats(appliance, since, limit)
     return respond(
         {
@@ -167,6 +172,7 @@ async def scores(request: web.Request) -> web.Response:
     if site is not None:
         check_id(site, "site")
     limit = query_int(request, "limit", 1000, 1, SCORES_LIMIT)
+    await request.app[BEATS].flush()
     now = request.app[CLOCK]()
     half_life = request.app[SETTINGS].popularity_half_life
     current = popularity.current(await request.app[STORE].scores(site), now, half_life)

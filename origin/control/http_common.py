@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 
 from origin.control.auth import Principal, authorize, bearer, hash_token
+from origin.control.beats import HeartbeatBuffer
 from origin.control.health import Liveness
 from origin.control.settings import ControlSettings
 from origin.control.store import Store
@@ -47,6 +48,7 @@ CLOCK = web.AppKey("control_clock", Callable[[], float])  # type: ignore[arg-typ
 BOOTSTRAP = web.AppKey("control_bootstrap_tokens", dict)
 TOKENS = web.AppKey("control_token_cache", TokenCache)
 LIVENESS = web.AppKey("control_liveness", Liveness)
+BEATS = web.AppKey("control_heartbeat_buffer", HeartbeatBuffer)
 
 ERROR_CODES: Final = {
     400: "bad_request",
@@ -94,6 +96,11 @@ async def errors_middleware(
 
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, bounded by `max_body`; bad JSON is the client's fault."""
+    return (await read_json_text(request))[0]
+
+
+async def read_json_text(request: web.Request) -> tuple[Any, str]:
+    """The body parsed, and as the text it came as."""
     limit = request.app[SETTINGS].max_body
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The body is {request.content_length} bytes; the limit is {limit}.")
@@ -116,7 +123,7 @@ async def read_json(request: web.Request) -> Any:
     except ValueError as exc:
         raise ClientError(f"The body is not valid JSON: {exc}.") from None
     check_text(data)
-    return data
+    return data, raw.decode()
 
 
 async def read_body(request: web.Request, cls: type[T]) -> T:

@@ -8,7 +8,16 @@ from typing import Final
 
 from aiohttp import web
 
-from origin.control.http_common import CLOCK, SETTINGS, STORE, log, read_body, require, respond
+from origin.control.http_common import (
+    BEATS,
+    CLOCK,
+    SETTINGS,
+    STORE,
+    log,
+    read_body,
+    require,
+    respond,
+)
 from origin.control.popularity import decay
 from origin.control.validate import check_id, check_title
 from vcdn.errors import NotFound
@@ -24,6 +33,7 @@ routes = web.RouteTableDef()
 async def popularity_totals(request: web.Request) -> dict[str, float]:
     """{title: score summed over sites, decayed to now}."""
     settings = request.app[SETTINGS]
+    await request.app[BEATS].flush()
     now = request.app[CLOCK]()
     totals: dict[str, float] = {}
     for s in await request.app[STORE].scores():

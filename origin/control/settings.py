@@ -25,5 +25,8 @@ class ControlSettings:
     down_after_beats: float = 30.0
     popularity_half_life: float = 12 * 3600.0
     heartbeat_retention: float = 24 * 3600.0
+    # Heartbeats are stored in batches at most this many seconds after they arrive (reads
+    # flush first, so nobody sees a stale state); 0 writes each beat before answering it.
+    heartbeat_flush_delay: float = 0.1
     max_body: Bytes = 8 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -8,12 +8,13 @@ hand back plain frozen records, never driver rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from origin.control.auth import Principal
-from origin.control.popularity import Score
+from origin.control.popularity import Score, decay
 from vcdn.errors import ConfigError
 from vcdn.schemas import (
     ApplianceState,
@@ -82,6 +83,16 @@ class ApplianceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Beat:
+    """One heartbeat as received: who, when, what, and its JSON text for the history."""
+
+    appliance: str
+    at: float
+    heartbeat: Heartbeat
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatRecord:
     at: float
     heartbeat: dict[str, Any]
@@ -124,10 +135,10 @@ class Store(Protocol):
 
     async def list_appliances(self) -> list[ApplianceRecord]: ...
 
-    async def record_heartbeat(
-        self, appliance: str, heartbeat: Heartbeat, now: float, half_life: float
-    ) -> bool:
-        """Store the beat, its history row and the site's popularity; False if unknown."""
+    async def record_heartbeats(self, beats: Sequence[Beat], half_life: float) -> int:
+        """Store a batch of beats in one transaction: each appliance's latest state, the
+        history rows and the sites' popularity. Beats of unknown appliances are skipped;
+        returns how many were stored."""
         ...
 
     async def heartbeats(self, appliance: str, since: float, limit: int) -> list[HeartbeatRecord]:
@@ -168,6 +179,46 @@ def heartbeat_json(heartbeat: Heartbeat) -> str:
     from vcdn.schemas import encode
 
     return json.dumps(encode(heartbeat), separators=(",", ":"))
+
+
+def latest_per_appliance(beats: Sequence[Beat]) -> list[Beat]:
+    """Each appliance's newest beat of a batch, ordered by appliance id (the lock order)."""
+    latest: dict[str, Beat] = {}
+    for b in beats:
+        seen = latest.get(b.appliance)
+        if seen is None or b.at >= seen.at:
+            latest[b.appliance] = b
+    return [latest[k] for k in sorted(latest)]
+
+
+def popularity_deltas(
+    beats: Sequence[Beat], sites: Mapping[str, str], half_life: float
+) -> list[tuple[str, str, float, float]]:
+    """(title, site, requests, as of) per title and site of a batch, ordered by key.
+
+    A batch's counts for one title and site are summed (decayed to the newest of them) so
+    that each popularity row is written once per batch, and always in the same order:
+    concurrent batches on PostgreSQL then lock rows in one order and cannot deadlock.
+    """
+    acc: dict[tuple[str, str], tuple[float, float]] = {}
+    for b in beats:
+        site = sites.get(b.appliance)
+        if site is None:
+            continue
+        for title, count in b.heartbeat.title_requests.items():
+            if count <= 0:
+                continue
+            key = (title, site)
+            prev = acc.get(key)
+            if prev is None:
+                acc[key] = (float(count), b.at)
+                continue
+            at = max(prev[1], b.at)
+            acc[key] = (
+                decay(prev[0], prev[1], at, half_life) + decay(float(count), b.at, at, half_life),
+                at,
+            )
+    return [(t, s, score, at) for (t, s), (score, at) in sorted(acc.items())]
 
 
 async def open_store(url: str) -> Store:

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
@@ -22,15 +22,17 @@ from origin.control.migrations import MIGRATIONS_TABLE, pending
 from origin.control.popularity import LN2, Score
 from origin.control.store import (
     ApplianceRecord,
+    Beat,
     HeartbeatRecord,
     TitleSummary,
-    heartbeat_json,
+    latest_per_appliance,
     manifest_from_trusted,
     manifest_json,
+    popularity_deltas,
     redact,
 )
 from vcdn.errors import StoreError
-from vcdn.schemas import Heartbeat, Load, Registration, TitleManifest
+from vcdn.schemas import Load, Registration, TitleManifest
 
 MIGRATION_LOCK: Final = 0x76636E64  # "vcdn": one advisory lock id for schema changes
 POOL_MAX: Final = 8
@@ -42,24 +44,24 @@ _APPLIANCE_COLUMNS: Final = (
     "free_bytes, used_bytes, bytes_served, hit_ratio"
 )
 
-# One statement, one round trip: update the appliance, keep the beat, add to popularity.
-_HEARTBEAT: Final = f"""
-WITH a AS (
-    UPDATE appliances SET last_heartbeat = $2, reported_state = $3, requests_per_s = $4,
-        bytes_per_s = $5, connections = $6, free_bytes = $7, used_bytes = $8,
-        bytes_served = $9, hit_ratio = $10
-    WHERE id = $1 RETURNING site
-), h AS (
-    INSERT INTO heartbeats (appliance_id, at, body) SELECT $1, $2, $11 FROM a
-), p AS (
-    INSERT INTO popularity AS p (title, site, score, updated_at)
-    SELECT u.t, a.site, u.c, $2 FROM a, unnest($12::text[], $13::float8[]) AS u(t, c)
-    ON CONFLICT (title, site) DO UPDATE SET
-        score = p.score * exp(-{LN2!r} * greatest(0.0, excluded.updated_at - p.updated_at) / $14)
-            + excluded.score,
-        updated_at = greatest(p.updated_at, excluded.updated_at)
-)
-SELECT site FROM a
+_UPDATE_APPLIANCE: Final = """
+UPDATE appliances SET last_heartbeat = $2, reported_state = $3, requests_per_s = $4,
+    bytes_per_s = $5, connections = $6, free_bytes = $7, used_bytes = $8,
+    bytes_served = $9, hit_ratio = $10
+WHERE id = $1
+"""
+_INSERT_HISTORY: Final = """
+INSERT INTO heartbeats (appliance_id, at, body)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[])
+"""
+# Rows arrive sorted by (title, site), so concurrent batches lock them in the same order.
+_UPSERT_SCORES: Final = f"""
+INSERT INTO popularity AS p (title, site, score, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[])
+ON CONFLICT (title, site) DO UPDATE SET
+    score = p.score * exp(-{LN2!r} * greatest(0.0, excluded.updated_at - p.updated_at) / $5)
+        + excluded.score,
+    updated_at = greatest(p.updated_at, excluded.updated_at)
 """
 
 
@@ -238,31 +240,49 @@ class PostgresStore:
             rows = await conn.fetch(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")
         return [appliance_from_record(r) for r in rows]
 
-    async def record_heartbeat(
-        self, appliance: str, heartbeat: Heartbeat, now: float, half_life: float
-    ) -> bool:
-        h = heartbeat
-        titles: Sequence[Any] = [t for t, c in h.title_requests.items() if c > 0]
-        counts = [float(h.title_requests[t]) for t in titles]
-        async with self._conn() as conn:
-            site = await conn.fetchval(
-                _HEARTBEAT,
-                appliance,
-                now,
-                h.state,
-                h.load.requests_per_s,
-                h.load.bytes_per_s,
-                h.load.connections,
-                h.free_bytes,
-                h.used_bytes,
-                h.bytes_served,
-                h.hit_ratio,
-                heartbeat_json(h),
-                titles,
-                counts,
-                half_life,
+    async def record_heartbeats(self, beats: Sequence[Beat], half_life: float) -> int:
+        if not beats:
+            return 0
+        async with self._conn() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, site FROM appliances WHERE id = any($1::text[])",
+                sorted({b.appliance for b in beats}),
             )
-        return site is not None
+            sites = {r["id"]: r["site"] for r in rows}
+            known = [b for b in beats if b.appliance in sites]
+            if not known:
+                return 0
+            # Appliance rows first, in id order; then history; then popularity in key order.
+            await conn.executemany(
+                _UPDATE_APPLIANCE,
+                [
+                    (
+                        b.appliance,
+                        b.at,
+                        h.state,
+                        h.load.requests_per_s,
+                        h.load.bytes_per_s,
+                        h.load.connections,
+                        h.free_bytes,
+                        h.used_bytes,
+                        h.bytes_served,
+                        h.hit_ratio,
+                    )
+                    for b in latest_per_appliance(known)
+                    for h in (b.heartbeat,)
+                ],
+            )
+            await conn.execute(
+                _INSERT_HISTORY,
+                [b.appliance for b in known],
+                [b.at for b in known],
+                [b.body for b in known],
+            )
+            deltas = popularity_deltas(known, sites, half_life)
+            if deltas:
+                titles, site_col, scores, ats = (list(col) for col in zip(*deltas, strict=True))
+                await conn.execute(_UPSERT_SCORES, titles, site_col, scores, ats, half_life)
+        return len(known)
 
     async def heartbeats(self, appliance: str, since: float, limit: int) -> list[HeartbeatRecord]:
         async with self._conn() as conn:

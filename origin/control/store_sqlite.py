@@ -14,7 +14,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -24,14 +24,16 @@ from origin.control.migrations import MIGRATIONS_TABLE, pending
 from origin.control.popularity import LN2, Score
 from origin.control.store import (
     ApplianceRecord,
+    Beat,
     HeartbeatRecord,
     TitleSummary,
-    heartbeat_json,
+    latest_per_appliance,
     manifest_from_trusted,
     manifest_json,
+    popularity_deltas,
 )
 from vcdn.errors import StoreError
-from vcdn.schemas import Heartbeat, Load, Registration, TitleManifest
+from vcdn.schemas import Load, Registration, TitleManifest
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS: Final = 5000
@@ -101,6 +103,7 @@ class SqliteStore:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcdn-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -113,6 +116,8 @@ class SqliteStore:
         return store
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StoreError(f"The SQLite store '{self._path}' is closed.")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
@@ -178,9 +183,12 @@ class SqliteStore:
     # --- the Store interface ---
 
     async def close(self) -> None:
+        if self._closed:
+            return
         try:
             await self._run(self._close)
         finally:
+            self._closed = True
             self._executor.shutdown(wait=True)
 
     async def schema_version(self) -> int:
@@ -329,41 +337,47 @@ class SqliteStore:
 
         return await self._run(q)
 
-    async def record_heartbeat(
-        self, appliance: str, heartbeat: Heartbeat, now: float, half_life: float
-    ) -> bool:
-        h = heartbeat
-        body = heartbeat_json(h)
+    async def record_heartbeats(self, beats: Sequence[Beat], half_life: float) -> int:
+        if not beats:
+            return 0
 
-        def tx(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT site FROM appliances WHERE id = ?", (appliance,)).fetchone()
-            if row is None:
-                return False
-            site = row[0]
-            conn.execute(
+        def tx(conn: sqlite3.Connection) -> int:
+            ids = sorted({b.appliance for b in beats})
+            marks = ",".join("?" * len(ids))
+            sites = dict(
+                conn.execute(f"SELECT id, site FROM appliances WHERE id IN ({marks})", ids)
+            )
+            known = [b for b in beats if b.appliance in sites]
+            conn.executemany(
                 "UPDATE appliances SET last_heartbeat = ?, reported_state = ?, requests_per_s = ?, "
                 "bytes_per_s = ?, connections = ?, free_bytes = ?, used_bytes = ?, "
                 "bytes_served = ?, hit_ratio = ? WHERE id = ?",
-                (
-                    now,
-                    h.state,
-                    h.load.requests_per_s,
-                    h.load.bytes_per_s,
-                    h.load.connections,
-                    h.free_bytes,
-                    h.used_bytes,
-                    h.bytes_served,
-                    h.hit_ratio,
-                    appliance,
-                ),
+                [
+                    (
+                        b.at,
+                        h.state,
+                        h.load.requests_per_s,
+                        h.load.bytes_per_s,
+                        h.load.connections,
+                        h.free_bytes,
+                        h.used_bytes,
+                        h.bytes_served,
+                        h.hit_ratio,
+                        b.appliance,
+                    )
+                    for b in latest_per_appliance(known)
+                    for h in (b.heartbeat,)
+                ],
             )
-            conn.execute("INSERT INTO heartbeats VALUES (?, ?, ?)", (appliance, now, body))
-            counts = [
-                (t, site, float(c), now, half_life) for t, c in h.title_requests.items() if c > 0
-            ]
-            if counts:
-                conn.executemany(_UPSERT_SCORE, counts)
-            return True
+            conn.executemany(
+                "INSERT INTO heartbeats VALUES (?, ?, ?)",
+                [(b.appliance, b.at, b.body) for b in known],
+            )
+            conn.executemany(
+                _UPSERT_SCORE,
+                [(*row, half_life) for row in popularity_deltas(known, sites, half_life)],
+            )
+            return len(known)
 
         return await self._run(self._write, tx)
 

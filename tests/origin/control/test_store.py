@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from origin.control.store import open_store
+from origin.control.store import (
+    Beat,
+    heartbeat_json,
+    latest_per_appliance,
+    open_store,
+    popularity_deltas,
+)
 from tests.origin.control.conftest import manifest, registration
 from vcdn.errors import ConfigError, StoreError
 from vcdn.schemas import Heartbeat, Registration, TitleManifest, decode
@@ -29,22 +35,31 @@ async def test_migrations_run_once_and_data_survives_a_reopen(db_url: str) -> No
         await store.close()
 
 
-async def test_concurrent_heartbeats_add_up_exactly(db_url: str) -> None:
+def _beat(appliance: str, at: float, counts: dict[str, int]) -> Beat:
+    hb = Heartbeat(state="healthy", title_requests=counts)
+    return Beat(appliance, at, hb, heartbeat_json(hb))
+
+
+async def test_heartbeat_batches_add_up_exactly_even_when_concurrent(db_url: str) -> None:
     store = await open_store(db_url)
     try:
         for i in range(5):
             await store.put_appliance(decode(Registration, registration(f"a{i}")), 0.0)
-        beat = Heartbeat(state="healthy", title_requests={"t": 1, "u": 2})
-        results = await asyncio.gather(
-            *(store.record_heartbeat(f"a{i % 5}", beat, 10.0, 3600.0) for i in range(50))
-        )
-        assert all(results)
+        batches = [
+            [_beat(f"a{(i + j) % 5}", 10.0, {"t": 1, "u": 2}) for j in range(5)] for i in range(10)
+        ]
+        stored = await asyncio.gather(*(store.record_heartbeats(b, 3600.0) for b in batches))
+        assert stored == [5] * 10
         got = {s.title: s.score for s in await store.scores("s1")}
         assert got == {"t": pytest.approx(50.0), "u": pytest.approx(100.0)}
         assert len(await store.heartbeats("a0", 0.0, 1000)) == 10
-        assert await store.record_heartbeat("nobody", beat, 10.0, 3600.0) is False
+        assert await store.record_heartbeats([_beat("nobody", 10.0, {"t": 1})], 3600.0) == 0
+        assert await store.record_heartbeats([], 3600.0) == 0
+        # The latest beat of an appliance in a batch is the one its row keeps.
+        await store.record_heartbeats([_beat("a0", 11.0, {}), _beat("a0", 12.0, {})], 3600.0)
+        assert (await store.get_appliance("a0")).last_heartbeat == 12.0  # type: ignore[union-attr]
         assert await store.prune_heartbeats(11.0) == 50
-        assert await store.heartbeats("a0", 0.0, 1000) == []
+        assert [h.at for h in await store.heartbeats("a0", 0.0, 1000)] == [11.0, 12.0]
     finally:
         await store.close()
 
@@ -59,3 +74,19 @@ async def test_an_unusable_sqlite_path_is_a_store_error(tmp_path: Path) -> None:
 async def test_unsupported_database_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         await open_store(url)
+
+
+def test_a_batch_writes_each_popularity_row_once_in_key_order() -> None:
+    beats = [
+        _beat("a1", 10.0, {"t": 4, "u": 1}),
+        _beat("a2", 20.0, {"t": 2}),
+        _beat("x", 20.0, {"t": 9}),
+    ]
+    sites = {"a1": "s1", "a2": "s1"}  # "x" is unknown: ignored
+    deltas = popularity_deltas(beats, sites, half_life=10.0)
+    assert [(t, s) for t, s, _, _ in deltas] == [("t", "s1"), ("u", "s1")]
+    (_, _, t_score, t_at), (_, _, u_score, u_at) = deltas
+    assert (t_score, t_at) == (pytest.approx(4 / 2 + 2), 20.0)  # 4 decayed one half-life, plus 2
+    assert (u_score, u_at) == (1.0, 10.0)
+    latest = latest_per_appliance([beats[1], beats[0], _beat("a1", 5.0, {})])
+    assert [(b.appliance, b.at) for b in latest] == [("a1", 10.0), ("a2", 20.0)]

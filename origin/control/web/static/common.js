@@ -7,7 +7,7 @@ function operatorToken() {
   const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
   if (m) {
     sessionStorage.setItem("vcdn-token", decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + location.search);
+    window.history.replaceState(null, "", location.pathname + location.search);
   }
   return sessionStorage.getItem("vcdn-token") || "";
 }

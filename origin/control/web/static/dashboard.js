@@ -3,6 +3,7 @@
 
 const REFRESH_MS = 3000;
 const WINDOW_S = 600;
+const MIN_SPAN_S = 60;
 const COLORS = ["#0969da", "#cf222e", "#1f883d", "#9a6700", "#8250df", "#bf3989", "#1b7c83", "#57606a"];
 const $ = (id) => document.getElementById(id);
 window.vcdnDashboard = { appliances: [], refreshed: 0, error: "" };
@@ -70,9 +71,12 @@ function drawChart(svg, series, t0, t1, yFormat, yMaxFixed) {
     label.textContent = yFormat(v);
     svg.append(label);
   }
-  for (const m of [10, 5, 0]) {
-    const label = node("text", { x: x(t1 - m * 60), y: H - 4, "text-anchor": "middle", "font-size": 11, fill: "#5b6470" });
-    label.textContent = m ? `-${m} min` : "now";
+  const span = t1 - t0;
+  for (const f of [1, 0.5, 0]) {
+    const ago = span * f;
+    const anchor = f === 1 ? "start" : f === 0 ? "end" : "middle";
+    const label = node("text", { x: x(t1 - ago), y: H - 4, "text-anchor": anchor, "font-size": 11, fill: "#5b6470" });
+    label.textContent = !ago ? "now" : ago >= 120 ? `-${(ago / 60).toFixed(0)} min` : `-${ago.toFixed(0)} s`;
     svg.append(label);
   }
   for (const s of series) {
@@ -82,7 +86,7 @@ function drawChart(svg, series, t0, t1, yFormat, yMaxFixed) {
   }
 }
 
-async function history(list, now) {
+async function loadHistory(list, now) {
   const since = now - WINDOW_S;
   const bytes = [], hits = [];
   await Promise.all(list.map(async (a, i) => {
@@ -109,10 +113,14 @@ async function history(list, now) {
     bytes.push({ name: a.id, color, points: rate });
     hits.push({ name: a.id, color, points: ratio });
   }));
+  // Show at most WINDOW_S, but no more than the history there is (a fresh fleet's minute).
+  let first = now;
+  for (const s of hits) if (s.points.length) first = Math.min(first, s.points[0][0]);
+  const t0 = Math.max(since, Math.min(first, now - MIN_SPAN_S));
   $("legend").replaceChildren(...list.map((a, i) => el("span", {},
     el("i", { style: `background:${COLORS[i % COLORS.length]}` }), a.id)));
-  drawChart($("chart-bytes"), bytes, since, now, (v) => fmtBytes(v) + "/s");
-  drawChart($("chart-hits"), hits, since, now, (v) => fmtPct(v), 1);
+  drawChart($("chart-bytes"), bytes, t0, now, (v) => fmtBytes(v) + "/s");
+  drawChart($("chart-hits"), hits, t0, now, (v) => fmtPct(v), 1);
 }
 
 async function refresh() {
@@ -126,7 +134,7 @@ async function refresh() {
     const list = body.appliances.slice().sort((p, q) => (p.site + p.id).localeCompare(q.site + q.id));
     renderAppliances(list, now);
     renderSites(list);
-    await history(list, now);
+    await loadHistory(list, now);
     $("error").textContent = "";
     $("login").hidden = true;
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;

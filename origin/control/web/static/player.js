@@ -128,6 +128,7 @@ async function play(title, steering) {
     $("status").textContent = `steering: ${e.message}`;
     $("status").className = "error";
     state.fatal.push(`steering: ${e.message}`);
+    log(`steering failed: ${e.message}`);
     return;
   }
   state.urls = body.urls;

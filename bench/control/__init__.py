@@ -1,0 +1,1 @@
+"""Benchmark of the control API: many appliances heartbeating (`python -m bench.control`)."""

@@ -1,0 +1,131 @@
+"""The load: N simulated appliances, each registering once and then heartbeating every
+`interval` seconds, phases spread evenly so that the server sees a steady N/interval
+beats per second, as a real fleet would. Every loop is bounded by the run's duration."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiohttp
+
+CONNECTIONS: Final = 256  # appliances keep connections alive; this many at most at once
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def heartbeat_body(rng: random.Random, titles: int, per_beat: int) -> dict[str, object]:
+    """A realistic beat: load, disk, and request counts for a few (Zipf-ish) titles."""
+    chosen = {f"title-{int(titles * rng.random() ** 3):04d}" for _ in range(per_beat)}
+    return {
+        "state": "healthy",
+        "load": {
+            "requests_per_s": rng.uniform(0, 500),
+            "bytes_per_s": rng.uniform(0, 1e9),
+            "connections": rng.randint(0, 5000),
+        },
+        "free_bytes": rng.randint(0, 10**12),
+        "used_bytes": rng.randint(0, 10**12),
+        "objects": rng.randint(0, 10**5),
+        "bytes_served": rng.randint(0, 10**13),
+        "hit_ratio": rng.random(),
+        "title_requests": {t: rng.randint(1, 200) for t in chosen},
+    }
+
+
+async def register_all(base: str, token: str, appliances: int) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> None:
+            body = {
+                "id": f"app-{i:05d}",
+                "site": f"site-{i % 50:02d}",
+                "public_url": f"http://10.{i // 250}.{i % 250}.1:8080",
+                "capacity_bytes": 10 * 1024**4,
+                "asn": 64500 + i % 50,
+                "prefixes": [f"100.{i // 250}.{i % 250}.0/24"],
+            }
+            async with sem, session.post(f"{base}/api/v1/appliances", json=body) as resp:
+                if resp.status not in (200, 201):
+                    raise RuntimeError(f"registration failed: {resp.status} {await resp.text()}")
+
+        await asyncio.gather(*(one(i) for i in range(appliances)))
+
+
+async def heartbeat_load(
+    base: str,
+    token: str,
+    *,
+    appliances: int,
+    interval: float,
+    seconds: float,
+    titles: int = 500,
+    per_beat: int = 8,
+    seed: int = 1,
+) -> Result:
+    rng = random.Random(seed)
+    bodies = [heartbeat_body(rng, titles, per_beat) for _ in range(64)]
+    result = Result()
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=timeout
+    ) as session:
+
+        async def beat(i: int) -> None:
+            url = f"{base}/api/v1/appliances/app-{i:05d}/heartbeat"
+            start = time.perf_counter()
+            try:
+                async with session.put(url, json=bodies[i % len(bodies)]) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                result.errors[type(exc).__name__] = result.errors.get(type(exc).__name__, 0) + 1
+                return
+            result.latencies.append(time.perf_counter() - start)
+            if status == 200:
+                result.ok += 1
+            else:
+                result.errors[str(status)] = result.errors.get(str(status), 0) + 1
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        step = interval / appliances
+        tasks: set[asyncio.Task[None]] = set()
+        k = 0
+        while True:
+            due = t0 + k * step
+            if due - t0 >= seconds:
+                break
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(beat(k % appliances))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            result.sent += 1
+            k += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        result.elapsed = loop.time() - t0
+    return result

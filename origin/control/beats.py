@@ -1,0 +1,97 @@
+"""Heartbeats, written behind: answered at once, stored in batches.
+
+A heartbeat is soft state that the next one replaces, and 1,000 appliances beating every
+10 s is a steady 100 writes/s. Writing each in its own transaction costs a thread hop or a
+database round trip per beat; instead beats wait here for at most `delay` seconds (or
+until `max_batch` are queued) and go to the store together, in one transaction. Reads
+that must see them (the appliance list, popularity, fill manifests, history) call
+`flush()` first, so a client always reads its own writes. A crash loses at most the last
+`delay` seconds of beats, which the appliances resend within one interval anyway.
+
+With ``delay=0`` every beat is written before it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from origin.control.store import Beat, Store
+from vcdn.errors import StoreError
+from vcdn.logs import event
+
+log = logging.getLogger("vcdn.control")
+MAX_BATCH: Final = 500
+MAX_KNOWN: Final = 1_000_000
+
+
+class HeartbeatBuffer:
+    """Queue of beats for one store; `run()` is its background flusher."""
+
+    def __init__(
+        self, store: Store, half_life: float, *, delay: float, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._store = store
+        self._half_life = half_life
+        self._delay = delay
+        self._max_batch = max_batch
+        self._pending: list[Beat] = []
+        self._known: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.stored = 0
+        self.dropped = 0
+
+    def registered(self, appliance: str) -> None:
+        """An appliance exists: its beats need no lookup."""
+        if len(self._known) < MAX_KNOWN:
+            self._known.add(appliance)
+
+    async def is_known(self, appliance: str) -> bool:
+        if appliance in self._known:
+            return True
+        # Registered through another server sharing the database, or before a restart.
+        if await self._store.get_appliance(appliance) is None:
+            return False
+        self.registered(appliance)
+        return True
+
+    async def add(self, beat: Beat) -> None:
+        """Queue a beat of a known appliance (check `is_known` first)."""
+        self._pending.append(beat)
+        if self._delay <= 0 or len(self._pending) >= self._max_batch:
+            await self.flush()
+        elif len(self._pending) == 1:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Store everything queued so far; raises StoreError if the store fails."""
+        if not self._pending:
+            return
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                self.stored += await self._store.record_heartbeats(batch, self._half_life)
+            except StoreError:
+                self.dropped += len(batch)
+                raise
+
+    async def run(self) -> None:
+        """Flush `delay` seconds after the first beat of each batch, until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self._delay)
+            try:
+                await self.flush()
+            except StoreError as exc:
+                event(log, "heartbeats_dropped", logging.ERROR, detail=str(exc))
+
+    async def close(self) -> None:
+        """Final flush at shutdown; a failing store is logged, not raised."""
+        with contextlib.suppress(StoreError):
+            await self.flush()

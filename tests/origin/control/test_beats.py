@@ -1,0 +1,74 @@
+"""The heartbeat write-behind buffer over a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from origin.control.beats import HeartbeatBuffer
+from origin.control.store import Beat, Store, heartbeat_json, open_store
+from vcdn.errors import StoreError
+from vcdn.schemas import Heartbeat, Registration
+
+
+def beat(appliance: str, at: float) -> Beat:
+    hb = Heartbeat(state="healthy", title_requests={"t": 1})
+    return Beat(appliance, at, hb, heartbeat_json(hb))
+
+
+async def _store(tmp_path: Path) -> Store:
+    store = await open_store(f"sqlite:///{tmp_path}/c.db")
+    await store.put_appliance(
+        Registration(id="a1", site="s1", public_url="http://a1:80", capacity_bytes=1), 0.0
+    )
+    return store
+
+
+async def test_beats_wait_then_reach_the_store_in_the_background(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    buffer = HeartbeatBuffer(store, 3600.0, delay=0.05)
+    runner = asyncio.create_task(buffer.run())
+    try:
+        assert await buffer.is_known("a1") and not await buffer.is_known("zz")
+        for i in range(3):
+            await buffer.add(beat("a1", float(i)))
+        assert await store.heartbeats("a1", 0.0, 10) == []  # not yet written
+        for _ in range(100):  # bounded: at most 2 s
+            await asyncio.sleep(0.02)
+            if buffer.stored == 3:
+                break
+        assert len(await store.heartbeats("a1", 0.0, 10)) == 3
+    finally:
+        runner.cancel()
+        await store.close()
+
+
+async def test_flush_and_close_write_what_is_queued_and_delay_zero_writes_through(
+    tmp_path: Path,
+) -> None:
+    store = await _store(tmp_path)
+    try:
+        buffer = HeartbeatBuffer(store, 3600.0, delay=60.0)
+        await buffer.add(beat("a1", 1.0))
+        await buffer.flush()
+        await buffer.add(beat("a1", 2.0))
+        await buffer.close()
+        assert [h.at for h in await store.heartbeats("a1", 0.0, 10)] == [1.0, 2.0]
+        through = HeartbeatBuffer(store, 3600.0, delay=0)
+        await through.add(beat("a1", 3.0))
+        assert len(await store.heartbeats("a1", 0.0, 10)) == 3
+    finally:
+        await store.close()
+
+
+async def test_a_failing_store_counts_dropped_beats_and_raises_on_flush(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    buffer = HeartbeatBuffer(store, 3600.0, delay=60.0)
+    await buffer.add(beat("a1", 1.0))
+    await store.close()
+    with pytest.raises(StoreError):
+        await buffer.flush()
+    assert buffer.dropped == 1
+    await buffer.close()  # nothing left; never raises
