@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +105,10 @@ def _encode(
     finally:
         progress.finish()
     has_audio = source.audio is not None
-    return [
-        describe(out, rung, Layout.of(rung, options), source.video.fps, has_audio)
-        for rung in rungs
-    ]
+    # One ffprobe per rendition; they are independent, so run them side by side.
+    with ThreadPoolExecutor(max_workers=len(rungs)) as pool:
+        return list(pool.map(
+            lambda rung: describe(out, rung, Layout.of(rung, options), source.video.fps,
+                                  has_audio),
+            rungs,
+        ))

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from vcdn.control_client import TOKEN_ENV, ControlClient
 from vcdn.schemas import TitleManifest
 
 __all__ = ["TIMEOUT_S", "TOKEN_ENV", "register", "register_title"]
 
 TIMEOUT_S: Final = 15.0
+# The variable `vcdn.control_client.ControlClient.from_env` reads. Named here, and the
+# client imported only when registering, so that `vcdn package` without --control does
+# not pay aiohttp's import time (~0.4 s) on every run.
+TOKEN_ENV: Final = "VCDN_CONTROL_TOKEN"
 
 
 async def register_title(
@@ -25,6 +28,8 @@ async def register_title(
 ) -> int:
     """POST the manifest; returns 201 (new) or 200 (replaced), else raises a VcdnError
     (ClientError subclasses for 4xx, UpstreamError for 5xx, timeouts, refusals)."""
+    from vcdn.control_client import ControlClient
+
     async with ControlClient(control, token, timeout=timeout_s) as client:
         created = await client.register_title(manifest)
     return 201 if created else 200
