@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Final
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 from origin.control import http_appliances, http_titles
 from origin.control.auth import parse_bootstrap
@@ -82,6 +83,26 @@ async def prune_loop(app: web.Application) -> None:
             log.exception("prune_failed")
 
 
+class BeatStats:
+    """Heartbeat counters read from the buffer at scrape time (nothing on the hot path)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        beats = self._app.get(BEATS)
+        stored = CounterMetricFamily(
+            "vcdn_control_heartbeats_stored", "Heartbeats written to the store."
+        )
+        dropped = CounterMetricFamily(
+            "vcdn_control_heartbeats_dropped", "Heartbeats lost because the store failed."
+        )
+        stored.add_metric([], beats.stored if beats else 0)
+        dropped.add_metric([], beats.dropped if beats else 0)
+        yield stored
+        yield dropped
+
+
 def make_app(
     settings: ControlSettings, *, store: Store | None = None, clock: Clock = time.time
 ) -> web.Application:
@@ -103,6 +124,7 @@ def make_app(
         ["method", "route", "status"],
         registry=registry,
     )
+    registry.register(BeatStats(app))
     app[LATENCY] = Histogram(
         "vcdn_control_request_seconds",
         "Control API request latency.",

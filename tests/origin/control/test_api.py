@@ -383,14 +383,18 @@ async def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     assert (await resp.json())["error"] == "method_not_allowed"
 
 
-async def test_metrics_count_requests_by_route(api: Api) -> None:
+async def test_metrics_count_requests_by_route_and_stored_heartbeats(api: Api) -> None:
     await api.call("GET", "/api/v1/titles")
+    await api.call("POST", "/api/v1/appliances", json=registration("a1"))
+    await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", json={"state": "healthy"})
+    await api.call("GET", "/api/v1/appliances")  # flushes the beat
     resp = await api.client.get("/metrics")
     text = await resp.text()
     assert resp.status == 200
-    assert (
-        'vcdn_control_requests_total{method="GET",route="/api/v1/titles",status="200"} 1.0' in text
-    )
+    line = 'vcdn_control_requests_total{method="GET",route="/api/v1/titles",status="200"} 1.0'
+    assert line in text
+    assert "vcdn_control_heartbeats_stored_total 1.0" in text
+    assert "vcdn_control_heartbeats_dropped_total 0.0" in text
 
 
 async def test_openapi_document_is_valid_openapi_3(api: Api) -> None:
