@@ -80,8 +80,9 @@ def read_manifest(root: Path, title: str) -> TitleManifest | None:
         raise DemoFailed(f"{path} is not a valid title manifest ({exc}); remove it.") from None
 
 
-async def register(session: aiohttp.ClientSession, cluster: Cluster, body: bytes) -> None:
+async def register(session: aiohttp.ClientSession, cluster: Cluster, title: str) -> None:
     """POST the title's manifest.json to the control API (idempotent: 200 when known)."""
+    body = (cluster.origin_root / title / "manifest.json").read_bytes()
     headers = {
         "Authorization": f"Bearer {cluster.secrets.packager}",
         "Content-Type": "application/json",
@@ -106,7 +107,10 @@ async def ensure_title(
     segment_seconds: float = 4.0,
     say: Say = _quiet,
 ) -> TitleManifest:
-    """The title's manifest: packaged now unless the origin already holds it; registered."""
+    """The title's manifest: packaged now unless the origin already holds it.
+
+    Needs no running service: the packager writes into the origin root, and `register`
+    tells the control API afterwards."""
     manifest = read_manifest(cluster.origin_root, title)
     if manifest is None:
         if source is None:
@@ -138,9 +142,6 @@ async def ensure_title(
             f"{manifest.total_bytes / 1e6:.1f} MB")
     else:
         say(f"'{title}' is already packaged in {cluster.origin_root / title}")
-    async with aiohttp.ClientSession() as session:
-        body = (cluster.origin_root / title / "manifest.json").read_bytes()
-        await register(session, cluster, body)
     return manifest
 
 

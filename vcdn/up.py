@@ -33,6 +33,7 @@ from vcdn.demo import (
     ensure_title,
     fill_title,
     play_title,
+    register,
     scrape_appliances,
     wait_for_fleet,
 )
@@ -104,20 +105,21 @@ async def bring_up(
     say(f"state in {cluster.data}, service logs in {cluster.logs}/")
     say("starting control, origin, steering and "
         f"{len(cluster.slots)} appliances ({', '.join(f'{s.id}@{s.site}' for s in cluster.slots)})")
-    await cluster.start_core()
+    cluster.logs.mkdir(parents=True, exist_ok=True)
     packaging = asyncio.create_task(
         ensure_title(cluster, args.title, source=args.source, duration=args.duration, say=say)
     )
     try:
-        await cluster.start_edges()
+        await cluster.start()
     except BaseException:
         packaging.cancel()
         with contextlib.suppress(BaseException):
             await packaging
         raise
-    say(f"services up in {time.monotonic() - started:.1f} s; waiting for the title")
+    say(f"services up in {time.monotonic() - started:.1f} s")
     manifest = await packaging
     async with aiohttp.ClientSession() as session:
+        await register(session, cluster, args.title)
         await wait_for_fleet(session, cluster, say=say)
         await fill_title(session, cluster, manifest, say=say)
         outcome = await play_title(session, cluster, manifest, say=say)

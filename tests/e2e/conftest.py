@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -19,6 +21,7 @@ from vcdn.demo import fill_title, make_sample, read_manifest, register, wait_for
 from vcdn.procs import vcdn_argv
 from vcdn.schemas import TitleManifest
 
+T = TypeVar("T")
 TITLE = "e2e"
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -68,23 +71,68 @@ async def cluster_factory(
     """Start clusters with the title registered and filled; every one is stopped at the end."""
     started: list[Cluster] = []
 
-    async def make(fill: bool = True, **overrides: object) -> Cluster:
-        data = tmp_path / f"cluster{len(started)}"
-        seed_origin(data, packaged)
-        config = ClusterConfig(data=data, **overrides)  # type: ignore[arg-type]
-        cluster = Cluster(config)
+    async def make(fill: bool = True, **overrides: Any) -> Cluster:
+        cluster = await start_cluster(tmp_path / f"cluster{len(started)}", packaged, fill,
+                                      **overrides)
         started.append(cluster)
-        await cluster.start()
-        async with aiohttp.ClientSession() as session:
-            body = (data / "origin" / TITLE / "manifest.json").read_bytes()
-            await register(session, cluster, body)
-            await wait_for_fleet(session, cluster)
-            if fill:
-                await fill_title(session, cluster, packaged.manifest, within=60)
         return cluster
 
     yield make
     await asyncio.gather(*(c.stop() for c in started))
+
+
+class LoopThread:
+    """An event loop in a thread, so one cluster can serve a whole module of async tests
+    (each of which runs in its own loop)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], within: float = 180.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(within)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def start_cluster(data: Path, packaged: Packaged, fill: bool = True,
+                        **overrides: Any) -> Cluster:
+    """A started cluster with the packaged title registered (and filled everywhere)."""
+    seed_origin(data, packaged)
+    cluster = Cluster(ClusterConfig(data=data, **overrides))
+    try:
+        await cluster.start()
+        async with aiohttp.ClientSession() as session:
+            await register(session, cluster, TITLE)
+            await wait_for_fleet(session, cluster)
+            if fill:
+                await fill_title(session, cluster, packaged.manifest, within=60)
+    except BaseException:
+        await cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def module_cluster(
+    packaged: Packaged, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Three appliances in two sites, the title filled, shared by a module's tests."""
+    runner = LoopThread()
+    try:
+        cluster = runner.run(
+            start_cluster(tmp_path_factory.mktemp("cluster"), packaged, heartbeat_interval=0.5)
+        )
+        try:
+            yield cluster
+        finally:
+            runner.run(cluster.stop())
+    finally:
+        runner.close()
 
 
 def artifacts() -> Path:
