@@ -7,7 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite drives as real clients and servers.
-TEST_TOOLS := ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl dig:dnsutils kdig:knot-dnsutils ip:iproute2
+TEST_TOOLS := ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl dig:dnsutils kdig:knot-dnsutils ip:iproute2 \
+	chromium:chromium
+# The web player's hls.js comes from the npm registry (package.json, package-lock.json) into
+# node_modules/, which the control plane serves; it is never copied into the repository.
+NODE_STAMP := node_modules/.installed-stamp
 # Extra tools for `make bench` (the established servers we compare against, load generators).
 BENCH_TOOLS := nginx:nginx-light wrk:wrk dnsperf:dnsperf gdnsd:gdnsd strace:strace taskset:util-linux
 
@@ -19,7 +23,7 @@ test: install sysdeps
 demo: install sysdeps
 	$(VENV)/bin/vcdn up $(DEMO_ARGS)
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -29,6 +33,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@TOOLS="npm:npm" sh .ci/sysdeps
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
 sysdeps:
 	@TOOLS="$(TEST_TOOLS) $(EXTRA_TOOLS)" sh .ci/sysdeps
@@ -43,4 +52,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .hypothesis test-artifacts
+	rm -rf $(VENV) data .pytest_cache .hypothesis test-artifacts node_modules
