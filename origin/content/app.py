@@ -25,7 +25,7 @@ from origin.content.hotpath import OriginHot, read_whole
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
 from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
-from vcdn.httpserve.hot import HotCache, HotEntry, install_fast_path
+from vcdn.httpserve.hot import HotCache, install_fast_path
 from vcdn.httpserve.media import cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
 from vcdn.httpserve.paths import open_under, safe_relpath
@@ -59,9 +59,9 @@ class OriginMetrics:
         )
         self._children: dict[int, tuple[Any, Any]] = {}
 
-    def count_hot(self, body_bytes: int) -> None:
+    def count_hot(self, status: int, body_bytes: int) -> None:
         self.hot_hits.inc()
-        requests, sent = self._child(200)
+        requests, sent = self._child(status)
         requests.inc()
         if body_bytes:
             sent.inc(body_bytes)
@@ -107,12 +107,15 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         etag = app[CATALOG_KEY].etag(title, inner, st)
         ctype, cc = media_type(inner), cache_control(inner)
         hot = app[HOT_KEY]
-        if hot.eligible(request, st.st_size):
+        if hot.in_ram(request, st.st_size):
             body = read_whole(fd, st.st_size)
             hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,
                          cache_control=cc)
             return await send_bytes(request, body, etag=etag, last_modified=st.st_mtime,
                                     content_type=ctype, cache_control=cc)
+        if hot.eligible(request):  # large: remember where it is, serve it from disk
+            hot.remember(request, title, inner, st, None, etag=etag, content_type=ctype,
+                         cache_control=cc)
         resp = await send_file(
             request,
             fd,
@@ -177,7 +180,7 @@ def install_hot_path(app: web.Application, server: web.Server) -> None:
     counted in the same metrics as the normal path."""
     metrics = app[METRICS_KEY]
 
-    def on_sent(request: web.BaseRequest, entry: HotEntry) -> None:
-        metrics.count_hot(len(entry.body) if request.method == "GET" else 0)
+    def on_sent(request: web.BaseRequest, status: int, body_bytes: int) -> None:
+        metrics.count_hot(status, body_bytes)
 
     install_fast_path(server, app[HOT_KEY].lookup, on_sent)

@@ -30,11 +30,14 @@ class OriginHot:
         self.catalog = catalog
         self.root_fd = -1  # set while the app runs
 
-    def eligible(self, request: web.BaseRequest, size: int) -> bool:
+    def in_ram(self, request: web.BaseRequest, size: int) -> bool:
+        """Whether to read this file whole and keep it in RAM."""
+        return self.eligible(request) and size <= self.cache.object_max
+
+    def eligible(self, request: web.BaseRequest) -> bool:
         return (
-            self.cache.object_max > 0
-            and size <= self.cache.object_max
-            and request.method == "GET"
+            self.cache.capacity > 0
+            and request.method in ("GET", "HEAD")
             and "?" not in request.raw_path
         )
 
@@ -44,14 +47,17 @@ class OriginHot:
         title: str,
         inner: str,
         st: os.stat_result,
-        body: bytes,
+        body: bytes | None,
         *,
         etag: str,
         content_type: str,
         cache_control: str,
     ) -> None:
+        rel = f"{title}/{inner}"
         entry = build_entry(
             body,
+            size=st.st_size,
+            open_file=lambda: open_under(self.root, self.root_fd, rel),
             etag=etag,
             last_modified=st.st_mtime,
             content_type=content_type,

@@ -1,13 +1,20 @@
-"""The fast path for hot small objects: whole responses prebuilt in RAM, sent without routing.
+"""The fast path for hot objects: answers built without routing, small ones prebuilt in RAM.
 
-Open Connect keeps its hottest files in memory; Python's cost per request is dominated by
-the framework (request object, router, middlewares, header serialisation), not by the
-bytes. So for the commonest request of all — a plain ``GET``/``HEAD`` of a small object
-over a keep-alive HTTP/1.1 connection, with no Range and no conditional header — the
-status line and header fields are serialised once, when the object enters the cache, and
-a hit is one ``transport.write`` of ``head + Date + body``. Everything else (ranges,
-conditionals, HTTP/1.0, ``Connection: close``, misses) falls through to the normal
-aiohttp application, which produces byte-identical header fields.
+Open Connect keeps its hottest files in memory; in Python the cost per request is the
+framework's (request object, router, middlewares, response object, header
+serialisation), not the bytes'. So a GET/HEAD over a keep-alive HTTP/1.1 connection for
+an object the owner's `lookup` knows is answered here, before aiohttp routes it:
+
+* small objects held in RAM, plain request (no Range, no conditional): the status line
+  and fields were serialised when the object entered the cache; a hit is one
+  ``transport.write`` of ``head + Date + body``;
+* any other request on a known object (ranges, conditionals, HEAD, large files kept on
+  disk): the same pure planner as the normal path (`vcdn.httpserve.plan`), its fields
+  serialised here next to the precomputed ones, the body from RAM, from ``pread`` or
+  with sendfile (`vcdn.httpserve.send.send_direct`).
+
+HTTP/1.0, ``Connection: close``, other methods and unknown paths fall through to the
+normal aiohttp application, which sends the same fields.
 
     cache = HotCache(capacity=64 << 20, object_max=256 << 10)
     install_fast_path(runner.server, lookup)   # after runner.setup(), before site.start()
@@ -19,6 +26,9 @@ once per second, as uvicorn does.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,8 +39,10 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
+from vcdn.errors import VcdnError
 from vcdn.httpserve.cors import RESPONSE_HEADERS
-from vcdn.httpserve.send import SERVER
+from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.send import SERVER, SMALL_BODY, direct_socket, read_spans, send_direct
 from vcdn.httpserve.validators import format_http_date
 
 #: A request carrying any of these needs the planner (RFC 9110 §13, §14), not the fast path.
@@ -39,54 +51,106 @@ NEEDS_PLANNER: Final = (
 )
 
 
+_REASONS: Final = {
+    200: "OK", 206: "Partial Content", 304: "Not Modified",
+    412: "Precondition Failed", 416: "Range Not Satisfiable",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class HotEntry:
-    """A prebuilt 200: `head` ends with ``Date: `` so the current date can be appended."""
+    """A hot representation: in RAM (`body`) or on disk (`open_file` opens it).
+
+    `head` is the prebuilt plain 200 up to ``Date: ``; `fields` and `cache_field` are the
+    serialised fields every other answer (206, 304, ...) adds to what the planner decides.
+    """
 
     head: bytes
-    body: bytes
+    body: bytes | None
+    size: int
     etag: str
+    last_modified: float | None
+    content_type: str
+    fields: bytes  # CORS, Server and extra fields
+    cache_field: bytes  # Cache-Control (sent on 200/206/304 only)
     stamp: Any  # the owner's validator, e.g. (inode, size, mtime_ns)
     checked: float  # monotonic time the owner last validated it
+    open_file: Callable[[], int] | None = None
 
     def revalidated(self, now: float) -> HotEntry:
-        return HotEntry(self.head, self.body, self.etag, self.stamp, now)
+        return dataclasses.replace(self, checked=now)
+
+    @property
+    def cost(self) -> int:
+        """Bytes of RAM this entry holds."""
+        return len(self.head) + len(self.fields) + (len(self.body) if self.body else 0) + 200
+
+    def head_for(self, plan: Plan, date: bytes) -> bytes:
+        """Status line and fields of a planned answer (`date` ends the head)."""
+        status = plan.status
+        out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n".encode("ascii")]
+        out += [f"{k}: {v}\r\n".encode("latin-1") for k, v in plan.headers]
+        out.append(self.fields)
+        if status in (200, 206, 304):
+            out.append(self.cache_field)
+        out += [b"Date: ", date]
+        return b"".join(out)
 
 
 def build_entry(
-    body: bytes,
+    body: bytes | None,
     *,
     etag: str,
     last_modified: float | None,
     content_type: str,
     cache_control: str | None,
     stamp: Any,
+    size: int | None = None,
+    open_file: Callable[[], int] | None = None,
     extra_headers: Iterable[tuple[str, str]] = (),
     now: float | None = None,
 ) -> HotEntry:
-    """The same header fields `vcdn.httpserve.send` would send for a plain 200."""
-    fields = [("Accept-Ranges", "bytes"), ("ETag", etag)]
+    """An entry whose answers carry the same fields `vcdn.httpserve.send` would send.
+
+    Give `body` (kept in RAM), or None with `size` and `open_file` (served from disk).
+    """
+    if body is None and (size is None or open_file is None):
+        raise ValueError("a file-backed entry needs size and open_file")
+    length = len(body) if body is not None else size
+    assert length is not None
+    fields = "".join(f"{k}: {v}\r\n" for k, v in (*RESPONSE_HEADERS, *extra_headers))
+    fields += f"Server: {SERVER}\r\n"
+    cache_field = f"Cache-Control: {cache_control}\r\n" if cache_control else ""
+    validators = [("Accept-Ranges", "bytes"), ("ETag", etag)]
     if last_modified is not None:
-        fields.append(("Last-Modified", format_http_date(int(last_modified))))
-    fields += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    fields += list(RESPONSE_HEADERS)
-    if cache_control:
-        fields.append(("Cache-Control", cache_control))
-    fields += [*extra_headers, ("Server", SERVER)]
-    head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "Date: "
+        validators.append(("Last-Modified", format_http_date(int(last_modified))))
+    validators += [("Content-Type", content_type), ("Content-Length", str(length))]
+    head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in validators)
+    head += fields + cache_field + "Date: "
     return HotEntry(
-        head.encode("latin-1"), body, etag, stamp, time.monotonic() if now is None else now
+        head=head.encode("latin-1"),
+        body=body,
+        size=length,
+        etag=etag,
+        last_modified=last_modified,
+        content_type=content_type,
+        fields=fields.encode("latin-1"),
+        cache_field=cache_field.encode("latin-1"),
+        stamp=stamp,
+        checked=time.monotonic() if now is None else now,
+        open_file=open_file,
     )
 
 
 class HotCache:
     """Byte-bounded LRU of `HotEntry` by key (the raw request path)."""
 
-    __slots__ = ("_items", "capacity", "object_max", "used")
+    __slots__ = ("_items", "capacity", "max_entries", "object_max", "used")
 
-    def __init__(self, capacity: int, object_max: int) -> None:
+    def __init__(self, capacity: int, object_max: int, max_entries: int = 100_000) -> None:
         self.capacity = capacity
         self.object_max = object_max
+        self.max_entries = max_entries
         self.used = 0
         self._items: OrderedDict[str, HotEntry] = OrderedDict()
 
@@ -100,15 +164,15 @@ class HotCache:
         return entry
 
     def put(self, key: str, entry: HotEntry) -> None:
-        size = len(entry.body) + len(entry.head)
-        if len(entry.body) > self.object_max or size > self.capacity:
+        cost = entry.cost
+        if (entry.body is not None and len(entry.body) > self.object_max) or cost > self.capacity:
             return
         self.discard(key)
         self._items[key] = entry
-        self.used += size
-        while self.used > self.capacity:
+        self.used += cost
+        while self.used > self.capacity or len(self._items) > self.max_entries:
             _, old = self._items.popitem(last=False)
-            self.used -= len(old.body) + len(old.head)
+            self.used -= old.cost
 
     def replace(self, key: str, entry: HotEntry) -> None:
         """Swap an entry for its revalidated copy (same size) without touching LRU order."""
@@ -118,7 +182,7 @@ class HotCache:
     def discard(self, key: str) -> None:
         old = self._items.pop(key, None)
         if old is not None:
-            self.used -= len(old.body) + len(old.head)
+            self.used -= old.cost
 
     def clear(self) -> None:
         self._items.clear()
@@ -145,8 +209,8 @@ class _Date:
 class _AlreadySent(web.StreamResponse):
     """Tells aiohttp the response went out already, and the connection stays open."""
 
-    def __init__(self, length: int) -> None:
-        super().__init__(status=200)
+    def __init__(self, status: int, length: int) -> None:
+        super().__init__(status=status)
         self._sent_length = length
 
     async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
@@ -165,11 +229,12 @@ class _AlreadySent(web.StreamResponse):
 
 
 Lookup = Callable[[web.BaseRequest], HotEntry | None]
-OnSent = Callable[[web.BaseRequest, HotEntry], None]
+#: Called after a fast-path answer: (request, status, body bytes sent).
+OnSent = Callable[[web.BaseRequest, int, int], None]
 
 
 def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None = None) -> None:
-    """Answer eligible requests from `lookup` before aiohttp routes them.
+    """Answer GET/HEAD of hot objects from `lookup` before aiohttp routes them.
 
     Call after ``runner.setup()`` and before the site starts: aiohttp's per-connection
     handlers copy ``server.request_handler`` when they are created.
@@ -179,19 +244,71 @@ def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         method = request.method
-        if (method == "GET" or method == "HEAD") and request.version == HttpVersion11:
-            headers = request.headers
-            if request.keep_alive and not any(name in headers for name in NEEDS_PLANNER):
-                entry = lookup(request)
-                transport = request.transport
-                if entry is not None and transport is not None and not transport.is_closing():
-                    if method == "GET":
-                        transport.write(b"".join((entry.head, date(), entry.body)))
-                    else:
-                        transport.write(entry.head + date())
+        if (
+            (method == "GET" or method == "HEAD")
+            and request.version == HttpVersion11
+            and request.keep_alive
+        ):
+            entry = lookup(request)
+            transport = request.transport
+            if entry is not None and transport is not None and not transport.is_closing():
+                sent = await _answer(request, transport, entry, date())
+                if sent is not None:
                     if on_sent is not None:
-                        on_sent(request, entry)
-                    return _AlreadySent(len(entry.body) if method == "GET" else 0)
+                        on_sent(request, sent.status, sent.content_length)
+                    return sent
         return await slow(request)
 
     server.request_handler = handler
+
+
+async def _answer(
+    request: web.BaseRequest, transport: asyncio.Transport, entry: HotEntry, date: bytes
+) -> _AlreadySent | None:
+    """Send the answer; None when the entry's file vanished (the slow path will 404)."""
+    headers = request.headers
+    head_only = request.method == "HEAD"
+    if entry.body is not None and not any(name in headers for name in NEEDS_PLANNER):
+        # The commonest request of all: one write of prebuilt bytes.
+        if head_only:
+            transport.write(entry.head + date)
+            return _AlreadySent(200, 0)
+        transport.write(b"".join((entry.head, date, entry.body)))
+        return _AlreadySent(200, entry.size)
+    plan = plan_response(
+        request.method,
+        headers,
+        size=entry.size,
+        etag=entry.etag,
+        last_modified=entry.last_modified,
+        content_type=entry.content_type,
+    )
+    head = entry.head_for(plan, date)
+    if not plan.has_body:
+        transport.write(head)
+        return _AlreadySent(plan.status, 0)
+    if entry.body is not None:
+        if plan.multipart is not None:
+            transport.write(head + plan.multipart.assemble(entry.body))
+        else:
+            r = plan.spans[0]
+            transport.write(b"".join((head, memoryview(entry.body)[r.first : r.last + 1])))
+        return _AlreadySent(plan.status, plan.content_length)
+    assert entry.open_file is not None
+    try:
+        fd = entry.open_file()
+    except VcdnError:
+        return None
+    try:
+        sock = direct_socket(transport)
+        if plan.content_length <= SMALL_BODY or sock is None:
+            if plan.content_length > SMALL_BODY:
+                return None  # TLS and large: let aiohttp stream it
+            transport.write(head + read_spans(fd, plan))
+        else:
+            await send_direct(
+                transport, request.writer, sock, fd, plan, lambda: transport.write(head)
+            )
+    finally:
+        os.close(fd)
+    return _AlreadySent(plan.status, plan.content_length)

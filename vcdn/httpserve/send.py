@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -171,6 +171,11 @@ def _pread_exact(fd: int, count: int, offset: int) -> bytes:
     return data
 
 
+def read_spans(fd: int, plan: Plan) -> bytes:
+    """The body of `plan` read from `fd` (multipart framing included); for small bodies."""
+    return _read_small(fd, plan)
+
+
 def _read_small(fd: int, plan: Plan) -> bytes:
     try:
         if plan.multipart is None:
@@ -194,39 +199,65 @@ async def _send_large(
     writer = await resp.prepare(request)
     assert writer is not None
     transport = request.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    tls = transport is not None and transport.get_extra_info("sslcontext") is not None
-    if transport is None or sock is None or tls:
+    sock = direct_socket(transport)
+    if transport is None or sock is None:
         await _send_fallback(resp, fd, plan)
         return
-    # Cork (TCP_CORK, like nginx's tcp_nopush) so headers and body leave in full segments.
-    _cork(sock, 1)
-    # Push aiohttp's buffered status line and headers into the transport, then wait until
-    # the transport holds nothing, so our direct writes come after them on the wire.
-    send_headers = getattr(writer, "send_headers", None)
-    if send_headers is not None:
-        send_headers()
-    else:  # pragma: no cover - aiohttp < 3.12 wrote headers in prepare()
-        await writer.write(b"")
-    await _flushed(transport, writer)
-    sink = SocketSink(sock.fileno())
-    try:
-        if plan.multipart is None:
-            r = plan.spans[0]
-            await sink.sendfile(fd, r.first, r.length)
-        else:
-            for part in plan.multipart.parts:
-                await sink.write(part.header)
-                await sink.sendfile(fd, part.range.first, part.range.length)
-            await sink.write(plan.multipart.trailer)
-    except (OSError, EOFError, TimeoutError) as exc:
-        # Headers promised a length we cannot deliver: the connection must die (RFC 9112 §6.3).
-        transport.abort()
-        raise ConnectionResetError(f"response body aborted: {exc}") from None
-    finally:
-        sink.close()
-        _cork(sock, 0)
+
+    def write_head() -> None:
+        send_headers = getattr(writer, "send_headers", None)
+        if send_headers is not None:
+            send_headers()
+        else:  # pragma: no cover - aiohttp < 3.12 wrote headers in prepare()
+            pass
+
+    await send_direct(transport, writer, sock, fd, plan, write_head)
     await resp.write_eof()
+
+
+def direct_socket(transport: asyncio.BaseTransport | None) -> Any:
+    """The transport's socket if bodies may be written to it directly (not TLS), else None."""
+    if transport is None or transport.get_extra_info("sslcontext") is not None:
+        return None
+    return transport.get_extra_info("socket")
+
+
+async def send_direct(
+    transport: asyncio.BaseTransport,
+    writer: Any,
+    sock: Any,
+    fd: int,
+    plan: Plan,
+    write_head: Callable[[], object],
+) -> None:
+    """Write the head through the transport, then the plan's spans straight to `sock`.
+
+    Corked (TCP_CORK, like nginx's tcp_nopush) so head and body leave in full segments.
+    The transport is drained before the first direct write, so bytes cannot be reordered.
+    """
+    _cork(sock, 1)
+    try:
+        write_head()
+        await _flushed(transport, writer)
+        sink = SocketSink(sock.fileno())
+        try:
+            if plan.multipart is None:
+                r = plan.spans[0]
+                await sink.sendfile(fd, r.first, r.length)
+            else:
+                for part in plan.multipart.parts:
+                    await sink.write(part.header)
+                    await sink.sendfile(fd, part.range.first, part.range.length)
+                await sink.write(plan.multipart.trailer)
+        except (OSError, EOFError, TimeoutError) as exc:
+            # The head promised a length we cannot deliver: the connection must die
+            # (RFC 9112 §6.3), or the client would read the next response as body.
+            transport.abort()
+            raise ConnectionResetError(f"response body aborted: {exc}") from None
+        finally:
+            sink.close()
+    finally:
+        _cork(sock, 0)
 
 
 def _cork(sock: object, on: int) -> None:

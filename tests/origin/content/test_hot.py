@@ -57,18 +57,20 @@ async def test_second_get_is_hot_and_identical(hot_origin) -> None:
     assert first[1] == second[1]
 
 
+@pytest.mark.parametrize("name", ["v1/seg_00001.m4s", "large.bin"])  # in RAM, on disk
 @pytest.mark.parametrize("case", CASES, ids=str)
-async def test_table_holds_once_hot(hot_origin, case: Case) -> None:
-    """Ranges and conditionals on a hot object still get the planner's answer."""
+async def test_table_holds_once_hot(hot_origin, case: Case, name: str) -> None:
+    """Ranges and conditionals on a hot object get the planner's answer on the fast path."""
     url, _, files = hot_origin
-    target = f"{url}/v/{TITLE}/v1/seg_00001.m4s"
+    target = f"{url}/v/{TITLE}/{name}"
     async with aiohttp.ClientSession() as s:
         _, headers, _ = await get(s, target)
-        await get(s, target)
-        res = Resource(files["v1/seg_00001.m4s"], headers["etag"], headers["last-modified"])
+        hits = await hot_hits(s, url)
+        res = Resource(files[name], headers["etag"], headers["last-modified"])
         async with s.request(case.method, target, headers=case.request_headers(res)) as resp:
             body = await resp.read()
             check(case, res, resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+        assert await hot_hits(s, url) == hits + 1
 
 
 async def test_hot_head_then_get_on_one_connection(hot_origin) -> None:

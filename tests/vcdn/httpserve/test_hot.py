@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vcdn.httpserve.hot import HotCache, build_entry
 from vcdn.httpserve.plan import plan_response
 
@@ -15,7 +17,7 @@ def entry(size: int, etag: str = '"e"'):
 
 def test_lru_is_bounded_by_bytes() -> None:
     one = entry(100)
-    cost = len(one.body) + len(one.head)
+    cost = one.cost
     cache = HotCache(capacity=cost * 2, object_max=1000)
     cache.put("a", one)
     cache.put("b", entry(100))
@@ -54,3 +56,28 @@ def test_prebuilt_head_has_the_planners_fields() -> None:
         assert fields[name] == value
     assert fields["Access-Control-Allow-Origin"] == "*"
     assert fields["Cache-Control"] == "public, max-age=60"
+
+
+def test_planned_heads_add_the_entry_fields() -> None:
+    """206/304/416 heads: the planner's fields, then CORS/Server, Cache-Control when due."""
+    e = entry(1000)
+    plan = plan_response("GET", {"Range": "bytes=0-9"}, size=1000, etag='"e"',
+                         last_modified=1_700_000_000, content_type="video/mp4")
+    head = e.head_for(plan, b"D\r\n\r\n").decode()
+    assert head.startswith("HTTP/1.1 206 Partial Content\r\n")
+    assert "Content-Range: bytes 0-9/1000\r\n" in head and "Content-Length: 10\r\n" in head
+    assert "Cache-Control: public, max-age=60\r\n" in head
+    assert head.endswith("Date: D\r\n\r\n")
+    bad = plan_response("GET", {"Range": "bytes=5000-"}, size=1000, etag='"e"',
+                        last_modified=None, content_type="video/mp4")
+    head = e.head_for(bad, b"D\r\n\r\n").decode()
+    assert head.startswith("HTTP/1.1 416 Range Not Satisfiable") and "Cache-Control" not in head
+
+
+def test_file_backed_entries_need_a_size_and_an_opener() -> None:
+    with pytest.raises(ValueError):
+        build_entry(None, etag='"e"', last_modified=None, content_type="video/mp4",
+                    cache_control=None, stamp=None)
+    e = build_entry(None, size=5_000_000, open_file=lambda: 0, etag='"e"', last_modified=None,
+                    content_type="video/mp4", cache_control=None, stamp=None)
+    assert b"Content-Length: 5000000\r\n" in e.head and e.cost < 1000
