@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
-from edge.fasthead import Head, parse_head
+from edge.fasthead import parse_head
 from edge.fill import VIA
 from edge.serve import cache_control_of
 from edge.store import Entry, object_key
@@ -154,12 +156,16 @@ class FastProtocol(asyncio.Protocol):
                     self._hand_off()
                 return
             head = parse_head(bytes(self._buf[:end]), limit)
-            answer = self._answer(head) if head is not None else None
-            if answer is None:
+            reply = (
+                answer(edge, head.method, head.target, head.headers, head.keep_alive)
+                if head is not None
+                else None
+            )
+            if reply is None:
                 self._hand_off()
                 return
             del self._buf[: end + 4]
-            self.transport.write(answer)
+            self.transport.write(reply)
             self._last = asyncio.get_running_loop().time()
             if head is not None and not head.keep_alive:
                 self.transport.close()
@@ -182,116 +188,119 @@ class FastProtocol(asyncio.Protocol):
 
     # --- the decision ------------------------------------------------------------------
 
-    def _answer(self, head: Head) -> bytes | None:
-        edge = self._edge
-        settings = edge.settings
-        if settings.mode != "appliance":
-            return None
-        raw = head.target
-        if "?" in raw:
-            return None
-        parts = raw.split("/", 4)
-        now = time.time()
-        try:
-            if len(parts) == 5 and parts[1] == "s":
-                _, _, token, title, rest = parts
-                if not _token_ok(token, title, edge.keys, now):
-                    return None
-            elif len(parts) >= 4 and parts[1] == "v" and settings.auth == "none":
-                _, _, title, rest = raw.split("/", 3)
-                if not is_valid_title(title):
-                    return None
-            else:
+
+def answer(
+    edge: Edge, method: str, raw: str, hdrs: Mapping[str, str], keep_alive: bool
+) -> bytes | None:
+    """The whole response to a GET/HEAD if it is a fresh small hit this worker holds."""
+    settings = edge.settings
+    if settings.mode != "appliance":
+        return None
+    if "?" in raw:
+        return None
+    parts = raw.split("/", 4)
+    now = time.time()
+    try:
+        if len(parts) == 5 and parts[1] == "s":
+            _, _, token, title, rest = parts
+            if not _token_ok(token, title, edge.keys, now):
                 return None
-            path = safe_relpath(rest)
-        except VcdnError:
-            return None  # aiohttp answers (403 with the reason logged, 400, 404)
-        entry = edge.store.get(object_key(title, path))
-        if entry is None:
-            return None
-        age = now - entry.response_time + entry.initial_age
-        hdrs = head.headers
-        if entry.lifetime <= age or "Cache-Control" in hdrs or "Pragma" in hdrs:
-            return None  # stale, or the client has cache directives: the full path decides
-        file = edge.store.file_str(entry)
-        plain = not (_CONDITIONAL & hdrs.keys())
-        cached = _HEADS.get((entry.file, entry.response_time, head.method)) if plain else None
-        if cached is not None:
-            prefix, length = cached
-            if head.method == "HEAD":
-                body = b""
-                if not _on_disk(file):
-                    return None
-            else:
-                body = self._small(entry, edge, file) if length <= edge.ram.object_max else None
-                if body is None:
-                    return None
+        elif len(parts) >= 4 and parts[1] == "v" and settings.auth == "none":
+            _, _, title, rest = raw.split("/", 3)
+            if not is_valid_title(title):
+                return None
         else:
-            if entry.cache_control and "no-cache" in entry.cache_control:
-                return None
-            plan = plan_response(
-                head.method,
-                hdrs,
-                size=entry.size,
-                etag=entry.etag,
-                last_modified=entry.last_modified,
-                content_type=entry.content_type,
-            )
-            if plan.content_length > FAST_BODY:
-                return None
+            return None
+        path = safe_relpath(rest)
+    except VcdnError:
+        return None  # aiohttp answers (403 with the reason logged, 400, 404)
+    entry = edge.store.get(object_key(title, path))
+    if entry is None:
+        return None
+    age = now - entry.response_time + entry.initial_age
+    if entry.lifetime <= age or "Cache-Control" in hdrs or "Pragma" in hdrs:
+        return None  # stale, or the client has cache directives: the full path decides
+    file = edge.store.file_str(entry)
+    plain = not any(name in hdrs for name in _CONDITIONAL)
+    cached = _HEADS.get((entry.file, entry.response_time, method)) if plain else None
+    if cached is not None:
+        prefix, length = cached
+        if method == "HEAD":
             body = b""
-            if plan.has_body and entry.size <= edge.ram.object_max:
-                data = self._small(entry, edge, file)
-                if data is None:
-                    return None
-                if plan.multipart is not None:
-                    body = plan.multipart.assemble(data)
-                else:
-                    r = plan.spans[0]
-                    body = data if r.length == len(data) else data[r.first : r.last + 1]
-            elif plan.has_body:
-                # A small part of a large object (a 64 KiB range): one pread per span.
-                spans = _pread_spans(file, plan)
-                if spans is None:
-                    return None
-                body = spans
-            elif plan.status in (200, 206) and not _on_disk(file):
+            if not _on_disk(file):
                 return None
-            prefix = self._prefix(plan, entry)
-            if plain and plan.status == 200 and plan.content_length <= edge.ram.object_max:
-                if len(_HEADS) >= _HEADS_MAX:
-                    _HEADS.clear()
-                _HEADS[(entry.file, entry.response_time, head.method)] = (
-                    prefix,
-                    plan.content_length,
-                )
-        edge.store.touch(entry.key, now)
-        edge.stats.fast_hit(title, len(body))
-        tail = f"Age: {int(age) if age > 0 else 0}\r\nDate: {CLOCK.date(now)}\r\n"
-        if not head.keep_alive:
-            tail += "Connection: close\r\n"
-        return b"".join((prefix, tail.encode("latin-1"), b"\r\n", body))
+        else:
+            body = _small(entry, edge, file) if length <= edge.ram.object_max else None
+            if body is None:
+                return None
+    else:
+        if entry.cache_control and "no-cache" in entry.cache_control:
+            return None
+        plan = plan_response(
+            method,
+            hdrs,
+            size=entry.size,
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            content_type=entry.content_type,
+        )
+        if plan.content_length > FAST_BODY:
+            return None
+        body = b""
+        if plan.has_body and entry.size <= edge.ram.object_max:
+            data = _small(entry, edge, file)
+            if data is None:
+                return None
+            if plan.multipart is not None:
+                body = plan.multipart.assemble(data)
+            else:
+                r = plan.spans[0]
+                body = data if r.length == len(data) else data[r.first : r.last + 1]
+        elif plan.has_body:
+            # A small part of a large object (a 64 KiB range): one pread per span.
+            spans = _pread_spans(file, plan)
+            if spans is None:
+                return None
+            body = spans
+        elif plan.status in (200, 206) and not _on_disk(file):
+            return None
+        prefix = _prefix(plan, entry, edge.settings.live)
+        if plain and plan.status == 200 and plan.content_length <= edge.ram.object_max:
+            if len(_HEADS) >= _HEADS_MAX:
+                _HEADS.clear()
+            _HEADS[(entry.file, entry.response_time, method)] = (
+                prefix,
+                plan.content_length,
+            )
+    edge.store.touch(entry.key, now)
+    edge.stats.fast_hit(title, len(body))
+    tail = f"Age: {int(age) if age > 0 else 0}\r\nDate: {CLOCK.date(now)}\r\n"
+    if not keep_alive:
+        tail += "Connection: close\r\n"
+    return b"".join((prefix, tail.encode("latin-1"), b"\r\n", body))
 
-    def _small(self, entry: Entry, edge: Edge, path: str) -> bytes | None:
-        """A small object's bytes from RAM (if its file still exists) or from disk."""
-        body = edge.ram.get(entry.file)
-        if body is not None:
-            return body if _on_disk(path) else None
-        body = _read(path, entry.size)
-        if body is not None:
-            edge.ram.put(entry.file, body)
-        return body
 
-    def _prefix(self, plan: Any, entry: Entry) -> bytes:
-        """Every header line but Age and Date (which change), without the final CRLF."""
-        lines = [f"HTTP/1.1 {plan.status} {_REASONS.get(plan.status, 'OK')}\r\n"]
-        lines += [f"{k}: {v}\r\n" for k, v in plan.headers]
-        lines.append(_CORS)
-        if plan.status in (200, 206, 304):
-            lines.append(f"Cache-Control: {cache_control_of(entry, self._edge.settings.live)}\r\n")
-        lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
-        lines.append(f"Via: {VIA}\r\n")
-        return "".join(lines).encode("latin-1")
+def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
+    """A small object's bytes from RAM (if its file still exists) or from disk."""
+    body = edge.ram.get(entry.file)
+    if body is not None:
+        return body if _on_disk(path) else None
+    body = _read(path, entry.size)
+    if body is not None:
+        edge.ram.put(entry.file, body)
+    return body
+
+
+def _prefix(plan: Any, entry: Entry, live: bool) -> bytes:
+    """Every header line but Age and Date (which change), without the final CRLF."""
+    lines = [f"HTTP/1.1 {plan.status} {_REASONS.get(plan.status, 'OK')}\r\n"]
+    lines += [f"{k}: {v}\r\n" for k, v in plan.headers]
+    lines.append(_CORS)
+    if plan.status in (200, 206, 304):
+        lines.append(f"Cache-Control: {cache_control_of(entry, live)}\r\n")
+    lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
+    lines.append(f"Via: {VIA}\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 def _token_ok(token: str, title: str, keys: dict[str, bytes], now: float) -> bool:
@@ -388,3 +397,52 @@ class FastSite(web.BaseSite):
             sock=self._sock,
             backlog=self._backlog,
         )
+
+
+class _AlreadySent(web.StreamResponse):
+    """Tells aiohttp the answer went out already and the connection stays open."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(status=200)
+        self._sent_length = length
+
+    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+    @property
+    def keep_alive(self) -> bool:
+        return True
+
+    @property
+    def content_length(self) -> int:  # type: ignore[override]
+        return self._sent_length
+
+
+def install_request_fast_path(server: web.Server, edge: Edge) -> None:
+    """The same answers for connections aiohttp owns (after a hand-off, or when the edge
+    runs on another site): checked before routing, middlewares and response objects.
+
+    Call after ``runner.setup()`` and before any connection: aiohttp's per-connection
+    handlers copy ``server.request_handler`` when they are created.
+    """
+    slow: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = server.request_handler
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        method = request.method
+        if (
+            (method == "GET" or method == "HEAD")
+            and request.version == HttpVersion11
+            and request.keep_alive
+        ):
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                reply = answer(edge, method, request.raw_path, request.headers, True)
+                if reply is not None:
+                    transport.write(reply)
+                    return _AlreadySent(len(reply))
+        return await slow(request)
+
+    server.request_handler = handler

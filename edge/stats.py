@@ -49,6 +49,8 @@ class EdgeStats:
         self._cache_bytes = self.bytes.labels("cache")
         self.titles: Tally[str] = Tally()
         self.hits = 0
+        #: Hits answered by `edge.fastpath` (a subset of `hits`).
+        self.fast_hits = 0
         self.misses = 0
         self.sent = 0
 
@@ -65,6 +67,7 @@ class EdgeStats:
         """`request("hit", title)` and `sent_bytes("cache", n)` in one call."""
         self._hit.inc()
         self.hits += 1
+        self.fast_hits += 1
         self.titles[title] += 1
         if n > 0:
             self._cache_bytes.inc(n)

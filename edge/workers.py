@@ -57,7 +57,7 @@ def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
 async def start_edge(app: web.Application, settings: EdgeSettings) -> tuple[web.AppRunner, str]:
     """Start `app` on its own SO_REUSEPORT socket; connections begin on the hit fast path."""
     from edge.app import EDGE_KEY
-    from edge.fastpath import FastSite
+    from edge.fastpath import FastSite, install_request_fast_path
 
     limits = limits_of(settings)
     runner = web.AppRunner(
@@ -70,6 +70,7 @@ async def start_edge(app: web.Application, settings: EdgeSettings) -> tuple[web.
     await runner.setup()
     assert runner.server is not None
     cap_connections(runner.server, limits.max_connections)
+    install_request_fast_path(runner.server, app[EDGE_KEY])
     sock, port = _reserve(settings.host, settings.port)
     site = FastSite(
         runner,
