@@ -35,6 +35,7 @@ from appliance.metrics import ApplianceMetrics
 from appliance.pacing import TokenBucket
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
+from edge.store import object_key
 from vcdn import tokens
 from vcdn.errors import DiskFull, IntegrityError, StoreError, UpstreamError
 from vcdn.httpserve.media import cache_control, media_type
@@ -113,9 +114,18 @@ class Filler:
 
     # --- one pass -----------------------------------------------------------------------
 
+    def _have(self, title: str, entry: FileEntry) -> bool:
+        """Held with the manifest's digest (an object filled on demand may carry none)."""
+        stored = self.store.get(object_key(title, entry.path))
+        if stored is None:
+            stored = self.store.lookup(object_key(title, entry.path))
+        if stored is None:
+            return False
+        return stored.sha256 is None or stored.sha256 == entry.sha256.lower()
+
     def plan(self, manifest: FillManifest) -> fill_plan.Plan:
         return fill_plan.plan(
-            manifest, self.store.has, self.settings.origin_url, self.settings.public_url
+            manifest, self._have, self.settings.origin_url, self.settings.public_url
         )
 
     def _progress(self, plan: fill_plan.Plan) -> None:

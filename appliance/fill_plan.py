@@ -108,11 +108,15 @@ def sources_for(item: FillTitle, origin_url: str, self_url: str) -> tuple[Source
 
 def plan(
     manifest: FillManifest,
-    have: Callable[[str, str], bool],
+    have: Callable[[str, FileEntry], bool],
     origin_url: str,
     self_url: str,
 ) -> Plan:
-    """The work a manifest implies given what the cache already holds (`have(title, path)`)."""
+    """The work a manifest implies given what the cache already holds.
+
+    `have(title, entry)` says whether the cache holds that file *as the manifest describes
+    it*, so a republished title (same path, new bytes) is fetched again.
+    """
     work: list[TitleWork] = []
     rejected: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -128,7 +132,7 @@ def plan(
             rejected.append((item.title, problems[0]))
             continue
         files = tuple({f.path: f for f in item.files}.values())
-        missing = tuple(f for f in files if not have(item.title, f.path))
+        missing = tuple(f for f in files if not have(item.title, f))
         work.append(
             TitleWork(
                 title=item.title,

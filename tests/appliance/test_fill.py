@@ -99,3 +99,21 @@ async def test_bandwidth_cap_paces_the_fill(
     # 400 kB at 200 kB/s after a 200 kB burst: at least one second, and not much more.
     assert 0.9 <= took < 5.0, took
     store.close()
+
+
+async def test_a_republished_title_is_fetched_again(
+    tmp_path: Path, origin: Served, origin_root: Path, session: aiohttp.ClientSession
+) -> None:
+    """Same path, new bytes and digest in the manifest: the held copy no longer counts."""
+    old = make_title(origin_root, "re", {"a.ts": blob(2000, 1)})
+    s = settings(tmp_path, origin.url)
+    store = CacheStore(s.cache_dir, s.cache_capacity)
+    f = filler(s, store, session)
+    assert await f.run(fill_manifest(old), download=True)
+    new_bytes = blob(2500, 2)
+    new = make_title(origin_root, "re", {"a.ts": new_bytes})
+    assert await f.run(fill_manifest(new), download=True)
+    entry = store.lookup(object_key("re", "a.ts"))
+    assert entry is not None and store.file_path(entry).read_bytes() == new_bytes
+    assert f.status.fill.from_origin == 2
+    store.close()

@@ -25,7 +25,7 @@ def manifest(*titles: FillTitle) -> FillManifest:
 def test_keeps_manifest_order_and_lists_only_missing_files() -> None:
     have = {("t2", "a")}
     p = plan(manifest(title("t1", ["a", "b"], score=9), title("t2", ["a"], score=3)),
-             lambda t, f: (t, f) in have, "http://origin:8000", "http://me:8080")
+             lambda t, f: (t, f.path) in have, "http://origin:8000", "http://me:8080")
     assert [w.title for w in p.work] == ["t1", "t2"]
     assert [f.path for f in p.work[0].missing] == ["a", "b"]
     assert p.work[1].complete and p.missing_bytes == 20
