@@ -55,6 +55,20 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """(time on a CPU, time runnable but waiting for one) of the process tree, in seconds."""
+    run = wait = 0
+    for p in tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                on_cpu, waiting, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            run += int(on_cpu)
+            wait += int(waiting)
+    return run / 1e9, wait / 1e9
+
+
 def rss_mib(pid: int) -> float:
     total = 0
     for p in tree(pid):
@@ -87,40 +101,42 @@ def measure(target: Target, cases: list[content.Case], args: argparse.Namespace,
             for path in case.paths:
                 urllib.request.urlopen(f"{target.url_prefix}{content.TITLE}/{path}").read()
         wrk.run(target.url_prefix, case, seconds=1, connections=args.connections, work=work)
-        cpu0 = cpu_seconds(target.pid)
+        cpu0, (_, wait0), t0 = cpu_seconds(target.pid), sched_seconds(target.pid), time.time()
         res = wrk.run(target.url_prefix, case, seconds=args.seconds,
                       connections=args.connections, work=work)
         cpu = cpu_seconds(target.pid) - cpu0
+        waited = (sched_seconds(target.pid)[1] - wait0) / (time.time() - t0)
         results[case.name] = {
             "rps": res.rps, "mbps": res.mbps, "p50_ms": res.p50_us / 1000,
             "p99_ms": res.p99_us / 1000, "cpu_us_per_req": cpu / max(res.requests, 1) * 1e6,
             "errors": res.errors + res.status_errors, "rss_mib": rss_mib(target.pid),
+            "cpu_busy": cpu / args.seconds, "runqueue_wait": waited,
         }
         r = results[case.name]
         print(f"  {target.name:8} {case.name:9} {r['rps']:10.0f} req/s {r['mbps']:9.1f} MB/s "
               f"p99 {r['p99_ms']:7.2f} ms  cpu {r['cpu_us_per_req']:7.1f} us/req  "
+              f"busy {r['cpu_busy']:4.0%} waited-for-cpu {r['runqueue_wait']:4.0%}  "
               f"errors {r['errors']:.0f}", flush=True)
     return results
 
 
 def print_table(all_results: dict[str, dict[str, dict[str, float]]],
                 cases: list[content.Case]) -> None:
+    """Two ratios to nginx: measured req/s, and req/s per CPU second (nginx's CPU time per
+    request over ours), which still means something when other work shares the cores."""
     base = all_results.get("nginx")
-    print("\ncase       target      req/s      MB/s   p99 ms  cpu us/req   ratio req/s vs nginx")
+    print("\ncase       target      req/s      MB/s   p99 ms  cpu us/req  req/s ratio  "
+          "per-CPU ratio")
     for case in cases:
         for name, results in all_results.items():
             r = results[case.name]
-            ratio = ""
+            ratio = per_cpu = ""
             if base is not None and name != "nginx":
-                ratio = f"{r['rps'] / base[case.name]['rps']:.2f}x"
+                b = base[case.name]
+                ratio = f"{r['rps'] / b['rps']:.2f}x"
+                per_cpu = f"{b['cpu_us_per_req'] / max(r['cpu_us_per_req'], 1e-9):.2f}x"
             print(f"{case.name:10} {name:8} {r['rps']:9.0f} {r['mbps']:9.1f} {r['p99_ms']:8.2f} "
-                  f"{r['cpu_us_per_req']:11.1f}   {ratio}")
-        if base is not None:
-            for name, results in all_results.items():
-                if name != "nginx":
-                    cpu_ratio = results[case.name]["cpu_us_per_req"] / max(
-                        base[case.name]["cpu_us_per_req"], 1e-9)
-                    print(f"{'':10} {name} CPU per request = {cpu_ratio:.1f}x nginx's")
+                  f"{r['cpu_us_per_req']:11.1f}  {ratio:>11}  {per_cpu:>13}")
 
 
 def strace_proof(args: argparse.Namespace, root: Path, work: Path,

@@ -46,11 +46,11 @@ class Target:
         for i, cmd in enumerate(self.commands):
             last = i == len(self.commands) - 1
             full = ["taskset", "-c", SERVER_CPU, *((wrap or []) if last else []), *cmd]
-            log = open(workdir / f"{self.name}-{i}.log", "wb")  # kept open for the child
-            proc = subprocess.Popen(
-                full, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env}, start_new_session=True,
-            )
+            with open(workdir / f"{self.name}-{i}.log", "wb") as log:
+                proc = subprocess.Popen(
+                    full, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, **self.env}, start_new_session=True,
+                )
             self.procs.append(proc)
             url = self.ready_urls[i] if i < len(self.ready_urls) else None
             wait_ready(proc, url or self.url_prefix, workdir / f"{self.name}-{i}.log")
