@@ -195,3 +195,50 @@ async def test_live_playlist_revalidated_then_fast_again(aiohttp_server, tmp_pat
             assert origin.count("/v/demo/live.m3u8") == 2
     finally:
         await runner.cleanup()
+
+
+async def _listening(origin: TestServer, tmp_path: Path, **kw: object) -> tuple[web.AppRunner, str]:
+    settings = edge_settings(tmp_path, str(origin.make_url("")).rstrip("/"), port=0, **kw)
+    return await start_edge(make_app(settings), settings)
+
+
+async def test_slow_request_head_is_cut_off(origin: TestServer, tmp_path: Path) -> None:
+    """A client dribbling its request head (slowloris) is disconnected at the deadline."""
+    runner, url = await _listening(origin, tmp_path, keepalive_timeout=0.5)
+    try:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        start = asyncio.get_running_loop().time()
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+        try:
+            for _ in range(10):
+                await asyncio.sleep(0.2)
+                writer.write(b"X-Slow: 1\r\n")
+                await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 3)
+        except ConnectionError:
+            answer = b""
+        assert answer == b""  # closed, never answered
+        assert asyncio.get_running_loop().time() - start < 1.9
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_connections_beyond_the_cap_are_closed(origin: TestServer, tmp_path: Path) -> None:
+    """max_connections: a connection over the cap is closed at once; the others work."""
+    runner, url = await _listening(origin, tmp_path, max_connections=2)
+    try:
+        host, port = url.removeprefix("http://").split(":")
+        held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        r0, w0 = held[0]
+        w0.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(r0.readuntil(b"\r\n"), 3)).startswith(b"HTTP/1.1 200")
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+    finally:
+        await runner.cleanup()
