@@ -37,7 +37,8 @@ def _open(path: Path, kind: str) -> Any:
     if not path.is_file():
         raise ConfigError(f"MaxMind {kind} database '{path}' does not exist.")
     try:
-        reader = maxminddb.open_database(str(path), maxminddb.MODE_MMAP)
+        # MODE_AUTO picks the C extension (libmaxminddb) when built: ~10x the pure reader.
+        reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
         db_type = str(reader.metadata().database_type)
         for _ in itertools.islice(iter(reader), _PROBE_RECORDS):
             pass

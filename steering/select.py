@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from steering.geo import Location
 from steering.prefixes import BITS
 from steering.view import Node, Site, SteeringView
+from steering.view import _distance_km as _distance_km
 from vcdn.hashing import rank
 
 Reason = Literal["prefix", "asn", "geo", "default", "none"]
-EARTH_RADIUS_KM: Final = 6371.0
 MIN_WEIGHT: Final = 0.05
 SPREAD_BITS: Final = {4: 24, 6: 56}
 
@@ -84,12 +83,7 @@ class Decision:
     scope: int
 
 
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+distance_km = _distance_km
 
 
 def _unit(key: str) -> float:
@@ -159,10 +153,10 @@ def _rank_site(site: Site, bucket: str, title: str | None,
 
 
 def _count(site: Site, family: int) -> int:
-    return sum(1 for n in site.nodes if (n.addrs4 if family == 4 else n.addrs6))
+    return site.count4 if family == 4 else site.count6
 
 
-def _reach(sites: list[Site], depth: int | None) -> dict[int, int]:
+def _reach(sites: list[Site], depth: int | None, view: SteeringView) -> dict[int, int]:
     """Per address family, the index of the last site an answer of `depth` reaches
     (-1 when no site has an address of that family)."""
     out = {4: len(sites), 6: len(sites)}
@@ -170,6 +164,9 @@ def _reach(sites: list[Site], depth: int | None) -> dict[int, int]:
         return out
     for family in (4, 6):
         total, last = 0, -1
+        if not (view.count4 if family == 4 else view.count6):
+            out[family] = last
+            continue
         for i, site in enumerate(sites):
             n = _count(site, family)
             if n:
@@ -206,9 +203,8 @@ def select(
     scope = min(scope, client.source_len)
     chosen = {s.name for s in primary}
     if primary:
-        anchor = primary[0]
-        rest = [s for s in view.sites.values() if s.name not in chosen]
-        primary = primary + _by_distance(rest, anchor.lat, anchor.lon)
+        primary = primary + [view.sites[n] for n in view.neighbours[primary[0].name]
+                             if n not in chosen]
     # Spreading clients over appliances (load shedding, DNS weighting, dispersion) hashes
     # the client's /24 (/56): the granularity resolvers send in ECS (RFC 7871 §11.1).
     # When it is used, the answer depends on those bits and the scope says so.
@@ -217,7 +213,7 @@ def select(
     varied = False
     ordered: list[Site] = []
     pending: list[Site] = []
-    reach = None if depth is None else _reach(primary, depth)
+    reach = None if depth is None else _reach(primary, depth, view)
     for i, site in enumerate(primary):
         share = _shed_share(site.utilization, policy.saturation)
         # Shedding swaps a site with the next one: it matters if either is reached.
@@ -232,7 +228,7 @@ def select(
             pending = []
     ordered.extend(pending)
     nodes: list[Node] = []
-    reach = None if depth is None else _reach(ordered, depth)
+    reach = None if depth is None else _reach(ordered, depth, view)
     last = len(ordered) if reach is None else max(reach.values())
     for i, site in enumerate(ordered):
         if i > last:

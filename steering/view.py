@@ -18,6 +18,7 @@ from steering.prefixes import PrefixTable
 from vcdn.schemas import ApplianceView
 
 USABLE_STATES: Final = frozenset({"healthy"})
+EARTH_RADIUS_KM: Final = 6371.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class Site:
     lat: float
     lon: float
     utilization: float  # mean of its nodes'
+    count4: int = 0  # appliances with an IPv4 / IPv6 address
+    count6: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class SteeringView:
     heartbeat_interval: float = 10.0
     generated_at: float = 0.0
     dropped: tuple[str, ...] = field(default=())  # ids left out (not healthy)
+    # Per site, the other sites nearest first: the spill order, computed once per view.
+    neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    count4: int = 0  # usable appliances with an IPv4 / IPv6 address
+    count6: int = 0
 
 
 def host_of(public_url: str) -> str:
@@ -99,6 +106,14 @@ def signature(
         for a in appliances
     )
     return (heartbeat_interval, *items)
+
+
+def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine), the one `select.distance_km` also uses."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 def _mean_location(nodes: Iterable[Node]) -> tuple[float, float]:
@@ -156,7 +171,15 @@ def build_view(
     for name, members in sorted(by_site.items()):
         lat, lon = _mean_location(members)
         util = sum(n.utilization for n in members) / len(members)
-        sites[name] = Site(name, tuple(sorted(members, key=lambda n: n.id)), lat, lon, util)
+        sites[name] = Site(name, tuple(sorted(members, key=lambda n: n.id)), lat, lon, util,
+                           sum(1 for n in members if n.addrs4),
+                           sum(1 for n in members if n.addrs6))
+    neighbours = {
+        a.name: tuple(b.name for b in sorted(
+            (b for b in sites.values() if b.name != a.name),
+            key=lambda b, a=a: (_distance_km(a.lat, a.lon, b.lat, b.lon), b.name)))
+        for a in sites.values()
+    }
     asn_sites: dict[int, list[str]] = {}
     for n in nodes.values():
         if n.asn and n.site not in asn_sites.setdefault(n.asn, []):
@@ -170,4 +193,7 @@ def build_view(
         heartbeat_interval=heartbeat_interval,
         generated_at=generated_at,
         dropped=tuple(dropped),
+        neighbours=neighbours,
+        count4=sum(s.count4 for s in sites.values()),
+        count6=sum(s.count6 for s in sites.values()),
     )
