@@ -94,7 +94,7 @@ def _video(stream: dict[str, Any], name: str) -> VideoStream:
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
         raise MediaError(f"Source '{name}' has a video stream without a picture size.")
-    sar = _rate(stream.get("sample_aspect_ratio", "1/1").replace(":", "/")) or 1.0
+    sar = _rate(str(stream.get("sample_aspect_ratio") or "1/1").replace(":", "/")) or 1.0
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
     if not fps or fps > 240:
         raise MediaError(f"Source '{name}' has no usable frame rate; re-mux it with one.")
@@ -150,9 +150,12 @@ def check_readable(path: Path) -> None:
         raise MediaError(f"Source '{path}' cannot be read: {exc.strerror}.") from None
     if stat.S_ISDIR(st.st_mode):
         raise MediaError(f"Source '{path}' is a directory, not a video file.")
+    if not stat.S_ISREG(st.st_mode):
+        # A pipe or device cannot be read twice (probe, then encode) and may never end.
+        raise MediaError(f"Source '{path}' is not a regular file.")
     if not os.access(path, os.R_OK):
         raise MediaError(f"Source '{path}' cannot be read: permission denied.")
-    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+    if st.st_size == 0:
         raise MediaError(f"Source '{path}' is empty (0 bytes).")
 
 

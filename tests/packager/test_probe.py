@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,10 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     empty = d / "empty.mp4"
     empty.touch()
     audio = make_source(d / "audio.m4a", seconds=1, video=False)
-    return {"text": text, "empty": empty, "audio": audio, "missing": d / "missing.mp4", "dir": d}
+    fifo = d / "pipe.mp4"
+    os.mkfifo(fifo)
+    return {"text": text, "empty": empty, "audio": audio, "missing": d / "missing.mp4", "dir": d,
+            "fifo": fifo}
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("audio", "has no video stream; vcdn package needs one."),
         ("missing", "does not exist."),
         ("dir", "is a directory, not a video file."),
+        ("fifo", "is not a regular file."),
     ],
 )
 def test_probe_source_refuses_bad_files_with_one_line(
