@@ -47,7 +47,8 @@ def render_summary(data: dict[str, Any]) -> str:
     if total_hits + total_misses:
         lines.append(
             f"  fleet hit ratio: {total_hits / (total_hits + total_misses):.0%} "
-            f"({total_hits} hits, {total_misses} misses)"
+            f"({total_hits} hits, {total_misses} misses; the fill goes through the cache, "
+            "so each filled file counts one miss)"
         )
     lines += ["", "DNS answer for the demo name (as dig shows it):"]
     lines += ["  " + line for line in data["dns"].splitlines()]
