@@ -17,10 +17,27 @@ import dns.resolver
 import pytest
 
 from tests.conftest import require_tool
-from tests.steering.conftest import SteeringProc, start_steering, stop_steering, wait_for
+from tests.steering.conftest import (
+    SteeringProc,
+    standard_appliances,
+    start_steering,
+    stop_steering,
+    wait_for,
+)
 from tests.steering.fakes import FakeControl, appliance
 
 EDGE = "edge.cdn.example."
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[SteeringProc]:
+    """One steering process for the tests that only read (the fuzz test runs last)."""
+    fake = FakeControl().start()
+    fake.appliances = standard_appliances()
+    sp = start_steering(fake.url)
+    yield sp
+    stop_steering(sp)
+    fake.stop()
 
 
 def dig(tool: str, sp: SteeringProc, *args: str) -> str:
@@ -51,32 +68,32 @@ def addrs(m: dns.message.Message) -> list[str]:
 
 @pytest.mark.parametrize("tool", ["dig", "kdig"])
 def test_subnet_from_maxmind_and_prefix_data_maps_to_the_right_site(
-    tool: str, steering: SteeringProc
+    tool: str, shared: SteeringProc
 ) -> None:
     # Registered ISP prefix 81.2.69.0/24 → the ISP's appliances.
-    out = dig(tool, steering, "edge.cdn.example", "+subnet=81.2.69.142/32")
+    out = dig(tool, shared, "edge.cdn.example", "+subnet=81.2.69.142/32")
     assert sorted(answers(out)) == ["127.0.1.1", "127.0.1.2"]
     assert "81.2.69.142/32/24" in out  # ECS echoed with scope 24
     # ASN 29518 (MaxMind test data) → the Stockholm site's appliance first.
-    assert answers(dig(tool, steering, "edge.cdn.example", "+subnet=89.160.20.112/32"))[0] \
+    assert answers(dig(tool, shared, "edge.cdn.example", "+subnet=89.160.20.112/32"))[0] \
         == "127.0.2.1"
     # Milton, WA → Seattle.
-    assert answers(dig(tool, steering, "edge.cdn.example", "+subnet=216.160.83.56/32"))[0] \
+    assert answers(dig(tool, shared, "edge.cdn.example", "+subnet=216.160.83.56/32"))[0] \
         == "127.0.4.1"
 
 
 @pytest.mark.parametrize("tool", ["dig", "kdig"])
-def test_refused_outside_the_zone_and_nxdomain_inside(tool: str, steering: SteeringProc) -> None:
-    out = dig(tool, steering, "www.example.org", "A")
+def test_refused_outside_the_zone_and_nxdomain_inside(tool: str, shared: SteeringProc) -> None:
+    out = dig(tool, shared, "www.example.org", "A")
     assert "REFUSED" in out and " aa" not in out.split("QUERY")[1].split(";")[0]
-    out = dig(tool, steering, "missing.cdn.example", "A")
+    out = dig(tool, shared, "missing.cdn.example", "A")
     assert "NXDOMAIN" in out and "SOA" in out
 
 
-def test_dnspython_resolver_gets_the_answer(steering: SteeringProc) -> None:
+def test_dnspython_resolver_gets_the_answer(shared: SteeringProc) -> None:
     res = dns.resolver.Resolver(configure=False)
     res.nameservers = ["127.0.0.1"]
-    res.port = steering.dns_port
+    res.port = shared.dns_port
     res.timeout = res.lifetime = 3
     got = res.resolve(EDGE, "A")
     assert len(list(got)) == 2
@@ -84,11 +101,11 @@ def test_dnspython_resolver_gets_the_answer(steering: SteeringProc) -> None:
     assert str(soa[0].mname) == "ns1.cdn.example."
 
 
-def test_tcp_and_udp_answer_the_same(steering: SteeringProc) -> None:
+def test_tcp_and_udp_answer_the_same(shared: SteeringProc) -> None:
     q = dns.message.make_query(EDGE, "A", use_edns=0,
                                options=[dns.edns.ECSOption.from_text("81.2.69.0/24")])
-    udp = dns.query.udp(q, "127.0.0.1", port=steering.dns_port, timeout=2)
-    tcp = dns.query.tcp(q, "127.0.0.1", port=steering.dns_port, timeout=2)
+    udp = dns.query.udp(q, "127.0.0.1", port=shared.dns_port, timeout=2)
+    tcp = dns.query.tcp(q, "127.0.0.1", port=shared.dns_port, timeout=2)
     assert addrs(udp) == addrs(tcp) and addrs(udp)
 
 
@@ -113,11 +130,11 @@ def test_too_big_for_udp_sets_tc_and_tcp_gives_all(big: SteeringProc) -> None:
     assert len(addrs(m)) == 40 and not m.flags & dns.flags.TC
 
 
-def test_junk_gets_formerr_over_udp(steering: SteeringProc) -> None:
+def test_junk_gets_formerr_over_udp(shared: SteeringProc) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(2)
         s.sendto(b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07garbage",
-                 ("127.0.0.1", steering.dns_port))
+                 ("127.0.0.1", shared.dns_port))
         data, _ = s.recvfrom(4096)
     assert data[:2] == b"\xab\xcd" and data[2] & 0x80 and data[3] & 0x0F == 1
 
@@ -173,7 +190,7 @@ def _mutations(rng: random.Random, seeds: list[bytes]) -> Iterator[bytes]:
             yield bytes(base) + rng.randbytes(rng.randrange(1, 40))
 
 
-def test_fuzz_thousands_of_packets_then_still_answers(steering: SteeringProc) -> None:
+def test_fuzz_thousands_of_packets_then_still_answers(shared: SteeringProc) -> None:
     """3000 random and mutated packets (bounded in count and time); the server must keep
     answering correctly afterwards."""
     rng = random.Random(7)
@@ -188,7 +205,7 @@ def test_fuzz_thousands_of_packets_then_still_answers(steering: SteeringProc) ->
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.setblocking(False)
         for n, packet in enumerate(_mutations(rng, seeds)):
-            s.sendto(packet, ("127.0.0.1", steering.dns_port))
+            s.sendto(packet, ("127.0.0.1", shared.dns_port))
             if n % 50 == 0:
                 time.sleep(0.005)  # do not overrun the socket buffer: we fuzz the parser
                 try:
@@ -199,9 +216,9 @@ def test_fuzz_thousands_of_packets_then_still_answers(steering: SteeringProc) ->
             assert time.monotonic() < deadline
     # TCP too: a few broken length-prefixed streams.
     for packet in list(_mutations(rng, seeds))[:50]:
-        with socket.create_connection(("127.0.0.1", steering.dns_port), timeout=2) as c:
+        with socket.create_connection(("127.0.0.1", shared.dns_port), timeout=2) as c:
             c.sendall(len(packet).to_bytes(2, "big") + packet[: rng.randrange(len(packet) + 1)])
-    assert steering.proc.poll() is None
-    m = query(steering, ecs="81.2.69.0/24")
+    assert shared.proc.poll() is None
+    m = query(shared, ecs="81.2.69.0/24")
     assert m.rcode() == dns.rcode.NOERROR and sorted(addrs(m)) == ["127.0.1.1", "127.0.1.2"]
-    assert steering.healthz()["status"] == "ok"
+    assert shared.healthz()["status"] == "ok"

@@ -27,7 +27,7 @@ def ecs_options(draw: st.DrawFn) -> dns.edns.ECSOption:
     return dns.edns.ECSOption(groups, draw(st.integers(0, 128)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(names, rdtypes, st.booleans(), st.one_of(st.none(), ecs_options()),
        st.integers(0, 65535), st.booleans())
 def test_parser_agrees_with_dnspython(name: str, rdtype: str, use_edns: bool,
