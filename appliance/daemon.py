@@ -292,7 +292,8 @@ class Appliance:
                                        on_success=self._beat_sent, learned=lambda: self.learned)
             await self._start_servers(edge_app, admin_app)
             self.status.state = "draining" if self.edge.draining else "serving"
-            event(log, "listening", appliance=s.id, site=s.site, **self.urls)
+            event(log, "listening", appliance=s.id, site=s.site, public=self.urls["public"],
+                  admin=self.urls["admin"])
             if ready is not None:
                 ready(dict(self.urls))
             async with asyncio.TaskGroup() as tg:

@@ -196,7 +196,8 @@ async def run_appliance(settings: ApplianceSettings) -> Running:
     appliance = Appliance(settings)
     ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(appliance.serve(ready.set_result))
-    done, _ = await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[Any]] = {task, ready}
+    done, _ = await asyncio.wait(waiting, timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()
     return Running(appliance, task, ready.result())

@@ -14,6 +14,7 @@ import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -51,7 +52,7 @@ def closed_window() -> str:
     return f"{start:%H}:00-{end:%H}:00"
 
 
-async def package(tmp_path: Path, origin_root: Path, control_url: str) -> dict[str, object]:
+async def package(tmp_path: Path, origin_root: Path, control_url: str) -> dict[str, Any]:
     ffmpeg = require_tool("ffmpeg")
     src = tmp_path / "src.mp4"
     make = await asyncio.create_subprocess_exec(
@@ -104,7 +105,7 @@ async def test_two_sites_three_appliances_register_fill_peer_fill_serve_and_oper
         procs.append(control)
         control_url = control.line.split("listening on ")[1].split()[0]
         manifest = await package(tmp_path, origin_root, control_url)
-        files = [f["path"] for f in manifest["files"]]  # type: ignore[index]
+        files = [f["path"] for f in manifest["files"]]
 
         configs: dict[str, Path] = {}
         public: dict[str, str] = {}
