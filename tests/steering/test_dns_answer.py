@@ -244,3 +244,13 @@ def test_exact_repeat_cache_keeps_transport_and_requester_apart() -> None:
     assert addresses(dns.message.from_wire(small.answer(again, RESOLVER) or b"")) == seattle
     other_id = b"\x99\x98" + wire[2:]
     assert (small.answer(other_id, RESOLVER) or b"")[:2] == b"\x99\x98"
+
+
+def test_ipv6_client_subnet_maps_by_prefix_and_is_echoed() -> None:
+    r = responder()
+    m = ask(r, "edge.cdn.example.", ecs="2001:db8:100::/56")  # the ISP's 2001:db8:100::/48
+    assert sorted(addresses(m)) == ["127.0.1.1", "127.0.1.2"]
+    opt = ecs_of(m)
+    assert (opt.family, opt.address, opt.srclen) == (2, "2001:db8:100::", 56)
+    assert 48 <= opt.scopelen <= 56
+    assert addresses(ask(r, "edge.cdn.example.", "AAAA", ecs="2001:db8:100::/56")) == ["::1"]
