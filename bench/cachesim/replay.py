@@ -289,7 +289,7 @@ def replay(
         measured = t >= measure_from
         if nxt is not None:
             box.policy.see(nxt[i])  # type: ignore[attr-defined]
-        new_title = t - release[ti] < DAY
+        new_title = 0.0 <= t - release[ti] < DAY
         if measured:
             requested += size
             if new_title:
