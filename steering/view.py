@@ -2,7 +2,8 @@
 
 Built once per control-API poll and swapped atomically (one attribute assignment), so a
 query never sees half of an update. Only healthy appliances enter the indexes: stale,
-draining and down appliances are dropped here, once, instead of on every query.
+draining and down appliances are dropped here, once, instead of on every query. The one
+exception: when no appliance at all is healthy, stale ones are used as a last resort.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from steering.prefixes import PrefixTable
 from vcdn.schemas import ApplianceView
 
 USABLE_STATES: Final = frozenset({"healthy"})
+LAST_RESORT_STATES: Final = frozenset({"stale"})
 EARTH_RADIUS_KM: Final = 6371.0
 
 
@@ -139,11 +141,17 @@ def build_view(
     """Index the healthy appliances; `resolved` maps host names of public URLs to addresses."""
     cap = capacity or Capacity()
     resolved = resolved or {}
+    appliances = list(appliances)
+    usable = USABLE_STATES
+    if not any(a.state in usable for a in appliances):
+        # Nothing healthy at all (say, heartbeats stopped reaching the control plane):
+        # stale appliances, which were serving a few beats ago, beat no answer at all.
+        usable = LAST_RESORT_STATES
     nodes: dict[str, Node] = {}
     dropped: list[str] = []
     prefix_sites: dict[str, list[str]] = {}
     for a in appliances:
-        if a.state not in USABLE_STATES:
+        if a.state not in usable:
             dropped.append(a.id)
             continue
         host = host_of(a.public_url)

@@ -142,3 +142,12 @@ def test_empty_view_returns_no_appliance(geo: Geo) -> None:
 def test_great_circle_distance_london_to_seattle() -> None:
     assert 7600 < distance_km(51.5, -0.1, 47.6, -122.3) < 7800
     assert distance_km(0, 179.9, 0, -179.9) < 30  # across the antimeridian
+
+
+def test_stale_appliances_are_a_last_resort_only_when_nothing_is_healthy(geo: Geo) -> None:
+    stale = appliance("lon-1", "lon", "http://127.0.3.1", lat=51.5, lon=-0.1, state="stale")
+    down = appliance("sea-1", "sea", "http://127.0.4.1", lat=47.6, lon=-122.3, state="down")
+    d = select(Client.of("216.160.83.56"), view_of(stale, down), geo)
+    assert [n.id for n in d.nodes] == ["lon-1"]
+    d = select(Client.of("216.160.83.56"), view_of(stale, down, STO), geo)
+    assert [n.id for n in d.nodes] == ["sto-1"]
