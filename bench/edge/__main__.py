@@ -1,11 +1,13 @@
 """`python -m bench.edge`: hit-path throughput of our servers against nginx, same run.
 
 Each target serves the same files from a temporary directory; servers are pinned to
-core 0 and wrk (1 thread) to core 1. For every case: a short warm-up, then a bounded
-run; we print requests/s, MB/s, p99 latency, server CPU time per request (from
+core 0 and wrk (1 thread) to core 1. All targets run at once (idle ones cost nothing);
+for every case each gets a short warm-up, then bounded runs alternating between targets
+(`--rounds`, median kept), so drifts in the machine's load hit every target alike. We
+print requests/s, MB/s, p99 latency, server CPU time per request (from
 /proc/PID/stat of the server's process tree, before and after) and ratios to nginx.
 
-    python -m bench.edge                         # all cases, nginx and origin, 5 s each
+    python -m bench.edge                         # all cases, nginx and origin, 3 x 4 s each
     python -m bench.edge --targets nginx,origin,edge --seconds 3 --cases 16k,2m
     python -m bench.edge --strace                # proof mode: sendfile calls under strace
 """
@@ -92,32 +94,39 @@ def verify(target: Target, case: content.Case) -> None:
             raise RuntimeError(f"{target.name} {case.name}: {r.status}, {len(body)} bytes")
 
 
-def measure(target: Target, cases: list[content.Case], args: argparse.Namespace,
-            work: Path) -> dict[str, dict[str, float]]:
-    results: dict[str, dict[str, float]] = {}
-    for case in cases:
-        verify(target, case)
-        if target.warm:
-            for path in case.paths:
-                urllib.request.urlopen(f"{target.url_prefix}{content.TITLE}/{path}").read()
-        wrk.run(target.url_prefix, case, seconds=1, connections=args.connections, work=work)
-        cpu0, (_, wait0), t0 = cpu_seconds(target.pid), sched_seconds(target.pid), time.time()
-        res = wrk.run(target.url_prefix, case, seconds=args.seconds,
-                      connections=args.connections, work=work)
-        cpu = cpu_seconds(target.pid) - cpu0
-        waited = (sched_seconds(target.pid)[1] - wait0) / (time.time() - t0)
-        results[case.name] = {
-            "rps": res.rps, "mbps": res.mbps, "p50_ms": res.p50_us / 1000,
-            "p99_ms": res.p99_us / 1000, "cpu_us_per_req": cpu / max(res.requests, 1) * 1e6,
-            "errors": res.errors + res.status_errors, "rss_mib": rss_mib(target.pid),
-            "cpu_busy": cpu / args.seconds, "runqueue_wait": waited,
-        }
-        r = results[case.name]
-        print(f"  {target.name:8} {case.name:9} {r['rps']:10.0f} req/s {r['mbps']:9.1f} MB/s "
-              f"p99 {r['p99_ms']:7.2f} ms  cpu {r['cpu_us_per_req']:7.1f} us/req  "
-              f"busy {r['cpu_busy']:4.0%} waited-for-cpu {r['runqueue_wait']:4.0%}  "
-              f"errors {r['errors']:.0f}", flush=True)
-    return results
+def prepare(target: Target, case: content.Case, args: argparse.Namespace, work: Path) -> None:
+    verify(target, case)
+    if target.warm:
+        for path in case.paths:
+            urllib.request.urlopen(f"{target.url_prefix}{content.TITLE}/{path}").read()
+    wrk.run(target.url_prefix, case, seconds=1, connections=args.connections, work=work)
+
+
+def measure(target: Target, case: content.Case, args: argparse.Namespace,
+            work: Path) -> dict[str, float]:
+    """One bounded wrk run against a started, warmed target."""
+    cpu0, (_, wait0), t0 = cpu_seconds(target.pid), sched_seconds(target.pid), time.time()
+    res = wrk.run(target.url_prefix, case, seconds=args.seconds,
+                  connections=args.connections, work=work)
+    cpu = cpu_seconds(target.pid) - cpu0
+    waited = (sched_seconds(target.pid)[1] - wait0) / (time.time() - t0)
+    r = {
+        "rps": res.rps, "mbps": res.mbps, "p50_ms": res.p50_us / 1000,
+        "p99_ms": res.p99_us / 1000, "cpu_us_per_req": cpu / max(res.requests, 1) * 1e6,
+        "errors": res.errors + res.status_errors, "rss_mib": rss_mib(target.pid),
+        "cpu_busy": cpu / args.seconds, "runqueue_wait": waited,
+    }
+    print(f"  {target.name:8} {case.name:9} {r['rps']:10.0f} req/s {r['mbps']:9.1f} MB/s "
+          f"p99 {r['p99_ms']:7.2f} ms  cpu {r['cpu_us_per_req']:7.1f} us/req  "
+          f"busy {r['cpu_busy']:4.0%} waited-for-cpu {r['runqueue_wait']:4.0%}  "
+          f"errors {r['errors']:.0f}", flush=True)
+    return r
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median request rate (rounds alternate targets, so load drifts hit
+    every target alike)."""
+    return sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
 
 
 def print_table(all_results: dict[str, dict[str, dict[str, float]]],
@@ -178,13 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", default="nginx,origin",
                    help=f"comma-separated, from {', '.join(TARGETS)} (nginx is the baseline)")
     p.add_argument("--cases", default="16k,2m,range64k,playlist")
-    p.add_argument("--seconds", type=float, default=5.0, help="per case and target (max 30)")
+    p.add_argument("--seconds", type=float, default=4.0, help="per run (max 30)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs per case and target, alternating targets; the median is kept")
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--strace", action="store_true", help="sendfile proof mode")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.seconds = min(args.seconds, 30.0)
+    args.rounds = max(1, min(args.rounds, 10))
     for tool in ("wrk", "taskset", "nginx", *(["strace"] if args.strace else [])):
         if shutil.which(tool) is None:
             print(f"bench.edge needs '{tool}' (make bench-tools installs it).", file=sys.stderr)
@@ -202,16 +214,27 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in all_cases if c.name in wanted]
         if args.strace:
             return strace_proof(args, root, work, cases)
-        print(f"bench.edge: {args.seconds:g} s per case, wrk -t1 -c{args.connections}, "
-              f"server on CPU 0, wrk on CPU 1, loopback")
-        all_results: dict[str, dict[str, dict[str, float]]] = {}
-        for name in args.targets:
-            target = TARGETS[name](root, free_port(), work)
-            target.start(work)
-            try:
-                all_results[name] = measure(target, cases, args, work)
-            finally:
+        print(f"bench.edge: {args.rounds} x {args.seconds:g} s per case and target (median kept),"
+              f" wrk -t1 -c{args.connections}, servers on CPU 0, wrk on CPU 1, loopback")
+        targets = [TARGETS[name](root, free_port(), work) for name in args.targets]
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {t.name: {} for t in targets}
+        try:
+            for target in targets:  # all up at once; idle ones cost nothing
+                target.start(work)
+            for case in cases:
+                for target in targets:
+                    prepare(target, case, args, work)
+                for _ in range(args.rounds):
+                    for target in targets:
+                        result = measure(target, case, args, work)
+                        runs[target.name].setdefault(case.name, []).append(result)
+        finally:
+            for target in targets:
                 target.stop()
+        all_results = {
+            name: {case: median_run(rs) for case, rs in by_case.items()}
+            for name, by_case in runs.items()
+        }
         print_table(all_results, cases)
         if args.json:
             args.json.write_text(json.dumps(all_results, indent=2))
