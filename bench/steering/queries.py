@@ -33,14 +33,25 @@ def client_subnets(n: int, seed: int = 1) -> list[str]:
     return nets
 
 
-def write(path: Path, zone: str, count: int = 20000, subnets: int = 2000) -> int:
+def write(path: Path, zone: str, count: int = 20000, subnets: int = 2000,
+          mixed_case: bool = False) -> int:
+    """`mixed_case`: randomise the letter case of every query name, as resolvers using
+    0x20 (draft-vixie-dnsext-dns0x20) do, so that no two queries repeat byte for byte."""
     nets = client_subnets(subnets)
+    templates = []
+    for net in nets:
+        q = dns.message.make_query(f"edge.{zone}", "A", use_edns=0, want_dnssec=False,
+                                   options=[dns.edns.ECSOption.from_text(net)])
+        q.flags = 0  # an authoritative query: RD clear
+        templates.append(q.to_wire())
+    name_len = len(f"edge.{zone}") + 1
     rng = random.Random(2)
     with open(path, "wb") as fh:
         for _ in range(count):
-            q = dns.message.make_query(f"edge.{zone}", "A", use_edns=0, want_dnssec=False,
-                                       options=[dns.edns.ECSOption.from_text(rng.choice(nets))])
-            q.flags = 0  # an authoritative query: RD clear
-            wire = q.to_wire()
+            wire = rng.choice(templates)
+            if mixed_case:
+                name = bytes(b ^ 0x20 if 0x61 <= b <= 0x7A and rng.random() < 0.5 else b
+                             for b in wire[12 : 12 + name_len])
+                wire = wire[:12] + name + wire[12 + name_len :]
             fh.write(struct.pack("!H", len(wire)) + wire)
     return len(nets)
