@@ -143,7 +143,10 @@ def test_exit_after_play_exits_zero_after_the_summary(tmp_path: Path, packaged: 
     assert wait_gone(proc.pid) == []
 
 
-def test_a_failing_service_makes_up_exit_non_zero_with_its_log(tmp_path: Path) -> None:
+def test_a_failing_service_makes_up_exit_non_zero_with_its_log(
+    tmp_path: Path, packaged: Packaged
+) -> None:
+    seed_origin(tmp_path, packaged)
     (tmp_path / "control.sqlite").mkdir(parents=True)  # the database path is a directory
     proc = start_up(tmp_path, "--exit-after-play")
     out, _ = proc.communicate(timeout=60)
