@@ -117,7 +117,7 @@ class Edge:
             content_type=media.media_type,
             on_fill=self.stats.filled,
         )
-        await self.run(self.store.sync)
+        await self.run(self.store.load if len(self.store.policy) == 0 else self.store.sync)
 
     async def stop(self) -> None:
         if self.fills is not None:
@@ -275,9 +275,11 @@ async def serve(
     """GET/HEAD through the cache: hit, revalidate, join or start a fill, or pass through."""
     assert edge.fills is not None
     stats = edge.stats
-    # A miss in this worker's memory goes straight to the fill, which checks the shared
-    # index under the key's lock (another worker may hold the object).
+    # Not in this worker's memory: the shared index may hold it (filled by another worker,
+    # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
+    if entry is None and edge.fills.inflight(key) is None:
+        entry = edge.store.peek(key)
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:

@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     # Reconcile once, before any worker touches the store: it deletes temp files, which
     # would be live fills if a worker were already running.
     store = CacheStore(settings.cache_dir, settings.capacity)
-    report = store.reconcile()
+    report = store.reconcile(load=False)
     store.close()
     event(log, "cache_reconciled", **dataclasses.asdict(report))
     workers = settings.workers or os.cpu_count() or 1

@@ -20,6 +20,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,7 +35,8 @@ from vcdn import tokens
 from vcdn.errors import VcdnError
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.paths import safe_relpath
-from vcdn.httpserve.plan import plan_response
+from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.send import direct_socket, send_direct
 from vcdn.titles import is_valid_title
 
 if TYPE_CHECKING:
@@ -161,7 +163,7 @@ class FastProtocol(asyncio.Protocol):
                 if head is not None
                 else None
             )
-            if reply is None:
+            if not isinstance(reply, bytes):
                 self._hand_off()
                 return
             del self._buf[: end + 4]
@@ -189,10 +191,26 @@ class FastProtocol(asyncio.Protocol):
     # --- the decision ------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Large:
+    """A fresh hit whose body goes out with sendfile: the head, the file and the plan."""
+
+    head: bytes
+    file: str
+    plan: Plan
+
+
 def answer(
-    edge: Edge, method: str, raw: str, hdrs: Mapping[str, str], keep_alive: bool
-) -> bytes | None:
-    """The whole response to a GET/HEAD if it is a fresh small hit this worker holds."""
+    edge: Edge,
+    method: str,
+    raw: str,
+    hdrs: Mapping[str, str],
+    keep_alive: bool,
+    *,
+    allow_large: bool = False,
+) -> bytes | Large | None:
+    """The whole response to a GET/HEAD if it is a fresh small hit this worker holds;
+    with `allow_large`, a `Large` for a fresh hit with a bigger body."""
     settings = edge.settings
     if settings.mode != "appliance":
         return None
@@ -245,7 +263,12 @@ def answer(
             content_type=entry.content_type,
         )
         if plan.content_length > FAST_BODY:
-            return None
+            if not allow_large or not _on_disk(file):
+                return None
+            edge.store.touch(entry.key, now)
+            edge.stats.fast_hit(title, plan.content_length if plan.has_body else 0)
+            head = _prefix(plan, entry, edge.settings.live) + _tail(age, now, keep_alive)
+            return Large(head, file, plan)
         body = b""
         if plan.has_body and entry.size <= edge.ram.object_max:
             data = _small(entry, edge, file)
@@ -274,10 +297,15 @@ def answer(
             )
     edge.store.touch(entry.key, now)
     edge.stats.fast_hit(title, len(body))
+    return b"".join((prefix, _tail(age, now, keep_alive), body))
+
+
+def _tail(age: float, now: float, keep_alive: bool) -> bytes:
+    """The fields that change per response (Age, Date), and the blank line."""
     tail = f"Age: {int(age) if age > 0 else 0}\r\nDate: {CLOCK.date(now)}\r\n"
     if not keep_alive:
         tail += "Connection: close\r\n"
-    return b"".join((prefix, tail.encode("latin-1"), b"\r\n", body))
+    return (tail + "\r\n").encode("latin-1")
 
 
 def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
@@ -421,6 +449,27 @@ class _AlreadySent(web.StreamResponse):
         return self._sent_length
 
 
+async def _send_large(
+    request: web.BaseRequest, transport: Any, sock: Any, large: Large
+) -> web.StreamResponse:
+    """Head through the transport, body with sendfile(2) (`vcdn.httpserve.send`)."""
+    try:
+        fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        transport.abort()  # counted as a hit already; the file went between stat and open
+        raise ConnectionResetError("object evicted while being sent") from None
+    try:
+        if large.plan.has_body:
+            await send_direct(
+                transport, request.writer, sock, fd, large.plan, lambda: transport.write(large.head)
+            )
+        else:
+            transport.write(large.head)
+    finally:
+        os.close(fd)
+    return _AlreadySent(large.plan.content_length)
+
+
 def install_request_fast_path(server: web.Server, edge: Edge) -> None:
     """The same answers for connections aiohttp owns (after a hand-off, or when the edge
     runs on another site): checked before routing, middlewares and response objects.
@@ -439,10 +488,20 @@ def install_request_fast_path(server: web.Server, edge: Edge) -> None:
         ):
             transport = request.transport
             if transport is not None and not transport.is_closing():
-                reply = answer(edge, method, request.raw_path, request.headers, True)
-                if reply is not None:
+                sock = direct_socket(transport)
+                reply = answer(
+                    edge,
+                    method,
+                    request.raw_path,
+                    request.headers,
+                    True,
+                    allow_large=sock is not None,
+                )
+                if isinstance(reply, bytes):
                     transport.write(reply)
                     return _AlreadySent(len(reply))
+                if reply is not None:
+                    return await _send_large(request, transport, sock, reply)
         return await slow(request)
 
     server.request_handler = handler

@@ -42,6 +42,8 @@ from edge.eviction import LRU, EvictionPolicy
 from vcdn.errors import DiskFull, IntegrityError, StoreError
 
 COPY_CHUNK: Final = 1024 * 1024
+#: Entries (headers and all) a worker keeps in memory; the rest are read from the index.
+ENTRY_CACHE: Final = 20_000
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS objects (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -239,8 +241,11 @@ class CacheStore:
 
     # --- start-up ----------------------------------------------------------------------
 
-    def reconcile(self) -> ReconcileReport:
-        """Make index and disk agree after any crash. Only while no worker uses the store."""
+    def reconcile(self, *, load: bool = True) -> ReconcileReport:
+        """Make index and disk agree after any crash. Only while no worker uses the store.
+
+        With `load`, this store's eviction order is read afterwards (`load`).
+        """
         start = time.monotonic()
         temp_removed = adopted = rows_dropped = files_dropped = 0
         with self._lock:
@@ -285,7 +290,7 @@ class CacheStore:
             for name in on_disk.keys() - known:
                 _unlink(self.objects_dir / name[:2] / name)
                 files_dropped += 1
-        objects = self.load()
+        objects = self.load() if load else len(known)
         return ReconcileReport(
             temp_removed,
             adopted,
@@ -296,32 +301,44 @@ class CacheStore:
         )
 
     def load(self) -> int:
-        """Read the whole index into memory (entries and eviction order)."""
+        """Read the eviction order (key, size, pin) of the whole index into memory.
+
+        Entries themselves are read on first use (`peek`/`lookup`) and kept in a bounded
+        table, so a worker's memory does not grow with the number of objects on disk.
+        """
         with self._lock:
             self._entries.clear()
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM objects WHERE state = 'ready' ORDER BY last_access"
-            ).fetchall()
-            for row in rows:
-                entry = _row_entry(row)
-                self._entries[entry.key] = entry
-                self.policy.on_insert(entry.key, entry.size, entry.pinned)
-                self._seen_id = max(self._seen_id, entry.id)
-            return len(rows)
+            n = 0
+            cur = self._db.execute(
+                "SELECT id, key, size, pinned FROM objects WHERE state = 'ready' "
+                "ORDER BY last_access"
+            )
+            while rows := cur.fetchmany(10_000):
+                for id_, key, size, pinned in rows:
+                    self.policy.on_insert(key, size, bool(pinned))
+                    if id_ > self._seen_id:
+                        self._seen_id = id_
+                n += len(rows)
+            return n
 
     def sync(self) -> int:
-        """Learn objects other workers added since we last looked."""
+        """Learn objects other workers added since we last looked (for eviction)."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM objects WHERE id > ? AND state = 'ready' ORDER BY id",
+                "SELECT id, key, size, pinned FROM objects WHERE id > ? AND state = 'ready'",
                 (self._seen_id,),
             ).fetchall()
-            for row in rows:
-                self._remember(_row_entry(row))
+            for id_, key, size, pinned in rows:
+                self.policy.on_insert(key, size, bool(pinned))
+                if id_ > self._seen_id:
+                    self._seen_id = id_
             return len(rows)
 
     def _remember(self, entry: Entry) -> None:
-        self._entries[entry.key] = entry
+        entries = self._entries
+        if entry.key not in entries and len(entries) >= ENTRY_CACHE:
+            del entries[next(iter(entries))]  # oldest remembered first; it can be re-read
+        entries[entry.key] = entry
         self.policy.on_insert(entry.key, entry.size, entry.pinned)
         self._seen_id = max(self._seen_id, entry.id)
 
@@ -361,15 +378,17 @@ class CacheStore:
     def forget(self, key: str) -> None:
         """Drop our in-memory view of `key` (its file vanished under us)."""
         with self._lock:
-            if self._entries.pop(key, None) is not None:
-                self.policy.on_remove(key)
+            self._entries.pop(key, None)
+            self.policy.on_remove(key)
 
     def has(self, title: str, path: str) -> bool:
         entry = self.get(object_key(title, path)) or self.lookup(object_key(title, path))
         return entry is not None
 
     def keys(self) -> Iterator[str]:
-        return iter(list(self._entries))
+        """Every stored key, from the index."""
+        rows = self._reader.execute("SELECT key FROM objects WHERE state = 'ready'").fetchall()
+        return (key for (key,) in rows)
 
     def touch(self, key: str, now: float | None = None) -> None:
         """Record a hit; persisted in batches by `flush_access`."""
@@ -629,10 +648,13 @@ class CacheStore:
             n = self._db.execute(
                 "UPDATE objects SET pinned = ? WHERE title = ?", (int(pinned), title)
             ).rowcount
-            for key, entry in list(self._entries.items()):
-                if entry.title == title:
+            for key, size in self._db.execute(
+                "SELECT key, size FROM objects WHERE title = ? AND state = 'ready'", (title,)
+            ).fetchall():
+                self.policy.on_insert(key, size, pinned)
+                entry = self._entries.get(key)
+                if entry is not None:
                     self._entries[key] = replace(entry, pinned=pinned)
-                    self.policy.on_insert(key, entry.size, pinned)
             return n
 
     def unpin_title(self, title: str) -> int:

@@ -102,7 +102,7 @@ def test_restart_keeps_the_cache(tmp_path: Path) -> None:
     again = CacheStore(tmp_path / "c", 10_000)
     report = again.reconcile()
     assert report.objects == 1 and report.rows_dropped == 0
-    got = again.get(object_key("t", "a"))
+    got = again.lookup(object_key("t", "a"))
     assert got is not None and got.etag == entry.etag and got.size == 5
 
 
@@ -134,7 +134,7 @@ def test_reconcile_after_a_crash(tmp_path: Path) -> None:
     assert again.has("t", "keep") and again.has("t", "pending") and not again.has("t", "gone")
     assert not orphan.exists()
     assert again.stats().bytes_used == 20
-    assert again.file_path(again.get(keep.key)).read_bytes() == b"k" * 10  # type: ignore[arg-type]
+    assert again.file_path(again.lookup(keep.key)).read_bytes() == b"k" * 10  # type: ignore[arg-type]
 
 
 def test_two_workers_share_the_budget(tmp_path: Path) -> None:
