@@ -50,7 +50,7 @@ function renderSites(list) {
 
 // One SVG line chart: series = [{name, color, points: [[t, y], ...]}].
 function drawChart(svg, series, t0, t1, yFormat, yMaxFixed) {
-  const W = svg.clientWidth || 500, H = svg.clientHeight || 220, L = 60, B = 20, T = 8, R = 8;
+  const W = svg.clientWidth || 500, H = svg.clientHeight || 220, L = 84, B = 20, T = 8, R = 8;
   const ns = "http://www.w3.org/2000/svg";
   const node = (tag, attrs) => {
     const n = document.createElementNS(ns, tag);
