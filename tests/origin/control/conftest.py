@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -70,8 +70,7 @@ def postgres_url() -> str:
 
     try:
         # A thread of its own: this fixture may first be asked for inside a running loop.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, probe()).result()
+        _in_thread(probe())
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         message = f"PostgreSQL at {url} is unreachable ({exc}); set VCDN_TEST_POSTGRES."
         if IN_CI:
@@ -99,18 +98,45 @@ async def drop_schema(base: str, name: str) -> None:
         await conn.close()
 
 
+def _in_thread(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code that may sit inside a running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """One schema for this test run, dropped at its end; tests empty it between them."""
+    name, url = _in_thread(fresh_schema(postgres_url))
+    try:
+        yield url
+    finally:
+        _in_thread(drop_schema(postgres_url, name))
+
+
+async def empty_tables(url: str) -> None:
+    """Remove every row but the migration record (cheaper than a schema per test)."""
+    conn = await asyncpg.connect(url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('titles')") is not None:
+            # DELETE, not TRUNCATE: for a few rows it takes no exclusive locks and is faster.
+            await conn.execute(
+                "DELETE FROM titles; DELETE FROM appliances; DELETE FROM heartbeats; "
+                "DELETE FROM popularity; DELETE FROM tokens"
+            )
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
     """A fresh, empty database of each kind."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/control.db"
         return
-    base = request.getfixturevalue("postgres_url")
-    name, url = await fresh_schema(base)
-    try:
-        yield url
-    finally:
-        await drop_schema(base, name)
+    url = request.getfixturevalue("postgres_schema_url")
+    await empty_tables(url)
+    yield url
 
 
 class FakeClock:

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.origin.control.conftest import APPLIANCE, BOOTSTRAP, OPERATOR, manifest, registration
 from tests.origin.control.server import start_control
 
-EXAMPLES: Final = 150
+EXAMPLES: Final = 100
 CHECKS: Final = [
     not_a_server_error,
     status_code_conformance,
