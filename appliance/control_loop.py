@@ -79,6 +79,7 @@ class ControlLoop:
         interval = settings.heartbeat_interval
         self.backoff = Backoff(base=min(1.0, interval), cap=max(interval * BACKOFF_CAP_BEATS, 1.0))
         self._wake = asyncio.Event()
+        self.registered = asyncio.Event()  # set once the first registration went through
 
     def reregister(self) -> None:
         """Register again at once (our client prefixes changed)."""
@@ -113,6 +114,7 @@ class ControlLoop:
             return False
         self.metrics.registrations.labels("ok").inc()
         self.status.registered = True
+        self.registered.set()
         self.status.control_ok = True
         self.status.heartbeat_error = ""
         self.backoff.reset()

@@ -47,6 +47,7 @@ from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
 
 log = logging.getLogger("vcdn.appliance")
 MANIFEST_FILE: Final = "fill-manifest.json"  # the last manifest, so a restart can resume
+REGISTRATION_GRACE: Final = 10.0
 
 
 def edge_settings(s: ApplianceSettings) -> EdgeSettings:
@@ -221,13 +222,19 @@ class Appliance:
         s = self.settings
         window = s.window
         manifest = await asyncio.to_thread(self._load_manifest)
+        # The control plane answers 404 for an appliance it does not know yet: give the
+        # first registration a moment rather than wait a whole fill interval after a 404.
+        if self.control is not None:
+            await self._wait(self.control.registered, min(s.fill_interval, REGISTRATION_GRACE))
         while True:
+            fetched = False
             forced = self._fill_now.is_set()
             self._fill_now.clear()
             now = datetime.now()
             self.status.fill.window_open = window.is_open(now)
             try:
                 manifest = await api.fill_manifest(s.id)
+                fetched = True
                 self.status.fill.manifest_at = time.time()
                 await asyncio.to_thread(self._save_manifest, manifest)
             except (UpstreamError, ClientError) as exc:
@@ -244,6 +251,8 @@ class Appliance:
                     self.status.fill.last_error = f"fill pass failed: {exc!r}"
                     log.exception("fill_pass_error")
             delay = s.fill_interval
+            if not fetched:  # retry sooner, like the heartbeat does
+                delay = min(delay, max(1.0, 2 * s.heartbeat_interval))
             if not self.status.fill.window_open:
                 delay = min(delay, max(1.0, window.seconds_until_open(datetime.now())))
             await self._wait(self._fill_now, delay)

@@ -38,7 +38,7 @@ def index_agrees_with_disk(cache: Path) -> CacheStore:
     store = CacheStore(cache, 64 * 1024 * 1024)
     report = store.reconcile()
     files = {p.name: p for p in (cache / "objects").rglob("*") if p.is_file()}
-    entries = [e for e in map(store.get, store.keys()) if e is not None]
+    entries = [e for e in map(store.lookup, store.keys()) if e is not None]
     rows = {e.file: e for e in entries}
     assert set(files) == set(rows), report
     for name, entry in rows.items():
