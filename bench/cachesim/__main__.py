@@ -8,6 +8,7 @@ for every policy. Deterministic for a seed (the tasks share nothing but the seed
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -132,12 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = simulate(cfg, args.alphas, args.sizes, args.policies, site, args.jobs)
     elapsed = time.perf_counter() - started
+    cpu = sum(
+        u.ru_utime + u.ru_stime
+        for u in (resource.getrusage(resource.RUSAGE_SELF),
+                  resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
     block = [
         f"`python -m bench.cachesim --seed {cfg.seed} --titles {cfg.titles} --days {cfg.days} "
         f"--sessions-per-day {cfg.sessions_per_day} --appliances {cfg.appliances}"
         f"{extra}` "
-        f"({elapsed:.0f} s wall, --jobs {args.jobs}):",
+        f"({elapsed:.0f} s wall, {cpu:.0f} s CPU, --jobs {args.jobs}):",
         "",
     ]
     for alpha in args.alphas:
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if base is not None and base.hit_ratio and r.policy != "lru":
             print(f"ratio {r.policy}/lru hit ratio α={r.alpha} size={r.cache_share:.0%}: "
                   f"{r.hit_ratio / base.hit_ratio:.2f}")
-    print(f"simulated {len(results)} runs in {elapsed:.1f} s")
+    print(f"simulated {len(results)} runs in {elapsed:.1f} s wall, {cpu:.1f} s CPU")
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
         write_doc(args.out / "cachesim.md", block)
