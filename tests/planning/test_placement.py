@@ -11,6 +11,7 @@ from origin.control.planning.placement import (
     PlacementRules,
     bytes_moved,
     place_site,
+    spread_for,
 )
 from vcdn.hashing import rank
 
@@ -124,3 +125,26 @@ def test_bad_rules_are_refused_with_a_message(kwargs: dict, message: str) -> Non
 def test_bytes_moved_counts_only_what_an_appliance_did_not_hold() -> None:
     sizes = {"a": 5, "b": 7, "c": 11}
     assert bytes_moved({"x": {"a", "b"}}, {"x": ["b", "c"], "y": ["a"]}, sizes) == 11 + 5
+
+
+@pytest.mark.parametrize(
+    ("dispersion", "spill", "expected"),
+    [
+        (1, 0.2, (0.8, 0.2)),  # steering's default: everyone to rank 1, spill when loaded
+        (2, 0.2, (0.4, 0.4, 0.2)),
+        (1, 0.0, (1.0,)),
+        (8, 0.2, (0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1)),
+    ],
+)
+def test_spread_follows_steering_dispersion(
+    dispersion: int, spill: float, expected: tuple[float, ...]
+) -> None:
+    got = spread_for(dispersion, spill)
+    assert got == pytest.approx(expected)
+    PlacementRules(spread=got)  # always a valid (non-increasing) spread
+
+
+@pytest.mark.parametrize(("dispersion", "spill"), [(0, 0.2), (1, 1.0), (1, -0.1)])
+def test_spread_for_refuses_nonsense(dispersion: int, spill: float) -> None:
+    with pytest.raises(ValueError, match="dispersion"):
+        spread_for(dispersion, spill)

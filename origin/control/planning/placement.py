@@ -44,6 +44,16 @@ def ranking(title: str, ids: tuple[str, ...]) -> list[str]:
     return rank(title, ids)
 
 
+def spread_for(dispersion: int = 1, spill: float = SPREAD[1]) -> tuple[float, ...]:
+    """The expected share of a title's requests per rank, for steering that rotates a
+    title's first `dispersion` appliances across clients (`steering` setting
+    ``dispersion``) and sends about `spill` of them one further when those are saturated."""
+    if dispersion < 1 or not 0.0 <= spill < 1.0:
+        raise ValueError("dispersion must be at least 1 and spill in [0, 1)")
+    shares = [(1.0 - spill) / dispersion] * dispersion + ([spill] if spill > 0 else [])
+    return tuple(sorted(shares, reverse=True))
+
+
 @dataclass(frozen=True, slots=True)
 class Box:
     """An appliance as placement sees it."""
