@@ -52,7 +52,8 @@ def registration(s: ApplianceSettings, learned: Sequence[str] = ()) -> Registrat
 
 
 class ControlLoop:
-    """Registers, then beats; see module doc. `collect` builds each heartbeat."""
+    """Registers, then beats; see module doc. `collect` builds each heartbeat;
+    `on_consumed` is told when the control plane took (or refused for good) its counts."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class ControlLoop:
         metrics: ApplianceMetrics,
         collect: Callable[[], Awaitable[Heartbeat]],
         *,
-        on_success: Callable[[], None] | None = None,
+        on_consumed: Callable[[], None] | None = None,
         learned: Callable[[], Sequence[str]] = tuple,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
@@ -72,7 +73,7 @@ class ControlLoop:
         self.status = status
         self.metrics = metrics
         self.collect = collect
-        self.on_success = on_success
+        self.on_consumed = on_consumed
         self.learned = learned
         self.sleep = sleep
         self.clock = clock
@@ -138,12 +139,15 @@ class ControlLoop:
             await self._failed("heartbeat", exc)
             return False
         except ClientError as exc:
+            # Refused for good (400, 403): do not resend the same per-title counts forever.
             self.metrics.heartbeats.labels("rejected").inc()
+            if self.on_consumed is not None:
+                self.on_consumed()
             await self._failed("heartbeat", exc)
             return False
         self.metrics.heartbeats.labels("ok").inc()
-        if self.on_success is not None:
-            self.on_success()
+        if self.on_consumed is not None:
+            self.on_consumed()
         self.status.last_heartbeat = self.clock()
         self.status.control_ok = True
         self.status.heartbeat_error = ""

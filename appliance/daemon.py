@@ -298,7 +298,7 @@ class Appliance:
                 return await self.collect(session)
 
             self.control = ControlLoop(s, api, self.status, self.metrics, collect,
-                                       on_success=self._beat_sent, learned=lambda: self.learned)
+                                       on_consumed=self._beat_sent, learned=lambda: self.learned)
             await self._start_servers(edge_app, admin_app)
             self.status.state = "draining" if self.edge.draining else "serving"
             event(log, "listening", appliance=s.id, site=s.site, public=self.urls["public"],
