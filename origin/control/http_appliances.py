@@ -138,10 +138,13 @@ async def fill_manifest(request: web.Request) -> web.Response:
     record = await known_appliance(request, appliance)
     now = request.app[CLOCK]()
     half_life = request.app[SETTINGS].popularity_half_life
-    table = popularity.by_site(popularity.current(await store.scores(), now, half_life))
+    # The plan needs this site's scores and every title's global total, nothing more.
+    site = record.registration.site
+    own = popularity.by_site(popularity.current(await store.scores(site), now, half_life))
+    totals = await store.title_totals(now, half_life)
     everyone = [view(request, r, now) for r in await store.list_appliances()]
     manifest = fill_plan.plan_one(
-        view(request, record, now), table, await catalog(request), everyone, now
+        view(request, record, now), own, await catalog(request), everyone, now, global_table=totals
     )
     return respond(encode(manifest))
 

@@ -18,7 +18,6 @@ from origin.control.http_common import (
     require,
     respond,
 )
-from origin.control.popularity import decay
 from origin.control.validate import check_id, check_title
 from vcdn.errors import NotFound
 from vcdn.logs import event
@@ -30,16 +29,11 @@ READERS: Final = frozenset({"operator", "packager", "steering", "appliance"})
 routes = web.RouteTableDef()
 
 
-async def popularity_totals(request: web.Request) -> dict[str, float]:
+async def popularity_totals(request: web.Request, title: str | None = None) -> dict[str, float]:
     """{title: score summed over sites, decayed to now}."""
-    settings = request.app[SETTINGS]
     await request.app[BEATS].flush()
-    now = request.app[CLOCK]()
-    totals: dict[str, float] = {}
-    for s in await request.app[STORE].scores():
-        value = decay(s.score, s.updated_at, now, settings.popularity_half_life)
-        totals[s.title] = totals.get(s.title, 0.0) + value
-    return totals
+    half_life = request.app[SETTINGS].popularity_half_life
+    return await request.app[STORE].title_totals(request.app[CLOCK](), half_life, title)
 
 
 @routes.post("/api/v1/titles")
@@ -87,5 +81,5 @@ async def get_title(request: web.Request) -> web.Response:
     if text is None:
         raise NotFound(f"Title {title!r} is not registered.")
     manifest = json.loads(text)
-    manifest["popularity"] = (await popularity_totals(request)).get(title, 0.0)
+    manifest["popularity"] = (await popularity_totals(request, title)).get(title, 0.0)
     return respond(manifest)

@@ -151,6 +151,12 @@ class Store(Protocol):
         """Popularity rows as stored (not yet decayed to now)."""
         ...
 
+    async def title_totals(
+        self, now: float, half_life: float, title: str | None = None
+    ) -> dict[str, float]:
+        """{title: score summed over sites, decayed to `now`}, computed in the database."""
+        ...
+
     async def add_token(
         self, token_hash: str, principal: Principal, label: str, now: float
     ) -> None: ...

@@ -310,6 +310,22 @@ class PostgresStore:
                 )
         return [Score(*r) for r in rows]
 
+    async def title_totals(
+        self, now: float, half_life: float, title: str | None = None
+    ) -> dict[str, float]:
+        sql = (
+            f"SELECT title, sum(score * exp(-{LN2!r} * greatest(0.0, $1 - updated_at) / $2)) "
+            "FROM popularity"
+        )
+        async with self._conn() as conn:
+            if title is None:
+                rows = await conn.fetch(sql + " GROUP BY title", now, half_life)
+            else:
+                rows = await conn.fetch(
+                    sql + " WHERE title = $3 GROUP BY title", now, half_life, title
+                )
+        return {r[0]: float(r[1]) for r in rows}
+
     async def add_token(
         self, token_hash: str, principal: Principal, label: str, now: float
     ) -> None:

@@ -414,6 +414,24 @@ class SqliteStore:
 
         return await self._run(q)
 
+    async def title_totals(
+        self, now: float, half_life: float, title: str | None = None
+    ) -> dict[str, float]:
+        sql = (
+            f"SELECT title, sum(score * exp(-{LN2!r} * max(0.0, ? - updated_at) / ?)) "
+            "FROM popularity"
+        )
+
+        def q() -> dict[str, float]:
+            db = self._db()
+            if title is None:
+                rows = db.execute(sql + " GROUP BY title", (now, half_life))
+            else:
+                rows = db.execute(sql + " WHERE title = ? GROUP BY title", (now, half_life, title))
+            return {t: float(v) for t, v in rows}
+
+        return await self._run(q)
+
     async def add_token(
         self, token_hash: str, principal: Principal, label: str, now: float
     ) -> None:

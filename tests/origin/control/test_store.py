@@ -90,3 +90,21 @@ def test_a_batch_writes_each_popularity_row_once_in_key_order() -> None:
     assert (u_score, u_at) == (1.0, 10.0)
     latest = latest_per_appliance([beats[1], beats[0], _beat("a1", 5.0, {})])
     assert [(b.appliance, b.at) for b in latest] == [("a1", 10.0), ("a2", 20.0)]
+
+
+async def test_title_totals_sum_sites_and_decay_in_the_database(db_url: str) -> None:
+    store = await open_store(db_url)
+    try:
+        await store.put_appliance(decode(Registration, registration("a1", site="s1")), 0.0)
+        await store.put_appliance(decode(Registration, registration("b1", site="s2")), 0.0)
+        await store.record_heartbeats(
+            [_beat("a1", 100.0, {"t": 8, "u": 2}), _beat("b1", 100.0, {"t": 4})], 10.0
+        )
+        assert await store.title_totals(100.0, 10.0) == {
+            "t": pytest.approx(12.0),
+            "u": pytest.approx(2.0),
+        }
+        assert await store.title_totals(110.0, 10.0, "t") == {"t": pytest.approx(6.0)}
+        assert await store.title_totals(110.0, 10.0, "nope") == {}
+    finally:
+        await store.close()
