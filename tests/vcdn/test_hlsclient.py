@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
+import time
 
 import aiohttp
 import pytest
@@ -154,3 +156,22 @@ async def test_byte_range_parts_are_requested_with_a_range_header() -> None:
 def test_an_empty_url_list_is_a_clear_error() -> None:
     with pytest.raises(ClientError, match="empty"):
         FailoverClient(None, [])  # type: ignore[arg-type]
+
+
+async def test_a_server_that_hangs_is_left_after_the_timeout_for_the_next_url() -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(status=500)
+
+    slow = web.Application()
+    slow.router.add_get("/s/{token}/t1/{path:.+}", hang)
+    async with TestServer(slow, host="127.0.0.1") as one, TestServer(
+        make_app(), host="127.0.0.1"
+    ) as two, aiohttp.ClientSession() as s:
+        client = FailoverClient(s, [url(one.port), url(two.port)], timeout=0.3, expected=SHA)
+        started = time.monotonic()
+        report = await client.play("low")
+        elapsed = time.monotonic() - started
+    assert report.ok and report.failovers == 1
+    assert "did not answer in time" in report.errors[0]
+    assert 0.3 <= report.worst_stall < 2 and elapsed < 3
