@@ -62,6 +62,7 @@ async def measure(server: Server, args: argparse.Namespace, store: str) -> Row:
         appliances=args.appliances,
         interval=args.interval,
         seconds=args.seconds,
+        poll_every=args.poll if server.name == "control" else 0.0,
     )
     cpu = cpu_seconds(server.proc.pid) - before
     return Row(server.name, store, result, cpu)
@@ -127,6 +128,13 @@ def print_rows(rows: list[Row], args: argparse.Namespace) -> None:
         )
         if r.result.errors:
             print(f"         errors: {r.result.errors}")
+    for r in rows:
+        if r.result.polls:
+            print(
+                f"{r.target:<8} {r.store:<9} GET /appliances ({args.appliances} appliances, "
+                f"every {args.poll:g} s): p50 {1000 * r.result.pct(50, r.result.polls):.1f} ms, "
+                f"max {1000 * max(r.result.polls):.1f} ms"
+            )
     base = next((r for r in rows if r.target == "nginx"), None)
     if base is not None:
         print("\nratios to nginx (canned ack, no auth/JSON/database):")
@@ -186,6 +194,12 @@ def main() -> int:
     )
     p.add_argument("--postgres", default=os.environ.get("VCDN_TEST_POSTGRES") or DEFAULT_PG)
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx baseline")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=2.0,
+        help="also GET /appliances every POLL seconds, as steering does (0: off)",
+    )
     args = p.parse_args()
     if not 1 <= args.appliances <= 100_000 or not 0 < args.seconds <= 600 or args.interval <= 0:
         p.error("need 1-100000 appliances, 0 < seconds <= 600 and a positive interval")

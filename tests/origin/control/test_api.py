@@ -410,3 +410,20 @@ async def test_openapi_document_is_valid_openapi_3(api: Api) -> None:
     }
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == served
+
+
+async def test_a_failed_database_is_503_with_retry_after_not_500(api: Api) -> None:
+    from origin.control.http_common import STORE
+
+    await api.call("POST", "/api/v1/appliances", json=registration("a1"))
+    await api.client.app[STORE].close()
+    resp = await api.client.get("/api/v1/titles", headers=api.headers("operator"))
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    body = await resp.json()
+    assert body["error"] == "unavailable" and body["detail"]
+    # A heartbeat is answered (it is stored behind), the read that must see it is not.
+    status, _ = await api.call(
+        "PUT", "/api/v1/appliances/a1/heartbeat", "a1", json={"state": "healthy"}
+    )
+    assert status == 200
+    assert (await api.call("GET", "/api/v1/appliances"))[0] == 503
