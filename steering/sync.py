@@ -1,71 +1,54 @@
-"""The control-API client of steering: fetch and decode, no decisions.
+"""The control-API calls of steering: fetch and decode, no decisions.
 
 `fetch_appliances` reads `GET {control}/api/v1/appliances`; `title_exists` asks
-`GET {control}/api/v1/titles/{id}`. Every failure is translated once, here, into the
-`UpstreamError` family, so the caller only decides whether to keep the last good view.
+`GET {control}/api/v1/titles/{id}`. Both go through the shared `vcdn.control_client`; here
+every failure, including a refused token, becomes an `UpstreamError`, so the caller has one
+thing to decide: keep the last good view and say so.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 import aiohttp
 
-from vcdn.errors import ClientError, UpstreamError, UpstreamStatus, UpstreamTimeout
-from vcdn.schemas import ApplianceView, decode
+from vcdn.control_client import ApplianceList
+from vcdn.control_client import ControlClient as SharedClient
+from vcdn.errors import ClientError, NotFound, UpstreamError, UpstreamTimeout
 
-TIMEOUT: Final = aiohttp.ClientTimeout(total=5.0)
+TIMEOUT_SECONDS: Final = 5.0
 
-
-@dataclass(frozen=True)
-class ApplianceList:
-    appliances: list[ApplianceView]
-    heartbeat_interval: float
-    generated_at: float
+__all__ = ["ApplianceList", "ControlClient", "resolve_hosts"]
 
 
 class ControlClient:
     def __init__(self, session: aiohttp.ClientSession, base: str, token: str = "") -> None:
-        self._session = session
+        self._client = SharedClient(base, token or None, session=session,
+                                    timeout=TIMEOUT_SECONDS)
         self._base = base.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    async def _get(self, path: str) -> tuple[int, Any]:
-        url = f"{self._base}{path}"
-        try:
-            async with self._session.get(url, headers=self._headers, timeout=TIMEOUT) as r:
-                if r.status == 404:
-                    return 404, None
-                if r.status != 200:
-                    raise UpstreamStatus(f"Control API answered {r.status} for {url}.",
-                                         status=r.status)
-                return 200, await r.json(content_type=None)
-        except TimeoutError:
-            raise UpstreamTimeout(f"Control API did not answer {url} in time.") from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise UpstreamError(f"Control API request {url} failed: {exc}.") from None
 
     async def fetch_appliances(self) -> ApplianceList:
-        _, body = await self._get("/api/v1/appliances")
-        if not isinstance(body, dict) or not isinstance(body.get("appliances"), list):
-            raise UpstreamError("Control API /appliances did not return an 'appliances' list.")
         try:
-            items = [decode(ApplianceView, a, f"appliances[{i}]")
-                     for i, a in enumerate(body["appliances"])]
-        except ClientError as exc:
-            raise UpstreamError(f"Control API sent a malformed appliance: {exc}.") from None
-        interval = body.get("heartbeat_interval", 10.0)
-        generated = body.get("generated_at", 0.0)
-        if not isinstance(interval, int | float) or not isinstance(generated, int | float):
-            raise UpstreamError("Control API /appliances has a non-numeric heartbeat_interval.")
-        return ApplianceList(items, float(interval), float(generated))
+            async with asyncio.timeout(TIMEOUT_SECONDS):
+                return await self._client.list_appliances()
+        except TimeoutError:
+            raise UpstreamTimeout(f"Control API {self._base} did not answer in time.") from None
+        except ClientError as exc:  # 401/403: our token; 4xx: we asked wrongly
+            raise UpstreamError(f"Control API refused the appliance list: {exc}") from None
 
     async def title_exists(self, title: str) -> bool:
-        status, _ = await self._get(f"/api/v1/titles/{quote(title, safe='')}")
-        return status == 200
+        try:
+            async with asyncio.timeout(TIMEOUT_SECONDS):
+                await self._client.request("GET", f"/titles/{quote(title, safe='')}")
+        except NotFound:
+            return False
+        except TimeoutError:
+            raise UpstreamTimeout(f"Control API {self._base} did not answer in time.") from None
+        except ClientError as exc:
+            raise UpstreamError(f"Control API refused the title lookup: {exc}") from None
+        return True
 
 
 async def resolve_hosts(hosts: set[str]) -> dict[str, tuple[str, ...]]:
