@@ -132,7 +132,10 @@ async def read_body(request: web.Request, cls: type[T]) -> T:
 
 def respond(data: Any, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(data, separators=(",", ":")), status=status, content_type=JSON_TYPE
+        # allow_nan=False: NaN is not JSON (RFC 8259 §6); producing one is our bug, not data.
+        text=json.dumps(data, separators=(",", ":"), allow_nan=False),
+        status=status,
+        content_type=JSON_TYPE,
     )
 
 

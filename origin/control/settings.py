@@ -10,6 +10,8 @@ from vcdn.settings import Bytes
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
 DEFAULT_PORT: Final = 8090
+MAX_FLUSH_DELAY: Final = 5.0
+MIN_BODY: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,20 @@ class ControlSettings:
     heartbeat_flush_delay: float = 0.1
     max_body: Bytes = 8 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        # load_settings turns a ValueError here into a ConfigError naming the problem.
+        if self.heartbeat_interval <= 0:
+            raise ValueError("'heartbeat_interval' must be positive")
+        if not 0 < self.stale_after_beats <= self.down_after_beats:
+            raise ValueError("need 0 < 'stale_after_beats' <= 'down_after_beats'")
+        if self.popularity_half_life <= 0:
+            raise ValueError("'popularity_half_life' must be positive")
+        if self.heartbeat_retention < 0:
+            raise ValueError("'heartbeat_retention' must not be negative")
+        if not 0 <= self.heartbeat_flush_delay <= MAX_FLUSH_DELAY:
+            raise ValueError(f"'heartbeat_flush_delay' must be between 0 and {MAX_FLUSH_DELAY} s")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("'port' must be between 0 and 65535")
+        if self.max_body < MIN_BODY:
+            raise ValueError(f"'max_body' must be at least {MIN_BODY} bytes")

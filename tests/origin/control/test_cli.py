@@ -76,6 +76,9 @@ def test_sigterm_stops_the_server_cleanly_with_json_logs(tmp_path: Path) -> None
         ([], {"VCDN_CONTROL_TOKENS": "operator"}, "role:token"),
         ([], {"VCDN_CONTROL_TOKENS": "wizard:0123456789abcdef"}, "Unknown role 'wizard'"),
         (["--config", "missing.toml"], {}, "does not exist"),
+        ([], {"VCDN_CONTROL_HEARTBEAT_INTERVAL": "0"}, "'heartbeat_interval' must be positive"),
+        ([], {"VCDN_CONTROL_STALE_AFTER_BEATS": "50"}, "stale_after_beats"),
+        ([], {"VCDN_CONTROL_MAX_BODY": "10"}, "'max_body' must be at least"),
     ],
 )
 def test_bad_start_up_settings_are_one_line_errors(
