@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from vcdn.settings import Bytes
 
@@ -25,4 +26,8 @@ class OriginSettings:
     #: RAM for hot small files served without routing (0 disables); files up to this size.
     hot_capacity: Bytes = 64 * 1024 * 1024
     hot_object_max: Bytes = 256 * 1024
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, not {self.port}")

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vcdn.errors import ConfigError
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.httpserve")
@@ -95,7 +96,11 @@ async def start(
         shutdown_timeout=limits.shutdown_timeout,
         reuse_port=reuse_port or None,
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     bound = runner.addresses[0]
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     return runner, f"http://{shown}:{bound[1]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -77,6 +78,9 @@ def test_stops_cleanly_on_signals(tmp_path: Path, sig: signal.Signals) -> None:
         (["--root", "/nonexistent/store"], "is not a directory"),
         ([], "Setting 'root' is required"),
         (["--root", ".", "--port", "http"], "invalid int value"),
+        (["--root", ".", "--port", "70000"], "port must be between 0 and 65535"),
+        (["--root", ".", "--log-level", "loud"], "Setting 'log_level'"),
+        (["--root", ".", "--host", "192.0.2.1", "--port", "0"], "Cannot listen on 192.0.2.1:0"),
     ],
 )
 def test_bad_settings_give_one_clear_line(args: list[str], message: str) -> None:
@@ -87,4 +91,19 @@ def test_bad_settings_give_one_clear_line(args: list[str], message: str) -> None
     )
     assert proc.returncode != 0
     assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "vcdn.cli", "origin", "--root", str(tmp_path),
+             "--port", str(port)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )
+    assert proc.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
