@@ -11,6 +11,8 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from steering.dns_answer import Responder, ZoneConfig
 from steering.geo import Geo
@@ -254,3 +256,38 @@ def test_ipv6_client_subnet_maps_by_prefix_and_is_echoed() -> None:
     assert (opt.family, opt.address, opt.srclen) == (2, "2001:db8:100::", 56)
     assert 48 <= opt.scopelen <= 56
     assert addresses(ask(r, "edge.cdn.example.", "AAAA", ecs="2001:db8:100::/56")) == ["::1"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(["edge", "EDGE", "Edge", "ns1", "x", "cdn", "example", "org"]),
+             min_size=0, max_size=4),
+    st.sampled_from(["A", "AAAA", "SOA", "NS", "ANY", "MX", "TXT"]),
+    st.one_of(st.none(), st.sampled_from(["81.2.69.0/24", "89.160.20.112/32", "0.0.0.0/0",
+                                          "2001:db8:100::/56", "10.1.0.0/16"])),
+    st.sampled_from(["cdn.example.", "CDN.Example.", "example.org."]),
+)
+def test_every_response_is_well_formed_and_echoes_the_question(
+    labels: list[str], rdtype: str, ecs: str | None, suffix: str
+) -> None:
+    """Whatever the path (exact cache, question cache, hand-built, dnspython), dnspython
+    reads the response back, the ID and question match, and only the expected rcodes
+    appear; asking twice gives the same bytes after the ID."""
+    r = RESPONDER
+    name = ".".join([*labels, suffix.rstrip(".")]) + "."
+    kw: dict[str, Any] = {}
+    if ecs:
+        kw = {"use_edns": 0, "options": [dns.edns.ECSOption.from_text(ecs)]}
+    q = dns.message.make_query(name, rdtype, **kw)
+    first = r.answer(q.to_wire(), RESOLVER)
+    second = r.answer(q.to_wire(), RESOLVER)
+    assert first is not None and first[2:] == (second or b"")[2:]
+    m = dns.message.from_wire(first)
+    assert m.id == q.id and m.flags & dns.flags.QR
+    assert m.question[0].name.to_text() == name  # letter case kept
+    assert m.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
+    if ecs:
+        assert ecs_of(m).srclen == dns.edns.ECSOption.from_text(ecs).srclen
+
+
+RESPONDER = responder()

@@ -109,6 +109,27 @@ def test_tcp_and_udp_answer_the_same(shared: SteeringProc) -> None:
     assert addrs(udp) == addrs(tcp) and addrs(udp)
 
 
+def test_tcp_answers_pipelined_queries_on_one_connection(shared: SteeringProc) -> None:
+    """RFC 7766 §6.2.1: several queries on one connection, answered in turn."""
+    qs = [dns.message.make_query(EDGE, "A", use_edns=0,
+                                 options=[dns.edns.ECSOption.from_text(net)])
+          for net in ("81.2.69.0/24", "216.160.83.56/32", "89.160.20.112/32")]
+    with socket.create_connection(("127.0.0.1", shared.dns_port), timeout=3) as c:
+        c.sendall(b"".join(len(w).to_bytes(2, "big") + w for w in (q.to_wire() for q in qs)))
+        buf = b""
+        got = []
+        while len(got) < len(qs):
+            chunk = c.recv(65535)
+            assert chunk, "connection closed early"
+            buf += chunk
+            while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                n = int.from_bytes(buf[:2], "big")
+                got.append(dns.message.from_wire(buf[2 : 2 + n]))
+                buf = buf[2 + n :]
+    assert [m.id for m in got] == [q.id for q in qs]
+    assert [addrs(m)[0][:8] for m in got] == ["127.0.1.", "127.0.4.", "127.0.2."]
+
+
 @pytest.fixture
 def big(control: FakeControl) -> Iterator[SteeringProc]:
     control.appliances = [appliance(f"lon-{i}", "lon", f"http://127.0.3.{i}", lat=51.5,
