@@ -85,6 +85,11 @@ class OriginMetrics:
 def content_path(raw_path: str) -> tuple[str, str]:
     """``/v/{title}/{path}?q`` (raw) → (title, path inside the title), validated."""
     target = raw_path.partition("?")[0]
+    if target[:8].lower().startswith(("http://", "https://")):
+        # RFC 9112 §3.2.2: servers accept the absolute form; the path follows the authority.
+        rest = target.partition("://")[2]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
     if not target.startswith(PREFIX):
         raise NotFound("Content lives under /v/{title}/{path}.")
     rel = safe_relpath(target[len(PREFIX) :])

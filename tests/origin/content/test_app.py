@@ -48,6 +48,8 @@ TRAVERSALS = [
     "/v//etc/passwd",
     "/v/t//secret.txt",
     "/v/%2fetc%2fpasswd",
+    "http://x/v/t/../../secret.txt",
+    "http://x/v/t/%2e%2e/%2e%2e/secret.txt",
 ]
 
 
@@ -64,6 +66,19 @@ async def test_nothing_outside_the_root_is_readable(store, target: str) -> None:
     status = int(answer.split(b" ", 2)[1])
     assert status in (400, 404), answer[:200]
     assert b"TOP-SECRET" not in answer
+
+
+async def test_absolute_form_request_target(store) -> None:
+    """RFC 9112 §3.2.2: `GET http://host/v/...` names the same file as `GET /v/...`."""
+    root, files = store
+    async with TestServer(make_app(OriginSettings(root=root))) as server:
+        answer = await raw(
+            server.port,
+            b"GET http://cdn.example/v/t/master.m3u8 HTTP/1.1\r\nHost: cdn.example\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(files["master.m3u8"])
 
 
 @pytest.mark.parametrize("path", ["/v/t/", "/v/t", "/v/t/v1", "/v/nope/master.m3u8", "/x"])
