@@ -27,8 +27,7 @@ from typing import Final, Literal, Protocol
 
 from steering.geo import Location
 from steering.prefixes import BITS
-from steering.view import Node, Site, SteeringView
-from steering.view import _distance_km as _distance_km
+from steering.view import Node, Site, SteeringView, distance_km
 from vcdn.hashing import rank
 
 Reason = Literal["prefix", "asn", "geo", "default", "none"]
@@ -81,9 +80,6 @@ class Decision:
     sites: tuple[str, ...]
     reason: Reason
     scope: int
-
-
-distance_km = _distance_km
 
 
 def _unit(key: str) -> float:

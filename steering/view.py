@@ -110,8 +110,8 @@ def signature(
     return (heartbeat_interval, *items)
 
 
-def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine), the one `select.distance_km` also uses."""
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km (haversine), for site-to-site and client-to-site."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
@@ -185,7 +185,7 @@ def build_view(
     neighbours = {
         a.name: tuple(b.name for b in sorted(
             (b for b in sites.values() if b.name != a.name),
-            key=lambda b, a=a: (_distance_km(a.lat, a.lon, b.lat, b.lon), b.name)))
+            key=lambda b, a=a: (distance_km(a.lat, a.lon, b.lat, b.lon), b.name)))
         for a in sites.values()
     }
     asn_sites: dict[int, list[str]] = {}
