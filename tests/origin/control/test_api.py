@@ -427,3 +427,16 @@ async def test_a_failed_database_is_503_with_retry_after_not_500(api: Api) -> No
     )
     assert status == 200
     assert (await api.call("GET", "/api/v1/appliances"))[0] == 503
+
+
+async def test_an_appliance_registered_elsewhere_can_beat_here(api: Api) -> None:
+    """Another server on the same database (or this one before a restart) registered it."""
+    from origin.control.http_common import STORE
+    from vcdn.schemas import Registration, decode
+
+    await api.client.app[STORE].put_appliance(decode(Registration, registration("a1")), 0.0)
+    status, ack = await api.call(
+        "PUT", "/api/v1/appliances/a1/heartbeat", "a1", json={"state": "healthy"}
+    )
+    assert status == 200 and ack["state"] == "healthy"
+    assert await _state(api, "a1") == "healthy"
