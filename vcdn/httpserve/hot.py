@@ -41,6 +41,7 @@ from aiohttp.http import HttpVersion11
 
 from vcdn.errors import VcdnError
 from vcdn.httpserve.cors import RESPONSE_HEADERS
+from vcdn.httpserve.middleware import CLIENT_CLOSED
 from vcdn.httpserve.plan import Plan, plan_response
 from vcdn.httpserve.send import SERVER, SMALL_BODY, direct_socket, read_spans, send_direct
 from vcdn.httpserve.validators import format_http_date
@@ -209,9 +210,10 @@ class _Date:
 class _AlreadySent(web.StreamResponse):
     """Tells aiohttp the response went out already, and the connection stays open."""
 
-    def __init__(self, status: int, length: int) -> None:
+    def __init__(self, status: int, length: int, *, keep_alive: bool = True) -> None:
         super().__init__(status=status)
         self._sent_length = length
+        self._still_open = keep_alive
 
     async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
         return None
@@ -221,7 +223,7 @@ class _AlreadySent(web.StreamResponse):
 
     @property
     def keep_alive(self) -> bool:
-        return True
+        return self._still_open
 
     @property
     def content_length(self) -> int:  # type: ignore[override]
@@ -252,7 +254,10 @@ def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None
             entry = lookup(request)
             transport = request.transport
             if entry is not None and transport is not None and not transport.is_closing():
-                sent = await _answer(request, transport, entry, date())
+                try:
+                    sent = await _answer(request, transport, entry, date())
+                except ConnectionError:  # the client left mid-body; send_direct aborted
+                    sent = _AlreadySent(CLIENT_CLOSED, 0, keep_alive=False)
                 if sent is not None:
                     if on_sent is not None:
                         on_sent(request, sent.status, sent.content_length)

@@ -129,7 +129,9 @@ async def send_file(
     """Answer `request` with the file at `path` (or an open fd the caller keeps) of `size` bytes.
 
     Raises `NotFound` when the file cannot be opened. Once headers are out, a client that
-    goes away or a file that turns out shorter than `size` aborts the connection.
+    goes away or a file that turns out shorter than `size` aborts the connection and
+    raises `ConnectionResetError` (`vcdn.httpserve.middleware.error_middleware` turns it
+    into a quiet 499; without it aiohttp logs a traceback).
     """
     if plan is None:
         plan = plan_response(

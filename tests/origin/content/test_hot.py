@@ -122,3 +122,26 @@ async def test_connection_close_and_queries_take_the_normal_path(hot_origin) -> 
         status, _, body = await get(s, f"{url}/v/{TITLE}/small.bin?x=1")
         assert status == 200 and body == files["small.bin"]
         assert await hot_hits(s, url) == before
+
+
+async def test_client_leaving_a_hot_large_body_is_quiet(hot_origin, caplog) -> None:
+    """A client that disconnects mid-sendfile on the fast path leaves no traceback and the
+    server keeps answering."""
+    url, root, _ = hot_origin
+    data = os.urandom(16 * 1024 * 1024)  # far more than socket buffers hold
+    (root / TITLE / "huge.bin").write_bytes(data)
+    host, port = url.removeprefix("http://").split(":")
+    big = f"/v/{TITLE}/huge.bin"
+    async with aiohttp.ClientSession() as s:
+        await get(s, url + big)  # now known to the fast path
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {big} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await reader.read(1000)
+        writer.transport.abort()
+    await asyncio.sleep(0.2)
+    async with aiohttp.ClientSession() as s:
+        status, _, body = await get(s, url + big)
+    assert status == 200 and body == data
+    assert "Error handling request" not in caplog.text
+    assert "Traceback" not in caplog.text
