@@ -139,10 +139,11 @@ class Responder:
         if p is None:
             return self._careful(q, ip, tcp)
         question, _qtype, _qclass, edns, payload, ecs = p
+        lowered = question.lower()
         if ecs is None or ecs[2] == 0:
-            key: tuple[object, ...] = (question.lower(), edns, ecs, ip)
+            key: tuple[object, ...] = (lowered, edns, ecs, ip)
         else:
-            key = (question.lower(), ecs)
+            key = (lowered, ecs)
         entry = self._cache.get(key)
         if entry is None:
             self.misses += 1
@@ -160,9 +161,10 @@ class Responder:
             rest = entry.tc_heads[rd] + question + entry.tc_tail
         else:
             rest = entry.heads[rd] + question + entry.tail
-        if len(self._exact) >= MAX_CACHE:
-            self._exact = {}
-        self._exact[(q[2:], ip)] = rest
+        if question == lowered:  # a 0x20-randomised name would never repeat: do not keep it
+            if len(self._exact) >= MAX_CACHE:
+                self._exact = {}
+            self._exact[(q[2:], ip)] = rest
         return q[:2] + rest
 
     def _fill_steered(self, q: bytes, p: dns_wire.Query, ip: str,
