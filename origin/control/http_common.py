@@ -99,8 +99,12 @@ async def read_json(request: web.Request) -> Any:
     return (await read_json_text(request))[0]
 
 
-async def read_json_text(request: web.Request) -> tuple[Any, str]:
-    """The body parsed, and as the text it came as."""
+async def read_json_text(request: web.Request, *, check_strings: bool = True) -> tuple[Any, str]:
+    """The body parsed, and as the text it came as.
+
+    `check_strings=False` skips the NUL/surrogate walk for callers that store only the raw
+    text (where such characters stay JSON escapes) and pattern-checked fields.
+    """
     limit = request.app[SETTINGS].max_body
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The body is {request.content_length} bytes; the limit is {limit}.")
@@ -122,7 +126,8 @@ async def read_json_text(request: web.Request) -> tuple[Any, str]:
         raise ClientError("The body's JSON is nested too deeply.") from None
     except ValueError as exc:
         raise ClientError(f"The body is not valid JSON: {exc}.") from None
-    check_text(data)
+    if check_strings:
+        check_text(data)
     return data, raw.decode()
 
 

@@ -440,3 +440,16 @@ async def test_an_appliance_registered_elsewhere_can_beat_here(api: Api) -> None
     )
     assert status == 200 and ack["state"] == "healthy"
     assert await _state(api, "a1") == "healthy"
+
+
+async def test_heartbeat_check_details_with_odd_characters_are_kept_verbatim(api: Api) -> None:
+    await api.call("POST", "/api/v1/appliances", json=registration("a1"))
+    raw = (
+        b'{"state": "healthy", "checks": '
+        b'{"disk": {"ok": false, "detail": "a\\u0000b \\ud800 \xc3\xa9"}}}'
+    )
+    status, _ = await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", data=raw)
+    assert status == 200
+    _, body = await api.call("GET", "/api/v1/appliances/a1/heartbeats")
+    [beat] = body["heartbeats"]
+    assert beat["heartbeat"]["checks"]["disk"]["detail"] == "a\x00b \ud800 é"
