@@ -309,7 +309,11 @@ async def _answer(
         if plan.content_length <= SMALL_BODY or sock is None:
             if plan.content_length > SMALL_BODY:
                 return None  # TLS and large: let aiohttp stream it
-            transport.write(head + read_spans(fd, plan))
+            try:
+                data = read_spans(fd, plan)
+            except VcdnError:
+                return None  # changed under us: the normal path re-reads and re-plans
+            transport.write(head + data)
         else:
             await send_direct(
                 transport, request.writer, sock, fd, plan, lambda: transport.write(head)

@@ -154,7 +154,7 @@ async def send_file(
             raise NotFound(f"No such file: {os.fspath(path)!r}.") from None
     try:
         if plan.content_length <= SMALL_BODY:
-            return _whole(plan, _read_small(fd, plan), cache_control, extra_headers)
+            return _whole(plan, read_spans(fd, plan), cache_control, extra_headers)
         resp = _response(plan, cache_control, extra_headers)
         await _send_large(request, resp, fd, plan)
         return resp
@@ -174,11 +174,8 @@ def _pread_exact(fd: int, count: int, offset: int) -> bytes:
 
 
 def read_spans(fd: int, plan: Plan) -> bytes:
-    """The body of `plan` read from `fd` (multipart framing included); for small bodies."""
-    return _read_small(fd, plan)
-
-
-def _read_small(fd: int, plan: Plan) -> bytes:
+    """The body of `plan` read from `fd` (multipart framing included), for small bodies;
+    `NotFound` if the file is shorter than planned."""
     try:
         if plan.multipart is None:
             r = plan.spans[0]
