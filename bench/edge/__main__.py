@@ -162,6 +162,7 @@ def strace_proof(args: argparse.Namespace, root: Path, work: Path,
         try:
             for case in cases:
                 if case.name in ("2m", "range64k"):
+                    prepare(target, case, args, work)  # verified and warmed (an edge fills)
                     wrk.run(target.url_prefix, case, seconds=2, connections=4, work=work)
         finally:
             # strace blocks fatal signals while tracing a command: stop the traced server.
