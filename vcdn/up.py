@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import shutil
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import aiohttp
 
@@ -145,8 +146,23 @@ def pages(cluster: Cluster, title: str) -> dict[str, str]:
     }
 
 
+def lock_data(data: Path) -> IO[str]:
+    """One `vcdn up` per state directory: two would share a database and caches."""
+    data.mkdir(parents=True, exist_ok=True)
+    handle = open(data / ".vcdn-up.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise VcdnError(
+            f"Another `vcdn up` is running with '{data}'; stop it, or pass --data DIR."
+        ) from None
+    return handle
+
+
 async def run(args: argparse.Namespace) -> int:
     check_tools()
+    lock = lock_data(args.data)
     cluster = Cluster(
         ClusterConfig(
             data=args.data,
@@ -200,6 +216,7 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.shield(cluster.stop())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        lock.close()
         say("stopped")
 
 

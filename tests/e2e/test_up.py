@@ -185,3 +185,16 @@ def test_a_missing_ffmpeg_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "ffmpeg" in result.stderr and "apt-get install ffmpeg" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_up_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
+    from vcdn.errors import VcdnError
+    from vcdn.up import lock_data
+
+    held = lock_data(tmp_path)
+    try:
+        with pytest.raises(VcdnError, match="Another `vcdn up` is running"):
+            lock_data(tmp_path)
+    finally:
+        held.close()
+    lock_data(tmp_path).close()  # free again once the first one is gone
