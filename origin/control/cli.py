@@ -2,6 +2,8 @@
 
     vcdn control [--db URL] [--host H] [--port P] [--config FILE.toml]
     vcdn control token create --role ROLE [--appliance ID] [--label TEXT] [--db URL]
+    vcdn control token list [--db URL]
+    vcdn control token revoke ID [--db URL]
 
 The server prints where it listens on stdout, logs JSON on stderr, and on SIGTERM/SIGINT
 stops accepting, finishes what is in flight (a short grace period) and closes the store.
@@ -15,18 +17,21 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
 from origin.control.auth import ROLES, Principal, check_role, hash_token, new_token
+from origin.control.http_common import TOKEN_CACHE_SECONDS
 from origin.control.settings import ENV_PREFIX, ControlSettings
-from origin.control.store import open_store, redact
+from origin.control.store import Store, open_store, redact
 from vcdn.errors import ConfigError
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
 
+T = TypeVar("T")
 SHUTDOWN_GRACE: Final = 5.0
 
 
@@ -81,31 +86,94 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+TOKEN_USAGE: Final = (
+    "usage: vcdn control token create --role ROLE [--appliance ID] [--label TEXT] [--db URL]\n"
+    "       vcdn control token list [--db URL]\n"
+    "       vcdn control token revoke ID [--db URL]   (ID: the hash prefix 'list' shows)"
+)
+ID_CHARS: Final = 12
+
+
 def token_main(argv: list[str]) -> int:
-    if argv[:1] != ["create"]:
-        print(
-            "usage: vcdn control token create --role ROLE [--appliance ID] [--db URL]",
-            file=sys.stderr,
-        )
+    actions = {"create": token_create, "list": token_list, "revoke": token_revoke}
+    if not argv or argv[0] not in actions:
+        print(TOKEN_USAGE, file=sys.stderr)
         return 2
-    args = _token_parser().parse_args(argv[1:])
+    return actions[argv[0]](argv[1:])
+
+
+async def _with_store(settings: ControlSettings, work: Callable[[Store], Awaitable[T]]) -> T:
+    store = await open_store(settings.db)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def token_create(argv: list[str]) -> int:
+    args = _token_parser().parse_args(argv)
     if args.appliance and args.role != "appliance":
         raise ConfigError("--appliance binds only tokens of the appliance role.")
     settings = _settings(args)
     principal = Principal(check_role(args.role), args.appliance or None)
     token = new_token()
-
-    async def store_it() -> None:
-        store = await open_store(settings.db)
-        try:
-            await store.add_token(hash_token(token), principal, args.label, time.time())
-        finally:
-            await store.close()
-
-    asyncio.run(store_it())
+    asyncio.run(
+        _with_store(
+            settings, lambda s: s.add_token(hash_token(token), principal, args.label, time.time())
+        )
+    )
     print(token)
     print(
         f"Created a {args.role} token in {redact(settings.db)}; it is shown only this once.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _db_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--db", help="database URL, as for the server")
+    p.add_argument("--config", type=Path, help="settings file (TOML)")
+    return p
+
+
+def token_list(argv: list[str]) -> int:
+    args = _db_parser("vcdn control token list", "List stored tokens (never the tokens).")
+    args = args.parse_args(argv)
+    tokens = asyncio.run(_with_store(_settings(args), lambda s: s.list_tokens()))
+    print(f"{'ID':<{ID_CHARS}}  {'ROLE':<9}  {'APPLIANCE':<16}  {'CREATED (UTC)':<19}  LABEL")
+    for t in tokens:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.created_at))
+        print(
+            f"{t.hash[:ID_CHARS]:<{ID_CHARS}}  {t.role:<9}  {t.subject or '-':<16}  "
+            f"{created:<19}  {t.label}"
+        )
+    return 0
+
+
+def token_revoke(argv: list[str]) -> int:
+    parser = _db_parser("vcdn control token revoke", "Revoke a stored token by its ID.")
+    parser.add_argument("id", help="the ID (hash prefix) that 'vcdn control token list' shows")
+    args = parser.parse_args(argv)
+    prefix = args.id.lower()
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        raise ConfigError(
+            "A token ID is at least 8 hex digits, as 'vcdn control token list' shows."
+        )
+    settings = _settings(args)
+
+    async def revoke(store: Store) -> str:
+        matches = [t for t in await store.list_tokens() if t.hash.startswith(prefix)]
+        if len(matches) != 1:
+            what = "No token" if not matches else f"{len(matches)} tokens"
+            raise ConfigError(f"{what} in {redact(settings.db)} match ID {prefix!r}.")
+        await store.delete_token(matches[0].hash)
+        return matches[0].role
+
+    role = asyncio.run(_with_store(settings, revoke))
+    print(
+        f"Revoked the {role} token {prefix}; running servers forget it within "
+        f"{TOKEN_CACHE_SECONDS:g} s.",
         file=sys.stderr,
     )
     return 0

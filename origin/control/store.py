@@ -93,6 +93,15 @@ class Beat:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenInfo:
+    hash: str
+    role: str
+    subject: str | None
+    label: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatRecord:
     at: float
     heartbeat: dict[str, Any]
@@ -162,6 +171,12 @@ class Store(Protocol):
     ) -> None: ...
 
     async def principal(self, token_hash: str) -> Principal | None: ...
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """Every stored token (its hash, never the token), oldest first."""
+        ...
+
+    async def delete_token(self, token_hash: str) -> bool: ...
 
 
 # --- helpers shared by both implementations ---

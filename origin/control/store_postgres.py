@@ -25,6 +25,7 @@ from origin.control.store import (
     Beat,
     HeartbeatRecord,
     TitleSummary,
+    TokenInfo,
     latest_per_appliance,
     manifest_from_trusted,
     manifest_json,
@@ -338,6 +339,19 @@ class PostgresStore:
                 label,
                 now,
             )
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT hash, role, subject, label, created_at FROM tokens "
+                "ORDER BY created_at, hash"
+            )
+        return [TokenInfo(*r) for r in rows]
+
+    async def delete_token(self, token_hash: str) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute("DELETE FROM tokens WHERE hash = $1", token_hash)
+        return status != "DELETE 0"
 
     async def principal(self, token_hash: str) -> Principal | None:
         async with self._conn() as conn:

@@ -27,6 +27,7 @@ from origin.control.store import (
     Beat,
     HeartbeatRecord,
     TitleSummary,
+    TokenInfo,
     latest_per_appliance,
     manifest_from_trusted,
     manifest_json,
@@ -442,6 +443,22 @@ class SqliteStore:
             )
 
         await self._run(self._write, tx)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        def q() -> list[TokenInfo]:
+            rows = self._db().execute(
+                "SELECT hash, role, subject, label, created_at FROM tokens "
+                "ORDER BY created_at, hash"
+            )
+            return [TokenInfo(*r) for r in rows]
+
+        return await self._run(q)
+
+    async def delete_token(self, token_hash: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,)).rowcount > 0
+
+        return await self._run(self._write, tx)
 
     async def principal(self, token_hash: str) -> Principal | None:
         def q() -> Principal | None:

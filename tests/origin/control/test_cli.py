@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from origin.control.auth import hash_token
 from tests.conftest import ROOT
 from tests.origin.control.conftest import BOOTSTRAP
 from tests.origin.control.server import start_control
@@ -89,6 +90,36 @@ def test_bad_start_up_settings_are_one_line_errors(
     assert done.returncode == 1
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tokens_are_listed_by_hash_and_revoked_by_id(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/c.db"
+    made = vcdn(
+        "control",
+        "token",
+        "create",
+        "--role",
+        "appliance",
+        "--appliance",
+        "a1",
+        "--label",
+        "box one",
+        "--db",
+        db,
+    )
+    token = made.stdout.strip()
+    listing = vcdn("control", "token", "list", "--db", db)
+    assert listing.returncode == 0
+    [row] = listing.stdout.splitlines()[1:]
+    token_id = row.split()[0]
+    assert row.split()[1:3] == ["appliance", "a1"] and row.endswith("box one")
+    assert token not in listing.stdout and hash_token(token).startswith(token_id)
+    assert vcdn("control", "token", "revoke", "0000", "--db", db).returncode == 1
+    assert "No token" in vcdn("control", "token", "revoke", "00000000", "--db", db).stderr
+    revoked = vcdn("control", "token", "revoke", token_id, "--db", db)
+    assert revoked.returncode == 0 and "Revoked the appliance token" in revoked.stderr
+    assert vcdn("control", "token", "list", "--db", db).stdout.splitlines()[1:] == []
+    assert vcdn("control", "token", "frobnicate").returncode == 2
 
 
 def test_token_create_refuses_a_binding_for_a_non_appliance_role(tmp_path: Path) -> None:

@@ -108,3 +108,22 @@ async def test_title_totals_sum_sites_and_decay_in_the_database(db_url: str) -> 
         assert await store.title_totals(110.0, 10.0, "nope") == {}
     finally:
         await store.close()
+
+
+async def test_tokens_are_stored_listed_and_deleted_by_hash(db_url: str) -> None:
+    from origin.control.auth import Principal
+
+    store = await open_store(db_url)
+    try:
+        await store.add_token("ab" * 32, Principal("appliance", "a1"), "box", 5.0)
+        await store.add_token("cd" * 32, Principal("steering"), "", 6.0)
+        assert await store.principal("ab" * 32) == Principal("appliance", "a1")
+        assert [(t.hash[:2], t.role, t.subject, t.label) for t in await store.list_tokens()] == [
+            ("ab", "appliance", "a1", "box"),
+            ("cd", "steering", None, ""),
+        ]
+        assert await store.delete_token("ab" * 32) is True
+        assert await store.delete_token("ab" * 32) is False
+        assert await store.principal("ab" * 32) is None
+    finally:
+        await store.close()
