@@ -279,7 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--indexed", type=int, default=INDEXED, help="objects for the RSS check")
     p.add_argument("--skip-hits", action="store_true")
+    p.add_argument(
+        "--strace",
+        action="store_true",
+        help="prove hits use sendfile(2): the harness's strace mode on the edge",
+    )
     args = p.parse_args(argv)
+    if args.strace:
+        targets = ",".join(t for t in args.targets.split(",") if t != "nginx")
+        return harness.main(["--strace", "--targets", targets, "--cases", "2m,range64k"])
     status = 0
     if not args.skip_hits:
         status = harness.main(
