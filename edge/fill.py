@@ -346,14 +346,17 @@ class Fills:
         part = part.with_name(f"{part.stem}.{fill_id}.part")
         try:
             fill.fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            _write_meta(meta, draft, fill_id, resp.source)
         except OSError as exc:
             resp.close()
             raise StoreError(f"Cannot write to the cache: {exc.strerror}.") from None
         fill.draft = draft
         fill.ready.set_result(fill)
+        # Let this worker's waiters send their headers before we tell the other workers
+        # (the sidecar costs a write and a rename); they wait on the lock meanwhile.
+        await asyncio.sleep(0)
         written = 0
         try:
+            _write_meta(meta, draft, fill_id, resp.source)
             async for chunk in resp.chunks():
                 view = memoryview(chunk)
                 while view:
