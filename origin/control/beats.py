@@ -49,6 +49,10 @@ class HeartbeatBuffer:
         if len(self._known) < MAX_KNOWN:
             self._known.add(appliance)
 
+    def forget(self, appliance: str) -> None:
+        """An appliance was deleted: its queued beats are dropped at the next flush."""
+        self._known.discard(appliance)
+
     async def is_known(self, appliance: str) -> bool:
         if appliance in self._known:
             return True
@@ -75,10 +79,16 @@ class HeartbeatBuffer:
             if not batch:
                 return
             try:
-                self.stored += await self._store.record_heartbeats(batch, self._half_life)
+                stored = await self._store.record_heartbeats(batch, self._half_life)
+                if stored < len(batch):
+                    # Some appliance was deleted meanwhile: its next beat must get a 404.
+                    for appliance in {b.appliance for b in batch}:
+                        if await self._store.get_appliance(appliance) is None:
+                            self.forget(appliance)
             except StoreError:
                 self.dropped += len(batch)
                 raise
+            self.stored += stored
 
     async def run(self) -> None:
         """Flush `delay` seconds after the first beat of each batch, until cancelled."""

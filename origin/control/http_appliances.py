@@ -87,6 +87,21 @@ async def register(request: web.Request) -> web.Response:
     return respond(encode(view(request, record, now)), status=201 if created else 200)
 
 
+@routes.delete("/api/v1/appliances/{id}")
+async def decommission(request: web.Request) -> web.Response:
+    """An operator retires an appliance: steering and fill plans stop seeing it."""
+    appliance = check_id(request.match_info["id"], "appliance id")
+    await require(request, OPERATORS)
+    beats = request.app[BEATS]
+    await beats.flush()
+    deleted = await request.app[STORE].delete_appliance(appliance)
+    beats.forget(appliance)
+    if not deleted:
+        raise NotFound(f"Appliance {appliance!r} is not registered.")
+    event(log, "appliance_deleted", appliance=appliance)
+    return respond({"deleted": appliance})
+
+
 @routes.put("/api/v1/appliances/{id}/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")

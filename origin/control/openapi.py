@@ -223,6 +223,7 @@ def _components() -> dict[str, Any]:
             },
         }
     )
+    schemas["Deleted"] = _obj({"deleted": STRING})
     schemas["Health"] = _obj({"status": STRING, "store": STRING, "schema_version": INTEGER})
     schemas["Error"] = _obj(
         {
@@ -335,6 +336,15 @@ def _document() -> dict[str, Any]:
                     "Every appliance with its computed state (for steering).",
                     {"200": _json("Appliances.", "ApplianceList")},
                     roles="steering, operator, appliance",
+                ),
+            },
+            "/api/v1/appliances/{id}": {
+                "delete": _op(
+                    "Decommission an appliance: forget it and its heartbeat history.",
+                    {"200": _json("Deleted.", "Deleted")},
+                    codes="400 401 403 404 503",
+                    params=[ID_PARAM],
+                    roles="operator",
                 ),
             },
             "/api/v1/appliances/{id}/heartbeat": {

@@ -142,6 +142,10 @@ class Store(Protocol):
 
     async def get_appliance(self, appliance: str) -> ApplianceRecord | None: ...
 
+    async def delete_appliance(self, appliance: str) -> bool:
+        """Forget an appliance and its heartbeat history; False if it was unknown."""
+        ...
+
     async def list_appliances(self) -> list[ApplianceRecord]: ...
 
     async def record_heartbeats(self, beats: Sequence[Beat], half_life: float) -> int:

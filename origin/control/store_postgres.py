@@ -236,6 +236,12 @@ class PostgresStore:
             )
         return None if row is None else appliance_from_record(row)
 
+    async def delete_appliance(self, appliance: str) -> bool:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("DELETE FROM heartbeats WHERE appliance_id = $1", appliance)
+            status = await conn.execute("DELETE FROM appliances WHERE id = $1", appliance)
+        return status != "DELETE 0"
+
     async def list_appliances(self) -> list[ApplianceRecord]:
         async with self._conn() as conn:
             rows = await conn.fetch(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")

@@ -331,6 +331,13 @@ class SqliteStore:
 
         return await self._run(q)
 
+    async def delete_appliance(self, appliance: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM heartbeats WHERE appliance_id = ?", (appliance,))
+            return conn.execute("DELETE FROM appliances WHERE id = ?", (appliance,)).rowcount > 0
+
+        return await self._run(self._write, tx)
+
     async def list_appliances(self) -> list[ApplianceRecord]:
         def q() -> list[ApplianceRecord]:
             rows = self._db().execute(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")

@@ -453,3 +453,18 @@ async def test_heartbeat_check_details_with_odd_characters_are_kept_verbatim(api
     _, body = await api.call("GET", "/api/v1/appliances/a1/heartbeats")
     [beat] = body["heartbeats"]
     assert beat["heartbeat"]["checks"]["disk"]["detail"] == "a\x00b \ud800 é"
+
+
+async def test_an_operator_decommissions_an_appliance_and_its_beats_then_get_404(api: Api) -> None:
+    await api.call("POST", "/api/v1/appliances", json=registration("a1"))
+    await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", json={"state": "healthy"})
+    assert (await api.call("DELETE", "/api/v1/appliances/a1", "a1"))[0] == 403
+    status, body = await api.call("DELETE", "/api/v1/appliances/a1")
+    assert (status, body) == (200, {"deleted": "a1"})
+    _, listing = await api.call("GET", "/api/v1/appliances")
+    assert listing["appliances"] == []
+    status, _ = await api.call(
+        "PUT", "/api/v1/appliances/a1/heartbeat", "a1", json={"state": "healthy"}
+    )
+    assert status == 404  # the daemon registers again on 404
+    assert (await api.call("DELETE", "/api/v1/appliances/a1"))[0] == 404

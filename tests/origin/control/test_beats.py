@@ -72,3 +72,19 @@ async def test_a_failing_store_counts_dropped_beats_and_raises_on_flush(tmp_path
         await buffer.flush()
     assert buffer.dropped == 1
     await buffer.close()  # nothing left; never raises
+
+
+async def test_beats_of_an_appliance_deleted_meanwhile_are_dropped_and_it_is_forgotten(
+    tmp_path: Path,
+) -> None:
+    store = await _store(tmp_path)
+    try:
+        buffer = HeartbeatBuffer(store, 3600.0, delay=60.0)
+        assert await buffer.is_known("a1")
+        await buffer.add(beat("a1", 1.0))
+        await store.delete_appliance("a1")
+        await buffer.flush()
+        assert buffer.stored == 0
+        assert not await buffer.is_known("a1")
+    finally:
+        await store.close()
