@@ -373,7 +373,11 @@ async def play_title(
     say(f"ffmpeg read the master playlist and a whole rendition in {seconds:.1f} s"
         if ok else f"ffmpeg failed: {error}")
     expected = {f.path: f.sha256 for f in manifest.files}
-    client = FailoverClient(session, urls, expected=expected)
+
+    async def ask_again() -> list[str]:
+        return await playback_urls(session, cluster.steering_url, manifest.title)
+
+    client = FailoverClient(session, urls, expected=expected, refresh=ask_again)
     report = await client.play()
     return PlayOutcome(urls, first, ok, seconds, error, report, served_by)
 

@@ -99,7 +99,7 @@ async def fill_counters(session: aiohttp.ClientSession, slot: ApplianceSlot) -> 
 
 
 async def test_clients_never_miss_a_segment_while_appliances_are_killed_and_restarted(
-    cluster_factory: ClusterFactory, packaged: Packaged
+    cluster_factory: ClusterFactory, packaged: Packaged, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cluster = await cluster_factory(
         appliances=3, heartbeat_interval=HEARTBEAT, stale_after_beats=1.2, steering_poll=0.2
@@ -159,5 +159,6 @@ async def test_clients_never_miss_a_segment_while_appliances_are_killed_and_rest
         f"appliance: max {max(figures.drop_times) * 1000:.0f} ms, "
         f"mean {sum(figures.drop_times) / KILLS * 1000:.0f} ms (heartbeat {HEARTBEAT:g} s)"
     )
-    print(text)
+    with capsys.disabled():
+        print(f"\n{text}")
     (artifacts() / "chaos.json").write_text(json.dumps(figures.__dict__ | {"text": text}))

@@ -181,7 +181,7 @@ drain_timeout = 0.5
 
 
 async def test_each_site_gets_its_own_appliance_and_the_other_site_when_drained(
-    lab: Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tok = {r: "vcdn_" + secrets.token_urlsafe(20) for r in ("operator", "appliance", "steering")}
     tok["keys"] = "k1:" + secrets.token_urlsafe(24)
@@ -242,7 +242,8 @@ async def test_each_site_gets_its_own_appliance_and_the_other_site_when_drained(
         # Undrained, it comes back.
         assert ctl(lab, "undrain", tmp_path / "isp1.toml").returncode == 0
         wait_dig(lab, "client1", [appl1])
-        print(f"netns: client1 moved to site isp2 {moved:.2f} s after drain")
+        with capsys.disabled():
+            print(f"\nnetns: client1 moved to site isp2 {moved:.2f} s after its appliance drained")
     finally:
         await stop_all(procs, grace=3.0)
 
