@@ -212,12 +212,15 @@ def answer(
     """The whole response to a GET/HEAD if it is a fresh small hit this worker holds;
     with `allow_large`, a `Large` for a fresh hit with a bigger body."""
     settings = edge.settings
-    if settings.mode != "appliance":
-        return None
+    now = time.time()
+    if settings.mode == "proxy":
+        # Keys are raw paths; requests with credentials are never answered from the cache.
+        if "Authorization" in hdrs:
+            return None
+        return _hit(edge, method, raw, "", hdrs, keep_alive, allow_large, now)
     if "?" in raw:
         return None
     parts = raw.split("/", 4)
-    now = time.time()
     try:
         if len(parts) == 5 and parts[1] == "s":
             _, _, token, title, rest = parts
@@ -232,7 +235,20 @@ def answer(
         path = safe_relpath(rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    entry = edge.store.get(object_key(title, path))
+    return _hit(edge, method, object_key(title, path), title, hdrs, keep_alive, allow_large, now)
+
+
+def _hit(
+    edge: Edge,
+    method: str,
+    key: str,
+    title: str,
+    hdrs: Mapping[str, str],
+    keep_alive: bool,
+    allow_large: bool,
+    now: float,
+) -> bytes | Large | None:
+    entry = edge.store.get(key)
     if entry is None:
         return None
     age = now - entry.response_time + entry.initial_age

@@ -243,3 +243,41 @@ async def test_connections_beyond_the_cap_are_closed(origin: TestServer, tmp_pat
             w.close()
     finally:
         await runner.cleanup()
+
+
+async def test_proxy_mode_hits_take_the_fast_path(aiohttp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A parent tier (proxy mode) answers fresh hits before routing too, replaying the
+    stored end-to-end fields; a request with Authorization never is."""
+    from tests.edge.scripted_origin import Script, ScriptedOrigin
+
+    origin = ScriptedOrigin()
+    origin.scripts["/v/t/a.m4s?x=1"] = Script(
+        b"abc" * 1000, headers={"Cache-Control": "max-age=60", "X-Origin": "yes"}
+    )
+    up = await aiohttp_server(origin.app)
+    settings = edge_settings(
+        tmp_path,
+        str(up.make_url("")).rstrip("/"),
+        port=0,
+        auth="none",
+        mode="proxy",
+        signing_keys="",
+    )
+    app = make_app(settings)
+    APPS[:] = [app]
+    runner, url = await start_edge(app, settings)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url + "/v/t/a.m4s?x=1") as r:
+                assert await r.read() == b"abc" * 1000
+            await asyncio.sleep(0.05)
+            before = _fast_hits()
+            async with s.get(url + "/v/t/a.m4s?x=1", headers={"Range": "bytes=0-2"}) as r:
+                assert (r.status, await r.read(), r.headers["X-Origin"]) == (206, b"abc", "yes")
+            assert _fast_hits() == before + 1
+            async with s.get(url + "/v/t/a.m4s?x=1", headers={"Authorization": "Bearer x"}) as r:
+                await r.read()
+            assert _fast_hits() == before + 1
+            assert origin.count("/v/t/a.m4s?x=1") == 2  # the fill, and the authorized request
+    finally:
+        await runner.cleanup()
