@@ -151,3 +151,26 @@ def test_stale_appliances_are_a_last_resort_only_when_nothing_is_healthy(geo: Ge
     assert [n.id for n in d.nodes] == ["lon-1"]
     d = select(Client.of("216.160.83.56"), view_of(stale, down, STO), geo)
     assert [n.id for n in d.nodes] == ["sto-1"]
+
+
+def test_databases_built_by_the_tests_steer_to_the_expected_sites(tmp_path: Any) -> None:
+    from tests.steering.test_geo import build_asn_db, build_city_db
+
+    city = build_city_db(tmp_path / "city.mmdb", {"198.51.100.0/24": (35.68, 139.69),
+                                                  "192.0.2.0/24": (-33.87, 151.21),
+                                                  "2001:db8:7::/48": (51.5, -0.1)})
+    asn = build_asn_db(tmp_path / "asn.mmdb", {"203.0.113.0/25": 64511})
+    g = Geo(city, asn)
+    v = view_of(
+        appliance("tyo-1", "tyo", "http://127.0.5.1", lat=35.6, lon=139.7),
+        appliance("syd-1", "syd", "http://127.0.6.1", lat=-33.9, lon=151.2),
+        appliance("lon-1", "lon", "http://127.0.3.1", lat=51.5, lon=-0.1),
+        appliance("isp-1", "isp", "http://127.0.1.1", asn=64511, lat=0.0, lon=0.0),
+    )
+    assert sites("198.51.100.7", v, g) == ("geo", "tyo")
+    assert sites("192.0.2.200", v, g) == ("geo", "syd")
+    assert sites("2001:db8:7::99", v, g) == ("geo", "lon")
+    assert sites("203.0.113.9", v, g) == ("asn", "isp")
+    assert sites("203.0.113.200", v, g, default_site="lon") == ("default", "lon")
+    # The scope never claims more than the database network the answer came from.
+    assert select(Client.of("198.51.100.0", 24), v, g, depth=1).scope == 24
