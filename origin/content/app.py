@@ -15,13 +15,13 @@ import os
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from origin.content.catalog import Catalog
 from origin.content.hotpath import OriginHot, read_whole
+from origin.content.metrics import OriginMetrics
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
 from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
@@ -38,48 +38,9 @@ CATALOG_KEY: Final = web.AppKey("origin_catalog", Catalog)
 ROOT_KEY: Final = web.AppKey("origin_root", str)
 ROOT_PATH_KEY: Final = web.AppKey("origin_root_path", Path)
 ROOT_FD_KEY: Final = web.AppKey("origin_root_fd", int)
-METRICS_KEY: Final = web.AppKey("origin_metrics", "OriginMetrics")
+METRICS_KEY: Final = web.AppKey("origin_metrics", OriginMetrics)
 HOT_KEY: Final = web.AppKey("origin_hot", OriginHot)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class OriginMetrics:
-    """Counters of requests and body bytes, by status."""
-
-    def __init__(self, registry: object) -> None:
-        self.requests = Counter(
-            "vcdn_origin_requests", "HTTP requests answered", ["status"], registry=registry
-        )
-        self.bytes_sent = Counter(
-            "vcdn_origin_bytes_sent", "Body bytes sent", ["status"], registry=registry
-        )
-
-        self.hot_hits = Counter(
-            "vcdn_origin_hot_hits", "Requests answered from RAM without routing", registry=registry
-        )
-        self._children: dict[int, tuple[Any, Any]] = {}
-
-    def count_hot(self, status: int, body_bytes: int) -> None:
-        self.hot_hits.inc()
-        requests, sent = self._child(status)
-        requests.inc()
-        if body_bytes:
-            sent.inc(body_bytes)
-
-    def _child(self, status: int) -> tuple[Any, Any]:
-        children = self._children.get(status)
-        if children is None:  # labels() takes a lock and builds a key: once per status
-            label = str(status)
-            children = (self.requests.labels(label), self.bytes_sent.labels(label))
-            self._children[status] = children
-        return children
-
-    def count(self, method: str, resp: web.StreamResponse) -> None:
-        status = resp.status
-        children = self._child(status)
-        children[0].inc()
-        if method != "HEAD" and (status == 200 or status == 206):
-            children[1].inc(resp.content_length or 0)
 
 
 def content_path(raw_path: str) -> tuple[str, str]:
@@ -139,7 +100,10 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     resp = await handler(request)
     if request.path.startswith(PREFIX):  # content only: scrapes and probes are not traffic
-        request.app[METRICS_KEY].count(request.method, resp)
+        status = resp.status
+        body = resp.content_length or 0
+        has_body = request.method != "HEAD" and (status == 200 or status == 206)
+        request.app[METRICS_KEY].count(status, body if has_body else 0)
     return resp
 
 
@@ -186,6 +150,6 @@ def install_hot_path(app: web.Application, server: web.Server) -> None:
     metrics = app[METRICS_KEY]
 
     def on_sent(request: web.BaseRequest, status: int, body_bytes: int) -> None:
-        metrics.count_hot(status, body_bytes)
+        metrics.count(status, body_bytes, hot=True)
 
     install_fast_path(server, app[HOT_KEY].lookup, on_sent)

@@ -81,3 +81,15 @@ def test_file_backed_entries_need_a_size_and_an_opener() -> None:
     e = build_entry(None, size=5_000_000, open_file=lambda: 0, etag='"e"', last_modified=None,
                     content_type="video/mp4", cache_control=None, stamp=None)
     assert b"Content-Length: 5000000\r\n" in e.head and e.cost < 1000
+
+
+@pytest.mark.parametrize("name", ["Range", "range", "IF-NONE-MATCH", "If-Modified-Since",
+                                  "if-match", "If-Unmodified-Since", "if-range"])
+def test_any_planner_field_in_any_case_leaves_the_prebuilt_path(name: str) -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from vcdn.httpserve.hot import NEEDS_PLANNER, _plain
+
+    assert _plain(CIMultiDictProxy(CIMultiDict({"Host": "x", "Accept": "*/*"})))
+    assert not _plain(CIMultiDictProxy(CIMultiDict({"Host": "x", name: "v"})))
+    assert name.lower() in {n.lower() for n in NEEDS_PLANNER}
