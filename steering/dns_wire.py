@@ -19,6 +19,7 @@ OPTION_ECS: Final = 8  # RFC 7871 §6
 FAMILY_BITS: Final = {1: 32, 2: 128}
 _COUNTS_NO_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_ONE_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+_OPT_ROOT: Final = b"\x00\x00\x29"  # root owner name, TYPE 41 (OPT)
 
 
 class Query(NamedTuple):
@@ -33,64 +34,56 @@ class Query(NamedTuple):
 def parse(q: bytes) -> Query | None:
     """The fields of a plain query, or None when the query needs the careful path."""
     n = len(q)
-    if n < HEADER_LEN + 5 or n > MAX_QUERY:
-        return None
     # Byte 2: QR, opcode (4 bits), AA, TC, RD. Only a standard query (QR=0, opcode 0).
-    if q[2] & 0xFE:
+    if n < HEADER_LEN + 5 or n > MAX_QUERY or q[2] & 0xFE:
         return None
     counts = q[4:12]
-    if counts == _COUNTS_NO_ADDITIONAL:
-        edns = False
-    elif counts == _COUNTS_ONE_ADDITIONAL:
+    if counts == _COUNTS_ONE_ADDITIONAL:
         edns = True
+    elif counts == _COUNTS_NO_ADDITIONAL:
+        edns = False
     else:
         return None
-    i = HEADER_LEN
-    while True:
+    try:
+        i = HEADER_LEN
         length = q[i]
-        if length == 0:
-            break
-        if length > 63:  # a compression pointer or reserved label type: careful path
-            return None
-        i += length + 1
-        if i >= n:
-            return None
-    end = i + 5
-    if end > n:
-        return None
-    qtype = (q[i + 1] << 8) | q[i + 2]
-    qclass = (q[i + 3] << 8) | q[i + 4]
-    question = q[HEADER_LEN:end]
-    if not edns:
-        return Query(question, qtype, qclass, False, 512, None) if end == n else None
-    # OPT RR (RFC 6891 §6.1.2): root name, TYPE 41, CLASS = payload, TTL = ext-rcode,
-    # version, DO+Z; then RDLEN and the options.
-    if end + 11 > n or q[end] != 0 or q[end + 1] != 0 or q[end + 2] != TYPE_OPT:
-        return None
-    payload = (q[end + 3] << 8) | q[end + 4]
-    if q[end + 6] != 0:  # EDNS version: anything but 0 gets BADVERS from the careful path
-        return None
-    rdlen = (q[end + 9] << 8) | q[end + 10]
-    j = end + 11
-    if j + rdlen != n:
-        return None
-    ecs: bytes | None = None
-    while j < n:
-        if j + 4 > n:
-            return None
-        code = (q[j] << 8) | q[j + 1]
-        olen = (q[j + 2] << 8) | q[j + 3]
-        j += 4
-        if j + olen > n:
-            return None
-        if code == OPTION_ECS:
-            if ecs is not None:
+        while length:
+            if length > 63:  # a compression pointer or reserved label type: careful path
                 return None
-            ecs = q[j : j + olen]
-            if not valid_ecs(ecs):
+            i += length + 1
+            length = q[i]
+        end = i + 5
+        if end > n:
+            return None
+        question = q[HEADER_LEN:end]
+        qtype = (q[i + 1] << 8) | q[i + 2]
+        qclass = (q[i + 3] << 8) | q[i + 4]
+        if not edns:
+            return Query(question, qtype, qclass, False, 512, None) if end == n else None
+        # OPT RR (RFC 6891 §6.1.2): root name, TYPE 41, CLASS = payload, TTL = ext-rcode,
+        # version, DO+Z; then RDLEN and the options. Version 0 only (else BADVERS, later).
+        if q[end : end + 3] != _OPT_ROOT or q[end + 6]:
+            return None
+        payload = (q[end + 3] << 8) | q[end + 4]
+        j = end + 11
+        if j + ((q[end + 9] << 8) | q[end + 10]) != n:
+            return None
+        ecs: bytes | None = None
+        while j < n:
+            olen = (q[j + 2] << 8) | q[j + 3]
+            k = j + 4 + olen
+            if k > n:
                 return None
-        j += olen
-    return Query(question, qtype, qclass, True, max(512, payload), ecs)
+            if q[j] == 0 and q[j + 1] == OPTION_ECS:
+                if ecs is not None:
+                    return None
+                ecs = q[j + 4 : k]
+                if not valid_ecs(ecs):
+                    return None
+            j = k
+    except IndexError:  # the message ended inside a field
+        return None
+    return Query(question, qtype, qclass, True, payload if payload > 512 else 512, ecs)
 
 
 def valid_ecs(data: bytes) -> bool:
