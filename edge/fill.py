@@ -55,6 +55,8 @@ LOCK_POLL_EVERY: Final = 10
 #: How long a follower waits for a remote leader to publish its headers.
 META_WAIT: Final = 30.0
 VIA: Final = "1.1 vcdn-edge"
+#: A body that breaks off is resumed with a range request at most this many times.
+MAX_RESUMES: Final = 2
 _LOCK_SPAN: Final = 1 << 40
 
 
@@ -355,15 +357,24 @@ class Fills:
         # (the sidecar costs a write and a rename); they wait on the lock meanwhile.
         await asyncio.sleep(0)
         written = 0
+        resumes = 0
         try:
             _write_meta(meta, draft, fill_id, resp.source)
-            async for chunk in resp.chunks():
-                view = memoryview(chunk)
-                while view:
-                    n = os.write(fill.fd, view)
-                    view = view[n:]
-                written += len(chunk)
-                fill.advance(written)
+            while True:
+                try:
+                    async for chunk in resp.chunks():
+                        view = memoryview(chunk)
+                        while view:
+                            n = os.write(fill.fd, view)
+                            view = view[n:]
+                        written += len(chunk)
+                        fill.advance(written)
+                    break
+                except UpstreamError as exc:
+                    if resumes >= MAX_RESUMES or length is None or written >= length:
+                        raise
+                    resumes += 1
+                    resp = await self._resume(target, draft, written, length, exc)
             if length is not None and written != length:
                 raise IntegrityError(f"{resp.name} sent {written} of {length} bytes.")
             entry = await self._run(
@@ -386,6 +397,29 @@ class Fills:
         if self._on_fill is not None:
             self._on_fill(resp.source, written)
         event(log, "filled", key=fill.key, bytes=written, source=resp.source)
+
+    async def _resume(
+        self, target: Target, draft: Entry, offset: int, length: int, cause: UpstreamError
+    ) -> UpstreamResponse:
+        """Ask the chain for the rest of a body that broke off: ``Range: bytes=offset-``
+        with ``If-Range`` (RFC 9110 §13.1.5), so a changed object cannot be spliced in."""
+        if not draft.etag or draft.etag.startswith("W/"):
+            raise cause  # If-Range needs a strong validator
+        headers = {"Via": VIA, "Range": f"bytes={offset}-", "If-Range": draft.etag}
+        try:
+            resp = await self.chain.fetch("GET", target, headers)
+        except UpstreamError:
+            raise cause from None
+        expect = f"bytes {offset}-{length - 1}/{length}"
+        if (
+            resp.status != 206
+            or resp.headers.get("Content-Range") != expect
+            or resp.headers.get("ETag") != draft.etag
+        ):
+            resp.close()
+            raise cause
+        event(log, "fill_resumed", key=draft.key, offset=offset, source=resp.source)
+        return resp
 
     def _draft(
         self, key: str, title: str, path: str, resp: UpstreamResponse, length: int | None

@@ -23,8 +23,12 @@ class Script:
     etag: str | None = None
     #: Declare the length (else chunked).
     length: bool = True
-    #: Stop after this many bytes (simulates an upstream that breaks off).
+    #: Stop after this many bytes (simulates an upstream that breaks off) ...
     break_after: int | None = None
+    #: ... on this many requests (then answer whole); None: always.
+    breaks: int | None = None
+    #: Honour ``Range: bytes=N-`` (and If-Range against `etag`).
+    ranges: bool = False
 
 
 @dataclass
@@ -57,21 +61,31 @@ class ScriptedOrigin:
         headers = dict(script.headers)
         if script.etag:
             headers["ETag"] = script.etag
-        resp = web.StreamResponse(status=script.status, headers=headers)
+        body, status = script.body, script.status
+        wanted = request.headers.get("Range", "")
+        if script.ranges and wanted.startswith("bytes=") and wanted.endswith("-"):
+            if request.headers.get("If-Range", script.etag) == script.etag:
+                first = int(wanted[6:-1])
+                headers["Content-Range"] = f"bytes {first}-{len(body) - 1}/{len(body)}"
+                body, status = body[first:], 206
+        resp = web.StreamResponse(status=status, headers=headers)
         if script.length:
-            resp.content_length = len(script.body)
+            resp.content_length = len(body)
         else:
             resp.enable_chunked_encoding()
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
-        step = max(1, -(-len(script.body) // script.pieces))
-        for i in range(0, len(script.body), step):
-            if script.break_after is not None and i >= script.break_after:
+        breaking = script.break_after is not None and (script.breaks is None or script.breaks > 0)
+        if breaking and script.breaks is not None:
+            script.breaks -= 1
+        step = max(1, -(-len(body) // script.pieces))
+        for i in range(0, len(body), step):
+            if breaking and script.break_after is not None and i >= script.break_after:
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-            await resp.write(script.body[i : i + step])
+            await resp.write(body[i : i + step])
             if script.delay:
                 await asyncio.sleep(script.delay)
         await resp.write_eof()

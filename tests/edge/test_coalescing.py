@@ -93,3 +93,29 @@ async def test_failed_fill_is_never_served(aiohttp_server, tmp_path) -> None:  #
         assert not list((tmp_path / "cache" / "tmp").iterdir())
         origin.scripts["/v/demo/x.m4s"] = Script(data)
         assert (await _client(session, url, {}))[:3] == (200, len(data), zlib.crc32(data))
+
+
+async def test_broken_fill_resumes_with_a_range(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An upstream that breaks off mid-body: the fill asks for the rest with Range and
+    If-Range, the clients never notice, and the stored object is whole."""
+    data = os.urandom(1024 * 1024)
+    origin = ScriptedOrigin()
+    origin.scripts["/v/demo/r.m4s"] = Script(
+        data,
+        pieces=8,
+        break_after=300_000,
+        breaks=1,
+        ranges=True,
+        etag='"strong1"',
+        headers={"Cache-Control": "max-age=600"},
+    )
+    up = await aiohttp_server(origin.app)
+    edge = await aiohttp_server(make_app(edge_settings(tmp_path, str(up.make_url("")).rstrip("/"))))
+    url = str(edge.make_url(signed("r.m4s")))
+    async with aiohttp.ClientSession() as session:
+        assert (await _client(session, url, {}))[:3] == (200, len(data), zlib.crc32(data))
+        await asyncio.sleep(0.05)
+        assert (await _client(session, url, {}))[:3] == (200, len(data), zlib.crc32(data))
+    ranged = [s.headers for s in origin.seen if "Range" in s.headers]
+    assert len(origin.seen) == 2 and ranged[0]["If-Range"] == '"strong1"'
+    assert ranged[0]["Range"].startswith("bytes=") and ranged[0]["Range"] != "bytes=0-"
