@@ -16,7 +16,7 @@ from steering.service import Steering
 from steering.settings import SteeringSettings
 from steering.sync import ControlClient
 from tests.steering.conftest import ASN, CITY, KEYS
-from tests.steering.fakes import FakeControl
+from tests.steering.fakes import FakeControl, appliance
 from vcdn.errors import BadToken, ClientError
 from vcdn.hashing import rank
 from vcdn.tokens import parse_keys, verify
@@ -152,3 +152,15 @@ async def test_no_appliance_and_no_origin_is_503(aiohttp_client: Any,
     client, _ = await make_client(aiohttp_client, control, origin_url="")
     r = await client.get("/v1/playback/bbb")
     assert r.status == 503 and "No healthy appliance" in (await r.json())["error"]
+
+
+async def test_host_names_in_public_urls_are_resolved_once_for_dns(
+    aiohttp_client: Any, control: FakeControl
+) -> None:
+    control.appliances = [appliance("named", "lon", "http://localhost:8080", lat=51.5,
+                                    lon=-0.1)]
+    _, steering = await make_client(aiohttp_client, control)
+    node = steering.view.nodes["named"]
+    assert "127.0.0.1" in node.addrs4
+    # The playback URL keeps the name: TLS and virtual hosts need it.
+    assert node.public_url == "http://localhost:8080"
