@@ -4,6 +4,7 @@ status or content type, or a body that breaks the documented response schema."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Final
 
@@ -25,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.origin.control.conftest import APPLIANCE, BOOTSTRAP, OPERATOR, manifest, registration
 from tests.origin.control.server import start_control
 
-EXAMPLES: Final = 100
+EXAMPLES: Final = int(os.environ.get("VCDN_FUZZ_EXAMPLES", "100"))
 CHECKS: Final = [
     not_a_server_error,
     status_code_conformance,
