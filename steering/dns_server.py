@@ -76,7 +76,8 @@ class TcpServer:
                 if resp is None:
                     break  # RFC 7766 §7: nothing sensible to say, close
                 writer.write(struct.pack("!H", len(resp)) + resp)
-                await writer.drain()
+                async with asyncio.timeout(TCP_IDLE_SECONDS):  # a client that never reads
+                    await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
