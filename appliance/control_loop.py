@@ -81,9 +81,11 @@ class ControlLoop:
         self.backoff = Backoff(base=min(1.0, interval), cap=max(interval * BACKOFF_CAP_BEATS, 1.0))
         self._wake = asyncio.Event()
         self.registered = asyncio.Event()  # set once the first registration went through
+        self._generation = 0  # bumped when what we register changes
 
     def reregister(self) -> None:
         """Register again at once (our client prefixes changed)."""
+        self._generation += 1
         self.status.registered = False
         self._wake.set()
 
@@ -107,6 +109,7 @@ class ControlLoop:
         await self.sleep(delay)
 
     async def register_once(self) -> bool:
+        generation = self._generation
         try:
             await self.api.register_appliance(registration(self.settings, self.learned()))
         except (UpstreamError, ClientError) as exc:
@@ -114,7 +117,8 @@ class ControlLoop:
             await self._failed("register", exc)
             return False
         self.metrics.registrations.labels("ok").inc()
-        self.status.registered = True
+        # A change that arrived while this registration was in flight needs another one.
+        self.status.registered = generation == self._generation
         self.registered.set()
         self.status.control_ok = True
         self.status.heartbeat_error = ""

@@ -109,3 +109,23 @@ async def test_a_failing_heartbeat_builder_does_not_stop_the_loop(tmp_path: Path
     await drive(loop, control, 2)
     assert control.calls[:2] == ["register", "beat:healthy"]
     assert len(slept) == 2 and loop.status.control_ok
+
+
+async def test_prefixes_changing_during_a_registration_are_registered_too(tmp_path: Path) -> None:
+    """BGP may learn more while a registration is in flight: that one is not the last."""
+    learned: list[str] = []
+    sent: list[list[str]] = []
+
+    class Racing(FakeControl):
+        async def register_appliance(self, registration: Registration) -> None:
+            sent.append(list(registration.prefixes))
+            await super().register_appliance(registration)
+            if len(sent) == 1:
+                learned.append("198.51.100.0/24")
+                loop.reregister()  # arrives before this registration's answer is handled
+
+    control = Racing([], [])
+    loop, _ = make(tmp_path, control)
+    loop.learned = lambda: tuple(learned)
+    await drive(loop, control, 4)
+    assert sent[:2] == [["192.0.2.0/24"], ["192.0.2.0/24", "198.51.100.0/24"]]

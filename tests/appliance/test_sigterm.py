@@ -4,6 +4,7 @@ request in flight finish, and exits 0."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +24,23 @@ from tests.appliance.conftest import (
     until,
 )
 
-SIZE = 4 * 1024 * 1024
+# Larger than what loopback socket buffers can swallow, so the response is still being
+# sent when SIGTERM arrives.
+SIZE = 24 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+
+
+async def slow_client(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A player with a small receive window that has read only the response head."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, READ_CHUNK)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: a1\r\nConnection: close\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+    return reader, writer
 
 
 @pytest.mark.slow
@@ -37,29 +54,26 @@ async def test_sigterm_finishes_the_download_in_flight_then_exits_cleanly(
     config = appliance_toml(
         tmp_path / "a.toml", id="a1", site="s1", port=port, admin_port=free_port(),
         cache_dir=tmp_path / "cache", control_url=control.url, origin_url=origin.url,
-        drain_timeout=10.0,
+        drain_timeout=20.0,
     )
     proc = await start_proc(["appliance", "--config", str(config)], tmp_path / "a.log")
     try:
-        await until(lambda: proc.events("title_filled"), within=15)
-        url = f"http://127.0.0.1:{port}/s/{signed('big')}/big/big.ts"
-        connector = aiohttp.TCPConnector(force_close=True)
-        async with aiohttp.ClientSession(connector=connector,
-                                         read_bufsize=16 * 1024) as s, s.get(url) as resp:
-            assert resp.status == 200
-            got = bytearray(await resp.content.read(64 * 1024))
-            proc.process.send_signal(15)
-            await asyncio.sleep(0.3)
-            assert proc.process.returncode is None, "it waits for the download in flight"
-            # New connections are refused while the old one drains.
-            with pytest.raises(aiohttp.ClientConnectionError):
-                async with aiohttp.ClientSession() as s2, s2.get(url) as r2:
-                    await r2.read()
-            while chunk := await resp.content.read(256 * 1024):
-                got += chunk
-                await asyncio.sleep(0.02)  # a slow player
+        await until(lambda: proc.events("title_filled"), within=20)
+        path = f"/s/{signed('big')}/big/big.ts"
+        reader, writer = await slow_client(port, path)
+        got = bytearray(await reader.read(READ_CHUNK))
+        proc.process.send_signal(15)
+        await asyncio.sleep(0.5)
+        assert proc.process.returncode is None, "it waits for the download in flight"
+        # New connections are refused while the old one drains.
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}") as r:
+                await r.read()
+        while chunk := await reader.read(1024 * 1024):
+            got += chunk
+        writer.close()
         assert bytes(got) == data
-        assert await asyncio.wait_for(proc.process.wait(), 15) == 0
+        assert await asyncio.wait_for(proc.process.wait(), 20) == 0
         # Its last word to the control plane was "draining" (steering stopped at once).
         history = await api(control.url, "GET", "/appliances/a1/heartbeats?limit=1000")
         beats = sorted(history["heartbeats"], key=lambda b: b["at"])
