@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -88,3 +89,12 @@ def make_edge(
 def edge_of(client: TestClient) -> Edge:
     app: web.Application = client.server.app  # type: ignore[assignment]
     return app[EDGE_KEY]
+
+
+async def settle(app: web.Application) -> None:
+    """Wait (5 s at most) until the edge has no fill in flight (the last one published), so
+    that the next request is a hit or a new fill, never a join of the previous one."""
+    edge = app[EDGE_KEY]
+    async with asyncio.timeout(5):
+        while edge.fills is not None and edge.fills._inflight:
+            await asyncio.sleep(0.005)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from edge.app import EDGE_KEY, make_app
 from edge.fasthead import parse_head
 from edge.workers import start_edge
-from tests.edge.conftest import TITLE, edge_settings, signed
+from tests.edge.conftest import TITLE, edge_settings, settle, signed
 from tests.http_cases import CASES, Resource, check
 
 BIG = "v1/big.m4s"
@@ -50,7 +50,7 @@ async def _warm(url: str, path: str, data: bytes) -> Resource:
         async with s.get(url + signed(path)) as resp:
             assert await resp.read() == data
             res = Resource(data, resp.headers["ETag"], resp.headers["Last-Modified"])
-    await asyncio.sleep(0.05)  # the fill publishes
+    await settle(APPS[0])  # the fill publishes
     return res
 
 
@@ -179,7 +179,7 @@ async def test_live_playlist_revalidated_then_fast_again(aiohttp_server, tmp_pat
             for _ in range(2):
                 async with s.get(url + signed("live.m3u8")) as r:
                     assert r.headers["X-Rev"] == "a"
-                await asyncio.sleep(0.05)
+                await settle(app)
             assert origin.count("/v/demo/live.m3u8") == 1
             origin.scripts["/v/demo/live.m3u8"].headers = {
                 "Cache-Control": "max-age=60",
@@ -270,7 +270,7 @@ async def test_proxy_mode_hits_take_the_fast_path(aiohttp_server, tmp_path: Path
         async with aiohttp.ClientSession() as s:
             async with s.get(url + "/v/t/a.m4s?x=1") as r:
                 assert await r.read() == b"abc" * 1000
-            await asyncio.sleep(0.05)
+            await settle(app)
             before = _fast_hits()
             async with s.get(url + "/v/t/a.m4s?x=1", headers={"Range": "bytes=0-2"}) as r:
                 assert (r.status, await r.read(), r.headers["X-Origin"]) == (206, b"abc", "yes")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import aiohttp
@@ -10,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from edge.app import make_app
-from tests.edge.conftest import edge_settings
+from tests.edge.conftest import edge_settings, settle
 from tests.edge.scripted_origin import Script, ScriptedOrigin
 
 
@@ -35,9 +34,9 @@ async def _get(proxy: TestServer, path: str, **headers: str) -> tuple[int, dict[
 
 async def _twice(proxy: TestServer, path: str) -> list[tuple[int, dict[str, str], bytes]]:
     first = await _get(proxy, path)
-    await asyncio.sleep(0.05)  # let the fill publish
+    await settle(proxy.app)  # let the fill publish
     second = await _get(proxy, path)
-    await asyncio.sleep(0.05)
+    await settle(proxy.app)
     return [first, second]
 
 
@@ -100,7 +99,7 @@ async def test_stale_response_revalidated_and_304_updates_headers(
     conditional = [s for s in origin.seen if "If-None-Match" in s.headers]
     assert conditional and conditional[-1].headers["If-None-Match"] == '"v1"'
     before = origin.count("/live.m3u8")
-    await asyncio.sleep(0.05)
+    await settle(proxy.app)
     assert (await _get(proxy, "/live.m3u8"))[2] == b"#EXTM3U v1"
     assert origin.count("/live.m3u8") == before  # fresh now (max-age=60 from the 304)
 

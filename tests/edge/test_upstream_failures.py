@@ -12,7 +12,7 @@ from aiohttp import web
 
 from edge.app import make_app
 from edge.upstream import CircuitBreaker
-from tests.edge.conftest import edge_settings, signed
+from tests.edge.conftest import edge_settings, settle, signed
 from tests.edge.scripted_origin import Script, ScriptedOrigin
 
 
@@ -71,7 +71,7 @@ async def test_origin_down_hits_serve_misses_fail_fast(aiohttp_server, tmp_path)
         assert (await (await s.get(edge.make_url(signed("a.m4s")))).read()) == origin.scripts[
             "/v/demo/a.m4s"
         ].body
-        await asyncio.sleep(0.05)
+        await settle(edge.app)
         await up.close()
         for name in ("b", "c"):
             resp = await s.get(edge.make_url(signed(f"{name}.m4s")))
