@@ -22,6 +22,7 @@ from bench.cachesim.report import detail_table, hit_table, plot, targets, write_
 from bench.cachesim.trace import Trace, TraceConfig, make_trace
 from origin.control.planning import PlanSettings
 from origin.control.planning.placement import HEADROOM, STICKINESS, PlacementRules
+from origin.control.planning.plan import MEMORY
 from vcdn.errors import ConfigError
 
 POLICIES: Final = ("lru", "lfu", "s3fifo", "ours", "belady")
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of each appliance left to on-demand objects by the planner")
     ap.add_argument("--stickiness", type=float, default=STICKINESS,
                     help="extra value the planner gives to what an appliance already holds")
+    ap.add_argument("--plan-memory-hours", type=float, default=MEMORY / 3600,
+                    help="half-life of the previous plan's predictions (0: no smoothing)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs",
                     help="where cachesim.md's table and cachesim.png go")
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sizes are shares of the catalog, between 0 and 1 (e.g. 0.1)")
     if args.half_life_hours <= 0 or args.fill_gbps <= 0:
         ap.error("--half-life-hours and --fill-gbps must be positive")
+    if args.plan_memory_hours < 0:
+        ap.error("--plan-memory-hours must not be negative")
     try:
         FillWindow.parse(args.fill_window)
         rules = PlacementRules(headroom=args.headroom, stickiness=args.stickiness)
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     site = SiteConfig(
         fill_window=args.fill_window, fill_bps=args.fill_gbps * 1e9,
-        half_life=args.half_life_hours * 3600, plan=PlanSettings(rules=rules),
+        half_life=args.half_life_hours * 3600,
+        plan=PlanSettings(rules=rules, memory=args.plan_memory_hours * 3600),
     )
     cfg = TraceConfig(
         seed=args.seed, titles=args.titles, days=args.days,
@@ -127,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = "".join(
         f" --{name.replace('_', '-')} {getattr(args, name):g}"
         for name, default in (("half_life_hours", HALF_LIFE / 3600), ("headroom", HEADROOM),
-                              ("stickiness", STICKINESS), ("fill_gbps", 4.0))
+                              ("stickiness", STICKINESS), ("fill_gbps", 4.0),
+                              ("plan_memory_hours", MEMORY / 3600))
         if getattr(args, name) != default
     )
     started = time.perf_counter()

@@ -83,3 +83,19 @@ def test_replanning_the_same_night_moves_zero_bytes() -> None:
     second = plan_fill(popularity(), catalog(), fleet(), first, now=NOW)
     assert moved(first, second, catalog()) == 0
     assert moved(None, first, catalog()) > 0
+
+
+def test_smoothing_blends_yesterdays_prediction_by_elapsed_time() -> None:
+    from origin.control.planning.plan import smooth
+    from vcdn.schemas import FillTitle
+
+    before = [FillManifest("a0", NOW - 86400, 1, titles=[FillTitle("held", 100.0, 1, [])])]
+    today = {"held": 20.0, "new": 50.0}
+    day = smooth(today, before, NOW, memory=86400)
+    assert day["held"] == 60.0  # one half-life: halfway
+    assert day["new"] == 50.0  # no memory of a title the last plan did not place
+    at_once = smooth(today, [FillManifest("a0", NOW, 1, before[0].titles)], NOW, 86400)
+    assert at_once["held"] == 100.0  # a rerun at once changes nothing
+    assert smooth(today, before, NOW, memory=0) == today
+    assert "gone" not in smooth({}, [FillManifest("a0", NOW, 1, [FillTitle("gone", 5, 1, [])])],
+                                NOW, 86400)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from origin.control.planning.placement import (
     Box,
@@ -31,12 +32,50 @@ from origin.control.planning.placement import (
 from origin.control.planning.predict import GLOBAL_WEIGHT, Popularity, ReleaseBoost, predict
 from vcdn.schemas import ApplianceView, FillManifest, FillTitle, TitleManifest
 
+MEMORY: Final = 86400.0  # half-life of what the previous plan predicted, seconds
+
 
 @dataclass(frozen=True, slots=True)
 class PlanSettings:
     rules: PlacementRules = field(default_factory=PlacementRules)
     boost: ReleaseBoost = field(default_factory=ReleaseBoost)
     global_weight: float = GLOBAL_WEIGHT
+    #: 0 turns the smoothing off: each plan then sees only today's scores.
+    memory: float = MEMORY
+
+
+def smooth(
+    demand: dict[str, float],
+    previous: Sequence[FillManifest],
+    now: float,
+    memory: float,
+) -> dict[str, float]:
+    """Blend today's prediction with what the previous plan predicted for the titles it
+    placed: ``a·today + (1-a)·before`` with ``a = 1 - 2^(-elapsed/memory)``.
+
+    The control store's scores decay fast (hours) so that a premiere or a sudden hit is
+    seen at once; a title at the cache's margin, asked for a few times a day, then looks
+    different every night, and planning on that noise moves bytes for nothing. The
+    previous manifests carry their scores, so the plan itself is the longer memory: an
+    exponential average in continuous time, whatever the interval between plans (a rerun
+    at once changes nothing). Titles the previous plan did not place have no memory and
+    are taken as predicted; premieres are boosted either way.
+    """
+    if memory <= 0:
+        return demand
+    before: dict[str, tuple[float, float]] = {}
+    for m in previous:
+        for t in m.titles:
+            if t.score > before.get(t.title, (0.0, 0.0))[0]:
+                before[t.title] = (t.score, m.generated_at)
+    out = dict(demand)
+    for title, (score, at) in before.items():
+        today = demand.get(title)
+        if today is None:
+            continue  # no longer wanted at all (e.g. removed from the catalog)
+        a = 1.0 - 2.0 ** (-max(0.0, now - at) / memory)
+        out[title] = a * today + (1.0 - a) * score
+    return out
 
 
 def held_titles(manifests: Mapping[str, FillManifest] | None) -> dict[str, set[str]]:
@@ -70,6 +109,8 @@ def plan_fill(
     for site in sites:
         members = [a for a in appliances if a.site == site]
         healthy = [a for a in members if a.state == "healthy"]
+        before = [m for a in members if (m := (previous or {}).get(a.id)) is not None]
+        demand[site] = smooth(demand[site], before, now, settings.memory)
         site_plan = place_site(
             demand[site],
             sizes,
