@@ -46,8 +46,8 @@ async def ctl(*args: str) -> tuple[int, str, str]:
 
 
 def closed_window() -> str:
-    """A one-hour local-time window that starts an hour from now: closed for this test."""
-    start = datetime.now() + timedelta(hours=1)
+    """A one-hour local-time window starting at least an hour from now: closed throughout."""
+    start = datetime.now() + timedelta(hours=2)
     end = start + timedelta(hours=1)
     return f"{start:%H}:00-{end:%H}:00"
 
