@@ -23,6 +23,7 @@ from typing import Final
 from aiohttp import web
 
 from edge.settings import EdgeSettings
+from vcdn.errors import ConfigError
 from vcdn.httpserve.server import ServerLimits, cap_connections
 from vcdn.logs import event
 
@@ -48,9 +49,16 @@ def limits_of(settings: EdgeSettings) -> ServerLimits:
 def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"Cannot listen on {host}:{port} (settings 'host' and 'port'): "
+            f"{exc.strerror or exc}."
+        ) from None
     return sock, sock.getsockname()[1]
 
 

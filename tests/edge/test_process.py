@@ -165,3 +165,35 @@ async def test_cli_errors_are_one_clear_line(
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert message in err.decode() and "Traceback" not in err.decode()
+
+
+async def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    """A port another server holds: exit 1 naming host and port, no traceback."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vcdn.cli",
+            "edge",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_env(),
+            cwd=ROOT,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    text = err.decode()
+    assert f"Cannot listen on 127.0.0.1:{port}" in text and "Traceback" not in text
