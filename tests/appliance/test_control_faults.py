@@ -75,7 +75,7 @@ async def test_control_down_keeps_serving_backs_off_and_reregisters_on_return(
 async def test_a_404_for_our_id_makes_the_appliance_register_again(
     tmp_path: Path, origin: Served
 ) -> None:
-    """Beats for an id the control plane does not know are answered 404 → register."""
+    """An operator deletes the appliance: its next beat gets 404, and it registers again."""
     control = await start_control(tmp_path / "c.db", interval=0.2)
     path = appliance_toml(
         tmp_path / "a.toml", id="a1", site="s1", port=free_port(), admin_port=free_port(),
@@ -86,14 +86,11 @@ async def test_a_404_for_our_id_makes_the_appliance_register_again(
     app = running.appliance
     try:
         await until(lambda: app.status.last_heartbeat)
-        app.status.registered = True
-        # Make the next beat go out under an id the control plane never saw.
-        assert app.control is not None
-        app.control.settings = settings_mod.load(path, {"id": "ghost"}, env={})
+        await api(control.url, "DELETE", "/appliances/a1")
         await until(lambda: sample(app, "vcdn_appliance_heartbeats_total", result="unknown") >= 1)
         await until(lambda: sample(app, "vcdn_appliance_registrations_total", result="ok") >= 2)
         listing = await api(control.url, "GET", "/appliances")
-        assert {a["id"] for a in listing["appliances"]} == {"a1", "ghost"}
+        assert [a["id"] for a in listing["appliances"]] == ["a1"]
     finally:
         await running.stop()
         await control.stop()
