@@ -94,3 +94,38 @@ async def test_a_404_for_our_id_makes_the_appliance_register_again(
     finally:
         await running.stop()
         await control.stop()
+
+
+async def test_started_while_control_is_down_it_fills_from_the_saved_manifest(
+    tmp_path: Path, origin: Served, origin_root: Path
+) -> None:
+    control = await start_control(tmp_path / "c.db", interval=0.2)
+    files = {"x.ts": blob(20_000, 8)}
+    await publish(control.url, make_title(origin_root, "saved", files))
+    await make_popular(control.url, {"saved": 3})
+    common = dict(
+        port=free_port(), admin_port=free_port(), cache_dir=tmp_path / "cache",
+        control_url=control.url, origin_url=origin.url, heartbeat_interval=0.2,
+    )
+    # First run: window closed, so it only learns (and saves) its manifest.
+    closed = appliance_toml(tmp_path / "a.toml", id="a1", site="s1",
+                            fill_window="00:00-00:01", **common)  # type: ignore[arg-type]
+    running = await run_appliance(settings_mod.load(closed, env={}))
+    await until(lambda: running.appliance.status.fill.manifest_at)
+    assert not running.appliance.edge.store.has("saved", "x.ts")
+    await running.stop()
+    await control.stop()
+
+    # Second run: the control plane is gone; the window is open.
+    opened = appliance_toml(tmp_path / "b.toml", id="a1", site="s1", **common)  # type: ignore[arg-type]
+    running = await run_appliance(settings_mod.load(opened, env={}))
+    app = running.appliance
+    try:
+        await until(lambda: app.edge.store.has("saved", "x.ts"), within=15)
+        assert not app.status.registered
+        assert app.status.fill.manifest_at is None, "the manifest came from disk, not control"
+        url = f"{running.urls['public']}/s/{signed('saved')}/saved/x.ts"
+        async with aiohttp.ClientSession() as s, s.get(url) as resp:
+            assert resp.status == 200 and await resp.read() == files["x.ts"]
+    finally:
+        await running.stop()
