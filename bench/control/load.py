@@ -22,11 +22,13 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
+    polls: list[float] = field(default_factory=list)  # GET /appliances, as steering polls
 
-    def pct(self, p: float) -> float:
-        if not self.latencies:
+    def pct(self, p: float, values: list[float] | None = None) -> float:
+        data = self.latencies if values is None else values
+        if not data:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(data)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
@@ -81,6 +83,7 @@ async def heartbeat_load(
     titles: int = 500,
     per_beat: int = 8,
     seed: int = 1,
+    poll_every: float = 0.0,
 ) -> Result:
     rng = random.Random(seed)
     bodies = [heartbeat_body(rng, titles, per_beat) for _ in range(64)]
@@ -108,6 +111,20 @@ async def heartbeat_load(
             else:
                 result.errors[str(status)] = result.errors.get(str(status), 0) + 1
 
+        async def poll() -> None:
+            """GET /appliances every `poll_every` seconds, as steering does."""
+            while True:
+                await asyncio.sleep(poll_every)
+                start = time.perf_counter()
+                try:
+                    async with session.get(f"{base}/api/v1/appliances") as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            result.polls.append(time.perf_counter() - start)
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+
+        poller = asyncio.create_task(poll()) if poll_every > 0 else None
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         step = interval / appliances
@@ -125,6 +142,8 @@ async def heartbeat_load(
             task.add_done_callback(tasks.discard)
             result.sent += 1
             k += 1
+        if poller is not None:
+            poller.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         result.elapsed = loop.time() - t0

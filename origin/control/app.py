@@ -24,11 +24,13 @@ from origin.control.health import Liveness
 from origin.control.http_common import (
     BEATS,
     BOOTSTRAP,
+    CATALOG,
     CLOCK,
     LIVENESS,
     SETTINGS,
     STORE,
     TOKENS,
+    CatalogCache,
     Clock,
     TokenCache,
     errors_middleware,
@@ -115,7 +117,7 @@ def make_app(
     app[LIVENESS] = Liveness(
         settings.heartbeat_interval, settings.stale_after_beats, settings.down_after_beats
     )
-    app[http_appliances.CATALOG] = http_appliances.CatalogCache()
+    app[CATALOG] = CatalogCache()
     registry = new_registry()
     app[REGISTRY_KEY] = registry
     app[REQUESTS] = Counter(

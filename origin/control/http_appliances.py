@@ -3,8 +3,6 @@ manifests, heartbeat history and popularity."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
@@ -13,6 +11,7 @@ from origin.control import fill_plan, health, popularity
 from origin.control.auth import authorize
 from origin.control.http_common import (
     BEATS,
+    CATALOG,
     CLOCK,
     LIVENESS,
     SETTINGS,
@@ -30,7 +29,15 @@ from origin.control.store import ApplianceRecord, Beat
 from origin.control.validate import check_heartbeat, check_id, check_registration
 from vcdn.errors import NotFound
 from vcdn.logs import event
-from vcdn.schemas import ApplianceView, Heartbeat, Registration, TitleManifest, decode, encode
+from vcdn.schemas import (
+    ApplianceState,
+    ApplianceView,
+    Heartbeat,
+    Registration,
+    TitleManifest,
+    decode,
+    encode,
+)
 
 REGISTRARS: Final = frozenset({"appliance", "operator"})
 BEATERS: Final = frozenset({"appliance"})
@@ -42,18 +49,6 @@ HISTORY_LIMIT: Final = 1000
 SCORES_LIMIT: Final = 10_000
 
 routes = web.RouteTableDef()
-
-
-@dataclass
-class CatalogCache:
-    """The catalog as parsed manifests, reloaded only when its stamp changes."""
-
-    stamp: tuple[int, float] = (-1, 0.0)
-    titles: list[TitleManifest] = field(default_factory=list)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-CATALOG = web.AppKey("control_catalog_cache", CatalogCache)
 
 
 def view(request: web.Request, record: ApplianceRecord, now: float) -> ApplianceView:
@@ -125,9 +120,14 @@ async def list_appliances(request: web.Request) -> web.Response:
     await request.app[BEATS].flush()
     now = request.app[CLOCK]()
     records = await request.app[STORE].list_appliances()
+    live = request.app[LIVENESS]
+
+    def state_of(r: ApplianceRecord) -> ApplianceState:
+        return health.state(r.last_heartbeat, r.reported_state, now, live)
+
     return respond(
         {
-            "appliances": [encode(view(request, r, now)) for r in records],
+            "appliances": [r.view_json(state_of(r)) for r in records],
             "heartbeat_interval": request.app[SETTINGS].heartbeat_interval,
             "generated_at": now,
         }

@@ -7,6 +7,7 @@ escapes as an HTML page.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from origin.control.store import Store
 from origin.control.validate import check_text
 from vcdn.errors import ClientError, PayloadTooLarge, StoreError, VcdnError
 from vcdn.logs import event
-from vcdn.schemas import decode
+from vcdn.schemas import TitleManifest, decode
 
 T = TypeVar("T")
 log = logging.getLogger("vcdn.control")
@@ -42,7 +43,21 @@ class TokenCache:
     entries: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 
 
+@dataclass
+class CatalogCache:
+    """The catalog as parsed manifests, reloaded when its stamp changes (another server
+    wrote) or when this server registers a title (`invalidate`)."""
+
+    stamp: tuple[int, float] = (-1, 0.0)
+    titles: list[TitleManifest] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def invalidate(self) -> None:
+        self.stamp = (-1, 0.0)
+
+
 SETTINGS = web.AppKey("control_settings", ControlSettings)
+CATALOG = web.AppKey("control_catalog_cache", CatalogCache)
 STORE = web.AppKey("control_store", Store)  # type: ignore[type-abstract]
 CLOCK = web.AppKey("control_clock", Callable[[], float])  # type: ignore[arg-type]
 BOOTSTRAP = web.AppKey("control_bootstrap_tokens", dict)

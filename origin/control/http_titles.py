@@ -10,6 +10,7 @@ from aiohttp import web
 
 from origin.control.http_common import (
     BEATS,
+    CATALOG,
     CLOCK,
     SETTINGS,
     STORE,
@@ -42,6 +43,7 @@ async def post_title(request: web.Request) -> web.Response:
     manifest = await read_body(request, TitleManifest)
     check_title(manifest)
     created = await request.app[STORE].put_title(manifest, request.app[CLOCK]())
+    request.app[CATALOG].invalidate()
     event(
         log,
         "title_registered",

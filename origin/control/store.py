@@ -61,6 +61,33 @@ class ApplianceRecord:
     bytes_served: int = 0
     hit_ratio: float = 0.0
 
+    def view_json(self, state: ApplianceState) -> dict[str, Any]:
+        """`encode(self.view(state))`, built directly: steering lists every appliance every
+        few seconds, and the generic encoder made that list cost ~40 ms per 1,000."""
+        r = self.registration
+        load = self.load
+        return {
+            "id": r.id,
+            "site": r.site,
+            "public_url": r.public_url,
+            "capacity_bytes": r.capacity_bytes,
+            "asn": r.asn,
+            "lat": r.lat,
+            "lon": r.lon,
+            "prefixes": list(r.prefixes),
+            "state": state,
+            "last_heartbeat": self.last_heartbeat,
+            "load": {
+                "requests_per_s": load.requests_per_s,
+                "bytes_per_s": load.bytes_per_s,
+                "connections": load.connections,
+            },
+            "free_bytes": self.free_bytes,
+            "used_bytes": self.used_bytes,
+            "bytes_served": self.bytes_served,
+            "hit_ratio": self.hit_ratio,
+        }
+
     def view(self, state: ApplianceState) -> ApplianceView:
         r = self.registration
         return ApplianceView(

@@ -468,3 +468,19 @@ async def test_an_operator_decommissions_an_appliance_and_its_beats_then_get_404
     )
     assert status == 404  # the daemon registers again on 404
     assert (await api.call("DELETE", "/api/v1/appliances/a1"))[0] == 404
+
+
+async def test_a_title_replaced_at_the_same_instant_changes_the_fill_manifest(api: Api) -> None:
+    await api.call("POST", "/api/v1/titles", "packager", json=manifest("t1", [100]))
+    await api.call("POST", "/api/v1/appliances", json=registration("a1", capacity=10_000))
+    await api.call(
+        "PUT",
+        "/api/v1/appliances/a1/heartbeat",
+        "a1",
+        json={"state": "healthy", "title_requests": {"t1": 1}},
+    )
+    _, fill = await api.call("GET", "/api/v1/appliances/a1/fill-manifest")
+    assert fill["titles"][0]["bytes"] == 100
+    await api.call("POST", "/api/v1/titles", "packager", json=manifest("t1", [200]))  # same clock
+    _, fill = await api.call("GET", "/api/v1/appliances/a1/fill-manifest")
+    assert fill["titles"][0]["bytes"] == 200
