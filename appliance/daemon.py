@@ -48,6 +48,7 @@ from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
 log = logging.getLogger("vcdn.appliance")
 MANIFEST_FILE: Final = "fill-manifest.json"  # the last manifest, so a restart can resume
 REGISTRATION_GRACE: Final = 10.0
+FAREWELL_TIMEOUT: Final = 3.0  # the last "draining" beat may delay the stop this long
 
 
 def edge_settings(s: ApplianceSettings) -> EdgeSettings:
@@ -323,7 +324,7 @@ class Appliance:
         if self.control is None or not self.status.registered:
             return
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(min(2.0, self.settings.heartbeat_interval)):
+            async with asyncio.timeout(FAREWELL_TIMEOUT):
                 await self.control.beat_once()
 
     async def _shutdown(self, session: aiohttp.ClientSession) -> None:
