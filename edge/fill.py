@@ -369,6 +369,10 @@ class Fills:
                             view = view[n:]
                         written += len(chunk)
                         fill.advance(written)
+                        # Buffered chunks come without suspending; yield so that readers
+                        # send what just landed (first bytes early) instead of waiting
+                        # for the whole socket buffer to be drained into the file.
+                        await asyncio.sleep(0)
                     break
                 except UpstreamError as exc:
                     if resumes >= MAX_RESUMES or length is None or written >= length:
