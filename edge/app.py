@@ -294,7 +294,9 @@ async def serve(
         else:
             stale, usable_on_error = entry, verdict.usable_on_error
     req_cc = freshness.parse_cache_control(request.headers.get("Cache-Control"))
-    if "only-if-cached" in req_cc and stale is None:
+    if "only-if-cached" in req_cc:
+        # §5.2.1.7: nothing fresh stored, and the client (often a peer) forbids going
+        # upstream for it.
         stats.request("miss", title)
         return error_response(504, "not_cached", "Not in this cache (only-if-cached).")
     try:
