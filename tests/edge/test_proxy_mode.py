@@ -176,3 +176,22 @@ async def test_404_passes_through_uncached(proxy: TestServer, origin: ScriptedOr
     """Error statuses are relayed and not stored."""
     await _twice(proxy, "/missing")
     assert origin.count("/missing") == 2
+
+
+async def test_post_invalidates_target_and_location(
+    proxy: TestServer, origin: ScriptedOrigin
+) -> None:
+    """A POST answered 201 with Location evicts both the target and the Location (§4.4)."""
+    origin.scripts["/list"] = Script(b"[1]", headers={"Cache-Control": "max-age=600"})
+    origin.scripts["/item/2"] = Script(b"old 2", headers={"Cache-Control": "max-age=600"})
+    await _twice(proxy, "/list")
+    await _twice(proxy, "/item/2")
+    origin.scripts["/list"] = Script(b"ok", status=201, headers={"Location": "/item/2"})
+    async with aiohttp.ClientSession() as s:
+        async with s.post(proxy.make_url("/list"), json={"id": 2}) as r:
+            assert r.status == 201 and r.headers["Location"] == "/item/2"
+    assert origin.seen[-1].method == "POST" and origin.seen[-1].body == b'{"id": 2}'
+    origin.scripts["/list"] = Script(b"[1, 2]", headers={"Cache-Control": "max-age=600"})
+    origin.scripts["/item/2"] = Script(b"new 2", headers={"Cache-Control": "max-age=600"})
+    assert (await _get(proxy, "/list"))[2] == b"[1, 2]"
+    assert (await _get(proxy, "/item/2"))[2] == b"new 2"
