@@ -32,7 +32,7 @@ from vcdn.hashing import rank
 
 SPREAD: Final = (0.8, 0.2)  # share of a title's requests at its 1st, 2nd ... ranked appliance
 HEADROOM: Final = 0.2
-STICKINESS: Final = 0.1
+STICKINESS: Final = 0.5  # a newcomer must be worth 1.5x per byte to displace a held title
 RANK_CACHE: Final = 1 << 17  # titles × appliance sets remembered between nightly plans
 
 
