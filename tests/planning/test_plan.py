@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from origin.control.planning import moved, plan_fill
 from tests.planning.helpers import appliance, title
 from vcdn.hashing import rank
@@ -99,3 +102,38 @@ def test_smoothing_blends_yesterdays_prediction_by_elapsed_time() -> None:
     assert smooth(today, before, NOW, memory=0) == today
     assert "gone" not in smooth({}, [FillManifest("a0", NOW, 1, [FillTitle("gone", 5, 1, [])])],
                                 NOW, 86400)
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list:
+    n = draw(st.integers(1, 6))
+    return [
+        appliance(
+            f"a{i}", draw(st.integers(0, 4000 * MB)), site=draw(st.sampled_from(["s1", "s2"])),
+            state=draw(st.sampled_from(["healthy", "healthy", "stale", "draining", "down"])),
+        )
+        for i in range(n)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleet=fleets(), counts=st.dictionaries(
+    st.sampled_from([f"t{i:02d}" for i in range(40)]), st.floats(0.0, 500.0), max_size=40))
+def test_plan_fill_invariants_for_any_fleet(fleet: list, counts: dict[str, float]) -> None:
+    """Every appliance gets a manifest; healthy ones fit their budget; each title sits on a
+    prefix of its rendezvous ranking among its site's healthy appliances."""
+    plans = plan_fill({"s1": counts}, catalog(), fleet, None, now=NOW)
+    assert set(plans) == {a.id for a in fleet}
+    holders: dict[tuple[str, str], list[str]] = {}
+    for a in fleet:
+        m = plans[a.id]
+        if a.state != "healthy":
+            assert m.titles == []
+            continue
+        assert sum(t.bytes for t in m.titles) <= a.capacity_bytes * 0.8
+        for t in m.titles:
+            holders.setdefault((a.site, t.title), []).append(a.id)
+    for (site, name), hs in holders.items():
+        healthy = [a.id for a in fleet if a.site == site and a.state == "healthy"]
+        ranked = rank(name, healthy)
+        assert sorted(hs, key=ranked.index) == ranked[: len(hs)]
