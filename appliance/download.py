@@ -12,7 +12,7 @@ import asyncio
 import errno
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -59,11 +59,13 @@ async def fetch_verified(
     bucket: TokenBucket,
     headers: Mapping[str, str] | None = None,
     read_timeout: float = 10.0,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> int:
     """Download `url` to `dest` if and only if it matches `entry`; return the bytes read.
 
     Raises UpstreamError (unreachable, timeout, status), IntegrityError (wrong size or
     sha256), DiskFull or StoreError. On any failure nothing is left under `dest`.
+    `on_bytes(n)` hears of every chunk as it arrives (progress of large files).
     """
     part = dest.with_name(dest.name + PART_SUFFIX)
     digest = hashlib.sha256()
@@ -88,6 +90,8 @@ async def fetch_verified(
                     await bucket.take(len(chunk))
                     digest.update(chunk)
                     _write(fh, chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
                 await asyncio.to_thread(_flush, fh)
         if received != entry.size:
             raise IntegrityError(f"{url} sent {received} bytes; the manifest says {entry.size}.")

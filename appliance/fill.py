@@ -258,7 +258,7 @@ class Filler:
                 n = await fetch_verified(
                     self.session, url, dest, entry, bucket=self.bucket,
                     headers=PEER_HEADERS if peer else None,
-                    read_timeout=self.settings.upstream_timeout,
+                    read_timeout=self.settings.upstream_timeout, on_bytes=self._received,
                 )
             except IntegrityError as exc:
                 self.metrics.fill_rejected.labels(source.kind, "integrity").inc()
@@ -275,7 +275,6 @@ class Filler:
             self._note_upstream(source, ok=True, detail="")
             self.metrics.fill_bytes.labels(source.kind).inc(n)
             self.metrics.fill_files.labels(source.kind).inc()
-            self.status.fill.bytes_fetched += n
             if source.kind == "peer":
                 self.status.fill.from_peers += 1
             else:
@@ -284,6 +283,9 @@ class Filler:
                   url=url, bytes=n)
             return True
         return False
+
+    def _received(self, n: int) -> None:
+        self.status.fill.bytes_fetched += n
 
     def _note_upstream(self, source: Source, *, ok: bool, detail: str) -> None:
         name = "origin" if source.kind == "origin" else f"peer {source.base}"

@@ -25,7 +25,7 @@ class FillProgress:
     titles_complete: int = 0
     bytes_total: int = 0
     bytes_missing: int = 0
-    bytes_fetched: int = 0
+    bytes_fetched: int = 0  # received this pass, as it arrives (rejected bytes included)
     current: str = ""
     paused: str = ""  # why the fill stopped itself (disk full, floor), "" when it did not
     last_run_at: float | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from appliance.metrics import ApplianceMetrics
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from edge.store import CacheStore, object_key
-from tests.appliance.conftest import Served, blob, make_title
+from tests.appliance.conftest import Served, blob, make_title, until
 from vcdn.metrics import new_registry
 from vcdn.schemas import FillManifest, FillTitle, TitleManifest
 
@@ -94,8 +95,13 @@ async def test_bandwidth_cap_paces_the_fill(
     s = settings(tmp_path, origin.url, fill_bandwidth=200_000)
     store = CacheStore(s.cache_dir, s.cache_capacity)
     start = time.monotonic()
-    assert await filler(s, store, session).run(fill_manifest(manifest), download=True)
+    f = filler(s, store, session)
+    task = asyncio.create_task(f.run(fill_manifest(manifest), download=True))
+    # Progress shows while files are still arriving, not only when each one is done.
+    await until(lambda: 0 < f.status.fill.bytes_fetched < 400_000 and f.status.fill.running)
+    assert await task
     took = time.monotonic() - start
+    assert f.status.fill.bytes_fetched == 400_000
     # 400 kB at 200 kB/s after a 200 kB burst: at least one second, and not much more.
     assert 0.9 <= took < 5.0, took
     store.close()
