@@ -1,0 +1,46 @@
+"""`make bench`: every benchmark in turn, each against its established counterpart.
+
+Each benchmark is also runnable alone (`python -m bench.edge --help`, ...). This runner
+uses short, bounded settings so the whole set finishes in a few minutes; pass
+`--full` for the lengths quoted in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+QUICK: dict[str, list[str]] = {
+    "edge": ["--seconds", "3", "--rounds", "2"],
+    "steering": ["--seconds", "5"],
+    "control": ["--seconds", "15"],
+    "packager": ["--seconds", "20", "--repeat", "1"],
+    "appliance": [],
+    "cachesim": ["--no-write"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("names", nargs="*", default=list(QUICK), help="benchmarks to run")
+    parser.add_argument("--full", action="store_true", help="use each benchmark's defaults")
+    args = parser.parse_args(argv)
+    failed = []
+    for name in args.names:
+        if name not in QUICK:
+            parser.error(f"unknown benchmark {name!r}; choose from {', '.join(QUICK)}")
+        cmd = [sys.executable, "-m", f"bench.{name}", *([] if args.full else QUICK[name])]
+        print(f"\n=== bench.{name}: {' '.join(cmd[1:])}", flush=True)
+        started = time.monotonic()
+        if subprocess.run(cmd, check=False).returncode != 0:
+            failed.append(name)
+        print(f"=== bench.{name} took {time.monotonic() - started:.0f} s", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
