@@ -43,10 +43,19 @@ from vcdn.errors import VcdnError
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.middleware import CLIENT_CLOSED
 from vcdn.httpserve.plan import Plan, plan_response
-from vcdn.httpserve.send import SERVER, SMALL_BODY, direct_socket, read_spans, send_direct
+from vcdn.httpserve.send import (
+    SEND_TIMEOUT,
+    SERVER,
+    SMALL_BODY,
+    direct_socket,
+    read_spans,
+    send_direct,
+)
 from vcdn.httpserve.validators import format_http_date
 
 #: A request carrying any of these needs the planner (RFC 9110 §13, §14), not the fast path.
+#: Answers buffered in the transport beyond this wait for the client to read (flow control).
+DRAIN_ABOVE: Final = 256 * 1024
 NEEDS_PLANNER: Final = (
     "Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"
 )
@@ -256,7 +265,12 @@ def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None
             if entry is not None and transport is not None and not transport.is_closing():
                 try:
                     sent = await _answer(request, transport, entry, date())
-                except ConnectionError:  # the client left mid-body; send_direct aborted
+                    if sent is not None and transport.get_write_buffer_size() > DRAIN_ABOVE:
+                        # Flow control: a client pipelining requests without reading must
+                        # not make us buffer answers without bound (aiohttp's drain).
+                        await asyncio.wait_for(request.writer.drain(), SEND_TIMEOUT)
+                except (ConnectionError, TimeoutError):  # the client left or stopped reading
+                    transport.abort()
                     sent = _AlreadySent(CLIENT_CLOSED, 0, keep_alive=False)
                 if sent is not None:
                     if on_sent is not None:

@@ -145,3 +145,33 @@ async def test_client_leaving_a_hot_large_body_is_quiet(hot_origin, caplog) -> N
     assert status == 200 and body == data
     assert "Error handling request" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_pipelining_without_reading_is_flow_controlled(store) -> None:
+    """A client that pipelines many requests for a hot object and reads nothing does not
+    make the server buffer the answers without bound."""
+    root, _ = store
+    body = os.urandom(200_000)
+    (root / TITLE / "v1" / "hot.m4s").write_bytes(body)
+    app = make_app(OriginSettings(root=root))
+    runner, url = await start(
+        app, "127.0.0.1", 0, ServerLimits(), on_server=lambda s: install_hot_path(app, s)
+    )
+    try:
+        async with aiohttp.ClientSession() as s:
+            await get(s, f"{url}/v/{TITLE}/v1/hot.m4s")  # hot now
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        request = f"GET /v/{TITLE}/v1/hot.m4s HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        writer.write(request * 300)  # 60 MB of answers if all were produced
+        await asyncio.sleep(1.0)
+        assert runner.server is not None
+        buffered = max(
+            (h.transport.get_write_buffer_size() for h in runner.server.connections
+             if h.transport is not None),
+            default=0,
+        )
+        assert buffered < 2 * 1024 * 1024, buffered
+        writer.transport.abort()
+    finally:
+        await runner.cleanup()
