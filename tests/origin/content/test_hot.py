@@ -161,7 +161,7 @@ async def test_pipelining_without_reading_is_flow_controlled(store) -> None:
         async with aiohttp.ClientSession() as s:
             await get(s, f"{url}/v/{TITLE}/v1/hot.m4s")  # hot now
         host, port = url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+        _, writer = await asyncio.open_connection(host, int(port))
         request = f"GET /v/{TITLE}/v1/hot.m4s HTTP/1.1\r\nHost: x\r\n\r\n".encode()
         writer.write(request * 300)  # 60 MB of answers if all were produced
         await asyncio.sleep(1.0)
