@@ -35,7 +35,7 @@ async def test_beats_wait_then_reach_the_store_in_the_background(tmp_path: Path)
         for i in range(3):
             await buffer.add(beat("a1", float(i)))
         assert await store.heartbeats("a1", 0.0, 10) == []  # not yet written
-        for _ in range(100):  # bounded: at most 2 s
+        for _ in range(250):  # bounded: at most 5 s
             await asyncio.sleep(0.02)
             if buffer.stored == 3:
                 break
