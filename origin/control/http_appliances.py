@@ -155,7 +155,7 @@ async def fill_manifest(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     half_life = request.app[SETTINGS].popularity_half_life
     # The plan needs this site's scores and every title's global total, nothing more.
-    site = record.registration.site
+    site = record.site
     own = popularity.by_site(popularity.current(await store.scores(site), now, half_life))
     totals = await store.title_totals(now, half_life)
     everyone = [view(request, r, now) for r in await store.list_appliances()]

@@ -21,11 +21,13 @@ from origin.control.auth import Principal, check_role
 from origin.control.migrations import MIGRATIONS_TABLE, pending
 from origin.control.popularity import LN2, Score
 from origin.control.store import (
+    APPLIANCE_COLUMNS,
     ApplianceRecord,
     Beat,
     HeartbeatRecord,
     TitleSummary,
     TokenInfo,
+    appliance_from_row,
     latest_per_appliance,
     manifest_from_trusted,
     manifest_json,
@@ -33,17 +35,13 @@ from origin.control.store import (
     redact,
 )
 from vcdn.errors import StoreError
-from vcdn.schemas import Load, Registration, TitleManifest
+from vcdn.schemas import Registration, TitleManifest
 
 MIGRATION_LOCK: Final = 0x76636E64  # "vcdn": one advisory lock id for schema changes
 POOL_MAX: Final = 8
 CONNECT_TIMEOUT: Final = 10.0
 
-_APPLIANCE_COLUMNS: Final = (
-    "id, site, public_url, capacity_bytes, asn, lat, lon, prefixes, registered_at, "
-    "last_heartbeat, reported_state, requests_per_s, bytes_per_s, connections, "
-    "free_bytes, used_bytes, bytes_served, hit_ratio"
-)
+_APPLIANCE_COLUMNS: Final = APPLIANCE_COLUMNS
 
 _UPDATE_APPLIANCE: Final = """
 UPDATE appliances SET last_heartbeat = $2, reported_state = $3, requests_per_s = $4,
@@ -67,30 +65,7 @@ ON CONFLICT (title, site) DO UPDATE SET
 
 
 def appliance_from_record(r: asyncpg.Record) -> ApplianceRecord:
-    return ApplianceRecord(
-        registration=Registration(
-            id=r["id"],
-            site=r["site"],
-            public_url=r["public_url"],
-            capacity_bytes=r["capacity_bytes"],
-            asn=r["asn"],
-            lat=r["lat"],
-            lon=r["lon"],
-            prefixes=json.loads(r["prefixes"]),
-        ),
-        registered_at=r["registered_at"],
-        last_heartbeat=r["last_heartbeat"],
-        reported_state=r["reported_state"],
-        load=Load(
-            requests_per_s=r["requests_per_s"],
-            bytes_per_s=r["bytes_per_s"],
-            connections=r["connections"],
-        ),
-        free_bytes=r["free_bytes"],
-        used_bytes=r["used_bytes"],
-        bytes_served=r["bytes_served"],
-        hit_ratio=r["hit_ratio"],
-    )
+    return appliance_from_row(tuple(r))
 
 
 class PostgresStore:

@@ -23,27 +23,25 @@ from origin.control.auth import Principal, check_role
 from origin.control.migrations import MIGRATIONS_TABLE, pending
 from origin.control.popularity import LN2, Score
 from origin.control.store import (
+    APPLIANCE_COLUMNS,
     ApplianceRecord,
     Beat,
     HeartbeatRecord,
     TitleSummary,
     TokenInfo,
+    appliance_from_row,
     latest_per_appliance,
     manifest_from_trusted,
     manifest_json,
     popularity_deltas,
 )
 from vcdn.errors import StoreError
-from vcdn.schemas import Load, Registration, TitleManifest
+from vcdn.schemas import Registration, TitleManifest
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS: Final = 5000
 
-_APPLIANCE_COLUMNS: Final = (
-    "id, site, public_url, capacity_bytes, asn, lat, lon, prefixes, registered_at, "
-    "last_heartbeat, reported_state, requests_per_s, bytes_per_s, connections, "
-    "free_bytes, used_bytes, bytes_served, hit_ratio"
-)
+_APPLIANCE_COLUMNS: Final = APPLIANCE_COLUMNS
 _UPSERT_SCORE: Final = f"""
 INSERT INTO popularity (title, site, score, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (title, site) DO UPDATE SET
@@ -52,49 +50,6 @@ ON CONFLICT (title, site) DO UPDATE SET
         + excluded.score,
     updated_at = max(popularity.updated_at, excluded.updated_at)
 """
-
-
-def appliance_from_row(row: tuple[Any, ...]) -> ApplianceRecord:
-    (
-        id_,
-        site,
-        url,
-        capacity,
-        asn,
-        lat,
-        lon,
-        prefixes,
-        registered_at,
-        last,
-        reported,
-        rps,
-        bps,
-        conns,
-        free,
-        used,
-        served,
-        hit,
-    ) = row
-    return ApplianceRecord(
-        registration=Registration(
-            id=id_,
-            site=site,
-            public_url=url,
-            capacity_bytes=capacity,
-            asn=asn,
-            lat=lat,
-            lon=lon,
-            prefixes=json.loads(prefixes),
-        ),
-        registered_at=registered_at,
-        last_heartbeat=last,
-        reported_state=reported,
-        load=Load(requests_per_s=rps, bytes_per_s=bps, connections=conns),
-        free_bytes=free,
-        used_bytes=used,
-        bytes_served=served,
-        hit_ratio=hit,
-    )
 
 
 class SqliteStore:

@@ -133,16 +133,18 @@ def test_the_direct_appliance_json_equals_the_generic_encoding() -> None:
     from origin.control.store import ApplianceRecord
     from vcdn.schemas import Load, encode
 
-    record = ApplianceRecord(
-        registration=decode(Registration, registration("a1", prefixes=["10.0.0.0/8"], asn=7)),
-        registered_at=1.0,
+    reg = decode(Registration, registration("a1", prefixes=["10.0.0.0/8"], asn=7))
+    record = ApplianceRecord.registered(reg, 1.0)._replace(
         last_heartbeat=2.0,
         reported_state="draining",
-        load=Load(1.5, 2.5, 3),
+        requests_per_s=1.5,
+        bytes_per_s=2.5,
+        connections=3,
         free_bytes=4,
         used_bytes=5,
         bytes_served=6,
         hit_ratio=0.5,
     )
+    assert record.registration == reg and record.load == Load(1.5, 2.5, 3)
     for state in ("healthy", "stale", "draining", "down"):
         assert record.view_json(state) == encode(record.view(state))
