@@ -98,7 +98,7 @@ def scaled_width(source: Geometry, height: int) -> int:
 def video_kbps(width: int, height: int, fps: float) -> int:
     """Target average video bitrate for a picture size and frame rate."""
     pixels = (width * height) / ANCHOR_PIXELS
-    rate = ANCHOR_KBPS * pixels**0.75 * math.sqrt(max(fps, 1.0) / ANCHOR_FPS)
+    rate = ANCHOR_KBPS * math.pow(pixels, 0.75) * math.sqrt(max(fps, 1.0) / ANCHOR_FPS)
     return max(MIN_VIDEO_KBPS, round(rate / 10) * 10)
 
 
