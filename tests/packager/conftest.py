@@ -51,6 +51,16 @@ def make_source(
     return path
 
 
+def rotate(source: Path, out: Path) -> Path:
+    """Remux with a 90° display matrix (the mov muxer writes it from the rotate tag)."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(source),
+         "-c", "copy", "-metadata:s:v:0", "rotate=90", str(out)],
+        check=True, timeout=60,
+    )
+    return out
+
+
 def ffprobe(path: Path, *args: str) -> dict:
     require_tool("ffprobe")
     out = subprocess.run(
@@ -84,6 +94,9 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             d / "anamorphic.mp4", seconds=2, size="360x288", audio=False,
             extra=("-vf", "setsar=16/15"),
         ),
+        # A phone held upright: 320x240 stored, a 90° display matrix, shown as 240x320.
+        "rotated": rotate(make_source(d / "upright.mp4", seconds=2, audio=False),
+                          d / "rotated.mp4"),
     }
 
 

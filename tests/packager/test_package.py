@@ -228,3 +228,12 @@ def test_width_keeps_the_display_aspect_ratio_and_is_even(package_once) -> None:
         assert video["width"] % 2 == 0 and video["height"] % 2 == 0
         assert video.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1")
         assert video["width"] / video["height"] == pytest.approx(source_dar, rel=0.01)
+
+
+def test_a_rotated_source_is_laddered_as_it_is_displayed(package_once) -> None:
+    p = package_once("rotated", ladder=(480, 320, 160))
+    assert [(r.width, r.height) for r in p.result.manifest.renditions] == [(240, 320),
+                                                                          (120, 160)]
+    for r in p.result.manifest.renditions:
+        video = ffprobe(p.dir / r.playlist, "-show_streams")["streams"][0]
+        assert (video["width"], video["height"]) == (r.width, r.height)
