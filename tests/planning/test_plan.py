@@ -137,3 +137,16 @@ def test_plan_fill_invariants_for_any_fleet(fleet: list, counts: dict[str, float
         healthy = [a.id for a in fleet if a.site == site and a.state == "healthy"]
         ranked = rank(name, healthy)
         assert sorted(hs, key=ranked.index) == ranked[: len(hs)]
+
+
+def test_manifest_for_plans_one_site_and_remembers_what_it_gave() -> None:
+    from origin.control.planning.plan import manifest_for
+
+    memory: dict[str, FillManifest] = {}
+    got = manifest_for("a0", popularity(), catalog(), fleet(), memory, now=NOW)
+    assert memory == {"a0": got}
+    whole = plan_fill(popularity(), catalog(), [a for a in fleet() if a.site == "s1"], None,
+                      now=NOW)
+    assert got == whole["a0"]
+    again = manifest_for("a0", popularity(), catalog(), fleet(), memory, now=NOW + 60)
+    assert [t.title for t in again.titles] == [t.title for t in got.titles]

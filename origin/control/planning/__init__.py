@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from origin.control.planning.plan import PlanSettings, moved, plan_fill
+from origin.control.planning.plan import PlanSettings, manifest_for, moved, plan_fill
 
-__all__ = ["PlanSettings", "moved", "plan_fill"]
+__all__ = ["PlanSettings", "manifest_for", "moved", "plan_fill"]

@@ -162,3 +162,26 @@ def moved(
     """Bytes the appliances would fetch to go from `previous` to `new`."""
     sizes = {m.title: m.total_bytes for m in catalog}
     return bytes_moved(held_titles(previous), held_titles(new), sizes)
+
+
+def manifest_for(
+    appliance: str,
+    popularity: Popularity,
+    catalog: Sequence[TitleManifest],
+    appliances: Sequence[ApplianceView],
+    memory: dict[str, FillManifest],
+    *,
+    now: float,
+    settings: PlanSettings = PlanSettings(),
+) -> FillManifest:
+    """One appliance's manifest, planned with its site and remembered in `memory`.
+
+    `memory` is {appliance id: the manifest it was last given}: the previous plan, which
+    keeps plans stable from one fetch to the next. Only the appliance's own site is
+    planned (the others do not change its manifest). Raises KeyError for an unknown id.
+    """
+    me = next(a for a in appliances if a.id == appliance)
+    site = [a for a in appliances if a.site == me.site]
+    plans = plan_fill(popularity, catalog, site, memory, now=now, settings=settings)
+    memory[appliance] = plans[appliance]
+    return plans[appliance]
