@@ -119,3 +119,10 @@ def test_a_malformed_release_at_does_not_stop_the_prediction() -> None:
 def test_boost_reference_on_a_site_with_fewer_titles_than_the_rank() -> None:
     got = predict_site({"a": 4.0, "b": 2.0}, {}, {"new": T0}, T0, boost=ReleaseBoost(rank=10))
     assert math.isclose(got["new"], 2.0)
+
+
+def test_a_store_may_pass_its_own_global_totals() -> None:
+    got = predict({"s1": {"a": 10.0}}, [title("a"), title("b")], ["s1"], T0,
+                  global_table={"a": 10.0, "b": 1000.0})
+    assert got["s1"]["b"] == pytest.approx(100.0)  # 10% of the other sites' total
+    assert got["s1"]["a"] == pytest.approx(11.0)

@@ -91,8 +91,13 @@ def plan_fill(
     *,
     now: float,
     settings: PlanSettings = PlanSettings(),
+    global_table: Mapping[str, float] | None = None,
 ) -> dict[str, FillManifest]:
-    """Fill manifests for every appliance, by id."""
+    """Fill manifests for every appliance, by id.
+
+    `popularity` needs the sites of `appliances`; `global_table` ({title: score summed
+    over all sites}) defaults to the sum of `popularity`.
+    """
     by_title = {m.title: m for m in catalog}
     sizes = {m.title: m.total_bytes for m in catalog}
     sites = sorted({a.site for a in appliances})
@@ -103,6 +108,7 @@ def plan_fill(
         now,
         boost=settings.boost,
         global_weight=settings.global_weight,
+        global_table=global_table,
     )
     prev_held = held_titles(previous)
     out: dict[str, FillManifest] = {}
@@ -173,6 +179,7 @@ def manifest_for(
     *,
     now: float,
     settings: PlanSettings = PlanSettings(),
+    global_table: Mapping[str, float] | None = None,
 ) -> FillManifest:
     """One appliance's manifest, planned with its site and remembered in `memory`.
 
@@ -182,6 +189,8 @@ def manifest_for(
     """
     me = next(a for a in appliances if a.id == appliance)
     site = [a for a in appliances if a.site == me.site]
-    plans = plan_fill(popularity, catalog, site, memory, now=now, settings=settings)
+    plans = plan_fill(
+        popularity, catalog, site, memory, now=now, settings=settings, global_table=global_table
+    )
     memory[appliance] = plans[appliance]
     return plans[appliance]

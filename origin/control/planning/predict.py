@@ -167,9 +167,14 @@ def predict(
     *,
     boost: ReleaseBoost = ReleaseBoost(),
     global_weight: float = GLOBAL_WEIGHT,
+    global_table: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """{site: {title: predicted demand}} for each of `sites`."""
-    table = global_scores(popularity)
+    """{site: {title: predicted demand}} for each of `sites`.
+
+    `global_table` is {title: score summed over all sites}; without it, it is summed from
+    `popularity` (a store can pass its own total instead of every site's scores).
+    """
+    table = global_scores(popularity) if global_table is None else global_table
     releases = release_times(catalog)
     return {
         site: predict_site(
