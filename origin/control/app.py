@@ -140,7 +140,10 @@ def make_app(
         app[STORE] = await open_store(settings.db) if store is None else store
         event(log, "store_open", kind=app[STORE].kind)
         beats = HeartbeatBuffer(
-            app[STORE], settings.popularity_half_life, delay=settings.heartbeat_flush_delay
+            app[STORE],
+            settings.popularity_half_life,
+            delay=settings.heartbeat_flush_delay,
+            history_every=settings.heartbeat_history_every,
         )
         app[BEATS] = beats
         tasks = [asyncio.create_task(prune_loop(app)), asyncio.create_task(beats.run())]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import Final
 
@@ -31,7 +32,13 @@ class HeartbeatBuffer:
     """Queue of beats for one store; `run()` is its background flusher."""
 
     def __init__(
-        self, store: Store, half_life: float, *, delay: float, max_batch: int = MAX_BATCH
+        self,
+        store: Store,
+        half_life: float,
+        *,
+        delay: float,
+        history_every: float = 0.0,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._store = store
         self._half_life = half_life
@@ -39,6 +46,8 @@ class HeartbeatBuffer:
         self._max_batch = max_batch
         self._pending: list[Beat] = []
         self._known: set[str] = set()
+        self._history_every = history_every
+        self._last_history: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.stored = 0
@@ -52,6 +61,7 @@ class HeartbeatBuffer:
     def forget(self, appliance: str) -> None:
         """An appliance was deleted: its queued beats are dropped at the next flush."""
         self._known.discard(appliance)
+        self._last_history.pop(appliance, None)
 
     async def is_known(self, appliance: str) -> bool:
         if appliance in self._known:
@@ -63,7 +73,17 @@ class HeartbeatBuffer:
         return True
 
     async def add(self, beat: Beat) -> None:
-        """Queue a beat of a known appliance (check `is_known` first)."""
+        """Queue a beat of a known appliance (check `is_known` first).
+
+        Every beat updates the appliance and popularity; the history keeps one beat per
+        `history_every` seconds per appliance (a dashboard needs minutes, not every beat,
+        and 1,000 appliances at 10 s would add 8.6 million rows a day).
+        """
+        last = self._last_history.get(beat.appliance)
+        if last is not None and beat.at - last < self._history_every:
+            beat = dataclasses.replace(beat, body=None)
+        else:
+            self._last_history[beat.appliance] = beat.at
         self._pending.append(beat)
         if self._delay <= 0 or len(self._pending) >= self._max_batch:
             await self.flush()

@@ -30,6 +30,8 @@ class ControlSettings:
     # Heartbeats are stored in batches at most this many seconds after they arrive (reads
     # flush first, so nobody sees a stale state); 0 writes each beat before answering it.
     heartbeat_flush_delay: float = 0.1
+    # The history keeps one beat per appliance per this many seconds (0: every beat).
+    heartbeat_history_every: float = 60.0
     max_body: Bytes = 8 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -45,6 +47,8 @@ class ControlSettings:
             raise ValueError("'heartbeat_retention' must not be negative")
         if not 0 <= self.heartbeat_flush_delay <= MAX_FLUSH_DELAY:
             raise ValueError(f"'heartbeat_flush_delay' must be between 0 and {MAX_FLUSH_DELAY} s")
+        if self.heartbeat_history_every < 0:
+            raise ValueError("'heartbeat_history_every' must not be negative")
         if not 0 <= self.port <= 65535:
             raise ValueError("'port' must be between 0 and 65535")
         if self.max_body < MIN_BODY:

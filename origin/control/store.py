@@ -164,12 +164,13 @@ APPLIANCE_COLUMNS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class Beat:
-    """One heartbeat as received: who, when, what, and its JSON text for the history."""
+    """One heartbeat as received: who, when, what, and its JSON text for the history
+    (None when the history samples this beat out)."""
 
     appliance: str
     at: float
     heartbeat: Heartbeat
-    body: str
+    body: str | None
 
 
 @dataclass(frozen=True, slots=True)

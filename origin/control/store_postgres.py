@@ -254,12 +254,14 @@ class PostgresStore:
                     for h in (b.heartbeat,)
                 ],
             )
-            await conn.execute(
-                _INSERT_HISTORY,
-                [b.appliance for b in known],
-                [b.at for b in known],
-                [b.body for b in known],
-            )
+            kept = [b for b in known if b.body is not None]
+            if kept:
+                await conn.execute(
+                    _INSERT_HISTORY,
+                    [b.appliance for b in kept],
+                    [b.at for b in kept],
+                    [b.body for b in kept],
+                )
             deltas = popularity_deltas(known, sites, half_life)
             if deltas:
                 titles, site_col, scores, ats = (list(col) for col in zip(*deltas, strict=True))

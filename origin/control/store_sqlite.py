@@ -334,7 +334,7 @@ class SqliteStore:
             )
             conn.executemany(
                 "INSERT INTO heartbeats VALUES (?, ?, ?)",
-                [(b.appliance, b.at, b.body) for b in known],
+                [(b.appliance, b.at, b.body) for b in known if b.body is not None],
             )
             conn.executemany(
                 _UPSERT_SCORE,

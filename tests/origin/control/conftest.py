@@ -167,6 +167,7 @@ def settings(db_url: str) -> ControlSettings:
         down_after_beats=10,
         popularity_half_life=HALF_LIFE,
         max_body=MAX_BODY,
+        heartbeat_history_every=0,
     )
 
 

@@ -88,3 +88,21 @@ async def test_beats_of_an_appliance_deleted_meanwhile_are_dropped_and_it_is_for
         assert not await buffer.is_known("a1")
     finally:
         await store.close()
+
+
+async def test_history_keeps_one_beat_per_interval_while_every_beat_updates_the_state(
+    tmp_path: Path,
+) -> None:
+    store = await _store(tmp_path)
+    try:
+        buffer = HeartbeatBuffer(store, 3600.0, delay=60.0, history_every=60.0)
+        for at in (0.0, 10.0, 50.0, 60.0, 70.0, 125.0):
+            await buffer.add(beat("a1", at))
+        await buffer.flush()
+        assert [h.at for h in await store.heartbeats("a1", 0.0, 10)] == [0.0, 60.0, 125.0]
+        record = await store.get_appliance("a1")
+        assert record is not None and record.last_heartbeat == 125.0
+        scores = {s.title: s.score for s in await store.scores("s1")}
+        assert scores["t"] == pytest.approx(6.0, rel=0.05)  # all six beats counted
+    finally:
+        await store.close()

@@ -148,3 +148,19 @@ def test_the_direct_appliance_json_equals_the_generic_encoding() -> None:
     assert record.registration == reg and record.load == Load(1.5, 2.5, 3)
     for state in ("healthy", "stale", "draining", "down"):
         assert record.view_json(state) == encode(record.view(state))
+
+
+async def test_a_beat_without_history_text_updates_state_but_adds_no_history_row(
+    db_url: str,
+) -> None:
+    store = await open_store(db_url)
+    try:
+        await store.put_appliance(decode(Registration, registration("a1")), 0.0)
+        hb = Heartbeat(state="draining", title_requests={"t": 2})
+        assert await store.record_heartbeats([Beat("a1", 5.0, hb, None)], 3600.0) == 1
+        record = await store.get_appliance("a1")
+        assert record is not None and record.reported_state == "draining"
+        assert await store.heartbeats("a1", 0.0, 10) == []
+        assert {s.title: s.score for s in await store.scores("s1")} == {"t": 2.0}
+    finally:
+        await store.close()
