@@ -307,8 +307,20 @@ class Fills:
                 headers["If-None-Match"] = stale.etag
             if stale.last_modified is not None:
                 headers["If-Modified-Since"] = format_http_date(stale.last_modified)
-        resp = await self.chain.fetch("GET", target, headers)
+        part, meta = self.store.temp_paths(fill.key)
+        fill_id = secrets.token_hex(4)
+        part = part.with_name(f"{part.stem}.{fill_id}.part")
+        # Creating a file can take a millisecond on a busy file system: do it in a thread
+        # while the upstream thinks, not on the loop after its answer.
+        opening = asyncio.get_running_loop().run_in_executor(None, _create, part)
+        try:
+            resp = await self.chain.fetch("GET", target, headers)
+        except BaseException:
+            await _discard(opening, part)
+            raise
         fill.source = resp.source
+        if resp.status != 200:
+            await _discard(opening, part)
         if resp.status == 304 and stale is not None:
             resp.close()
             pairs = list(resp.headers.items())
@@ -339,22 +351,23 @@ class Fills:
         if ok and length is not None and length > self.store.capacity:
             ok, why = False, "larger than the cache"
         if not ok:
+            if resp.status == 200:
+                await _discard(opening, part)
             event(log, "not_stored", key=fill.key, status=resp.status, reason=why)
             fill.ready.set_result(Pass(resp))
             return
         draft = self._draft(fill.key, title, path, resp, length)
-        part, meta = self.store.temp_paths(fill.key)
-        fill_id = secrets.token_hex(4)
-        part = part.with_name(f"{part.stem}.{fill_id}.part")
         try:
-            fill.fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fill.fd = await opening
         except OSError as exc:
             resp.close()
             raise StoreError(f"Cannot write to the cache: {exc.strerror}.") from None
         fill.draft = draft
         fill.ready.set_result(fill)
         # Let this worker's waiters send their headers before we tell the other workers
-        # (the sidecar costs a write and a rename); they wait on the lock meanwhile.
+        # (the sidecar costs a write and a rename); they wait on the lock meanwhile. Two
+        # turns of the loop: one for the shield around `ready`, one for the waiter itself.
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
         written = 0
         resumes = 0
@@ -488,6 +501,21 @@ class Fills:
                 fill.finish(None, FillFailed(f"Another worker's fill of {fill.key!r} failed."))
                 return True
             await asyncio.sleep(POLL_INTERVAL)
+
+
+def _create(part: Path) -> int:
+    return os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+
+async def _discard(opening: asyncio.Future[int], part: Path) -> None:
+    """Undo a temp file created for a fill that will not happen."""
+    try:
+        fd = await opening
+    except OSError:
+        return
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(part)
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
