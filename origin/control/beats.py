@@ -47,7 +47,7 @@ class HeartbeatBuffer:
         self._pending: list[Beat] = []
         self._known: set[str] = set()
         self._history_every = history_every
-        self._last_history: dict[str, float] = {}
+        self._last_history: dict[str, tuple[float, str]] = {}  # (at, state) last kept
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.stored = 0
@@ -76,14 +76,16 @@ class HeartbeatBuffer:
         """Queue a beat of a known appliance (check `is_known` first).
 
         Every beat updates the appliance and popularity; the history keeps one beat per
-        `history_every` seconds per appliance (a dashboard needs minutes, not every beat,
-        and 1,000 appliances at 10 s would add 8.6 million rows a day).
+        `history_every` seconds per appliance, and every change of reported state (a
+        dashboard needs minutes and transitions, not every beat: 1,000 appliances at 10 s
+        would add 8.6 million rows a day).
         """
         last = self._last_history.get(beat.appliance)
-        if last is not None and beat.at - last < self._history_every:
+        state = beat.heartbeat.state
+        if last is not None and beat.at - last[0] < self._history_every and state == last[1]:
             beat = dataclasses.replace(beat, body=None)
         else:
-            self._last_history[beat.appliance] = beat.at
+            self._last_history[beat.appliance] = (beat.at, state)
         self._pending.append(beat)
         if self._delay <= 0 or len(self._pending) >= self._max_batch:
             await self.flush()

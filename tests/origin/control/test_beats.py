@@ -10,11 +10,11 @@ import pytest
 from origin.control.beats import HeartbeatBuffer
 from origin.control.store import Beat, Store, heartbeat_json, open_store
 from vcdn.errors import StoreError
-from vcdn.schemas import Heartbeat, Registration
+from vcdn.schemas import HealthState, Heartbeat, Registration
 
 
-def beat(appliance: str, at: float) -> Beat:
-    hb = Heartbeat(state="healthy", title_requests={"t": 1})
+def beat(appliance: str, at: float, state: HealthState = "healthy") -> Beat:
+    hb = Heartbeat(state=state, title_requests={"t": 1})
     return Beat(appliance, at, hb, heartbeat_json(hb))
 
 
@@ -98,11 +98,14 @@ async def test_history_keeps_one_beat_per_interval_while_every_beat_updates_the_
         buffer = HeartbeatBuffer(store, 3600.0, delay=60.0, history_every=60.0)
         for at in (0.0, 10.0, 50.0, 60.0, 70.0, 125.0):
             await buffer.add(beat("a1", at))
+        await buffer.add(beat("a1", 130.0, "draining"))  # a change of state is always kept
+        await buffer.add(beat("a1", 135.0, "draining"))
         await buffer.flush()
-        assert [h.at for h in await store.heartbeats("a1", 0.0, 10)] == [0.0, 60.0, 125.0]
+        kept = [h.at for h in await store.heartbeats("a1", 0.0, 10)]
+        assert kept == [0.0, 60.0, 125.0, 130.0]
         record = await store.get_appliance("a1")
-        assert record is not None and record.last_heartbeat == 125.0
+        assert record is not None and record.last_heartbeat == 135.0
         scores = {s.title: s.score for s in await store.scores("s1")}
-        assert scores["t"] == pytest.approx(6.0, rel=0.05)  # all six beats counted
+        assert scores["t"] == pytest.approx(8.0, rel=0.05)  # all eight beats counted
     finally:
         await store.close()
