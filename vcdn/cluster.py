@@ -43,6 +43,8 @@ class ClusterConfig:
     base_port: int = 0  # 0: pick free ports
     heartbeat_interval: float = 2.0
     stale_after_beats: float = 1.5
+    # Heartbeat history for the dashboard's charts: every beat (0) on a demo-sized fleet.
+    history_every: float = 0.0
     steering_poll: float = 0.5
     fill_interval: float = 5.0
     cache_capacity: str = "2GiB"
@@ -202,6 +204,7 @@ class Cluster:
                 VCDN_CONTROL_TOKENS=self.secrets.bootstrap,
                 VCDN_CONTROL_HEARTBEAT_INTERVAL=str(self.config.heartbeat_interval),
                 VCDN_CONTROL_STALE_AFTER_BEATS=str(self.config.stale_after_beats),
+                VCDN_CONTROL_HEARTBEAT_HISTORY_EVERY=str(self.config.history_every),
             ),
             health_url=f"{self.control_url}/healthz",
         )

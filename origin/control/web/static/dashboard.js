@@ -83,6 +83,12 @@ function drawChart(svg, series, t0, t1, yFormat, yMaxFixed) {
     if (!s.points.length) continue;
     const d = s.points.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join("");
     svg.append(node("path", { d, fill: "none", stroke: s.color, "stroke-width": 2, "data-series": s.name }));
+    // Sparse history (the control plane may keep one beat a minute): mark each sample.
+    if (s.points.length < 30) {
+      for (const [t, v] of s.points) {
+        svg.append(node("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: s.color }));
+      }
+    }
   }
 }
 
