@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Bodies up to this size are answered here; larger ones go to aiohttp and sendfile.
 FAST_BODY: Final = 256 * 1024
+#: Answers waiting in the transport beyond this hand the connection to aiohttp.
+WRITE_BACKLOG: Final = 1024 * 1024
 _REASONS: Final = {
     200: "OK",
     206: "Partial Content",
@@ -152,6 +154,10 @@ class FastProtocol(asyncio.Protocol):
         edge = self._edge
         limit = edge.settings.max_header_bytes
         while self.transport is not None:
+            if self.transport.get_write_buffer_size() > WRITE_BACKLOG:
+                # A client pipelining faster than it reads: aiohttp has flow control.
+                self._hand_off()
+                return
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buf) > limit:
@@ -180,6 +186,7 @@ class FastProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
         self._server.connection_lost(self, None)  # type: ignore[arg-type]
+        self._edge.stats.handoffs += 1
         handler = self._server()
         self.transport = None
         transport.set_protocol(handler)

@@ -8,6 +8,7 @@ connection, since a short body under a promised Content-Length would be taken as
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from edge.upstream import UpstreamResponse
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.plan import Plan, plan_response
-from vcdn.httpserve.send import send_bytes, send_file
+from vcdn.httpserve.send import SEND_TIMEOUT, send_bytes, send_file
 
 CHUNK: Final = 256 * 1024
 
@@ -213,7 +214,12 @@ async def _stream(resp: web.StreamResponse, tail: Tail, first: int, last: int) -
         data = os.pread(tail.fd, n, pos)
         if not data:
             raise FillFailed(f"The fill of {fill.key!r} lost bytes at {pos}.")
-        await resp.write(data)
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await resp.write(data)
+        except TimeoutError:
+            # A client that takes no byte for this long is cut off (slow-reader defence).
+            raise FillFailed("the client stopped reading") from None
         pos += len(data)
     return last + 1 - first
 

@@ -51,6 +51,8 @@ class EdgeStats:
         self.hits = 0
         #: Hits answered by `edge.fastpath` (a subset of `hits`).
         self.fast_hits = 0
+        #: Connections `edge.fastpath` handed to aiohttp (a miss, a large body, odd framing).
+        self.handoffs = 0
         self.misses = 0
         self.sent = 0
 

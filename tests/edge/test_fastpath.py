@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge import fastpath
 from edge.app import EDGE_KEY, make_app
 from edge.fasthead import parse_head
 from edge.workers import start_edge
@@ -281,3 +282,22 @@ async def test_proxy_mode_hits_take_the_fast_path(aiohttp_server, tmp_path: Path
             assert origin.count("/v/t/a.m4s?x=1") == 2  # the fill, and the authorized request
     finally:
         await runner.cleanup()
+
+
+async def test_deep_pipeline_keeps_order_across_the_hand_off(
+    fast: str, origin_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """120 pipelined hits (~12 MB of answers) sent before reading any: past the write
+    backlog the connection moves to aiohttp mid-pipeline; every answer arrives, in order."""
+    small = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, small)
+    playlist = (origin_root / TITLE / "v1/index.m3u8").read_bytes()
+    await _warm(fast, "v1/index.m3u8", playlist)
+    req = "GET {} HTTP/1.1\r\nHost: x\r\n\r\n"
+    paths = [SMALL if i % 2 else "v1/index.m3u8" for i in range(120)]
+    monkeypatch.setattr(fastpath, "WRITE_BACKLOG", 64 * 1024)
+    stats = APPS[0][EDGE_KEY].stats
+    before = stats.handoffs
+    answers = await _exchange(fast, "".join(req.format(signed(p)) for p in paths).encode(), 120)
+    assert answers == [(200, small if i % 2 else playlist) for i in range(120)]
+    assert stats.handoffs == before + 1
