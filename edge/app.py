@@ -417,7 +417,7 @@ def _forward_headers(request: web.Request) -> dict[str, str]:
         if (
             lower in freshness.HOP_BY_HOP
             or lower in named
-            or lower in ("host", "via", "content-length")
+            or lower in ("host", "via")
         ):
             continue
         out[name] = f"{out[name]}, {value}" if name in out else value

@@ -147,6 +147,7 @@ async def test_unsafe_methods_forwarded_and_invalidate(
         async with s.put(proxy.make_url("/doc"), data=b"new body") as r:
             assert r.status == 200
     assert origin.seen[-1].method == "PUT" and origin.seen[-1].body == b"new body"
+    assert origin.seen[-1].headers.get("Content-Length") == "8"  # not re-framed as chunked
     origin.scripts["/doc"] = Script(b"v2", headers={"Cache-Control": "max-age=600"})
     assert (await _get(proxy, "/doc"))[2] == b"v2"
     assert origin.count("/doc") == 2
