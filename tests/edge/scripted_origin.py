@@ -44,6 +44,8 @@ class ScriptedOrigin:
         self.scripts: dict[str, Script] = {}
         self.seen: list[Seen] = []
         self.finished: dict[str, float] = {}
+        #: When set, every request is accepted and never answered (for 30 s at most).
+        self.hang = False
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
@@ -53,6 +55,8 @@ class ScriptedOrigin:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.seen.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers), body))
+        if self.hang:
+            await asyncio.sleep(30)
         script = self.scripts.get(request.path_qs)
         if script is None:
             return web.Response(status=404, text="not scripted")

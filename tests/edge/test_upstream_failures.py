@@ -56,32 +56,37 @@ async def test_retries_a_flaky_origin(aiohttp_server, tmp_path) -> None:  # type
 
 
 async def test_origin_down_hits_serve_misses_fail_fast(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """With the origin gone, cached objects still serve; misses get 502 and, once the
-    breaker is open, fail without waiting on the network."""
+    """With the origin hanging, cached objects still serve; misses time out (504) until
+    the breaker opens, then fail at once (502) without waiting for the read timeout."""
     origin = ScriptedOrigin()
     origin.scripts["/v/demo/a.m4s"] = Script(
         os.urandom(5000), headers={"Cache-Control": "max-age=600"}
     )
     up = await aiohttp_server(origin.app)
     settings = edge_settings(
-        tmp_path, str(up.make_url("")).rstrip("/"), retries=0, breaker_threshold=2, breaker_reset=60
+        tmp_path,
+        str(up.make_url("")).rstrip("/"),
+        retries=0,
+        breaker_threshold=2,
+        breaker_reset=60,
+        read_timeout=1.0,
     )
     edge = await aiohttp_server(make_app(settings))
     async with aiohttp.ClientSession() as s:
-        assert (await (await s.get(edge.make_url(signed("a.m4s")))).read()) == origin.scripts[
-            "/v/demo/a.m4s"
-        ].body
+        async with s.get(edge.make_url(signed("a.m4s"))) as r:
+            assert await r.read() == origin.scripts["/v/demo/a.m4s"].body
         await settle(edge.app)
-        await up.close()
+        origin.hang = True  # accepts, never answers
         for name in ("b", "c"):
-            resp = await s.get(edge.make_url(signed(f"{name}.m4s")))
-            assert resp.status in (502, 504)
+            async with s.get(edge.make_url(signed(f"{name}.m4s"))) as r:
+                assert r.status == 504
         start = time.monotonic()
-        resp = await s.get(edge.make_url(signed("d.m4s")))
-        assert resp.status == 502
-        assert time.monotonic() - start < 0.2
-        hit = await s.get(edge.make_url(signed("a.m4s")))
-        assert hit.status == 200
+        async with s.get(edge.make_url(signed("d.m4s"))) as r:
+            assert r.status == 502
+        assert time.monotonic() - start < 0.5  # well under the 1 s read timeout
+        async with s.get(edge.make_url(signed("a.m4s"))) as r:
+            assert r.status == 200
+        assert origin.count("/v/demo/d.m4s") == 0
 
 
 @pytest.mark.parametrize("delay", [1.5])
