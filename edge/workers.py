@@ -56,8 +56,7 @@ def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"Cannot listen on {host}:{port} (settings 'host' and 'port'): "
-            f"{exc.strerror or exc}."
+            f"Cannot listen on {host}:{port} (settings 'host' and 'port'): {exc.strerror or exc}."
         ) from None
     return sock, sock.getsockname()[1]
 
