@@ -72,6 +72,9 @@ class Edge:
         self.stats = EdgeStats(self.registry, self.store)
         self.ram = RamCache(settings.ram_cache, settings.ram_object_max)
         self.draining = False
+        #: The fast path's memory of appliance URLs: raw target → (key, title, valid until).
+        #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
+        self.fast_routes: dict[str, tuple[str, str, float]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
@@ -414,11 +417,7 @@ def _forward_headers(request: web.Request) -> dict[str, str]:
     }
     for name, value in request.headers.items():
         lower = name.lower()
-        if (
-            lower in freshness.HOP_BY_HOP
-            or lower in named
-            or lower in ("host", "via")
-        ):
+        if lower in freshness.HOP_BY_HOP or lower in named or lower in ("host", "via"):
             continue
         out[name] = f"{out[name]}, {value}" if name in out else value
     prior = request.headers.get("Via")

@@ -17,6 +17,7 @@ synchronously before the next request is read, responses can never be reordered.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,10 +63,8 @@ _CONDITIONAL: Final = frozenset(
 #: entries never go stale, they only stop being asked for.
 _HEADS: dict[tuple[str, float, str], tuple[bytes, int]] = {}
 _HEADS_MAX: Final = 50_000
-#: Tokens already verified, with their expiry; keys are only ever added, never changed,
-#: during a worker's life, so a token valid once stays valid until it expires.
-_TOKENS: dict[tuple[str, str], int] = {}
-_TOKENS_MAX: Final = 100_000
+#: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
+_ROUTES_MAX: Final = 100_000
 
 
 class _Clock:
@@ -225,24 +224,45 @@ def answer(
         if "Authorization" in hdrs:
             return None
         return _hit(edge, method, raw, "", hdrs, keep_alive, allow_large, now)
+    route = edge.fast_routes.get(raw)
+    if route is None:
+        route = _route(edge, raw, now)
+        if route is None:
+            return None
+        routes = edge.fast_routes
+        if len(routes) >= _ROUTES_MAX:
+            routes.clear()
+        routes[raw] = route
+    key, title, expires = route
+    if expires < now:
+        return None  # the token expired: the full path answers 403 and logs why
+    return _hit(edge, method, key, title, hdrs, keep_alive, allow_large, now)
+
+
+def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
+    """(cache key, title, valid until) of an appliance URL, or None if the full path
+    must answer it. Remembered per raw target (token included) by the caller, since a
+    player asks for the same URLs over and over."""
     if "?" in raw:
         return None
     parts = raw.split("/", 4)
     try:
         if len(parts) == 5 and parts[1] == "s":
             _, _, token, title, rest = parts
-            if not _token_ok(token, title, edge.keys, now):
+            if not is_valid_title(title):
                 return None
-        elif len(parts) >= 4 and parts[1] == "v" and settings.auth == "none":
+            expires = float(tokens.verify(token, title, edge.keys, now).expires)
+        elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
             _, _, title, rest = raw.split("/", 3)
             if not is_valid_title(title):
                 return None
+            expires = math.inf
         else:
             return None
         path = safe_relpath(rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    return _hit(edge, method, object_key(title, path), title, hdrs, keep_alive, allow_large, now)
+    return object_key(title, path), title, expires
 
 
 def _hit(
@@ -352,23 +372,6 @@ def _prefix(plan: Any, entry: Entry, live: bool) -> bytes:
     lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
     lines.append(f"Via: {VIA}\r\n")
     return "".join(lines).encode("latin-1")
-
-
-def _token_ok(token: str, title: str, keys: dict[str, bytes], now: float) -> bool:
-    """`vcdn.tokens.verify`, remembered: a player sends the same token for every segment."""
-    known = _TOKENS.get((token, title))
-    if known is not None:
-        return known >= now
-    if not is_valid_title(title):
-        return False
-    try:
-        parsed = tokens.verify(token, title, keys, now)
-    except VcdnError:
-        return False
-    if len(_TOKENS) >= _TOKENS_MAX:
-        _TOKENS.clear()
-    _TOKENS[(token, title)] = parsed.expires
-    return True
 
 
 def _on_disk(path: str) -> bool:

@@ -301,3 +301,24 @@ async def test_deep_pipeline_keeps_order_across_the_hand_off(
     answers = await _exchange(fast, "".join(req.format(signed(p)) for p in paths).encode(), 120)
     assert answers == [(200, small if i % 2 else playlist) for i in range(120)]
     assert stats.handoffs == before + 1
+
+
+async def test_remembered_token_still_expires(fast: str, origin_root: Path) -> None:
+    """The fast path remembers verified URLs, but not past their token's expiry."""
+    import time
+
+    from tests.edge.conftest import sign
+
+    small = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, small)
+    url = f"{fast}/s/{sign(expires=time.time() + 1.2)}/{TITLE}/{SMALL}"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as r:
+            assert (r.status, await r.read()) == (200, small)
+        before = _fast_hits()
+        async with s.get(url) as r:
+            assert r.status == 200
+        assert _fast_hits() == before + 1
+        await asyncio.sleep(1.5)
+        async with s.get(url) as r:
+            assert (r.status, await r.read()) == (403, b"")
