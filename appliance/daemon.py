@@ -39,6 +39,7 @@ from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from edge.app import Edge, make_app
 from edge.settings import EdgeSettings
+from edge.workers import start_edge
 from vcdn.control_client import ControlClient
 from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
 from vcdn.httpserve.server import ServerLimits, start
@@ -262,13 +263,17 @@ class Appliance:
 
     async def _start_servers(self, edge_app: web.Application, admin_app: web.Application) -> None:
         s = self.settings
-        limits = ServerLimits(shutdown_timeout=s.drain_timeout)
-        for name, app, host, port, lim in (
-            ("public", edge_app, s.host, s.port, limits),
-            ("admin", admin_app, s.admin_host, s.admin_port, ServerLimits()),
+        for name, app, host, port in (
+            ("public", edge_app, s.host, s.port),
+            ("admin", admin_app, s.admin_host, s.admin_port),
         ):
             try:
-                runner, url = await start(app, host, port, lim)
+                if name == "public":  # the edge's own listener: hits take its fast path
+                    runner, url = await start_edge(
+                        app, self.edge.settings, shutdown_timeout=s.drain_timeout
+                    )
+                else:
+                    runner, url = await start(app, host, port, ServerLimits())
             except OSError as exc:
                 key = "port" if name == "public" else "admin_port"
                 raise ConfigError(

@@ -61,12 +61,19 @@ def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-async def start_edge(app: web.Application, settings: EdgeSettings) -> tuple[web.AppRunner, str]:
-    """Start `app` on its own SO_REUSEPORT socket; connections begin on the hit fast path."""
+async def start_edge(
+    app: web.Application, settings: EdgeSettings, *, shutdown_timeout: float | None = None
+) -> tuple[web.AppRunner, str]:
+    """Start `app` on its own SO_REUSEPORT socket; connections begin on the hit fast path.
+
+    The appliance passes its own drain timeout as `shutdown_timeout`.
+    """
     from edge.app import EDGE_KEY
     from edge.fastpath import FastSite, install_request_fast_path
 
     limits = limits_of(settings)
+    if shutdown_timeout is not None:
+        limits = dataclasses.replace(limits, shutdown_timeout=shutdown_timeout)
     runner = web.AppRunner(
         app,
         handle_signals=False,
