@@ -37,7 +37,8 @@ from appliance.fill import Filler
 from appliance.metrics import ApplianceMetrics
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
-from bench.edge.targets import free_port, nginx
+from bench.edge.targets import nginx
+from bench.procstat import free_port
 from edge.store import CacheStore
 from vcdn.metrics import new_registry
 from vcdn.schemas import FileEntry, FillManifest, FillTitle

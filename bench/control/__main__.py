@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Final
 
 from bench.control.load import Result, heartbeat_load, register_all
-from bench.control.procs import Server, cpu_seconds, start_control, start_nginx
+from bench.control.procs import Server, start_control, start_nginx
+from bench.procstat import cpu_seconds
 
 TOKEN: Final = "bench-operator-token-0123456789"
 APPLIANCE_TOKEN: Final = "bench-appliance-token-0123456789"

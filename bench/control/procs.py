@@ -16,41 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
+from bench.procstat import free_port
+
 ROOT: Final = Path(__file__).resolve().parents[2]
-CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 ACK: Final = '{"state":"healthy","heartbeat_interval":10.0}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree(pid: int) -> list[int]:
-    """`pid` and its descendants (nginx workers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process tree so far."""
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return total / CLK_TCK
 
 
 @dataclass

@@ -27,34 +27,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.edge import content, wrk
-from bench.edge.targets import TARGETS, Target, free_port
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def tree(pid: int) -> list[int]:
-    """`pid` and all its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+from bench.edge.targets import TARGETS, Target
+from bench.procstat import cpu_seconds, free_port, tree
 
 
 def sched_seconds(pid: int) -> tuple[float, float]:

@@ -36,9 +36,9 @@ from bench.edge.targets import (
     SERVER_CPU,
     TARGETS,
     Target,
-    free_port,
     wait_ready,
 )
+from bench.procstat import free_port
 
 KEYS: Final = "bench:bench-secret-0123456789"
 COLD_OBJECTS: Final = 30

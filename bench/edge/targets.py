@@ -10,7 +10,6 @@ Servers are pinned to `SERVER_CPU`; the load generator runs on another core.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -81,12 +80,6 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: floa
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{proc.args} did not answer {url} within {timeout} s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 NGINX_CONF: Final = """\
