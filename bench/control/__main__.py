@@ -108,6 +108,12 @@ async def run_control(store: str, args: argparse.Namespace, workdir: Path) -> Ro
             await pg_drop(args.postgres, schema)
 
 
+def ratio(ours: float, theirs: float) -> str:
+    """`x1.6`, or a note when the baseline used too little to measure (short runs: /proc
+    counts CPU in clock ticks)."""
+    return f"x{ours / theirs:.1f}" if theirs > 0 else "n/a (baseline below one clock tick)"
+
+
 def print_rows(rows: list[Row], args: argparse.Namespace) -> None:
     offered = args.appliances / args.interval
     print(
@@ -143,9 +149,9 @@ def print_rows(rows: list[Row], args: argparse.Namespace) -> None:
             if r is base:
                 continue
             print(
-                f"  {r.store:<9} CPU/beat x{r.cpu_ms_per_beat / base.cpu_ms_per_beat:.1f}   "
-                f"p50 x{r.result.pct(50) / base.result.pct(50):.1f}   "
-                f"p99 x{r.result.pct(99) / base.result.pct(99):.1f}"
+                f"  {r.store:<9} CPU/beat {ratio(r.cpu_ms_per_beat, base.cpu_ms_per_beat)}   "
+                f"p50 {ratio(r.result.pct(50), base.result.pct(50))}   "
+                f"p99 {ratio(r.result.pct(99), base.result.pct(99))}"
             )
     print(f"\ntargets (CPU < {CPU_TARGET:g}% of one core, p99 < {P99_TARGET_MS:g} ms):")
     for r in rows:
