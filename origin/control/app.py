@@ -40,6 +40,7 @@ from origin.control.http_common import (
 from origin.control.openapi import document_text
 from origin.control.settings import ControlSettings
 from origin.control.store import Store, open_store
+from origin.control.web.routes import add_routes as add_web_routes
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 
@@ -165,4 +166,5 @@ def make_app(
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
+    add_web_routes(app)  # the player and operator dashboard (static pages, hls.js)
     return app

@@ -23,6 +23,7 @@ from origin.control.validate import (
     MAX_SIZE,
     SHA256_PATTERN,
 )
+from origin.control.web.routes import OPENAPI_PATHS as WEB_PATHS
 from vcdn.schemas import (
     ApplianceView,
     Check,
@@ -439,6 +440,7 @@ def _document() -> dict[str, Any]:
                     },
                 },
             },
+            **WEB_PATHS,  # the player and dashboard pages (origin/control/web)
         },
         "components": {
             "schemas": _components(),

@@ -196,14 +196,15 @@ async def test_pages_and_scripts_are_served_and_unknown_files_are_404(
     cluster = module_cluster
     await require_pages(cluster)
     async with aiohttp.ClientSession() as session:
-        for path, kind in [("/player", "text/html"), ("/dashboard", "text/html"),
-                           ("/static/hls.js", "javascript"), ("/static/player.js", "javascript"),
-                           ("/static/style.css", "text/css")]:
+        for path, kind in [("/", "text/html"), ("/player", "text/html"),
+                           ("/dashboard", "text/html"), ("/static/hls.js", "javascript"),
+                           ("/static/player.js", "javascript"), ("/static/style.css", "text/css")]:
             async with session.get(cluster.control_url + path) as resp:
                 assert resp.status == 200, path
                 assert kind in resp.headers["Content-Type"], (path, resp.headers["Content-Type"])
-        async with session.get(cluster.control_url + "/", allow_redirects=False) as resp:
-            assert resp.status == 302 and resp.headers["Location"] == "/dashboard"
-        for path in ["/static/nope.js", "/static/..%2Froutes.py", "/static/.hidden"]:
+        async with session.get(cluster.control_url + "/static/hls.js") as resp:
+            assert resp.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        for path in ["/static/nope.js", "/static/..%2Froutes.py", "/static/.hidden",
+                     "/static/" + "x" * 300]:
             async with session.get(cluster.control_url + path) as resp:
                 assert resp.status == 404, path

@@ -4,13 +4,15 @@ The pages are static: all their data comes from public APIs the browser calls it
 control API with the operator's bearer token, steering's playback API, the appliances), so
 this module holds no logic and reads no database. hls.js is installed from the npm
 registry into ``node_modules/`` by ``make install`` (``npm ci``); it is never copied into
-the repository. `add_routes(app)` is the one line the control app needs.
+the repository. `add_routes(app)` is the one line the control app needs, and
+`OPENAPI_PATHS` documents these routes in the control API's OpenAPI document (which lists
+every route the app serves).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -19,7 +21,10 @@ STATIC: Final = HERE / "static"
 # The repository root's node_modules (an editable install); see package.json.
 NODE_MODULES: Final = HERE.parents[2] / "node_modules"
 HLS_JS: Final = Path("hls.js") / "dist" / "hls.min.js"
-PAGES: Final = {"/player": "player.html", "/dashboard": "dashboard.html"}
+# Only the files shipped in static/ are served, by exact name: nothing a request names can
+# reach another file.
+FILES: Final = {p.name: p for p in STATIC.iterdir() if p.is_file() and not p.name.startswith(".")}
+PAGES: Final = {"/": "dashboard.html", "/player": "player.html", "/dashboard": "dashboard.html"}
 # Pages and scripts change with a deploy, not per request; a short max-age keeps reloads
 # cheap without serving an old page for long (RFC 9111 §5.2.2.1).
 CACHE_CONTROL: Final = "public, max-age=60"
@@ -29,8 +34,18 @@ SECURITY_HEADERS: Final = {
 }
 
 
+# Named here rather than guessed from the host's mime tables, which differ between machines
+# (RFC 9239: JavaScript is text/javascript).
+TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+
+
 def _file(path: Path) -> web.FileResponse:
     response = web.FileResponse(path)
+    response.headers["Content-Type"] = TYPES.get(path.suffix, "application/octet-stream")
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -39,39 +54,101 @@ def _file(path: Path) -> web.FileResponse:
 def make_handlers(node_modules: Path) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
-    @routes.get("/")
-    async def index(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/dashboard")
-
     for url, name in PAGES.items():
 
         async def page(request: web.Request, name: str = name) -> web.StreamResponse:
-            return _file(STATIC / name)
+            return _file(FILES[name])
 
-        routes.get(url)(page)
+        routes.get(url, allow_head=False)(page)
 
-    @routes.get("/static/hls.js")
+    @routes.get("/static/hls.js", allow_head=False)
     async def hls_js(request: web.Request) -> web.StreamResponse:
         path = node_modules / HLS_JS
         if not path.is_file():
             raise web.HTTPNotFound(
                 text="hls.js is not installed: run `make install` (or `npm ci` in the "
-                "repository root), which fetches it from the npm registry.\n"
+                "repository root), which fetches it from the npm registry."
             )
         return _file(path)
 
-    @routes.get("/static/{name}")
+    @routes.get("/static/{name}", allow_head=False)
     async def static(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        path = STATIC / name
-        # Only plain file names from our own folder: no "..", no sub-directories.
-        if "/" in name or name.startswith(".") or not path.is_file():
-            raise web.HTTPNotFound(text=f"No static file named {name!r}.\n")
-        return _file(path)
+        if name not in FILES:
+            raise web.HTTPNotFound(text=f"No static file named {name[:64]!r}.")
+        return _file(FILES[name])
 
     return routes
 
 
 def add_routes(app: web.Application, node_modules: Path = NODE_MODULES) -> None:
-    """Mount `/`, `/player`, `/dashboard` and `/static/...` on `app`."""
+    """Mount `/` and `/dashboard`, `/player` and `/static/...` on `app`."""
     app.router.add_routes(make_handlers(node_modules))
+
+
+STRING: Final = {"type": "string"}
+
+
+def _page(summary: str, kind: str = "text/html") -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "tags": ["web"],
+            "security": [],
+            "responses": {
+                "200": {"description": "The file.", "content": {kind: {"schema": STRING}}},
+            },
+        }
+    }
+
+
+def _missing(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+OPENAPI_PATHS: Final[dict[str, Any]] = {
+    "/": _page("The operator dashboard (the site's front page)."),
+    "/dashboard": _page(
+        "The operator dashboard: appliances, sites, history charts. Pass the operator token "
+        "in the URL fragment (#token=...), which never reaches a server."
+    ),
+    "/player": _page("The web player (hls.js): ?title=ID&steering=URL."),
+    "/static/hls.js": {
+        "get": {
+            **_page("hls.js from node_modules (installed by `make install`).", "text/javascript")[
+                "get"
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file.",
+                    "content": {"text/javascript": {"schema": {"type": "string"}}},
+                },
+                "404": _missing("hls.js is not installed."),
+            },
+        }
+    },
+    "/static/{name}": {
+        "get": {
+            "summary": "The pages' scripts and style sheet.",
+            "tags": ["web"],
+            "security": [],
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "text/html": {"schema": {"type": "string"}},
+                    },
+                },
+                "404": _missing("No such file."),
+            },
+        }
+    },
+}
