@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,3 +151,15 @@ def test_manifest_for_plans_one_site_and_remembers_what_it_gave() -> None:
     assert got == whole["a0"]
     again = manifest_for("a0", popularity(), catalog(), fleet(), memory, now=NOW + 60)
     assert [t.title for t in again.titles] == [t.title for t in got.titles]
+
+
+@pytest.mark.parametrize(("state", "planned"), [("down", True), ("stale", True),
+                                                ("draining", False)])
+def test_an_appliance_asking_before_its_first_heartbeat_still_gets_a_plan(
+    state: str, planned: bool
+) -> None:
+    from origin.control.planning.plan import manifest_for
+
+    fleet_ = [appliance("a0", 3000 * MB, state=state), appliance("a1", 3000 * MB)]
+    got = manifest_for("a0", popularity(), catalog(), fleet_, {}, now=NOW)
+    assert bool(got.titles) is planned

@@ -19,7 +19,7 @@ on: the healthy appliances get the site's demand between them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from origin.control.planning.placement import (
@@ -185,10 +185,15 @@ def manifest_for(
 
     `memory` is {appliance id: the manifest it was last given}: the previous plan, which
     keeps plans stable from one fetch to the next. Only the appliance's own site is
-    planned (the others do not change its manifest). Raises KeyError for an unknown id.
+    planned (the others do not change its manifest). The asking appliance is planned as
+    healthy when the control plane sees it as down or stale: it is asking, so it is up,
+    and its first heartbeat may simply not have landed yet (a draining one is not).
+    Raises StopIteration for an unknown id.
     """
     me = next(a for a in appliances if a.id == appliance)
-    site = [a for a in appliances if a.site == me.site]
+    if me.state in ("down", "stale"):
+        me = replace(me, state="healthy")
+    site = [me if a.id == appliance else a for a in appliances if a.site == me.site]
     plans = plan_fill(
         popularity, catalog, site, memory, now=now, settings=settings, global_table=global_table
     )
