@@ -19,6 +19,7 @@ from steering.select import Client
 from steering.service import Steering
 from steering.sync import ControlClient
 from vcdn.errors import ClientError, UpstreamError
+from vcdn.httpserve.cors import ALLOW_ORIGIN, preflight_headers
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 from vcdn.tokens import sign
 
@@ -140,6 +141,19 @@ def make_app(steering: Steering, control: ControlClient) -> web.Application:
     for name, (doc, fn) in gauges.items():
         Gauge(name, doc, registry=registry).set_function(fn)
     app.router.add_get("/v1/playback/{title}", playback)
+    app.router.add_route("OPTIONS", "/v1/playback/{title}", preflight)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
+    app.on_response_prepare.append(_allow_any_origin)
     return app
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    """Web players call the playback API from their own origin: every answer, errors
+    included, must be readable cross-origin (the Fetch standard's CORS protocol). The URLs
+    carry their own signed tokens; no cookie or credential is involved."""
+    response.headers.setdefault(*ALLOW_ORIGIN)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=dict(preflight_headers(request.headers)))

@@ -164,3 +164,19 @@ async def test_host_names_in_public_urls_are_resolved_once_for_dns(
     assert "127.0.0.1" in node.addrs4
     # The playback URL keeps the name: TLS and virtual hosts need it.
     assert node.public_url == "http://localhost:8080"
+
+
+async def test_every_answer_is_readable_cross_origin(aiohttp_client: Any,
+                                                     control: FakeControl) -> None:
+    """Browser players on another origin can read answers and errors (CORS), and a
+    preflight is answered."""
+    client, _ = await make_client(aiohttp_client, control)
+    for path, status in (("/v1/playback/bbb", 200), ("/v1/playback/nosuchtitle", 404)):
+        r = await client.get(path, headers={"Origin": "http://player.example"})
+        assert r.status == status
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+    r = await client.options("/v1/playback/bbb", headers={
+        "Origin": "http://player.example", "Access-Control-Request-Method": "GET"})
+    assert r.status == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "GET" in r.headers["Access-Control-Allow-Methods"]
