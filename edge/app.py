@@ -28,8 +28,8 @@ from aiohttp import web
 from yarl import URL
 
 from edge import freshness
-from edge.eviction import make_policy
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.policies import make_policy
 from edge.serve import RamCache, plan_for, relay, send_hit, send_tail
 from edge.settings import EdgeSettings
 from edge.stats import EdgeStats

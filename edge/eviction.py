@@ -60,15 +60,25 @@ class LRU:
         self._pinned.pop(key, None)
 
     def victims(self, bytes_needed: int) -> Iterator[str]:
-        """Oldest first until `bytes_needed` would be freed; snapshot, so the caller may
-        remove keys while iterating."""
+        """Oldest first until `bytes_needed` would be freed. Lazy: the head is read again
+        after each key, which the caller has usually removed, so a victim costs O(1)
+        instead of a copy of the table; if the caller keeps a key, the rest of that table
+        comes from a copy. Either way the caller may remove keys while iterating."""
         freed = 0
         for table in (self._plain, self._pinned):
-            for key, size in list(table.items()):
-                if freed >= bytes_needed:
-                    return
+            while table and freed < bytes_needed:
+                key, size = next(iter(table.items()))
                 freed += size
                 yield key
+                if key in table:  # kept: walk the rest from a copy
+                    for other, osize in list(table.items()):
+                        if other == key:
+                            continue
+                        if freed >= bytes_needed:
+                            return
+                        freed += osize
+                        yield other
+                    break
 
 
 POLICIES = {"lru": LRU}

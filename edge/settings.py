@@ -34,7 +34,9 @@ class EdgeSettings:
     port: int = 8080
     #: Worker processes sharing the port; 0 means one per CPU.
     workers: int = 0
-    eviction: Literal["lru"] = "lru"
+    #: ``popularity`` (default): manifest-pinned last, S3-FIFO admission for the rest;
+    #: ``lru``, ``lfu``, ``s3fifo``: the classic policies (edge.policies).
+    eviction: Literal["popularity", "lru", "lfu", "s3fifo"] = "popularity"
     connect_timeout: float = 2.0
     read_timeout: float = 10.0
     retries: int = 2
