@@ -32,7 +32,6 @@ import numpy as np
 
 from appliance.schedule import FillWindow
 from bench.cachesim.belady import NEVER, Belady
-from bench.cachesim.lru import LazyLRU
 from bench.cachesim.trace import DAY, EPOCH, HOUR, Trace
 from edge.policies import make_policy
 from origin.control.planning import PlanSettings, plan_fill
@@ -102,9 +101,7 @@ def next_requests(trace: Trace) -> np.ndarray:
 
 
 def make(policy: str) -> object:
-    """The real policy object for a simulator policy name."""
-    if policy == "lru":
-        return LazyLRU()
+    """The real policy object for a simulator policy name (`edge.policies`)."""
     return make_policy("popularity" if policy == "ours" else policy)
 
 
