@@ -38,6 +38,8 @@ from origin.control.http_common import (
     respond,
 )
 from origin.control.openapi import document_text
+from origin.control.planning import http as planning_http
+from origin.control.planning.keys import PLANS
 from origin.control.settings import ControlSettings
 from origin.control.store import Store, open_store
 from origin.control.web.routes import add_routes as add_web_routes
@@ -119,6 +121,7 @@ def make_app(
         settings.heartbeat_interval, settings.stale_after_beats, settings.down_after_beats
     )
     app[CATALOG] = CatalogCache()
+    app[PLANS] = {}  # the manifest last given to each appliance: the next plan's start
     registry = new_registry()
     app[REGISTRY_KEY] = registry
     app[REQUESTS] = Counter(
@@ -163,6 +166,7 @@ def make_app(
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(http_titles.routes)
     app.router.add_routes(http_appliances.routes)
+    app.router.add_routes(planning_http.routes)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)

@@ -7,7 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
-from origin.control import fill_plan, health, popularity
+from origin.control import health, popularity
 from origin.control.auth import authorize
 from origin.control.http_common import (
     BEATS,
@@ -25,6 +25,8 @@ from origin.control.http_common import (
     require,
     respond,
 )
+from origin.control.planning import manifest_for
+from origin.control.planning.keys import PLANS
 from origin.control.store import ApplianceRecord, Beat
 from origin.control.validate import check_heartbeat, check_id, check_registration
 from vcdn.errors import NotFound
@@ -159,8 +161,11 @@ async def fill_manifest(request: web.Request) -> web.Response:
     own = popularity.by_site(popularity.current(await store.scores(site), now, half_life))
     totals = await store.title_totals(now, half_life)
     everyone = [view(request, r, now) for r in await store.list_appliances()]
-    manifest = fill_plan.plan_one(
-        view(request, record, now), own, await catalog(request), everyone, now, global_table=totals
+    # Placement across the site by the steering ranking, stable from the last manifests
+    # given (origin.control.planning); fill_plan.plan_one is the per-appliance v1.
+    manifest = manifest_for(
+        appliance, own, await catalog(request), everyone, request.app[PLANS], now=now,
+        global_table=totals,
     )
     return respond(encode(manifest))
 

@@ -224,6 +224,17 @@ def _components() -> dict[str, Any]:
             },
         }
     )
+    schemas["PredictedPopularity"] = _obj(
+        {
+            "generated_at": NUMBER,
+            "site": STRING,
+            "half_life": NUMBER,
+            "predicted": {
+                "type": "array",
+                "items": _obj({"title": STRING, "score": NUMBER}),
+            },
+        }
+    )
     schemas["Deleted"] = _obj({"deleted": STRING})
     schemas["Health"] = _obj({"status": STRING, "store": STRING, "schema_version": INTEGER})
     schemas["Error"] = _obj(
@@ -399,6 +410,29 @@ def _document() -> dict[str, Any]:
                         {
                             "name": "site",
                             "in": "query",
+                            "schema": {"type": "string", "pattern": ID_PATTERN},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                    ],
+                ),
+            },
+            "/api/v1/popularity/predicted": {
+                "get": _op(
+                    "Predicted demand per title at a site, highest first: decayed counts, a "
+                    "share of other sites', and a boost for titles about to premiere "
+                    "(origin.control.planning).",
+                    {"200": _json("Predictions.", "PredictedPopularity")},
+                    codes="400 401 403 503",
+                    roles="operator, steering",
+                    params=[
+                        {
+                            "name": "site",
+                            "in": "query",
+                            "required": True,
                             "schema": {"type": "string", "pattern": ID_PATTERN},
                         },
                         {
