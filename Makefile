@@ -46,6 +46,7 @@ bench-tools:
 	@TOOLS="$(BENCH_TOOLS)" sh .ci/sysdeps
 
 bench: install sysdeps bench-tools
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: install
