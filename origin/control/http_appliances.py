@@ -162,7 +162,7 @@ async def fill_manifest(request: web.Request) -> web.Response:
     totals = await store.title_totals(now, half_life)
     everyone = [view(request, r, now) for r in await store.list_appliances()]
     # Placement across the site by the steering ranking, stable from the last manifests
-    # given (origin.control.planning); fill_plan.plan_one is the per-appliance v1.
+    # given (origin.control.planning, see docs/cachesim.md).
     manifest = manifest_for(
         appliance, own, await catalog(request), everyone, request.app[PLANS], now=now,
         global_table=totals,
