@@ -30,7 +30,7 @@ from aiohttp.http import HttpVersion11
 
 from edge.fasthead import parse_head
 from edge.fill import VIA
-from edge.serve import cache_control_of
+from edge.serve import cache_control_of, on_disk
 from edge.store import Entry, object_key
 from vcdn import tokens
 from vcdn.errors import VcdnError
@@ -288,7 +288,7 @@ def _hit(
         prefix, length = cached
         if method == "HEAD":
             body = b""
-            if not _on_disk(file):
+            if not on_disk(file):
                 return None
         else:
             body = _small(entry, edge, file) if length <= edge.ram.object_max else None
@@ -306,7 +306,7 @@ def _hit(
             content_type=entry.content_type,
         )
         if plan.content_length > FAST_BODY:
-            if not allow_large or not _on_disk(file):
+            if not allow_large or not on_disk(file):
                 return None
             edge.store.touch(entry.key, now)
             edge.stats.fast_hit(title, plan.content_length if plan.has_body else 0)
@@ -328,7 +328,7 @@ def _hit(
             if spans is None:
                 return None
             body = spans
-        elif plan.status in (200, 206) and not _on_disk(file):
+        elif plan.status in (200, 206) and not on_disk(file):
             return None
         prefix = _prefix(plan, entry, edge.settings.live)
         if plain and plan.status == 200 and plan.content_length <= edge.ram.object_max:
@@ -355,7 +355,7 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
     """A small object's bytes from RAM (if its file still exists) or from disk."""
     body = edge.ram.get(entry.file)
     if body is not None:
-        return body if _on_disk(path) else None
+        return body if on_disk(path) else None
     body = _read(path, entry.size)
     if body is not None:
         edge.ram.put(entry.file, body)
@@ -372,14 +372,6 @@ def _prefix(plan: Any, entry: Entry, live: bool) -> bytes:
     lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
     lines.append(f"Via: {VIA}\r\n")
     return "".join(lines).encode("latin-1")
-
-
-def _on_disk(path: str) -> bool:
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _pread_spans(path: str, plan: Any) -> bytes | None:

@@ -71,7 +71,7 @@ async def send_hit(
     cc = cache_control_of(entry, live)
     extra = extra_headers(entry, now)
     body = ram.get(entry.file) if entry.size <= ram.object_max else None
-    if body is not None and not _on_disk(path):
+    if body is not None and not on_disk(path):
         return None  # purged or evicted by another worker: RAM must not outlive the disk
     if body is None and entry.size <= ram.object_max:
         body = _read_small(path, entry.size)
@@ -119,7 +119,8 @@ async def send_hit(
     return resp, _body_bytes(plan)
 
 
-def _on_disk(path: str) -> bool:
+def on_disk(path: str) -> bool:
+    """Is the object's file still there? (A purge in another worker may have removed it.)"""
     try:
         os.stat(path)
     except FileNotFoundError:
