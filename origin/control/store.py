@@ -297,6 +297,28 @@ def latest_per_appliance(beats: Sequence[Beat]) -> list[Beat]:
     return [latest[k] for k in sorted(latest)]
 
 
+def appliance_updates(beats: Sequence[Beat]) -> list[tuple[object, ...]]:
+    """The appliance-row update of a batch, one per appliance in lock order, both stores'
+    parameter order: last_heartbeat, reported_state, requests_per_s, bytes_per_s,
+    connections, free_bytes, used_bytes, bytes_served, hit_ratio, then the id."""
+    return [
+        (
+            b.at,
+            h.state,
+            h.load.requests_per_s,
+            h.load.bytes_per_s,
+            h.load.connections,
+            h.free_bytes,
+            h.used_bytes,
+            h.bytes_served,
+            h.hit_ratio,
+            b.appliance,
+        )
+        for b in latest_per_appliance(beats)
+        for h in (b.heartbeat,)
+    ]
+
+
 def popularity_deltas(
     beats: Sequence[Beat], sites: Mapping[str, str], half_life: float
 ) -> list[tuple[str, str, float, float]]:

@@ -28,7 +28,7 @@ from origin.control.store import (
     TitleSummary,
     TokenInfo,
     appliance_from_row,
-    latest_per_appliance,
+    appliance_updates,
     manifest_from_trusted,
     manifest_json,
     popularity_deltas,
@@ -44,10 +44,10 @@ CONNECT_TIMEOUT: Final = 10.0
 _APPLIANCE_COLUMNS: Final = APPLIANCE_COLUMNS
 
 _UPDATE_APPLIANCE: Final = """
-UPDATE appliances SET last_heartbeat = $2, reported_state = $3, requests_per_s = $4,
-    bytes_per_s = $5, connections = $6, free_bytes = $7, used_bytes = $8,
-    bytes_served = $9, hit_ratio = $10
-WHERE id = $1
+UPDATE appliances SET last_heartbeat = $1, reported_state = $2, requests_per_s = $3,
+    bytes_per_s = $4, connections = $5, free_bytes = $6, used_bytes = $7,
+    bytes_served = $8, hit_ratio = $9
+WHERE id = $10
 """
 _INSERT_HISTORY: Final = """
 INSERT INTO heartbeats (appliance_id, at, body)
@@ -235,25 +235,7 @@ class PostgresStore:
             if not known:
                 return 0
             # Appliance rows first, in id order; then history; then popularity in key order.
-            await conn.executemany(
-                _UPDATE_APPLIANCE,
-                [
-                    (
-                        b.appliance,
-                        b.at,
-                        h.state,
-                        h.load.requests_per_s,
-                        h.load.bytes_per_s,
-                        h.load.connections,
-                        h.free_bytes,
-                        h.used_bytes,
-                        h.bytes_served,
-                        h.hit_ratio,
-                    )
-                    for b in latest_per_appliance(known)
-                    for h in (b.heartbeat,)
-                ],
-            )
+            await conn.executemany(_UPDATE_APPLIANCE, appliance_updates(known))
             kept = [b for b in known if b.body is not None]
             if kept:
                 await conn.execute(

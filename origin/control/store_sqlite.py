@@ -30,7 +30,7 @@ from origin.control.store import (
     TitleSummary,
     TokenInfo,
     appliance_from_row,
-    latest_per_appliance,
+    appliance_updates,
     manifest_from_trusted,
     manifest_json,
     popularity_deltas,
@@ -315,22 +315,7 @@ class SqliteStore:
                 "UPDATE appliances SET last_heartbeat = ?, reported_state = ?, requests_per_s = ?, "
                 "bytes_per_s = ?, connections = ?, free_bytes = ?, used_bytes = ?, "
                 "bytes_served = ?, hit_ratio = ? WHERE id = ?",
-                [
-                    (
-                        b.at,
-                        h.state,
-                        h.load.requests_per_s,
-                        h.load.bytes_per_s,
-                        h.load.connections,
-                        h.free_bytes,
-                        h.used_bytes,
-                        h.bytes_served,
-                        h.hit_ratio,
-                        b.appliance,
-                    )
-                    for b in latest_per_appliance(known)
-                    for h in (b.heartbeat,)
-                ],
+                appliance_updates(known),
             )
             conn.executemany(
                 "INSERT INTO heartbeats VALUES (?, ?, ?)",
