@@ -149,7 +149,7 @@ class _SitePlan:
 class _Plan:
     """The part of `select` that does not depend on the client's /L, resolved once."""
 
-    __slots__ = ("chosen", "scope", "sites")
+    __slots__ = ("chosen", "scope", "sites", "top")
 
     def __init__(self, sites: list[_SitePlan], scope: int, answers: int) -> None:
         self.sites = sites
@@ -158,6 +158,17 @@ class _Plan:
         self.chosen: dict[int, tuple[str, ...]] | None = None
         if not any(s.ranked for s in sites):
             self.chosen = {f: self.pick(b"", f, answers) for f in (4, 6)}
+        # The common case: the first site alone fills the answer (enough appliances with a
+        # distinct address of the family, none saturated), so the answer is its top
+        # `answers` by score: (hash keys, weights, addresses) per family.
+        self.top: dict[int, tuple[list[bytes], list[float], list[str]]] = {}
+        first = sites[0] if sites else None
+        if first is not None and first.ranked and not any(first.saturated):
+            for f in (4, 6):
+                addrs = [(n.addrs4 if f == 4 else n.addrs6)[:1] for n in first.nodes]
+                flat = [a[0] for a in addrs if a]
+                if len(flat) == len(addrs) >= answers and len(set(flat)) == len(flat):
+                    self.top[f] = (first.keys, first.weights, flat)
 
     def pick(self, bucket: bytes, family: int, answers: int) -> tuple[str, ...]:
         chosen: list[str] = []
@@ -305,7 +316,17 @@ class CompiledMap:
         if plan.chosen is not None:
             return plan.chosen[family], plan.scope
         bucket = f"{version}:{addr >> shift}/{source}".encode()
-        return plan.pick(bucket, family, self._answers), plan.scope
+        top = plan.top.get(family)
+        if top is None:
+            return plan.pick(bucket, family, self._answers), plan.scope
+        keys, weights, addrs = top
+        log = math.log
+        blake = hashlib.blake2b
+        frombytes = int.from_bytes
+        scores = [-w / log((frombytes(blake(k + bucket, digest_size=8).digest(), "big") + 0.5)
+                           / _TWO64) for k, w in zip(keys, weights, strict=True)]
+        idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        return tuple([addrs[j] for j in idx[: self._answers]]), plan.scope
 
     def _reference(self, version: int, addr: int, source: int,
                    family: int) -> tuple[tuple[str, ...], int]:
