@@ -58,6 +58,9 @@ class ZoneConfig:
     answers: int = 2
     udp_payload: int = 1232
     serial: int = 1
+    # RFC 5001 name server identifier, sent to queries that ask for it: which worker
+    # process answered (empty: none sent).
+    nsid: bytes = b""
 
     @classmethod
     def make(cls, zone: str, **kw: object) -> ZoneConfig:
@@ -371,6 +374,8 @@ class Responder:
             # RFC 7871 §7.2.1: echo family, source prefix and address; set the scope.
             options.append(dns.edns.GenericOption(dns.edns.OptionType.ECS,
                                                   data[:3] + bytes([scope]) + data[4:]))
+        if self.zone.nsid and any(o.otype == dns.edns.OptionType.NSID for o in msg.options):
+            options.append(dns.edns.GenericOption(dns.edns.OptionType.NSID, self.zone.nsid))
         resp.use_edns(0, 0, self.zone.udp_payload, options=options)
         return resp
 

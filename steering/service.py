@@ -55,7 +55,8 @@ class ControlStatus:
 
 class Steering:
     def __init__(self, settings: SteeringSettings, geo: Geo | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, serial: int | None = None,
+                 nsid: bytes = b"") -> None:
         self.settings = settings
         self.geo = geo
         self.clock = clock
@@ -78,7 +79,8 @@ class Steering:
                 negative_ttl=settings.negative_ttl,
                 answers=settings.answers,
                 udp_payload=settings.udp_payload,
-                serial=int(clock()),
+                serial=int(clock()) if serial is None else serial,
+                nsid=nsid,
             ),
             self._decider(self.view),
         )
