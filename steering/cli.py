@@ -71,6 +71,11 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None)
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as session:
         control = ControlClient(session, settings.control, settings.control_token)
+        if worker is not None:
+            # A worker joins ports that others already serve (start-up, reload): it takes
+            # its share of queries only with a view, or once the control plane has failed
+            # to give one.
+            await steering.poll_once(control)
         runner = web.AppRunner(make_app(steering, control), access_log=None)
         await runner.setup()
         try:
@@ -129,6 +134,7 @@ def main(argv: list[str]) -> int:
     geo = Geo(settings.geoip_city, settings.geoip_asn)  # fail fast, before any logging
     setup_logging("steering")
     if workers > 1 and args.worker is None:
+        Steering(settings, geo)  # the settings' own errors, said once, before any worker
         geo.close()  # each worker opens its own readers
         try:
             reservation, dns_port, http_port = reserve(settings.host, settings.dns_port,
