@@ -307,3 +307,37 @@ async def test_negative_cache_absorbs_repeats_of_an_error(aiohttp_server, tmp_pa
     for _ in range(3):
         assert (await _get(proxy, "/plain500"))[0] == 500
     assert origin.count("/plain500") == 3
+
+
+async def test_fast_path_keys_like_the_full_path(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Behind the hit fast path (a real listener): an encoded '?' is still 400 once the
+    plain file is cached, and `query_policy = "ignore"` makes every query of it a hit."""
+    from edge.workers import start_edge
+
+    origin = ScriptedOrigin()
+    origin.ignore_query = True
+    origin.scripts["/v/demo/a.m3u8"] = Script(
+        body=b"#EXTM3U\n", headers={"Cache-Control": "max-age=600"}
+    )
+    up = await aiohttp_server(origin.app)
+    base = str(up.make_url("")).rstrip("/")
+    for mode, kw, path in (
+        ("appliance", {"auth": "none"}, "/v/demo/a.m3u8"),
+        ("proxy", {"auth": "none", "signing_keys": "", "query_policy": "ignore"}, "/v/demo/a.m3u8"),
+    ):
+        settings = edge_settings(tmp_path / mode, base, mode=mode, port=0, **kw)
+        app = make_app(settings)
+        runner, url = await start_edge(app, settings)
+        try:
+            async with aiohttp.ClientSession() as s:
+                for target in (path, path, path + "?x=1", path + "?y=2"):
+                    async with s.get(URL(url + target, encoded=True)) as r:
+                        assert r.status == 200 and await r.read() == b"#EXTM3U\n"
+                    await settle(app)
+                if mode == "appliance":
+                    async with s.get(URL(url + path + "%3Fx=1", encoded=True)) as r:
+                        assert r.status == 400
+        finally:
+            await runner.cleanup()
+        assert app[EDGE_KEY].stats.fast_hits >= 1
+    assert [s.raw for s in origin.seen] == ["/v/demo/a.m3u8", "/v/demo/a.m3u8"]
