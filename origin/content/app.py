@@ -78,7 +78,8 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         ctype, cc = media_type(inner), cache_control(inner, live=live)
         hot = app[HOT_KEY]
         if live and cc != IMMUTABLE:
-            pass  # a live playlist changes every segment: always from disk, never from RAM
+            # A live playlist changes every segment: always from disk, never from RAM.
+            cc = app[LIVE_KEY].playlist_cache_control(title) or cc
         elif hot.in_ram(request, st.st_size):
             body = read_whole(fd, st.st_size)
             hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -118,6 +119,17 @@ class LiveTitles:
                 live = False
         self._live_cache[title] = (now, live)
         return live
+
+    def playlist_cache_control(self, title: str) -> str | None:
+        """Cache-Control of a running event's playlists: fresh for half a segment (never
+        less than the 1 s HTTP dates can express), so a cache asks again about when the
+        next segment can appear; ``stale-if-error`` (RFC 5861 §4) for three segments, so
+        an edge keeps players going through a short origin blip rather than failing."""
+        state = self._titles.get(title)
+        if state is None or state.ended:
+            return None
+        seg = state.event.segment_seconds
+        return f"public, max-age={max(1, int(seg / 2))}, stale-if-error={math.ceil(3 * seg)}"
 
     def _load(self, title: str) -> LiveTitle | None:
         if title in self._titles:
