@@ -15,7 +15,7 @@ NODE_STAMP := node_modules/.installed-stamp
 # Extra tools for `make bench` (the established servers we compare against, load generators).
 BENCH_TOOLS := nginx:nginx-light wrk:wrk dnsperf:dnsperf gdnsd:gdnsd strace:strace taskset:util-linux
 
-.PHONY: test demo install sysdeps bench-tools bench lint clean
+.PHONY: test demo install sysdeps bench-tools bench bench-table lint clean
 
 test: install sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -45,9 +45,14 @@ sysdeps:
 bench-tools:
 	@TOOLS="$(BENCH_TOOLS)" sh .ci/sysdeps
 
+# Every benchmark writes bench/results/NAME.json + NAME.md; the README table is then
+# regenerated from those files, even when one benchmark failed (its figures show why).
 bench: install sysdeps bench-tools
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS); status=$$?; $(PY) -m bench.table && exit $$status
+
+bench-table: install
+	$(PY) -m bench.table
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from steering.http_api import make_app
 from steering.service import Steering
 from steering.settings import SteeringSettings
 from steering.sync import ControlClient
+from vcdn.control_client import URLS_ENV
 from vcdn.errors import ConfigError
 from vcdn.httpserve.server import start
 from vcdn.logs import event, setup_logging
@@ -37,7 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "environment: VCDN_CONTROL_TOKEN and VCDN_SIGNING_KEYS ('kid:secret,...').",
     )
     p.add_argument("--config", type=Path, help="TOML settings file")
-    p.add_argument("--control", help="control API base URL, e.g. http://127.0.0.1:8100")
+    p.add_argument("--control", action="append", metavar="URL",
+                   help="control API base URL, e.g. http://127.0.0.1:8100; repeat (or list "
+                   "comma-separated) for control replicas (default: $VCDN_CONTROL_URLS)")
     p.add_argument("--zone", help="the zone we are authoritative for, e.g. cdn.example.")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--dns-port", type=int, help="DNS port, UDP and TCP (default 5300; 0 = any)")
@@ -95,10 +99,18 @@ async def serve(settings: SteeringSettings, geo: Geo) -> None:
             await runner.cleanup()
 
 
+def control_override(flags: list[str] | None) -> str | None:
+    """Repeated `--control` flags, else ``VCDN_CONTROL_URLS``, as the comma-separated
+    `control` setting (None: the settings file decides)."""
+    if flags:
+        return ",".join(flags)
+    return os.environ.get(URLS_ENV, "").strip() or None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     overrides = {
-        "control": args.control, "zone": args.zone, "host": args.host,
+        "control": control_override(args.control), "zone": args.zone, "host": args.host,
         "dns_port": args.dns_port, "http_port": args.http_port,
         "geoip_city": args.geoip_city, "geoip_asn": args.geoip_asn,
         "origin_url": args.origin_url, "default_site": args.default_site,

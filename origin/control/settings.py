@@ -37,6 +37,12 @@ class ControlSettings(HttpLimits):
     # The history keeps one beat per appliance per this many seconds (0: every beat).
     heartbeat_history_every: float = 60.0
     max_body: Bytes = 8 * 1024 * 1024
+    # The planning job makes the next fill-plan epoch this often (0: plans are made only
+    # when an appliance asks and its stored plan is out of date).
+    plan_interval: float = 60.0
+    # Seconds between attempts to take (or check) the periodic jobs' lock: bounds how long
+    # the jobs wait after the instance running them dies.
+    lease_retry: float = 2.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
@@ -54,6 +60,10 @@ class ControlSettings(HttpLimits):
             raise ValueError(f"'heartbeat_flush_delay' must be between 0 and {MAX_FLUSH_DELAY} s")
         if self.heartbeat_history_every < 0:
             raise ValueError("'heartbeat_history_every' must not be negative")
+        if self.plan_interval < 0:
+            raise ValueError("'plan_interval' must not be negative")
+        if not 0 < self.lease_retry <= 60:
+            raise ValueError("'lease_retry' must be between 0 and 60 s")
         if not 0 <= self.port <= 65535:
             raise ValueError("'port' must be between 0 and 65535")
         if self.max_body < MIN_BODY:
