@@ -39,7 +39,8 @@ async def _origin(tmp: Path, kw: dict[str, Any]) -> tuple[web.AppRunner, str]:
     from origin.content.settings import OriginSettings
     from vcdn.httpserve.server import start
 
-    settings = OriginSettings(root=tmp, port=0, **kw)
+    # The listener lets an ingest PUT through: the smaller of the two is what is tested.
+    settings = OriginSettings(root=tmp, port=0, max_ingest_bytes=1024, **kw)
     app = make_app(settings)
     return await start(
         app, "127.0.0.1", 0, settings.http_limits(), on_server=lambda s: install_hot_path(app, s)
