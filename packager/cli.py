@@ -73,11 +73,16 @@ def _interval(text: str) -> float:
 
 
 def _control_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
+def _control_urls(text: str) -> str:
     """One URL or a comma-separated list of them (control replicas)."""
     for url in text.split(","):
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise argparse.ArgumentTypeError(f"{url!r} is not an http:// or https:// URL")
+        _control_url(url.strip())
     return text
 
 
@@ -106,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"origin content store (default ./{DEFAULT_ORIGIN_ROOT})",
     )
     p.add_argument(
-        "--control", type=_control_url, metavar="URL", action="append",
+        "--control", type=_control_urls, metavar="URL", action="append",
         help=f"register the title with this control API (token from ${TOKEN_ENV}); repeat, "
         "or list comma-separated, for control replicas (default: $VCDN_CONTROL_URLS)",
     )

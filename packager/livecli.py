@@ -13,7 +13,14 @@ import sys
 from collections.abc import Callable
 from typing import Final
 
-from packager.cli import _control_url, _interval, _ladder, _sigterm_interrupts, _title
+from packager.cli import (
+    _control_url,
+    _control_urls,
+    _interval,
+    _ladder,
+    _sigterm_interrupts,
+    _title,
+)
 from packager.graph import PRESETS
 from packager.live import LiveRequest, run_live
 from packager.livegraph import LiveSource, parse_source_spec
@@ -67,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of the event a live playlist offers (default 60)")
     p.add_argument("--preset", choices=PRESETS, default="veryfast",
                    help="x264 preset (default veryfast)")
-    p.add_argument("--control", type=_control_url, metavar="URL",
-                   help="register the VOD title with this control API when the input ends")
+    p.add_argument("--control", type=_control_urls, metavar="URL", action="append",
+                   help="register the VOD title with this control API when the input ends "
+                   "(repeat, or list comma-separated, for control replicas)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.add_argument("--progress-interval", type=_interval, default=5.0, metavar="S",
                    help="seconds between progress lines (default 5)")

@@ -96,6 +96,11 @@ class PostgresLease:
             await self.release()
             return False
 
+    @property
+    def pid(self) -> int | None:
+        """The PostgreSQL backend holding (or trying for) the lock, for operators."""
+        return None if self._conn is None else self._conn.get_server_pid()
+
     async def release(self) -> None:
         conn, self._conn, self._held = self._conn, None, False
         if conn is not None and not conn.is_closed():
