@@ -51,6 +51,15 @@ class EdgeSettings(HttpLimits):
     ram_object_max: Bytes = 256 * 1024
     #: A range starting this far past what a fill has written is fetched upstream directly.
     far_ahead: Bytes = 4 * 1024**2
+    #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
+    #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
+    query_policy: Literal["keep", "ignore"] = "keep"
+    #: A range request that misses is filled whole only for catalog titles (signed URLs,
+    #: titles of the fill manifest) or objects up to this size; others pass through.
+    range_fill_max: Bytes = 4 * 1024**2
+    #: Error answers the upstream lets a cache keep (RFC 9111 §3) are kept at most this
+    #: long, so repeats of one failing URL do not each go upstream.
+    negative_ttl: float = 5.0
     #: Playlists of live titles: the Cache-Control used for objects without upstream headers.
     live: bool = False
     log_level: str = "info"
