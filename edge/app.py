@@ -38,7 +38,7 @@ from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
 from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
-from vcdn.errors import BadToken, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
@@ -257,7 +257,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
-    path = video_path(rest)
+    try:
+        path = video_path(rest)
+    except ClientError as exc:
+        _refused(request, str(exc))
+        raise
     return await serve(
         request,
         edge,
@@ -267,6 +271,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         target=edge.video_target(title, path),
         # A valid token is steering's word that the title is in the catalog.
         catalog=signed,
+    )
+
+
+def _refused(request: web.Request, reason: str) -> None:
+    event(
+        log, "request_refused", logging.INFO, path=request.raw_path[:200], reason=reason,
+        peer=request.remote,
     )
 
 
@@ -561,7 +572,11 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         and "no-store" not in req_cc
     )
     # The key is the target sent upstream, byte for byte (edge.keys).
-    raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+    try:
+        raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+    except ClientError as exc:
+        _refused(request, str(exc))
+        raise
 
     def target(_up: Upstream) -> str:
         return raw
