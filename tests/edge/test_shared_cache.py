@@ -151,8 +151,8 @@ async def _range_client(edge: TestServer, path: str) -> int:
 
 
 async def test_range_misses_of_a_large_object_do_not_fill_it(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Appliance mode (title not in the catalog) and proxy mode: a range-only client makes
-    the edge fetch at most 2× what it sends plus one whole-fill limit, not the object."""
+    """Appliance mode (title not in the catalog) and proxy mode: a range-only client (and
+    a HEAD) makes the edge fetch at most 2× what it sends plus one whole-fill limit."""
     origin = ScriptedOrigin()
     body = os.urandom(BIG)
     for path in ("/v/demo/big.bin", "/big.bin"):
@@ -165,6 +165,9 @@ async def test_range_misses_of_a_large_object_do_not_fill_it(aiohttp_server, tmp
     for edge, path in ((appliance, "/v/demo/big.bin"), (proxy, "/big.bin")):
         origin.sent_bytes = 0
         sent = await _range_client(edge, path)
+        async with aiohttp.ClientSession() as s, s.head(edge.make_url(path)) as r:
+            assert r.status == 200 and r.headers["Content-Length"] == str(BIG)
+        await settle(edge.app)
         limit = edge.app[EDGE_KEY].settings.range_fill_max
         assert origin.sent_bytes <= 2 * sent + limit, (path, origin.sent_bytes, sent)
         assert edge.app[EDGE_KEY].store.stats().objects == 0
