@@ -39,6 +39,7 @@ from edge.store import CacheStore, Entry, object_key
 from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
 from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
@@ -164,7 +165,7 @@ def make_app(
 ) -> web.Application:
     """The edge application. `edge` lets the appliance share its `Edge`; `upstreams`
     replaces the HTTP upstreams (unit tests)."""
-    app = web.Application(middlewares=[_limits_middleware])
+    app = web.Application(middlewares=[_errors_middleware])
     the_edge = edge or Edge(settings)
     app[EDGE_KEY] = the_edge
     app[REGISTRY_KEY] = the_edge.registry
@@ -184,16 +185,8 @@ def make_app(
 
 
 @web.middleware
-async def _limits_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    limit = request.app[EDGE_KEY].settings.max_header_bytes
-    total = sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + len(request.raw_path)
-    if total > limit:
-        event(log, "request_rejected", logging.WARNING, reason="header_too_large", bytes=total)
-        return error_response(
-            431,
-            "request_header_fields_too_large",
-            f"The request head is {total} bytes; this edge accepts at most {limit}.",
-        )
+async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    # Head and body limits are the listener's (`vcdn.httplimits`), before any routing.
     try:
         return await handler(request)
     except BadToken as exc:
@@ -592,7 +585,9 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         return await serve(
             request, edge, key=raw, title="", path=raw.partition("?")[0], target=target
         )
-    body = request.content.iter_any() if request.body_exists else None
+    body = (
+        read_limited(request, edge.settings.max_body_bytes) if request.body_exists else None
+    )
     up = await edge.chain.fetch(method, target, _forward_headers(request), body, use_peers=False)
     if freshness.invalidates(method, up.status):
         for key in _invalidated(raw, up, request):
