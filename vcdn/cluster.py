@@ -240,6 +240,7 @@ class Cluster:
                 "--default-site", SITES[0],
                 "--answers", str(self.config.answers),
                 "--poll-interval", str(self.config.steering_poll),
+                "--workers", "1",  # one box: one steering process, like every other part
             ),
             log_path=self.logs / "steering.log",
             env=self.env(
