@@ -64,7 +64,9 @@ Inputs = tuple[object, ...]
 
 
 def _text(version: int, addr: int) -> str:
-    return str(ipaddress.IPv4Address(addr) if version == 4 else ipaddress.IPv6Address(addr))
+    if version == 4:
+        return socket.inet_ntop(socket.AF_INET, addr.to_bytes(4, "big"))
+    return str(ipaddress.IPv6Address(addr))  # the text `Client.text` gives MaxMind
 
 
 @dataclass(frozen=True)
@@ -89,23 +91,30 @@ def build_leaves(version: int, source: int, prefixes: PrefixTable[tuple[str, ...
     reps: list[int] = []
     seen: dict[Inputs, int] = {}
     lookup = prefixes.lookup
-    stack = [(0, 0)]
+    # (start, length, MaxMind results known to hold for the whole block, or None)
+    stack: list[tuple[int, int, tuple[object, int, int, int] | None]] = [(0, 0, None)]
     while stack:
-        start, plen = stack.pop()
+        start, plen, known = stack.pop()
         m = lookup(version, start)
         if m.value:
             key: Inputs = ("p", m.value, min(m.scope, source))
             need = m.scope
         else:
-            ip = _text(version, start)
-            loc, loc_len = geo.location(ip) if geo else (None, 0)
-            number, asn_len = geo.asn(ip) if geo else (0, 0)
+            if known is None:
+                ip = _text(version, start)
+                loc, loc_len = geo.location(ip) if geo else (None, 0)
+                number, asn_len = geo.asn(ip) if geo else (0, 0)
+                known = (loc, loc_len, number, asn_len)
+            loc, loc_len, number, asn_len = known
             key = ("g", m.scope, loc, loc_len, number, asn_len)
             need = max(m.scope, loc_len, asn_len)
         if need > plen and plen < source:
             half = 1 << (width - plen - 1)
-            stack.append((start | half, plen + 1))
-            stack.append((start, plen + 1))  # popped first: blocks come out in order
+            # MaxMind networks no longer than this block hold its halves too: only the
+            # prefix table made it split, so its halves skip the MaxMind lookups.
+            inherit = known if known is not None and max(known[1], known[3]) <= plen else None
+            stack.append((start | half, plen + 1, inherit))
+            stack.append((start, plen + 1, inherit))  # popped first: blocks come out in order
             continue
         i = seen.get(key)
         if i is None:
