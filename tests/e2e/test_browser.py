@@ -18,6 +18,7 @@ from tests.conftest import IN_CI, ROOT
 from tests.e2e.conftest import TITLE, artifacts
 from vcdn.cluster import Cluster
 from vcdn.demo import playback_urls, wait_live
+from vcdn.procs import run_to_end, vcdn_argv
 
 pytestmark = pytest.mark.slow
 
@@ -152,6 +153,17 @@ async def test_the_player_plays_through_appliances_falls_back_and_reports_errors
     assert "not in the catalog" in await page.inner_text("#status")
 
 
+async def appliance_ctl(cluster: Cluster, slot_id: str, verb: str) -> None:
+    """`vcdn appliance-ctl drain|undrain` against one appliance, as an operator would."""
+    slot = next(s for s in cluster.slots if s.id == slot_id)
+    await run_to_end(
+        f"appliance-ctl {verb} {slot_id}",
+        vcdn_argv("appliance-ctl", verb, "--appliance", slot.admin_url),
+        log_path=cluster.logs / "appliance-ctl.log",
+        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.operator), within=30,
+    )
+
+
 async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(
     module_cluster: Cluster, browser: Any
 ) -> None:
@@ -173,9 +185,16 @@ async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(
         timeout=15_000,
     )
     assert "#token" not in dash.url  # the token left the address bar
-    # It refreshes itself: a drained appliance shows up as draining without a reload.
-    refreshed = await dash.evaluate("window.vcdnDashboard.refreshed")
-    await dash.wait_for_function(f"window.vcdnDashboard.refreshed > {refreshed}", timeout=10_000)
+    # It refreshes itself: an appliance drained with the operator tool shows up as draining
+    # without a reload, and as healthy again once undrained.
+    a3_row = "[...document.querySelectorAll('#appliances tbody tr')]" \
+        ".find(r => r.cells[0].innerText.trim() === 'a3').innerText"
+    await appliance_ctl(cluster, "a3", "drain")
+    try:
+        await dash.wait_for_function(f"{a3_row}.includes('draining')", timeout=20_000)
+    finally:
+        await appliance_ctl(cluster, "a3", "undrain")
+    await dash.wait_for_function(f"{a3_row}.includes('healthy')", timeout=20_000)
     await dash.screenshot(path=str(artifacts() / "dashboard.png"), full_page=True)
 
     # Without a token it asks for one instead of showing an empty fleet.
