@@ -170,7 +170,8 @@ def test_packaged_mpd_is_schema_valid_and_describes_the_ladder(packaged: Package
         # HLS BANDWIDTH covers video + audio; DASH states each track on its own.
         total = rep.bandwidth + audio.representations[0].bandwidth
         assert total == variant.stream_info.bandwidth
-    assert abs(float(doc.media_presentation_duration[2:-1]) - packaged.result.manifest.duration) < 0.1
+    presented = float(doc.media_presentation_duration[2:-1])
+    assert abs(presented - packaged.result.manifest.duration) < 0.1
 
 
 @pytest.mark.slow
