@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from appliance.bgp import BgpPeer
 from appliance.schedule import FillWindow
 from vcdn.errors import ConfigError
+from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes, load_settings
 from vcdn.tokens import parse_keys
 
@@ -31,8 +32,9 @@ SECRETS: Final = frozenset({"control_token", "operator_token", "signing_keys"})
 
 
 @dataclass(frozen=True)
-class ApplianceSettings:
-    """Everything one appliance needs; see packaging/appliance.toml for each key."""
+class ApplianceSettings(HttpLimits):
+    """Everything one appliance needs; see packaging/appliance.toml for each key. The
+    listener limits (`vcdn.httplimits.HttpLimits`) hold for the public and admin ports."""
 
     id: str
     site: str
@@ -127,8 +129,10 @@ def check(s: ApplianceSettings) -> ApplianceSettings:
                 f"Setting '{key}' must be 1-64 characters of A-Z a-z 0-9 . _ -, "
                 f"got {getattr(s, key)!r}."
             )
-    for key in ("public_url", "control_url", "origin_url"):
+    for key in ("public_url", "origin_url"):
         _check_url(getattr(s, key), key)
+    for url in s.control_url.split(","):  # control replicas, comma-separated
+        _check_url(url.strip(), "control_url")
     _check_port(s.port, "port")
     _check_port(s.admin_port, "admin_port")
     if not -90 <= s.lat <= 90:

@@ -22,6 +22,7 @@ once instead of once per rung. MPEG-TS keeps audio muxed into every rendition.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -125,8 +126,11 @@ def audio_output_options(
     }
 
 
-def output_options(rung: Rung, source: Source, options: EncodeOptions, out: Path) -> dict[str, Any]:
-    """The per-rendition ffmpeg options: encoder, keyframes, HLS muxer."""
+def output_options(
+    rung: Rung, source: Source, options: EncodeOptions, out: Path, *, shared_audio: bool = False
+) -> dict[str, Any]:
+    """The per-rendition ffmpeg options: encoder, keyframes, HLS muxer; the rung's own AAC
+    encoder unless the title has a `shared_audio` rendition."""
     layout = Layout.of(rung, options)
     seg = _seconds(options.segment_seconds)
     gop = gop_frames(source.video.fps, options.segment_seconds)
@@ -142,20 +146,45 @@ def output_options(rung: Rung, source: Source, options: EncodeOptions, out: Path
         "force_key_frames": f"expr:gte(t,n_forced*{seg})",
         **_muxer_options(layout, options, out),
     }
-    if source.audio is not None and not separate_audio(source, options):
+    if source.audio is not None and not shared_audio:
         opts.update(_audio_options(rung.audio_kbps))
     return opts
 
 
 def build(source: Source, rungs: tuple[Rung, ...], options: EncodeOptions, out: Path) -> Any:
     """The ffmpeg-python graph that encodes every rung of `source` into `out`."""
+    shared = separate_audio(source, options)
+    audio = None
+    if shared:
+        audio = (out / Layout.audio(options).playlist, audio_output_options(rungs, options, out))
+    return ladder_graph(
+        ffmpeg.input(media_url(Path(source.path))),
+        source,
+        rungs,
+        lambda rung: (
+            out / Layout.of(rung, options).playlist,
+            output_options(rung, source, options, out, shared_audio=shared),
+        ),
+        audio,
+    )
+
+
+def ladder_graph(
+    inp: Any,
+    source: Source,
+    rungs: tuple[Rung, ...],
+    output_for: Callable[[Rung], tuple[Path, dict[str, Any]]],
+    audio_output: tuple[Path, dict[str, Any]] | None = None,
+) -> Any:
+    """Decode `inp` once and encode each rung to the playlist and options `output_for`
+    gives; shared by `vcdn package` and `vcdn live`, so both ladders switch alike. With
+    `audio_output` the audio is encoded once to that playlist, not muxed into each rung."""
     if not rungs:
         raise ValueError("the ladder has no rungs")
-    inp = ffmpeg.input(media_url(Path(source.path)))
     n = len(rungs)
     video = inp[str(source.video.index)].filter_multi_output("split", n)
     audio = None
-    shared = separate_audio(source, options)
+    shared = audio_output is not None and source.audio is not None
     if source.audio is not None and not shared:
         audio = inp[str(source.audio.index)].filter_multi_output("asplit", n)
     outputs = []
@@ -167,15 +196,11 @@ def build(source: Source, rungs: tuple[Rung, ...], options: EncodeOptions, out: 
             .filter("format", "yuv420p")
         )
         streams = [v] if audio is None else [v, audio.stream(i)]
-        playlist = out / Layout.of(rung, options).playlist
-        outputs.append(ffmpeg.output(*streams, str(playlist), **output_options(
-            rung, source, options, out
-        )))
-    if shared and source.audio is not None:
-        outputs.append(ffmpeg.output(
-            inp[str(source.audio.index)], str(out / Layout.audio(options).playlist),
-            **audio_output_options(rungs, options, out),
-        ))
+        playlist, opts = output_for(rung)
+        outputs.append(ffmpeg.output(*streams, str(playlist), **opts))
+    if shared and audio_output is not None and source.audio is not None:
+        path, opts = audio_output
+        outputs.append(ffmpeg.output(inp[str(source.audio.index)], str(path), **opts))
     return (
         ffmpeg.merge_outputs(*outputs)
         .global_args(

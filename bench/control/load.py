@@ -74,7 +74,7 @@ async def register_all(base: str, token: str, appliances: int) -> None:
 
 
 async def heartbeat_load(
-    base: str,
+    base: str | list[str],
     token: str,
     *,
     appliances: int,
@@ -85,6 +85,7 @@ async def heartbeat_load(
     seed: int = 1,
     poll_every: float = 0.0,
 ) -> Result:
+    bases = [base] if isinstance(base, str) else base  # replicas share the fleet evenly
     rng = random.Random(seed)
     bodies = [heartbeat_body(rng, titles, per_beat) for _ in range(64)]
     result = Result()
@@ -96,7 +97,7 @@ async def heartbeat_load(
     ) as session:
 
         async def beat(i: int) -> None:
-            url = f"{base}/api/v1/appliances/app-{i:05d}/heartbeat"
+            url = f"{bases[i % len(bases)]}/api/v1/appliances/app-{i:05d}/heartbeat"
             start = time.perf_counter()
             try:
                 async with session.put(url, json=bodies[i % len(bodies)]) as resp:
@@ -117,7 +118,7 @@ async def heartbeat_load(
                 await asyncio.sleep(poll_every)
                 start = time.perf_counter()
                 try:
-                    async with session.get(f"{base}/api/v1/appliances") as resp:
+                    async with session.get(f"{bases[0]}/api/v1/appliances") as resp:
                         await resp.read()
                         if resp.status == 200:
                             result.polls.append(time.perf_counter() - start)

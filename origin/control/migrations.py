@@ -8,17 +8,10 @@ not race).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    description: str
-    sqlite: str
-    postgres: str
-
+from origin.control.migrations_base import Migration
+from origin.control.migrations_replicas import FILL_PLANS, POPULARITY_STAMP
 
 _V1_TABLES: Final = """
 CREATE TABLE titles (
@@ -87,9 +80,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _V1_TABLES.format(real="REAL", int="INTEGER", bool="INTEGER"),
         _V1_TABLES.format(real="DOUBLE PRECISION", int="BIGINT", bool="BOOLEAN"),
     ),
+    FILL_PLANS,
+    POPULARITY_STAMP,
 )
 
-LATEST: Final = MIGRATIONS[-1].version
+LATEST: Final = max(m.version for m in MIGRATIONS)
 
 MIGRATIONS_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from origin.control.store import DEFAULT_DB
+from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
@@ -15,7 +16,10 @@ MIN_BODY: Final = 1024
 
 
 @dataclass(frozen=True)
-class ControlSettings:
+class ControlSettings(HttpLimits):
+    """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; `max_body` is the
+    smaller limit of the JSON routes."""
+
     db: str = DEFAULT_DB
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -33,9 +37,16 @@ class ControlSettings:
     # The history keeps one beat per appliance per this many seconds (0: every beat).
     heartbeat_history_every: float = 60.0
     max_body: Bytes = 8 * 1024 * 1024
+    # The planning job makes the next fill-plan epoch this often (0: plans are made only
+    # when an appliance asks and its stored plan is out of date).
+    plan_interval: float = 60.0
+    # Seconds between attempts to take (or check) the periodic jobs' lock: bounds how long
+    # the jobs wait after the instance running them dies.
+    lease_retry: float = 2.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # load_settings turns a ValueError here into a ConfigError naming the problem.
         if self.heartbeat_interval <= 0:
             raise ValueError("'heartbeat_interval' must be positive")
@@ -49,6 +60,10 @@ class ControlSettings:
             raise ValueError(f"'heartbeat_flush_delay' must be between 0 and {MAX_FLUSH_DELAY} s")
         if self.heartbeat_history_every < 0:
             raise ValueError("'heartbeat_history_every' must not be negative")
+        if self.plan_interval < 0:
+            raise ValueError("'plan_interval' must not be negative")
+        if not 0 < self.lease_retry <= 60:
+            raise ValueError("'lease_retry' must be between 0 and 60 s")
         if not 0 <= self.port <= 65535:
             raise ValueError("'port' must be between 0 and 65535")
         if self.max_body < MIN_BODY:

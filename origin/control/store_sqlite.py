@@ -35,6 +35,7 @@ from origin.control.store import (
     manifest_json,
     popularity_deltas,
 )
+from origin.control.store_plans import SqlitePlans
 from vcdn.errors import StoreError
 from vcdn.schemas import Registration, TitleManifest
 
@@ -52,7 +53,7 @@ ON CONFLICT (title, site) DO UPDATE SET
 """
 
 
-class SqliteStore:
+class SqliteStore(SqlitePlans):
     kind = "sqlite"
 
     def __init__(self, path: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from origin.control.migrations import LATEST
 from tests.origin.control.conftest import (
     HALF_LIFE,
     INTERVAL,
@@ -23,7 +24,7 @@ async def test_healthz_names_the_store_and_its_schema_version(api: Api) -> None:
     assert status == 200
     assert body["status"] == "ok"
     assert body["store"] in ("sqlite", "postgres")
-    assert body["schema_version"] == 1
+    assert body["schema_version"] == LATEST
 
 
 async def test_title_is_created_then_replaced_and_listed(api: Api) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from origin.control.migrations import LATEST
 from origin.control.store import (
     Beat,
     heartbeat_json,
@@ -22,13 +23,13 @@ from vcdn.schemas import Heartbeat, Registration, TitleManifest, decode
 async def test_migrations_run_once_and_data_survives_a_reopen(db_url: str) -> None:
     store = await open_store(db_url)
     try:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == LATEST
         assert await store.put_title(decode(TitleManifest, manifest("t1", [5])), 1.0) is True
     finally:
         await store.close()
     store = await open_store(db_url)
     try:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == LATEST
         assert [s.title for s in await store.list_titles()] == ["t1"]
         assert await store.catalog_stamp() == (1, 1.0)
     finally:
