@@ -38,7 +38,7 @@ from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
 from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
-from vcdn.errors import BadToken, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
 from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
@@ -256,7 +256,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
-    path = video_path(rest)
+    try:
+        path = video_path(rest)
+    except ClientError as exc:
+        _refused(request, str(exc))
+        raise
     return await serve(
         request,
         edge,
@@ -266,6 +270,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         target=edge.video_target(title, path),
         # A valid token is steering's word that the title is in the catalog.
         catalog=signed,
+    )
+
+
+def _refused(request: web.Request, reason: str) -> None:
+    event(
+        log, "request_refused", logging.INFO, path=request.raw_path[:200], reason=reason,
+        peer=request.remote,
     )
 
 
@@ -320,8 +331,7 @@ async def serve(
             stats.request("negative", title)
             return _negative_response(request, negative)
         if (
-            request.method == "GET"
-            and "Range" in request.headers
+            (request.method == "HEAD" or "Range" in request.headers)
             and edge.fills.inflight(key) is None
             and not (catalog or (title and edge.store.is_pinned_title(title)))
         ):
@@ -417,25 +427,33 @@ async def _range_pass(
     path: str,
     target: Callable[[Upstream], str],
 ) -> web.StreamResponse:
-    """A range miss of an object nobody asked this edge to hold: ask the upstream for the
-    range only and relay it unstored, so a 1-byte range never costs a 100 MiB object. An
-    object of at most `range_fill_max` bytes is then filled whole in the background (at
-    most that many bytes more), so small files still become hits."""
+    """A range (or HEAD) miss of an object nobody asked this edge to hold: ask the
+    upstream for the range only (HEAD as HEAD) and relay it unstored, so a 1-byte range
+    never costs a 100 MiB object. An object of at most `range_fill_max` bytes is then
+    filled whole in the background (at most that many bytes more), so small files still
+    become hits."""
     assert edge.chain is not None
-    headers = {"Via": VIA, "Range": request.headers["Range"]}
-    if_range = request.headers.get("If-Range")
-    if if_range is not None:
-        headers["If-Range"] = if_range
-    up = await edge.chain.fetch("GET", target, headers)
+    headers = {"Via": VIA}
+    for name in ("Range", "If-Range"):
+        value = request.headers.get(name)
+        if value is not None:
+            headers[name] = value
+    method = request.method
+    up = await edge.chain.fetch(method, target, headers)
     length = up.headers.get("Content-Length", "")
-    if up.status == 200 and length.isdigit() and int(length) <= edge.settings.range_fill_max:
+    if (
+        method == "GET"
+        and up.status == 200
+        and length.isdigit()
+        and int(length) <= edge.settings.range_fill_max
+    ):
         # The upstream ignores ranges and the object is small: fill it and answer the
         # range from the cache (one more fetch of at most `range_fill_max` bytes).
         up.close()
         return await serve(
             request, edge, key=key, title=title, path=path, target=target, catalog=True
         )
-    if up.status == 206:
+    if method == "GET" and up.status == 206:
         total = up.headers.get("Content-Range", "").rpartition("/")[2]
         if total.isdigit() and int(total) <= edge.settings.range_fill_max:
             task = asyncio.create_task(_fill_behind(edge, key, title, path, target))
@@ -560,7 +578,11 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         and "no-store" not in req_cc
     )
     # The key is the target sent upstream, byte for byte (edge.keys).
-    raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+    try:
+        raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+    except ClientError as exc:
+        _refused(request, str(exc))
+        raise
 
     def target(_up: Upstream) -> str:
         return raw

@@ -78,11 +78,9 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as session:
         control = ControlClient(session, settings.control, settings.control_token)
-        if worker is not None:
-            # A worker joins ports that others already serve (start-up, reload): it takes
-            # its share of queries only with a view, or once the control plane has failed
-            # to give one.
-            await steering.poll_once(control)
+        # Listen with a view, or once the control plane has failed to give one: an empty
+        # view answers NODATA, and a worker joins ports that others already serve.
+        await steering.poll_once(control)
         try:
             udp, tcp, dns_port = await dns_server.start(
                 steering.responder, settings.host, settings.dns_port,

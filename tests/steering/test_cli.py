@@ -81,3 +81,16 @@ def test_help_names_the_secret_variables(capsys: pytest.CaptureFixture[str]) -> 
         vcdn_main(["steering", "--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "VCDN_SIGNING_KEYS" in out and "--dns-port" in out
+
+
+def test_control_replicas_from_repeated_flags_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from steering.cli import control_override, parse_args
+
+    args = parse_args(["--control", "http://c1:8090", "--control", "http://c2:8090"])
+    assert control_override(args.control) == "http://c1:8090,http://c2:8090"
+    monkeypatch.delenv("VCDN_CONTROL_URLS", raising=False)
+    assert control_override(None) is None
+    monkeypatch.setenv("VCDN_CONTROL_URLS", "http://c3:8090,http://c4:8090")
+    assert control_override(None) == "http://c3:8090,http://c4:8090"
