@@ -40,6 +40,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         ("control not a URL", ["--control", "ftp://x", "--zone", "cdn.example."], None,
          "http(s) URL"),
         ("answers out of range", [*BASE, "--answers", "0"], None, "'answers'"),
+        ("no workers", [*BASE, "--workers", "0"], None, "--workers must be at least 1"),
         ("bad trusted proxy", BASE, {"VCDN_SIGNING_KEYS": KEYS,
                                      "VCDN_TRUSTED_PROXIES": "10.0.0.0/8,nonsense"},
          "trusted_proxies"),
