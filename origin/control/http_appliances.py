@@ -3,12 +3,14 @@ manifests, heartbeat history and popularity."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Final
 
 from aiohttp import web
 
 from origin.control import health, popularity
-from origin.control.auth import authorize
+from origin.control.auth import Principal, authorize
 from origin.control.http_common import (
     BEATS,
     CATALOG,
@@ -29,8 +31,9 @@ from origin.control.planning import manifest_for
 from origin.control.planning.keys import PLANS
 from origin.control.store import ApplianceRecord, Beat
 from origin.control.validate import check_heartbeat, check_id, check_registration
-from vcdn.errors import NotFound
+from vcdn.errors import Forbidden, NotFound, VcdnError
 from vcdn.logs import event
+from vcdn.prefixes import check_approved, check_width
 from vcdn.schemas import (
     ApplianceState,
     ApplianceView,
@@ -65,12 +68,57 @@ async def known_appliance(request: web.Request, appliance: str) -> ApplianceReco
     return record
 
 
+async def check_authority(
+    request: web.Request, who: Principal, registration: Registration
+) -> Registration:
+    """The registration, prefixes normalised, if `who` may make it (else 400/403).
+
+    An appliance must be enrolled, keep the site the operator gave it, keep the
+    `public_url` it registered first, and claim only approved prefixes. The operator may
+    change anything, within the approved prefixes of an enrolled appliance.
+    """
+    s = request.app[SETTINGS]
+    nets = check_width(registration.prefixes, s.max_prefix_v4, s.max_prefix_v6)
+    registration = replace(registration, prefixes=list(dict.fromkeys(str(n) for n in nets)))
+    store = request.app[STORE]
+    enrollment = await store.get_enrollment(registration.id)
+    aid = registration.id
+    if enrollment is None:
+        if who.role == "appliance":
+            raise Forbidden(
+                f"Appliance {aid!r} is not enrolled; an operator enrols it first "
+                "(POST /api/v1/enrollments or 'vcdn control appliance enroll')."
+            )
+        return registration
+    check_approved(aid, nets, enrollment.prefixes)
+    if who.role != "appliance":
+        return registration
+    if registration.site != enrollment.site:
+        raise Forbidden(
+            f"Appliance {aid!r} is enrolled in site {enrollment.site!r}; only an operator "
+            f"can move it to {registration.site[:64]!r} (PUT /api/v1/enrollments/{aid})."
+        )
+    current = await store.get_appliance(aid)
+    if current is not None and current.public_url != registration.public_url:
+        raise Forbidden(
+            f"Appliance {aid!r} is registered at {current.public_url}; changing its "
+            "public_url needs the operator role."
+        )
+    return registration
+
+
 @routes.post("/api/v1/appliances")
 async def register(request: web.Request) -> web.Response:
     who = await require(request, REGISTRARS)  # 401 before reading a body from a stranger
     registration = await read_body(request, Registration)
     check_registration(registration)
     authorize(who, REGISTRARS, appliance=registration.id)
+    try:
+        registration = await check_authority(request, who, registration)
+    except VcdnError as exc:
+        event(log, "registration_refused", logging.WARNING, appliance=registration.id,
+              role=who.role, detail=str(exc))
+        raise
     now = request.app[CLOCK]()
     record, created = await request.app[STORE].put_appliance(registration, now)
     request.app[BEATS].registered(registration.id)
@@ -104,9 +152,10 @@ async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
     # The hot path: the history keeps the raw text, columns get only checked fields.
-    data, text = await read_json_text(request, check_strings=False)
+    s = request.app[SETTINGS]
+    data, text = await read_json_text(request, check_strings=False, limit=s.heartbeat_max_body)
     beat = decode(Heartbeat, data)
-    check_heartbeat(beat)
+    check_heartbeat(beat, s.heartbeat_max_titles, s.heartbeat_max_count)
     beats = request.app[BEATS]
     if not await beats.is_known(appliance):
         raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")
