@@ -148,7 +148,6 @@ def make_app(
             settings.popularity_half_life,
             delay=settings.heartbeat_flush_delay,
             history_every=settings.heartbeat_history_every,
-            detail_chars=settings.history_detail_chars,
             history_rows=settings.history_rows,
         )
         app[BEATS] = beats

@@ -64,10 +64,8 @@ class HeartbeatBuffer:
         delay: float,
         history_every: float = 0.0,
         max_batch: int = MAX_BATCH,
-        detail_chars: int = DEFAULT_DETAIL,
         history_rows: int = DEFAULT_ROWS,
     ) -> None:
-        self._detail_chars = detail_chars
         self._history_rows = history_rows
         self._store = store
         self._half_life = half_life
@@ -115,10 +113,6 @@ class HeartbeatBuffer:
             beat = dataclasses.replace(beat, body=None)
         else:
             self._last_history[beat.appliance] = (beat.at, state)
-            if beat.body is not None:
-                body = history_body(beat.heartbeat, beat.body, self._detail_chars)
-                if body is not beat.body:
-                    beat = dataclasses.replace(beat, body=body)
         self._pending.append(beat)
         if self._delay <= 0 or len(self._pending) >= self._max_batch:
             await self.flush()

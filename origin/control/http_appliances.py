@@ -11,6 +11,7 @@ from aiohttp import web
 
 from origin.control import health, popularity
 from origin.control.auth import Principal, authorize
+from origin.control.beat_parse import Limits, parse_off_loop
 from origin.control.http_common import (
     BEATS,
     CATALOG,
@@ -23,24 +24,22 @@ from origin.control.http_common import (
     query_float,
     query_int,
     read_body,
-    read_json_text,
+    read_raw,
     require,
     respond,
 )
 from origin.control.planning import manifest_for
 from origin.control.planning.keys import PLANS
 from origin.control.store import ApplianceRecord, Beat
-from origin.control.validate import check_heartbeat, check_id, check_registration
+from origin.control.validate import check_id, check_registration
 from vcdn.errors import Forbidden, NotFound, VcdnError
 from vcdn.logs import event
 from vcdn.prefixes import check_approved, check_width
 from vcdn.schemas import (
     ApplianceState,
     ApplianceView,
-    Heartbeat,
     Registration,
     TitleManifest,
-    decode,
     encode,
 )
 
@@ -152,10 +151,11 @@ async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
     # The hot path: the history keeps the raw text, columns get only checked fields.
+    # The history keeps the (bounded) raw text; a big beat is parsed off the event loop.
     s = request.app[SETTINGS]
-    data, text = await read_json_text(request, check_strings=False, limit=s.heartbeat_max_body)
-    beat = decode(Heartbeat, data)
-    check_heartbeat(beat, s.heartbeat_max_titles, s.heartbeat_max_count)
+    raw = await read_raw(request, s.heartbeat_max_body)
+    limits = Limits(s.heartbeat_max_titles, s.heartbeat_max_count, s.history_detail_chars)
+    beat, text = await parse_off_loop(raw, limits)
     beats = request.app[BEATS]
     if not await beats.is_known(appliance):
         raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")

@@ -125,6 +125,23 @@ async def read_json_text(
     `check_strings=False` skips the NUL/surrogate walk for callers that store only the raw
     text (where such characters stay JSON escapes) and pattern-checked fields.
     """
+    raw = await read_raw(request, limit)
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ClientError("The body is not UTF-8 text.") from None
+    except RecursionError:
+        raise ClientError("The body's JSON is nested too deeply.") from None
+    except ValueError as exc:
+        raise ClientError(f"The body is not valid JSON: {exc}.") from None
+    if check_strings:
+        check_text(data)
+    return data, raw.decode()
+
+
+async def read_raw(request: web.Request, limit: int | None = None) -> bytes:
+    """The body's bytes, refused with 413 past `limit` (default `max_body`) before it
+    is all read, and 400 if empty."""
     limit = request.app[SETTINGS].max_body if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The body is {request.content_length} bytes; the limit is {limit}.")
@@ -138,17 +155,7 @@ async def read_json_text(
     raw = b"".join(chunks)
     if not raw:
         raise ClientError("The body is empty; a JSON object is required.")
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ClientError("The body is not UTF-8 text.") from None
-    except RecursionError:
-        raise ClientError("The body's JSON is nested too deeply.") from None
-    except ValueError as exc:
-        raise ClientError(f"The body is not valid JSON: {exc}.") from None
-    if check_strings:
-        check_text(data)
-    return data, raw.decode()
+    return raw
 
 
 async def read_body(request: web.Request, cls: type[T]) -> T:

@@ -9,6 +9,7 @@ which is how the tests give each run a schema of its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import asyncpg
+import orjson
 
 from origin.control.auth import Principal, check_role
 from origin.control.migrations import MIGRATIONS_TABLE, pending
@@ -58,14 +60,16 @@ SELECT * FROM unnest($1::text[], $2::float8[], $3::text[])
 """
 # Rows arrive sorted by (title, site), so concurrent batches lock them in the same order.
 # Only titles of the catalog get a row: a heartbeat cannot grow the table with made-up ids.
+# The rows come as one JSON text (built off the event loop), so that a 10,000-title beat
+# costs the loop one string parameter rather than encoding four 10,000-element arrays.
 _UPSERT_SCORES: Final = f"""
 INSERT INTO popularity AS p (title, site, score, updated_at)
-SELECT u.title, u.site, u.score, u.at
-FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[]) AS u(title, site, score, at)
-WHERE EXISTS (SELECT 1 FROM titles t WHERE t.id = u.title)
-ORDER BY u.title, u.site
+SELECT u.t, u.s, u.v, u.a
+FROM json_to_recordset($1::json) AS u(t text, s text, v float8, a float8)
+WHERE EXISTS (SELECT 1 FROM titles WHERE titles.id = u.t)
+ORDER BY u.t, u.s
 ON CONFLICT (title, site) DO UPDATE SET
-    score = p.score * exp(-{LN2!r} * greatest(0.0, excluded.updated_at - p.updated_at) / $5)
+    score = p.score * exp(-{LN2!r} * greatest(0.0, excluded.updated_at - p.updated_at) / $2)
         + excluded.score,
     updated_at = greatest(p.updated_at, excluded.updated_at)
 """
@@ -78,6 +82,27 @@ WHERE h.appliance_id = a.id AND h.at < (
     SELECT at FROM heartbeats WHERE appliance_id = a.id ORDER BY at DESC OFFSET $2 - 1 LIMIT 1
 )
 """
+
+
+OFF_LOOP_TITLES: Final = 1000
+
+
+def deltas_json(beats: Sequence[Beat], sites: dict[str, str], half_life: float) -> str | None:
+    """`popularity_deltas` as the JSON rows `_UPSERT_SCORES` reads; None if there are none."""
+    rows = popularity_deltas(beats, sites, half_life)
+    if not rows:
+        return None
+    return orjson.dumps([{"t": t, "s": s, "v": v, "a": a} for t, s, v, a in rows]).decode()
+
+
+async def deltas_off_loop(
+    beats: Sequence[Beat], sites: dict[str, str], half_life: float
+) -> str | None:
+    """`deltas_json`, in a worker thread when the batch is big: ~1 µs a title is 10 ms of
+    a 10,000-title beat, too long to hold the event loop."""
+    if sum(len(b.heartbeat.title_requests) for b in beats) <= OFF_LOOP_TITLES:
+        return deltas_json(beats, sites, half_life)
+    return await asyncio.to_thread(deltas_json, beats, sites, half_life)
 
 
 def appliance_from_record(r: asyncpg.Record) -> ApplianceRecord:
@@ -266,10 +291,9 @@ class PostgresStore:
                     await conn.execute(
                         _TRIM_HISTORY, sorted({b.appliance for b in kept}), keep_rows
                     )
-            deltas = popularity_deltas(known, sites, half_life)
-            if deltas:
-                titles, site_col, scores, ats = (list(col) for col in zip(*deltas, strict=True))
-                await conn.execute(_UPSERT_SCORES, titles, site_col, scores, ats, half_life)
+            deltas = await deltas_off_loop(known, sites, half_life)
+            if deltas is not None:
+                await conn.execute(_UPSERT_SCORES, deltas, half_life)
         return len(known)
 
     async def heartbeats(self, appliance: str, since: float, limit: int) -> list[HeartbeatRecord]:

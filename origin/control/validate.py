@@ -96,7 +96,10 @@ MAX_CHECKS: Final = 64
 MAX_CHECK_NAME: Final = 200
 
 
-def check_heartbeat(h: Heartbeat, max_titles: int = 10_000, max_count: int = 10_000_000) -> None:
+def check_heartbeat(
+    h: Heartbeat, max_titles: int = 10_000, max_count: int = 10_000_000, *, titles: bool = True
+) -> None:
+    """`titles=False`: the counts were checked already (`beat_parse.title_counts`)."""
     load = h.load
     numbers = {
         "free_bytes": h.free_bytes,
@@ -112,12 +115,22 @@ def check_heartbeat(h: Heartbeat, max_titles: int = 10_000, max_count: int = 10_
             raise ClientError(f"'{name}' must not be negative")
     if not 0.0 <= h.hit_ratio <= 1.0:
         raise ClientError("'hit_ratio' must be between 0 and 1")
-    if len(h.title_requests) > max_titles:
+    if titles:
+        check_title_counts(h.title_requests, max_titles, max_count)
+    if len(h.checks) > MAX_CHECKS:
+        raise ClientError(f"'checks' has {len(h.checks)} entries; at most {MAX_CHECKS}")
+    for name in h.checks:
+        if len(name) > MAX_CHECK_NAME:
+            raise ClientError(f"a name in 'checks' is longer than {MAX_CHECK_NAME} characters")
+
+
+def check_title_counts(counts: dict[str, int], max_titles: int, max_count: int) -> None:
+    if len(counts) > max_titles:
         raise ClientError(
-            f"'title_requests' lists {len(h.title_requests)} titles; at most {max_titles} per "
+            f"'title_requests' lists {len(counts)} titles; at most {max_titles} per "
             "heartbeat (setting heartbeat_max_titles)"
         )
-    for title, count in h.title_requests.items():
+    for title, count in counts.items():
         if not _ID_RE.match(title):
             check_id(title, "title in 'title_requests'")
         if not 0 <= count <= max_count:
@@ -125,11 +138,6 @@ def check_heartbeat(h: Heartbeat, max_titles: int = 10_000, max_count: int = 10_
                 f"'title_requests.{title}' must be between 0 and {max_count} "
                 "(setting heartbeat_max_count)"
             )
-    if len(h.checks) > MAX_CHECKS:
-        raise ClientError(f"'checks' has {len(h.checks)} entries; at most {MAX_CHECKS}")
-    for name in h.checks:
-        if len(name) > MAX_CHECK_NAME:
-            raise ClientError(f"a name in 'checks' is longer than {MAX_CHECK_NAME} characters")
 
 
 def check_text(value: Any, where: str = "body") -> None:

@@ -4,15 +4,20 @@ Each ran successfully on the code before enrolment; each is refused now."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from origin.control.auth import Principal, hash_token, parse_bootstrap
+from origin.control.http_common import BEATS
+from origin.control.settings import ControlSettings
 from origin.control.store import open_store
-from tests.origin.control.conftest import Api, enroll, registration
+from tests.origin.control.conftest import Api, enroll, manifest, registration
 from vcdn.errors import ConfigError
 
 NET_A = ["198.51.100.0/24"]
@@ -166,3 +171,111 @@ async def test_an_appliance_cannot_take_another_sites_clients_with_a_longer_pref
     assert (await api.call("GET", "/api/v1/enrollments/a1", ta))[1]["prefixes"] == [
         "192.0.2.128/25"]
     assert (await api.call("GET", "/api/v1/enrollments/b1", ta))[0] == 403
+
+
+# --- finding 5: heartbeat floods ---
+
+HISTORY_ROWS = 5
+
+
+@pytest.fixture
+def settings(settings: ControlSettings) -> ControlSettings:
+    return replace(settings, history_rows=HISTORY_ROWS)
+
+
+async def beating(api: Api, id_: str = "a1") -> None:
+    await enroll(api, id_)
+    assert (await reg(api, id_, id_))[0] == 201
+
+
+async def test_an_8_mb_heartbeat_of_made_up_titles_is_413(api: Api) -> None:
+    await beating(api)
+    titles = {f"made-up-title-number-{i:06d}": 1 for i in range(280_000)}
+    body = json.dumps({"state": "healthy", "title_requests": titles})
+    assert len(body) > 8_000_000
+    status, answer = await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", data=body)
+    assert status == 413 and "limit" in answer["detail"]
+    _, scores = await api.call("GET", "/api/v1/popularity")
+    assert scores["scores"] == []
+
+
+async def test_counts_only_for_catalog_titles_and_within_bounds(api: Api) -> None:
+    await api.call("POST", "/api/v1/titles", "packager", json=manifest("real", [1]))
+    await beating(api)
+    beat = "/api/v1/appliances/a1/heartbeat"
+    made_up = {f"x{i:05d}": 3 for i in range(9_999)}
+    status, _ = await api.call("PUT", beat, "a1",
+                               json={"state": "healthy", "title_requests": {**made_up, "real": 2}})
+    assert status == 200
+    _, scores = await api.call("GET", "/api/v1/popularity")
+    assert [(s["title"], s["score"]) for s in scores["scores"]] == [("real", 2.0)]
+    too_many = {f"x{i:05d}": 1 for i in range(10_001)}
+    status, answer = await api.call("PUT", beat, "a1",
+                                    json={"state": "healthy", "title_requests": too_many})
+    assert status == 400 and "at most 10000" in answer["detail"]
+    for count in (10**12, -1, 1.5, True):
+        body = {"state": "healthy", "title_requests": {"real": count}}
+        status, answer = await api.call("PUT", beat, "a1", json=body)
+        assert status == 400 and "heartbeat_max_count" in answer["detail"], count
+    _, scores = await api.call("GET", "/api/v1/popularity")
+    assert [(s["title"], s["score"]) for s in scores["scores"]] == [("real", 2.0)]
+
+
+async def test_flapping_beats_with_huge_details_keep_a_bounded_history(api: Api) -> None:
+    """Finding 5: state-flapping beats with megabytes of `checks` detail grew the history
+    by 28 MB in four calls; now each row is cut and each appliance keeps HISTORY_ROWS."""
+    await beating(api)
+    detail = "d" * 900_000
+    for i in range(12):
+        state = "healthy" if i % 2 else "draining"
+        body = {"state": state, "checks": {"disk": {"ok": False, "detail": detail}},
+                "title_requests": {f"t{j:04d}": j for j in range(500)}}
+        status, _ = await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", json=body)
+        assert status == 200
+        api.clock.advance(1.0)
+    status, history = await api.call("GET", "/api/v1/appliances/a1/heartbeats?limit=1000")
+    rows = history["heartbeats"]
+    assert status == 200 and len(rows) == HISTORY_ROWS
+    assert [r["at"] for r in rows] == sorted(r["at"] for r in rows)
+    assert rows[-1]["at"] == api.clock() - 1.0  # the newest are kept
+    for r in rows:
+        assert len(r["heartbeat"]["checks"]["disk"]["detail"]) == 256
+        assert len(r["heartbeat"]["title_requests"]) == 100
+        assert len(json.dumps(r["heartbeat"])) < 4096
+    status, _ = await api.call(
+        "PUT", "/api/v1/appliances/a1/heartbeat", "a1",
+        json={"state": "healthy", "checks": {"disk": {"ok": False, "detail": "d" * 2_000_000}}})
+    assert status == 413
+
+
+async def test_a_10000_title_beat_holds_the_event_loop_for_a_few_ms_at_most(api: Api) -> None:
+    """The parse, check and popularity work of a big beat runs off the event loop: the
+    loop thread's own CPU time between two of its turns stays small (wall-clock gaps
+    also include waiting for the interpreter lock and, on a shared machine, the CPU)."""
+    await beating(api)
+    body = json.dumps({"state": "healthy",
+                       "title_requests": {f"title-{i:05d}": i + 1 for i in range(10_000)}})
+    holds: list[float] = []
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0)
+            c, w = time.thread_time(), time.perf_counter()
+            holds.append(c - cpu)
+            gaps.append(w - wall)
+            cpu, wall = c, w
+
+    for _ in range(3):
+        task = asyncio.create_task(ticker())
+        status, _ = await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", data=body)
+        await api.client.app[BEATS].flush()
+        done.set()
+        await task
+        done.clear()
+        assert status == 200
+    print(f"10,000-title beat: loop CPU hold max {max(holds) * 1000:.2f} ms, "
+          f"wall gap max {max(gaps) * 1000:.1f} ms")
+    assert max(holds) < 0.010
