@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite drives as real clients and servers.
 TEST_TOOLS := ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl dig:dnsutils kdig:knot-dnsutils ip:iproute2 \
+	strace:strace openssl:openssl sysctl:procps mount:mount umount:mount systemd-analyze:systemd \
 	chromium:chromium
 # The web player's hls.js comes from the npm registry (package.json, package-lock.json) into
 # node_modules/, which the control plane serves; it is never copied into the repository.
@@ -15,7 +16,7 @@ NODE_STAMP := node_modules/.installed-stamp
 # Extra tools for `make bench` (the established servers we compare against, load generators).
 BENCH_TOOLS := nginx:nginx-light wrk:wrk dnsperf:dnsperf gdnsd:gdnsd strace:strace taskset:util-linux
 
-.PHONY: test demo install sysdeps bench-tools bench lint clean
+.PHONY: test demo install sysdeps bench-tools bench bench-table lint clean
 
 test: install sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -45,9 +46,14 @@ sysdeps:
 bench-tools:
 	@TOOLS="$(BENCH_TOOLS)" sh .ci/sysdeps
 
+# Every benchmark writes bench/results/NAME.json + NAME.md; the README table is then
+# regenerated from those files, even when one benchmark failed (its figures show why).
 bench: install sysdeps bench-tools
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS); status=$$?; $(PY) -m bench.table && exit $$status
+
+bench-table: install
+	$(PY) -m bench.table
 
 lint: install
 	$(VENV)/bin/ruff check .

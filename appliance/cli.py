@@ -8,11 +8,13 @@ where it listens on stdout and logs JSON lines on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from appliance import settings as settings_mod
+from vcdn.control_client import URLS_ENV
 from vcdn.logs import setup_logging
 
 # (flag, setting, type, help): the non-secret settings an operator may override.
@@ -24,7 +26,7 @@ FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--port", "port", int, "port the edge listens on"),
     ("--cache-dir", "cache_dir", Path, "cache directory"),
     ("--capacity", "cache_capacity", str, "cache capacity, e.g. 500GiB"),
-    ("--control-url", "control_url", str, "control-plane base URL"),
+    ("--control-url", "control_url", str, "control-plane base URL(s), comma-separated"),
     ("--origin-url", "origin_url", str, "origin base URL"),
     ("--fill-window", "fill_window", str, "local-time fill window, e.g. 02:00-14:00 or always"),
     ("--fill-bandwidth", "fill_bandwidth", str, "fill bandwidth cap in bytes/s, e.g. 50MB"),
@@ -48,12 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="settings file (TOML)")
     for flag, dest, kind, text in FLAGS:
         p.add_argument(flag, dest=dest, type=kind, help=text)
+    p.add_argument(
+        "--control", dest="controls", action="append", metavar="URL",
+        help="a control replica's base URL; repeat for each (default: $VCDN_CONTROL_URLS)",
+    )
     return p
+
+
+def control_override(args: argparse.Namespace) -> str | None:
+    """`--control` (repeated), else `--control-url`, else ``VCDN_CONTROL_URLS``: the
+    replicas as one comma-separated `control_url` (None: the settings file decides)."""
+    urls = [*(args.controls or []), *([args.control_url] if args.control_url else [])]
+    if not urls and os.environ.get(URLS_ENV, "").strip():
+        urls = [os.environ[URLS_ENV]]
+    return ",".join(urls) if urls else None
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in FLAGS}
+    overrides["control_url"] = control_override(args)
     settings = settings_mod.load(args.config, overrides)
     setup_logging("appliance", settings.log_level)
     try:

@@ -127,8 +127,10 @@ def check(s: ApplianceSettings) -> ApplianceSettings:
                 f"Setting '{key}' must be 1-64 characters of A-Z a-z 0-9 . _ -, "
                 f"got {getattr(s, key)!r}."
             )
-    for key in ("public_url", "control_url", "origin_url"):
+    for key in ("public_url", "origin_url"):
         _check_url(getattr(s, key), key)
+    for url in s.control_url.split(","):  # control replicas, comma-separated
+        _check_url(url.strip(), "control_url")
     _check_port(s.port, "port")
     _check_port(s.admin_port, "admin_port")
     if not -90 <= s.lat <= 90:

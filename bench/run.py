@@ -2,7 +2,9 @@
 
 Each benchmark is also runnable alone (`python -m bench.edge --help`, ...). This runner
 uses short, bounded settings so the whole set finishes in a few minutes; pass
-`--full` for the lengths quoted in the README.
+`--full` for each benchmark's own defaults. Every benchmark writes
+bench/results/NAME.json and NAME.md (`bench.record`); `make bench` then regenerates the
+README's table from them (`bench.table`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import time
 # name -> (module, quick arguments). bench.edge.edge_target is bench.edge plus the edge
 # targets, cold-miss first byte and the 100k-object RSS check.
 QUICK: dict[str, list[str]] = {
-    "edge": ["--seconds", "3", "--targets", "nginx,origin,edge,edge-signed"],
+    "edge": ["--seconds", "2", "--rounds", "1", "--indexed", "20000"],
     "steering": ["--seconds", "5"],
     "control": ["--seconds", "15"],
     "packager": ["--seconds", "20", "--repeat", "1"],
-    "appliance": [],
-    "cachesim": ["--no-write"],
+    "appliance": ["--repeats", "2"],
+    "e2e": ["--clients", "4", "--seconds", "5"],
+    "cachesim": ["--no-write", "--titles", "3000", "--days", "3", "--sessions-per-day", "3000"],
 }
 
 

@@ -29,6 +29,8 @@ from yarl import URL
 
 from edge import freshness
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.keys import origin_target, peer_target, proxy_target, video_path
+from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
 from edge.serve import RamCache, plan_for, relay, send_hit, send_tail
 from edge.settings import EdgeSettings
@@ -36,11 +38,10 @@ from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
 from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
-from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.errors import BadToken, UpstreamError, UpstreamTimeout, VcdnError
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
-from vcdn.httpserve.paths import safe_relpath
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 from vcdn.titles import is_valid_title
@@ -75,6 +76,9 @@ class Edge:
         #: The fast path's memory of appliance URLs: raw target → (key, title, valid until).
         #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
         self.fast_routes: dict[str, tuple[str, str, float]] = {}
+        self.negative = NegativeCache()
+        #: Whole fills started behind a range pass-through (kept so they are not lost).
+        self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
@@ -138,7 +142,7 @@ class Edge:
     # --- targets -----------------------------------------------------------------------
 
     def video_target(self, title: str, path: str) -> Callable[[Upstream], str]:
-        origin_path = f"/v/{title}/{path}"
+        origin_path = origin_target(title, path)
 
         def target(up: Upstream) -> str:
             if up.kind == "peer" and self.keys:
@@ -146,7 +150,7 @@ class Edge:
                 token = tokens.sign(
                     title, key_id=kid, key=key, expires=int(time.time()) + PEER_TOKEN_TTL
                 )
-                return f"/s/{token}/{title}/{path}"
+                return peer_target(token, title, path)
             return origin_path
 
         return target
@@ -236,6 +240,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return await _proxy(request, edge)
     if request.method not in APPLIANCE_METHODS:
         raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
+    # The query of a video URL is neither part of the key nor sent upstream (edge.keys).
     raw = request.raw_path.partition("?")[0]
     parts = raw.split("/", 4)
     if len(parts) == 5 and parts[1] == "s":
@@ -243,14 +248,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         _check_title(title)
         if request.method != "OPTIONS":
             tokens.verify(token, title, edge.keys, time.time())
+        signed = True
     elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
         _, _, title, rest = raw.split("/", 3)
         _check_title(title)
+        signed = False
     else:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
-    path = safe_relpath(rest)
+    path = video_path(rest)
     return await serve(
         request,
         edge,
@@ -258,6 +265,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         title=title,
         path=path,
         target=edge.video_target(title, path),
+        # A valid token is steering's word that the title is in the catalog.
+        catalog=signed,
     )
 
 
@@ -274,8 +283,12 @@ async def serve(
     title: str,
     path: str,
     target: Callable[[Upstream], str],
+    catalog: bool = False,
 ) -> web.StreamResponse:
-    """GET/HEAD through the cache: hit, revalidate, join or start a fill, or pass through."""
+    """GET/HEAD through the cache: hit, revalidate, join or start a fill, or pass through.
+
+    `catalog`: the object belongs to a title this appliance serves (a whole fill on a range
+    miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
     stats = edge.stats
     # Not in this worker's memory: the shared index may hold it (filled by another worker,
@@ -302,6 +315,18 @@ async def serve(
         # upstream for it.
         stats.request("miss", title)
         return error_response(504, "not_cached", "Not in this cache (only-if-cached).")
+    if stale is None:
+        negative = edge.negative.get(key, time.time())
+        if negative is not None:
+            stats.request("negative", title)
+            return _negative_response(request, negative)
+        if (
+            request.method == "GET"
+            and "Range" in request.headers
+            and edge.fills.inflight(key) is None
+            and not (catalog or (title and edge.store.is_pinned_title(title)))
+        ):
+            return await _range_pass(request, edge, key=key, title=title, path=path, target=target)
     try:
         outcome = await edge.fills.obtain(key, title=title, path=path, target=target, stale=stale)
     except UpstreamError:
@@ -328,6 +353,11 @@ async def serve(
         if done is not None:
             return done
         raise UpstreamError(f"The upstream answered {outcome.response.status} for {key!r}.")
+    if isinstance(outcome, Pass) and request.method == "GET":
+        kept = await _keep_negative(edge, key, request, outcome.response)
+        if kept is not None:
+            stats.request("pass", title)
+            return _negative_response(request, kept)
     stats.request("pass", title)
     if isinstance(outcome, Pass):
         resp, sent = await relay(request, outcome.response)
@@ -339,6 +369,98 @@ async def serve(
     resp, sent = await relay(request, up)
     stats.sent_bytes(up.source, sent)
     return resp
+
+
+async def _keep_negative(
+    edge: Edge, key: str, request: web.Request, up: Any
+) -> Negative | None:
+    """Keep an error answer the upstream allows a cache to keep (edge.negative), or None
+    (the caller relays `up`, still unread)."""
+    lifetime = freshness.negative_lifetime(
+        up.status, request.headers, up.headers, up.response_time, edge.settings.negative_ttl
+    )
+    length = up.headers.get("Content-Length", "")
+    if lifetime <= 0 or not length.isdigit() or int(length) > BODY_MAX:
+        return None
+    body = await up.read(BODY_MAX)
+    item = Negative(
+        status=up.status,
+        headers=tuple(freshness.end_to_end(up.headers.items()))
+        + tuple((k, v) for k, v in up.headers.items() if k.lower() in _NEGATIVE_KEPT),
+        body=body,
+        response_time=up.response_time,
+        expires=up.response_time + lifetime,
+    )
+    edge.negative.put(key, item)
+    event(log, "negative_cached", key=key, status=up.status, seconds=round(lifetime, 3))
+    return item
+
+
+#: Computed fields that describe a kept error answer and go out with it again.
+_NEGATIVE_KEPT: Final = frozenset({"content-type", "cache-control", "etag", "last-modified"})
+
+
+def _negative_response(request: web.Request, item: Negative) -> web.Response:
+    resp = web.Response(status=item.status, body=b"" if request.method == "HEAD" else item.body)
+    for name, value in item.headers:
+        resp.headers.add(name, value)
+    resp.headers["Age"] = freshness.age_header(time.time() - item.response_time)
+    resp.headers["Via"] = VIA
+    return resp
+
+
+async def _range_pass(
+    request: web.Request,
+    edge: Edge,
+    *,
+    key: str,
+    title: str,
+    path: str,
+    target: Callable[[Upstream], str],
+) -> web.StreamResponse:
+    """A range miss of an object nobody asked this edge to hold: ask the upstream for the
+    range only and relay it unstored, so a 1-byte range never costs a 100 MiB object. An
+    object of at most `range_fill_max` bytes is then filled whole in the background (at
+    most that many bytes more), so small files still become hits."""
+    assert edge.chain is not None
+    headers = {"Via": VIA, "Range": request.headers["Range"]}
+    if_range = request.headers.get("If-Range")
+    if if_range is not None:
+        headers["If-Range"] = if_range
+    up = await edge.chain.fetch("GET", target, headers)
+    length = up.headers.get("Content-Length", "")
+    if up.status == 200 and length.isdigit() and int(length) <= edge.settings.range_fill_max:
+        # The upstream ignores ranges and the object is small: fill it and answer the
+        # range from the cache (one more fetch of at most `range_fill_max` bytes).
+        up.close()
+        return await serve(
+            request, edge, key=key, title=title, path=path, target=target, catalog=True
+        )
+    if up.status == 206:
+        total = up.headers.get("Content-Range", "").rpartition("/")[2]
+        if total.isdigit() and int(total) <= edge.settings.range_fill_max:
+            task = asyncio.create_task(_fill_behind(edge, key, title, path, target))
+            edge.background.add(task)
+            task.add_done_callback(edge.background.discard)
+    edge.stats.request("pass", title)
+    event(log, "range_passed", key=key, status=up.status)
+    resp, sent = await relay(request, up)
+    edge.stats.sent_bytes(up.source, sent)
+    return resp
+
+
+async def _fill_behind(
+    edge: Edge, key: str, title: str, path: str, target: Callable[[Upstream], str]
+) -> None:
+    assert edge.fills is not None
+    try:
+        outcome = await edge.fills.obtain(key, title=title, path=path, target=target)
+    except VcdnError:
+        return  # logged by the fill; the client already has its range
+    if isinstance(outcome, Pass):
+        outcome.response.close()
+    elif isinstance(outcome, Tail):
+        os.close(outcome.fd)
 
 
 def _policy(entry: Entry) -> freshness.Policy:
@@ -431,13 +553,6 @@ def _forward_headers(request: web.Request) -> dict[str, str]:
 async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
     """Proxy mode: RFC 9111 cache for GET/HEAD, everything else forwarded (§4.4)."""
     assert edge.chain is not None
-    raw = request.raw_path
-    if not raw.startswith("/") or "\x00" in raw:
-        raise ClientError("The request target must be an absolute path.")
-
-    def target(_up: Upstream) -> str:
-        return raw
-
     method = request.method
     req_cc = freshness.parse_cache_control(request.headers.get("Cache-Control"))
     cacheable = (
@@ -445,6 +560,12 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         and "Authorization" not in request.headers
         and "no-store" not in req_cc
     )
+    # The key is the target sent upstream, byte for byte (edge.keys).
+    raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+
+    def target(_up: Upstream) -> str:
+        return raw
+
     if cacheable:
         return await serve(
             request, edge, key=raw, title="", path=raw.partition("?")[0], target=target
@@ -453,6 +574,8 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
     up = await edge.chain.fetch(method, target, _forward_headers(request), body, use_peers=False)
     if freshness.invalidates(method, up.status):
         for key in _invalidated(raw, up, request):
+            key = proxy_target(key, edge.settings.query_policy)
+            edge.negative.drop(key)
             if await edge.run(edge.store.remove, key):
                 event(log, "invalidated", key=key, method=method)
     edge.stats.request("pass")

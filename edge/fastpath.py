@@ -30,12 +30,12 @@ from aiohttp.http import HttpVersion11
 
 from edge.fasthead import parse_head
 from edge.fill import VIA
+from edge.keys import video_path
 from edge.serve import cache_control_of, on_disk
 from edge.store import Entry, object_key
 from vcdn import tokens
 from vcdn.errors import VcdnError
 from vcdn.httpserve.cors import RESPONSE_HEADERS
-from vcdn.httpserve.paths import safe_relpath
 from vcdn.httpserve.plan import Plan, plan_response
 from vcdn.httpserve.send import direct_socket, send_direct
 from vcdn.titles import is_valid_title
@@ -223,6 +223,8 @@ def answer(
         # Keys are raw paths; requests with credentials are never answered from the cache.
         if "Authorization" in hdrs:
             return None
+        if settings.query_policy == "ignore":
+            raw = raw.partition("?")[0]
         return _hit(edge, method, raw, "", hdrs, keep_alive, allow_large, now)
     route = edge.fast_routes.get(raw)
     if route is None:
@@ -259,7 +261,7 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
             expires = math.inf
         else:
             return None
-        path = safe_relpath(rest)
+        path = video_path(rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
     return object_key(title, path), title, expires

@@ -167,6 +167,11 @@ def storable(
         return False, "no-store"
     if "private" in cc:
         return False, "private"
+    if _get(response_headers, "Set-Cookie") is not None:
+        # A shared cache would hand one user's session to every later client. RFC 9111
+        # §7.3 leaves it to us; the qualified no-cache="Set-Cookie" form that would let us
+        # store the rest is rare upstream and easy to get wrong, so we never store these.
+        return False, "set-cookie"
     if _get(request_headers, "Authorization") is not None and not (
         "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
     ):
@@ -181,6 +186,38 @@ def storable(
     if _get(response_headers, "Content-Range") is not None:
         return False, "partial"
     return True, ""
+
+
+def negative_lifetime(
+    status: int,
+    request_headers: Mapping[str, str],
+    headers: Mapping[str, str],
+    now: float,
+    cap: float,
+) -> float:
+    """How long an error answer may be kept (0: not at all), at most `cap` seconds.
+
+    §3 allows explicit freshness or, for heuristically cacheable statuses (404, 410, …),
+    a heuristic; we take only the explicit kind, since a heuristic 404 would hide a live
+    segment that appears a moment later. Never for no-store, private, no-cache,
+    Set-Cookie or Authorization; Vary would need variants, so no.
+    """
+    if status < 400 or cap <= 0:
+        return 0.0
+    cc = parse_cache_control(_get(headers, "Cache-Control"))
+    req_cc = parse_cache_control(_get(request_headers, "Cache-Control"))
+    if (
+        "no-store" in cc
+        or "private" in cc
+        or "no-cache" in cc
+        or "no-store" in req_cc
+        or _get(headers, "Set-Cookie") is not None
+        or _get(headers, "Vary") is not None
+        or _get(request_headers, "Authorization") is not None
+    ):
+        return 0.0
+    explicit = "max-age" in cc or "s-maxage" in cc or _get(headers, "Expires") is not None
+    return min(cap, policy(headers, now).lifetime) if explicit else 0.0
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:

@@ -51,6 +51,15 @@ class EdgeSettings:
     keepalive_timeout: float = 20.0
     #: Request heads larger than this (all field lines) get 431 (RFC 6585 §5).
     max_header_bytes: Bytes = 16 * 1024
+    #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
+    #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
+    query_policy: Literal["keep", "ignore"] = "keep"
+    #: A range request that misses is filled whole only for catalog titles (signed URLs,
+    #: titles of the fill manifest) or objects up to this size; others pass through.
+    range_fill_max: Bytes = 4 * 1024**2
+    #: Error answers the upstream lets a cache keep (RFC 9111 §3) are kept at most this
+    #: long, so repeats of one failing URL do not each go upstream.
+    negative_ttl: float = 5.0
     #: Playlists of live titles: the Cache-Control used for objects without upstream headers.
     live: bool = False
     log_level: str = "info"

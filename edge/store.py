@@ -660,6 +660,11 @@ class CacheStore:
     def unpin_title(self, title: str) -> int:
         return self.pin_title(title, pinned=False)
 
+    def is_pinned_title(self, title: str) -> bool:
+        """Is `title` in this cache's fill manifest (pinned)? One indexed read."""
+        with self._lock:
+            return self._title_pinned(title)
+
     def _title_pinned(self, title: str) -> bool:
         return (
             bool(title)

@@ -8,7 +8,13 @@ into `UpstreamTimeout` / `UpstreamError` / `CircuitOpen`.
 The breaker is what lets an appliance keep serving when the origin is down: after
 `threshold` consecutive failures it opens for `reset_after` seconds, during which misses
 fail at once (no connect timeout per request) while hits are unaffected; then one trial
-request is let through (half-open) and its outcome closes or re-opens it.
+request is let through (half-open) and its outcome closes or re-opens it. Connection
+failures and timeouts say the upstream is in trouble whatever was asked, so each counts;
+a 5xx may be one URL's own answer, so within a run of failures each target counts once:
+a client hammering one failing URL never opens the breaker for everybody else.
+
+Targets are sent exactly as given (``encoded=True``): the HTTP client must not normalise
+``/a/../b`` or ``%41``, or the cache would key one thing and fetch another.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Final, Literal, Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from vcdn.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 
@@ -97,9 +104,21 @@ class Upstream(Protocol):
 
 
 class CircuitBreaker:
-    """Closed → open after `threshold` consecutive failures → half-open after `reset_after`."""
+    """Closed → open after `threshold` consecutive failures → half-open after `reset_after`.
 
-    __slots__ = ("_clock", "_failures", "_opened_at", "_trial", "reset_after", "threshold")
+    `failure(target)` is an answer-level failure (a 5xx) and counts once per distinct
+    target in the current run; `failure()` (connection refused, timeout) always counts.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_failures",
+        "_opened_at",
+        "_targets",
+        "_trial",
+        "reset_after",
+        "threshold",
+    )
 
     def __init__(
         self,
@@ -113,6 +132,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial = False
+        self._targets: set[str] = set()
 
     @property
     def state(self) -> Literal["closed", "open", "half-open"]:
@@ -133,11 +153,21 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
         self._trial = False
+        if self._targets:
+            self._targets.clear()
 
-    def failure(self) -> None:
-        self._failures += 1
+    def failure(self, target: str | None = None) -> None:
         self._trial = False
-        if self._failures >= self.threshold or self._opened_at is not None:
+        if self._opened_at is not None:
+            self._opened_at = self._clock()  # a failed trial (or a late one) re-opens
+            return
+        if target is not None:
+            if target in self._targets:
+                return  # the same URL failing again says nothing new about the upstream
+            if len(self._targets) < self.threshold:
+                self._targets.add(target)
+        self._failures += 1
+        if self._failures >= self.threshold:
             self._opened_at = self._clock()
 
 
@@ -189,7 +219,7 @@ class HttpUpstream:
             try:
                 resp = await self.session.request(
                     method,
-                    self.base + target,
+                    URL(self.base + target, encoded=True),
                     headers=dict(headers),
                     data=body,
                     allow_redirects=False,
@@ -214,7 +244,7 @@ class HttpUpstream:
                         response_time=time.time(),
                         resp=resp,
                     )
-                self.breaker.failure()
+                self.breaker.failure(target)
                 if attempt >= retries or not self.breaker.allow():
                     return UpstreamResponse(
                         resp.status,

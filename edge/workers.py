@@ -31,6 +31,7 @@ log = logging.getLogger("vcdn.edge")
 #: A worker that keeps dying this soon after start is not restarted in a tight loop.
 RESTART_PAUSE: Final = 1.0
 DRAIN_SECONDS: Final = 10.0
+_STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
 
 
 def limits_of(settings: EdgeSettings) -> ServerLimits:
@@ -138,6 +139,7 @@ def _spawn(settings: EdgeSettings, ready: int | None) -> int:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by spawn()
             _worker_main(settings, ready)
         except BaseException:
             log.exception("worker_crashed")
@@ -167,10 +169,19 @@ def run(settings: EdgeSettings, workers: int) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def spawn() -> None:
+        # A stop signal between fork and recording the child would leave a worker nobody
+        # tells to stop (and a parent waiting for it forever): hold them until recorded.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            children[_spawn(settings, w)] = time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for _ in range(workers):
-        children[_spawn(settings, w)] = time.monotonic()
+        spawn()
     urls: list[str] = []
     buf = b""
     while len(urls) < workers:
@@ -200,7 +211,9 @@ def run(settings: EdgeSettings, workers: int) -> int:
         event(log, "worker_died", logging.ERROR, pid=pid, exit=code)
         if time.monotonic() - started < RESTART_PAUSE:
             time.sleep(RESTART_PAUSE)
-        children[_spawn(settings, w)] = time.monotonic()
+            if stopping:  # told to stop during the pause: no new worker
+                continue
+        spawn()
     reserved.close()
     os.close(r)
     os.close(w)

@@ -9,6 +9,7 @@ exits 130. Progress goes to stderr, the result to stdout.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from packager.graph import FORMATS, PRESETS, EncodeOptions
 from packager.ladder import DEFAULT_HEIGHTS, parse_ladder
 from packager.package import ReporterFactory, Request, Result, package
-from packager.register import TOKEN_ENV, register
+from packager.register import TOKEN_ENV, URLS_ENV, register
 from packager.run import BarReporter, LineReporter, NullReporter, Reporter
 from vcdn.errors import VcdnError
 from vcdn.settings import env_value
@@ -78,6 +79,13 @@ def _control_url(text: str) -> str:
     return text
 
 
+def _control_urls(text: str) -> str:
+    """One URL or a comma-separated list of them (control replicas)."""
+    for url in text.split(","):
+        _control_url(url.strip())
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vcdn package",
@@ -103,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"origin content store (default ./{DEFAULT_ORIGIN_ROOT})",
     )
     p.add_argument(
-        "--control", type=_control_url, metavar="URL",
-        help=f"register the title with this control API (token from ${TOKEN_ENV})",
+        "--control", type=_control_urls, metavar="URL", action="append",
+        help=f"register the title with this control API (token from ${TOKEN_ENV}); repeat, "
+        "or list comma-separated, for control replicas (default: $VCDN_CONTROL_URLS)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing title atomically")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
@@ -164,6 +173,8 @@ def summary(result: Result) -> str:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     err, out = sys.stderr, sys.stdout
+    if not args.control and os.environ.get(URLS_ENV, "").strip():
+        args.control = [os.environ[URLS_ENV]]
     token = None
     if args.control:
         token = env_value(TOKEN_ENV)

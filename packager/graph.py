@@ -16,6 +16,7 @@ CODECS strings read back from the encoded bytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -112,9 +113,27 @@ def output_options(rung: Rung, source: Source, options: EncodeOptions, out: Path
 
 def build(source: Source, rungs: tuple[Rung, ...], options: EncodeOptions, out: Path) -> Any:
     """The ffmpeg-python graph that encodes every rung of `source` into `out`."""
+    return ladder_graph(
+        ffmpeg.input(media_url(Path(source.path))),
+        source,
+        rungs,
+        lambda rung: (
+            out / Layout.of(rung, options).playlist,
+            output_options(rung, source, options, out),
+        ),
+    )
+
+
+def ladder_graph(
+    inp: Any,
+    source: Source,
+    rungs: tuple[Rung, ...],
+    output_for: Callable[[Rung], tuple[Path, dict[str, Any]]],
+) -> Any:
+    """Decode `inp` once and encode each rung to the playlist and options `output_for`
+    gives; shared by `vcdn package` and `vcdn live`, so both ladders switch alike."""
     if not rungs:
         raise ValueError("the ladder has no rungs")
-    inp = ffmpeg.input(media_url(Path(source.path)))
     n = len(rungs)
     video = inp[str(source.video.index)].filter_multi_output("split", n)
     audio = None
@@ -129,10 +148,8 @@ def build(source: Source, rungs: tuple[Rung, ...], options: EncodeOptions, out: 
             .filter("format", "yuv420p")
         )
         streams = [v] if audio is None else [v, audio.stream(i)]
-        playlist = out / Layout.of(rung, options).playlist
-        outputs.append(ffmpeg.output(*streams, str(playlist), **output_options(
-            rung, source, options, out
-        )))
+        playlist, opts = output_for(rung)
+        outputs.append(ffmpeg.output(*streams, str(playlist), **opts))
     return (
         ffmpeg.merge_outputs(*outputs)
         .global_args(

@@ -109,8 +109,9 @@ def _video(stream: dict[str, Any], name: str) -> VideoStream:
     )
 
 
-def parse_source(data: dict[str, Any], name: str) -> Source:
-    """A `Source` from ``ffprobe -show_format -show_streams`` JSON; MediaError if unusable."""
+def parse_source(data: dict[str, Any], name: str, *, live: bool = False) -> Source:
+    """A `Source` from ``ffprobe -show_format -show_streams`` JSON; MediaError if unusable.
+    A live source has no duration (0 here)."""
     streams = data.get("streams") or []
     videos = [
         s
@@ -126,7 +127,7 @@ def parse_source(data: dict[str, Any], name: str) -> Source:
     duration = _float((data.get("format") or {}).get("duration")) or _float(
         videos[0].get("duration")
     )
-    if duration <= 0:
+    if duration <= 0 and not live:
         raise MediaError(f"Source '{name}' has no known duration; it cannot be packaged as VOD.")
     audio = None
     if audios:

@@ -19,6 +19,7 @@ class Progress:
     seconds: float  # how far into the source the encoders are
     speed: float | None  # multiple of real time; None until ffmpeg knows
     done: bool
+    dropped: int = 0  # frames ffmpeg dropped (drop_frames): a live encoder falling behind
 
 
 class ProgressParser:
@@ -37,7 +38,10 @@ class ProgressParser:
             self._fields[key] = value.strip()
             return None
         fields, self._fields = self._fields, {}
-        return Progress(_out_seconds(fields), _speed(fields.get("speed")), value.strip() == "end")
+        return Progress(
+            _out_seconds(fields), _speed(fields.get("speed")), value.strip() == "end",
+            _count(fields.get("drop_frames")),
+        )
 
 
 def _out_seconds(fields: dict[str, str]) -> float:
@@ -48,6 +52,13 @@ def _out_seconds(fields: dict[str, str]) -> float:
         except (KeyError, ValueError):
             continue
     return 0.0
+
+
+def _count(text: str | None) -> int:
+    try:
+        return max(0, int((text or "0").strip()))
+    except ValueError:
+        return 0
 
 
 def _speed(text: str | None) -> float | None:

@@ -10,6 +10,7 @@ and its error translation are the shared `vcdn.control_client.ControlClient`'s.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Final
 
 from vcdn.schemas import TitleManifest
@@ -21,10 +22,15 @@ TIMEOUT_S: Final = 15.0
 # client imported only when registering, so that `vcdn package` without --control does
 # not pay aiohttp's import time (~0.4 s) on every run.
 TOKEN_ENV: Final = "VCDN_CONTROL_TOKEN"
+URLS_ENV: Final = "VCDN_CONTROL_URLS"  # replicas, comma-separated, when --control is not given
 
 
 async def register_title(
-    control: str, manifest: TitleManifest, token: str, *, timeout_s: float = TIMEOUT_S
+    control: str | Sequence[str],
+    manifest: TitleManifest,
+    token: str,
+    *,
+    timeout_s: float = TIMEOUT_S,
 ) -> int:
     """POST the manifest; returns 201 (new) or 200 (replaced), else raises a VcdnError
     (ClientError subclasses for 4xx, UpstreamError for 5xx, timeouts, refusals)."""
@@ -36,7 +42,11 @@ async def register_title(
 
 
 def register(
-    control: str, manifest: TitleManifest, token: str, *, timeout_s: float = TIMEOUT_S
+    control: str | Sequence[str],
+    manifest: TitleManifest,
+    token: str,
+    *,
+    timeout_s: float = TIMEOUT_S,
 ) -> int:
     """Blocking wrapper for the command line."""
     return asyncio.run(register_title(control, manifest, token, timeout_s=timeout_s))

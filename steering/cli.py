@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from steering.http_api import make_app
 from steering.service import Steering
 from steering.settings import SteeringSettings
 from steering.sync import ControlClient
+from steering.workers import Supervisor, default_workers, reserve
+from vcdn.control_client import URLS_ENV
 from vcdn.errors import ConfigError
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
@@ -37,7 +40,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "environment: VCDN_CONTROL_TOKEN and VCDN_SIGNING_KEYS ('kid:secret,...').",
     )
     p.add_argument("--config", type=Path, help="TOML settings file")
-    p.add_argument("--control", help="control API base URL, e.g. http://127.0.0.1:8100")
+    p.add_argument("--control", action="append", metavar="URL",
+                   help="control API base URL, e.g. http://127.0.0.1:8100; repeat (or list "
+                   "comma-separated) for control replicas (default: $VCDN_CONTROL_URLS)")
     p.add_argument("--zone", help="the zone we are authoritative for, e.g. cdn.example.")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--dns-port", type=int, help="DNS port, UDP and TCP (default 5300; 0 = any)")
@@ -49,23 +54,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ttl", type=int, help="TTL of steered answers in seconds (default 20)")
     p.add_argument("--answers", type=int, help="addresses per A/AAAA answer (default 2)")
     p.add_argument("--poll-interval", type=float, help="control API poll period (default 2)")
+    p.add_argument("--workers", type=int, help="worker processes sharing the DNS and HTTP "
+                   "ports with SO_REUSEPORT (default: the CPUs this process may use)")
+    # Set by the supervisor for its workers: "SOA serial:NSID".
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-async def serve(settings: SteeringSettings, geo: Geo) -> None:
-    steering = Steering(settings, geo)
+async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None) -> None:
+    serial, nsid = (worker.split(":", 1) if worker else ("", ""))
+    steering = Steering(settings, geo, serial=int(serial) if serial else None,
+                        nsid=nsid.encode())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as session:
         control = ControlClient(session, settings.control, settings.control_token)
+        if worker is not None:
+            # A worker joins ports that others already serve (start-up, reload): it takes
+            # its share of queries only with a view, or once the control plane has failed
+            # to give one.
+            await steering.poll_once(control)
         runner = web.AppRunner(make_app(steering, control), access_log=None)
         await runner.setup()
         try:
             udp, tcp, dns_port = await dns_server.start(steering.responder, settings.host,
-                                                        settings.dns_port)
-            site = web.TCPSite(runner, settings.host, settings.http_port)
+                                                        settings.dns_port,
+                                                        reuse_port=worker is not None)
+            site = web.TCPSite(runner, settings.host, settings.http_port,
+                               reuse_port=True if worker is not None else None)
             await site.start()
         except OSError as exc:
             await runner.cleanup()
@@ -92,24 +110,48 @@ async def serve(settings: SteeringSettings, geo: Geo) -> None:
             await runner.cleanup()
 
 
+def control_override(flags: list[str] | None) -> str | None:
+    """Repeated `--control` flags, else ``VCDN_CONTROL_URLS``, as the comma-separated
+    `control` setting (None: the settings file decides)."""
+    if flags:
+        return ",".join(flags)
+    return os.environ.get(URLS_ENV, "").strip() or None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     overrides = {
-        "control": args.control, "zone": args.zone, "host": args.host,
+        "control": control_override(args.control), "zone": args.zone, "host": args.host,
         "dns_port": args.dns_port, "http_port": args.http_port,
         "geoip_city": args.geoip_city, "geoip_asn": args.geoip_asn,
         "origin_url": args.origin_url, "default_site": args.default_site,
         "ttl": args.ttl, "answers": args.answers, "poll_interval": args.poll_interval,
     }
     settings = load_settings(SteeringSettings, args.config, overrides=overrides)
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}.")
     geo = Geo(settings.geoip_city, settings.geoip_asn)  # fail fast, before any logging
     setup_logging("steering")
+    if workers > 1 and args.worker is None:
+        Steering(settings, geo)  # the settings' own errors, said once, before any worker
+        geo.close()  # each worker opens its own readers
+        try:
+            reservation, dns_port, http_port = reserve(settings.host, settings.dns_port,
+                                                       settings.http_port)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot listen on {settings.host} (DNS port {settings.dns_port}, HTTP port "
+                f"{settings.http_port}): {exc.strerror or exc}."
+            ) from None
+        return Supervisor(argv, workers, settings.host, settings.zone, dns_port,
+                          http_port).run(reservation)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
-        asyncio.run(serve(settings, geo))
+        asyncio.run(serve(settings, geo, args.worker))
     else:
-        uvloop.run(serve(settings, geo))
+        uvloop.run(serve(settings, geo, args.worker))
     finally:
         geo.close()
     return 0

@@ -21,7 +21,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import dns.edns
 import dns.exception
@@ -37,6 +37,9 @@ import dns.rrset
 
 from steering import dns_wire
 from steering.select import Client, Decision
+
+if TYPE_CHECKING:
+    from steering.compiled import CompiledMap
 
 TCP: Final = 65535  # the largest DNS message (RFC 1035 §4.2.2 length prefix)
 MAX_CACHE: Final = 200_000
@@ -55,6 +58,9 @@ class ZoneConfig:
     answers: int = 2
     udp_payload: int = 1232
     serial: int = 1
+    # RFC 5001 name server identifier, sent to queries that ask for it: which worker
+    # process answered (empty: none sent).
+    nsid: bytes = b""
 
     @classmethod
     def make(cls, zone: str, **kw: object) -> ZoneConfig:
@@ -93,9 +99,12 @@ def _client_of(ip: str) -> Client:
 class Responder:
     """Answers queries for one zone from the current decision function and its cache."""
 
-    def __init__(self, zone: ZoneConfig, decide: Decide) -> None:
+    def __init__(self, zone: ZoneConfig, decide: Decide,
+                 compiled: CompiledMap | None = None) -> None:
         self.zone = zone
         self._decide = decide
+        self._compiled = compiled
+        self.compiled_answers = 0
         self._cache: dict[tuple[object, ...], _Entry] = {}
         self._exact: dict[tuple[bytes, str], bytes] = {}
         self.hits = 0
@@ -112,9 +121,11 @@ class Responder:
             dns.name.from_text(n, o).to_wire().lower() for n in zone.service_names
         )
 
-    def set_decide(self, decide: Decide) -> None:
-        """Swap the decision function (a new view) and drop every cached response."""
+    def set_decide(self, decide: Decide, compiled: CompiledMap | None = None) -> None:
+        """Swap the decision function (a new view) and its compiled tables, and drop every
+        cached response."""
         self._decide = decide
+        self._compiled = compiled
         self._cache = {}
         self._exact = {}
 
@@ -138,8 +149,20 @@ class Responder:
         p = dns_wire.parse(q)
         if p is None:
             return self._careful(q, ip, tcp)
-        question, _qtype, _qclass, edns, payload, ecs = p
+        question, qtype, qclass, edns, payload, ecs = p
         lowered = question.lower()
+        compiled = self._compiled
+        if (compiled is not None and ecs is not None and qclass == 1 and qtype in (1, 28)
+                and lowered[:-4] in self._service_wire):
+            # The compiled mapping: one bisection, a few hashes, prebuilt bytes.
+            rest = compiled.answer(q, question, qtype, ecs, TCP if tcp else payload)
+            if rest is not None:
+                self.compiled_answers += 1
+                if question == lowered and not tcp:
+                    if len(self._exact) >= MAX_CACHE:
+                        self._exact = {}
+                    self._exact[(q[2:], ip)] = rest
+                return q[:2] + rest
         if ecs is None or ecs[2] == 0:
             key: tuple[object, ...] = (lowered, edns, ecs, ip)
         else:
@@ -351,6 +374,8 @@ class Responder:
             # RFC 7871 §7.2.1: echo family, source prefix and address; set the scope.
             options.append(dns.edns.GenericOption(dns.edns.OptionType.ECS,
                                                   data[:3] + bytes([scope]) + data[4:]))
+        if self.zone.nsid and any(o.otype == dns.edns.OptionType.NSID for o in msg.options):
+            options.append(dns.edns.GenericOption(dns.edns.OptionType.NSID, self.zone.nsid))
         resp.use_edns(0, 0, self.zone.udp_payload, options=options)
         return resp
 

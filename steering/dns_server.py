@@ -86,10 +86,11 @@ class TcpServer:
 
 
 async def start(
-    responder: Responder, host: str, port: int
+    responder: Responder, host: str, port: int, reuse_port: bool = False,
 ) -> tuple[asyncio.DatagramTransport, asyncio.Server, int]:
     """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows; if that TCP port
-    is taken, try another)."""
+    is taken, try another). `reuse_port`: share the port with the other worker processes
+    (SO_REUSEPORT: the kernel spreads datagrams and connections over them)."""
     loop = asyncio.get_running_loop()
     tcp = TcpServer(responder)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -100,6 +101,8 @@ async def start(
             # default ~208 KiB overflows at a few hundred queries in flight. The kernel caps
             # this at net.core.rmem_max.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
         except OSError:
             sock.close()
@@ -110,7 +113,8 @@ async def start(
         )
         bound = transport.get_extra_info("sockname")[1]
         try:
-            server = await asyncio.start_server(tcp.handle, host, bound, reuse_address=True)
+            server = await asyncio.start_server(tcp.handle, host, bound, reuse_address=True,
+                                                reuse_port=reuse_port or None)
         except OSError:
             transport.close()
             if port or attempt == BIND_ATTEMPTS - 1:

@@ -16,6 +16,7 @@ HEADER_LEN: Final = 12
 MAX_QUERY: Final = 4096  # a larger "query" is junk or an attack; dnspython gets to reject it
 TYPE_OPT: Final = 41
 OPTION_ECS: Final = 8  # RFC 7871 §6
+OPTION_NSID: Final = 3  # RFC 5001: answered on the careful path
 FAMILY_BITS: Final = {1: 32, 2: 128}
 _COUNTS_NO_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_ONE_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x01"
@@ -73,6 +74,8 @@ def parse(q: bytes) -> Query | None:
             olen = (q[j + 2] << 8) | q[j + 3]
             k = j + 4 + olen
             if k > n:
+                return None
+            if q[j] == 0 and q[j + 1] == OPTION_NSID:
                 return None
             if q[j] == 0 and q[j + 1] == OPTION_ECS:
                 if ecs is not None:

@@ -108,9 +108,22 @@ async def healthz(request: web.Request) -> web.Response:
             "age_seconds": None if st.last_ok is None else round(steering.clock() - st.last_ok, 3),
         },
         "control_error": st.last_error or None,
+        "control": control_status(request.app[CONTROL_KEY], st.last_error),
     }
     # 200 either way: a stale view still answers; the body says how fresh it is.
     return web.json_response(body)
+
+
+def control_status(control: ControlClient, last_error: str) -> dict[str, object]:
+    """Which control replicas steering reaches: when none does, it answers from its last
+    good view (`view.stale` says how old) and `all_unreachable` says why."""
+    reachable = 0 if last_error else control.reachable()
+    return {
+        "urls": control.urls,
+        "current": control.current,
+        "reachable": reachable,
+        "all_unreachable": bool(last_error),
+    }
 
 
 TRUSTED_KEY: Final = web.AppKey("trusted_proxies", list)
@@ -135,6 +148,11 @@ def make_app(steering: Steering, control: ControlClient) -> web.Application:
         "vcdn_steering_view_stale": ("1 when the control view is stale",
                                      lambda: float(steering.stale())),
         "vcdn_steering_control_errors": ("Failed control polls", lambda: st.errors),
+        "vcdn_steering_control_reachable": (
+            "Control replicas that answered when last asked (0: serving the last good view)",
+            lambda: 0 if st.last_error else control.reachable()),
+        "vcdn_steering_control_replicas": ("Control replicas configured",
+                                           lambda: len(control.urls)),
         "vcdn_steering_dns_cache_hits": ("DNS answers from the cache", lambda: r.hits),
         "vcdn_steering_dns_cache_misses": ("DNS answers built", lambda: r.misses),
     }

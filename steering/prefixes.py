@@ -87,5 +87,10 @@ class PrefixTable(Generic[V]):
         """Longest prefix holding the address `addr` (an int) of IP `version` (4 or 6)."""
         return self._families[version].lookup(addr)
 
+    def same_entries(self, other: PrefixTable[V]) -> bool:
+        """Whether both tables hold the same prefixes with the same values (a view rebuilt
+        from unchanged prefixes keeps its compiled tables)."""
+        return all(self._families[v].by_len == other._families[v].by_len for v in (4, 6))
+
     def __len__(self) -> int:
         return sum(len(n) for f in self._families.values() for n in f.by_len.values())

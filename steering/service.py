@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from steering.compiled import CompiledMap, build_tables
 from steering.dns_answer import Responder, ZoneConfig
 from steering.geo import Geo
 from steering.select import Client, Decision, Policy, select
@@ -37,6 +38,13 @@ log = logging.getLogger(__name__)
 NEGATIVE_TITLE_SECONDS: Final = 5.0  # an unknown title may be published any moment
 
 
+@dataclass(frozen=True)
+class Prepared:
+    signature: tuple[object, ...]
+    view: SteeringView
+    compiled: CompiledMap
+
+
 @dataclass
 class ControlStatus:
     last_ok: float | None = None
@@ -47,7 +55,8 @@ class ControlStatus:
 
 class Steering:
     def __init__(self, settings: SteeringSettings, geo: Geo | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, serial: int | None = None,
+                 nsid: bytes = b"") -> None:
         self.settings = settings
         self.geo = geo
         self.clock = clock
@@ -59,6 +68,7 @@ class Steering:
         self.status = ControlStatus()
         self._resolved: dict[str, tuple[str, ...]] = {}
         self._signature: tuple[object, ...] = ()
+        self.compiled: CompiledMap | None = None
         self._titles: dict[str, tuple[bool, float]] = {}
         self.responder = Responder(
             ZoneConfig.make(
@@ -69,7 +79,8 @@ class Steering:
                 negative_ttl=settings.negative_ttl,
                 answers=settings.answers,
                 udp_payload=settings.udp_payload,
-                serial=int(clock()),
+                serial=int(clock()) if serial is None else serial,
+                nsid=nsid,
             ),
             self._decider(self.view),
         )
@@ -81,22 +92,40 @@ class Steering:
     def decide(self, client: Client, title: str | None = None) -> Decision:
         return select(client, self.view, self.geo, self.policy, title)
 
-    def install(self, applist: ApplianceList) -> SteeringView:
-        """Swap in a view of `applist` (host names must already be in the resolved map);
-        an unchanged list keeps the current view, and with it the DNS answer cache."""
+    def prepare(self, applist: ApplianceList) -> Prepared | None:
+        """Build (off the event loop: see poll_once) the view of `applist` and its compiled
+        DNS mapping; None when the list is unchanged."""
         sig = signature(applist.appliances, self._resolved, self.capacity,
                         applist.heartbeat_interval)
         if sig == self._signature:
-            return self.view
-        self._signature = sig
+            return None
         view = build_view(
             applist.appliances, self._resolved, capacity=self.capacity,
             version=self.view.version + 1, heartbeat_interval=applist.heartbeat_interval,
             generated_at=applist.generated_at,
         )
-        self.view = view
-        self.responder.set_decide(self._decider(view))
-        return view
+        previous = self.compiled.tables if self.compiled is not None else None
+        compiled = CompiledMap(
+            view, self.geo, self.policy, answers=self.settings.answers,
+            ttl=self.settings.ttl, udp_payload=self.settings.udp_payload,
+            tables=build_tables(view, self.geo, previous),
+        )
+        return Prepared(sig, view, compiled)
+
+    def swap(self, prepared: Prepared) -> SteeringView:
+        """Put a prepared view in service: plain assignments, so a query sees the old view
+        or the new one, never half of each."""
+        self._signature = prepared.signature
+        self.view = prepared.view
+        self.compiled = prepared.compiled
+        self.responder.set_decide(self._decider(prepared.view), prepared.compiled)
+        return prepared.view
+
+    def install(self, applist: ApplianceList) -> SteeringView:
+        """Swap in a view of `applist` (host names must already be in the resolved map);
+        an unchanged list keeps the current view, and with it the DNS answer cache."""
+        prepared = self.prepare(applist)
+        return self.view if prepared is None else self.swap(prepared)
 
     @property
     def poll_interval(self) -> float:
@@ -125,7 +154,10 @@ class Steering:
             self.status.last_error = exc.message
             return False
         old = self.view
-        view = self.install(applist)
+        # Compiling the mapping takes milliseconds to seconds (MaxMind data, prefixes): in a
+        # thread, so the loop keeps answering (the GIL is handed over every few ms).
+        prepared = await asyncio.to_thread(self.prepare, applist)
+        view = old if prepared is None else self.swap(prepared)
         self.status.last_ok = self.clock()
         self.status.last_error = ""
         if view is not old and (set(old.nodes) != set(view.nodes) or old.version == 0):

@@ -53,8 +53,9 @@ class SteeringSettings:
             raise ConfigError(
                 f"Setting 'zone' must be a DNS name such as cdn.example., got {self.zone!r}."
             )
-        if not self.control.startswith(("http://", "https://")):
-            raise ConfigError(f"Setting 'control' must be an http(s) URL, got {self.control!r}.")
+        for url in self.control.split(","):  # control replicas, comma-separated
+            if not url.strip().startswith(("http://", "https://")):
+                raise ConfigError(f"Setting 'control' must be http(s) URLs, got {url!r}.")
         if not 1 <= self.answers <= 64:
             raise ConfigError("Setting 'answers' must be between 1 and 64.")
         if not 0 <= self.dns_port <= 65535 or not 0 <= self.http_port <= 65535:

@@ -24,10 +24,24 @@ __all__ = ["ApplianceList", "ControlClient", "resolve_hosts"]
 
 
 class ControlClient:
+    """`base` is one control URL or several (comma-separated): the shared client fails over
+    between replicas; `reachable` says how many answered when last asked."""
+
     def __init__(self, session: aiohttp.ClientSession, base: str, token: str = "") -> None:
         self._client = SharedClient(base, token or None, session=session,
                                     timeout=TIMEOUT_SECONDS)
-        self._base = base.rstrip("/")
+        self._base = ",".join(self._client.endpoints.urls)
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._client.endpoints.urls)
+
+    @property
+    def current(self) -> str:
+        return self._client.endpoints.current
+
+    def reachable(self) -> int:
+        return self._client.endpoints.reachable()
 
     async def fetch_appliances(self) -> ApplianceList:
         try:

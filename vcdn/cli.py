@@ -16,6 +16,7 @@ from vcdn.errors import VcdnError
 
 COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
     "package": ("packager.cli", "main", "package a source video into HLS and publish it"),
+    "live": ("packager.livecli", "main", "encode a live input and publish it to the origin"),
     "origin": ("origin.content.cli", "main", "serve the origin content store over HTTP"),
     "control": ("origin.control.cli", "main", "run the control-plane API"),
     "edge": ("edge.cli", "main", "run the edge cache engine alone (caching reverse proxy)"),

@@ -8,11 +8,23 @@ Errors are translated once, here: the API's 4xx answers become the matching `Cli
 (`Unauthorized`, `Forbidden`, `NotFound`, `PayloadTooLarge`, ...) carrying the server's
 ``detail`` sentence; 5xx answers, timeouts, refused connections and unreadable bodies
 become `UpstreamError`s (`UpstreamStatus`, `UpstreamTimeout`), which callers retry.
+
+Replicas: the control plane may run as several stateless instances on one PostgreSQL, so
+a client takes several base URLs (``ControlClient(["http://c1:8090", "http://c2:8090"])``,
+or `control_urls` of repeated flags / comma-separated ``VCDN_CONTROL_URLS``). A request
+goes to the instance that answered last; when it cannot be reached (refused, reset,
+timeout, 5xx) the same request is sent to the next one at once, and the failed instance is
+skipped for a backoff that doubles up to `MAX_BACKOFF` while it keeps failing. Every
+control API write is an idempotent upsert, so resending one that may have landed is safe.
+A 4xx is an answer, not a failure: it is raised without trying the others.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -47,8 +59,12 @@ from vcdn.schemas import (
 from vcdn.settings import env_value
 
 TOKEN_ENV: Final = "VCDN_CONTROL_TOKEN"
+URLS_ENV: Final = "VCDN_CONTROL_URLS"
 DEFAULT_TIMEOUT: Final = 10.0
+CONNECT_TIMEOUT: Final = 3.0  # a replica whose machine is gone must not cost the whole timeout
 API: Final = "/api/v1"
+FIRST_BACKOFF: Final = 0.5
+MAX_BACKOFF: Final = 30.0
 
 _BY_STATUS: Final[dict[int, type[ClientError]]] = {
     401: Unauthorized,
@@ -95,25 +111,99 @@ def _id(value: str) -> str:
     return quote(value, safe="")
 
 
+def control_urls(*values: str | Iterable[str] | None, env: bool = True) -> list[str]:
+    """Control base URLs from repeated flags and comma-separated lists, in order, without
+    duplicates; with none given, from ``VCDN_CONTROL_URLS``. Each must be http(s)."""
+    out: list[str] = []
+    for value in values:
+        if value is None:
+            continue
+        for item in [value] if isinstance(value, str) else value:
+            out.extend(u.strip().rstrip("/") for u in item.split(",") if u.strip())
+    if not out and env:
+        out = [u.strip().rstrip("/") for u in os.environ.get(URLS_ENV, "").split(",") if u.strip()]
+    for url in out:
+        if not url.startswith(("http://", "https://")):
+            raise ClientError(f"Control URL {url!r} must start with http:// or https://.")
+    return list(dict.fromkeys(out))
+
+
+class Endpoints:
+    """The replicas of one control plane and which to ask next: the last that answered,
+    then the others in the given order; one that failed waits out a growing backoff."""
+
+    def __init__(self, urls: Sequence[str], clock: Any = time.monotonic) -> None:
+        if not urls:
+            raise ClientError("At least one control URL is needed.")
+        self.urls = [u.rstrip("/") for u in urls]
+        self._clock = clock
+        self._current = 0
+        self._retry_at = [0.0] * len(self.urls)
+        self._backoff = [0.0] * len(self.urls)
+        self.failovers = 0
+
+    @property
+    def current(self) -> str:
+        return self.urls[self._current]
+
+    def order(self) -> list[int]:
+        """Indices to try: the current one and every replica out of backoff first, then
+        those in backoff (soonest first), so a request is never refused untried."""
+        now = self._clock()
+        n = len(self.urls)
+        ring = [(self._current + k) % n for k in range(n)]
+        ready = [i for i in ring if self._retry_at[i] <= now]
+        waiting = sorted(
+            (i for i in ring if self._retry_at[i] > now), key=self._retry_at.__getitem__
+        )
+        return ready + waiting
+
+    def succeeded(self, i: int) -> None:
+        if i != self._current:
+            self.failovers += 1
+        self._current = i
+        self._retry_at[i] = 0.0
+        self._backoff[i] = 0.0
+
+    def failed(self, i: int) -> None:
+        self._backoff[i] = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff[i]))
+        self._retry_at[i] = self._clock() + self._backoff[i]
+
+    def reachable(self) -> int:
+        """Replicas not in backoff: those that answered last time they were asked."""
+        now = self._clock()
+        return sum(1 for t in self._retry_at if t <= now)
+
+
 class ControlClient:
-    """One HTTP session to one control server, authenticated by one bearer token."""
+    """One HTTP session to the control plane's replicas, authenticated by one bearer token.
+
+    `base_url` is one URL, a comma-separated list or a sequence of them (see `Endpoints`).
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         token: str | None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.endpoints = Endpoints(control_urls(base_url, env=False))
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout, sock_connect=min(timeout, CONNECT_TIMEOUT)
+        )
         self._session = session
         self._owns_session = session is None
 
+    @property
+    def base_url(self) -> str:
+        """The replica asked first: the one that answered last."""
+        return self.endpoints.current
+
     @classmethod
-    def from_env(cls, base_url: str, **kwargs: Any) -> ControlClient:
+    def from_env(cls, base_url: str | Sequence[str], **kwargs: Any) -> ControlClient:
         """A client whose token comes from ``VCDN_CONTROL_TOKEN`` (never the command line)."""
         return cls(base_url, env_value(TOKEN_ENV), **kwargs)
 
@@ -139,31 +229,54 @@ class ControlClient:
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """Send one request; return (status, JSON) for 2xx, raise a vcdn error otherwise."""
-        url = f"{self.base_url}{API}{path}"
+        """Send one request; return (status, JSON) for 2xx, raise a vcdn error otherwise.
+
+        Each replica is tried at most once per call, the last that answered first; the
+        error of the last one tried is raised when none answers."""
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        last: UpstreamError | None = None
+        for i in self.endpoints.order():
+            try:
+                result = await self._send(self.endpoints.urls[i], method, path, data)
+            except UpstreamError as exc:
+                self.endpoints.failed(i)
+                last = exc
+                continue
+            self.endpoints.succeeded(i)
+            return result
+        assert last is not None
+        raise last
+
+    async def _send(
+        self, base_url: str, method: str, path: str, data: bytes | None
+    ) -> tuple[int, Any]:
+        """One request to one replica; 4xx raise their ClientError (an answer, not a
+        failure: the caller does not fail over on them)."""
+        url = f"{base_url}{API}{path}"
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
-            async with self._http().request(method, url, data=data, headers=headers) as resp:
+            async with self._http().request(
+                method, url, data=data, headers=headers, timeout=self._timeout
+            ) as resp:
                 raw = await resp.read()
                 status = resp.status
         except TimeoutError:
             raise UpstreamTimeout(
-                f"The control API at {self.base_url} did not answer in time."
+                f"The control API at {base_url} did not answer in time."
             ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"Cannot reach the control API at {self.base_url}: {exc}."
-            ) from None
+            raise UpstreamError(f"Cannot reach the control API at {base_url}: {exc}.") from None
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:
             payload = None
         if 200 <= status < 300:
             if payload is None:
-                raise UpstreamError(f"The control API answered {method} {path} without JSON.")
+                raise UpstreamError(
+                    f"The control API at {base_url} answered {method} {path} without JSON."
+                )
             return status, payload
         detail = payload.get("detail") if isinstance(payload, dict) else None
         message = f"Control API {method} {path}: {status}" + (f": {detail}" if detail else ".")
@@ -246,4 +359,11 @@ class ControlClient:
         return scores
 
 
-__all__ = ["ApplianceList", "ControlClient", "HeartbeatAck", "TitleSummary"]
+__all__ = [
+    "ApplianceList",
+    "ControlClient",
+    "Endpoints",
+    "HeartbeatAck",
+    "TitleSummary",
+    "control_urls",
+]

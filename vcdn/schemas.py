@@ -164,6 +164,18 @@ class TitleManifest:
         return sum(f.size for f in self.files)
 
 
+@dataclass(frozen=True)
+class LiveEvent:
+    """What a `vcdn live` pipeline PUTs as ``/v/{title}/live.json``: the event's shape,
+    so the origin can build playlists from the segments it keeps. ``ended`` (sent once
+    the input ends) turns the title into VOD. Every pipeline of an event sends the same."""
+
+    segment_seconds: float
+    window: float
+    renditions: list[Rendition]
+    ended: bool = False
+
+
 # --- appliances ---
 
 

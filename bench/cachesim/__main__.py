@@ -20,6 +20,7 @@ from appliance.schedule import FillWindow
 from bench.cachesim.replay import HALF_LIFE, Result, SiteConfig, next_requests, replay
 from bench.cachesim.report import detail_table, hit_table, plot, targets, write_doc
 from bench.cachesim.trace import Trace, TraceConfig, make_trace
+from bench.record import Run
 from origin.control.planning import PlanSettings
 from origin.control.planning.placement import HEADROOM, STICKINESS, PlacementRules
 from origin.control.planning.plan import MEMORY
@@ -72,6 +73,37 @@ def simulate(cfg: TraceConfig, alphas: list[float], sizes: list[float], policies
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(run_task, c, s, policies, site) for c, s in tasks]
         return [r for f in futures for r in f.result()]
+
+
+def record(results: list[Result], cfg: TraceConfig, args: argparse.Namespace) -> None:
+    """bench/results/cachesim.json: byte hit ratios of every policy, ours judged against LRU
+    and the offline optimum in points (a simulation: no errors, nothing to byte-check)."""
+    run = Run("cachesim", settings={k: v for k, v in vars(args).items() if k != "out"}
+              | {"out": str(args.out)})
+    by = {(r.policy, r.alpha, r.cache_share): r for r in results}
+    for r in results:
+        if r.policy != "ours":
+            continue
+        key = (r.alpha, r.cache_share)
+        ours = {"byte_hit_ratio": r.hit_ratio, "from_site": r.from_site,
+                "premiere_hit_ratio": r.premiere_hit_ratio}
+        for other in ("lru", "belady"):
+            o = by.get((other, *key))
+            if o is not None:
+                ours[f"points_over_{other}"] = (r.hit_ratio - o.hit_ratio) * 100
+        lru = by.get(("lru", *key))
+        run.case(
+            f"alpha{r.alpha:g}_cache{r.cache_share:.0%}".replace("%", "pct"),
+            ours=ours, theirs={"byte_hit_ratio": lru.hit_ratio} if lru else None,
+            server="lru (simulated)" if lru else None, ratio_of="byte_hit_ratio",
+            target=">= 10" if lru else None,
+            target_of="points_over_lru" if lru else "ratio", unit="byte hit ratio",
+            title=f"cache = {r.cache_share:.0%} of the catalog, α = {r.alpha:g}",
+            notes=f"seed {cfg.seed}, {cfg.titles} titles, {cfg.days} days; all policies: "
+                  + ", ".join(f"{p} {by[(p, *key)].hit_ratio:.3f}" for p in args.policies
+                              if (p, *key) in by),
+        )
+    run.save()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ratio {r.policy}/lru hit ratio α={r.alpha} size={r.cache_share:.0%}: "
                   f"{r.hit_ratio / base.hit_ratio:.2f}")
     print(f"simulated {len(results)} runs in {elapsed:.1f} s wall, {cpu:.1f} s CPU")
+    record(results, cfg, args)
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
         write_doc(args.out / "cachesim.md", block)

@@ -53,12 +53,14 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: floa
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s")
 
 
-def start_control(db: str, tokens: str, workdir: Path) -> Server:
+def start_control(db: str, tokens: str, workdir: Path, cpu: int | None = None) -> Server:
+    """`vcdn control` on a free port, pinned to `cpu` with taskset when given."""
     port = free_port()
     env = dict(os.environ, VCDN_CONTROL_TOKENS=tokens, PYTHONPATH=str(ROOT))
     log = open(workdir / "control.log", "wb")
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vcdn.cli", "control", "--db", db, "--port", str(port)],
+        [*pin, sys.executable, "-m", "vcdn.cli", "control", "--db", db, "--port", str(port)],
         cwd=workdir,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -25,6 +25,7 @@ from typing import Final
 
 import aiohttp
 
+from bench.record import Run
 from vcdn.cluster import Cluster, ClusterConfig
 from vcdn.demo import (
     fill_title,
@@ -164,11 +165,11 @@ async def run(args: argparse.Namespace, work: Path, root: Path) -> tuple[Side, S
         await nginx.stop()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__)
     p.add_argument("--clients", type=int, default=8, help="concurrent players (default 8)")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds per side (default 10)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 120:
         p.error("--clients 1..256 and --seconds 1..120")
     if shutil.which("nginx") is None or shutil.which("ffmpeg") is None:
@@ -191,6 +192,19 @@ def main() -> int:
         print(f"\nvcdn/nginx: fetches/s {vcdn.per_s / base.per_s:.2f}x, "
               f"MB/s {vcdn.mb_s / base.mb_s:.2f}x, "
               f"p50 latency {vcdn.pct(0.5) / max(base.pct(0.5), 1e-9):.2f}x")
+    rec = Run("e2e", settings=vars(args))
+    # Every fetched byte is sha256-checked against manifest.json by the client; a failed
+    # fetch (wrong bytes or an error) makes the comparison void.
+    rec.case("players", ours={"fetches_per_s": vcdn.per_s, "mb_s": vcdn.mb_s,
+                              "p50_ms": vcdn.pct(0.5), "p99_ms": vcdn.pct(0.99)},
+             theirs={"fetches_per_s": base.per_s, "mb_s": base.mb_s,
+                     "p50_ms": base.pct(0.5), "p99_ms": base.pct(0.99)},
+             server="nginx", ratio_of="fetches_per_s", errors=vcdn.failed + base.failed,
+             correct=vcdn.plays > 0 and base.plays > 0, unit="fetches/s",
+             title="players through steering + appliance vs nginx static files",
+             notes=f"{args.clients} players, {args.seconds:g} s per side, every byte "
+                   f"sha256-checked; plays {vcdn.plays} vs {base.plays}")
+    rec.save()
     return 0 if vcdn.failed == 0 and base.failed == 0 else 1
 
 

@@ -5,6 +5,8 @@ of `vcdn origin`, caches warmed before measuring, so wrk measures hits):
 
 * ``edge``         unsigned ``/v/{title}/{path}`` (appliance mode, auth none)
 * ``edge-signed``  ``/s/{token}/{title}/{path}``: the token is checked on every request
+* ``edge-signed-fresh``  the same, but a new token every `FRESH_BATCH` requests, as real
+  players bring them: each is verified (HMAC) before the edge remembers it
 * ``edge-proxy``   ``vcdn edge --auth none``: the generic RFC 9111 reverse proxy
 
 Run it as ``python -m bench.edge.edge_target`` for the whole edge comparison: the hit
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -39,8 +42,12 @@ from bench.edge.targets import (
     wait_ready,
 )
 from bench.procstat import free_port
+from bench.record import Run
 
 KEYS: Final = "bench:bench-secret-0123456789"
+#: Requests per new token for edge-signed-fresh (a player's few segments per token).
+FRESH_BATCH: Final = 4
+_issued = 0
 COLD_OBJECTS: Final = 30
 INDEXED: Final = 100_000
 
@@ -71,13 +78,24 @@ def _edge_cmd(work: Path, origin_port: int, port: int, *extra: str) -> list[str]
     ]
 
 
-def _token() -> str:
+def _token(serial: int = 0) -> str:
+    """A valid token for the bench title; distinct serials give distinct tokens (the expiry
+    differs by that many seconds), so no two runs share one."""
     from vcdn import tokens
 
     kid, _, secret = KEYS.partition(":")
     return tokens.sign(
-        content.TITLE, key_id=kid, key=secret.encode(), expires=int(time.time()) + 86400
+        content.TITLE, key_id=kid, key=secret.encode(), expires=int(time.time()) + 86400 + serial
     )
+
+
+def _fresh_prefixes(port: int) -> Callable[[int], list[str]]:
+    def make(n: int) -> list[str]:
+        global _issued
+        start, _issued = _issued, _issued + n
+        return [f"http://127.0.0.1:{port}/s/{_token(1 + start + i)}/" for i in range(n)]
+
+    return make
 
 
 def edge(root: Path, port: int, work: Path) -> Target:
@@ -103,6 +121,14 @@ def edge_signed(root: Path, port: int, work: Path) -> Target:
     )
 
 
+def edge_signed_fresh(root: Path, port: int, work: Path) -> Target:
+    t = edge_signed(root, port, work)
+    t.name = "edge-signed-fresh"
+    t.fresh_prefixes = _fresh_prefixes(port)
+    t.batch = FRESH_BATCH
+    return t
+
+
 def edge_proxy(root: Path, port: int, work: Path) -> Target:
     o = free_port()
     return Target(
@@ -114,7 +140,8 @@ def edge_proxy(root: Path, port: int, work: Path) -> Target:
     )
 
 
-TARGETS.update({"edge": edge, "edge-signed": edge_signed, "edge-proxy": edge_proxy})
+TARGETS.update({"edge": edge, "edge-signed": edge_signed, "edge-signed-fresh": edge_signed_fresh,
+                "edge-proxy": edge_proxy})
 
 
 # --- cold misses -------------------------------------------------------------------------
@@ -135,8 +162,8 @@ def ttfb(port: int, path: str) -> float:
     return elapsed
 
 
-def cold_misses(root: Path, work: Path) -> tuple[float, float]:
-    """Median time to first byte of cold 2 MiB objects: through the edge vs the origin.
+def cold_misses(root: Path, work: Path) -> tuple[list[float], list[float]]:
+    """Times to first byte of cold 2 MiB objects: through the edge vs the origin.
 
     The origin runs on the load core and the edge on the server core, as they would on two
     machines, so "through the edge" costs exactly one more hop and the edge's own work.
@@ -178,7 +205,7 @@ def cold_misses(root: Path, work: Path) -> tuple[float, float]:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=20)
-    return statistics.median(via_edge), statistics.median(direct)
+    return via_edge, direct
 
 
 # --- a big index -------------------------------------------------------------------------
@@ -274,9 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--targets", default="nginx,edge,edge-signed")
-    p.add_argument("--cases", default="16k,2m,range64k,playlist")
+    p.add_argument("--targets", default="nginx,edge,edge-signed,edge-signed-fresh")
+    p.add_argument("--cases", default="16k,2m,range64k,range_unaligned,range_suffix,multirange,"
+                   "playlist")
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3, help="runs per case and target (median)")
+    p.add_argument("--connections", type=int, default=8)
     p.add_argument("--indexed", type=int, default=INDEXED, help="objects for the RSS check")
     p.add_argument("--skip-hits", action="store_true")
     p.add_argument(
@@ -284,27 +314,40 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="prove hits use sendfile(2): the harness's strace mode on the edge",
     )
+    p.add_argument("--no-record", action="store_true", help="do not write bench/results/edge.*")
     args = p.parse_args(argv)
     if args.strace:
         targets = ",".join(t for t in args.targets.split(",") if t != "nginx")
         return harness.main(["--strace", "--targets", targets, "--cases", "2m,range64k"])
+    run = Run("edge", settings=vars(args))
     status = 0
     if not args.skip_hits:
         status = harness.main(
-            ["--targets", args.targets, "--cases", args.cases, "--seconds", str(args.seconds)]
+            ["--targets", args.targets, "--cases", args.cases, "--seconds", str(args.seconds),
+             "--rounds", str(args.rounds), "--connections", str(args.connections)],
+            record=run,
         )
     work = Path(tempfile.mkdtemp(prefix="vcdn-bench-edge2-"))
     work.chmod(0o755)
     try:
         root = work / "root"
         content.build(root)
-        e, o = cold_misses(root, work)
+        via_edge, direct = cold_misses(root, work)
+        e, o = statistics.median(via_edge), statistics.median(direct)
         verdict = "OK" if e <= o + 0.002 else "MISSED"
         print(
             f"\ncold miss, 2 MiB objects, median of {COLD_OBJECTS}: time to first byte "
             f"edge {e * 1000:.2f} ms vs origin directly {o * 1000:.2f} ms "
             f"(+{(e - o) * 1000:.2f} ms; target <= +2 ms: {verdict})"
         )
+        run.case("cold_miss_ttfb",
+                 ours={"ttfb_ms": [x * 1000 for x in via_edge],
+                       "extra_ms": [(a - b) * 1000 for a, b in zip(via_edge, direct, strict=True)]},
+                 theirs={"ttfb_ms": [x * 1000 for x in direct]}, server="vcdn origin",
+                 ratio_of="ttfb_ms", target_of="extra_ms", target="<= 2 ms", unit="ms",
+                 title="cold-miss first byte through the edge, over the origin directly",
+                 notes=f"median of {COLD_OBJECTS} cold 2 MiB objects each; origin on the load "
+                       "core, edge on the server core")
         built, started, rss = indexed_rss(work, args.indexed)
         verdict = "OK" if rss <= 150 else "MISSED"
         print(
@@ -312,8 +355,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{started:.2f} s (reconcile + load); RSS {rss:.1f} MiB "
             f"(target <= 150 MiB per worker: {verdict})"
         )
+        run.case("indexed_rss", ours={"rss_mib": rss, "listen_s": started}, target_of="rss_mib",
+                 target="<= 150 MiB", unit="MiB",
+                 title=f"{args.indexed:,} objects indexed: one worker's RSS",
+                 notes=f"worker listening after {started:.2f} s (reconcile + load)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if not args.no_record:
+        run.save()
     return status
 
 

@@ -34,6 +34,10 @@ class Target:
     #: URLs fetched before measuring (e.g. to fill an edge cache): prefix-relative paths.
     warm: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    #: For a signed target measured with new tokens: n URL prefixes, each a new token.
+    fresh_prefixes: Callable[[int], list[str]] | None = None
+    #: Requests in a row that use one of those prefixes.
+    batch: int = 1
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from bench.edge.content import LARGE, TITLE, Case
+from bench.edge.content import TITLE, Case
 from bench.edge.targets import LOAD_CPU
 
+# Requests cycle through paths, Range headers and URL prefixes independently; a prefix is
+# used for `batch` requests in a row (a signed target's prefix carries the token, so a list
+# of prefixes is a new token per request or per small batch, as real players bring).
 SCRIPT: Final = """\
 local paths = {{{paths}}}
-local prefix = "{prefix}"
-local range_size = {range_size}
-local slots = {slots}
+local ranges = {{{ranges}}}
+local prefixes = {{{prefixes}}}
+local batch = {batch}
 local i = 0
-math.randomseed(42)
 request = function()
-  i = (i % #paths) + 1
+  i = i + 1
   local headers = {{}}
-  if range_size > 0 then
-    local first = math.random(0, slots - 1) * range_size
-    headers["Range"] = "bytes=" .. first .. "-" .. (first + range_size - 1)
+  if #ranges > 0 then
+    headers["Range"] = ranges[(i % #ranges) + 1]
   end
-  return wrk.format("GET", prefix .. paths[i], headers)
+  local prefix = prefixes[(math.floor(i / batch) % #prefixes) + 1]
+  return wrk.format("GET", prefix .. paths[(i % #paths) + 1], headers)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -58,15 +61,21 @@ class Result:
         return self.bytes / (self.duration_us / 1e6) / 1e6
 
 
-def run(url_prefix: str, case: Case, *, seconds: float, connections: int, work: Path) -> Result:
+def _lua_strings(items: Sequence[str]) -> str:
+    return ", ".join(json.dumps(s) for s in items)  # JSON string escapes are valid Lua
+
+
+def run(url_prefix: str, case: Case, *, seconds: float, connections: int, work: Path,
+        prefixes: Sequence[str] = (), batch: int = 1) -> Result:
+    """One wrk run. `prefixes` (full URL prefixes like `url_prefix`) replace it per batch."""
     parts = urlsplit(url_prefix)
+    paths = [urlsplit(p).path + TITLE + "/" for p in (prefixes or [url_prefix])]
     script = work / f"{case.name}.lua"
-    slots = LARGE // case.range_size if case.range_size else 0
     script.write_text(SCRIPT.format(
-        paths=", ".join(f'"{p}"' for p in case.paths),
-        prefix=f"{parts.path}{TITLE}/",
-        range_size=case.range_size or 0,
-        slots=slots,
+        paths=_lua_strings(case.paths),
+        ranges=_lua_strings(case.ranges),
+        prefixes=_lua_strings(paths),
+        batch=max(1, batch),
     ))
     cmd = [
         "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from bench.record import Run
 from packager.ladder import DEFAULT_HEIGHTS, Geometry, Rung, plan
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -107,6 +108,11 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def segment_counts(root: Path, rungs: tuple[Rung, ...]) -> list[int]:
+    """Media segments written per rung: the same encode must cut the same segments."""
+    return [len(list((root / r.name).glob("seg_*.m4s"))) for r in rungs]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench.packager", description=(__doc__ or "").split("\n")[0]
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[float]] = {"vcdn": [], "plain": [], "separate": []}
         cpu: dict[str, list[float]] = {"vcdn": [], "plain": [], "separate": []}
         sizes: dict[str, int] = {}
+        problems: list[str] = []
         for n in range(args.repeat):
             origin = work / f"origin{n}"
 
@@ -170,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                 "plain": dir_bytes(plain_out),
                 "separate": dir_bytes(sep_out),
             }
+            counts = {"vcdn": segment_counts(title, rungs),
+                      "plain": segment_counts(plain_out, rungs),
+                      "separate": segment_counts(sep_out, rungs)}
+            if len(set(map(tuple, counts.values()))) != 1 or 0 in counts["vcdn"]:
+                problems.append(f"round {n + 1}: segments per rung differ or are missing: {counts}")
     med = {k: statistics.median(v) for k, v in times.items()}
     mcpu = {k: statistics.median(v) for k, v in cpu.items()}
     print()
@@ -184,7 +196,24 @@ def main(argv: list[str] | None = None) -> int:
           f"cpu {mcpu['vcdn'] / mcpu['plain']:.3f}  (target <= 1.05)")
     print(f"ratio vcdn/separate wall {med['vcdn'] / med['separate']:.3f}  "
           f"cpu {mcpu['vcdn'] / mcpu['separate']:.3f}  (target < 1)")
-    return 0
+    for problem in problems:
+        print(f"WRONG OUTPUT: {problem}")
+    run = Run("packager", settings={"seconds": args.seconds, "repeat": args.repeat,
+                                    "ladder": [r.height for r in rungs], "preset": PRESET})
+    note = (f"{args.seconds:g} s 1080p30 source, {len(rungs)} rungs, x264 {PRESET}, median of "
+            f"{args.repeat}; output checked: same segments per rung in every contender")
+    for other, target, label in (("plain", "<= 1.05", "one plain ffmpeg command line"),
+                                 ("separate", "< 1", "four separate ffmpeg runs")):
+        for metric, values in (("wall_s", times), ("cpu_s", cpu)):
+            run.case(f"vs_{other}_{metric.removesuffix('_s')}",
+                     ours={metric: values["vcdn"]}, theirs={metric: values[other]},
+                     server="ffmpeg", ratio_of=metric, target=target, correct=not problems,
+                     unit="s", title=f"`vcdn package` {metric[:-2]} time vs {label}",
+                     notes=note)
+    run.case("realtime", ours={"x_realtime": [args.seconds / t for t in times["vcdn"]]},
+             correct=not problems, unit="x real time", title="`vcdn package` speed", notes=note)
+    run.save()
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -21,12 +21,14 @@ from aiohttp import web
 
 from origin.content.catalog import Catalog
 from origin.content.hotpath import OriginHot, read_whole
+from origin.content.ingest import handle_put
+from origin.content.live import LiveTitles
 from origin.content.metrics import OriginMetrics
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
 from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
 from vcdn.httpserve.hot import HotCache, install_fast_path
-from vcdn.httpserve.media import cache_control, media_type
+from vcdn.httpserve.media import IMMUTABLE, cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
 from vcdn.httpserve.paths import open_under, safe_relpath
 from vcdn.httpserve.send import send_bytes, send_file
@@ -40,6 +42,7 @@ ROOT_PATH_KEY: Final = web.AppKey("origin_root_path", Path)
 ROOT_FD_KEY: Final = web.AppKey("origin_root_fd", int)
 METRICS_KEY: Final = web.AppKey("origin_metrics", OriginMetrics)
 HOT_KEY: Final = web.AppKey("origin_hot", OriginHot)
+LIVE_KEY: Final = web.AppKey("origin_live", LiveTitles)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -65,21 +68,25 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
     app = request.app
+    live = app[LIVE_KEY].is_live(title)
     fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"No such file: /v/{title}/{inner}.")
         etag = app[CATALOG_KEY].etag(title, inner, st)
-        ctype, cc = media_type(inner), cache_control(inner)
+        ctype, cc = media_type(inner), cache_control(inner, live=live)
         hot = app[HOT_KEY]
-        if hot.in_ram(request, st.st_size):
+        if live and cc != IMMUTABLE:
+            # A live playlist changes every segment: always from disk, never from RAM.
+            cc = app[LIVE_KEY].playlist_cache_control(title) or cc
+        elif hot.in_ram(request, st.st_size):
             body = read_whole(fd, st.st_size)
             hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,
                          cache_control=cc)
             return await send_bytes(request, body, etag=etag, last_modified=st.st_mtime,
                                     content_type=ctype, cache_control=cc)
-        if hot.eligible(request):  # large: remember where it is, serve it from disk
+        elif hot.eligible(request):  # large: remember where it is, serve it from disk
             hot.remember(request, title, inner, st, None, etag=etag, content_type=ctype,
                          cache_control=cc)
         resp = await send_file(
@@ -94,6 +101,16 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
     finally:
         os.close(fd)
     return resp
+
+
+async def ingest_content(request: web.Request) -> web.StreamResponse:
+    """``PUT``: a live pipeline publishing (`origin.content.ingest`)."""
+    title, inner = content_path(request.raw_path)
+    settings = request.app[SETTINGS_KEY]
+    return await handle_put(
+        request, title, inner, request.app[LIVE_KEY], settings.ingest_token_sha256,
+        settings.max_ingest_bytes,
+    )
 
 
 @web.middleware
@@ -133,12 +150,14 @@ def make_app(settings: OriginSettings) -> web.Application:
     app[HOT_KEY] = OriginHot(
         HotCache(settings.hot_capacity, settings.hot_object_max), Path(root), app[CATALOG_KEY]
     )
+    app[LIVE_KEY] = LiveTitles(Path(root), settings.live_grace)
     app.cleanup_ctx.append(_root_fd)
     registry = new_registry()
     app[REGISTRY_KEY] = registry
     app[METRICS_KEY] = OriginMetrics(registry)
     for method in ALLOWED_METHODS.split(", "):
         app.router.add_route(method, "/v/{tail:.*}", serve_content)
+    app.router.add_route("PUT", "/v/{tail:.*}", ingest_content)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     return app

@@ -26,6 +26,14 @@ class OriginSettings:
     #: RAM for hot small files served without routing (0 disables); files up to this size.
     hot_capacity: Bytes = 64 * 1024 * 1024
     hot_object_max: Bytes = 256 * 1024
+    #: sha256 (hex) of each bearer token that may PUT live events (the packager's); empty
+    #: refuses every PUT. A hash, so the settings file holds no usable secret.
+    ingest_token_sha256: tuple[str, ...] = ()
+    #: Largest upload a live pipeline may PUT (a segment at the top rung is a few MB).
+    max_ingest_bytes: Bytes = 64 * 1024 * 1024
+    #: Seconds a segment stays on disk after it left the live window (players holding an
+    #: older playlist may still fetch it).
+    live_grace: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ from typing import Final
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from origin.control import http_appliances, http_enrollments, http_titles
 from origin.control.auth import parse_bootstrap
@@ -37,16 +37,15 @@ from origin.control.http_common import (
     log,
     respond,
 )
+from origin.control.jobs import JOBS, JobState, run_jobs
 from origin.control.openapi import document_text
 from origin.control.planning import http as planning_http
-from origin.control.planning.keys import PLANS
 from origin.control.settings import ControlSettings
 from origin.control.store import Store, open_store
 from origin.control.web.routes import add_routes as add_web_routes
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 
-PRUNE_EVERY: Final = 60.0
 LATENCY_BUCKETS: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
 
 REQUESTS = web.AppKey("control_requests_total", Counter)
@@ -67,25 +66,23 @@ async def metrics_middleware(
 
 
 async def healthz(request: web.Request) -> web.Response:
-    version = await request.app[STORE].schema_version()
-    return respond({"status": "ok", "store": request.app[STORE].kind, "schema_version": version})
+    store = request.app[STORE]
+    version = await store.schema_version()
+    jobs = request.app[JOBS]
+    return respond(
+        {
+            "status": "ok",
+            "store": store.kind,
+            "schema_version": version,
+            # Whether this replica runs the periodic jobs, and the plan every replica serves.
+            "jobs": {"leader": jobs.leader, "takeovers": jobs.takeovers, "plans": jobs.plans},
+            "plan_epoch": await store.plan_epoch(),
+        }
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=document_text(), content_type="application/json")
-
-
-async def prune_loop(app: web.Application) -> None:
-    """Forget heartbeats older than the retention; a failure here never stops the server."""
-    while True:
-        await asyncio.sleep(PRUNE_EVERY)
-        try:
-            before = app[CLOCK]() - app[SETTINGS].heartbeat_retention
-            removed = await app[STORE].prune_heartbeats(before)
-            if removed:
-                event(log, "heartbeats_pruned", removed=removed)
-        except Exception:
-            log.exception("prune_failed")
 
 
 class BeatStats:
@@ -106,6 +103,17 @@ class BeatStats:
         dropped.add_metric([], beats.dropped if beats else 0)
         yield stored
         yield dropped
+        jobs = self._app[JOBS]
+        leader = GaugeMetricFamily(
+            "vcdn_control_jobs_leader", "1 while this instance runs the periodic jobs."
+        )
+        leader.add_metric([], float(jobs.leader))
+        yield leader
+        plans = CounterMetricFamily(
+            "vcdn_control_plans", "Plan epochs this instance made (planning job)."
+        )
+        plans.add_metric([], jobs.plans)
+        yield plans
 
 
 def make_app(
@@ -121,7 +129,7 @@ def make_app(
         settings.heartbeat_interval, settings.stale_after_beats, settings.down_after_beats
     )
     app[CATALOG] = CatalogCache()
-    app[PLANS] = {}  # the manifest last given to each appliance: the next plan's start
+    app[JOBS] = JobState()  # the fill plan itself lives in the store (replicas share it)
     registry = new_registry()
     app[REGISTRY_KEY] = registry
     app[REQUESTS] = Counter(
@@ -151,7 +159,8 @@ def make_app(
             history_rows=settings.history_rows,
         )
         app[BEATS] = beats
-        tasks = [asyncio.create_task(prune_loop(app)), asyncio.create_task(beats.run())]
+        lease = app[STORE].jobs_lease()
+        tasks = [asyncio.create_task(run_jobs(app, lease)), asyncio.create_task(beats.run())]
         try:
             yield
         finally:
@@ -161,6 +170,7 @@ def make_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await beats.close()
+            await lease.release()
             if owned:
                 await app[STORE].close()
 

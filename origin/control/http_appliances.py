@@ -19,6 +19,7 @@ from origin.control.http_common import (
     LIVENESS,
     SETTINGS,
     STORE,
+    CatalogCache,
     log,
     only_query,
     query_float,
@@ -28,9 +29,8 @@ from origin.control.http_common import (
     require,
     respond,
 )
-from origin.control.planning import manifest_for
-from origin.control.planning.keys import PLANS
-from origin.control.store import ApplianceRecord, Beat
+from origin.control.planning.shared import catalog_digest, manifest_text
+from origin.control.store import ApplianceRecord, Beat, Store
 from origin.control.validate import check_id, check_registration
 from vcdn.errors import Forbidden, NotFound, VcdnError
 from vcdn.logs import event
@@ -150,7 +150,6 @@ async def decommission(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
-    # The hot path: the history keeps the raw text, columns get only checked fields.
     # The history keeps the (bounded) raw text; a big beat is parsed off the event loop.
     s = request.app[SETTINGS]
     raw = await read_raw(request, s.heartbeat_max_body)
@@ -185,15 +184,19 @@ async def list_appliances(request: web.Request) -> web.Response:
     )
 
 
-async def catalog(request: web.Request) -> list[TitleManifest]:
-    cache = request.app[CATALOG]
-    store = request.app[STORE]
+async def catalog_of(store: Store, cache: CatalogCache) -> tuple[list[TitleManifest], str]:
+    """The catalog and a digest of its content, re-read only when the stamp moved."""
     async with cache.lock:
         stamp = await store.catalog_stamp()
         if stamp != cache.stamp:
             cache.titles = await store.catalog()
+            cache.digest = catalog_digest(cache.titles)
             cache.stamp = stamp
-        return cache.titles
+        return cache.titles, cache.digest
+
+
+async def catalog(request: web.Request) -> list[TitleManifest]:
+    return (await catalog_of(request.app[STORE], request.app[CATALOG]))[0]
 
 
 @routes.get("/api/v1/appliances/{id}/fill-manifest")
@@ -202,21 +205,17 @@ async def fill_manifest(request: web.Request) -> web.Response:
     await require(request, FILLERS, appliance=appliance)
     store = request.app[STORE]
     await request.app[BEATS].flush()
-    record = await known_appliance(request, appliance)
+    await known_appliance(request, appliance)
     now = request.app[CLOCK]()
-    half_life = request.app[SETTINGS].popularity_half_life
-    # The plan needs this site's scores and every title's global total, nothing more.
-    site = record.site
-    own = popularity.by_site(popularity.current(await store.scores(site), now, half_life))
-    totals = await store.title_totals(now, half_life)
     everyone = [view(request, r, now) for r in await store.list_appliances()]
-    # Placement across the site by the steering ranking, stable from the last manifests
-    # given (origin.control.planning, see docs/cachesim.md).
-    manifest = manifest_for(
-        appliance, own, await catalog(request), everyone, request.app[PLANS], now=now,
-        global_table=totals,
+    titles, stamp = await catalog_of(store, request.app[CATALOG])
+    # Placement across the site by the steering ranking, stable from the stored plan
+    # (origin.control.planning, docs/cachesim.md); stored so every replica gives the same.
+    text = await manifest_text(
+        store, appliance, everyone, titles, stamp, now,
+        request.app[SETTINGS].popularity_half_life,
     )
-    return respond(encode(manifest))
+    return web.Response(text=text, content_type="application/json")
 
 
 @routes.get("/api/v1/appliances/{id}/heartbeats")

@@ -54,6 +54,7 @@ class CatalogCache:
     stamp: tuple[int, float] = (-1, 0.0)
     titles: list[TitleManifest] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    digest: str = ""  # of what planning reads of `titles`: equal on every replica
 
     def invalidate(self) -> None:
         self.stamp = (-1, 0.0)

@@ -8,17 +8,10 @@ not race).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    description: str
-    sqlite: str
-    postgres: str
-
+from origin.control.migrations_base import Migration
+from origin.control.migrations_replicas import FILL_PLANS
 
 _V1_TABLES: Final = """
 CREATE TABLE titles (
@@ -107,9 +100,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _V2_ENROLLMENTS.format(real="REAL"),
         _V2_ENROLLMENTS.format(real="DOUBLE PRECISION"),
     ),
+    FILL_PLANS,
 )
 
-LATEST: Final = MIGRATIONS[-1].version
+LATEST: Final = max(m.version for m in MIGRATIONS)
 
 MIGRATIONS_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -144,6 +144,7 @@ def _ref(name: str) -> dict[str, Any]:
 NUMBER: Final = {"type": "number"}
 STRING: Final = {"type": "string"}
 INTEGER: Final = {"type": "integer"}
+BOOLEAN: Final = {"type": "boolean"}
 
 
 def _components() -> dict[str, Any]:
@@ -251,7 +252,16 @@ def _components() -> dict[str, Any]:
     schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
     schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
     schemas["Deleted"] = _obj({"deleted": STRING})
-    schemas["Health"] = _obj({"status": STRING, "store": STRING, "schema_version": INTEGER})
+    schemas["Health"] = _obj(
+        {
+            "status": STRING,
+            "store": STRING,
+            "schema_version": INTEGER,
+            # This replica's view of the periodic jobs; the plan epoch all replicas serve.
+            "jobs": _obj({"leader": BOOLEAN, "takeovers": INTEGER, "plans": INTEGER}),
+            "plan_epoch": INTEGER,
+        }
+    )
     schemas["Error"] = _obj(
         {
             "error": {"type": "string", "description": "A stable machine-readable code."},

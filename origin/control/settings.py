@@ -42,6 +42,12 @@ class ControlSettings:
     heartbeat_max_count: int = 10_000_000
     history_detail_chars: int = 256
     history_rows: int = 2000
+    # The planning job makes the next fill-plan epoch this often (0: plans are made only
+    # when an appliance asks and its stored plan is out of date).
+    plan_interval: float = 60.0
+    # Seconds between attempts to take (or check) the periodic jobs' lock: bounds how long
+    # the jobs wait after the instance running them dies.
+    lease_retry: float = 2.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
@@ -58,6 +64,10 @@ class ControlSettings:
             raise ValueError(f"'heartbeat_flush_delay' must be between 0 and {MAX_FLUSH_DELAY} s")
         if self.heartbeat_history_every < 0:
             raise ValueError("'heartbeat_history_every' must not be negative")
+        if self.plan_interval < 0:
+            raise ValueError("'plan_interval' must not be negative")
+        if not 0 < self.lease_retry <= 60:
+            raise ValueError("'lease_retry' must be between 0 and 60 s")
         if not 0 <= self.port <= 65535:
             raise ValueError("'port' must be between 0 and 65535")
         if not 1 <= self.max_prefix_v4 <= 32 or not 1 <= self.max_prefix_v6 <= 128:

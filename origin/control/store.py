@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from origin.control.auth import Principal
 from origin.control.popularity import Score, decay
+from origin.control.store_plans import Lease, StoredPlan
 from vcdn.errors import ConfigError
 from vcdn.schemas import (
     ApplianceState,
@@ -296,6 +297,29 @@ class Store(Protocol):
     async def get_enrollment(self, appliance: str) -> EnrollmentRecord | None: ...
 
     async def list_enrollments(self) -> list[EnrollmentRecord]: ...
+
+    # --- shared decision state (origin.control.store_plans): what replicas agree on ---
+
+    def jobs_lease(self) -> Lease:
+        """A new lease on the periodic jobs (one holder per database and schema)."""
+        ...
+
+    async def plan_epoch(self) -> int: ...
+
+    async def fill_plans(self, appliances: Sequence[str]) -> dict[str, StoredPlan]: ...
+
+    async def offer_plan(self, plan: StoredPlan) -> StoredPlan:
+        """Store `plan` unless one of its epoch and inputs is stored; what is stored."""
+        ...
+
+    async def advance_plans(self, epoch: int, plans: Sequence[StoredPlan], now: float) -> bool:
+        """Epoch `epoch` → `epoch + 1` with `plans`, in one transaction; False (nothing
+        written) if another instance advanced it first."""
+        ...
+
+    async def prune_scores(self, now: float, half_life: float, floor: float) -> int:
+        """Forget popularity decayed below `floor`; how many rows went."""
+        ...
 
 
 # --- helpers shared by both implementations ---

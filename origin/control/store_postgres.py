@@ -39,6 +39,7 @@ from origin.control.store import (
     popularity_deltas,
     redact,
 )
+from origin.control.store_plans import PostgresPlans
 from vcdn.errors import StoreError
 from vcdn.schemas import Registration, TitleManifest
 
@@ -109,11 +110,12 @@ def appliance_from_record(r: asyncpg.Record) -> ApplianceRecord:
     return appliance_from_row(tuple(r))
 
 
-class PostgresStore:
+class PostgresStore(PostgresPlans):
     kind = "postgres"
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         self._url = redact(url)
+        self._dsn = url  # the jobs lease opens a session of its own
         self._pool = pool
 
     @classmethod

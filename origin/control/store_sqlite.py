@@ -38,6 +38,7 @@ from origin.control.store import (
     manifest_json,
     popularity_deltas,
 )
+from origin.control.store_plans import SqlitePlans
 from vcdn.errors import StoreError
 from vcdn.schemas import Registration, TitleManifest
 
@@ -64,7 +65,7 @@ DELETE FROM heartbeats WHERE appliance_id = ?1 AND at < (
 """
 
 
-class SqliteStore:
+class SqliteStore(SqlitePlans):
     kind = "sqlite"
 
     def __init__(self, path: str) -> None:

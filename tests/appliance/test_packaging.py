@@ -4,15 +4,13 @@ setting; the systemd unit passes `systemd-analyze verify`."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from appliance import settings as settings_mod
 from appliance.settings import ApplianceSettings
 from tests.appliance.conftest import ADMIN_TOKEN, APPLIANCE_TOKEN, ROOT, SIGNING_KEYS
+from tests.conftest import require_tool
 from vcdn.settings import read_toml
 
 EXAMPLE = ROOT / "packaging" / "appliance.toml"
@@ -44,9 +42,7 @@ def test_example_documents_every_setting() -> None:
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+    analyze = require_tool("systemd-analyze")
     unit = tmp_path / UNIT.name
     unit.write_text(UNIT.read_text())
     done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,

@@ -37,6 +37,7 @@ def test_a_complete_file_loads_with_sizes_and_window(tmp_path: Path) -> None:
         ({"site": ""}, "'site'"),
         ({"public_url": "ftp://x"}, "'public_url'"),
         ({"control_url": "nope"}, "'control_url'"),
+        ({"control_url": "http://c1:8090,ftp://c2"}, "'control_url'"),
         ({"origin_url": "http://"}, "'origin_url'"),
         ({"port": 70000}, "'port'"),
         ({"lat": 91.0}, "'lat'"),
@@ -115,3 +116,20 @@ def test_cli_reports_a_bad_file_as_one_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("id = [unclosed\n")
     assert vcdn_main(["appliance", "--config", str(path)]) == 1
+
+
+def test_control_replicas_from_flags_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.cli import _parser, control_override
+
+    s = settings_mod.load(base(tmp_path, control_url="http://c1:8090, http://c2:8090"), env={})
+    assert s.control_url == "http://c1:8090, http://c2:8090"
+    args = _parser().parse_args(
+        ["--config", "a.toml", "--control", "http://c1:8090", "--control", "http://c2:8090"]
+    )
+    assert control_override(args) == "http://c1:8090,http://c2:8090"
+    monkeypatch.setenv("VCDN_CONTROL_URLS", "http://c3:8090,http://c4:8090")
+    assert control_override(_parser().parse_args(["--config", "a.toml"])) == (
+        "http://c3:8090,http://c4:8090"
+    )

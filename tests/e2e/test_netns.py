@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import require_root, require_tool
 from vcdn.procs import Proc, stop_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -100,8 +100,7 @@ class Lab:
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
+    require_root("network namespaces")
     for tool in ("ip", "curl", "dig"):
         require_tool(tool)
     lab = Lab()
@@ -263,7 +262,6 @@ async def test_each_site_gets_its_own_appliance_and_the_other_site_when_drained(
 
 def test_the_lab_leaves_no_namespace_behind() -> None:
     """Runs after the test above (file order): its namespaces are gone."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+    require_root("network namespaces")
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"vcdn{os.getpid() % 100000}-" not in names

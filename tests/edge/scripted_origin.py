@@ -27,7 +27,7 @@ class Script:
     break_after: int | None = None
     #: ... on this many requests (then answer whole); None: always.
     breaks: int | None = None
-    #: Honour ``Range: bytes=N-`` (and If-Range against `etag`).
+    #: Honour one ``Range: bytes=N-`` or ``bytes=N-M`` (and If-Range against `etag`).
     ranges: bool = False
 
 
@@ -37,6 +37,8 @@ class Seen:
     path: str
     headers: CIMultiDict[str]
     body: bytes
+    #: The request target exactly as it arrived (path and query still encoded).
+    raw: str = ""
 
 
 class ScriptedOrigin:
@@ -44,8 +46,12 @@ class ScriptedOrigin:
         self.scripts: dict[str, Script] = {}
         self.seen: list[Seen] = []
         self.finished: dict[str, float] = {}
+        #: Body bytes written to the edge, all requests together.
+        self.sent_bytes = 0
         #: When set, every request is accepted and never answered (for 30 s at most).
         self.hang = False
+        #: Answer ``/x?anything`` as ``/x`` (as a file server does).
+        self.ignore_query = False
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
@@ -54,10 +60,15 @@ class ScriptedOrigin:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers), body))
+        self.seen.append(
+            Seen(request.method, request.path_qs, CIMultiDict(request.headers), body,
+                 request.raw_path)
+        )
         if self.hang:
             await asyncio.sleep(30)
         script = self.scripts.get(request.path_qs)
+        if script is None and self.ignore_query:
+            script = self.scripts.get(request.path)
         if script is None:
             return web.Response(status=404, text="not scripted")
         if script.etag and request.headers.get("If-None-Match") == script.etag:
@@ -67,11 +78,13 @@ class ScriptedOrigin:
             headers["ETag"] = script.etag
         body, status = script.body, script.status
         wanted = request.headers.get("Range", "")
-        if script.ranges and wanted.startswith("bytes=") and wanted.endswith("-"):
+        if script.ranges and wanted.startswith("bytes=") and "," not in wanted:
             if request.headers.get("If-Range", script.etag) == script.etag:
-                first = int(wanted[6:-1])
-                headers["Content-Range"] = f"bytes {first}-{len(body) - 1}/{len(body)}"
-                body, status = body[first:], 206
+                first_text, _, last_text = wanted[6:].partition("-")
+                first = int(first_text)
+                last = min(int(last_text), len(body) - 1) if last_text else len(body) - 1
+                headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+                body, status = body[first : last + 1], 206
         resp = web.StreamResponse(status=status, headers=headers)
         if script.length:
             resp.content_length = len(body)
@@ -90,6 +103,7 @@ class ScriptedOrigin:
                 request.transport.abort()
                 return resp
             await resp.write(body[i : i + step])
+            self.sent_bytes += len(body[i : i + step])
             if script.delay:
                 await asyncio.sleep(script.delay)
         await resp.write_eof()

@@ -339,3 +339,21 @@ def test_registration_with_the_real_control_api(media: dict[str, Path], tmp_path
     finally:
         control.terminate()
         control.wait(10)
+
+
+def test_control_takes_several_replica_urls() -> None:
+    from packager.cli import build_parser
+    from packager.livecli import build_parser as live_parser
+
+    args = build_parser().parse_args(
+        ["src.mp4", "--title", "t1", "--control", "http://c1:8090,http://c2:8090",
+         "--control", "http://c3:8090"]
+    )
+    assert args.control == ["http://c1:8090,http://c2:8090", "http://c3:8090"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["src.mp4", "--title", "t1", "--control", "http://c1,ftp://x"])
+    live = live_parser().parse_args(
+        ["lavfi:testsrc", "--title", "t1", "--origin", "http://o1:8080",
+         "--control", "http://c1:8090", "--control", "http://c2:8090"]
+    )
+    assert live.control == ["http://c1:8090", "http://c2:8090"]

@@ -74,7 +74,8 @@ def start_steering(control_url: str, *extra: str, env: dict[str, str] | None = N
     cmd = [sys.executable, "-m", "vcdn.cli", "steering", "--control", control_url,
            "--zone", "cdn.example.", "--dns-port", "0", "--http-port", "0",
            "--geoip-city", str(CITY), "--geoip-asn", str(ASN), "--poll-interval", "0.2",
-           "--origin-url", "http://127.0.0.1:9/origin", "--default-site", "lon", *extra]
+           "--origin-url", "http://127.0.0.1:9/origin", "--default-site", "lon",
+           *(() if "--workers" in extra else ("--workers", "1")), *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None

@@ -180,3 +180,30 @@ async def test_every_answer_is_readable_cross_origin(aiohttp_client: Any,
     assert r.status == 204
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert "GET" in r.headers["Access-Control-Allow-Methods"]
+
+
+async def test_healthz_and_metrics_count_reachable_control_replicas(
+    aiohttp_client: Any, control: FakeControl
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    _, steering = await make_client(aiohttp_client, control)
+    async with aiohttp.ClientSession() as s:
+        both = ControlClient(s, f"{dead},{control.url}", "steer-token")
+        assert await steering.poll_once(both)  # the dead replica is skipped
+        app = make_app(steering, both)
+        test = await aiohttp_client(app)
+        h = await (await test.get("/healthz")).json()
+        assert h["control"] == {"urls": [dead, control.url], "current": control.url,
+                                "reachable": 1, "all_unreachable": False}
+        control.fail = True  # now no replica answers: the last good view stays
+        assert not await steering.poll_once(both)
+        h = await (await test.get("/healthz")).json()
+        assert h["control"]["all_unreachable"] and h["control"]["reachable"] == 0
+        assert h["view"]["usable_appliances"] == 7
+        text = await (await test.get("/metrics")).text()
+        assert "vcdn_steering_control_reachable 0.0" in text
+        assert "vcdn_steering_control_replicas 2.0" in text

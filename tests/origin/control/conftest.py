@@ -124,7 +124,8 @@ async def empty_tables(url: str) -> None:
             # DELETE, not TRUNCATE: for a few rows it takes no exclusive locks and is faster.
             await conn.execute(
                 "DELETE FROM titles; DELETE FROM appliances; DELETE FROM heartbeats; "
-                "DELETE FROM popularity; DELETE FROM tokens; DELETE FROM enrollments"
+                "DELETE FROM popularity; DELETE FROM tokens; DELETE FROM fill_plans; "
+                "DELETE FROM enrollments"
             )
     finally:
         await conn.close()

@@ -147,3 +147,70 @@ def test_client_reads_its_token_from_the_environment(monkeypatch: pytest.MonkeyP
     client = ControlClient.from_env("http://127.0.0.1:1/")
     assert client.base_url == "http://127.0.0.1:1"
     assert client._headers == {"Authorization": "Bearer from-env-token"}
+
+
+def refused_url() -> str:
+    """A loopback URL nothing listens on (a port bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def test_a_dead_replica_is_skipped_and_the_next_answers(api: Api) -> None:
+    dead = refused_url()
+    async with ControlClient([dead, base(api)], OPERATOR) as client:
+        assert await client.list_titles() == []
+        assert client.base_url == base(api) and client.endpoints.failovers == 1
+        assert client.endpoints.reachable() == 1
+        # In backoff, the dead one is no longer asked first.
+        assert client.endpoints.order()[0] == 1
+        assert await client.list_titles() == []
+        assert client.endpoints.failovers == 1
+
+
+async def test_every_replica_down_raises_the_last_error() -> None:
+    urls = [refused_url(), refused_url()]
+    async with ControlClient(",".join(urls), OPERATOR, timeout=2.0) as client:
+        with pytest.raises(UpstreamError, match="Cannot reach"):
+            await client.list_titles()
+        assert client.endpoints.reachable() == 0
+        # Both in backoff: a request still tries them (soonest retry first), never refuses.
+        with pytest.raises(UpstreamError):
+            await client.list_titles()
+
+
+async def test_a_4xx_is_an_answer_not_a_reason_to_fail_over(aiohttp_server: Any) -> None:
+    asked: list[str] = []
+
+    def app(name: str, status: int) -> web.Application:
+        async def handler(request: web.Request) -> web.Response:
+            asked.append(name)
+            return web.json_response({"detail": "no such title"}, status=status)
+
+        a = web.Application()
+        a.router.add_get("/api/v1/titles/{id}", handler)
+        return a
+
+    first = await aiohttp_server(app("first", 404))
+    second = await aiohttp_server(app("second", 200))
+    urls = [str(first.make_url("")).rstrip("/"), str(second.make_url("")).rstrip("/")]
+    async with ControlClient(urls, OPERATOR) as client:
+        with pytest.raises(NotFound, match="no such title"):
+            await client.get_title("t1")
+    assert asked == ["first"]
+
+
+def test_control_urls_from_flags_lists_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vcdn.control_client import URLS_ENV, control_urls
+
+    assert control_urls(["http://a:1", "http://b:2/,http://a:1"]) == ["http://a:1", "http://b:2"]
+    monkeypatch.setenv(URLS_ENV, " http://c:3 , https://d:4/ ")
+    assert control_urls(None) == ["http://c:3", "https://d:4"]
+    assert control_urls("http://e:5") == ["http://e:5"]  # flags win over the environment
+    with pytest.raises(ClientError, match="must start with http"):
+        control_urls("ftp://x")
+    with pytest.raises(ClientError, match="At least one"):
+        ControlClient([], None)

@@ -1,0 +1,310 @@
+"""Live titles on disk: what the origin kept, and the playlists it writes from that.
+
+Every upload has been written to a temporary file by the ingest handler; here it is
+judged and, if kept, linked into place with ``link(2)``, which fails if the name exists:
+the first good copy wins even against a concurrent writer, and a name never points at a
+partial file. After each kept segment the rendition's playlist is rewritten (temporary
+file + rename), so readers see the old playlist or the new one.
+
+The state is rebuilt from the files after a restart (each segment re-judged), so the
+origin needs no database of its own for live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from origin.content.fmp4 import BoxError, Track, parse_init, parse_segment, video_track
+from origin.content.livestate import Kept, expired, judge, media_playlist
+from vcdn.errors import ClientError, Conflict, MediaError
+from vcdn.logs import event
+from vcdn.schemas import FileEntry, LiveEvent, TitleManifest, decode, encode
+
+log = logging.getLogger("vcdn.origin")
+EVENT_NAME: Final = "live.json"
+MANIFEST_NAME: Final = "manifest.json"
+INGEST_DIR: Final = ".ingest"
+SEGMENT_RE: Final = re.compile(r"^seg_(\d{1,15})\.m4s$")
+RENDITION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+LIVE_RECHECK_S: Final = 1.0
+
+
+class NotReady(Conflict):
+    """The event document and the rendition's init segment must be uploaded first."""
+
+
+@dataclass(slots=True)
+class Rendition:
+    name: str
+    track: Track | None = None
+    kept: dict[int, Kept] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LiveTitle:
+    title: str
+    directory: Path
+    event: LiveEvent
+    renditions: dict[str, Rendition]
+
+    @property
+    def ended(self) -> bool:
+        return self.event.ended
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _link_first(tmp: Path, dest: Path) -> bool:
+    """Move `tmp` to `dest` unless `dest` exists; True if ours is now there."""
+    try:
+        os.chmod(tmp, 0o644)
+        os.link(tmp, dest)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+class LiveTitles:
+    """Every live title under a content root, loaded on first use."""
+
+    def __init__(self, root: Path, grace: float) -> None:
+        self.root = root
+        self.grace = grace
+        self._titles: dict[str, LiveTitle] = {}
+        self._live_cache: dict[str, tuple[float, bool]] = {}
+
+    # --- reading -----------------------------------------------------------------
+
+    def is_live(self, title: str) -> bool:
+        """Whether `title` is a live event still running (short Cache-Control, no RAM
+        caching of its playlists)."""
+        loaded = self._titles.get(title)
+        if loaded is not None:
+            return not loaded.ended
+        now = time.monotonic()
+        cached = self._live_cache.get(title)
+        if cached is not None and now - cached[0] < LIVE_RECHECK_S:
+            return cached[1]
+        live = False
+        path = self.root / title / EVENT_NAME
+        if path.is_file():
+            try:
+                live = not decode(LiveEvent, json.loads(path.read_bytes())).ended
+            except (OSError, ValueError, ClientError, TypeError):
+                live = False
+        self._live_cache[title] = (now, live)
+        return live
+
+    def playlist_cache_control(self, title: str) -> str | None:
+        """Cache-Control of a running event's playlists: fresh for half a segment (never
+        less than the 1 s HTTP dates can express), so a cache asks again about when the
+        next segment can appear; ``stale-if-error`` (RFC 5861 §4) for three segments, so
+        an edge keeps players going through a short origin blip rather than failing."""
+        state = self._titles.get(title)
+        if state is None or state.ended:
+            return None
+        seg = state.event.segment_seconds
+        return f"public, max-age={max(1, int(seg / 2))}, stale-if-error={math.ceil(3 * seg)}"
+
+    def _load(self, title: str) -> LiveTitle | None:
+        if title in self._titles:
+            return self._titles[title]
+        directory = self.root / title
+        path = directory / EVENT_NAME
+        if not path.is_file():
+            return None
+        doc = decode(LiveEvent, json.loads(path.read_bytes()), EVENT_NAME)
+        state = LiveTitle(title, directory, doc, {})
+        for r in doc.renditions:
+            rend = state.renditions[r.name] = Rendition(r.name)
+            rdir = directory / r.name
+            with contextlib.suppress(OSError, BoxError):
+                rend.track = video_track(parse_init((rdir / "init.mp4").read_bytes()))
+            if rend.track is None:
+                continue
+            names = sorted(
+                (int(m.group(1)), n) for n in os.listdir(rdir) if (m := SEGMENT_RE.match(n))
+            )
+            for msn, name in names:
+                try:
+                    data = (rdir / name).read_bytes()
+                    timing = parse_segment(data, rend.track)
+                except (OSError, BoxError):
+                    continue
+                if judge(msn, timing, doc.segment_seconds, rend.kept.get(msn - 1)) is None:
+                    rend.kept[msn] = Kept(msn, name, timing.start, timing.duration, len(data))
+        self._titles[title] = state
+        event(log, "live_loaded", title=title, ended=doc.ended)
+        return state
+
+    # --- ingest ------------------------------------------------------------------
+
+    def put_event(self, title: str, tmp: Path) -> int:
+        """The event document: the first one creates the event, one with ``ended`` ends
+        it; returns 201 (created), 200 (accepted)."""
+        try:
+            doc = decode(LiveEvent, json.loads(tmp.read_bytes()), EVENT_NAME)
+        except (ValueError, TypeError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise ClientError(f"{EVENT_NAME} is not a live event document: {exc}") from None
+        directory = self.root / title
+        state = self._load(title)
+        if state is None:
+            tmp.unlink(missing_ok=True)
+            if (directory / MANIFEST_NAME).exists():
+                raise Conflict(f"Title '{title}' is a packaged VOD title, not a live event.")
+            if not 0 < doc.segment_seconds <= 60 or doc.window < 2 * doc.segment_seconds:
+                raise ClientError("segment_seconds must be in 0..60 and window hold two segments")
+            if not doc.renditions or any(not RENDITION_RE.match(r.name) for r in doc.renditions):
+                raise ClientError("renditions must be named with 1-32 of A-Z a-z 0-9 _ -")
+            for r in doc.renditions:
+                (directory / r.name).mkdir(parents=True, exist_ok=True)
+            _write_atomic(directory / EVENT_NAME, json.dumps(encode(doc)).encode())
+            self._titles.pop(title, None)
+            self._live_cache.pop(title, None)
+            self._load(title)
+            return 201
+        tmp.unlink(missing_ok=True)
+        old = state.event
+        if (doc.segment_seconds, [r.name for r in doc.renditions]) != (
+            old.segment_seconds, [r.name for r in old.renditions]
+        ):
+            raise Conflict(f"Title '{title}' is already live with other segments or renditions.")
+        if doc.ended and not old.ended:
+            state.event = LiveEvent(old.segment_seconds, old.window, old.renditions, True)
+            self._finish(state)
+        return 200
+
+    def put_static(self, title: str, inner: str, tmp: Path) -> int:
+        """``master.m3u8`` or ``{rendition}/init.mp4``: first copy wins."""
+        state = self._require(title)
+        dest = state.directory / inner
+        rendition, _, name = inner.rpartition("/")
+        if name == "init.mp4":
+            rend = self._rendition(state, rendition)
+            try:
+                track = video_track(parse_init(tmp.read_bytes()))
+            except BoxError as exc:
+                tmp.unlink(missing_ok=True)
+                raise MediaError(f"{inner} is not a usable init segment: {exc}.") from None
+            kept = _link_first(tmp, dest)
+            if kept:
+                rend.track = track
+            elif rend.track is None:
+                rend.track = video_track(parse_init(dest.read_bytes()))
+            return 201 if kept else 200
+        return 201 if _link_first(tmp, dest) else 200
+
+    def put_segment(self, title: str, rendition: str, name: str, msn: int, tmp: Path) -> int:
+        state = self._require(title)
+        if state.ended:
+            tmp.unlink(missing_ok=True)
+            raise Conflict(f"The live event '{title}' has ended.")
+        rend = self._rendition(state, rendition)
+        if rend.track is None:
+            tmp.unlink(missing_ok=True)
+            raise NotReady(f"PUT {rendition}/init.mp4 before its segments.")
+        if msn in rend.kept:
+            tmp.unlink(missing_ok=True)
+            return 200  # another pipeline's copy came first
+        data = tmp.read_bytes()
+        try:
+            timing = parse_segment(data, rend.track)
+        except BoxError as exc:
+            tmp.unlink(missing_ok=True)
+            raise MediaError(f"{rendition}/{name} is not a usable segment: {exc}.") from None
+        why = judge(msn, timing, state.event.segment_seconds, rend.kept.get(msn - 1))
+        if why is not None:
+            tmp.unlink(missing_ok=True)
+            event(log, "live_segment_refused", logging.WARNING, title=title,
+                  rendition=rendition, msn=msn, reason=why)
+            raise MediaError(f"{rendition}/{name} was not kept: {why}.")
+        if not _link_first(tmp, state.directory / rendition / name):
+            return 200
+        rend.kept[msn] = Kept(msn, name, timing.start, timing.duration, len(data))
+        for old in expired(rend.kept, state.event.window, self.grace):
+            gone = rend.kept.pop(old)
+            (state.directory / rendition / gone.name).unlink(missing_ok=True)
+        self._write_playlist(state, rend)
+        return 201
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _require(self, title: str) -> LiveTitle:
+        state = self._load(title)
+        if state is None:
+            raise NotReady(f"PUT /v/{title}/{EVENT_NAME} first: '{title}' is not a live event.")
+        return state
+
+    def _rendition(self, state: LiveTitle, name: str) -> Rendition:
+        rend = state.renditions.get(name)
+        if rend is None:
+            raise ClientError(f"The live event '{state.title}' has no rendition '{name}'.")
+        return rend
+
+    def _write_playlist(self, state: LiveTitle, rend: Rendition) -> None:
+        ev = state.event
+        window = None if ev.ended else ev.window
+        text = media_playlist(rend.kept, ev.segment_seconds, window, ended=ev.ended)
+        _write_atomic(state.directory / rend.name / "index.m3u8", text.encode())
+
+    def _finish(self, state: LiveTitle) -> None:
+        """The input ended: final playlists, the VOD manifest, the event marked ended."""
+        for rend in state.renditions.values():
+            self._write_playlist(state, rend)
+        ev = state.event
+        _write_atomic(state.directory / EVENT_NAME, json.dumps(encode(ev)).encode())
+        files = []
+        for path in sorted(p for p in state.directory.rglob("*") if p.is_file()):
+            rel = path.relative_to(state.directory).as_posix()
+            if rel in (EVENT_NAME, MANIFEST_NAME) or any(
+                part.startswith(".") for part in rel.split("/")
+            ):
+                continue
+            files.append(FileEntry(rel, path.stat().st_size, _sha256(path)))
+        duration = max(
+            (sum(k.duration for k in r.kept.values()) for r in state.renditions.values()),
+            default=0.0,
+        )
+        manifest = TitleManifest(
+            title=state.title, duration=round(duration, 3), segment_seconds=ev.segment_seconds,
+            format="fmp4", single_file=False, renditions=list(ev.renditions), files=files,
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        _write_atomic(state.directory / MANIFEST_NAME,
+                      (json.dumps(encode(manifest), indent=2) + "\n").encode())
+        self._live_cache.pop(state.title, None)
+        event(log, "live_ended", title=state.title, files=len(files))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,151 @@
+"""Publishing what ffmpeg writes into the spool: init segments, the event document, the
+master playlist, then each segment as soon as ffmpeg has renamed it into place.
+
+ffmpeg (``hls_flags=temp_file``) renames a segment into the spool only when it is whole
+and lists it in the spool playlist only after that, so a segment the playlist names is
+complete. The uploader never sends ffmpeg's media playlists: the origin builds them from
+the segments it keeps, which may come from another pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+from packager.ladder import Rung
+from packager.outputs import codecs_from_probe
+from packager.playlists import PlaylistError, Variant, master_playlist, parse_media
+from packager.probe import ffprobe_json
+from vcdn.errors import ClientError, MediaError
+from vcdn.schemas import LiveEvent, Rendition, encode
+
+SEGMENT_RE: Final = re.compile(r"^seg_(\d{1,15})\.m4s$")
+PLAYLIST_VERSION: Final = 7  # RFC 8216 §7: EXT-X-MAP with fMP4 segments needs version 6+
+MP4: Final = "video/mp4"
+
+
+class Sender(Protocol):
+    def put(self, path: str, body: bytes, content_type: str) -> int: ...
+
+
+@dataclass(slots=True)
+class RungState:
+    rung: Rung
+    init_sent: bool = False
+    codecs: str | None = None
+    last_msn: int = -1
+
+
+@dataclass(slots=True)
+class Uploader:
+    sender: Sender
+    spool: Path
+    rungs: Sequence[Rung]
+    fps: float
+    has_audio: bool
+    segment_seconds: float
+    window: float
+    sent: int = 0
+    skipped: int = 0
+    edge_msn: int = -1
+    announced: bool = False
+    states: list[RungState] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.states = [RungState(r) for r in self.rungs]
+
+    def renditions(self) -> list[Rendition]:
+        out = []
+        for st in self.states:
+            r = st.rung
+            audio = r.audio_kbps if self.has_audio else 0
+            out.append(Rendition(
+                name=r.name, width=r.width, height=r.height,
+                bandwidth=(r.maxrate_kbps + audio) * 1000,
+                average_bandwidth=(r.video_kbps + audio) * 1000,
+                codecs=st.codecs or "", frame_rate=round(self.fps, 3),
+                playlist=f"{r.name}/index.m3u8",
+            ))
+        return out
+
+    def event(self, *, ended: bool) -> bytes:
+        import json
+
+        doc = LiveEvent(self.segment_seconds, self.window, self.renditions(), ended)
+        return (json.dumps(encode(doc)) + "\n").encode()
+
+    def master(self) -> bytes:
+        variants = [
+            Variant(r.playlist, r.bandwidth, r.average_bandwidth, r.codecs, r.width, r.height,
+                    r.frame_rate)
+            for r in self.renditions()
+        ]
+        return master_playlist(variants, PLAYLIST_VERSION).encode()
+
+    def _read_inits(self) -> bool:
+        """Codec strings from every rendition's init segment, once ffmpeg wrote them all."""
+        for st in self.states:
+            if st.codecs is not None:
+                continue
+            init = self.spool / st.rung.name / "init.mp4"
+            if not init.is_file() or init.stat().st_size == 0:
+                return False
+            data = ffprobe_json(init, "show_data", what="Encoded init segment")
+            st.codecs = codecs_from_probe(data, self.has_audio)
+        return True
+
+    def step(self) -> int:
+        """Send whatever is new; returns how many segments went out."""
+        if not self.announced:
+            if not self._read_inits():
+                return 0
+            # The event first (it names the renditions), then what each rendition needs.
+            self.sender.put("live.json", self.event(ended=False), "application/json")
+            for st in self.states:
+                init = self.spool / st.rung.name / "init.mp4"
+                self.sender.put(f"{st.rung.name}/init.mp4", init.read_bytes(), MP4)
+                st.init_sent = True
+            self.sender.put("master.m3u8", self.master(), "application/vnd.apple.mpegurl")
+            self.announced = True
+        count = 0
+        for st in self.states:
+            for msn, path in self._ready(st):
+                try:
+                    body = path.read_bytes()
+                except FileNotFoundError:
+                    self.skipped += 1  # ffmpeg rotated it out before we got to it
+                    st.last_msn = msn
+                    continue
+                try:
+                    self.sender.put(f"{st.rung.name}/{path.name}", body, MP4)
+                except ClientError:
+                    # The origin judged this copy bad or late; the other pipeline's may do.
+                    self.skipped += 1
+                st.last_msn = msn
+                self.sent += 1
+                count += 1
+        self.edge_msn = min((st.last_msn for st in self.states), default=-1)
+        return count
+
+    def _ready(self, st: RungState) -> list[tuple[int, Path]]:
+        directory = self.spool / st.rung.name
+        try:
+            text = (directory / "index.m3u8").read_text()
+        except OSError:
+            return []
+        try:
+            playlist = parse_media(text)
+        except PlaylistError:
+            return []
+        out = []
+        for seg in playlist.segments:
+            m = SEGMENT_RE.match(seg.uri)
+            if m is None:
+                raise MediaError(f"ffmpeg wrote an unexpected segment name {seg.uri!r}")
+            msn = int(m.group(1))
+            if msn > st.last_msn:
+                out.append((msn, directory / seg.uri))
+        return sorted(out)

@@ -1,0 +1,391 @@
+"""The DNS mapping compiled into lookup tables, so that a steered query never touches
+MaxMind or the prefix table: pure, no I/O (the MaxMind readers are only read).
+
+A query with an ECS source prefix of L bits (24 for IPv4; 48 or 56 for IPv6) is answered
+from the client's /L alone, so the decision is a function of the /L. Compilation has two
+stages, each rebuilt only when its inputs change:
+
+1. *Leaves* (prefix table, MaxMind data): the address space is cut into CIDR blocks
+   inside which the prefix match, its scope and the MaxMind City and ASN records (with
+   their network lengths) are constant. The cut starts at /0 and halves a block while any
+   lookup at its first address reports a network longer than the block (a network that
+   starts there and holds the first address of a block it is no longer than holds the
+   whole block); it stops at /L, where the reference looks up the /L's first address
+   too. The blocks become a sorted array of starts (bisected per query) and the index of
+   their *inputs* (the distinct tuples of lookup results).
+2. *Plans* (appliances, health, load): for each distinct input tuple, the reference's own
+   `_site_order` gives the site ranking and scope; the shedding and reach of `select` are
+   resolved once, leaving per query only the rendezvous hashes of the client's /L over
+   the first site's appliances (the spread over appliances by spare capacity), which no
+   table of 2^24 subnets per site could hold.
+
+The answer for (family, chosen addresses, scope) is encoded once and kept; a query costs
+parsing, one bisection, the hashes of one site and splicing its ID, RD bit, name as sent
+and ECS address into the prebuilt bytes. Plans whose sites shed a share of their clients
+(0 < share < 1, the overloaded case) call the reference `select` per client instead: they
+are exact, only not precompiled. `tests/steering/test_compiled.py` checks the compiled
+bytes against the reference on every MaxMind test network and a random sample.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import ipaddress
+import math
+import socket
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from steering import dns_wire
+from steering.prefixes import BITS, PrefixTable
+from steering.select import (
+    SPREAD_BITS,
+    Client,
+    GeoLookup,
+    Policy,
+    _matters,
+    _reach,
+    _shed_share,
+    _site_order,
+    select,
+)
+from steering.view import Node, Site, SteeringView
+
+# ECS source lengths compiled per IP version: resolvers send /24 and /56 (RFC 7871 §11.1);
+# /48 is what many send for IPv6 in practice.
+SOURCES: Final = {4: (24,), 6: (48, 56)}
+MAX_TEMPLATES: Final = 100_000
+MAX_FALLBACK: Final = 100_000
+_TWO64: Final = 2.0**64
+
+Inputs = tuple[object, ...]
+
+
+def _text(version: int, addr: int) -> str:
+    return str(ipaddress.IPv4Address(addr) if version == 4 else ipaddress.IPv6Address(addr))
+
+
+@dataclass(frozen=True)
+class Leaves:
+    """Stage 1 for one (IP version, source length): sorted block starts and their inputs."""
+
+    version: int
+    source: int
+    starts: list[int]
+    index: list[int]  # per block, into `inputs`
+    inputs: list[Inputs]
+    reps: list[int]  # per input tuple, the first address of one block holding it
+
+
+def build_leaves(version: int, source: int, prefixes: PrefixTable[tuple[str, ...]],
+                 geo: GeoLookup | None) -> Leaves:
+    """Cut the address space of `version` into blocks of constant lookup results."""
+    width = BITS[version]
+    starts: list[int] = []
+    index: list[int] = []
+    inputs: list[Inputs] = []
+    reps: list[int] = []
+    seen: dict[Inputs, int] = {}
+    lookup = prefixes.lookup
+    stack = [(0, 0)]
+    while stack:
+        start, plen = stack.pop()
+        m = lookup(version, start)
+        if m.value:
+            key: Inputs = ("p", m.value, min(m.scope, source))
+            need = m.scope
+        else:
+            ip = _text(version, start)
+            loc, loc_len = geo.location(ip) if geo else (None, 0)
+            number, asn_len = geo.asn(ip) if geo else (0, 0)
+            key = ("g", m.scope, loc, loc_len, number, asn_len)
+            need = max(m.scope, loc_len, asn_len)
+        if need > plen and plen < source:
+            half = 1 << (width - plen - 1)
+            stack.append((start | half, plen + 1))
+            stack.append((start, plen + 1))  # popped first: blocks come out in order
+            continue
+        i = seen.get(key)
+        if i is None:
+            i = seen[key] = len(inputs)
+            inputs.append(key)
+            reps.append(start)
+        if index and index[-1] == i:
+            continue  # same inputs as the block before: one interval
+        starts.append(start)
+        index.append(i)
+    return Leaves(version, source, starts, index, inputs, reps)
+
+
+class _SitePlan:
+    """One site of a plan: its appliances and what ranking them by a /L needs."""
+
+    __slots__ = ("keys", "nodes", "ranked", "saturated", "weights")
+
+    def __init__(self, nodes: tuple[Node, ...], ranked: bool, saturation: float) -> None:
+        self.nodes = nodes
+        self.ranked = ranked
+        self.keys = [n.id.encode() + b"\0" for n in nodes]
+        self.weights = [max(0.05, 1.0 - n.utilization) for n in nodes]
+        self.saturated = [n.utilization >= saturation for n in nodes]
+
+    def order(self, bucket: bytes) -> list[Node]:
+        """`select._rank_site` for DNS (no title): weighted rendezvous on the bucket, then
+        saturated appliances last; same floating-point steps, so the same order."""
+        if not self.ranked:
+            return list(self.nodes)
+        log = math.log
+        blake = hashlib.blake2b
+        scores = [-w / log((int.from_bytes(blake(k + bucket, digest_size=8).digest(), "big")
+                            + 0.5) / _TWO64) for k, w in zip(self.keys, self.weights, strict=True)]
+        idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        sat = self.saturated
+        nodes = self.nodes
+        return [nodes[j] for j in idx if not sat[j]] + [nodes[j] for j in idx if sat[j]]
+
+
+class _Plan:
+    """The part of `select` that does not depend on the client's /L, resolved once."""
+
+    __slots__ = ("chosen", "scope", "sites", "top")
+
+    def __init__(self, sites: list[_SitePlan], scope: int, answers: int) -> None:
+        self.sites = sites
+        self.scope = scope
+        # Without any ranked site the answer is the same for every /L of the plan.
+        self.chosen: dict[int, tuple[str, ...]] | None = None
+        if not any(s.ranked for s in sites):
+            self.chosen = {f: self.pick(b"", f, answers) for f in (4, 6)}
+        # The common case: the first site alone fills the answer (enough appliances with a
+        # distinct address of the family, none saturated), so the answer is its top
+        # `answers` by score: (hash keys, weights, addresses) per family.
+        self.top: dict[int, tuple[list[bytes], list[float], list[str]]] = {}
+        first = sites[0] if sites else None
+        if first is not None and first.ranked and not any(first.saturated):
+            for f in (4, 6):
+                addrs = [(n.addrs4 if f == 4 else n.addrs6)[:1] for n in first.nodes]
+                flat = [a[0] for a in addrs if a]
+                if len(flat) == len(addrs) >= answers and len(set(flat)) == len(flat):
+                    self.top[f] = (first.keys, first.weights, flat)
+
+    def pick(self, bucket: bytes, family: int, answers: int) -> tuple[str, ...]:
+        chosen: list[str] = []
+        for site in self.sites:
+            for node in site.order(bucket):
+                for a in node.addrs4[:1] if family == 4 else node.addrs6[:1]:
+                    if a not in chosen:
+                        chosen.append(a)
+                if len(chosen) >= answers:
+                    return tuple(chosen)
+        return tuple(chosen)
+
+
+def _site_order_of(key: Inputs, rep: Client, view: SteeringView, geo: GeoLookup | None,
+                   policy: Policy, memo: dict[tuple[object, ...], tuple[list[Site], bool, bool]],
+                   ) -> tuple[list[Site], int] | None:
+    """`select._site_order` for a block's inputs: the site order is computed once per
+    distinct (prefix sites) or (ASN, location), the scope from the block's lengths."""
+    if key[0] == "p":
+        group: tuple[object, ...] = ("p", key[1])
+    else:
+        group = ("g", key[2], key[4])
+    got = memo.get(group)
+    if got is None:
+        primary, reason, _scope = _site_order(rep, view, geo, policy)
+        # The order of `reason` "asn" with one ASN site or no location ignores loc_len.
+        loc_matters = reason != "asn" or (len(primary) > 1 and key[2] is not None)
+        # Prefix sites absent from the view fall through to MaxMind: not compiled.
+        got = memo[group] = (primary, loc_matters, key[0] != "p" or reason == "prefix")
+    primary, loc_matters, compiled = got
+    if not compiled:
+        return None
+    if key[0] == "p":
+        scope = int(key[2])  # type: ignore[call-overload]
+    else:
+        _g, m_scope, _loc, loc_len, _n, asn_len = key
+        scope = max(m_scope, asn_len)  # type: ignore[type-var]
+        if loc_matters:
+            scope = max(scope, loc_len)  # type: ignore[type-var]
+    return primary, scope  # type: ignore[return-value]
+
+
+def _plan(primary: list[Site], scope: int, version: int, source: int, view: SteeringView,
+          policy: Policy, depth: int, site_plans: dict[tuple[str, bool], _SitePlan],
+          ) -> _Plan | None:
+    """`select` up to the first use of the client's bucket; None when shedding needs it."""
+    scope = min(scope, source)
+    chosen = {s.name for s in primary}
+    if primary:
+        primary = primary + [view.sites[n] for n in view.neighbours[primary[0].name]
+                             if n not in chosen]
+    key_bits = max(scope, min(SPREAD_BITS[version], source))
+    ordered = []
+    pending = []
+    for site in primary:
+        share = _shed_share(site.utilization, policy.saturation)
+        if 0.0 < share < 1.0:
+            return None
+        if share:  # 1.0: every client of this site goes to the next one
+            pending.append(site)
+        else:
+            ordered.append(site)
+            ordered.extend(pending)
+            pending = []
+    ordered.extend(pending)
+    reach = _reach(ordered, depth, view)
+    last = max(reach.values())
+    varied = False
+    sites: list[_SitePlan] = []
+    for i, site in enumerate(ordered):
+        ranked = i <= last and len(site.nodes) > 1
+        varied = varied or (ranked and _matters(ordered, i, reach, 2))
+        sp = site_plans.get((site.name, ranked))
+        if sp is None:
+            sp = site_plans[(site.name, ranked)] = _SitePlan(site.nodes, ranked,
+                                                             policy.saturation)
+        sites.append(sp)
+        if i >= last:
+            break  # the answer never reaches further
+    return _Plan(sites, key_bits if varied else scope, depth)
+
+
+@dataclass
+class CompiledTables:
+    leaves: dict[tuple[int, int], Leaves]
+    prefixes: PrefixTable[tuple[str, ...]]
+    geo: GeoLookup | None
+
+
+def build_tables(view: SteeringView, geo: GeoLookup | None,
+                 previous: CompiledTables | None = None) -> CompiledTables:
+    """Stage 1, reused from `previous` when the prefixes and MaxMind data are the same."""
+    if (previous is not None and previous.geo is geo
+            and previous.prefixes.same_entries(view.prefixes)):
+        return previous
+    leaves = {(v, s): build_leaves(v, s, view.prefixes, geo)
+              for v, sources in SOURCES.items() for s in sources}
+    return CompiledTables(leaves, view.prefixes, geo)
+
+
+class CompiledMap:
+    """Answers steered A/AAAA queries carrying ECS at a compiled source length."""
+
+    __slots__ = ("_answers", "_fallback", "_geo", "_lookup", "_policy", "_templates", "_ttl",
+                 "_udp_payload", "_view", "build_ms", "tables")
+
+    def __init__(self, view: SteeringView, geo: GeoLookup | None, policy: Policy, *,
+                 answers: int, ttl: int, udp_payload: int,
+                 tables: CompiledTables | None = None) -> None:
+        self._view = view
+        self._geo = geo
+        self._policy = policy
+        self._answers = answers
+        self._ttl = ttl
+        self._udp_payload = udp_payload
+        started = time.perf_counter()
+        self.tables = tables if tables is not None else build_tables(view, geo)
+        self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes]] = {}
+        self._fallback: dict[tuple[int, int, int], tuple[tuple[str, ...], int]] = {}
+        self._lookup: dict[tuple[int, int], tuple[list[int], list[_Plan | None], int]] = {}
+        orders: dict[tuple[object, ...], tuple[list[Site], bool, bool]] = {}
+        site_plans: dict[tuple[str, bool], _SitePlan] = {}
+        for (version, source), lv in self.tables.leaves.items():
+            plans = []
+            for key, rep in zip(lv.inputs, lv.reps, strict=True):
+                got = _site_order_of(key, Client(version, rep, source), view, geo, policy,
+                                     orders)
+                plans.append(None if got is None else _plan(
+                    got[0], got[1], version, source, view, policy, answers, site_plans))
+            per_block = [plans[i] for i in lv.index]
+            self._lookup[(version, source)] = (lv.starts, per_block, BITS[version] - source)
+        self.build_ms = (time.perf_counter() - started) * 1000
+
+    def decide(self, version: int, addr: int, source: int,
+               family: int) -> tuple[tuple[str, ...], int] | None:
+        """(addresses of `family` to answer, ECS scope) for the client network, or None
+        when `source` is not compiled."""
+        entry = self._lookup.get((version, source))
+        if entry is None:
+            return None
+        starts, plans, shift = entry
+        plan = plans[bisect.bisect_right(starts, addr) - 1]
+        if plan is None:
+            return self._reference(version, addr, source, family)
+        if plan.chosen is not None:
+            return plan.chosen[family], plan.scope
+        bucket = f"{version}:{addr >> shift}/{source}".encode()
+        top = plan.top.get(family)
+        if top is None:
+            return plan.pick(bucket, family, self._answers), plan.scope
+        keys, weights, addrs = top
+        log = math.log
+        blake = hashlib.blake2b
+        frombytes = int.from_bytes
+        scores = [-w / log((frombytes(blake(k + bucket, digest_size=8).digest(), "big") + 0.5)
+                           / _TWO64) for k, w in zip(keys, weights, strict=True)]
+        idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        return tuple([addrs[j] for j in idx[: self._answers]]), plan.scope
+
+    def _reference(self, version: int, addr: int, source: int,
+                   family: int) -> tuple[tuple[str, ...], int]:
+        key = (version, addr, source * 8 + family)
+        done = self._fallback.get(key)
+        if done is None:
+            d = select(Client(version, addr, source), self._view, self._geo, self._policy,
+                       depth=self._answers)
+            chosen: list[str] = []
+            for node in d.nodes:
+                for a in node.addrs4[:1] if family == 4 else node.addrs6[:1]:
+                    if a not in chosen:
+                        chosen.append(a)
+                if len(chosen) >= self._answers:
+                    break
+            if len(self._fallback) >= MAX_FALLBACK:
+                self._fallback = {}
+            done = self._fallback[key] = (tuple(chosen), d.scope)
+        return done
+
+    def answer(self, q: bytes, question: bytes, qtype: int, ecs: bytes,
+               payload: int) -> bytes | None:
+        """The response after its 2 ID bytes, for a parsed steered query (IN class, A or
+        AAAA, service name checked by the caller) with a valid ECS option; None when the
+        compiled path does not apply (other source length, NODATA, too big for UDP)."""
+        family_code = ecs[1]
+        version = 4 if family_code == 1 else 6
+        source = ecs[2]
+        raw = ecs[4:]
+        width = 32 if version == 4 else 128
+        addr = int.from_bytes(raw, "big") << (width - 8 * len(raw))
+        family = 4 if qtype == 1 else 6
+        got = self.decide(version, addr, source, family)
+        if got is None or not got[0]:
+            return None
+        chosen, scope = got
+        key = (qtype, chosen, scope, ecs[:3])
+        t = self._templates.get(key)
+        if t is None:
+            t = self._template(q, question, qtype, chosen, scope, ecs)
+        heads, tail = t
+        if 12 + len(question) + len(tail) + len(raw) > payload:
+            return None  # RFC 6891 §6.2.5: the careful path sets TC
+        return heads[q[2] & 1] + question + tail + raw
+
+    def _template(self, q: bytes, question: bytes, qtype: int, chosen: tuple[str, ...],
+                  scope: int, ecs: bytes) -> tuple[tuple[bytes, bytes], bytes]:
+        """The same bytes `Responder._fill_steered` builds, split around the question and
+        the echoed ECS address."""
+        af = socket.AF_INET if qtype == 1 else socket.AF_INET6
+        answers = tuple((qtype, self._ttl, socket.inet_pton(af, a)) for a in chosen)
+        echo = ecs[:3] + bytes([scope]) + ecs[4:]
+        full = dns_wire.build_response(q[:3], question, answers=answers,
+                                       edns_payload=self._udp_payload, ecs=echo)
+        raw = len(ecs) - 4
+        heads = (bytes([full[2] & 0xFE]) + full[3:12], bytes([full[2] | 1]) + full[3:12])
+        tail = full[12 + len(question) : len(full) - raw]
+        t = (heads, tail)  # the answers point at offset 12: no byte depends on the name
+        if len(self._templates) >= MAX_TEMPLATES:
+            self._templates = {}
+        self._templates[(qtype, chosen, scope, ecs[:3])] = t
+        return t

@@ -1,0 +1,199 @@
+"""Live ingest at the origin: who may PUT what, uploads that break off are never served,
+the first good copy of each segment is kept, playlists come from what was kept, and the
+end of the event makes a VOD title."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from origin.content.app import SETTINGS_KEY, make_app
+from origin.content.settings import OriginSettings
+from tests.live_media import RENDITION, SLOT, encode, event_doc
+from vcdn.httpserve.media import IMMUTABLE, VOD_PLAYLIST
+
+TOKEN = "ingest-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TITLE = "ev"
+pytestmark = pytest.mark.slow  # encodes its media once with ffmpeg
+
+
+def settings(root: Path, **kw: object) -> OriginSettings:
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    return OriginSettings(root=root, ingest_token_sha256=(digest,), live_grace=0.0, **kw)
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(make_app(settings(tmp_path)))
+
+
+async def put(client: TestClient, path: str, body: bytes, **headers: str) -> int:
+    async with client.put(f"/v/{TITLE}/{path}", data=body, headers={**AUTH, **headers}) as r:
+        return r.status
+
+
+async def start_event(client: TestClient, window: float = 60.0) -> None:
+    assert await put(client, "live.json", json.dumps(event_doc(window)).encode()) == 201
+    assert await put(client, f"{RENDITION}/init.mp4", encode().init) == 201
+    assert await put(client, "master.m3u8", b"#EXTM3U\n") == 201
+
+
+async def playlist(client: TestClient) -> tuple[str, str]:
+    async with client.get(f"/v/{TITLE}/{RENDITION}/index.m3u8") as r:
+        assert r.status == 200
+        return await r.text(), r.headers["Cache-Control"]
+
+
+def msns(text: str) -> list[int]:
+    return [int(ln[4:-4]) for ln in text.splitlines() if ln.startswith("seg_")]
+
+
+async def test_put_without_token_is_401_and_wrong_token_403(client: TestClient) -> None:
+    async with client.put(f"/v/{TITLE}/live.json", data=b"{}") as r:
+        assert r.status == 401
+    bad = {"Authorization": "Bearer nope"}
+    async with client.put(f"/v/{TITLE}/live.json", data=b"{}", headers=bad) as r:
+        assert r.status == 403
+    assert not (Path(client.server.app[SETTINGS_KEY].root) / TITLE).exists()
+
+
+async def test_only_event_master_init_and_segments_may_be_put(client: TestClient) -> None:
+    for path in (f"{RENDITION}/index.m3u8", "manifest.json", "x/../live.json", "a/b/c.m4s"):
+        async with client.put(f"/v/{TITLE}/{path}", data=b"x", headers=AUTH) as r:
+            assert r.status in (400, 403), path
+
+
+async def test_segment_before_the_event_is_409(client: TestClient) -> None:
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", encode().segments[SLOT]) == 409
+
+
+async def test_chunked_upload_is_411_and_oversized_413(aiohttp_client, tmp_path: Path) -> None:
+    client = await aiohttp_client(make_app(settings(tmp_path, max_ingest_bytes=1000)))
+
+    async def gen():
+        yield b"{}"
+
+    async with client.put(f"/v/{TITLE}/live.json", data=gen(), headers=AUTH) as r:
+        assert r.status == 411
+    assert await put(client, "live.json", b" " * 1001) == 413
+
+
+async def test_live_event_playlist_is_built_from_kept_segments(client: TestClient) -> None:
+    await start_event(client)
+    media = encode()
+    for msn in sorted(media.segments)[:3]:
+        assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.segments[msn]) == 201
+    text, cc = await playlist(client)
+    assert cc == "public, max-age=1, stale-if-error=3"  # 1 s segments
+    assert msns(text) == [SLOT, SLOT + 1, SLOT + 2]
+    assert f"#EXT-X-MEDIA-SEQUENCE:{SLOT}" in text
+    # The shared epoch: MSN 1,000,000 of 1 s segments starts 1,000,000 s after 1970.
+    assert "#EXT-X-PROGRAM-DATE-TIME:1970-01-12T13:46:40.000Z" in text
+    assert "#EXT-X-ENDLIST" not in text
+    async with client.get(f"/v/{TITLE}/{RENDITION}/seg_{SLOT}.m4s") as r:
+        assert r.status == 200 and r.headers["Cache-Control"] == IMMUTABLE
+        assert await r.read() == media.segments[SLOT]
+
+
+async def test_first_good_copy_wins(client: TestClient) -> None:
+    await start_event(client)
+    a, b = encode("testsrc2"), encode("testsrc")
+    assert a.segments[SLOT] != b.segments[SLOT]
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", a.segments[SLOT]) == 201
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", b.segments[SLOT]) == 200
+    async with client.get(f"/v/{TITLE}/{RENDITION}/seg_{SLOT}.m4s") as r:
+        assert await r.read() == a.segments[SLOT]
+    # The other pipeline's next segment continues the same timeline: kept.
+    assert await put(client, f"{RENDITION}/seg_{SLOT + 1}.m4s", b.segments[SLOT + 1]) == 201
+    assert msns((await playlist(client))[0]) == [SLOT, SLOT + 1]
+
+
+async def test_bad_copies_are_refused_and_the_good_one_then_kept(client: TestClient) -> None:
+    await start_event(client)
+    media = encode()
+    seg = media.segments[SLOT]
+    # Truncated (a pipeline dying mid-write), junk, or under another MSN's number.
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", seg[: len(seg) // 2]) == 422
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", b"\0" * 64) == 422
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", media.segments[SLOT + 3]) == 422
+    async with client.get(f"/v/{TITLE}/{RENDITION}/seg_{SLOT}.m4s") as r:
+        assert r.status == 404
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", seg) == 201
+
+
+async def test_upload_that_breaks_off_is_never_served(client: TestClient) -> None:
+    await start_event(client)
+    seg = encode().segments[SLOT]
+    _reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"PUT /v/{TITLE}/{RENDITION}/seg_{SLOT}.m4s HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(seg)}\r\n\r\n".encode()
+        + seg[: len(seg) - 10]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()  # client gone before the last 10 bytes
+    root = Path(client.server.app[SETTINGS_KEY].root)
+    for _ in range(50):
+        if not list((root / ".vcdn-ingest").glob(".put.*")):
+            break
+        await asyncio.sleep(0.05)
+    assert list((root / ".vcdn-ingest").glob(".put.*")) == []
+    async with client.get(f"/v/{TITLE}/{RENDITION}/seg_{SLOT}.m4s") as r:
+        assert r.status == 404
+    assert not (root / TITLE / RENDITION / "index.m3u8").exists()  # nothing announced
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", seg) == 201
+
+
+async def test_window_slides_and_old_segments_go(client: TestClient) -> None:
+    await start_event(client, window=2.0)
+    media = encode()
+    for msn in sorted(media.segments):
+        assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.segments[msn]) == 201
+    text, _ = await playlist(client)
+    assert msns(text) == [SLOT + 3, SLOT + 4]
+    async with client.get(f"/v/{TITLE}/{RENDITION}/seg_{SLOT}.m4s") as r:
+        assert r.status == 404  # grace 0 in these settings
+
+
+async def test_end_of_event_makes_a_vod_title(client: TestClient) -> None:
+    await start_event(client)
+    media = encode()
+    for msn in sorted(media.segments):
+        assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.segments[msn]) == 201
+    assert await put(client, "live.json", json.dumps(event_doc(ended=True)).encode()) == 200
+    text, cc = await playlist(client)
+    assert cc == VOD_PLAYLIST
+    assert text.rstrip().endswith("#EXT-X-ENDLIST") and len(msns(text)) == len(media.segments)
+    async with client.get(f"/v/{TITLE}/manifest.json") as r:
+        manifest = await r.json(content_type=None)
+    paths = {f["path"] for f in manifest["files"]}
+    assert f"{RENDITION}/seg_{SLOT}.m4s" in paths and "master.m3u8" in paths
+    assert "live.json" not in paths
+    assert manifest["duration"] == pytest.approx(len(media.segments), abs=0.1)
+    assert await put(client, f"{RENDITION}/seg_{SLOT + 9}.m4s", b"x" * 10) == 409
+
+
+async def test_restart_reloads_the_event_from_disk(aiohttp_client, tmp_path: Path) -> None:
+    first = await aiohttp_client(make_app(settings(tmp_path)))
+    await start_event(first)
+    media = encode()
+    assert await put(first, f"{RENDITION}/seg_{SLOT}.m4s", media.segments[SLOT]) == 201
+    await first.close()
+    again = await aiohttp_client(make_app(settings(tmp_path)))
+    assert await put(again, f"{RENDITION}/seg_{SLOT}.m4s", media.segments[SLOT]) == 200
+    assert await put(again, f"{RENDITION}/seg_{SLOT + 1}.m4s", media.segments[SLOT + 1]) == 201
+    assert msns((await playlist(again))[0]) == [SLOT, SLOT + 1]
+
+
+async def test_packaged_vod_title_cannot_become_live(aiohttp_client, store) -> None:
+    root, _ = store
+    client = await aiohttp_client(make_app(settings(root)))
+    async with client.put("/v/t/live.json", data=json.dumps(event_doc()), headers=AUTH) as r:
+        assert r.status == 409

@@ -1,0 +1,77 @@
+"""The decision state replicas share, on both stores: stored plans, the epoch, the lease."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from origin.control.store import open_store
+from origin.control.store_plans import PostgresLease, StoredPlan, lock_key
+from tests.origin.control.conftest import drop_schema, fresh_schema
+from vcdn.schemas import Registration
+
+
+def plan(a: str, epoch: int, inputs: str, text: str) -> StoredPlan:
+    return StoredPlan(a, epoch, inputs, 1.0, text)
+
+
+async def test_the_first_offer_of_an_epoch_and_inputs_wins(db_url: str) -> None:
+    store = await open_store(db_url)
+    try:
+        assert await store.plan_epoch() == 0
+        assert (await store.offer_plan(plan("a1", 0, "x", "first"))).manifest == "first"
+        # A second replica offering the same epoch and inputs gets the first's plan.
+        assert (await store.offer_plan(plan("a1", 0, "x", "second"))).manifest == "first"
+        # The site changed (other inputs), or a later epoch: replaced.
+        assert (await store.offer_plan(plan("a1", 0, "y", "third"))).manifest == "third"
+        assert (await store.offer_plan(plan("a1", 1, "y", "fourth"))).manifest == "fourth"
+        # An older epoch never overwrites a newer plan.
+        assert (await store.offer_plan(plan("a1", 0, "z", "old"))).manifest == "fourth"
+        assert set(await store.fill_plans(["a1", "a2"])) == {"a1"}
+    finally:
+        await store.close()
+
+
+async def test_advancing_the_epoch_is_compare_and_set(db_url: str) -> None:
+    store = await open_store(db_url)
+    try:
+        reg = Registration(id="a1", site="s1", public_url="http://a1:1", capacity_bytes=10)
+        await store.put_appliance(reg, 1.0)
+        await store.offer_plan(plan("gone", 0, "x", "of a deleted appliance"))
+        assert await store.advance_plans(0, [plan("a1", 1, "x", "job")], 2.0)
+        assert not await store.advance_plans(0, [plan("a1", 1, "x", "late")], 3.0)
+        assert await store.plan_epoch() == 1
+        stored = await store.fill_plans(["a1", "gone"])
+        assert {a: p.manifest for a, p in stored.items()} == {"a1": "job"}
+    finally:
+        await store.close()
+
+
+async def test_one_lease_holder_per_schema_and_release_hands_it_over(
+    postgres_url: str,
+) -> None:
+    names = []
+    try:
+        name, url = await fresh_schema(postgres_url)
+        names.append(name)
+        other_name, other_url = await fresh_schema(postgres_url)
+        names.append(other_name)
+        first, second, elsewhere = PostgresLease(url), PostgresLease(url), PostgresLease(other_url)
+        assert await first.hold()
+        assert not await second.hold()
+        assert await first.hold()  # kept while its session lives
+        assert await elsewhere.hold()  # another schema has a key of its own
+        assert first.key == lock_key("test", name) != elsewhere.key
+        # The holder's session dies (as when its process is killed): the lock is free.
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            assert first.pid is not None
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", first.pid)
+        finally:
+            await conn.close()
+        assert await second.hold()
+        assert not await first.hold()
+        for lease in (first, second, elsewhere):
+            await lease.release()
+    finally:
+        for n in names:
+            await drop_schema(postgres_url, n)

@@ -1,0 +1,177 @@
+"""The compiled DNS mapping answers byte for byte what the reference `select` path does:
+every network of the MaxMind test data, a large random sample, prefix edge cases."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import dns.edns
+import dns.message
+import maxminddb
+import pytest
+
+from steering.compiled import CompiledMap, build_tables
+from steering.dns_answer import Responder, ZoneConfig
+from steering.geo import Geo
+from steering.select import Policy, select
+from steering.view import SteeringView, build_view
+from tests.steering.conftest import ASN, CITY, standard_appliances
+from tests.steering.fakes import appliance
+from vcdn.schemas import ApplianceView, decode
+
+GEO = Geo(CITY, ASN)
+POLICY = Policy(default_site="lon")
+EDGE_PREFIXES = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.128/25", "10.1.3.0/26",
+                 "2001:db8:100::/48", "2001:db8:100:ab00::/56", "2001:db8:200::/40"]
+
+
+def items() -> list[dict[str, Any]]:
+    """Sites with IPv4 and IPv6 appliances, nested prefixes, one site over saturation
+    (sheds a share: the per-client fallback) and one far over it (sheds everyone)."""
+    out = standard_appliances()
+    out += [
+        appliance("v6-1", "fra", "http://[2001:db8::1]:8080", lat=50.1, lon=8.7,
+                  prefixes=["10.1.0.0/16", "2001:db8:100::/48"]),
+        appliance("v6-2", "fra", "http://[2001:db8::2]:8080", lat=50.1, lon=8.7, rps=9000.0),
+        appliance("v6-3", "fra", "http://[2001:db8::3]:8080", lat=50.1, lon=8.7),
+        appliance("nyc-1", "nyc", "http://127.0.5.1:8080", lat=40.7, lon=-74.0,
+                  prefixes=["10.0.0.0/8", "10.1.2.128/25", "2001:db8:100:ab00::/56"]),
+        appliance("nyc-2", "nyc", "http://[2001:db8::5]:8080", lat=40.7, lon=-74.0),
+        appliance("hot-1", "hot", "http://127.0.6.1:8080", lat=35.7, lon=139.7, rps=18000.0,
+                  prefixes=["10.1.2.0/24", "2001:db8:200::/40"]),
+        appliance("hot-2", "hot", "http://127.0.6.2:8080", lat=35.7, lon=139.7, rps=18000.0),
+        appliance("full-1", "full", "http://127.0.7.1:8080", lat=-33.9, lon=151.2,
+                  rps=40000.0, prefixes=["10.1.3.0/26"]),
+    ]
+    return out
+
+
+def make(view: SteeringView) -> tuple[Responder, Responder]:
+    zone = ZoneConfig.make("cdn.example.")
+
+    def decide(c: Any) -> Any:
+        return select(c, view, GEO, POLICY, depth=2)
+
+    compiled = CompiledMap(view, GEO, POLICY, answers=2, ttl=zone.ttl,
+                           udp_payload=zone.udp_payload)
+    return Responder(zone, decide), Responder(zone, decide, compiled)
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[Responder, Responder]:
+    return make(build_view([decode(ApplianceView, a) for a in items()]))
+
+
+def query(net: str, rdtype: str, name: str = "edge.cdn.example.") -> bytes:
+    q = dns.message.make_query(name, rdtype, use_edns=0,
+                               options=[dns.edns.ECSOption.from_text(net)])
+    return q.to_wire()
+
+
+def networks(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Iterator[str]:
+    """The client networks (/24; /48 and /56) at both ends of `net`, and just outside."""
+    sources = (24,) if net.version == 4 else (48, 56)
+    width = net.max_prefixlen
+    lo, hi = int(net.network_address), int(net.broadcast_address)
+    for s in sources:
+        for a in (lo - (1 << (width - s)), lo, hi, hi + (1 << (width - s))):
+            if 0 <= a < 1 << width:
+                yield str(ipaddress.ip_network((a >> (width - s) << (width - s), s)))
+
+
+def check(pair: tuple[Responder, Responder], nets: Iterator[str] | list[str]) -> int:
+    ref, fast = pair
+    n = 0
+    for net in nets:
+        for rdtype, name in (("A", "edge.cdn.example."), ("AAAA", "EdGe.CDN.example.")):
+            q = query(net, rdtype, name)
+            assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1"), (net, rdtype)
+            n += 1
+    return n
+
+
+def test_every_maxmind_test_network_answers_as_the_reference(
+        pair: tuple[Responder, Responder]) -> None:
+    before = pair[1].compiled_answers
+    total = 0
+    for path in (CITY, ASN):
+        with maxminddb.open_database(str(path)) as reader:
+            for network, _record in reader:
+                total += check(pair, networks(network))
+    assert total > 2000
+    assert pair[1].compiled_answers - before > total // 2  # the compiled path did answer
+
+
+def test_random_sample_answers_as_the_reference(pair: tuple[Responder, Responder]) -> None:
+    rng = random.Random(15)
+    nets = []
+    for _ in range(2500):
+        nets.append(str(ipaddress.ip_network((rng.getrandbits(32) >> 8 << 8, 24))))
+        s = rng.choice((48, 56))
+        nets.append(str(ipaddress.ip_network((rng.getrandbits(128) >> (128 - s) << (128 - s),
+                                              s))))
+    for p in EDGE_PREFIXES:  # dense sampling inside the nested prefixes
+        net = ipaddress.ip_network(p)
+        s = 24 if net.version == 4 else 56
+        for _ in range(120):
+            a = int(net.network_address) + rng.randrange(net.num_addresses)
+            w = net.max_prefixlen
+            nets.append(str(ipaddress.ip_network((a >> (w - s) << (w - s), s))))
+    before = pair[1].compiled_answers
+    check(pair, nets)
+    assert pair[1].compiled_answers - before > len(nets)
+
+
+def test_prefix_edges_longest_match_and_ipv6(pair: tuple[Responder, Responder]) -> None:
+    for p in EDGE_PREFIXES:
+        check(pair, networks(ipaddress.ip_network(p)))
+    _ref, fast = pair
+    # Longest match: 10.1.2.128/25 (nyc) inside 10.1.2.0/24 (hot) inside 10.1.0.0/16 (fra).
+    inner = dns.message.from_wire(fast.answer(query("10.1.2.0/24", "A"), "192.0.2.1") or b"")
+    assert next(r.address for r in inner.answer[0]).startswith("127.0.6.")
+    six = dns.message.from_wire(fast.answer(query("2001:db8:100:ab00::/56", "AAAA"),
+                                            "192.0.2.1") or b"")
+    assert next(r.address for r in six.answer[0]) == "2001:db8::5"
+
+
+def _answer(r: Responder, net: str, rdtype: str) -> tuple[list[str], int]:
+    m = dns.message.from_wire(r.answer(query(net, rdtype), "192.0.2.1") or b"")
+    (ecs,) = [o for o in m.options if o.otype == dns.edns.OptionType.ECS]
+    return [rd.address for rr in m.answer for rd in rr], ecs.scopelen  # type: ignore[attr-defined]
+
+
+def test_ecs_scope_tells_the_truth(pair: tuple[Responder, Responder]) -> None:
+    """RFC 7871 §7.2.1: every client network inside the answered scope gets that answer."""
+    _ref, fast = pair
+    rng = random.Random(7)
+    wide = 0
+    for _ in range(300):
+        a = rng.getrandbits(32) >> 8 << 8
+        addrs, scope = _answer(fast, str(ipaddress.ip_network((a, 24))), "A")
+        assert 0 <= scope <= 24
+        if scope < 24:
+            wide += 1
+            base = a >> (32 - scope) << (32 - scope) if scope else 0
+            for _ in range(3):
+                other = base + (rng.randrange(1 << (24 - scope)) << 8)
+                assert _answer(fast, str(ipaddress.ip_network((other, 24))), "A")[0] == addrs
+    # Narrow answers happen where a site spreads /24s over appliances; wide ones elsewhere.
+    assert _answer(fast, "10.1.2.128/24", "A")[1] == 24
+    assert wide > 0
+
+
+def test_a_new_view_recompiles_and_reuses_unchanged_tables() -> None:
+    view = build_view([decode(ApplianceView, a) for a in items()])
+    first = CompiledMap(view, GEO, POLICY, answers=2, ttl=20, udp_payload=1232)
+    changed = items()
+    for a in changed:
+        if a["id"] == "nyc-2":
+            a["state"] = "stale"
+    view2 = build_view([decode(ApplianceView, a) for a in changed])
+    same = build_tables(view2, GEO, first.tables)
+    assert same is first.tables  # same prefixes and MaxMind data: stage 1 kept
+    ref, fast = make(view2)
+    check((ref, fast), ["10.1.2.0/24", "10.1.2.128/24", "2001:db8:200::/48"])
