@@ -42,7 +42,7 @@ from edge.settings import EdgeSettings
 from edge.workers import start_edge
 from vcdn.control_client import ControlClient
 from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
-from vcdn.httpserve.server import ServerLimits, start
+from vcdn.httpserve.server import start
 from vcdn.logs import event
 from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
 
@@ -66,6 +66,7 @@ def edge_settings(s: ApplianceSettings) -> EdgeSettings:
         workers=1,
         read_timeout=s.upstream_timeout,
         log_level=s.log_level,
+        **vars(s.http_limits()),
     )
 
 
@@ -273,7 +274,7 @@ class Appliance:
                         app, self.edge.settings, shutdown_timeout=s.drain_timeout
                     )
                 else:
-                    runner, url = await start(app, host, port, ServerLimits())
+                    runner, url = await start(app, host, port, s.http_limits())
             except OSError as exc:
                 key = "port" if name == "public" else "admin_port"
                 raise ConfigError(

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from appliance.bgp import BgpPeer
 from appliance.schedule import FillWindow
 from vcdn.errors import ConfigError
+from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes, load_settings
 from vcdn.tokens import parse_keys
 
@@ -31,8 +32,9 @@ SECRETS: Final = frozenset({"control_token", "operator_token", "signing_keys"})
 
 
 @dataclass(frozen=True)
-class ApplianceSettings:
-    """Everything one appliance needs; see packaging/appliance.toml for each key."""
+class ApplianceSettings(HttpLimits):
+    """Everything one appliance needs; see packaging/appliance.toml for each key. The
+    listener limits (`vcdn.httplimits.HttpLimits`) hold for the public and admin ports."""
 
     id: str
     site: str

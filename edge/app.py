@@ -38,7 +38,8 @@ from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
 from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
-from vcdn.errors import BadToken, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
+from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
@@ -164,7 +165,7 @@ def make_app(
 ) -> web.Application:
     """The edge application. `edge` lets the appliance share its `Edge`; `upstreams`
     replaces the HTTP upstreams (unit tests)."""
-    app = web.Application(middlewares=[_limits_middleware])
+    app = web.Application(middlewares=[_errors_middleware])
     the_edge = edge or Edge(settings)
     app[EDGE_KEY] = the_edge
     app[REGISTRY_KEY] = the_edge.registry
@@ -184,16 +185,8 @@ def make_app(
 
 
 @web.middleware
-async def _limits_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    limit = request.app[EDGE_KEY].settings.max_header_bytes
-    total = sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + len(request.raw_path)
-    if total > limit:
-        event(log, "request_rejected", logging.WARNING, reason="header_too_large", bytes=total)
-        return error_response(
-            431,
-            "request_header_fields_too_large",
-            f"The request head is {total} bytes; this edge accepts at most {limit}.",
-        )
+async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    # Head and body limits are the listener's (`vcdn.httplimits`), before any routing.
     try:
         return await handler(request)
     except BadToken as exc:
@@ -257,7 +250,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
-    path = video_path(rest)
+    try:
+        path = video_path(rest)
+    except ClientError as exc:
+        _refused(request, str(exc))
+        raise
     return await serve(
         request,
         edge,
@@ -267,6 +264,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         target=edge.video_target(title, path),
         # A valid token is steering's word that the title is in the catalog.
         catalog=signed,
+    )
+
+
+def _refused(request: web.Request, reason: str) -> None:
+    event(
+        log, "request_refused", logging.INFO, path=request.raw_path[:200], reason=reason,
+        peer=request.remote,
     )
 
 
@@ -321,8 +325,7 @@ async def serve(
             stats.request("negative", title)
             return _negative_response(request, negative)
         if (
-            request.method == "GET"
-            and "Range" in request.headers
+            (request.method == "HEAD" or "Range" in request.headers)
             and edge.fills.inflight(key) is None
             and not (catalog or (title and edge.store.is_pinned_title(title)))
         ):
@@ -418,25 +421,33 @@ async def _range_pass(
     path: str,
     target: Callable[[Upstream], str],
 ) -> web.StreamResponse:
-    """A range miss of an object nobody asked this edge to hold: ask the upstream for the
-    range only and relay it unstored, so a 1-byte range never costs a 100 MiB object. An
-    object of at most `range_fill_max` bytes is then filled whole in the background (at
-    most that many bytes more), so small files still become hits."""
+    """A range (or HEAD) miss of an object nobody asked this edge to hold: ask the
+    upstream for the range only (HEAD as HEAD) and relay it unstored, so a 1-byte range
+    never costs a 100 MiB object. An object of at most `range_fill_max` bytes is then
+    filled whole in the background (at most that many bytes more), so small files still
+    become hits."""
     assert edge.chain is not None
-    headers = {"Via": VIA, "Range": request.headers["Range"]}
-    if_range = request.headers.get("If-Range")
-    if if_range is not None:
-        headers["If-Range"] = if_range
-    up = await edge.chain.fetch("GET", target, headers)
+    headers = {"Via": VIA}
+    for name in ("Range", "If-Range"):
+        value = request.headers.get(name)
+        if value is not None:
+            headers[name] = value
+    method = request.method
+    up = await edge.chain.fetch(method, target, headers)
     length = up.headers.get("Content-Length", "")
-    if up.status == 200 and length.isdigit() and int(length) <= edge.settings.range_fill_max:
+    if (
+        method == "GET"
+        and up.status == 200
+        and length.isdigit()
+        and int(length) <= edge.settings.range_fill_max
+    ):
         # The upstream ignores ranges and the object is small: fill it and answer the
         # range from the cache (one more fetch of at most `range_fill_max` bytes).
         up.close()
         return await serve(
             request, edge, key=key, title=title, path=path, target=target, catalog=True
         )
-    if up.status == 206:
+    if method == "GET" and up.status == 206:
         total = up.headers.get("Content-Range", "").rpartition("/")[2]
         if total.isdigit() and int(total) <= edge.settings.range_fill_max:
             task = asyncio.create_task(_fill_behind(edge, key, title, path, target))
@@ -561,7 +572,11 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         and "no-store" not in req_cc
     )
     # The key is the target sent upstream, byte for byte (edge.keys).
-    raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+    try:
+        raw = proxy_target(request.raw_path, edge.settings.query_policy if cacheable else "keep")
+    except ClientError as exc:
+        _refused(request, str(exc))
+        raise
 
     def target(_up: Upstream) -> str:
         return raw
@@ -570,7 +585,9 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         return await serve(
             request, edge, key=raw, title="", path=raw.partition("?")[0], target=target
         )
-    body = request.content.iter_any() if request.body_exists else None
+    body = (
+        read_limited(request, edge.settings.max_body_bytes) if request.body_exists else None
+    )
     up = await edge.chain.fetch(method, target, _forward_headers(request), body, use_peers=False)
     if freshness.invalidates(method, up.status):
         for key in _invalidated(raw, up, request):

@@ -35,6 +35,7 @@ from edge.serve import cache_control_of, on_disk
 from edge.store import Entry, object_key
 from vcdn import tokens
 from vcdn.errors import VcdnError
+from vcdn.httplimits import HEAD_TIMEOUT_RESPONSE, HttpLimits
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.plan import Plan, plan_response
 from vcdn.httpserve.send import direct_socket, send_direct
@@ -91,6 +92,8 @@ class FastProtocol(asyncio.Protocol):
     __slots__ = (
         "_buf",
         "_edge",
+        "_head_timeout",
+        "_head_timer",
         "_idle",
         "_last",
         "_server",
@@ -99,10 +102,12 @@ class FastProtocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, server: web.Server, edge: Edge, keepalive_timeout: float) -> None:
+    def __init__(self, server: web.Server, edge: Edge, limits: HttpLimits) -> None:
         self._server = server
         self._edge = edge
-        self._timeout = keepalive_timeout
+        self._timeout = limits.keepalive_timeout
+        self._head_timeout = limits.header_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
         self._buf = bytearray()
         #: aiohttp's Server looks at this on connection_lost; we never run a task.
         self._task_handler: asyncio.Task[None] | None = None
@@ -134,6 +139,8 @@ class FastProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
         self._server.connection_lost(self, exc)  # type: ignore[arg-type]
         self.transport = None
 
@@ -161,6 +168,12 @@ class FastProtocol(asyncio.Protocol):
             if end < 0:
                 if len(self._buf) > limit:
                     self._hand_off()
+                elif self._buf and self._head_timer is None:
+                    # A head in progress must end within the head timeout (slowloris);
+                    # armed once per head, so dribbled bytes do not push it back.
+                    self._head_timer = asyncio.get_running_loop().call_later(
+                        self._head_timeout, self._head_expired
+                    )
                 return
             head = parse_head(bytes(self._buf[:end]), limit)
             reply = (
@@ -172,11 +185,20 @@ class FastProtocol(asyncio.Protocol):
                 self._hand_off()
                 return
             del self._buf[: end + 4]
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
             self.transport.write(reply)
             self._last = asyncio.get_running_loop().time()
             if head is not None and not head.keep_alive:
                 self.transport.close()
                 return
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport is not None and self._buf:
+            self.transport.write(HEAD_TIMEOUT_RESPONSE)
+            self.close()
 
     def _hand_off(self) -> None:
         """Give the connection and every unread byte to aiohttp for good."""
@@ -184,6 +206,9 @@ class FastProtocol(asyncio.Protocol):
         assert transport is not None
         if self._idle is not None:
             self._idle.cancel()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         self._server.connection_lost(self, None)  # type: ignore[arg-type]
         self._edge.stats.handoffs += 1
         handler = self._server()
@@ -413,7 +438,7 @@ def _read(path: str, size: int) -> bytes | None:
 class FastSite(web.BaseSite):
     """A listening socket whose connections start in `FastProtocol`."""
 
-    __slots__ = ("_edge", "_keepalive", "_sock")
+    __slots__ = ("_edge", "_limits", "_sock")
 
     def __init__(
         self,
@@ -421,14 +446,14 @@ class FastSite(web.BaseSite):
         sock: Any,
         edge: Edge,
         *,
-        keepalive_timeout: float,
+        limits: HttpLimits,
         shutdown_timeout: float,
         backlog: int,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._sock = sock
         self._edge = edge
-        self._keepalive = keepalive_timeout
+        self._limits = limits
 
     @property
     def name(self) -> str:
@@ -441,7 +466,7 @@ class FastSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: FastProtocol(server, self._edge, self._keepalive),
+            lambda: FastProtocol(server, self._edge, self._limits),
             sock=self._sock,
             backlog=self._backlog,
         )

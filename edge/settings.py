@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Literal
 
 from vcdn.errors import ConfigError
+from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes
 from vcdn.tokens import parse_keys
 
 
 @dataclass(frozen=True)
-class EdgeSettings:
+class EdgeSettings(HttpLimits):
+    """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; the fast path keeps
+    them too."""
+
     cache_dir: Path
     #: Parent edge or origin base URL (``http://origin:8000``).
     upstream: str
@@ -47,10 +51,6 @@ class EdgeSettings:
     ram_object_max: Bytes = 256 * 1024
     #: A range starting this far past what a fill has written is fetched upstream directly.
     far_ahead: Bytes = 4 * 1024**2
-    max_connections: int = 10000
-    keepalive_timeout: float = 20.0
-    #: Request heads larger than this (all field lines) get 431 (RFC 6585 §5).
-    max_header_bytes: Bytes = 16 * 1024
     #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
     #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
     query_policy: Literal["keep", "ignore"] = "keep"
@@ -65,6 +65,7 @@ class EdgeSettings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.capacity <= 0:
             raise ConfigError("Setting 'capacity' must be a positive byte size such as 10GiB.")
         if not self.upstream.startswith(("http://", "https://")):

@@ -136,6 +136,12 @@ class ReconcileReport:
 _NO_HEADERS: Final[tuple[tuple[str, str], ...]] = ()
 
 
+def _per_user(headers: str) -> bool:
+    """An object stored with Set-Cookie (by a version that still stored those): never
+    to be served to anyone again (docs/security.md, "Shared cache")."""
+    return headers != "[]" and '"set-cookie"' in headers.lower()
+
+
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
@@ -260,13 +266,15 @@ class CacheStore:
                 with os.scandir(sub) as it:
                     for de in it:
                         on_disk[de.name] = de.stat().st_size
-            rows = self._db.execute("SELECT id, file, size, sha256, state FROM objects").fetchall()
+            rows = self._db.execute(
+                "SELECT id, file, size, sha256, state, headers FROM objects"
+            ).fetchall()
             drop: list[int] = []
             ready: list[int] = []
             known: set[str] = set()
-            for id_, file, size, sha256, state in rows:
+            for id_, file, size, sha256, state, headers in rows:
                 have = on_disk.get(file)
-                if have != size:
+                if have != size or _per_user(headers):
                     drop.append(id_)
                     continue
                 if state != "ready":

@@ -20,6 +20,7 @@ Targets are sent exactly as given (``encoded=True``): the HTTP client must not n
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -31,6 +32,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from vcdn.errors import CircuitOpen, UpstreamError, UpstreamTimeout
+from vcdn.logs import event
+
+log = logging.getLogger("vcdn.edge.upstream")
 
 Kind = Literal["peer", "origin"]
 #: Statuses that say the upstream (not the request) is in trouble: retry and count them.
@@ -244,7 +248,7 @@ class HttpUpstream:
                         response_time=time.time(),
                         resp=resp,
                     )
-                self.breaker.failure(target)
+                self._failed(target, f"status {resp.status}")
                 if attempt >= retries or not self.breaker.allow():
                     return UpstreamResponse(
                         resp.status,
@@ -259,11 +263,20 @@ class HttpUpstream:
                 attempt += 1
                 await asyncio.sleep(self._delay(attempt))
                 continue
-            self.breaker.failure()
+            self._failed(None, str(error))
             if attempt >= retries or not self.breaker.allow():
                 raise error
             attempt += 1
             await asyncio.sleep(self._delay(attempt))
+
+    def _failed(self, target: str | None, why: str) -> None:
+        was_closed = self.breaker.state == "closed"
+        self.breaker.failure(target)
+        if was_closed and self.breaker.state != "closed":
+            event(
+                log, "breaker_opened", logging.WARNING, upstream=self.name, last_error=why,
+                seconds=self.breaker.reset_after,
+            )
 
     def _delay(self, attempt: int) -> float:
         # Full jitter: retries of many edges do not arrive in lockstep.

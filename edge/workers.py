@@ -24,7 +24,8 @@ from aiohttp import web
 
 from edge.settings import EdgeSettings
 from vcdn.errors import ConfigError
-from vcdn.httpserve.server import ServerLimits, cap_connections
+from vcdn.httplimits import install as install_limits
+from vcdn.httpserve.server import BACKLOG
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.edge")
@@ -32,19 +33,6 @@ log = logging.getLogger("vcdn.edge")
 RESTART_PAUSE: Final = 1.0
 DRAIN_SECONDS: Final = 10.0
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
-
-
-def limits_of(settings: EdgeSettings) -> ServerLimits:
-    # aiohttp's own per-field limit sits at our whole-head limit, so an oversized head
-    # reaches the edge's middleware and gets 431 rather than the parser's 400.
-    return ServerLimits(
-        max_line_size=settings.max_header_bytes,
-        max_field_size=settings.max_header_bytes,
-        max_headers=128,
-        keepalive_timeout=settings.keepalive_timeout,
-        max_connections=settings.max_connections,
-        shutdown_timeout=DRAIN_SECONDS,
-    )
 
 
 def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
@@ -72,28 +60,24 @@ async def start_edge(
     from edge.app import EDGE_KEY
     from edge.fastpath import FastSite, install_request_fast_path
 
-    limits = limits_of(settings)
-    if shutdown_timeout is not None:
-        limits = dataclasses.replace(limits, shutdown_timeout=shutdown_timeout)
+    limits = settings.http_limits()
+    grace = DRAIN_SECONDS if shutdown_timeout is None else shutdown_timeout
     runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=limits.shutdown_timeout,
-        **limits.handler_args(),
+        app, handle_signals=False, access_log=None, shutdown_timeout=grace,
+        **limits.runner_args(),
     )
     await runner.setup()
     assert runner.server is not None
-    cap_connections(runner.server, limits.max_connections)
     install_request_fast_path(runner.server, app[EDGE_KEY])
+    install_limits(runner.server, limits)  # outermost: hits answered before routing too
     sock, port = _reserve(settings.host, settings.port)
     site = FastSite(
         runner,
         sock,
         app[EDGE_KEY],
-        keepalive_timeout=limits.keepalive_timeout,
-        shutdown_timeout=limits.shutdown_timeout,
-        backlog=limits.backlog,
+        limits=limits,
+        shutdown_timeout=grace,
+        backlog=BACKLOG,
     )
     await site.start()
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -73,6 +74,15 @@ def probe_live(live: LiveSource) -> Source:
     return parse_source(data, live.spec, live=True)
 
 
+def running_entry(req: LiveRequest, up: Uploader) -> TitleManifest:
+    """The catalog entry of a running event: renditions known, files not (they change
+    every segment, and appliances pull them through rather than fill them)."""
+    return TitleManifest(
+        title=req.title, duration=0.0, segment_seconds=req.segment_seconds, format="fmp4",
+        single_file=False, renditions=up.renditions(), files=[], live=True,
+    )
+
+
 def progress_line(title: str, up: Uploader, p: Progress | None, started: float, seg: float) -> str:
     """``live t1: edge #N at HH:MM:SS, drift +0.3 s, dropped 0 frames, 12 segments``."""
     edge = up.edge_msn
@@ -85,8 +95,13 @@ def progress_line(title: str, up: Uploader, p: Progress | None, started: float, 
     )
 
 
-def run_live(req: LiveRequest, err: TextIO | None, interval: float) -> LiveResult:
-    """Run the pipeline until the input ends; VcdnError if it cannot run."""
+def run_live(
+    req: LiveRequest, err: TextIO | None, interval: float,
+    on_announced: Callable[[TitleManifest], None] | None = None,
+) -> LiveResult:
+    """Run the pipeline until the input ends; VcdnError if it cannot run. `on_announced`
+    gets the running event's catalog entry (``live=True``, no files yet) once the origin
+    has the event, e.g. to register it so that steering hands out playback URLs."""
     ffmpeg = find_tool("ffmpeg")
     source = probe_live(req.source)
     rungs = plan(req.heights, source.video.geometry)
@@ -102,7 +117,7 @@ def run_live(req: LiveRequest, err: TextIO | None, interval: float) -> LiveResul
                       req.segment_seconds, req.window)
         start = slot_time(slot, req.segment_seconds)
         time.sleep(max(0.0, start - time.time()))
-        code = _run(argv, spool / "ffmpeg.log", up, req, err, interval, start)
+        code = _run(argv, spool / "ffmpeg.log", up, req, err, interval, start, on_announced)
         up.step()
         if code != 0:
             words = last_words(spool / "ffmpeg.log")
@@ -117,7 +132,7 @@ def run_live(req: LiveRequest, err: TextIO | None, interval: float) -> LiveResul
 
 def _run(
     argv: list[str], log: Path, up: Uploader, req: LiveRequest, err: TextIO | None,
-    interval: float, started: float,
+    interval: float, started: float, on_announced: Callable[[TitleManifest], None] | None,
 ) -> int:
     latest: list[Progress] = []
     parser = ProgressParser()
@@ -141,6 +156,9 @@ def _run(
             while proc.poll() is None:
                 try:
                     up.step()
+                    if on_announced is not None and up.announced:
+                        on_announced(running_entry(req, up))
+                        on_announced = None
                 except VcdnError as exc:
                     if err is not None:
                         print(f"vcdn live: {exc}", file=err, flush=True)

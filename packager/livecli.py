@@ -26,6 +26,7 @@ from packager.live import LiveRequest, run_live
 from packager.livegraph import LiveSource, parse_source_spec
 from packager.register import TOKEN_ENV, register
 from vcdn.errors import VcdnError
+from vcdn.schemas import TitleManifest
 from vcdn.settings import env_value
 
 INGEST_TOKEN_ENV: Final = "VCDN_INGEST_TOKEN"
@@ -99,9 +100,23 @@ def main(argv: list[str]) -> int:
         heights=args.ladder, segment_seconds=args.segment_seconds, window=args.window,
         preset=args.preset,
     )
+    def announce(entry: TitleManifest) -> None:
+        if not args.control:
+            return
+        try:
+            register(args.control, entry, token)
+        except VcdnError as exc:
+            print(f"vcdn live: registering the running event failed: {exc}", file=err)
+        else:
+            if not args.quiet:
+                print(f"Registered live event '{args.title}' with the control API.", file=out,
+                      flush=True)
+
     try:
         with _sigterm_interrupts():
-            result = run_live(request, None if args.quiet else err, args.progress_interval)
+            result = run_live(
+                request, None if args.quiet else err, args.progress_interval, announce
+            )
     except KeyboardInterrupt:
         print("vcdn live: interrupted; the event stays live on the origin.", file=err)
         return 130

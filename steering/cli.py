@@ -15,7 +15,6 @@ import signal
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from steering import dns_server
 from steering.geo import Geo
@@ -26,6 +25,7 @@ from steering.sync import ControlClient
 from steering.workers import Supervisor, default_workers, reserve
 from vcdn.control_client import URLS_ENV
 from vcdn.errors import ConfigError
+from vcdn.httpserve.server import start
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
 
@@ -71,30 +71,30 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None)
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as session:
         control = ControlClient(session, settings.control, settings.control_token)
-        if worker is not None:
-            # A worker joins ports that others already serve (start-up, reload): it takes
-            # its share of queries only with a view, or once the control plane has failed
-            # to give one.
-            await steering.poll_once(control)
-        runner = web.AppRunner(make_app(steering, control), access_log=None)
-        await runner.setup()
+        # Listen with a view, or once the control plane has failed to give one: an empty
+        # view answers NODATA, and a worker joins ports that others already serve.
+        await steering.poll_once(control)
         try:
-            udp, tcp, dns_port = await dns_server.start(steering.responder, settings.host,
-                                                        settings.dns_port,
-                                                        reuse_port=worker is not None)
-            site = web.TCPSite(runner, settings.host, settings.http_port,
-                               reuse_port=True if worker is not None else None)
-            await site.start()
+            udp, tcp, dns_port = await dns_server.start(
+                steering.responder, settings.host, settings.dns_port,
+                reuse_port=worker is not None, limits=dns_server.TcpLimits.of(settings))
         except OSError as exc:
-            await runner.cleanup()
             raise ConfigError(
-                f"Cannot listen on {settings.host} (DNS port {settings.dns_port}, HTTP port "
-                f"{settings.http_port}): {exc.strerror or exc}."
+                f"Cannot listen on {settings.host} (DNS port {settings.dns_port}): "
+                f"{exc.strerror or exc}."
             ) from None
-        http_port = runner.addresses[0][1]
+        try:
+            runner, url = await start(make_app(steering, control), settings.host,
+                                      settings.http_port, settings.http_limits(),
+                                      reuse_port=worker is not None)
+        except ConfigError:
+            udp.close()
+            tcp.close()
+            raise
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        http_port = int(url.rpartition(":")[2])
         print(f"vcdn steering: DNS on {host}:{dns_port} (UDP and TCP) for zone "
-              f"{settings.zone}; HTTP on http://{host}:{http_port}", flush=True)
+              f"{settings.zone}; HTTP on {url}", flush=True)
         event(log, "listening", dns_port=dns_port, http_port=http_port, zone=settings.zone)
         poller = asyncio.create_task(steering.poll_loop(control))
         try:

@@ -1,7 +1,10 @@
 """asyncio UDP and TCP transports for the DNS responder: thin adapters, no DNS logic.
 
 UDP: one datagram in, at most one out. TCP (RFC 7766): two-byte length prefix, several
-queries per connection, closed after an idle timeout so idle clients cannot pile up.
+queries per connection, closed after an idle timeout so idle clients cannot pile up; a cap
+on connections in all and a smaller one per client address (§6.2.2: servers may limit
+connections per client), so that one client holding many idle connections cannot take
+TCP away from everyone else.
 """
 
 from __future__ import annotations
@@ -10,15 +13,15 @@ import asyncio
 import logging
 import socket
 import struct
-from typing import Any, Final
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 from steering.dns_answer import Responder
 from vcdn.logs import event
 
 log = logging.getLogger(__name__)
 
-TCP_IDLE_SECONDS: Final = 10.0  # RFC 7766 §6.2.3 suggests seconds, not minutes
-TCP_MAX_CONNECTIONS: Final = 256
 BIND_ATTEMPTS: Final = 20
 UDP_RCVBUF: Final = 4 * 1024 * 1024
 
@@ -49,23 +52,48 @@ class UdpProtocol(asyncio.DatagramProtocol):
         event(log, "dns_udp_error", level=logging.DEBUG, error=str(exc))
 
 
-class TcpServer:
-    """Serves length-prefixed queries; counts connections to bound them."""
+class _TcpSettings(Protocol):
+    dns_tcp_max_connections: int
+    dns_tcp_per_client: int
+    dns_tcp_idle_timeout: float
 
-    def __init__(self, responder: Responder) -> None:
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    max_connections: int = 256
+    per_client: int = 16
+    #: RFC 7766 §6.2.3 suggests seconds, not minutes.
+    idle_timeout: float = 10.0
+
+    @classmethod
+    def of(cls, s: _TcpSettings) -> TcpLimits:
+        return cls(s.dns_tcp_max_connections, s.dns_tcp_per_client, s.dns_tcp_idle_timeout)
+
+
+class TcpServer:
+    """Serves length-prefixed queries; counts connections, in all and per client."""
+
+    def __init__(self, responder: Responder, limits: TcpLimits | None = None) -> None:
         self.responder = responder
+        self.limits = limits or TcpLimits()
         self.connections = 0
+        self.per_client: Counter[str] = Counter()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         ip = peer[0] if peer else "0.0.0.0"
-        if self.connections >= TCP_MAX_CONNECTIONS:
+        limits = self.limits
+        if self.connections >= limits.max_connections or self.per_client[ip] >= limits.per_client:
+            reason = "per_client" if self.per_client[ip] >= limits.per_client else "total"
+            event(log, "dns_tcp_refused", level=logging.WARNING, client=ip, reason=reason)
             writer.close()
             return
         self.connections += 1
+        self.per_client[ip] += 1
+        idle = limits.idle_timeout
         try:
             while True:
-                async with asyncio.timeout(TCP_IDLE_SECONDS):
+                async with asyncio.timeout(idle):
                     (length,) = struct.unpack("!H", await reader.readexactly(2))
                     query = await reader.readexactly(length)
                 try:
@@ -76,23 +104,27 @@ class TcpServer:
                 if resp is None:
                     break  # RFC 7766 §7: nothing sensible to say, close
                 writer.write(struct.pack("!H", len(resp)) + resp)
-                async with asyncio.timeout(TCP_IDLE_SECONDS):  # a client that never reads
+                async with asyncio.timeout(idle):  # a client that never reads
                     await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self.connections -= 1
+            self.per_client[ip] -= 1
+            if self.per_client[ip] <= 0:
+                del self.per_client[ip]
             writer.close()
 
 
 async def start(
     responder: Responder, host: str, port: int, reuse_port: bool = False,
+    limits: TcpLimits | None = None,
 ) -> tuple[asyncio.DatagramTransport, asyncio.Server, int]:
     """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows; if that TCP port
     is taken, try another). `reuse_port`: share the port with the other worker processes
     (SO_REUSEPORT: the kernel spreads datagrams and connections over them)."""
     loop = asyncio.get_running_loop()
-    tcp = TcpServer(responder)
+    tcp = TcpServer(responder, limits)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for attempt in range(BIND_ATTEMPTS):
         sock = socket.socket(family, socket.SOCK_DGRAM)

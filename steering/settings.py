@@ -12,10 +12,13 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 from vcdn.errors import ConfigError
+from vcdn.httplimits import HttpLimits
 
 
 @dataclass(frozen=True)
-class SteeringSettings:
+class SteeringSettings(HttpLimits):
+    """The HTTP API's listener limits (`vcdn.httplimits.HttpLimits`) are inherited."""
+
     control: str
     zone: str
     signing_keys: str
@@ -47,8 +50,20 @@ class SteeringSettings:
     appliance_max_bytes_per_s: float = 1.25e9
     appliance_max_requests_per_s: float = 20000.0
     title_cache_seconds: float = 60.0
+    # DNS over TCP (RFC 7766): open connections in all, per client address, and the idle
+    # time after which one is closed (§6.2.3 suggests seconds, not minutes).
+    dns_tcp_max_connections: int = 256
+    dns_tcp_per_client: int = 16
+    dns_tcp_idle_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dns_tcp_max_connections < 1 or self.dns_tcp_per_client < 1:
+            raise ConfigError(
+                "Settings 'dns_tcp_max_connections' and 'dns_tcp_per_client' must be >= 1."
+            )
+        if self.dns_tcp_idle_timeout <= 0:
+            raise ConfigError("Setting 'dns_tcp_idle_timeout' must be a positive number.")
         if not self.zone.strip(".") or " " in self.zone:
             raise ConfigError(
                 f"Setting 'zone' must be a DNS name such as cdn.example., got {self.zone!r}."

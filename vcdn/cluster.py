@@ -14,13 +14,14 @@ answers of steering name distinct boxes, as they would in a real ISP.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from vcdn.control_client import ControlClient
 from vcdn.procs import Proc, free_port, stop_all, vcdn_argv
@@ -35,6 +36,12 @@ SITE_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "site-a": ("127.0.0.0/8",),
     "site-b": ("192.0.2.0/24",),
 }
+
+
+#: The demo's live event: a test pattern with a running clock and a tone.
+LIVE_SOURCE: Final = (
+    "lavfi:testsrc2=size=640x360:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]"
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ class Cluster:
         self.control: Proc | None = None
         self.origin: Proc | None = None
         self.steering: Proc | None = None
+        self.live: list[Proc] = []  # live pipelines started with `start_live`
 
     # --- addresses ---
 
@@ -239,7 +247,10 @@ class Cluster:
                 "--host", self.config.host, "--port", str(self.origin_port),
             ),
             log_path=self.logs / "origin.log",
-            env=self.env(),
+            # Live pipelines publish with the packager's token; the origin holds its hash.
+            env=self.env(VCDN_ORIGIN_INGEST_TOKEN_SHA256=hashlib.sha256(
+                self.secrets.packager.encode()
+            ).hexdigest()),
             health_url=f"{self.origin_url}/healthz",
         )
         self.steering = Proc(
@@ -253,6 +264,7 @@ class Cluster:
                 "--default-site", SITES[0],
                 "--answers", str(self.config.answers),
                 "--poll-interval", str(self.config.steering_poll),
+                "--workers", "1",  # one box: one steering process, like every other part
             ),
             log_path=self.logs / "steering.log",
             env=self.env(
@@ -264,6 +276,24 @@ class Cluster:
         )
         for slot in self.slots:
             slot.proc = self.appliance_proc(slot)  # its settings file: after enrolment
+
+    def live_proc(
+        self, title: str, *, segment_seconds: float = 2.0, ladder: str = "360,240",
+        source: str = LIVE_SOURCE, preset: str = "veryfast",
+    ) -> Proc:
+        """A `vcdn live` pipeline (not started) publishing `source` to this cluster's
+        origin and registering the event with its control plane."""
+        return Proc(
+            f"live-{title}",
+            vcdn_argv(
+                "live", source, "--title", title, "--origin", self.origin_url,
+                "--control", self.control_url, "--ladder", ladder,
+                "--segment-seconds", str(segment_seconds), "--window", "60",
+                "--preset", preset, "--progress-interval", "10",
+            ),
+            log_path=self.logs / f"live-{title}.log",
+            env=self.env(VCDN_INGEST_TOKEN=self.secrets.packager),
+        )
 
     async def _start_all(self, procs: list[Proc]) -> None:
         for p in procs:
@@ -318,8 +348,17 @@ drain_timeout = {self.config.drain_timeout}
         await slot.proc.start()
         await slot.proc.wait_healthy()
 
+    async def start_live(self, title: str, **kw: Any) -> Proc:
+        """Start a live pipeline (`live_proc`); stopped with the cluster."""
+        proc = self.live_proc(title, **kw)
+        await proc.start()
+        self.live.append(proc)
+        return proc
+
     async def stop(self) -> None:
-        """Appliances and steering first (they talk to control), then control and origin."""
+        """Live pipelines, appliances and steering first (they talk to control and the
+        origin), then control and origin."""
+        await stop_all(self.live)
         edges = [s.proc for s in self.slots if s.proc]
         await stop_all(edges + ([self.steering] if self.steering else []))
         await stop_all([p for p in (self.control, self.origin) if p])

@@ -337,6 +337,32 @@ async def playback_urls(session: aiohttp.ClientSession, steering_url: str, title
     return list(urls)
 
 
+async def wait_live(
+    session: aiohttp.ClientSession, cluster: Cluster, title: str, *, within: float = 60.0,
+    segments: int = 3, say: Say = _quiet,
+) -> list[str]:
+    """Until steering hands out URLs for the live event and its playlist through the first
+    of them lists `segments` segments; returns the URLs."""
+    deadline = time.monotonic() + within
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            urls = await playback_urls(session, cluster.steering_url, title)
+            media = urls[0].rsplit("/", 1)[0] + "/"
+            async with session.get(urls[0]) as resp:
+                master = await resp.text()
+            variant = next(ln for ln in master.splitlines() if ln and not ln.startswith("#"))
+            async with session.get(media + variant) as resp:
+                if resp.status == 200 and (await resp.text()).count("#EXTINF") >= segments:
+                    say(f"live event '{title}' is on the air")
+                    return urls
+        except (DemoFailed, aiohttp.ClientError, StopIteration, TimeoutError) as exc:
+            last = str(exc)
+        await asyncio.sleep(0.5)
+    raise DemoFailed(f"The live event '{title}' did not come up within {within:g} s ({last}); "
+                     f"see {cluster.logs}/live-{title}.log")
+
+
 async def ffmpeg_read(url: str, within: float = 120.0) -> tuple[bool, float, str]:
     """Read the master playlist's first video rendition to the end, as a player would."""
     t0 = time.monotonic()

@@ -60,6 +60,7 @@ def render_summary(data: dict[str, Any]) -> str:
         f"  dashboard:  {pages['dashboard']}",
         f"  playback:   {pages['playback_api']}",
         f"  control:    {pages['control_api']}",
+        *([f"  live:       {pages['live_player']}"] if "live_player" in pages else []),
         f"(all up in {data['elapsed_s']:.1f} s)",
     ]
     return "\n".join(lines)

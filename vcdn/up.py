@@ -37,9 +37,12 @@ from vcdn.demo import (
     register,
     scrape_appliances,
     wait_for_fleet,
+    wait_live,
 )
 from vcdn.errors import VcdnError
 from vcdn.summary import render_summary
+
+LIVE_TITLE: Final = "live"
 
 MAX_APPLIANCES: Final = 20
 
@@ -71,6 +74,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--heartbeat-interval", type=float, default=2.0, help="appliance heartbeat period (s)"
+    )
+    p.add_argument(
+        "--live", action="store_true",
+        help=f"also run a live test-pattern event ('{LIVE_TITLE}') through the CDN",
     )
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
     args = p.parse_args(argv)
@@ -124,6 +131,10 @@ async def bring_up(
         await wait_for_fleet(session, cluster, say=say)
         await fill_title(session, cluster, manifest, say=say)
         outcome = await play_title(session, cluster, manifest, say=say)
+        if args.live:
+            say(f"starting the live event '{LIVE_TITLE}' (a test pattern, 2 s segments)")
+            await cluster.start_live(LIVE_TITLE)
+            await wait_live(session, cluster, LIVE_TITLE, say=say)
         scraped = await scrape_appliances(session, cluster)
     dig = await dns_answer(cluster, DEMO_NAME)
     data = {
@@ -134,6 +145,8 @@ async def bring_up(
         "dns": dig,
         "pages": pages(cluster, args.title),
     }
+    if args.live:
+        data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"]
     return outcome, data
 
 

@@ -58,6 +58,7 @@ class Row:
     pg_cpu: float = 0.0  # seconds, the PostgreSQL backends serving them
     replicas: int = 1
     appliances: int = 0
+    load_cpu: float = 0.0  # seconds, the load generator (near 1 core/s: it is the limit)
 
     @property
     def rate(self) -> float:
@@ -68,6 +69,10 @@ class Row:
         """Servers and their PostgreSQL backends, % of one core."""
         used = self.cpu + self.pg_cpu
         return 100.0 * used / self.result.elapsed if self.result.elapsed else 0.0
+
+    @property
+    def load_pct(self) -> float:
+        return 100.0 * self.load_cpu / self.result.elapsed if self.result.elapsed else 0.0
 
     @property
     def pg_pct(self) -> float:
@@ -88,6 +93,7 @@ async def measure(
     tokens: Sequence[str] = (APPLIANCE_TOKEN,),
 ) -> Row:
     before = [cpu_seconds(s.proc.pid) for s in servers]
+    load_before = own_cpu()
     if pg is not None:
         await pg.start()
     result = await heartbeat_load(
@@ -98,9 +104,16 @@ async def measure(
         seconds=args.seconds,
         poll_every=args.poll if servers[0].name == "control" else 0.0,
     )
+    load_cpu = own_cpu() - load_before
     cpu = sum(cpu_seconds(s.proc.pid) - b for s, b in zip(servers, before, strict=True))
     pg_cpu = (await pg.stop())[0] if pg is not None else 0.0
-    return Row(servers[0].name, store, result, cpu, pg_cpu, len(servers), appliances)
+    return Row(servers[0].name, store, result, cpu, pg_cpu, len(servers), appliances, load_cpu)
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the load generator), threads included."""
+    t = os.times()
+    return t.user + t.system
 
 
 async def pg_schema(base: str) -> tuple[str, str]:
@@ -188,6 +201,9 @@ def print_rows(rows: list[Row], args: argparse.Namespace) -> None:
         if r.result.errors:
             print(f"         errors: {r.result.errors}")
     for r in rows:
+        print(f"{r.target:<8} {r.store:<9} load generator CPU {r.load_pct:.0f}% of one core"
+              + (" (saturated: latencies include its own queueing)" if r.load_pct > 90 else ""))
+    for r in rows:
         if r.result.polls:
             print(
                 f"{r.target:<8} {r.store:<9} GET /appliances ({r.appliances} appliances, "
@@ -239,6 +255,7 @@ def record(rows: list[Row], args: argparse.Namespace) -> None:
             "cpu_pct_core": [r.cpu_pct],
             "pg_cpu_pct_core": [r.pg_pct],
             "cpu_ms_per_beat": [r.cpu_ms_per_beat],
+            "load_generator_cpu_pct_core": [r.load_pct],
         }
         errors = sum(r.result.errors.values())
         what = f"{r.appliances} appliances at {args.interval:g} s, {r.replicas} instance(s)"

@@ -69,7 +69,13 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
     app = request.app
     live = app[LIVE_KEY].is_live(title)
-    fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
+    try:
+        fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
+    except NotFound:
+        # A live event's next segment, asked for a moment early: wait (bounded) for it.
+        if not live or not await app[LIVE_KEY].wait_for_segment(title, inner):
+            raise
+        fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from origin.content.settings import OriginSettings
 from vcdn.errors import ConfigError
-from vcdn.httpserve.server import ServerLimits, run_until_signal
+from vcdn.httpserve.server import run_until_signal
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
 
@@ -50,13 +50,7 @@ def build_settings(argv: list[str]) -> OriginSettings:
 async def serve(settings: OriginSettings) -> None:
     from origin.content.app import install_hot_path, make_app
 
-    limits = ServerLimits(
-        max_line_size=settings.max_line_size,
-        max_field_size=settings.max_field_size,
-        max_headers=settings.max_headers,
-        keepalive_timeout=settings.keepalive_timeout,
-        max_connections=settings.max_connections,
-    )
+    limits = settings.http_limits()
 
     def ready(url: str) -> None:
         print(f"vcdn origin listening on {url} (root {settings.root.resolve()})", flush=True)

@@ -12,6 +12,7 @@ origin needs no database of its own for live.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -38,6 +39,8 @@ INGEST_DIR: Final = ".ingest"
 SEGMENT_RE: Final = re.compile(r"^seg_(\d{1,15})\.m4s$")
 RENDITION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 LIVE_RECHECK_S: Final = 1.0
+#: How long a request for the next segment may wait for it, in segment durations.
+WAIT_SEGMENTS: Final = 1.5
 
 
 class NotReady(Conflict):
@@ -97,6 +100,7 @@ class LiveTitles:
         self.grace = grace
         self._titles: dict[str, LiveTitle] = {}
         self._live_cache: dict[str, tuple[float, bool]] = {}
+        self._kept_events: dict[tuple[str, str], asyncio.Event] = {}
 
     # --- reading -----------------------------------------------------------------
 
@@ -119,6 +123,36 @@ class LiveTitles:
                 live = False
         self._live_cache[title] = (now, live)
         return live
+
+    async def wait_for_segment(self, title: str, inner: str) -> bool:
+        """A request for the segment after the newest kept one (a player or edge a moment
+        early) waits up to `WAIT_SEGMENTS` segment durations for it instead of getting a
+        404; True once it is kept. Segments further ahead or behind are not waited for."""
+        state = self._titles.get(title)
+        rendition, _, name = inner.rpartition("/")
+        m = SEGMENT_RE.match(name)
+        if state is None or state.ended or m is None or rendition not in state.renditions:
+            return False
+        msn = int(m.group(1))
+        rend = state.renditions[rendition]
+        newest = max(rend.kept, default=None)
+        if newest is None or not newest < msn <= newest + 1:
+            return msn in rend.kept
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SEGMENTS * state.event.segment_seconds
+        while msn not in rend.kept and not state.ended:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            kept = self._kept_events.setdefault((title, rendition), asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kept.wait(), left)
+        return msn in rend.kept
+
+    def _announce_kept(self, title: str, rendition: str) -> None:
+        kept = self._kept_events.pop((title, rendition), None)
+        if kept is not None:
+            kept.set()
 
     def playlist_cache_control(self, title: str) -> str | None:
         """Cache-Control of a running event's playlists: fresh for half a segment (never
@@ -251,6 +285,7 @@ class LiveTitles:
             gone = rend.kept.pop(old)
             (state.directory / rendition / gone.name).unlink(missing_ok=True)
         self._write_playlist(state, rend)
+        self._announce_kept(title, rendition)
         return 201
 
     # --- helpers -----------------------------------------------------------------

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes
 
 
 @dataclass(frozen=True)
-class OriginSettings:
+class OriginSettings(HttpLimits):
+    """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited."""
+
     root: Path
     host: str = "127.0.0.1"
     port: int = 8080
-    #: Request line and header field limits; longer ones are refused with 400.
-    max_line_size: Bytes = 8190
-    max_field_size: Bytes = 8190
-    max_headers: int = 100
-    #: Idle keep-alive connections, and clients still sending their request head, are
-    #: closed after this many seconds (see `vcdn.httpserve.server`).
-    keepalive_timeout: float = 20.0
-    #: Open connections beyond this are refused (accepted then closed at once).
-    max_connections: int = 10000
     #: RAM for hot small files served without routing (0 disables); files up to this size.
     hot_capacity: Bytes = 64 * 1024 * 1024
     hot_object_max: Bytes = 256 * 1024
@@ -36,6 +30,12 @@ class OriginSettings:
     live_grace: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    def http_limits(self) -> HttpLimits:
+        """The listener must let an ingest PUT through; its route applies its own limit."""
+        limits = super().http_limits()
+        return replace(limits, max_body_bytes=max(limits.max_body_bytes, self.max_ingest_bytes))
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, not {self.port}")

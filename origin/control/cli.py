@@ -23,14 +23,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from aiohttp import web
-
 from origin.control.auth import ROLES, Principal, check_role, hash_token, new_token
 from origin.control.http_common import TOKEN_CACHE_SECONDS
 from origin.control.settings import ENV_PREFIX, ControlSettings
 from origin.control.store import EnrollmentRecord, Store, open_store, redact
 from origin.control.validate import check_id
 from vcdn.errors import ClientError, ConfigError
+from vcdn.httpserve.server import start
 from vcdn.logs import event, setup_logging
 from vcdn.prefixes import check_width
 from vcdn.settings import load_settings
@@ -267,26 +266,17 @@ async def serve(settings: ControlSettings) -> None:
     from origin.control.app import make_app
     from origin.control.http_common import log
 
-    runner = web.AppRunner(
-        make_app(settings), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+    runner, url = await start(
+        make_app(settings),
+        settings.host,
+        settings.port,
+        settings.http_limits(),
+        shutdown_timeout=SHUTDOWN_GRACE,
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(
-                f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}."
-            ) from None
-        for addr in runner.addresses:
-            host, port = addr[0], addr[1]
-            shown = f"[{host}]" if ":" in host else host
-            print(
-                f"vcdn control listening on http://{shown}:{port} (store: {redact(settings.db)})",
-                flush=True,
-            )
-            event(log, "listening", host=host, port=port)
+        print(f"vcdn control listening on {url} (store: {redact(settings.db)})", flush=True)
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        event(log, "listening", host=host.strip("[]"), port=int(port))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from origin.control.migrations_base import Migration
-from origin.control.migrations_replicas import FILL_PLANS
+from origin.control.migrations_replicas import FILL_PLANS, POPULARITY_STAMP
 
 _V1_TABLES: Final = """
 CREATE TABLE titles (
@@ -101,6 +101,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _V2_ENROLLMENTS.format(real="DOUBLE PRECISION"),
     ),
     FILL_PLANS,
+    POPULARITY_STAMP,
 )
 
 LATEST: Final = max(m.version for m in MIGRATIONS)

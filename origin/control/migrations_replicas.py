@@ -35,3 +35,12 @@ FILL_PLANS: Final = Migration(
     _FILL_PLANS.format(real="REAL", int="INTEGER"),
     _FILL_PLANS.format(real="DOUBLE PRECISION", int="BIGINT"),
 )
+
+# What a fill plan depends on includes "has popularity moved since": max(updated_at),
+# which this index answers without reading the table.
+POPULARITY_STAMP: Final = Migration(
+    21,
+    "index popularity by update time (the plans' popularity stamp)",
+    "CREATE INDEX popularity_by_update ON popularity (updated_at);",
+    "CREATE INDEX popularity_by_update ON popularity (updated_at);",
+)

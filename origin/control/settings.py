@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from origin.control.store import DEFAULT_DB
+from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
@@ -15,7 +16,10 @@ MIN_BODY: Final = 1024
 
 
 @dataclass(frozen=True)
-class ControlSettings:
+class ControlSettings(HttpLimits):
+    """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; `max_body` is the
+    smaller limit of the JSON routes."""
+
     db: str = DEFAULT_DB
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -51,6 +55,7 @@ class ControlSettings:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # load_settings turns a ValueError here into a ConfigError naming the problem.
         if self.heartbeat_interval <= 0:
             raise ValueError("'heartbeat_interval' must be positive")

@@ -308,6 +308,10 @@ class Store(Protocol):
 
     async def fill_plans(self, appliances: Sequence[str]) -> dict[str, StoredPlan]: ...
 
+    async def popularity_stamp(self) -> float:
+        """The latest popularity update (0 if none): moves when demand does."""
+        ...
+
     async def offer_plan(self, plan: StoredPlan) -> StoredPlan:
         """Store `plan` unless one of its epoch and inputs is stored; what is stored."""
         ...

@@ -154,6 +154,13 @@ class SqlitePlans:
 
         return dict(await self._run(q))
 
+    async def popularity_stamp(self) -> float:
+        def q() -> float:
+            row = self._db().execute("SELECT max(updated_at) FROM popularity").fetchone()
+            return float(row[0] or 0.0)
+
+        return float(await self._run(q))
+
     async def offer_plan(self, plan: StoredPlan) -> StoredPlan:
         p = plan
 
@@ -222,6 +229,10 @@ class PostgresPlans:
                 f"{_SELECT} WHERE appliance_id = any($1::text[])", list(appliances)
             )
         return {r[0]: StoredPlan(*r) for r in rows}
+
+    async def popularity_stamp(self) -> float:
+        async with self._conn() as conn:
+            return float(await conn.fetchval("SELECT max(updated_at) FROM popularity") or 0.0)
 
     async def offer_plan(self, plan: StoredPlan) -> StoredPlan:
         p = plan

@@ -3,6 +3,9 @@ by the control plane, playing through real appliances."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ import pytest
 from tests.conftest import IN_CI, ROOT
 from tests.e2e.conftest import TITLE, artifacts
 from vcdn.cluster import Cluster
-from vcdn.demo import playback_urls
+from vcdn.demo import playback_urls, wait_live
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +62,9 @@ def appliance_hosts(cluster: Cluster) -> set[str]:
     return {s.netloc for s in cluster.slots}
 
 
-async def open_player(browser: Any, cluster: Cluster, block: set[str] = frozenset()) -> Any:
+async def open_player(
+    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE
+) -> Any:
     """A page on the player with every request recorded; hosts in `block` are unreachable."""
     page = await browser.new_page(viewport={"width": 1100, "height": 1000})
     page.requests = []  # type: ignore[attr-defined]
@@ -69,7 +74,7 @@ async def open_player(browser: Any, cluster: Cluster, block: set[str] = frozense
     for host in block:
         # A network failure of that appliance, as the browser sees a dead box.
         await page.route(f"http://{host}/**", lambda route: route.abort("connectionrefused"))
-    url = f"{cluster.control_url}/player?title={TITLE}&steering={cluster.steering_url}"
+    url = f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
     response = await page.goto(url)
     assert response is not None and response.status == 200
     return page
@@ -203,3 +208,53 @@ async def test_pages_and_scripts_are_served_and_unknown_files_are_404(
                      "/static/" + "x" * 300]:
             async with session.get(cluster.control_url + path) as resp:
                 assert resp.status == 404, path
+
+
+LIVE_SOURCE = "lavfi:testsrc2=size=426x240:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]"
+#: The issue's target is 6 s with 2 s segments on a quiet machine; a loaded CI box gets slack.
+LIVE_LATENCY_BOUND_S = 10.0
+
+
+async def test_a_live_event_plays_through_appliances_seconds_behind_live(
+    cluster_factory: Any, browser: Any
+) -> None:
+    """`vcdn live` → origin → appliances: ffmpeg reads the live stream through an appliance,
+    hls.js plays it with the live badge, and the latency (wall clock minus the program
+    date time at the playing position) is measured. Live titles are pulled through, so
+    this cluster fills nothing."""
+    cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
+    await cluster.start_live("live", segment_seconds=2.0, ladder="240,144", source=LIVE_SOURCE,
+                             preset="ultrafast")
+    async with aiohttp.ClientSession() as session:
+        urls = await wait_live(session, cluster, "live", within=90)
+    assert urlsplit(urls[0]).netloc in appliance_hosts(cluster)
+    reader = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-nostdin", "-v", "error", "-i", urls[0], "-t", "4", "-f", "null", "-",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(reader.communicate(), 60)
+    assert reader.returncode == 0 and not err.strip(), err
+
+    page = await open_player(browser, cluster, title="live")
+    try:
+        await page.wait_for_function(
+            "window.vcdnPlayer.latencies.length >= 16 || window.vcdnPlayer.fatal.length > 0",
+            timeout=60_000,
+        )
+    except Exception as exc:
+        await page.screenshot(path=str(artifacts() / "player-live-failed.png"))
+        raise AssertionError(f"live playback: {exc}\n{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["live"] is True
+    assert await page.is_visible("#live")
+    assert "behind live" in await page.inner_text("#latency")
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
+    latency = statistics.median(state["latencies"])
+    (artifacts() / "live-latency.json").write_text(json.dumps(
+        {"segment_seconds": 2.0, "p50_s": latency, "samples": state["latencies"]}
+    ))
+    print(f"live latency p50 {latency:.2f} s over {len(state['latencies'])} samples")
+    assert 0 < latency <= LIVE_LATENCY_BOUND_S, state["latencies"]
+    await page.screenshot(path=str(artifacts() / "player-live.png"))
+    await page.close()

@@ -18,6 +18,7 @@ from edge.settings import EdgeSettings
 from origin.content.app import make_app as make_origin_app
 from origin.content.settings import OriginSettings
 from vcdn import tokens
+from vcdn.httplimits import install as install_limits
 
 KEYS = "k1:0123456789abcdef-secret,k0:old-key-still-accepted"
 KEY_ID, KEY = "k1", b"0123456789abcdef-secret"
@@ -81,7 +82,10 @@ def make_edge(
         settings = edge_settings(tmp_path, upstream, **kw)
         store_dir = settings.cache_dir
         store_dir.mkdir(parents=True, exist_ok=True)
-        return await aiohttp_client(make_app(settings))
+        client = await aiohttp_client(make_app(settings))
+        # The listener limits, as every vcdn runner installs them (before any connection).
+        install_limits(client.server.runner.server, settings.http_limits())
+        return client
 
     return make
 

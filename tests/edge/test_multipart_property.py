@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.app import EDGE_KEY, make_app
+from tests import byteranges
 from tests.edge.conftest import edge_settings, settle, signed
 from tests.edge.scripted_origin import Script, ScriptedOrigin
-from vcdn.httpserve.multipart import boundary_of, split_byteranges
+from vcdn.httpserve.multipart import boundary_of
 from vcdn.ranges import parse_range
 
 SIZE = 50_000
@@ -61,7 +62,7 @@ async def _scenario(ranges: list[tuple[int, int]]) -> None:
                     else:
                         boundary = boundary_of(ctype)
                         assert status == 206 and boundary
-                        parts = split_byteranges(body, boundary)
+                        parts = byteranges.split(ctype, body)
                         assert [p for _, p in parts] == [
                             DATA[e.first : e.last + 1] for e in expected
                         ]

@@ -5,6 +5,7 @@ URL that trips the breaker for all. Each test is the attack, against real apps o
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ async def _get(
 # --- 4. cache keys equal what is fetched -------------------------------------------------
 
 
-async def test_appliance_variants_of_one_object_cost_one_fill(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Encoded '?'/'#' are refused (400); queries and %-encodings of one file share its
-    key and its one upstream target, so ten variants make at most one origin request."""
+async def test_appliance_variants_cost_one_fill(aiohttp_server, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Encoded '?'/'#' are refused (400, logged); queries and %-encodings of one file
+    share its key and its one upstream target, so ten variants cost at most one fill."""
+    caplog.set_level(logging.INFO, logger="vcdn.edge")
     origin = ScriptedOrigin()
     origin.ignore_query = True
     origin.scripts["/v/demo/big.bin"] = Script(
@@ -75,6 +77,8 @@ async def test_appliance_variants_of_one_object_cost_one_fill(aiohttp_server, tm
         status, _, body = await _get(edge, target, Range="bytes=0-0")
         assert status == 400, (target, status)
         assert b"upstream" in body
+    refusals = [r for r in caplog.records if r.getMessage() == "request_refused"]
+    assert len(refusals) == len(refused)
     for target in same:
         status, _, body = await _get(edge, target, Range="bytes=0-0")
         assert status == 206 and len(body) == 1, (target, status)
@@ -147,8 +151,8 @@ async def _range_client(edge: TestServer, path: str) -> int:
 
 
 async def test_range_misses_of_a_large_object_do_not_fill_it(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Appliance mode (title not in the catalog) and proxy mode: a range-only client makes
-    the edge fetch at most 2× what it sends plus one whole-fill limit, not the object."""
+    """Appliance mode (title not in the catalog) and proxy mode: a range-only client (and
+    a HEAD) makes the edge fetch at most 2× what it sends plus one whole-fill limit."""
     origin = ScriptedOrigin()
     body = os.urandom(BIG)
     for path in ("/v/demo/big.bin", "/big.bin"):
@@ -161,6 +165,9 @@ async def test_range_misses_of_a_large_object_do_not_fill_it(aiohttp_server, tmp
     for edge, path in ((appliance, "/v/demo/big.bin"), (proxy, "/big.bin")):
         origin.sent_bytes = 0
         sent = await _range_client(edge, path)
+        async with aiohttp.ClientSession() as s, s.head(edge.make_url(path)) as r:
+            assert r.status == 200 and r.headers["Content-Length"] == str(BIG)
+        await settle(edge.app)
         limit = edge.app[EDGE_KEY].settings.range_fill_max
         assert origin.sent_bytes <= 2 * sent + limit, (path, origin.sent_bytes, sent)
         assert edge.app[EDGE_KEY].store.stats().objects == 0
@@ -269,9 +276,10 @@ async def test_one_failing_url_does_not_open_the_breaker(aiohttp_server, tmp_pat
     assert good == [200] * 40
 
 
-async def test_breaker_still_opens_on_failures_across_many_urls(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_breaker_opens_on_failures_across_urls(aiohttp_server, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
     """5xx on many different URLs is the upstream in trouble: the breaker opens and the
-    next miss fails at once with 502, without asking the upstream."""
+    next miss fails at once with 502, without asking the upstream (and says so in the log)."""
+    caplog.set_level(logging.INFO, logger="vcdn.edge")
     origin = ScriptedOrigin()
     for i in range(5):
         origin.scripts[f"/bad/{i}"] = Script(status=503, body=b"down")
@@ -283,6 +291,7 @@ async def test_breaker_still_opens_on_failures_across_many_urls(aiohttp_server, 
     count = len(origin.seen)
     status, _, body = await _get(proxy, "/fine")
     assert status == 502 and b"failed repeatedly" in body
+    assert [r.getMessage() for r in caplog.records].count("breaker_opened") == 1
     assert len(origin.seen) == count
 
 

@@ -199,3 +199,24 @@ def test_restart_with_many_objects_is_fast(tmp_path: Path) -> None:
     elapsed = time.monotonic() - start
     assert report.objects == N_OBJECTS and report.rows_dropped == 0
     assert elapsed < 2.0, f"restart with {N_OBJECTS} objects took {elapsed:.2f}s"
+
+
+def test_reconcile_drops_objects_stored_with_set_cookie(tmp_path: Path) -> None:
+    """An object an older version stored with Set-Cookie is dropped at start, file and all,
+    so an upgraded cache never replays a session cookie."""
+    store = CacheStore(tmp_path / "c", 10_000)
+    _import(store, tmp_path, "keep", b"k" * 10)
+    _import(store, tmp_path, "leak", b"l" * 10)
+    store.close()
+    db = sqlite3.connect(tmp_path / "c" / "index.db")
+    db.execute(
+        "UPDATE objects SET headers = ? WHERE path = 'leak'",
+        ('[["set-cookie", "session=victim"]]',),
+    )
+    db.commit()
+    db.close()
+    store = CacheStore(tmp_path / "c", 10_000)
+    report = store.reconcile()
+    assert report.rows_dropped == 1 and report.files_dropped == 1
+    assert store.lookup(object_key("t", "leak")) is None
+    assert store.lookup(object_key("t", "keep")) is not None

@@ -68,6 +68,18 @@ def test_the_premiere_is_planned_before_it_opens_and_the_far_release_is_not() ->
     assert "later" not in planned
 
 
+def test_a_running_live_event_is_in_no_fill_manifest() -> None:
+    """Live titles are pulled through; the same title once ended (live=False) is planned."""
+    from dataclasses import replace
+
+    event = replace(title("t00"), live=True)
+    others = [t for t in catalog() if t.title != "t00"]
+    plans = plan_fill(popularity(), [*others, event], fleet(), None, now=NOW)
+    assert all("t00" not in {t.title for t in m.titles} for m in plans.values())
+    ended = plan_fill(popularity(), [*others, replace(event, live=False)], fleet(), None, now=NOW)
+    assert any("t00" in {t.title for t in m.titles} for m in ended.values())
+
+
 def test_an_unhealthy_appliance_keeps_its_previous_manifest() -> None:
     first = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
     assert first["sick"].titles == []

@@ -1,14 +1,8 @@
 """Running an aiohttp app as a vcdn HTTP service: limits, one ready line, clean stop.
 
-`ServerLimits` gathers the defences against abusive clients:
-
-* request line and header fields longer than ``max_line_size``/``max_field_size`` or more
-  than ``max_headers`` fields → 400 from aiohttp's parser;
-* ``keepalive_timeout`` bounds both an idle keep-alive connection and a client that
-  dribbles its request head: aiohttp arms that timer when the connection opens and data
-  arriving does not re-arm it, so a slowloris client is cut at this deadline;
-* ``max_connections``: a connection beyond the cap is closed as soon as it is accepted;
-* slow readers are cut by `vcdn.httpserve.send.SEND_TIMEOUT`.
+Every listener goes through `start`, which puts `vcdn.httplimits` on it (head and body
+limits and timeouts, keep-alive idle timeout, connection cap); slow readers are cut by
+`vcdn.httpserve.send.SEND_TIMEOUT`.
 
 `run_until_signal` starts the site, calls ``ready(url)`` with the real address (so
 ``--port 0`` works in tests), waits for SIGTERM/SIGINT, then shuts down with a grace
@@ -21,48 +15,17 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Final
 
 from aiohttp import web
 
 from vcdn.errors import ConfigError
+from vcdn.httplimits import HttpLimits, install
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.httpserve")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    max_line_size: int = 8190
-    max_field_size: int = 8190
-    max_headers: int = 100
-    keepalive_timeout: float = 20.0
-    max_connections: int = 10000
-    shutdown_timeout: float = 5.0
-    backlog: int = 1024
-
-    def handler_args(self) -> dict[str, Any]:
-        """Keyword arguments for `web.AppRunner` (passed on to aiohttp's RequestHandler)."""
-        return {
-            "max_line_size": self.max_line_size,
-            "max_field_size": self.max_field_size,
-            "max_headers": self.max_headers,
-            "keepalive_timeout": self.keepalive_timeout,
-        }
-
-
-def cap_connections(server: web.Server, limit: int) -> None:
-    """Close connections accepted beyond `limit` open ones."""
-    accept = server.connection_made
-
-    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-        accept(handler, transport)
-        if len(server.connections) > limit:
-            event(log, "connection_refused", logging.WARNING, reason="max_connections", limit=limit)
-            transport.close()
-
-    server.connection_made = connection_made  # type: ignore[method-assign]
+SHUTDOWN_TIMEOUT: Final = 5.0
+BACKLOG: Final = 1024
 
 
 ServerHook = Callable[[web.Server], None]
@@ -72,28 +35,29 @@ async def start(
     app: web.Application,
     host: str,
     port: int,
-    limits: ServerLimits,
+    limits: HttpLimits,
     *,
     reuse_port: bool = False,
     on_server: ServerHook | None = None,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
 ) -> tuple[web.AppRunner, str]:
     """Start serving `app`; returns the runner (for `cleanup`) and the base URL.
 
     `on_server` sees aiohttp's low-level server before the first connection (e.g. to
     install `vcdn.httpserve.hot.install_fast_path`).
     """
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, **limits.handler_args())
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, **limits.runner_args())
     await runner.setup()
     assert runner.server is not None
-    cap_connections(runner.server, limits.max_connections)
     if on_server is not None:
         on_server(runner.server)
+    install(runner.server, limits)
     site = web.TCPSite(
         runner,
         host,
         port,
-        backlog=limits.backlog,
-        shutdown_timeout=limits.shutdown_timeout,
+        backlog=BACKLOG,
+        shutdown_timeout=shutdown_timeout,
         reuse_port=reuse_port or None,
     )
     try:
@@ -110,7 +74,7 @@ async def run_until_signal(
     app: web.Application,
     host: str,
     port: int,
-    limits: ServerLimits,
+    limits: HttpLimits,
     ready: Callable[[str], None],
     *,
     on_server: ServerHook | None = None,

@@ -98,6 +98,9 @@ def plan_fill(
     `popularity` needs the sites of `appliances`; `global_table` ({title: score summed
     over all sites}) defaults to the sum of `popularity`.
     """
+    # A running live event is pulled through on demand: its files change every segment,
+    # so there is nothing to fill ahead of time. It is planned once it ends (live=False).
+    catalog = [m for m in catalog if not m.live]
     by_title = {m.title: m for m in catalog}
     sizes = {m.title: m.total_bytes for m in catalog}
     sites = sorted({a.site for a in appliances})

@@ -1,11 +1,13 @@
 """Fill plans kept in the database, so that any control replica gives the same answer.
 
 `manifest_text` serves an appliance's fill-manifest request: the stored manifest if it
-belongs to the current epoch and was made from the same inputs (catalog stamp, and the
-id, state, capacity and URL of every appliance of the site), else a plan made now from
-the stored manifests of the site (stickiness and smoothing memory) and offered to the
-store, which keeps the first offer of an epoch and inputs. `replan_all` is the planning
-job: every site planned from the stored plans, written as the next epoch at once.
+belongs to the current epoch and was made from the same inputs (the catalog's content,
+the latest popularity update, and the id, state, capacity and URL of every appliance of
+the site), else a plan made now from the stored manifests of the site (stickiness and
+smoothing memory) and offered to the store, which keeps the first offer of an epoch and
+inputs: a manifest is a function of the database, not of the replica asked. New demand
+is planned for at the next request, as on one server. `replan_all` is the planning job:
+every site planned from the stored plans, written as the next epoch at once.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ def catalog_digest(catalog: Sequence[TitleManifest]) -> str:
     return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
 
 
-def inputs_digest(stamp: str, site: Sequence[ApplianceView]) -> str:
-    """What a site's plan depends on besides popularity (which the epoch refreshes):
-    `stamp` is the catalog's digest."""
+def inputs_digest(stamp: str, demand: float, site: Sequence[ApplianceView]) -> str:
+    """What a site's plan depends on: `stamp` is the catalog's digest, `demand` the
+    latest popularity update (read before the scores, so a beat landing meanwhile only
+    makes the next request plan again)."""
     members = sorted((a.id, a.state, a.capacity_bytes, a.public_url) for a in site)
-    text = json.dumps([stamp, members], separators=(",", ":"))
+    text = json.dumps([stamp, repr(demand), members], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -64,7 +67,7 @@ async def manifest_text(
     """The fill manifest of `appliance` (in `everyone`) as JSON text."""
     me = as_asked(next(a for a in everyone if a.id == appliance))
     site = [me if a.id == appliance else a for a in everyone if a.site == me.site]
-    digest = inputs_digest(stamp, site)
+    digest = inputs_digest(stamp, await store.popularity_stamp(), site)
     epoch = await store.plan_epoch()
     stored = await store.fill_plans([a.id for a in site])
     mine = stored.get(appliance)
@@ -93,6 +96,7 @@ async def replan_all(
     advanced it meanwhile (its plan stands). Appliances that are not healthy keep their
     stored manifest and replan on their next request."""
     epoch = await store.plan_epoch()
+    demand = await store.popularity_stamp()
     stored = await store.fill_plans([a.id for a in everyone])
     table = popularity.by_site(popularity.current(await store.scores(), now, half_life))
     totals = await store.title_totals(now, half_life)
@@ -103,7 +107,7 @@ async def replan_all(
     by_site: dict[str, list[ApplianceView]] = {}
     for a in everyone:
         by_site.setdefault(a.site, []).append(a)
-    digests = {site: inputs_digest(stamp, members) for site, members in by_site.items()}
+    digests = {site: inputs_digest(stamp, demand, members) for site, members in by_site.items()}
     rows = [
         StoredPlan(a.id, epoch + 1, digests[a.site], now, manifest_json(plans[a.id]))
         for a in everyone

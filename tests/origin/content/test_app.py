@@ -16,7 +16,8 @@ from origin.content import catalog
 from origin.content.app import make_app
 from origin.content.settings import OriginSettings
 from tests.origin.content.conftest import TITLE
-from vcdn.httpserve.server import ServerLimits, start
+from vcdn.httplimits import HttpLimits
+from vcdn.httpserve.server import start
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ async def test_oversized_request_line_is_refused(store) -> None:
 async def test_slow_request_head_is_cut_off(store) -> None:
     """A client dribbling its request head is disconnected at the keep-alive deadline."""
     root, _ = store
-    limits = ServerLimits(keepalive_timeout=0.5)
+    limits = HttpLimits(keepalive_timeout=0.5)
     runner, url = await start(make_app(OriginSettings(root=root)), "127.0.0.1", 0, limits)
     try:
         port = int(url.rsplit(":", 1)[1])
@@ -222,7 +223,7 @@ async def test_slow_request_head_is_cut_off(store) -> None:
 
 async def test_connections_beyond_the_cap_are_closed(store) -> None:
     root, _ = store
-    limits = ServerLimits(max_connections=2)
+    limits = HttpLimits(max_connections=2)
     runner, url = await start(make_app(OriginSettings(root=root)), "127.0.0.1", 0, limits)
     port = int(url.rsplit(":", 1)[1])
     conns = []

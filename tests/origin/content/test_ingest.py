@@ -197,3 +197,30 @@ async def test_packaged_vod_title_cannot_become_live(aiohttp_client, store) -> N
     client = await aiohttp_client(make_app(settings(root)))
     async with client.put("/v/t/live.json", data=json.dumps(event_doc()), headers=AUTH) as r:
         assert r.status == 409
+
+
+async def test_the_next_segment_asked_early_is_waited_for_within_bounds(
+    client: TestClient,
+) -> None:
+    """A request a moment ahead of the pipeline waits for the next segment; one further
+    ahead is a 404 at once; the wait ends after 1.5 segment durations."""
+    await start_event(client)
+    media = encode()
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", media.segments[SLOT]) == 201
+    loop = asyncio.get_running_loop()
+
+    async def fetch(msn: int) -> tuple[int, bytes, float]:
+        t0 = loop.time()
+        async with client.get(f"/v/{TITLE}/{RENDITION}/seg_{msn}.m4s") as r:
+            return r.status, await r.read(), loop.time() - t0
+
+    async def publish_later() -> None:
+        await asyncio.sleep(0.3)
+        await put(client, f"{RENDITION}/seg_{SLOT + 1}.m4s", media.segments[SLOT + 1])
+
+    (status, body, waited), _ = await asyncio.gather(fetch(SLOT + 1), publish_later())
+    assert status == 200 and body == media.segments[SLOT + 1] and waited >= 0.25
+    status, _, waited = await fetch(SLOT + 5)
+    assert status == 404 and waited < 0.5
+    status, _, waited = await fetch(SLOT + 2)  # nobody publishes it
+    assert status == 404 and 1.3 <= waited < 5

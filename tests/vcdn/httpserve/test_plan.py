@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vcdn.httpserve.multipart import split_byteranges
+from tests import byteranges
 from vcdn.httpserve.plan import plan_response
 
 SIZE = 1000
@@ -106,7 +106,7 @@ def test_plans_are_consistent(size: int, rng: str | None, method: str) -> None:
     if p.multipart is not None:
         data = bytes(i % 251 for i in range(size))
         body = p.multipart.assemble(data)
-        parts = split_byteranges(body, "b")
+        parts = byteranges.split("multipart/byteranges; boundary=b", body)
         assert [part for _, part in parts] == [data[s.first : s.last + 1] for s in p.spans]
     assert p.has_body == (method == "GET" and p.content_length > 0)
 

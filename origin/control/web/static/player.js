@@ -10,6 +10,8 @@ const video = $("video");
 const state = {
   title: "", urls: [], index: -1, failed: [], fragments: [], fatal: [], failovers: 0,
   appliance: "", rendition: "", playing: false,
+  // Live: latency = wall clock minus the program date time at the playing position.
+  live: false, latency: null, latencies: [],
 };
 window.vcdnPlayer = state;
 let hls = null;
@@ -82,6 +84,17 @@ function start(index, position) {
   hls = new Hls({
     fragLoadPolicy: FAST, playlistLoadPolicy: FAST, manifestLoadPolicy: FAST,
     startPosition: position || -1, capLevelToPlayerSize: false,
+    // Live: play 1.5 segments (of 2 s) behind the edge; hls.js's default of three segments
+    // adds 3 s of delay. Past 10 s behind, it jumps forward.
+    liveSyncDuration: 3, liveMaxLatencyDuration: 10,
+  });
+  hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
+    const live = Boolean(data.details && data.details.live);
+    if (live !== state.live) {
+      state.live = live;
+      $("live").hidden = !live;
+      log(live ? "live stream" : "on demand");
+    }
   });
   hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
     log(`master playlist: ${data.levels.length} renditions`);
@@ -148,6 +161,12 @@ function tick() {
   $("buffer").textContent = `${ahead.toFixed(1)} s ahead`;
   $("position").textContent = `${t.toFixed(1)} s` + (video.duration ? ` of ${video.duration.toFixed(1)} s` : "");
   state.playing = !video.paused && !video.ended && video.readyState >= 3;
+  const date = hls && hls.playingDate;
+  if (state.live && date && state.playing) {
+    state.latency = (Date.now() - date.getTime()) / 1000;
+    state.latencies.push(state.latency);
+    $("latency").textContent = `${state.latency.toFixed(1)} s behind live`;
+  }
   if (state.index >= 0 && $("status").className !== "error") {
     $("status").textContent = video.ended ? "ended" : state.playing ? "playing" : "buffering";
   }

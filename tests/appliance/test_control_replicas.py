@@ -1,0 +1,112 @@
+"""A real appliance given two control replicas (PostgreSQL): one is SIGKILLed, the
+appliance's heartbeats and fill manifests carry on through the other, no beat fails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import asyncpg
+import pytest
+
+from appliance import settings as settings_mod
+from tests.appliance.conftest import (
+    OPERATOR,
+    Served,
+    api,
+    appliance_toml,
+    blob,
+    free_port,
+    make_popular,
+    make_title,
+    publish,
+    run_appliance,
+    until,
+)
+from tests.conftest import IN_CI
+from tests.origin.control.conftest import (
+    BOOTSTRAP,
+    _in_thread,
+    drop_schema,
+    fresh_schema,
+    postgres_base,
+)
+from tests.origin.control.server import ControlProcess, start_control
+
+pytestmark = pytest.mark.slow
+CONFIG: Final = "heartbeat_interval = 0.5\nstale_after_beats = 4\nlease_retry = 0.5\n"
+
+
+def reachable(url: str) -> None:
+    async def probe() -> None:
+        conn = await asyncpg.connect(url, timeout=5)
+        await conn.close()
+
+    try:
+        _in_thread(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"PostgreSQL at {url} is unreachable ({exc}); set VCDN_TEST_POSTGRES."
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[list[ControlProcess]]:
+    base = postgres_base()
+    reachable(base)
+    name, url = _in_thread(fresh_schema(base))
+    (tmp_path / "control.toml").write_text(CONFIG)
+    servers: list[ControlProcess] = []
+    try:
+        for i in (1, 2):
+            home = tmp_path / f"control{i}"
+            home.mkdir()
+            servers.append(
+                start_control(url, BOOTSTRAP, home, "--config", str(tmp_path / "control.toml"))
+            )
+        yield servers
+    finally:
+        for s in servers:
+            if s.proc.poll() is None:
+                s.stop()
+            elif not s.log.closed:
+                s.log.close()
+        _in_thread(drop_schema(base, name))
+
+
+def sample(app: object, name: str, **labels: str) -> float:
+    return app.edge.registry.get_sample_value(name, labels) or 0.0  # type: ignore[attr-defined]
+
+
+async def test_an_appliance_fails_over_to_the_surviving_replica(
+    tmp_path: Path, origin: Served, origin_root: Path, replicas: list[ControlProcess]
+) -> None:
+    first, second = (r.url for r in replicas)
+    await publish(first, make_title(origin_root, "keep", {"s.ts": blob(20_000, 3)}))
+    await make_popular(second, {"keep": 2})
+    path = appliance_toml(
+        tmp_path / "a.toml", id="a1", site="s1", port=free_port(), admin_port=free_port(),
+        cache_dir=tmp_path / "cache", control_url=f"{first},{second}", origin_url=origin.url,
+    )
+    running = await run_appliance(settings_mod.load(path, env={}))
+    app = running.appliance
+    try:
+        await until(lambda: app.status.fill.titles_complete == 1 and app.status.control_ok,
+                    within=30.0)
+        replicas[0].proc.kill()  # SIGKILL the replica the appliance asks first
+        replicas[0].proc.wait()
+        killed = time.time()
+        await until(lambda: (app.status.last_heartbeat or 0) > killed + 1.0, within=15.0)
+        manifests = app.status.fill.manifest_at or 0
+        await until(lambda: (app.status.fill.manifest_at or 0) > manifests, within=15.0)
+        assert sample(app, "vcdn_appliance_heartbeats_total", result="error") == 0
+        listed = await api(second, "GET", "/appliances", OPERATOR)
+        states = {a["id"]: a["state"] for a in listed["appliances"]}
+        assert states["a1"] == "healthy"
+    finally:
+        await running.stop()
+        await asyncio.sleep(0)
