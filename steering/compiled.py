@@ -64,7 +64,9 @@ Inputs = tuple[object, ...]
 
 
 def _text(version: int, addr: int) -> str:
-    return str(ipaddress.IPv4Address(addr) if version == 4 else ipaddress.IPv6Address(addr))
+    if version == 4:
+        return socket.inet_ntop(socket.AF_INET, addr.to_bytes(4, "big"))
+    return str(ipaddress.IPv6Address(addr))  # the text `Client.text` gives MaxMind
 
 
 @dataclass(frozen=True)
@@ -89,23 +91,30 @@ def build_leaves(version: int, source: int, prefixes: PrefixTable[tuple[str, ...
     reps: list[int] = []
     seen: dict[Inputs, int] = {}
     lookup = prefixes.lookup
-    stack = [(0, 0)]
+    # (start, length, MaxMind results known to hold for the whole block, or None)
+    stack: list[tuple[int, int, tuple[object, int, int, int] | None]] = [(0, 0, None)]
     while stack:
-        start, plen = stack.pop()
+        start, plen, known = stack.pop()
         m = lookup(version, start)
         if m.value:
             key: Inputs = ("p", m.value, min(m.scope, source))
             need = m.scope
         else:
-            ip = _text(version, start)
-            loc, loc_len = geo.location(ip) if geo else (None, 0)
-            number, asn_len = geo.asn(ip) if geo else (0, 0)
+            if known is None:
+                ip = _text(version, start)
+                loc, loc_len = geo.location(ip) if geo else (None, 0)
+                number, asn_len = geo.asn(ip) if geo else (0, 0)
+                known = (loc, loc_len, number, asn_len)
+            loc, loc_len, number, asn_len = known
             key = ("g", m.scope, loc, loc_len, number, asn_len)
             need = max(m.scope, loc_len, asn_len)
         if need > plen and plen < source:
             half = 1 << (width - plen - 1)
-            stack.append((start | half, plen + 1))
-            stack.append((start, plen + 1))  # popped first: blocks come out in order
+            # MaxMind networks no longer than this block hold its halves too: only the
+            # prefix table made it split, so its halves skip the MaxMind lookups.
+            inherit = known if known is not None and max(known[1], known[3]) <= plen else None
+            stack.append((start | half, plen + 1, inherit))
+            stack.append((start, plen + 1, inherit))  # popped first: blocks come out in order
             continue
         i = seen.get(key)
         if i is None:
@@ -286,9 +295,9 @@ class CompiledMap:
         self._udp_payload = udp_payload
         started = time.perf_counter()
         self.tables = tables if tables is not None else build_tables(view, geo)
-        self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes]] = {}
+        self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes, int]] = {}
         self._fallback: dict[tuple[int, int, int], tuple[tuple[str, ...], int]] = {}
-        self._lookup: dict[tuple[int, int], tuple[list[int], list[_Plan | None], int]] = {}
+        self._lookup: dict[bytes, tuple[list[int], list[_Plan | None], int, int]] = {}
         orders: dict[tuple[object, ...], tuple[list[Site], bool, bool]] = {}
         site_plans: dict[tuple[str, bool], _SitePlan] = {}
         for (version, source), lv in self.tables.leaves.items():
@@ -299,34 +308,11 @@ class CompiledMap:
                 plans.append(None if got is None else _plan(
                     got[0], got[1], version, source, view, policy, answers, site_plans))
             per_block = [plans[i] for i in lv.index]
-            self._lookup[(version, source)] = (lv.starts, per_block, BITS[version] - source)
+            shift = BITS[version] - source
+            ecs_head = bytes([0, 1 if version == 4 else 2, source])
+            self._lookup[ecs_head] = ([a >> shift for a in lv.starts], per_block, version,
+                                      source)
         self.build_ms = (time.perf_counter() - started) * 1000
-
-    def decide(self, version: int, addr: int, source: int,
-               family: int) -> tuple[tuple[str, ...], int] | None:
-        """(addresses of `family` to answer, ECS scope) for the client network, or None
-        when `source` is not compiled."""
-        entry = self._lookup.get((version, source))
-        if entry is None:
-            return None
-        starts, plans, shift = entry
-        plan = plans[bisect.bisect_right(starts, addr) - 1]
-        if plan is None:
-            return self._reference(version, addr, source, family)
-        if plan.chosen is not None:
-            return plan.chosen[family], plan.scope
-        bucket = f"{version}:{addr >> shift}/{source}".encode()
-        top = plan.top.get(family)
-        if top is None:
-            return plan.pick(bucket, family, self._answers), plan.scope
-        keys, weights, addrs = top
-        log = math.log
-        blake = hashlib.blake2b
-        frombytes = int.from_bytes
-        scores = [-w / log((frombytes(blake(k + bucket, digest_size=8).digest(), "big") + 0.5)
-                           / _TWO64) for k, w in zip(keys, weights, strict=True)]
-        idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
-        return tuple([addrs[j] for j in idx[: self._answers]]), plan.scope
 
     def _reference(self, version: int, addr: int, source: int,
                    family: int) -> tuple[tuple[str, ...], int]:
@@ -352,28 +338,48 @@ class CompiledMap:
         """The response after its 2 ID bytes, for a parsed steered query (IN class, A or
         AAAA, service name checked by the caller) with a valid ECS option; None when the
         compiled path does not apply (other source length, NODATA, too big for UDP)."""
-        family_code = ecs[1]
-        version = 4 if family_code == 1 else 6
-        source = ecs[2]
-        raw = ecs[4:]
-        width = 32 if version == 4 else 128
-        addr = int.from_bytes(raw, "big") << (width - 8 * len(raw))
-        family = 4 if qtype == 1 else 6
-        got = self.decide(version, addr, source, family)
-        if got is None or not got[0]:
+        head = ecs[:3]  # family and source length
+        entry = self._lookup.get(head)
+        if entry is None:
             return None
-        chosen, scope = got
-        key = (qtype, chosen, scope, ecs[:3])
-        t = self._templates.get(key)
+        starts, plans, version, source = entry
+        raw = ecs[4:]
+        # The compiled lengths are whole bytes: the address bytes are the client's /L.
+        net = int.from_bytes(raw, "big")
+        plan = plans[bisect.bisect_right(starts, net) - 1]
+        family = 4 if qtype == 1 else 6
+        if plan is None:
+            chosen, scope = self._reference(version, net << (BITS[version] - source), source,
+                                            family)
+        elif plan.chosen is not None:
+            chosen, scope = plan.chosen[family], plan.scope
+        else:
+            scope = plan.scope
+            bucket = f"{version}:{net}/{source}".encode()
+            top = plan.top.get(family)
+            if top is None:
+                chosen = plan.pick(bucket, family, self._answers)
+            else:
+                keys, weights, addrs = top
+                log = math.log
+                blake = hashlib.blake2b
+                frombytes = int.from_bytes
+                scores = [-w / log((frombytes(blake(k + bucket, digest_size=8).digest(), "big")
+                                    + 0.5) / _TWO64) for k, w in zip(keys, weights, strict=True)]
+                idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+                chosen = tuple([addrs[j] for j in idx[: self._answers]])
+        if not chosen:
+            return None
+        t = self._templates.get((qtype, chosen, scope, head))
         if t is None:
             t = self._template(q, question, qtype, chosen, scope, ecs)
-        heads, tail = t
-        if 12 + len(question) + len(tail) + len(raw) > payload:
+        heads, tail, fixed = t
+        if fixed + len(question) > payload:
             return None  # RFC 6891 §6.2.5: the careful path sets TC
         return heads[q[2] & 1] + question + tail + raw
 
     def _template(self, q: bytes, question: bytes, qtype: int, chosen: tuple[str, ...],
-                  scope: int, ecs: bytes) -> tuple[tuple[bytes, bytes], bytes]:
+                  scope: int, ecs: bytes) -> tuple[tuple[bytes, bytes], bytes, int]:
         """The same bytes `Responder._fill_steered` builds, split around the question and
         the echoed ECS address."""
         af = socket.AF_INET if qtype == 1 else socket.AF_INET6
@@ -384,7 +390,9 @@ class CompiledMap:
         raw = len(ecs) - 4
         heads = (bytes([full[2] & 0xFE]) + full[3:12], bytes([full[2] | 1]) + full[3:12])
         tail = full[12 + len(question) : len(full) - raw]
-        t = (heads, tail)  # the answers point at offset 12: no byte depends on the name
+        # The answers point at offset 12: no byte depends on the name. `fixed`: the
+        # response's size without the question.
+        t = (heads, tail, 12 + len(tail) + raw)
         if len(self._templates) >= MAX_TEMPLATES:
             self._templates = {}
         self._templates[(qtype, chosen, scope, ecs[:3])] = t

@@ -19,7 +19,7 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -114,6 +114,7 @@ class FailoverClient:
         self.expected = dict(expected or {})
         self.failovers = 0
         self.errors: list[str] = []
+        self._whole: dict[str, _Whole] = {}
 
     @property
     def master_path(self) -> str:
@@ -125,13 +126,13 @@ class FailoverClient:
             return path
         return urljoin(base_of(self.urls[self.current]), path)
 
-    async def _get_once(self, url: str, range_header: str | None) -> bytes:
+    async def _get_once(self, url: str, range_header: str | None) -> tuple[bytes, str | None]:
         headers = {"Range": range_header} if range_header else {}
         try:
             async with self.session.get(url, headers=headers, timeout=self.timeout) as resp:
                 if resp.status not in (200, 206) or (range_header and resp.status != 206):
                     raise UpstreamStatus(f"{url} answered {resp.status}", status=resp.status)
-                return await resp.read()
+                return await resp.read(), resp.headers.get("Content-Range")
         except TimeoutError:
             raise UpstreamTimeout(f"{url} did not answer in time") from None
         except aiohttp.ClientError as exc:
@@ -147,11 +148,13 @@ class FailoverClient:
                 url = self.url_for(path)
                 attempts += 1
                 try:
-                    body = await self._get_once(url, range_header)
+                    body, content_range = await self._get_once(url, range_header)
                     digest = hashlib.sha256(body).hexdigest()
                     want = self.expected.get(path) if range_header is None else None
                     if want is not None and want != digest:
                         raise IntegrityError(f"{url} sent bytes whose sha256 is not the manifest's")
+                    if part is not None and range_header is not None:
+                        self._track(path, part, body, content_range, url)
                     server = urlsplit(url).netloc
                     elapsed = time.monotonic() - started
                     return body, Fetch(path, server, len(body), digest, elapsed, attempts)
@@ -216,12 +219,72 @@ class FailoverClient:
             await fetch(resolve(media_path, part.uri), part)
             if pace > 0:
                 await asyncio.sleep(duration * pace)
+        await self._check_ranges(report)
         return self._finish(report)
+
+    def _track(self, path: str, part: Part, body: bytes, content_range: str | None,
+               url: str) -> None:
+        """A byte-range part must be exactly the bytes asked for (RFC 9110 §14.4); its bytes
+        join the running sha256 of the whole file, checked against the manifest at the end."""
+        assert part.start is not None and part.length is not None
+        last = part.start + part.length - 1
+        total = _complete_length(content_range, part.start, last)
+        if total is None or len(body) != part.length:
+            raise IntegrityError(
+                f"{url} answered {part.range_header} with Content-Range {content_range!r} "
+                f"and {len(body)} bytes")
+        if path not in self.expected:
+            return
+        whole = self._whole.setdefault(path, _Whole(total))
+        if whole.next == part.start and whole.total == total:
+            whole.sha.update(body)
+            whole.next += len(body)
+        elif part.start + part.length > whole.next:
+            whole.gap = True  # out of order: this file's ranges cannot be summed up
+
+    async def _check_ranges(self, report: PlayReport) -> None:
+        """Hash-check files fetched in byte-range parts: fetch what the parts left out (the
+        tail after the last segment) and compare the whole file's sha256 with the manifest."""
+        for path, whole in list(self._whole.items()):
+            if whole.gap:
+                report.errors.append(f"{path}: byte ranges out of order, sha256 not checked")
+                continue
+            if whole.next < whole.total:
+                try:
+                    await self.get(path, Part(path, whole.next, whole.total - whole.next))
+                except UpstreamError as exc:
+                    report.failed.append(path)
+                    report.errors.append(str(exc))
+                    continue
+            if whole.sha.hexdigest() != self.expected[path]:
+                report.failed.append(path)
+                report.errors.append(
+                    f"{path}: the byte ranges served do not add up to the manifest's sha256")
+        self._whole.clear()
 
     def _finish(self, report: PlayReport) -> PlayReport:
         report.failovers = self.failovers
         report.errors = self.errors + report.errors
         return report
+
+
+@dataclass
+class _Whole:
+    """The running sha256 of a file fetched as consecutive byte ranges."""
+
+    total: int
+    next: int = 0
+    gap: bool = False
+    sha: Any = field(default_factory=hashlib.sha256)
+
+
+def _complete_length(content_range: str | None, first: int, last: int) -> int | None:
+    """The complete length from `bytes first-last/N`, or None if the header says otherwise."""
+    unit, _, rest = (content_range or "").partition(" ")
+    span, _, total = rest.partition("/")
+    if unit != "bytes" or span != f"{first}-{last}" or not total.isdigit():
+        return None
+    return int(total) if int(total) > last else None
 
 
 def choose_variant(variants: list[Variant], which: int | str | None) -> Variant:

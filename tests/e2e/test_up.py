@@ -135,11 +135,14 @@ def test_a_killed_vcdn_up_takes_its_services_with_it(tmp_path: Path, packaged: P
 
 
 def test_exit_after_play_exits_zero_after_the_summary(tmp_path: Path, packaged: Packaged) -> None:
+    """With --live the live event is on the air (steering's URLs list its segments)
+    before the summary, which names its player page; every process is gone after."""
     seed_origin(tmp_path, packaged)
-    proc = start_up(tmp_path, "--exit-after-play")
-    out, _ = proc.communicate(timeout=120)
+    proc = start_up(tmp_path, "--exit-after-play", "--live")
+    out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
     assert "PLAYED through the CDN" in out and "ANSWER SECTION" in out
+    assert "live event 'live' is on the air" in out and "player?title=live" in out
     assert wait_gone(proc.pid) == []
 
 

@@ -40,6 +40,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         ("control not a URL", ["--control", "ftp://x", "--zone", "cdn.example."], None,
          "http(s) URL"),
         ("answers out of range", [*BASE, "--answers", "0"], None, "'answers'"),
+        ("no workers", [*BASE, "--workers", "0"], None, "--workers must be at least 1"),
         ("bad trusted proxy", BASE, {"VCDN_SIGNING_KEYS": KEYS,
                                      "VCDN_TRUSTED_PROXIES": "10.0.0.0/8,nonsense"},
          "trusted_proxies"),
@@ -81,3 +82,16 @@ def test_help_names_the_secret_variables(capsys: pytest.CaptureFixture[str]) -> 
         vcdn_main(["steering", "--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "VCDN_SIGNING_KEYS" in out and "--dns-port" in out
+
+
+def test_control_replicas_from_repeated_flags_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from steering.cli import control_override, parse_args
+
+    args = parse_args(["--control", "http://c1:8090", "--control", "http://c2:8090"])
+    assert control_override(args.control) == "http://c1:8090,http://c2:8090"
+    monkeypatch.delenv("VCDN_CONTROL_URLS", raising=False)
+    assert control_override(None) is None
+    monkeypatch.setenv("VCDN_CONTROL_URLS", "http://c3:8090,http://c4:8090")
+    assert control_override(None) == "http://c3:8090,http://c4:8090"

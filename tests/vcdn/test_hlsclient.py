@@ -128,8 +128,12 @@ async def test_a_path_no_url_delivers_is_reported_failed_not_raised() -> None:
     assert "500" in report.errors[0]
 
 
-async def test_byte_range_parts_are_requested_with_a_range_header() -> None:
-    seen: list[str | None] = []
+MEDIA_FILE = b"0123456789abc"  # init 0-3, one segment 4-9, a tail 10-12 no part names
+
+
+def range_app(seen: list[str | None], *, flip: str | None = None,
+              content_range: bool = True) -> web.Application:
+    """Single-file HLS: `flip` is a Range whose answer has one byte changed."""
 
     async def handler(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Range"))
@@ -140,17 +144,53 @@ async def test_byte_range_parts_are_requested_with_a_range_header() -> None:
                 text="#EXTM3U\n#EXT-X-MAP:URI=\"m.mp4\",BYTERANGE=\"4@0\"\n"
                 "#EXTINF:1,\n#EXT-X-BYTERANGE:6@4\nm.mp4\n#EXT-X-ENDLIST\n"
             )
-        rng = request.headers["Range"].removeprefix("bytes=").split("-")
-        data = b"0123456789"[int(rng[0]) : int(rng[1]) + 1]
-        return web.Response(status=206, body=data)
+        spec = request.headers["Range"].removeprefix("bytes=")
+        first, _, last = spec.partition("-")
+        end = int(last) if last else len(MEDIA_FILE) - 1
+        data = MEDIA_FILE[int(first) : end + 1]
+        if request.headers["Range"] == flip:
+            data = b"X" + data[1:]
+        headers = {"Content-Range": f"bytes {first}-{end}/{len(MEDIA_FILE)}"} if content_range \
+            else {}
+        return web.Response(status=206, body=data, headers=headers)
 
     app = web.Application()
     app.router.add_get("/s/{token}/t1/{path:.+}", handler)
-    async with TestServer(app, host="127.0.0.1") as srv, aiohttp.ClientSession() as s:
-        report = await FailoverClient(s, [url(srv.port)]).play()
-    assert report.ok
-    assert seen == [None, None, "bytes=0-3", "bytes=4-9"]
+    return app
+
+
+async def test_byte_range_parts_are_requested_with_a_range_header_and_hash_checked() -> None:
+    """The parts and the tail no part names add up to the manifest's sha256."""
+    seen: list[str | None] = []
+    expected = {"v/m.mp4": hashlib.sha256(MEDIA_FILE).hexdigest()}
+    async with TestServer(range_app(seen), host="127.0.0.1") as srv, \
+            aiohttp.ClientSession() as s:
+        report = await FailoverClient(s, [url(srv.port)], expected=expected).play()
+    assert report.ok, report.errors
+    assert seen == [None, None, "bytes=0-3", "bytes=4-9", "bytes=10-12"]
     assert [f.size for f in report.segments] == [4, 6]
+
+
+@pytest.mark.parametrize("flip", ["bytes=0-3", "bytes=4-9", "bytes=10-12"])
+async def test_a_wrong_byte_in_any_range_part_fails_the_file(flip: str) -> None:
+    seen: list[str | None] = []
+    expected = {"v/m.mp4": hashlib.sha256(MEDIA_FILE).hexdigest()}
+    async with TestServer(range_app(seen, flip=flip), host="127.0.0.1") as srv, \
+            aiohttp.ClientSession() as s:
+        report = await FailoverClient(s, [url(srv.port)], expected=expected).play()
+    assert report.failed == ["v/m.mp4"]
+    assert any("do not add up to the manifest's sha256" in e for e in report.errors)
+
+
+async def test_a_part_without_the_range_it_asked_for_moves_to_the_next_url() -> None:
+    """A 206 without Content-Range (RFC 9110 §15.3.7 requires one) is not trusted."""
+    bad, good = [], []
+    expected = {"v/m.mp4": hashlib.sha256(MEDIA_FILE).hexdigest()}
+    async with TestServer(range_app(bad, content_range=False), host="127.0.0.1") as b, \
+            TestServer(range_app(good), host="127.0.0.1") as g, aiohttp.ClientSession() as s:
+        report = await FailoverClient(s, [url(b.port), url(g.port)], expected=expected).play()
+    assert report.ok and report.failovers >= 1
+    assert "bytes=4-9" in good
 
 
 def test_an_empty_url_list_is_a_clear_error() -> None:

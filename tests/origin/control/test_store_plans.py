@@ -75,3 +75,21 @@ async def test_one_lease_holder_per_schema_and_release_hands_it_over(
     finally:
         for n in names:
             await drop_schema(postgres_url, n)
+
+
+async def test_decay_forgets_scores_decayed_to_nothing(db_url: str) -> None:
+    from origin.control.store import Beat
+    from vcdn.schemas import Heartbeat
+
+    store = await open_store(db_url)
+    try:
+        reg = Registration(id="a1", site="s1", public_url="http://a1:1", capacity_bytes=10)
+        await store.put_appliance(reg, 0.0)
+        beat = Heartbeat(state="healthy", title_requests={"old": 1, "hot": 1000})
+        await store.record_heartbeats([Beat("a1", 5.0, beat, None)], 100.0)
+        assert await store.popularity_stamp() == 5.0
+        # Ten half-lives later "old" is 1/1024 < 0.001 of a request; "hot" is about 1.
+        assert await store.prune_scores(1005.0, 100.0, 1e-3) == 1
+        assert [s.title for s in await store.scores()] == ["hot"]
+    finally:
+        await store.close()
