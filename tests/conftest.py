@@ -55,12 +55,13 @@ def tmpfs(where: Path, options: str) -> Iterator[Path]:
         subprocess.run([require_tool("umount"), "-l", str(where)], check=False)
 
 
-@pytest.fixture(autouse=True)
-def _bench_results_elsewhere(tmp_path_factory: pytest.TempPathFactory,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _bench_results_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Tests that run a benchmark's main() must not overwrite the recorded runs in
     bench/results/ (the README's table is generated from them)."""
-    monkeypatch.setenv("VCDN_BENCH_RESULTS", str(tmp_path_factory.mktemp("bench-results")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VCDN_BENCH_RESULTS", str(tmp_path_factory.mktemp("bench-results")))
+        yield
 
 
 @pytest.fixture(scope="session")
