@@ -166,6 +166,13 @@ async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(
     assert all("MB" in r.split("\t")[6] for r in rows)  # cache used: the filled title
     sites = await dash.locator("#sites tbody tr").all_inner_texts()
     assert [s.split("\t")[:3] for s in sites] == [["site-a", "2", "2"], ["site-b", "1", "1"]]
+    # Each enrolment with its approved prefixes, beside what the appliance registered.
+    enrolled = await dash.locator("#enrollments tbody tr").all_inner_texts()
+    assert sorted(r.split("\t")[:4] for r in enrolled) == [
+        ["a1", "site-a", "127.0.0.0/8", "127.0.0.0/8"],
+        ["a2", "site-a", "127.0.0.0/8", "127.0.0.0/8"],
+        ["a3", "site-b", "192.0.2.0/24", "192.0.2.0/24"],
+    ]
     # One line per appliance in each chart once stored heartbeats come back.
     await dash.wait_for_function(
         "document.querySelectorAll('#chart-hits path').length === 3"
