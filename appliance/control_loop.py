@@ -22,18 +22,21 @@ from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from vcdn.errors import ClientError, NotFound, UpstreamError
 from vcdn.logs import event
-from vcdn.schemas import Heartbeat, Registration
+from vcdn.prefixes import keep_approved
+from vcdn.schemas import EnrollmentView, Heartbeat, Registration
 
 log = logging.getLogger("vcdn.appliance.control")
 BACKOFF_CAP_BEATS = 6.0  # the longest retry gap, in heartbeat intervals
 
 
 class Control(Protocol):
-    """The two calls of `vcdn.control_client.ControlClient` this loop makes."""
+    """The calls of `vcdn.control_client.ControlClient` this loop makes."""
 
     async def register_appliance(self, registration: Registration) -> Any: ...
 
     async def heartbeat(self, appliance: str, heartbeat: Heartbeat) -> Any: ...
+
+    async def enrollment(self, appliance: str) -> EnrollmentView: ...
 
 
 def registration(s: ApplianceSettings, learned: Sequence[str] = ()) -> Registration:
@@ -108,10 +111,28 @@ class ControlLoop:
         event(log, f"{what}_failed", logging.WARNING, error=str(exc), retry_in=round(delay, 3))
         await self.sleep(delay)
 
+    async def approved_learned(self) -> list[str]:
+        """BGP-learned prefixes inside what the operator approved for us.
+
+        The ISP's router may announce anything (a default route, another ISP's space);
+        the control plane would refuse the whole registration for one such prefix, so
+        the ones outside our enrolment are dropped here, and logged.
+        """
+        learned = list(self.learned())
+        if not learned:
+            return []
+        approved = (await self.api.enrollment(self.settings.id)).prefixes
+        kept, dropped = keep_approved(learned, approved)
+        if dropped:
+            event(log, "bgp_prefixes_refused", logging.WARNING, prefixes=dropped,
+                  approved=approved)
+        return kept
+
     async def register_once(self) -> bool:
         generation = self._generation
         try:
-            await self.api.register_appliance(registration(self.settings, self.learned()))
+            learned = await self.approved_learned()
+            await self.api.register_appliance(registration(self.settings, learned))
         except (UpstreamError, ClientError) as exc:
             self.metrics.registrations.labels("error").inc()
             await self._failed("register", exc)

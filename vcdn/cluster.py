@@ -4,7 +4,8 @@ Every service is a real subprocess of ``python -m vcdn.cli`` on loopback, starte
 dependency order and awaited on its ``/healthz``. `vcdn up` drives one `Cluster`; the
 end-to-end tests drive another with short heartbeat intervals and kill and restart its
 appliances. Secrets (bootstrap API tokens, URL signing keys) are made fresh per cluster and
-reach the services through their environment or a 0600 settings file, never a command line.
+reach the services through their environment or a 0600 settings file, never a command line;
+each appliance is enrolled through the operator API and holds only its own bound token.
 
 Appliance ``i`` listens on its own loopback address ``127.0.0.{10+i}`` so that the DNS
 answers of steering name distinct boxes, as they would in a real ISP.
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from vcdn.control_client import ControlClient
 from vcdn.procs import Proc, free_port, stop_all, vcdn_argv
+from vcdn.schemas import Enrollment
 
 SITES: Final = ("site-a", "site-b")
 ZONE: Final = "cdn.example."
@@ -67,26 +70,27 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class Secrets:
+    """The cluster's bootstrap credentials. Appliances get none of these: each is enrolled
+    by the operator at start and receives a token bound to its own id."""
+
     operator: str
-    appliance: str
     packager: str
     steering: str
     signing_keys: str
     peer_key: str
+    # The appliances' local admin API token (appliance-ctl): not the control's operator one.
+    admin: str
 
     @classmethod
     def fresh(cls) -> Secrets:
         def tok() -> str:
             return "vcdn_" + secrets.token_urlsafe(24)
 
-        return cls(tok(), tok(), tok(), tok(), "k1:" + secrets.token_urlsafe(24), tok())
+        return cls(tok(), tok(), tok(), "k1:" + secrets.token_urlsafe(24), tok(), tok())
 
     @property
     def bootstrap(self) -> str:
-        return (
-            f"operator:{self.operator},appliance:{self.appliance},"
-            f"packager:{self.packager},steering:{self.steering}"
-        )
+        return f"operator:{self.operator},packager:{self.packager},steering:{self.steering}"
 
 
 @dataclass
@@ -101,6 +105,7 @@ class ApplianceSlot:
     config: Path
     cache_dir: Path
     proc: Proc | None = None
+    token: str = ""  # bound to this appliance by its enrolment
 
     @property
     def url(self) -> str:
@@ -188,14 +193,33 @@ class Cluster:
     # --- lifecycle ---
 
     async def start(self) -> None:
-        """Every service at once, each awaited on /healthz.
+        """Every service, each awaited on /healthz.
 
-        Nothing waits for control first: appliances retry their registration and steering
-        its poll, so starting all in parallel halves the time to a working CDN (most of it
-        is interpreters starting).
+        Control, origin and steering start in parallel (steering retries its poll); the
+        appliances start once control answers, because each needs the token its
+        enrolment gives it (issue 11: no appliance shares a credential with another).
         """
         self.build()
-        await self._start_all(self.procs())
+        core = [p for p in (self.control, self.origin, self.steering) if p is not None]
+        for p in core:
+            await p.start()
+        assert self.control is not None
+        await self.control.wait_healthy()
+        await self.enroll_all()
+        edges = [s.proc for s in self.slots if s.proc is not None]
+        await self._start_all(edges)
+        await asyncio.gather(*(p.wait_healthy() for p in core))
+
+    async def enroll_all(self) -> None:
+        """The operator enrols every appliance (site and approved client prefixes) and
+        writes each its settings file with its own bound token."""
+        async with ControlClient(self.control_url, self.secrets.operator) as operator:
+            for slot in self.slots:
+                prefixes = list(self.config.site_prefixes.get(slot.site, ()))
+                _, slot.token = await operator.enroll(
+                    Enrollment(id=slot.id, site=slot.site, prefixes=prefixes, label="vcdn up")
+                )
+                self.write_appliance_config(slot)
 
     def build(self) -> None:
         """The service processes (not started) and the appliances' settings files."""
@@ -251,8 +275,7 @@ class Cluster:
             health_url=f"{self.steering_url}/healthz",
         )
         for slot in self.slots:
-            self.write_appliance_config(slot)
-            slot.proc = self.appliance_proc(slot)
+            slot.proc = self.appliance_proc(slot)  # its settings file: after enrolment
 
     def live_proc(
         self, title: str, *, segment_seconds: float = 2.0, ladder: str = "360,240",
@@ -294,8 +317,8 @@ host = "{slot.host}"
 port = {slot.port}
 admin_host = "127.0.0.1"
 admin_port = {slot.admin_port}
-control_token = "{self.secrets.appliance}"
-operator_token = "{self.secrets.operator}"
+control_token = "{slot.token}"
+operator_token = "{self.secrets.admin}"
 signing_keys = "{self.secrets.signing_keys}"
 fill_window = "00:00-00:00"
 fill_interval = {self.config.fill_interval}

@@ -47,6 +47,8 @@ from vcdn.errors import (
 from vcdn.schemas import (
     ApplianceState,
     ApplianceView,
+    Enrollment,
+    EnrollmentView,
     FillManifest,
     Heartbeat,
     Registration,
@@ -332,6 +334,21 @@ class ControlClient:
     async def fill_manifest(self, appliance: str) -> FillManifest:
         _, data = await self.request("GET", f"/appliances/{_id(appliance)}/fill-manifest")
         return self._decode(FillManifest, data, "fill manifest")
+
+    # --- enrolment ---
+
+    async def enroll(self, enrollment: Enrollment) -> tuple[EnrollmentView, str]:
+        """Enrol an appliance (operator); its enrolment and its new token (shown once)."""
+        _, data = await self.request("POST", "/enrollments", encode(enrollment))
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str):
+            raise UpstreamError("The control API answered an enrolment without a token.")
+        return self._decode(EnrollmentView, data.get("enrollment"), "enrolment"), token
+
+    async def enrollment(self, appliance: str) -> EnrollmentView:
+        """One enrolment: the operator's, or an appliance's own (its approved prefixes)."""
+        _, data = await self.request("GET", f"/enrollments/{_id(appliance)}")
+        return self._decode(EnrollmentView, data, "enrolment")
 
     async def popularity(self, site: str | None = None) -> list[dict[str, Any]]:
         path = "/popularity" if site is None else f"/popularity?site={quote(site, safe='')}"

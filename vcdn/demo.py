@@ -199,7 +199,7 @@ async def fill_now(cluster: Cluster, slot_id: str) -> None:
         f"appliance-ctl fill-now {slot.id}",
         vcdn_argv("appliance-ctl", "fill-now", "--appliance", slot.admin_url),
         log_path=cluster.logs / "appliance-ctl.log",
-        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.operator),
+        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.admin),
         within=30,
     )
 

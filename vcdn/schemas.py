@@ -194,6 +194,32 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class Enrollment:
+    """`POST /api/v1/enrollments`: an operator admits an appliance.
+
+    The site and the client prefixes it may serve are the operator's to set; the
+    appliance's own registration must stay inside them.
+    """
+
+    id: str
+    site: str
+    prefixes: list[str] = field(default_factory=list)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class EnrollmentView:
+    """An enrolment as the API shows it (never its token)."""
+
+    id: str
+    site: str
+    prefixes: list[str]
+    label: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
 class Load:
     requests_per_s: float = 0.0
     bytes_per_s: float = 0.0

@@ -24,6 +24,7 @@ import asyncio
 import os
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -35,8 +36,8 @@ from bench.procstat import cpu_seconds
 from bench.record import Run
 
 TOKEN: Final = "bench-operator-token-0123456789"
-APPLIANCE_TOKEN: Final = "bench-appliance-token-0123456789"
-TOKENS: Final = f"operator:{TOKEN},appliance:{APPLIANCE_TOKEN}"
+APPLIANCE_TOKEN: Final = "bench-appliance-token-0123456789"  # the canned server's only
+TOKENS: Final = f"operator:{TOKEN}"  # each appliance is enrolled: a token of its own
 DEFAULT_PG: Final = "postgresql://postgres@127.0.0.1:5432/test"
 CPU_TARGET: Final = 10.0  # % of one core, one instance
 P99_TARGET_MS: Final = 20.0
@@ -89,6 +90,7 @@ async def measure(
     store: str,
     appliances: int,
     pg: BackendCpu | None = None,
+    tokens: Sequence[str] = (APPLIANCE_TOKEN,),
 ) -> Row:
     before = [cpu_seconds(s.proc.pid) for s in servers]
     load_before = own_cpu()
@@ -96,7 +98,7 @@ async def measure(
         await pg.start()
     result = await heartbeat_load(
         [s.url for s in servers],
-        APPLIANCE_TOKEN,
+        tokens,
         appliances=appliances,
         interval=args.interval,
         seconds=args.seconds,
@@ -155,8 +157,8 @@ async def run_control(store: str, args: argparse.Namespace, workdir: Path) -> Ro
             home = workdir / f"r{i}"
             home.mkdir()
             servers.append(start_control(db, TOKENS, home, SERVER_CPU))
-        await register_all(servers[0].url, TOKEN, appliances)
-        return await measure(servers, args, store, appliances, pg)
+        tokens = await register_all(servers[0].url, TOKEN, appliances)
+        return await measure(servers, args, store, appliances, pg, tokens)
     finally:
         for server in servers:
             server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -51,11 +52,35 @@ def heartbeat_body(rng: random.Random, titles: int, per_beat: int) -> dict[str, 
     }
 
 
-async def register_all(base: str, token: str, appliances: int) -> None:
+def title_manifest(title: str) -> dict[str, object]:
+    """A one-file title: beats count only titles of the catalog, so the bench's exist."""
+    return {
+        "title": title, "duration": 4.0, "segment_seconds": 4.0, "format": "fmp4",
+        "single_file": False, "renditions": [], "version": 1,
+        "files": [{"path": "seg.m4s", "size": 1000, "sha256": "0" * 64}],
+        "created_at": "2026-12-01T00:00:00Z",
+    }
+
+
+async def register_all(base: str, token: str, appliances: int, titles: int = 500) -> list[str]:
+    """Register the catalog, enrol and register the fleet (as the operator); each
+    appliance's own bound token, by index."""
     headers = {"Authorization": f"Bearer {token}"}
     connector = aiohttp.TCPConnector(limit=32)
+    tokens = [""] * appliances
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         sem = asyncio.Semaphore(32)
+
+        async def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            async with sem, session.post(f"{base}{path}", json=body) as resp:
+                if resp.status not in (200, 201):
+                    raise RuntimeError(f"POST {path} failed: {resp.status} {await resp.text()}")
+                answer: dict[str, object] = await resp.json()
+                return answer
+
+        await asyncio.gather(
+            *(post("/api/v1/titles", title_manifest(f"title-{t:04d}")) for t in range(titles))
+        )
 
         async def one(i: int) -> None:
             body = {
@@ -66,16 +91,17 @@ async def register_all(base: str, token: str, appliances: int) -> None:
                 "asn": 64500 + i % 50,
                 "prefixes": [f"100.{i // 250}.{i % 250}.0/24"],
             }
-            async with sem, session.post(f"{base}/api/v1/appliances", json=body) as resp:
-                if resp.status not in (200, 201):
-                    raise RuntimeError(f"registration failed: {resp.status} {await resp.text()}")
+            enrolment = {"id": body["id"], "site": body["site"], "prefixes": body["prefixes"]}
+            tokens[i] = str((await post("/api/v1/enrollments", enrolment))["token"])
+            await post("/api/v1/appliances", body)
 
         await asyncio.gather(*(one(i) for i in range(appliances)))
+    return tokens
 
 
 async def heartbeat_load(
     base: str | list[str],
-    token: str,
+    tokens: Sequence[str],
     *,
     appliances: int,
     interval: float,
@@ -89,18 +115,17 @@ async def heartbeat_load(
     rng = random.Random(seed)
     bodies = [heartbeat_body(rng, titles, per_beat) for _ in range(64)]
     result = Result()
-    headers = {"Authorization": f"Bearer {token}"}
+    auth = [{"Authorization": f"Bearer {t}"} for t in tokens]  # appliance i: auth[i % len]
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(
-        connector=connector, headers=headers, timeout=timeout
-    ) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def beat(i: int) -> None:
             url = f"{bases[i % len(bases)]}/api/v1/appliances/app-{i:05d}/heartbeat"
             start = time.perf_counter()
             try:
-                async with session.put(url, json=bodies[i % len(bodies)]) as resp:
+                body = bodies[i % len(bodies)]
+                async with session.put(url, json=body, headers=auth[i % len(auth)]) as resp:
                     await resp.read()
                     status = resp.status
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -118,7 +143,8 @@ async def heartbeat_load(
                 await asyncio.sleep(poll_every)
                 start = time.perf_counter()
                 try:
-                    async with session.get(f"{bases[0]}/api/v1/appliances") as resp:
+                    async with session.get(f"{bases[0]}/api/v1/appliances",
+                                           headers=auth[0]) as resp:
                         await resp.read()
                         if resp.status == 200:
                             result.polls.append(time.perf_counter() - start)

@@ -215,7 +215,8 @@ async def run(players: int, seconds: float, seg: float) -> dict[str, Any]:
         await runner.cleanup()
     prefix = f"/v/{TITLE}/{RENDITION}/"
     seg_counts = {p: n for p, n in counts.items() if SEG_RE.match(p.removeprefix(prefix))}
-    new_segments = [m for m in kept if m not in before_msns]
+    # Every segment published while the players ran (the window may have dropped some).
+    new_segments = list(range(max(before_msns) + 1, max(kept) + 1))
     fetched_new = [seg_counts.get(f"{prefix}seg_{m}.m4s", 0) for m in new_segments]
     versions = max(1, len(new_segments))
     return {

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from origin.control import http_appliances, http_titles
+from origin.control import http_appliances, http_enrollments, http_titles
 from origin.control.auth import parse_bootstrap
 from origin.control.beats import HeartbeatBuffer
 from origin.control.health import Liveness
@@ -156,6 +156,7 @@ def make_app(
             settings.popularity_half_life,
             delay=settings.heartbeat_flush_delay,
             history_every=settings.heartbeat_history_every,
+            history_rows=settings.history_rows,
         )
         app[BEATS] = beats
         lease = app[STORE].jobs_lease()
@@ -176,6 +177,7 @@ def make_app(
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(http_titles.routes)
     app.router.add_routes(http_appliances.routes)
+    app.router.add_routes(http_enrollments.routes)
     app.router.add_routes(planning_http.routes)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)

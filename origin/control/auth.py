@@ -5,8 +5,10 @@ nothing to brute-force that a slow KDF would protect (RFC 6750 §5.2 asks that b
 tokens be unguessable; ours are). The database only ever holds the hash, and a token is
 shown once, when it is created.
 
-An appliance token may be bound to one appliance id (its *subject*); a bound token can
-only register, beat for and read the fill manifest of that appliance.
+Every appliance token is bound to one appliance id (its *subject*) and can only register,
+beat for and read the fill manifest of that appliance. An appliance token without a
+subject (made before binding was required) is refused: otherwise any one appliance could
+speak for all of them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ Role = Literal["operator", "appliance", "packager", "steering"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 TOKEN_PREFIX: Final = "vcdn_"
 MAX_TOKEN_CHARS: Final = 256
+UNBOUND: Final = (
+    "This appliance token is bound to no appliance and is no longer accepted; an operator "
+    "enrols the appliance (vcdn control appliance enroll) and gives it the token printed."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,8 @@ def parse_bootstrap(text: str) -> dict[str, Principal]:
     """``"operator:tok1,appliance:tok2"`` → {sha256(token): Principal}.
 
     For embedded and demo use: tokens given in the environment work without a database
-    entry. ``appliance@a1:tok`` binds the token to appliance ``a1``.
+    entry. ``appliance@a1:tok`` binds the token to appliance ``a1``; an appliance token
+    must be bound.
     """
     out: dict[str, Principal] = {}
     for item in (p.strip() for p in text.split(",")):
@@ -66,6 +73,13 @@ def parse_bootstrap(text: str) -> dict[str, Principal]:
             )
         if len(token) < 16:
             raise ConfigError(f"A bootstrap token for role {role!r} is shorter than 16 characters.")
+        if role == "appliance" and not subject:
+            raise ConfigError(
+                "A bootstrap appliance token must be bound to one appliance: "
+                "'appliance@ID:token' (better: enrol it with 'vcdn control appliance enroll')."
+            )
+        if subject and role != "appliance":
+            raise ConfigError(f"Only appliance tokens are bound to an id, not {role!r} ones.")
         out[hash_token(token)] = Principal(check_role(role), subject or None)
     return out
 
@@ -92,12 +106,9 @@ def authorize(
         raise Forbidden(
             f"The {principal.role} role may not do this; allowed: {', '.join(sorted(allowed))}."
         )
-    if (
-        appliance is not None
-        and principal.role == "appliance"
-        and principal.subject is not None
-        and principal.subject != appliance
-    ):
+    if principal.role == "appliance" and principal.subject is None:
+        raise Forbidden(UNBOUND)
+    if appliance is not None and principal.role == "appliance" and principal.subject != appliance:
         raise Forbidden(
             f"This token belongs to appliance {principal.subject!r}, not {appliance!r}."
         )

@@ -19,13 +19,38 @@ import dataclasses
 import logging
 from typing import Final
 
-from origin.control.store import Beat, Store
+from origin.control.store import Beat, Store, heartbeat_json
 from vcdn.errors import StoreError
 from vcdn.logs import event
+from vcdn.schemas import Check, Heartbeat
 
 log = logging.getLogger("vcdn.control")
 MAX_BATCH: Final = 500
 MAX_KNOWN: Final = 1_000_000
+HISTORY_TITLES: Final = 100  # the busiest titles of a beat the history keeps
+DEFAULT_DETAIL: Final = 256
+DEFAULT_ROWS: Final = 2000
+
+
+def history_body(beat: Heartbeat, text: str, detail_chars: int = DEFAULT_DETAIL) -> str:
+    """What the history stores of one beat: its text, unless that is unbounded.
+
+    A dashboard needs each beat's figures and state, not 10,000 title counts nor a
+    megabyte of check details: those are cut (the busiest titles, the details' start),
+    so each row stays a few kilobytes whatever an appliance sends.
+    """
+    long_detail = any(len(c.detail) > detail_chars for c in beat.checks.values())
+    if not long_detail and len(beat.title_requests) <= HISTORY_TITLES:
+        return text
+    counts = beat.title_requests
+    if len(counts) > HISTORY_TITLES:
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:HISTORY_TITLES]
+        counts = dict(top)
+    checks = {
+        name: c if len(c.detail) <= detail_chars else Check(c.ok, c.detail[:detail_chars])
+        for name, c in beat.checks.items()
+    }
+    return heartbeat_json(dataclasses.replace(beat, title_requests=counts, checks=checks))
 
 
 class HeartbeatBuffer:
@@ -39,7 +64,9 @@ class HeartbeatBuffer:
         delay: float,
         history_every: float = 0.0,
         max_batch: int = MAX_BATCH,
+        history_rows: int = DEFAULT_ROWS,
     ) -> None:
+        self._history_rows = history_rows
         self._store = store
         self._half_life = half_life
         self._delay = delay
@@ -101,7 +128,9 @@ class HeartbeatBuffer:
             if not batch:
                 return
             try:
-                stored = await self._store.record_heartbeats(batch, self._half_life)
+                stored = await self._store.record_heartbeats(
+                    batch, self._half_life, keep_rows=self._history_rows
+                )
                 if stored < len(batch):
                     # Some appliance was deleted meanwhile: its next beat must get a 404.
                     for appliance in {b.appliance for b in batch}:

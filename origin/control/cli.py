@@ -4,6 +4,8 @@
     vcdn control token create --role ROLE [--appliance ID] [--label TEXT] [--db URL]
     vcdn control token list [--db URL]
     vcdn control token revoke ID [--db URL]
+    vcdn control appliance enroll --id ID --site SITE [--prefix P ...] [--label T] [--db URL]
+    vcdn control appliance list [--db URL]
 
 The server prints where it listens on stdout, logs JSON on stderr, and on SIGTERM/SIGINT
 stops accepting, finishes what is in flight (a short grace period) and closes the store.
@@ -24,10 +26,12 @@ from typing import Any, Final, TypeVar
 from origin.control.auth import ROLES, Principal, check_role, hash_token, new_token
 from origin.control.http_common import TOKEN_CACHE_SECONDS
 from origin.control.settings import ENV_PREFIX, ControlSettings
-from origin.control.store import Store, open_store, redact
-from vcdn.errors import ConfigError
+from origin.control.store import EnrollmentRecord, Store, open_store, redact
+from origin.control.validate import check_id
+from vcdn.errors import ClientError, ConfigError
 from vcdn.httpserve.server import start
 from vcdn.logs import event, setup_logging
+from vcdn.prefixes import check_width
 from vcdn.settings import load_settings
 
 T = TypeVar("T")
@@ -45,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="vcdn control",
         description="Run the control-plane API (catalog, appliances, heartbeats, fill manifests).",
         epilog="Subcommand: 'vcdn control token create --role ROLE' prints a new API token once. "
-        f"Bootstrap tokens for demos: {ENV_PREFIX}TOKENS='operator:SECRET,appliance:SECRET2'.",
+        "'vcdn control appliance enroll --id ID --site SITE --prefix P' enrols an appliance and "
+        f"prints its token. Bootstrap tokens for demos: {ENV_PREFIX}TOKENS='operator:SECRET'.",
     )
     p.add_argument(
         "--db", help="sqlite:///PATH (default sqlite:///data/control.db) or postgresql://..."
@@ -62,7 +67,9 @@ def _token_parser() -> argparse.ArgumentParser:
         description="Create an API token, store its hash, print the token once.",
     )
     p.add_argument("--role", required=True, choices=ROLES)
-    p.add_argument("--appliance", help="bind an appliance token to this appliance id")
+    p.add_argument(
+        "--appliance", help="the enrolled appliance an appliance token is bound to (required)"
+    )
     p.add_argument("--label", default="", help="a note for operators (who holds this token)")
     p.add_argument("--db", help="database URL, as for the server")
     p.add_argument("--config", type=Path, help="settings file (TOML)")
@@ -72,6 +79,8 @@ def _token_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["token"]:
         return token_main(argv[1:])
+    if argv[:1] == ["appliance"]:
+        return appliance_main(argv[1:])
     args = _parser().parse_args(argv)
     settings = _settings(args, host=args.host, port=args.port)
     setup_logging("control", settings.log_level)
@@ -113,14 +122,24 @@ def token_create(argv: list[str]) -> int:
     args = _token_parser().parse_args(argv)
     if args.appliance and args.role != "appliance":
         raise ConfigError("--appliance binds only tokens of the appliance role.")
+    if args.role == "appliance" and not args.appliance:
+        raise ConfigError(
+            "An appliance token must be bound to one appliance: pass --appliance ID (the "
+            "appliance must be enrolled: 'vcdn control appliance enroll --id ID --site SITE')."
+        )
     settings = _settings(args)
     principal = Principal(check_role(args.role), args.appliance or None)
     token = new_token()
-    asyncio.run(
-        _with_store(
-            settings, lambda s: s.add_token(hash_token(token), principal, args.label, time.time())
-        )
-    )
+
+    async def create(store: Store) -> None:
+        if args.appliance and await store.get_enrollment(args.appliance) is None:
+            raise ConfigError(
+                f"Appliance {args.appliance!r} is not enrolled in {redact(settings.db)}; "
+                "enrol it first: 'vcdn control appliance enroll --id ID --site SITE'."
+            )
+        await store.add_token(hash_token(token), principal, args.label, time.time())
+
+    asyncio.run(_with_store(settings, create))
     print(token)
     print(
         f"Created a {args.role} token in {redact(settings.db)}; it is shown only this once.",
@@ -175,6 +194,71 @@ def token_revoke(argv: list[str]) -> int:
         f"{TOKEN_CACHE_SECONDS:g} s.",
         file=sys.stderr,
     )
+    return 0
+
+
+APPLIANCE_USAGE: Final = (
+    "usage: vcdn control appliance enroll --id ID --site SITE [--prefix P ...] [--label T] "
+    "[--db URL]\n"
+    "       vcdn control appliance list [--db URL]"
+)
+
+
+def appliance_main(argv: list[str]) -> int:
+    actions = {"enroll": appliance_enroll, "list": appliance_list}
+    if not argv or argv[0] not in actions:
+        print(APPLIANCE_USAGE, file=sys.stderr)
+        return 2
+    return actions[argv[0]](argv[1:])
+
+
+def appliance_enroll(argv: list[str]) -> int:
+    """Enrol (or re-enrol) an appliance and print a new token bound to it, once."""
+    p = _db_parser(
+        "vcdn control appliance enroll",
+        "Enrol an appliance: its site and the client prefixes it may serve; prints its token.",
+    )
+    p.add_argument("--id", required=True, help="the appliance id (its settings file's 'id')")
+    p.add_argument("--site", required=True, help="the site (ISP) it belongs to")
+    p.add_argument("--prefix", action="append", default=[], help="an approved client prefix")
+    p.add_argument("--label", default="", help="a note for operators")
+    args = p.parse_args(argv)
+    settings = _settings(args)
+    try:
+        check_id(args.id, "appliance id")
+        check_id(args.site, "site")
+        nets = check_width(args.prefix, settings.max_prefix_v4, settings.max_prefix_v6, "--prefix")
+    except ClientError as exc:
+        raise ConfigError(str(exc)) from None
+    prefixes = list(dict.fromkeys(str(n) for n in nets))
+    token = new_token()
+
+    async def enrol(store: Store) -> bool:
+        now = time.time()
+        old = await store.get_enrollment(args.id)
+        created_at = now if old is None else old.created_at
+        record = EnrollmentRecord(args.id, args.site, prefixes, args.label, created_at, now)
+        await store.put_enrollment(record)
+        await store.add_token(hash_token(token), Principal("appliance", args.id), args.label, now)
+        return old is None
+
+    created = asyncio.run(_with_store(settings, enrol))
+    print(token)
+    what = "Enrolled" if created else "Re-enrolled"
+    print(
+        f"{what} appliance {args.id} (site {args.site}, prefixes {', '.join(prefixes) or 'none'}) "
+        f"in {redact(settings.db)}; its token is shown only this once.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def appliance_list(argv: list[str]) -> int:
+    args = _db_parser("vcdn control appliance list", "List enrolled appliances.").parse_args(argv)
+    records = asyncio.run(_with_store(_settings(args), lambda s: s.list_enrollments()))
+    print(f"{'APPLIANCE':<16}  {'SITE':<12}  PREFIXES")
+    for e in records:
+        print(f"{e.id:<16}  {e.site:<12}  {' '.join(e.prefixes) or '-'}")
     return 0
 
 

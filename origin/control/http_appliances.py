@@ -3,12 +3,15 @@ manifests, heartbeat history and popularity."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Final
 
 from aiohttp import web
 
 from origin.control import health, popularity
-from origin.control.auth import authorize
+from origin.control.auth import Principal, authorize
+from origin.control.beat_parse import Limits, parse_off_loop
 from origin.control.http_common import (
     BEATS,
     CATALOG,
@@ -22,22 +25,21 @@ from origin.control.http_common import (
     query_float,
     query_int,
     read_body,
-    read_json_text,
+    read_raw,
     require,
     respond,
 )
 from origin.control.planning.shared import catalog_digest, manifest_text
 from origin.control.store import ApplianceRecord, Beat, Store
-from origin.control.validate import check_heartbeat, check_id, check_registration
-from vcdn.errors import NotFound
+from origin.control.validate import check_id, check_registration
+from vcdn.errors import Forbidden, NotFound, VcdnError
 from vcdn.logs import event
+from vcdn.prefixes import check_approved, check_width
 from vcdn.schemas import (
     ApplianceState,
     ApplianceView,
-    Heartbeat,
     Registration,
     TitleManifest,
-    decode,
     encode,
 )
 
@@ -65,12 +67,57 @@ async def known_appliance(request: web.Request, appliance: str) -> ApplianceReco
     return record
 
 
+async def check_authority(
+    request: web.Request, who: Principal, registration: Registration
+) -> Registration:
+    """The registration, prefixes normalised, if `who` may make it (else 400/403).
+
+    An appliance must be enrolled, keep the site the operator gave it, keep the
+    `public_url` it registered first, and claim only approved prefixes. The operator may
+    change anything, within the approved prefixes of an enrolled appliance.
+    """
+    s = request.app[SETTINGS]
+    nets = check_width(registration.prefixes, s.max_prefix_v4, s.max_prefix_v6)
+    registration = replace(registration, prefixes=list(dict.fromkeys(str(n) for n in nets)))
+    store = request.app[STORE]
+    enrollment = await store.get_enrollment(registration.id)
+    aid = registration.id
+    if enrollment is None:
+        if who.role == "appliance":
+            raise Forbidden(
+                f"Appliance {aid!r} is not enrolled; an operator enrols it first "
+                "(POST /api/v1/enrollments or 'vcdn control appliance enroll')."
+            )
+        return registration
+    check_approved(aid, nets, enrollment.prefixes)
+    if who.role != "appliance":
+        return registration
+    if registration.site != enrollment.site:
+        raise Forbidden(
+            f"Appliance {aid!r} is enrolled in site {enrollment.site!r}; only an operator "
+            f"can move it to {registration.site[:64]!r} (PUT /api/v1/enrollments/{aid})."
+        )
+    current = await store.get_appliance(aid)
+    if current is not None and current.public_url != registration.public_url:
+        raise Forbidden(
+            f"Appliance {aid!r} is registered at {current.public_url}; changing its "
+            "public_url needs the operator role."
+        )
+    return registration
+
+
 @routes.post("/api/v1/appliances")
 async def register(request: web.Request) -> web.Response:
     who = await require(request, REGISTRARS)  # 401 before reading a body from a stranger
     registration = await read_body(request, Registration)
     check_registration(registration)
     authorize(who, REGISTRARS, appliance=registration.id)
+    try:
+        registration = await check_authority(request, who, registration)
+    except VcdnError as exc:
+        event(log, "registration_refused", logging.WARNING, appliance=registration.id,
+              role=who.role, detail=str(exc))
+        raise
     now = request.app[CLOCK]()
     record, created = await request.app[STORE].put_appliance(registration, now)
     request.app[BEATS].registered(registration.id)
@@ -103,10 +150,11 @@ async def decommission(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
-    # The hot path: the history keeps the raw text, columns get only checked fields.
-    data, text = await read_json_text(request, check_strings=False)
-    beat = decode(Heartbeat, data)
-    check_heartbeat(beat)
+    # The history keeps the (bounded) raw text; a big beat is parsed off the event loop.
+    s = request.app[SETTINGS]
+    raw = await read_raw(request, s.heartbeat_max_body)
+    limits = Limits(s.heartbeat_max_titles, s.heartbeat_max_count, s.history_detail_chars)
+    beat, text = await parse_off_loop(raw, limits)
     beats = request.app[BEATS]
     if not await beats.is_known(appliance):
         raise NotFound(f"Appliance {appliance!r} is not registered; POST /api/v1/appliances first.")

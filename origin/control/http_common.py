@@ -32,14 +32,16 @@ T = TypeVar("T")
 log = logging.getLogger("vcdn.control")
 
 Clock = Callable[[], float]
-TOKEN_CACHE_SECONDS: Final = 60.0
+# Short, so that a revocation from the CLI or another control server takes effect within
+# a second; a revocation through this server's API clears the cache at once.
+TOKEN_CACHE_SECONDS: Final = 1.0
 JSON_TYPE: Final = "application/json"
 READ_CHUNK: Final = 64 * 1024
 
 
 @dataclass
 class TokenCache:
-    """Known tokens for a minute, so that a heartbeat does not cost a token query."""
+    """Known tokens for a second, so that a burst of requests costs one token query."""
 
     entries: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 
@@ -116,13 +118,32 @@ async def read_json(request: web.Request) -> Any:
     return (await read_json_text(request))[0]
 
 
-async def read_json_text(request: web.Request, *, check_strings: bool = True) -> tuple[Any, str]:
-    """The body parsed, and as the text it came as.
+async def read_json_text(
+    request: web.Request, *, check_strings: bool = True, limit: int | None = None
+) -> tuple[Any, str]:
+    """The body parsed, and as the text it came as (at most `limit` bytes, else 413).
 
     `check_strings=False` skips the NUL/surrogate walk for callers that store only the raw
     text (where such characters stay JSON escapes) and pattern-checked fields.
     """
-    limit = request.app[SETTINGS].max_body
+    raw = await read_raw(request, limit)
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ClientError("The body is not UTF-8 text.") from None
+    except RecursionError:
+        raise ClientError("The body's JSON is nested too deeply.") from None
+    except ValueError as exc:
+        raise ClientError(f"The body is not valid JSON: {exc}.") from None
+    if check_strings:
+        check_text(data)
+    return data, raw.decode()
+
+
+async def read_raw(request: web.Request, limit: int | None = None) -> bytes:
+    """The body's bytes, refused with 413 past `limit` (default `max_body`) before it
+    is all read, and 400 if empty."""
+    limit = request.app[SETTINGS].max_body if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The body is {request.content_length} bytes; the limit is {limit}.")
     chunks: list[bytes] = []
@@ -135,17 +156,7 @@ async def read_json_text(request: web.Request, *, check_strings: bool = True) ->
     raw = b"".join(chunks)
     if not raw:
         raise ClientError("The body is empty; a JSON object is required.")
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ClientError("The body is not UTF-8 text.") from None
-    except RecursionError:
-        raise ClientError("The body's JSON is nested too deeply.") from None
-    except ValueError as exc:
-        raise ClientError(f"The body is not valid JSON: {exc}.") from None
-    if check_strings:
-        check_text(data)
-    return data, raw.decode()
+    return raw
 
 
 async def read_body(request: web.Request, cls: type[T]) -> T:
@@ -191,7 +202,16 @@ async def caller(request: web.Request) -> Principal | None:
 async def require(
     request: web.Request, allowed: frozenset[str], appliance: str | None = None
 ) -> Principal:
-    return authorize(await caller(request), allowed, appliance)
+    who = await caller(request)
+    if who is not None and who.role == "appliance" and who.subject is None:
+        event(log, "unbound_appliance_token", logging.WARNING, path=request.path,
+              peer=request.remote)
+    return authorize(who, allowed, appliance)
+
+
+def forget_tokens(request: web.Request) -> None:
+    """A token was revoked here: no cached copy may outlive it on this server."""
+    request.app[TOKENS].entries.clear()
 
 
 def query_float(request: web.Request, name: str, default: float) -> float:

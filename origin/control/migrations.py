@@ -73,12 +73,32 @@ CREATE TABLE tokens (
 );
 """
 
+# Enrolments: the operator's word on who an appliance is (site) and which client prefixes
+# it may claim. Additive: nothing older changes.
+_V2_ENROLLMENTS: Final = """
+CREATE TABLE enrollments (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    prefixes TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL
+);
+CREATE INDEX tokens_by_subject ON tokens (subject);
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
         "titles, appliances, heartbeats, popularity, tokens",
         _V1_TABLES.format(real="REAL", int="INTEGER", bool="INTEGER"),
         _V1_TABLES.format(real="DOUBLE PRECISION", int="BIGINT", bool="BOOLEAN"),
+    ),
+    Migration(
+        2,
+        "enrollments; tokens by subject",
+        _V2_ENROLLMENTS.format(real="REAL"),
+        _V2_ENROLLMENTS.format(real="DOUBLE PRECISION"),
     ),
     FILL_PLANS,
     POPULARITY_STAMP,

@@ -27,6 +27,8 @@ from origin.control.web.routes import OPENAPI_PATHS as WEB_PATHS
 from vcdn.schemas import (
     ApplianceView,
     Check,
+    Enrollment,
+    EnrollmentView,
     FileEntry,
     FillManifest,
     FillTitle,
@@ -153,6 +155,8 @@ def _components() -> dict[str, Any]:
             Rendition,
             FileEntry,
             Registration,
+            Enrollment,
+            EnrollmentView,
             Load,
             Check,
             Heartbeat,
@@ -236,6 +240,17 @@ def _components() -> dict[str, Any]:
             },
         }
     )
+    schemas["Enrolled"] = _obj(
+        {
+            "enrollment": _ref("EnrollmentView"),
+            "token": {"type": "string", "description": "The appliance's token, shown once."},
+        }
+    )
+    schemas["EnrollmentList"] = _obj(
+        {"enrollments": {"type": "array", "items": _ref("EnrollmentView")}}
+    )
+    schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
+    schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
     schemas["Deleted"] = _obj({"deleted": STRING})
     schemas["Health"] = _obj(
         {
@@ -265,6 +280,7 @@ ERRORS: Final = {
     "401": "No valid bearer token.",
     "403": "The token's role may not do this (or is bound to another appliance).",
     "404": "Unknown title or appliance.",
+    "409": "It exists already.",
     "413": "The body is larger than the server's limit.",
     "503": "The database is unavailable; retry later.",
 }
@@ -358,6 +374,53 @@ def _document() -> dict[str, Any]:
                     "Every appliance with its computed state (for steering).",
                     {"200": _json("Appliances.", "ApplianceList")},
                     roles="steering, operator, appliance",
+                ),
+            },
+            "/api/v1/enrollments": {
+                "post": _op(
+                    "Enrol an appliance: id, site, approved client prefixes; returns its token.",
+                    {"201": _json("Enrolled; the token is shown only here.", "Enrolled")},
+                    body="Enrollment",
+                    codes="400 401 403 409 413 503",
+                    roles="operator",
+                ),
+                "get": _op(
+                    "Every enrolled appliance.",
+                    {"200": _json("Enrolments.", "EnrollmentList")},
+                    roles="operator",
+                ),
+            },
+            "/api/v1/enrollments/{id}": {
+                "get": _op(
+                    "One enrolment (the appliance reads its approved prefixes here).",
+                    {"200": _json("The enrolment.", "EnrollmentView")},
+                    codes="400 401 403 404 503",
+                    params=[ID_PARAM],
+                    roles="operator, appliance (its own id)",
+                ),
+                "put": _op(
+                    "Change site, approved prefixes or label; the registration shrinks to fit.",
+                    {"200": _json("The enrolment.", "EnrollmentView")},
+                    body="Enrollment",
+                    codes="400 401 403 404 409 413 503",
+                    params=[ID_PARAM],
+                    roles="operator",
+                ),
+            },
+            "/api/v1/enrollments/{id}/token": {
+                "post": _op(
+                    "Rotate: a new token for the appliance; every older one stops working now.",
+                    {"201": _json("The new token, shown only here.", "TokenIssued")},
+                    codes="400 401 403 404 503",
+                    params=[ID_PARAM],
+                    roles="operator",
+                ),
+                "delete": _op(
+                    "Revoke every token of the appliance, now.",
+                    {"200": _json("Revoked.", "TokensRevoked")},
+                    codes="400 401 403 404 503",
+                    params=[ID_PARAM],
+                    roles="operator",
                 ),
             },
             "/api/v1/appliances/{id}": {

@@ -37,6 +37,15 @@ class ControlSettings(HttpLimits):
     # The history keeps one beat per appliance per this many seconds (0: every beat).
     heartbeat_history_every: float = 60.0
     max_body: Bytes = 8 * 1024 * 1024
+    # Client prefixes wider than these (and default routes) are refused (docs/security.md).
+    max_prefix_v4: int = 8
+    max_prefix_v6: int = 19
+    # A heartbeat: its body, its per-title counts (catalog titles only), what history keeps.
+    heartbeat_max_body: Bytes = 1024 * 1024
+    heartbeat_max_titles: int = 10_000
+    heartbeat_max_count: int = 10_000_000
+    history_detail_chars: int = 256
+    history_rows: int = 2000
     # The planning job makes the next fill-plan epoch this often (0: plans are made only
     # when an appliance asks and its stored plan is out of date).
     plan_interval: float = 60.0
@@ -66,5 +75,15 @@ class ControlSettings(HttpLimits):
             raise ValueError("'lease_retry' must be between 0 and 60 s")
         if not 0 <= self.port <= 65535:
             raise ValueError("'port' must be between 0 and 65535")
+        if not 1 <= self.max_prefix_v4 <= 32 or not 1 <= self.max_prefix_v6 <= 128:
+            raise ValueError("need 1 <= 'max_prefix_v4' <= 32 and 1 <= 'max_prefix_v6' <= 128")
+        if self.heartbeat_max_body < MIN_BODY:
+            raise ValueError(f"'heartbeat_max_body' must be at least {MIN_BODY} bytes")
+        if min(self.heartbeat_max_titles, self.heartbeat_max_count, self.history_rows) < 1:
+            raise ValueError(
+                "'heartbeat_max_titles', 'heartbeat_max_count' and 'history_rows' must be positive"
+            )
+        if self.history_detail_chars < 0:
+            raise ValueError("'history_detail_chars' must not be negative")
         if self.max_body < MIN_BODY:
             raise ValueError(f"'max_body' must be at least {MIN_BODY} bytes")

@@ -184,6 +184,25 @@ class TokenInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrollmentRecord:
+    """An enrolled appliance: its operator-set site and approved client prefixes."""
+
+    id: str
+    site: str
+    prefixes: list[str]
+    label: str
+    created_at: float
+    updated_at: float
+
+
+ENROLLMENT_COLUMNS: Final = "id, site, prefixes, label, created_at, updated_at"
+
+
+def enrollment_from_row(row: Sequence[Any]) -> EnrollmentRecord:
+    return EnrollmentRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5])
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatRecord:
     at: float
     heartbeat: dict[str, Any]
@@ -230,10 +249,13 @@ class Store(Protocol):
 
     async def list_appliances(self) -> list[ApplianceRecord]: ...
 
-    async def record_heartbeats(self, beats: Sequence[Beat], half_life: float) -> int:
+    async def record_heartbeats(
+        self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
+    ) -> int:
         """Store a batch of beats in one transaction: each appliance's latest state, the
-        history rows and the sites' popularity. Beats of unknown appliances are skipped;
-        returns how many were stored."""
+        history rows (at most `keep_rows` per appliance, oldest dropped) and the sites'
+        popularity of titles in the catalog (others are ignored). Beats of unknown
+        appliances are skipped; returns how many were stored."""
         ...
 
     async def heartbeats(self, appliance: str, since: float, limit: int) -> list[HeartbeatRecord]:
@@ -263,6 +285,18 @@ class Store(Protocol):
         ...
 
     async def delete_token(self, token_hash: str) -> bool: ...
+
+    async def revoke_subject(self, subject: str) -> int:
+        """Delete every appliance token bound to `subject`; how many there were."""
+        ...
+
+    async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
+        """Insert or update (keeping `created_at`); True if it is new."""
+        ...
+
+    async def get_enrollment(self, appliance: str) -> EnrollmentRecord | None: ...
+
+    async def list_enrollments(self) -> list[EnrollmentRecord]: ...
 
     # --- shared decision state (origin.control.store_plans): what replicas agree on ---
 

@@ -24,13 +24,16 @@ from origin.control.migrations import MIGRATIONS_TABLE, pending
 from origin.control.popularity import LN2, Score
 from origin.control.store import (
     APPLIANCE_COLUMNS,
+    ENROLLMENT_COLUMNS,
     ApplianceRecord,
     Beat,
+    EnrollmentRecord,
     HeartbeatRecord,
     TitleSummary,
     TokenInfo,
     appliance_from_row,
     appliance_updates,
+    enrollment_from_row,
     manifest_from_trusted,
     manifest_json,
     popularity_deltas,
@@ -43,13 +46,22 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS: Final = 5000
 
 _APPLIANCE_COLUMNS: Final = APPLIANCE_COLUMNS
+_ENROLLMENT_COLUMNS: Final = ENROLLMENT_COLUMNS
+# Only titles of the catalog get a row: a heartbeat cannot grow the table with made-up ids.
 _UPSERT_SCORE: Final = f"""
-INSERT INTO popularity (title, site, score, updated_at) VALUES (?, ?, ?, ?)
+INSERT INTO popularity (title, site, score, updated_at)
+SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM titles WHERE id = ?1)
 ON CONFLICT (title, site) DO UPDATE SET
     score = popularity.score
-        * exp(-{LN2!r} * max(0.0, excluded.updated_at - popularity.updated_at) / ?)
+        * exp(-{LN2!r} * max(0.0, excluded.updated_at - popularity.updated_at) / ?5)
         + excluded.score,
     updated_at = max(popularity.updated_at, excluded.updated_at)
+"""
+# Keep the newest `?2` history rows of appliance `?1` (by the (appliance_id, at) index).
+_TRIM_HISTORY: Final = """
+DELETE FROM heartbeats WHERE appliance_id = ?1 AND at < (
+    SELECT at FROM heartbeats WHERE appliance_id = ?1 ORDER BY at DESC LIMIT 1 OFFSET ?2 - 1
+)
 """
 
 
@@ -301,7 +313,9 @@ class SqliteStore(SqlitePlans):
 
         return await self._run(q)
 
-    async def record_heartbeats(self, beats: Sequence[Beat], half_life: float) -> int:
+    async def record_heartbeats(
+        self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
+    ) -> int:
         if not beats:
             return 0
 
@@ -318,10 +332,11 @@ class SqliteStore(SqlitePlans):
                 "bytes_served = ?, hit_ratio = ? WHERE id = ?",
                 appliance_updates(known),
             )
-            conn.executemany(
-                "INSERT INTO heartbeats VALUES (?, ?, ?)",
-                [(b.appliance, b.at, b.body) for b in known if b.body is not None],
-            )
+            kept = [(b.appliance, b.at, b.body) for b in known if b.body is not None]
+            conn.executemany("INSERT INTO heartbeats VALUES (?, ?, ?)", kept)
+            if keep_rows is not None and kept:
+                ids = sorted({k[0] for k in kept})
+                conn.executemany(_TRIM_HISTORY, [(a, keep_rows) for a in ids])
             conn.executemany(
                 _UPSERT_SCORE,
                 [(*row, half_life) for row in popularity_deltas(known, sites, half_life)],
@@ -407,6 +422,48 @@ class SqliteStore(SqlitePlans):
             return conn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,)).rowcount > 0
 
         return await self._run(self._write, tx)
+
+    async def revoke_subject(self, subject: str) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM tokens WHERE role = 'appliance' AND subject = ?", (subject,)
+            ).rowcount
+
+        return await self._run(self._write, tx)
+
+    async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
+        e = enrollment
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE enrollments SET site = ?, prefixes = ?, label = ?, updated_at = ? "
+                "WHERE id = ?",
+                (e.site, json.dumps(e.prefixes), e.label, e.updated_at, e.id),
+            )
+            if cur.rowcount:
+                return False
+            conn.execute(
+                "INSERT INTO enrollments VALUES (?, ?, ?, ?, ?, ?)",
+                (e.id, e.site, json.dumps(e.prefixes), e.label, e.created_at, e.updated_at),
+            )
+            return True
+
+        return await self._run(self._write, tx)
+
+    async def get_enrollment(self, appliance: str) -> EnrollmentRecord | None:
+        def q() -> EnrollmentRecord | None:
+            sql = f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?"
+            row = self._db().execute(sql, (appliance,)).fetchone()
+            return None if row is None else enrollment_from_row(row)
+
+        return await self._run(q)
+
+    async def list_enrollments(self) -> list[EnrollmentRecord]:
+        def q() -> list[EnrollmentRecord]:
+            rows = self._db().execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments ORDER BY id")
+            return [enrollment_from_row(r) for r in rows]
+
+        return await self._run(q)
 
     async def principal(self, token_hash: str) -> Principal | None:
         def q() -> Principal | None:

@@ -7,12 +7,12 @@ OpenAPI document states the same constraints (`openapi.CONSTRAINTS`).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from vcdn.errors import ClientError
+from vcdn.prefixes import parse_prefix
 from vcdn.schemas import Heartbeat, Registration, TitleManifest
 from vcdn.titles import TITLE_RE, validate_title
 
@@ -89,13 +89,17 @@ def check_registration(r: Registration) -> None:
     if len(r.prefixes) > MAX_PREFIXES:
         raise ClientError(f"at most {MAX_PREFIXES} client prefixes")
     for i, prefix in enumerate(r.prefixes):
-        try:
-            ipaddress.ip_network(prefix, strict=False)
-        except ValueError:
-            raise ClientError(f"'prefixes[{i}]' is not an IP prefix like 192.0.2.0/24") from None
+        parse_prefix(prefix, f"prefixes[{i}]")  # widths: vcdn.prefixes.check_width
 
 
-def check_heartbeat(h: Heartbeat) -> None:
+MAX_CHECKS: Final = 64
+MAX_CHECK_NAME: Final = 200
+
+
+def check_heartbeat(
+    h: Heartbeat, max_titles: int = 10_000, max_count: int = 10_000_000, *, titles: bool = True
+) -> None:
+    """`titles=False`: the counts were checked already (`beat_parse.title_counts`)."""
     load = h.load
     numbers = {
         "free_bytes": h.free_bytes,
@@ -111,10 +115,29 @@ def check_heartbeat(h: Heartbeat) -> None:
             raise ClientError(f"'{name}' must not be negative")
     if not 0.0 <= h.hit_ratio <= 1.0:
         raise ClientError("'hit_ratio' must be between 0 and 1")
-    for title, count in h.title_requests.items():
-        check_id(title, "title in 'title_requests'")
-        if count < 0:
-            raise ClientError(f"'title_requests.{title}' must not be negative")
+    if titles:
+        check_title_counts(h.title_requests, max_titles, max_count)
+    if len(h.checks) > MAX_CHECKS:
+        raise ClientError(f"'checks' has {len(h.checks)} entries; at most {MAX_CHECKS}")
+    for name in h.checks:
+        if len(name) > MAX_CHECK_NAME:
+            raise ClientError(f"a name in 'checks' is longer than {MAX_CHECK_NAME} characters")
+
+
+def check_title_counts(counts: dict[str, int], max_titles: int, max_count: int) -> None:
+    if len(counts) > max_titles:
+        raise ClientError(
+            f"'title_requests' lists {len(counts)} titles; at most {max_titles} per "
+            "heartbeat (setting heartbeat_max_titles)"
+        )
+    for title, count in counts.items():
+        if not _ID_RE.match(title):
+            check_id(title, "title in 'title_requests'")
+        if not 0 <= count <= max_count:
+            raise ClientError(
+                f"'title_requests.{title}' must be between 0 and {max_count} "
+                "(setting heartbeat_max_count)"
+            )
 
 
 def check_text(value: Any, where: str = "body") -> None:

@@ -25,12 +25,17 @@ from appliance.settings import ApplianceSettings
 from origin.content.app import make_app as make_origin_app
 from origin.content.settings import OriginSettings
 from origin.control.app import make_app as make_control_app
+from origin.control.auth import Principal, hash_token
 from origin.control.settings import ControlSettings
+from origin.control.store import EnrollmentRecord, open_store
 from vcdn.schemas import FileEntry, TitleManifest, encode
 from vcdn.tokens import parse_keys, sign
 
 OPERATOR = "operator-token-0123456789"
-APPLIANCE_TOKEN = "appliance-token-0123456789"
+APPLIANCE_TOKEN = "appliance-a1-token-0123456789"  # bound to a1, enrolled by start_control
+# What the operator approves for a1 by default: documentation and loopback ranges.
+APPROVED = ["127.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",
+            "2001:db8::/32"]
 PACKAGER = "packager-token-0123456789"
 SIGNING_KEYS = "k1:signing-secret-0123456789"
 ADMIN_TOKEN = "admin-operator-token-0123"
@@ -92,12 +97,29 @@ async def start_origin(root: Path, port: int = 0) -> Served:
 
 
 async def start_control(db: Path, port: int = 0, interval: float = 0.3) -> Served:
+    """The control plane with appliance a1 enrolled (site s1) and bound to APPLIANCE_TOKEN."""
     settings = ControlSettings(
         db=f"sqlite:///{db}",
-        tokens=f"operator:{OPERATOR},appliance:{APPLIANCE_TOKEN},packager:{PACKAGER}",
+        tokens=f"operator:{OPERATOR},packager:{PACKAGER}",
         heartbeat_interval=interval,
     )
+    store = await open_store(settings.db)
+    try:
+        if await store.get_enrollment("a1") is None:
+            now = time.time()
+            await store.put_enrollment(EnrollmentRecord("a1", "s1", APPROVED, "", now, now))
+            await store.add_token(hash_token(APPLIANCE_TOKEN), Principal("appliance", "a1"),
+                                  "tests", now)
+    finally:
+        await store.close()
     return await serve_app(make_control_app(settings), port)
+
+
+async def enroll(control_url: str, appliance: str, site: str = "s1",
+                 prefixes: list[str] | None = None) -> str:
+    """Enrol an appliance through the operator API; its bound token."""
+    body = {"id": appliance, "site": site, "prefixes": APPROVED if prefixes is None else prefixes}
+    return str((await api(control_url, "POST", "/enrollments", OPERATOR, body))["token"])
 
 
 async def api(url: str, method: str, path: str, token: str = OPERATOR, body: Any = None) -> Any:
@@ -114,11 +136,16 @@ async def publish(control_url: str, manifest: TitleManifest) -> None:
 
 async def make_popular(control_url: str, titles: dict[str, int], site: str = "elsewhere") -> None:
     """A ghost appliance in another site reports requests, so titles get a global score."""
-    reg = {"id": f"ghost-{site}", "site": site, "public_url": "http://192.0.2.1:9",
-           "capacity_bytes": 1}
-    await api(control_url, "POST", "/appliances", APPLIANCE_TOKEN, reg)
+    ghost = f"ghost-{site}"
+    reg = {"id": ghost, "site": site, "public_url": "http://192.0.2.1:9", "capacity_bytes": 1}
+    listing = await api(control_url, "GET", "/enrollments")
+    if ghost not in {e["id"] for e in listing["enrollments"]}:
+        token = await enroll(control_url, ghost, site)
+    else:
+        token = (await api(control_url, "POST", f"/enrollments/{ghost}/token"))["token"]
+    await api(control_url, "POST", "/appliances", token, reg)
     beat = {"state": "unhealthy", "title_requests": titles}
-    await api(control_url, "PUT", f"/appliances/ghost-{site}/heartbeat", APPLIANCE_TOKEN, beat)
+    await api(control_url, "PUT", f"/appliances/{ghost}/heartbeat", token, beat)
 
 
 def appliance_toml(

@@ -135,6 +135,11 @@ async def test_prefixes_from_the_isp_router_flow_into_registration_and_go_away_w
 ) -> None:
     port = free_port()
     router = await start_router(tmp_path, port)
+    # The operator approved two of the three prefixes the router will announce: the third
+    # (another network's /25) must never reach the control plane (issue 11, finding 6).
+    approved = ["203.0.113.0/24", "192.0.2.0/24", "2001:db8::/32"]
+    await api(control.url, "PUT", "/enrollments/a1", body={"id": "a1", "site": "s1",
+                                                          "prefixes": approved})
     path = appliance_toml(
         tmp_path / "a.toml", id="a1", site="s1", port=free_port(), admin_port=free_port(),
         cache_dir=tmp_path / "c", control_url=control.url, origin_url=origin.url,
@@ -145,9 +150,9 @@ async def test_prefixes_from_the_isp_router_flow_into_registration_and_go_away_w
     try:
         async def registered_prefixes() -> list[str]:
             listing = await api(control.url, "GET", "/appliances")
-            return next(a["prefixes"] for a in listing["appliances"] if a["id"] == "a1")
+            return next((a["prefixes"] for a in listing["appliances"] if a["id"] == "a1"), [])
 
-        learned = ["192.0.2.0/24", "198.51.100.0/25", "2001:db8::/32"]
+        learned = ["192.0.2.0/24", "2001:db8::/32"]  # 198.51.100.0/25 is not approved
 
         async def has_learned() -> bool:
             return await registered_prefixes() == ["203.0.113.0/24", *learned]

@@ -14,7 +14,7 @@ from appliance.state import Status
 from tests.appliance.conftest import appliance_toml
 from vcdn.errors import Forbidden, NotFound, UpstreamError
 from vcdn.metrics import new_registry
-from vcdn.schemas import Heartbeat, Registration
+from vcdn.schemas import EnrollmentView, Heartbeat, Registration
 
 
 class FakeControl:
@@ -35,6 +35,13 @@ class FakeControl:
         outcome = self.beats.pop(0) if self.beats else None
         if outcome is not None:
             raise outcome
+
+    async def enrollment(self, appliance: str) -> EnrollmentView:
+        """What the operator approved: BGP-learned prefixes outside it never register."""
+        return EnrollmentView(appliance, "s1", list(APPROVED_HERE), "", 0.0, 0.0)
+
+
+APPROVED_HERE = ("192.0.2.0/24", "198.51.100.0/24")
 
 
 def make(tmp_path: Path, control: FakeControl, collect_fails: int = 0
@@ -129,3 +136,22 @@ async def test_prefixes_changing_during_a_registration_are_registered_too(tmp_pa
     loop.learned = lambda: tuple(learned)
     await drive(loop, control, 4)
     assert sent[:2] == [["192.0.2.0/24"], ["192.0.2.0/24", "198.51.100.0/24"]]
+
+
+async def test_bgp_prefixes_outside_the_enrolment_are_dropped_before_registering(
+    tmp_path: Path,
+) -> None:
+    """Issue 11, finding 6: the router announces a default route and another network's
+    prefix; neither may reach the control plane (it would refuse the whole registration)."""
+    sent: list[list[str]] = []
+
+    class Recording(FakeControl):
+        async def register_appliance(self, registration: Registration) -> None:
+            sent.append(list(registration.prefixes))
+            await super().register_appliance(registration)
+
+    control = Recording([], [])
+    loop, _ = make(tmp_path, control)
+    loop.learned = lambda: ("0.0.0.0/0", "198.51.100.0/25", "203.0.113.0/24", "::/0")
+    await drive(loop, control, 2)
+    assert sent[0] == ["192.0.2.0/24", "198.51.100.0/25"]

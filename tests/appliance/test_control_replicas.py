@@ -88,6 +88,8 @@ async def test_an_appliance_fails_over_to_the_surviving_replica(
     first, second = (r.url for r in replicas)
     await publish(first, make_title(origin_root, "keep", {"s.ts": blob(20_000, 3)}))
     await make_popular(second, {"keep": 2})
+    # a1 is enrolled (its bootstrap token, APPLIANCE_TOKEN, is bound to it).
+    await api(first, "POST", "/enrollments", OPERATOR, {"id": "a1", "site": "s1"})
     path = appliance_toml(
         tmp_path / "a.toml", id="a1", site="s1", port=free_port(), admin_port=free_port(),
         cache_dir=tmp_path / "cache", control_url=f"{first},{second}", origin_url=origin.url,

@@ -20,13 +20,13 @@ import aiohttp
 import pytest
 
 from tests.appliance.conftest import (
-    APPLIANCE_TOKEN,
     OPERATOR,
     PACKAGER,
     ROOT,
     Proc,
     api,
     appliance_toml,
+    enroll,
     free_port,
     signed,
     start_proc,
@@ -97,8 +97,7 @@ async def test_two_sites_three_appliances_register_fill_peer_fill_serve_and_oper
             ["control", "--db", f"sqlite:///{tmp_path / 'control.db'}", "--port", "0"],
             tmp_path / "control.log",
             env={
-                "VCDN_CONTROL_TOKENS": f"operator:{OPERATOR},appliance:{APPLIANCE_TOKEN},"
-                f"packager:{PACKAGER}",
+                "VCDN_CONTROL_TOKENS": f"operator:{OPERATOR},packager:{PACKAGER}",
                 "VCDN_CONTROL_HEARTBEAT_INTERVAL": "0.3",
             },
         )
@@ -113,10 +112,12 @@ async def test_two_sites_three_appliances_register_fill_peer_fill_serve_and_oper
             ("a1", "isp-a", "always"), ("a2", "isp-a", closed_window()), ("b1", "isp-b", "always"),
         ):
             port = free_port()
+            token = await enroll(control_url, name, site)  # the operator admits each box
             configs[name] = appliance_toml(
                 tmp_path / f"{name}.toml", id=name, site=site, port=port,
                 admin_port=free_port(), cache_dir=tmp_path / f"cache-{name}",
                 control_url=control_url, origin_url=origin_url, fill_window=window,
+                control_token=token,
             )
             public[name] = f"http://127.0.0.1:{port}"
             procs.append(await start_proc(["appliance", "--config", str(configs[name])],

@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from appliance import settings as settings_mod
 from tests.appliance.conftest import (
-    APPLIANCE_TOKEN,
     Running,
     Served,
     api,
     appliance_toml,
     blob,
+    enroll,
     free_port,
     make_popular,
     make_title,
@@ -35,6 +35,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 async def start(tmp_path: Path, name: str, control: Served, origin_url: str, **extra: object
                 ) -> Running:
+    if name != "a1":  # a1 is enrolled with the control; any other box is enrolled here
+        extra.setdefault("control_token", await enroll(control.url, name))
     path = appliance_toml(
         tmp_path / f"{name}.toml", id=name, site="s1", port=free_port(), admin_port=free_port(),
         cache_dir=tmp_path / name, control_url=control.url, origin_url=origin_url, **extra,
@@ -113,9 +115,9 @@ async def test_corrupt_file_from_a_peer_is_rejected_counted_and_fetched_from_ori
     bad_peer = await serve_app(bad)
     # Register the bad peer in the same site and keep it healthy, so the manifest lists it.
     reg = {"id": "bad", "site": "s1", "public_url": bad_peer.url, "capacity_bytes": 10**9}
-    await api(control.url, "POST", "/appliances", APPLIANCE_TOKEN, reg)
-    await api(control.url, "PUT", "/appliances/bad/heartbeat", APPLIANCE_TOKEN,
-              {"state": "healthy"})
+    bad_token = await enroll(control.url, "bad")
+    await api(control.url, "POST", "/appliances", bad_token, reg)
+    await api(control.url, "PUT", "/appliances/bad/heartbeat", bad_token, {"state": "healthy"})
     a1 = await start(tmp_path, "a1", control, origin.url, heartbeat_interval=5.0)
     try:
         app = a1.appliance

@@ -153,6 +153,16 @@ async def wait_healthy(lab: Lab, role: str, url: str, proc: Proc, within: float 
         await asyncio.sleep(0.2)
 
 
+def enroll(db: Path, appliance: str, site: str, prefixes: list[str]) -> str:
+    """The operator enrols an appliance (the documented CLI); its bound token."""
+    argv = [sys.executable, "-m", "vcdn.cli", "control", "appliance", "enroll", "--id", appliance,
+            "--site", site, "--db", f"sqlite:///{db}"]
+    for p in prefixes:
+        argv += ["--prefix", p]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
 def appliance_toml(path: Path, site: str, host: Host, client: Host, cache: Path,
                    tokens: dict[str, str]) -> None:
     path.write_text(f"""
@@ -169,8 +179,8 @@ host = "{host.addr}"
 port = 8080
 admin_host = "127.0.0.1"
 admin_port = 8081
-control_token = "{tokens['appliance']}"
-operator_token = "{tokens['operator']}"
+control_token = "{tokens[site]}"
+operator_token = "{tokens['admin']}"
 signing_keys = "{tokens['keys']}"
 fill_window = "00:00-00:00"
 heartbeat_interval = {HEARTBEAT}
@@ -182,8 +192,11 @@ drain_timeout = 0.5
 async def test_each_site_gets_its_own_appliance_and_the_other_site_when_drained(
     lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tok = {r: "vcdn_" + secrets.token_urlsafe(20) for r in ("operator", "appliance", "steering")}
+    tok = {r: "vcdn_" + secrets.token_urlsafe(20) for r in ("operator", "steering", "admin")}
     tok["keys"] = "k1:" + secrets.token_urlsafe(24)
+    for site, (appl, client) in SITES.items():
+        nets = [f"{PREFIX}.{HOSTS[h].net}.0/24" for h in (client, appl)]
+        tok[site] = enroll(tmp_path / "c.sqlite", f"{site}-a1", site, nets)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VCDN_")}
     cloud = lab.ns("cloud")
     (tmp_path / "origin").mkdir()
@@ -192,7 +205,7 @@ async def test_each_site_gets_its_own_appliance_and_the_other_site_when_drained(
                               "--host", CLOUD, "--port", "8090"),
              log_path=tmp_path / "control.log",
              env=env | {"VCDN_CONTROL_TOKENS": f"operator:{tok['operator']},"
-                        f"appliance:{tok['appliance']},steering:{tok['steering']}",
+                        f"steering:{tok['steering']}",
                         "VCDN_CONTROL_HEARTBEAT_INTERVAL": str(HEARTBEAT),
                         "VCDN_CONTROL_STALE_AFTER_BEATS": "2"}),
         Proc("origin", in_ns(cloud, "origin", "--root", str(tmp_path / "origin"),

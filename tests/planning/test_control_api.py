@@ -31,7 +31,7 @@ async def setup_site(api: Api, titles: dict[str, dict[str, Any]]) -> None:
         await api.call("POST", "/api/v1/appliances", json=registration(a, capacity=100_000))
     for a in SITE:
         status, _ = await api.call(
-            "PUT", f"/api/v1/appliances/{a}/heartbeat", "appliance",
+            "PUT", f"/api/v1/appliances/{a}/heartbeat", a,  # each with its own bound token
             json={"state": "healthy", "title_requests": {f"t{i}": 10 * (i + 1) for i in range(6)}},
         )
         assert status == 200
@@ -75,4 +75,4 @@ async def test_predicted_demand_lists_the_premiere_before_it_opens(api: Api) -> 
     assert scores["premiere"] > 0 and scores["t5"] > scores["t0"]
     assert body["site"] == "s1"
     assert (await api.call("GET", "/api/v1/popularity/predicted"))[0] == 400  # site required
-    assert (await api.call("GET", "/api/v1/popularity/predicted?site=s1", "appliance"))[0] == 403
+    assert (await api.call("GET", "/api/v1/popularity/predicted?site=s1", "a1"))[0] == 403

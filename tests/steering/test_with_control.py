@@ -78,6 +78,9 @@ def ecs_answer(port: int, subnet: str) -> list[str]:
 
 def test_silent_appliance_leaves_answers_and_unknown_title_is_404(real_control: str) -> None:
     for app_id, host in APPLIANCES.items():
+        status, _ = call(f"{real_control}/api/v1/enrollments", "POST", OPERATOR,
+                         {"id": app_id, "site": "isp", "prefixes": ["81.2.69.0/24"]})
+        assert status == 201
         reg = {"id": app_id, "site": "isp", "public_url": f"http://{host}:8080",
                "capacity_bytes": 2**30, "asn": 64500, "lat": 48.9, "lon": 2.3,
                "prefixes": ["81.2.69.0/24"]}

@@ -27,20 +27,22 @@ from tests.conftest import IN_CI
 DEFAULT_PG: Final = "postgresql://postgres@127.0.0.1:5432/test"
 
 OPERATOR: Final = "operator-token-0123456789"
-APPLIANCE: Final = "appliance-token-0123456789"
 BOUND_A1: Final = "appliance-a1-token-0123456789"
+APPLIANCE: Final = BOUND_A1  # every appliance token is bound to one appliance
 PACKAGER: Final = "packager-token-0123456789"
 STEERING: Final = "steering-token-0123456789"
+# Bound bootstrap tokens of the appliances the tests use; `who="a2"` sends a2's token.
+APPLIANCE_IDS: Final = ("a1", "a2", "a3", "b1", "ghost")
+BOUND: Final = {a: f"appliance-{a}-token-0123456789" for a in APPLIANCE_IDS}
 BOOTSTRAP: Final = (
-    f"operator:{OPERATOR},appliance:{APPLIANCE},appliance@a1:{BOUND_A1},"
-    f"packager:{PACKAGER},steering:{STEERING}"
+    f"operator:{OPERATOR},packager:{PACKAGER},steering:{STEERING},"
+    + ",".join(f"appliance@{a}:{t}" for a, t in BOUND.items())
 )
 TOKENS: Final = {
     "operator": OPERATOR,
-    "appliance": APPLIANCE,
-    "a1": BOUND_A1,
     "packager": PACKAGER,
     "steering": STEERING,
+    **BOUND,
 }
 INTERVAL: Final = 2.0
 HALF_LIFE: Final = 100.0
@@ -122,7 +124,8 @@ async def empty_tables(url: str) -> None:
             # DELETE, not TRUNCATE: for a few rows it takes no exclusive locks and is faster.
             await conn.execute(
                 "DELETE FROM titles; DELETE FROM appliances; DELETE FROM heartbeats; "
-                "DELETE FROM popularity; DELETE FROM tokens; DELETE FROM fill_plans"
+                "DELETE FROM popularity; DELETE FROM tokens; DELETE FROM fill_plans; "
+                "DELETE FROM enrollments"
             )
     finally:
         await conn.close()
@@ -237,6 +240,14 @@ def manifest(title: str, sizes: list[int], *, renditions: int = 1) -> dict[str, 
     }
 
 
+async def enroll(api: Api, id_: str, site: str = "s1", prefixes: list[str] | None = None) -> str:
+    """Enrol an appliance as the operator does; its new bound token."""
+    body = {"id": id_, "site": site, "prefixes": prefixes or []}
+    status, answer = await api.call("POST", "/api/v1/enrollments", json=body)
+    assert status == 201, answer
+    return str(answer["token"])
+
+
 def registration(
     id_: str, site: str = "s1", capacity: int = 10_000, **extra: Any
 ) -> dict[str, Any]:
@@ -249,4 +260,4 @@ def registration(
     }
 
 
-__all__ = ["Api", "FakeClock", "manifest", "registration", "replace"]
+__all__ = ["Api", "FakeClock", "enroll", "manifest", "registration", "replace"]

@@ -14,6 +14,7 @@ from tests.origin.control.conftest import (
     MAX_BODY,
     PACKAGER,
     Api,
+    enroll,
     manifest,
     registration,
 )
@@ -38,7 +39,7 @@ async def test_title_is_created_then_replaced_and_listed(api: Api) -> None:
     assert status == 200
     [summary] = body["titles"]
     assert summary["title"] == "t1" and summary["total_bytes"] == 5 and summary["files"] == 1
-    status, body = await api.call("GET", "/api/v1/titles/t1", "appliance")
+    status, body = await api.call("GET", "/api/v1/titles/t1", "a1")
     assert status == 200
     assert body["files"] == manifest("t1", [5])["files"]
     assert body["popularity"] == 0.0
@@ -72,7 +73,7 @@ async def test_unknown_title_is_404_and_malformed_id_is_400(api: Api) -> None:
         ("POST", "/api/v1/titles", None, 401),
         ("POST", "/api/v1/titles", "wrong-token-0123456789", 401),
         ("POST", "/api/v1/titles", "steering", 403),
-        ("POST", "/api/v1/titles", "appliance", 403),
+        ("POST", "/api/v1/titles", "a1", 403),
         ("GET", "/api/v1/titles", None, 401),
         ("POST", "/api/v1/appliances", "packager", 403),
         ("PUT", "/api/v1/appliances/a1/heartbeat", "operator", 403),
@@ -80,7 +81,7 @@ async def test_unknown_title_is_404_and_malformed_id_is_400(api: Api) -> None:
         ("GET", "/api/v1/appliances", "packager", 403),
         ("GET", "/api/v1/appliances/a2/fill-manifest", "a1", 403),
         ("GET", "/api/v1/appliances/a1/heartbeats", "steering", 403),
-        ("GET", "/api/v1/popularity", "appliance", 403),
+        ("GET", "/api/v1/popularity", "a1", 403),
     ],
 )
 async def test_requests_without_a_valid_token_or_role_are_refused(
@@ -178,17 +179,18 @@ BAD_REGISTRATIONS = [
 
 @pytest.mark.parametrize(("case", "body"), BAD_REGISTRATIONS, ids=[c for c, _ in BAD_REGISTRATIONS])
 async def test_bad_registrations_are_400(api: Api, case: str, body: Any) -> None:
-    status, answer = await api.call("POST", "/api/v1/appliances", "appliance", json=body)
+    status, answer = await api.call("POST", "/api/v1/appliances", "a1", json=body)
     assert status == 400 and answer["error"] == "bad_request", (case, answer)
 
 
 async def test_registration_is_idempotent_and_updates(api: Api) -> None:
+    await enroll(api, "a1")
     status, view = await api.call("POST", "/api/v1/appliances", "a1", json=registration("a1"))
     assert status == 201 and view["state"] == "down" and view["last_heartbeat"] is None
     status, view = await api.call(
-        "POST", "/api/v1/appliances", "a1", json=registration("a1", site="s2", asn=64500)
+        "POST", "/api/v1/appliances", "a1", json=registration("a1", asn=64500)
     )
-    assert status == 200 and view["site"] == "s2" and view["asn"] == 64500
+    assert status == 200 and view["site"] == "s1" and view["asn"] == 64500
     status, body = await api.call("GET", "/api/v1/appliances", "steering")
     assert [a["id"] for a in body["appliances"]] == ["a1"]
     assert body["heartbeat_interval"] == INTERVAL
@@ -235,7 +237,7 @@ async def test_appliance_state_follows_heartbeats_and_silence(api: Api) -> None:
 
 async def test_heartbeat_for_an_unknown_appliance_is_404(api: Api) -> None:
     status, body = await api.call(
-        "PUT", "/api/v1/appliances/ghost/heartbeat", "appliance", json={"state": "healthy"}
+        "PUT", "/api/v1/appliances/ghost/heartbeat", "ghost", json={"state": "healthy"}
     )
     assert status == 404 and "POST /api/v1/appliances" in body["detail"]
 
@@ -295,6 +297,8 @@ async def test_heartbeat_history_is_kept_in_order_and_filtered_by_since(api: Api
 
 
 async def test_popularity_adds_per_site_and_halves_every_half_life(api: Api) -> None:
+    for title in ("t1", "t2"):
+        await api.call("POST", "/api/v1/titles", "packager", json=manifest(title, [1]))
     await api.call("POST", "/api/v1/appliances", json=registration("a1", site="s1"))
     await api.call("POST", "/api/v1/appliances", json=registration("a2", site="s1"))
     await api.call("POST", "/api/v1/appliances", json=registration("b1", site="s2"))
@@ -303,19 +307,19 @@ async def test_popularity_adds_per_site_and_halves_every_half_life(api: Api) -> 
         "PUT",
         beat.format("a1"),
         json={"state": "healthy", "title_requests": {"t1": 6, "t2": 1}},
-        who="appliance",
+        who="a1",
     )
     await api.call(
         "PUT",
         beat.format("a2"),
         json={"state": "healthy", "title_requests": {"t1": 2}},
-        who="appliance",
+        who="a2",
     )
     await api.call(
         "PUT",
         beat.format("b1"),
         json={"state": "healthy", "title_requests": {"t2": 4}},
-        who="appliance",
+        who="b1",
     )
     _, body = await api.call("GET", "/api/v1/popularity?site=s1", "steering")
     assert [(s["title"], s["score"]) for s in body["scores"]] == [("t1", 8.0), ("t2", 1.0)]
@@ -328,7 +332,7 @@ async def test_popularity_adds_per_site_and_halves_every_half_life(api: Api) -> 
         "PUT",
         beat.format("a1"),
         json={"state": "healthy", "title_requests": {"t1": 1}},
-        who="appliance",
+        who="a1",
     )
     _, body = await api.call("GET", "/api/v1/popularity?site=s1&limit=1")
     assert body["scores"] == [{"title": "t1", "site": "s1", "score": pytest.approx(5.0)}]
@@ -351,10 +355,10 @@ async def test_fill_manifest_lists_popular_titles_that_fit_with_healthy_site_pee
     await api.call("POST", "/api/v1/appliances", json=registration("b1", site="s2"))
     for who in ("a2", "a3", "b1"):
         await api.call(
-            "PUT", f"/api/v1/appliances/{who}/heartbeat", "appliance", json={"state": "healthy"}
+            "PUT", f"/api/v1/appliances/{who}/heartbeat", who, json={"state": "healthy"}
         )
     await api.call(
-        "PUT", "/api/v1/appliances/a3/heartbeat", "appliance", json={"state": "draining"}
+        "PUT", "/api/v1/appliances/a3/heartbeat", "a3", json={"state": "draining"}
     )
     counts = {"hot": 50, "warm": 30, "huge": 100}  # "cold" has no demand
     await api.call(

@@ -69,5 +69,9 @@ def test_authorize_checks_role_then_binding() -> None:
     with pytest.raises(Forbidden, match="belongs to appliance 'a1'"):
         authorize(Principal("appliance", "a1"), allowed, appliance="a2")
     assert authorize(Principal("appliance", "a1"), allowed, appliance="a1").subject == "a1"
-    assert authorize(Principal("appliance"), allowed, appliance="a2").role == "appliance"
+    # An appliance token bound to nothing is refused whatever it asks for.
+    with pytest.raises(Forbidden, match="bound to no appliance"):
+        authorize(Principal("appliance"), allowed, appliance="a2")
+    with pytest.raises(Forbidden, match="bound to no appliance"):
+        authorize(Principal("appliance"), allowed)
     assert authorize(Principal("operator"), allowed, appliance="a2").role == "operator"

@@ -9,8 +9,9 @@ import pytest
 
 from origin.control.beats import HeartbeatBuffer
 from origin.control.store import Beat, Store, heartbeat_json, open_store
+from tests.origin.control.conftest import manifest
 from vcdn.errors import StoreError
-from vcdn.schemas import HealthState, Heartbeat, Registration
+from vcdn.schemas import HealthState, Heartbeat, Registration, TitleManifest, decode
 
 
 def beat(appliance: str, at: float, state: HealthState = "healthy") -> Beat:
@@ -20,6 +21,7 @@ def beat(appliance: str, at: float, state: HealthState = "healthy") -> Beat:
 
 async def _store(tmp_path: Path) -> Store:
     store = await open_store(f"sqlite:///{tmp_path}/c.db")
+    await store.put_title(decode(TitleManifest, manifest("t", [1])), 0.0)  # counted: in catalog
     await store.put_appliance(
         Registration(id="a1", site="s1", public_url="http://a1:80", capacity_bytes=1), 0.0
     )

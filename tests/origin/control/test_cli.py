@@ -94,6 +94,15 @@ def test_bad_start_up_settings_are_one_line_errors(
 
 def test_tokens_are_listed_by_hash_and_revoked_by_id(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/c.db"
+    unbound = vcdn("control", "token", "create", "--role", "appliance", "--db", db)
+    assert unbound.returncode != 0 and "--appliance ID" in unbound.stderr
+    assert "Traceback" not in unbound.stderr
+    stranger = vcdn("control", "token", "create", "--role", "appliance", "--appliance", "a1",
+                    "--db", db)
+    assert stranger.returncode != 0 and "not enrolled" in stranger.stderr
+    enrolled = vcdn("control", "appliance", "enroll", "--id", "a1", "--site", "s1",
+                    "--prefix", "10.1.0.0/16", "--label", "enrolment", "--db", db)
+    assert enrolled.returncode == 0 and enrolled.stdout.startswith("vcdn_"), enrolled.stderr
     made = vcdn(
         "control",
         "token",
@@ -110,7 +119,7 @@ def test_tokens_are_listed_by_hash_and_revoked_by_id(tmp_path: Path) -> None:
     token = made.stdout.strip()
     listing = vcdn("control", "token", "list", "--db", db)
     assert listing.returncode == 0
-    [row] = listing.stdout.splitlines()[1:]
+    [row] = [r for r in listing.stdout.splitlines()[1:] if r.endswith("box one")]
     token_id = row.split()[0]
     assert row.split()[1:3] == ["appliance", "a1"] and row.endswith("box one")
     assert token not in listing.stdout and hash_token(token).startswith(token_id)
@@ -118,7 +127,8 @@ def test_tokens_are_listed_by_hash_and_revoked_by_id(tmp_path: Path) -> None:
     assert "No token" in vcdn("control", "token", "revoke", "00000000", "--db", db).stderr
     revoked = vcdn("control", "token", "revoke", token_id, "--db", db)
     assert revoked.returncode == 0 and "Revoked the appliance token" in revoked.stderr
-    assert vcdn("control", "token", "list", "--db", db).stdout.splitlines()[1:] == []
+    left = vcdn("control", "token", "list", "--db", db).stdout.splitlines()[1:]
+    assert [r.split()[-1] for r in left] == ["enrolment"]  # the enrolment's own token stays
     assert vcdn("control", "token", "frobnicate").returncode == 2
 
 

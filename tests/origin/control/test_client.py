@@ -16,6 +16,7 @@ from tests.origin.control.conftest import (
     PACKAGER,
     STEERING,
     Api,
+    enroll,
     manifest,
     registration,
 )
@@ -45,6 +46,7 @@ async def test_client_round_trips_every_call(api: Api) -> None:
         assert await packager.get_title("t1") == m
         [summary] = await packager.list_titles()
         assert summary.title == "t1" and summary.total_bytes == 150
+    await enroll(api, "a1")
     async with ControlClient(base(api), APPLIANCE) as appliance:
         view = await appliance.register_appliance(
             decode(Registration, registration("a1", capacity=1000))

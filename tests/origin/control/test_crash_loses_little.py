@@ -26,8 +26,11 @@ def test_a_crash_loses_only_the_last_flush_delay_of_heartbeats(tmp_path: Path) -
     db = f"sqlite:///{tmp_path}/c.db"
     server = start_control(db, BOOTSTRAP, tmp_path)
     op = {"Authorization": f"Bearer {OPERATOR}"}
-    me = {"Authorization": f"Bearer {TOKENS['appliance']}"}
+    me = {"Authorization": f"Bearer {TOKENS['a1']}"}
     with requests.Session() as s:
+        r = s.post(f"{server.url}/api/v1/enrollments", json={"id": "a1", "site": "s1"},
+                   headers=op, timeout=10)
+        assert r.status_code == 201, r.text
         r = s.post(f"{server.url}/api/v1/appliances", json=registration("a1"), headers=me,
                    timeout=10)
         assert r.status_code in (200, 201), r.text

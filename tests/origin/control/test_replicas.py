@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 
 from tests.origin.control.conftest import (
-    APPLIANCE,
     BOOTSTRAP,
     OPERATOR,
     PACKAGER,
@@ -29,7 +28,7 @@ from tests.origin.control.conftest import (
 )
 from tests.origin.control.server import ControlProcess, start_control
 from vcdn.control_client import ControlClient
-from vcdn.schemas import Heartbeat, Registration, TitleManifest, decode
+from vcdn.schemas import Enrollment, Heartbeat, Registration, TitleManifest, decode
 
 pytestmark = pytest.mark.slow
 
@@ -97,8 +96,12 @@ async def test_killing_the_lock_holder_loses_no_heartbeat_and_the_other_takes_ov
             await packager.register_title(decode(TitleManifest, data))
         await packager.close()
         # Half the fleet asks replica 1 first, half replica 2: both carry beats.
+        # Each appliance enrolled by the operator, with its own bound token.
+        async with ControlClient(urls, OPERATOR) as operator:
+            tokens = {a: (await operator.enroll(Enrollment(id=a, site="s1")))[1]
+                      for a in APPLIANCES}
         fleet = {
-            a: ControlClient(urls if k % 2 == 0 else urls[::-1], APPLIANCE, timeout=5.0)
+            a: ControlClient(urls if k % 2 == 0 else urls[::-1], tokens[a], timeout=5.0)
             for k, a in enumerate(APPLIANCES)
         }
         for a, client in fleet.items():

@@ -10,6 +10,7 @@ import pytest
 from origin.control.migrations import LATEST
 from origin.control.store import (
     Beat,
+    Store,
     heartbeat_json,
     latest_per_appliance,
     open_store,
@@ -41,9 +42,16 @@ def _beat(appliance: str, at: float, counts: dict[str, int]) -> Beat:
     return Beat(appliance, at, hb, heartbeat_json(hb))
 
 
+async def _titles(store: Store, *names: str) -> None:
+    """Popularity counts only titles of the catalog."""
+    for name in names:
+        await store.put_title(decode(TitleManifest, manifest(name, [1])), 0.0)
+
+
 async def test_heartbeat_batches_add_up_exactly_even_when_concurrent(db_url: str) -> None:
     store = await open_store(db_url)
     try:
+        await _titles(store, "t", "u")
         for i in range(5):
             await store.put_appliance(decode(Registration, registration(f"a{i}")), 0.0)
         batches = [
@@ -96,6 +104,7 @@ def test_a_batch_writes_each_popularity_row_once_in_key_order() -> None:
 async def test_title_totals_sum_sites_and_decay_in_the_database(db_url: str) -> None:
     store = await open_store(db_url)
     try:
+        await _titles(store, "t", "u")
         await store.put_appliance(decode(Registration, registration("a1", site="s1")), 0.0)
         await store.put_appliance(decode(Registration, registration("b1", site="s2")), 0.0)
         await store.record_heartbeats(
@@ -156,6 +165,7 @@ async def test_a_beat_without_history_text_updates_state_but_adds_no_history_row
 ) -> None:
     store = await open_store(db_url)
     try:
+        await _titles(store, "t")
         await store.put_appliance(decode(Registration, registration("a1")), 0.0)
         hb = Heartbeat(state="draining", title_requests={"t": 2})
         assert await store.record_heartbeats([Beat("a1", 5.0, hb, None)], 3600.0) == 1

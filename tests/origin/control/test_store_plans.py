@@ -6,8 +6,8 @@ import asyncpg
 
 from origin.control.store import open_store
 from origin.control.store_plans import PostgresLease, StoredPlan, lock_key
-from tests.origin.control.conftest import drop_schema, fresh_schema
-from vcdn.schemas import Registration
+from tests.origin.control.conftest import drop_schema, fresh_schema, manifest
+from vcdn.schemas import Registration, TitleManifest, decode
 
 
 def plan(a: str, epoch: int, inputs: str, text: str) -> StoredPlan:
@@ -85,6 +85,8 @@ async def test_decay_forgets_scores_decayed_to_nothing(db_url: str) -> None:
     try:
         reg = Registration(id="a1", site="s1", public_url="http://a1:1", capacity_bytes=10)
         await store.put_appliance(reg, 0.0)
+        for title in ("old", "hot"):  # popularity counts only titles of the catalog
+            await store.put_title(decode(TitleManifest, manifest(title, [1])), 0.0)
         beat = Heartbeat(state="healthy", title_requests={"old": 1, "hot": 1000})
         await store.record_heartbeats([Beat("a1", 5.0, beat, None)], 100.0)
         assert await store.popularity_stamp() == 5.0

@@ -29,6 +29,15 @@ function renderAppliances(list, now) {
   $("appliances").tBodies[0].replaceChildren(...rows);
 }
 
+function renderEnrollments(enrollments, list) {
+  const registered = new Map(list.map((a) => [a.id, a.prefixes]));
+  const rows = enrollments.map((e) => el("tr", { "data-enrollment": e.id },
+    cell(e.id), cell(e.site), cell(e.prefixes.join(" ") || "none"),
+    cell(registered.has(e.id) ? (registered.get(e.id).join(" ") || "none") : "not registered"),
+    cell(e.label)));
+  $("enrollments").tBodies[0].replaceChildren(...rows);
+}
+
 function renderSites(list) {
   const sites = new Map();
   for (const a of list) {
@@ -140,6 +149,7 @@ async function refresh() {
     const list = body.appliances.slice().sort((p, q) => (p.site + p.id).localeCompare(q.site + q.id));
     renderAppliances(list, now);
     renderSites(list);
+    renderEnrollments((await controlGet("/api/v1/enrollments")).enrollments, list);
     await loadHistory(list, now);
     $("error").textContent = "";
     $("login").hidden = true;
