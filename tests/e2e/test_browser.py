@@ -163,7 +163,7 @@ async def appliance_ctl(cluster: Cluster, slot_id: str, verb: str) -> None:
         f"appliance-ctl {verb} {slot_id}",
         vcdn_argv("appliance-ctl", verb, "--appliance", slot.admin_url),
         log_path=cluster.logs / "appliance-ctl.log",
-        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.operator), within=30,
+        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.admin), within=30,
     )
 
 
