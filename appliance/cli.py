@@ -87,7 +87,8 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
 
-    run(settings, ready)
+    run(settings, ready, reload=lambda: settings_mod.load(args.config, overrides),
+        config=args.config)
     return 0
 
 

@@ -43,8 +43,10 @@ from edge.workers import start_edge
 from vcdn.control_client import ControlClient
 from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
 from vcdn.httpserve.server import start
+from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
+from vcdn.tokens import KeyRing
 
 log = logging.getLogger("vcdn.appliance")
 MANIFEST_FILE: Final = "fill-manifest.json"  # the last manifest, so a restart can resume
@@ -283,6 +285,12 @@ class Appliance:
             self._runners.append(runner)
             self.urls[name] = url
 
+    def set_keys(self, keys: KeyRing) -> None:
+        """New signing keys: the edge verifies with them, the fill signs peer requests."""
+        self.edge.set_keys(keys)
+        if self.filler is not None:
+            self.filler.set_keys(keys)
+
     async def serve(self, ready: Callable[[dict[str, str]], None] | None = None) -> None:
         s = self.settings
         report = await asyncio.to_thread(self.edge.store.reconcile)
@@ -349,14 +357,33 @@ def _disk_free(path: Path) -> int:
         return 0
 
 
-def run(settings: ApplianceSettings, ready: Callable[[dict[str, str]], None]) -> None:
-    """Run until SIGTERM/SIGINT (the CLI's entry into the event loop)."""
+def run(
+    settings: ApplianceSettings,
+    ready: Callable[[dict[str, str]], None],
+    reload: Callable[[], ApplianceSettings] | None = None,
+    config: Path | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (the CLI's entry into the event loop). SIGHUP, or a change
+    of the settings or keys file, puts new signing keys into service (`reload` rebuilds
+    the settings as start-up did)."""
 
     async def main() -> None:
         appliance = Appliance(settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, appliance.stop)
-        await appliance.serve(ready)
+        keys_file = settings.signing_keys_file
+        if keys_file is not None and not keys_file.is_absolute() and config is not None:
+            keys_file = config.parent / keys_file  # as `appliance.settings.load` reads it
+        files = [p for p in (config, keys_file) if p is not None]
+        watch = KeyWatch(
+            lambda: (reload() if reload is not None else settings).keys,
+            appliance.set_keys, files, current=appliance.edge.keys,
+        )
+        watcher = asyncio.create_task(watch.run())
+        try:
+            await appliance.serve(ready)
+        finally:
+            watcher.cancel()
 
     asyncio.run(main())

@@ -88,12 +88,18 @@ class Filler:
         self._pins_file = settings.cache_dir / PINS_FILE
         self._pinned: set[str] | None = None
 
+    def set_keys(self, keys: tokens.KeyRing) -> None:
+        self._keys = keys
+
     def _token(self, title: str) -> str | None:
         """A short-lived signed token for a peer request (the key shared by the site)."""
-        if not self._keys:
+        signer = self._keys.signer(self.clock()) if self._keys else None
+        if signer is None:
             return None
-        kid, key = next(iter(self._keys.items()))
-        return tokens.sign(title, key_id=kid, key=key, expires=int(self.clock()) + PEER_TOKEN_TTL)
+        return tokens.sign(
+            title, key_id=signer.key_id, key=signer.secret,
+            expires=int(self.clock()) + PEER_TOKEN_TTL,
+        )
 
     # --- pins ---------------------------------------------------------------------------
 

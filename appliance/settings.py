@@ -23,7 +23,7 @@ from appliance.schedule import FillWindow
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes, load_settings
-from vcdn.tokens import parse_keys
+from vcdn.tokens import KeyRing, parse_keys
 
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MIN_SECRET_CHARS: Final = 16
@@ -97,8 +97,8 @@ class ApplianceSettings(HttpLimits):
         )
 
     @property
-    def keys(self) -> dict[str, bytes]:
-        return parse_keys(self.signing_keys) if self.signing_keys else {}
+    def keys(self) -> KeyRing:
+        return parse_keys(self.signing_keys) if self.signing_keys else KeyRing()
 
 
 def _read_secret(path: Path, key: str) -> str:

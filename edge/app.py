@@ -85,6 +85,11 @@ class Edge:
         self.chain: UpstreamChain | None = None
         self.fills: Fills | None = None
 
+    def set_keys(self, keys: tokens.KeyRing) -> None:
+        """New signing keys (a reload): forget the fast path's verified URLs with the old."""
+        self.keys = keys
+        self.fast_routes.clear()
+
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store call on the store's own thread."""
         loop = asyncio.get_running_loop()
@@ -146,10 +151,11 @@ class Edge:
         origin_path = origin_target(title, path)
 
         def target(up: Upstream) -> str:
-            if up.kind == "peer" and self.keys:
-                kid, key = next(iter(self.keys.items()))
+            signer = self.keys.signer(time.time()) if up.kind == "peer" else None
+            if signer is not None:
                 token = tokens.sign(
-                    title, key_id=kid, key=key, expires=int(time.time()) + PEER_TOKEN_TTL
+                    title, key_id=signer.key_id, key=signer.secret,
+                    expires=int(time.time()) + PEER_TOKEN_TTL,
                 )
                 return peer_target(token, title, path)
             return origin_path

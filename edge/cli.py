@@ -76,6 +76,7 @@ def build_settings(argv: list[str]) -> EdgeSettings:
         "workers": args.workers,
         "log_level": args.log_level,
     }
+    overrides["config_file"] = args.config
     return load_settings(EdgeSettings, args.config, overrides=overrides)
 
 
@@ -97,4 +98,4 @@ def main(argv: list[str]) -> int:
     workers = settings.workers or os.cpu_count() or 1
     from edge.workers import run
 
-    return run(settings, workers)
+    return run(settings, workers, reload=lambda: build_settings(argv))

@@ -278,7 +278,9 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
             _, _, token, title, rest = parts
             if not is_valid_title(title):
                 return None
-            expires = float(tokens.verify(token, title, edge.keys, now).expires)
+            kid = tokens.verify(token, title, edge.keys, now).key_id
+            # Remembered until the token or its key expires, whichever is first.
+            expires = min(float(tokens.parse(token).expires), edge.keys.valid_until(kid))
         elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
             _, _, title, rest = raw.split("/", 3)
             if not is_valid_title(title):

@@ -12,8 +12,9 @@ from typing import Literal
 
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
+from vcdn.keyreload import read_keys
 from vcdn.settings import Bytes
-from vcdn.tokens import parse_keys
+from vcdn.tokens import KeyRing
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class EdgeSettings(HttpLimits):
     mode: Literal["appliance", "proxy"] = "appliance"
     #: ``"kid:secret,kid2:secret2"``; from VCDN_SIGNING_KEYS or the settings file only.
     signing_keys: str = ""
+    #: The same text in a file (one key per line or comma-separated); re-read on SIGHUP
+    #: and when it changes, like the settings file (docs/edge.md "Signing keys").
+    signing_keys_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     #: Worker processes sharing the port; 0 means one per CPU.
@@ -63,6 +67,9 @@ class EdgeSettings(HttpLimits):
     #: Playlists of live titles: the Cache-Control used for objects without upstream headers.
     live: bool = False
     log_level: str = "info"
+    #: The settings file this was read from (set by `vcdn edge --config`), watched for
+    #: key changes.
+    config_file: Path | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,15 +83,15 @@ class EdgeSettings(HttpLimits):
             if not peer.startswith(("http://", "https://")):
                 raise ConfigError(f"Peer {peer!r} must be an http:// or https:// URL.")
         if self.auth == "tokens" and self.mode == "appliance":
-            if not self.signing_keys.strip():
+            if not self.signing_keys.strip() and self.signing_keys_file is None:
                 raise ConfigError(
                     "Setting 'signing_keys' is required with auth = tokens: set "
                     "VCDN_SIGNING_KEYS='kid:secret[,kid2:secret2]' or signing_keys in the "
                     "settings file (never on the command line), or run with --auth none."
                 )
-            parse_keys(self.signing_keys)  # raises ConfigError naming the expected form
+            self.keys()  # raises ConfigError naming the expected form
         if self.workers < 0:
             raise ConfigError("Setting 'workers' must be 0 (one per CPU) or more.")
 
-    def keys(self) -> dict[str, bytes]:
-        return parse_keys(self.signing_keys) if self.signing_keys else {}
+    def keys(self) -> KeyRing:
+        return read_keys(self.signing_keys, self.signing_keys_file)

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
@@ -26,11 +27,13 @@ from edge.settings import EdgeSettings
 from vcdn.errors import ConfigError
 from vcdn.httplimits import install as install_limits
 from vcdn.httpserve.server import BACKLOG
+from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.edge")
 #: A worker that keeps dying this soon after start is not restarted in a tight loop.
 RESTART_PAUSE: Final = 1.0
+Reload = Callable[[], EdgeSettings]
 DRAIN_SECONDS: Final = 10.0
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
 
@@ -84,15 +87,31 @@ async def start_edge(
     return runner, f"http://{shown}:{port}"
 
 
-async def serve(settings: EdgeSettings, ready: int | None) -> None:
-    """One worker: serve until SIGTERM/SIGINT, then drain and stop."""
+def _watch(app: web.Application, settings: EdgeSettings, reload: Reload | None) -> KeyWatch:
+    from edge.app import EDGE_KEY
+
+    edge = app[EDGE_KEY]
+    files = [p for p in (settings.config_file, settings.signing_keys_file) if p is not None]
+    return KeyWatch(
+        (lambda: reload().keys()) if reload is not None else settings.keys,
+        edge.set_keys,
+        files,
+        current=edge.keys,
+    )
+
+
+async def serve(settings: EdgeSettings, ready: int | None, reload: Reload | None = None) -> None:
+    """One worker: serve until SIGTERM/SIGINT, then drain and stop; SIGHUP (or a change
+    of the settings or keys file) reloads the signing keys."""
     from edge.app import make_app
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner, url = await start_edge(make_app(settings), settings)
+    app = make_app(settings)
+    runner, url = await start_edge(app, settings)
+    watcher = asyncio.create_task(_watch(app, settings, reload).run())
     try:
         if ready is not None:
             os.write(ready, url.encode() + b"\n")
@@ -104,27 +123,28 @@ async def serve(settings: EdgeSettings, ready: int | None) -> None:
         await stop.wait()
         event(log, "draining", pid=os.getpid())
     finally:
+        watcher.cancel()
         await runner.cleanup()
 
 
-def _worker_main(settings: EdgeSettings, ready: int | None) -> None:
+def _worker_main(settings: EdgeSettings, ready: int | None, reload: Reload | None) -> None:
     try:
         import uvloop
 
-        uvloop.run(serve(settings, ready))
+        uvloop.run(serve(settings, ready, reload))
     except KeyboardInterrupt:
         pass
 
 
-def _spawn(settings: EdgeSettings, ready: int | None) -> int:
+def _spawn(settings: EdgeSettings, ready: int | None, reload: Reload | None) -> int:
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by spawn()
-            _worker_main(settings, ready)
+            _worker_main(settings, ready, reload)
         except BaseException:
             log.exception("worker_crashed")
             code = 1
@@ -135,10 +155,11 @@ def _spawn(settings: EdgeSettings, ready: int | None) -> int:
     return pid
 
 
-def run(settings: EdgeSettings, workers: int) -> int:
-    """Serve with `workers` processes; returns the exit code."""
+def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> int:
+    """Serve with `workers` processes; returns the exit code. `reload` rebuilds the
+    settings as start-up did (on SIGHUP, which the parent forwards to every worker)."""
     if workers <= 1:
-        _worker_main(settings, None)
+        _worker_main(settings, None, reload)
         return 0
     reserved, port = _reserve(settings.host, settings.port)
     settings = dataclasses.replace(settings, port=port)
@@ -158,12 +179,18 @@ def run(settings: EdgeSettings, workers: int) -> int:
         # tells to stop (and a parent waiting for it forever): hold them until recorded.
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
-            children[_spawn(settings, w)] = time.monotonic()
+            children[_spawn(settings, w, reload)] = time.monotonic()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
+    def forward_hup(signum: int, _frame: object) -> None:
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward_hup)
     for _ in range(workers):
         spawn()
     urls: list[str] = []

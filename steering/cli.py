@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -26,8 +27,10 @@ from steering.workers import Supervisor, default_workers, reserve
 from vcdn.control_client import URLS_ENV
 from vcdn.errors import ConfigError
 from vcdn.httpserve.server import start
+from vcdn.keyreload import KeyWatch, read_keys
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
+from vcdn.tokens import KeyRing
 
 log = logging.getLogger("steering")
 
@@ -61,7 +64,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None) -> None:
+async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
+                reload: Callable[[], SteeringSettings] | None = None,
+                config: Path | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; SIGHUP, or a change of the settings or keys file,
+    puts new signing keys into service (`reload` rebuilds the settings as start-up did)."""
     serial, nsid = (worker.split(":", 1) if worker else ("", ""))
     steering = Steering(settings, geo, serial=int(serial) if serial else None,
                         nsid=nsid.encode())
@@ -97,10 +104,17 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None)
               f"{settings.zone}; HTTP on {url}", flush=True)
         event(log, "listening", dns_port=dns_port, http_port=http_port, zone=settings.zone)
         poller = asyncio.create_task(steering.poll_loop(control))
+        files = [p for p in (config, settings.signing_keys_file) if p is not None]
+        watch = KeyWatch(
+            lambda: _keys_of(reload() if reload is not None else settings),
+            steering.set_keys, files, current=steering.keys,
+        )
+        watcher = asyncio.create_task(watch.run())
         try:
             await stop.wait()
         finally:
             event(log, "stopping")
+            watcher.cancel()
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
@@ -108,6 +122,10 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None)
             tcp.close()
             await tcp.wait_closed()
             await runner.cleanup()
+
+
+def _keys_of(settings: SteeringSettings) -> KeyRing:
+    return read_keys(settings.signing_keys, settings.signing_keys_file)
 
 
 def control_override(flags: list[str] | None) -> str | None:
@@ -128,6 +146,10 @@ def main(argv: list[str]) -> int:
         "ttl": args.ttl, "answers": args.answers, "poll_interval": args.poll_interval,
     }
     settings = load_settings(SteeringSettings, args.config, overrides=overrides)
+
+    def reload() -> SteeringSettings:
+        return load_settings(SteeringSettings, args.config, overrides=overrides)
+
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
@@ -149,9 +171,9 @@ def main(argv: list[str]) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
-        asyncio.run(serve(settings, geo, args.worker))
+        asyncio.run(serve(settings, geo, args.worker, reload, args.config))
     else:
-        uvloop.run(serve(settings, geo, args.worker))
+        uvloop.run(serve(settings, geo, args.worker, reload, args.config))
     finally:
         geo.close()
     return 0

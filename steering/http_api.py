@@ -76,9 +76,13 @@ async def playback(request: web.Request) -> web.Response:
         code = 503 if isinstance(exc, UpstreamError) else exc.status_hint
         return _error(code, exc.message)
     decision = steering.decide(Client.of(ip), title)
-    expires = int(steering.clock()) + s.token_ttl
-    key_id, key = next(iter(steering.keys.items()))
-    token = sign(title, key_id=key_id, key=key, expires=expires)
+    now = steering.clock()
+    signer = steering.keys.signer(now)
+    if signer is None:
+        return _error(503, "No signing key is valid now; check the keys' not_before/not_after.")
+    # A token never outlives its key (the key's not_after ends the rotation grace).
+    expires = int(min(now + s.token_ttl, signer.not_after))
+    token = sign(title, key_id=signer.key_id, key=signer.secret, expires=expires)
     urls = []
     sites = set(decision.sites[:SITES_IN_ANSWER])
     for node in decision.nodes:

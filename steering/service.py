@@ -29,9 +29,10 @@ from steering.view import (
     literal_addresses,
     signature,
 )
-from vcdn.errors import UpstreamError
+from vcdn.errors import ConfigError, UpstreamError
+from vcdn.keyreload import read_keys
 from vcdn.logs import event
-from vcdn.tokens import parse_keys
+from vcdn.tokens import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,12 @@ class Steering:
         self.settings = settings
         self.geo = geo
         self.clock = clock
-        self.keys = parse_keys(settings.signing_keys)
+        self.keys = read_keys(settings.signing_keys, settings.signing_keys_file)
+        if not self.keys:
+            raise ConfigError(
+                "Setting 'signing_keys' is required: set VCDN_SIGNING_KEYS, signing_keys or "
+                "signing_keys_file in the settings file."
+            )
         self.policy = Policy(settings.default_site, settings.dispersion, settings.saturation)
         self.capacity = Capacity(settings.appliance_max_bytes_per_s,
                                  settings.appliance_max_requests_per_s)
@@ -84,6 +90,10 @@ class Steering:
             ),
             self._decider(self.view),
         )
+
+    def set_keys(self, keys: KeyRing) -> None:
+        """New signing keys (a reload); the next playback answer signs with them."""
+        self.keys = keys
 
     def _decider(self, view: SteeringView) -> Callable[[Client], Decision]:
         geo, policy, depth = self.geo, self.policy, self.settings.answers

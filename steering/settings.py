@@ -21,7 +21,9 @@ class SteeringSettings(HttpLimits):
 
     control: str
     zone: str
-    signing_keys: str
+    signing_keys: str = ""
+    # The same text in a file; re-read on SIGHUP and when it changes.
+    signing_keys_file: Path | None = None
     control_token: str = ""
     host: str = "127.0.0.1"
     dns_port: int = 5300

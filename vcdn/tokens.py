@@ -4,9 +4,18 @@ A token travels in the URL path, ``/s/{token}/{title}/{path}``, so that the rela
 inside HLS playlists inherit it without rewriting. Its text form is
 ``{key_id}.{expires}.{signature}``: path-safe (base64url, no padding) and short.
 
-The key id lets steering and appliances rotate keys: steering signs with the newest key,
-appliances accept every key they still hold. Verification compares in constant time and
-says *why* a token failed (for the log), while the HTTP answer stays a bare 403.
+The key id lets steering and appliances rotate keys. Each key may carry a validity window
+(`SigningKey.not_before`, `not_after`): signers use the first listed key whose window
+holds now, verifiers refuse a key past its ``not_after`` (and one more than
+`NOT_BEFORE_SKEW` seconds before its ``not_before``). Rotation is: list the new key first
+with ``not_before`` = the switch time, keep the old one with ``not_after`` = the switch
+time plus the longest token lifetime (the grace period).
+
+Parsing is canonical: one spelling per token (expiry in decimal without leading zeros,
+signature in unpadded base64url whose unused low bits are zero), so a token cannot be
+varied to slip past caches, logs or rate limits keyed on its text. Verification compares
+in constant time and says *why* a token failed (for the log), while the HTTP answer stays
+a bare 403.
 """
 
 from __future__ import annotations
@@ -14,9 +23,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from vcdn.errors import BadToken, ConfigError
@@ -24,6 +35,63 @@ from vcdn.errors import BadToken, ConfigError
 _KID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _SIG_LEN: Final = 43  # base64url of 32 bytes without padding
 _MAX_TOKEN: Final = 128
+#: Canonical expiry: "0" or decimal digits without a leading zero, at most 12 of them.
+_EXPIRES_RE: Final = re.compile(r"^(?:0|[1-9][0-9]{0,11})$")
+#: 43 base64url characters carry 258 bits for 256: the last one's two low bits must be 0.
+_SIG_RE: Final = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")
+#: A verifier accepts a key this many seconds before its not_before (clock skew).
+NOT_BEFORE_SKEW: Final = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    key_id: str
+    secret: bytes
+    not_before: float = -math.inf
+    not_after: float = math.inf
+
+    def usable(self, now: float) -> bool:
+        """May sign at `now`."""
+        return self.not_before <= now <= self.not_after
+
+
+class KeyRing(Mapping[str, bytes]):
+    """Keys by id, in the order they were listed; a Mapping of id → secret."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[SigningKey] = ()) -> None:
+        self._keys = {k.key_id: k for k in keys}
+
+    def __getitem__(self, key_id: str) -> bytes:
+        return self._keys[key_id].secret
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeyRing) and list(self._keys.values()) == list(
+            other._keys.values()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def key(self, key_id: str) -> SigningKey | None:
+        return self._keys.get(key_id)
+
+    def signer(self, now: float) -> SigningKey | None:
+        """The key to sign with at `now`: the first listed whose window holds now."""
+        for k in self._keys.values():
+            if k.usable(now):
+                return k
+        return None
+
+    def valid_until(self, key_id: str) -> float:
+        k = self._keys.get(key_id)
+        return k.not_after if k is not None else -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +124,12 @@ def parse(token: str) -> Token:
     key_id, expires_text, signature = parts
     if not _KID_RE.match(key_id):
         raise BadToken("token key id is malformed")
-    if not expires_text.isascii() or not expires_text.isdigit() or len(expires_text) > 12:
-        raise BadToken("token expiry is not a Unix time")
+    if not _EXPIRES_RE.match(expires_text):
+        raise BadToken("token expiry is not a canonical Unix time")
     if len(signature) != _SIG_LEN:
         raise BadToken("token signature has the wrong length")
+    if not _SIG_RE.match(signature):
+        raise BadToken("token signature is not canonical base64url")
     return Token(key_id, int(expires_text), signature)
 
 
@@ -69,6 +139,15 @@ def verify(token: str, title: str, keys: Mapping[str, bytes], now: float) -> Tok
     key = keys.get(parsed.key_id)
     if key is None:
         raise BadToken(f"token key id {parsed.key_id!r} is unknown")
+    if isinstance(keys, KeyRing):
+        window = keys.key(parsed.key_id)
+        assert window is not None
+        if now > window.not_after:
+            raise BadToken(f"token key {parsed.key_id!r} expired at {window.not_after:.0f}")
+        if now < window.not_before - NOT_BEFORE_SKEW:
+            raise BadToken(
+                f"token key {parsed.key_id!r} is not valid before {window.not_before:.0f}"
+            )
     expected = _mac(key, parsed.key_id, parsed.expires, title)
     if not hmac.compare_digest(expected.encode(), parsed.signature.encode()):
         raise BadToken("token signature does not match this title and key")
@@ -77,22 +156,56 @@ def verify(token: str, title: str, keys: Mapping[str, bytes], now: float) -> Tok
     return parsed
 
 
-def parse_keys(text: str) -> dict[str, bytes]:
-    """``"k1:secret1,k2:secret2"`` → {"k1": b"secret1", ...}; the first is the signing key.
+def _time(text: str, what: str) -> float:
+    """Unix seconds, or ISO 8601 with a zone (``2027-01-01T00:00:00Z``)."""
+    try:
+        return float(int(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ConfigError(
+            f"Signing key {what} {text!r} must be Unix seconds or an ISO 8601 time with a "
+            "zone, such as 2027-01-01T00:00:00Z."
+        )
+    return when.timestamp()
 
-    Dict order is kept, so ``next(iter(keys))`` is the key to sign with.
+
+def parse_keys(text: str) -> KeyRing:
+    """``"k2:secret2;not_before=T2,k1:secret1;not_after=T3"`` → a `KeyRing`, in order.
+
+    Each item is ``keyid:secret`` with optional ``;not_before=TIME`` and ``;not_after=TIME``
+    (Unix seconds or ISO 8601 with a zone). The first listed key valid now signs.
     """
-    keys: dict[str, bytes] = {}
+    keys: list[SigningKey] = []
     for item in (p.strip() for p in text.split(",")):
         if not item:
             continue
-        key_id, colon, secret = item.partition(":")
+        head, *attrs = item.split(";")
+        key_id, colon, secret = head.partition(":")
         if not colon or not _KID_RE.match(key_id) or len(secret) < 16:
             raise ConfigError(
-                "Signing keys must look like 'keyid:secret[,keyid2:secret2]' with key ids of "
-                "A-Z a-z 0-9 _ - and secrets of at least 16 characters."
+                "Signing keys must look like 'keyid:secret[;not_before=T][;not_after=T]"
+                "[,keyid2:secret2...]' with key ids of A-Z a-z 0-9 _ - and secrets of at "
+                "least 16 characters (without ',' or ';')."
             )
-        keys[key_id] = secret.encode()
+        window = {"not_before": -math.inf, "not_after": math.inf}
+        for attr in attrs:
+            name, eq, value = attr.strip().partition("=")
+            if not eq or name not in window:
+                raise ConfigError(
+                    f"Signing key {key_id!r} has {attr.strip()!r}; only not_before=TIME and "
+                    "not_after=TIME may follow the secret."
+                )
+            window[name] = _time(value.strip(), name)
+        if window["not_before"] >= window["not_after"]:
+            raise ConfigError(f"Signing key {key_id!r} has not_before at or after not_after.")
+        if any(k.key_id == key_id for k in keys):
+            raise ConfigError(f"Signing key id {key_id!r} is listed twice.")
+        keys.append(SigningKey(key_id, secret.encode(), **window))
     if not keys:
         raise ConfigError("No signing key given; expected 'keyid:secret'.")
-    return keys
+    return KeyRing(keys)

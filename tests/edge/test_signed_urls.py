@@ -75,3 +75,44 @@ async def test_unsigned_paths_allowed_in_labs(origin: TestServer, make_edge) -> 
     """auth=none in appliance mode serves /v/{title}/{path} unsigned (labs only)."""
     edge = await make_edge(str(origin.make_url("")).rstrip("/"), auth="none")
     assert (await edge.get(f"/v/{TITLE}/v1/index.m3u8")).status == 200
+
+
+def _twin(token: str) -> str:
+    """The same token with the unused low bits of its signature's last character set:
+    another base64 spelling of the same MAC bytes."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return token[:-1] + alphabet[alphabet.index(token[-1]) | 1]
+
+
+@pytest.mark.parametrize(
+    ("case", "spell", "reason"),
+    [
+        ("leading zero in the expiry", lambda t: t.replace(".", ".0", 1), "canonical"),
+        ("another base64 spelling", _twin, "canonical"),
+    ],
+)
+async def test_non_canonical_tokens_get_403(
+    edge: TestClient, caplog: pytest.LogCaptureFixture, case: str, spell, reason: str  # type: ignore[no-untyped-def]
+) -> None:
+    """A valid token written another way is refused, on the fast path and the full one."""
+    good = sign()
+    assert (await edge.get(f"/s/{good}/{TITLE}/v1/index.m3u8")).status == 200
+    caplog.set_level(logging.INFO, logger="vcdn.edge")
+    resp = await edge.get(URL(f"/s/{spell(good)}/{TITLE}/v1/index.m3u8", encoded=True))
+    assert resp.status == 403, case
+    logged = [r for r in caplog.records if r.getMessage() == "token_rejected"]
+    assert logged and reason in logged[-1].fields["reason"]  # type: ignore[attr-defined]
+
+
+async def test_a_key_past_not_after_gets_403(origin: TestServer, make_edge) -> None:  # type: ignore[no-untyped-def]
+    """A token of a key whose not_after has passed is refused, though the token itself
+    has not expired; the key still in its window serves."""
+    past = int(time.time()) - 5
+    edge = await make_edge(
+        str(origin.make_url("")).rstrip("/"),
+        signing_keys=f"k2:0123456789abcdef-two,k1:0123456789abcdef-secret;not_after={past}",
+    )
+    old = sign(expires=time.time() + 600)
+    assert (await edge.get(f"/s/{old}/{TITLE}/v1/index.m3u8")).status == 403
+    new = sign(key_id="k2", key=b"0123456789abcdef-two", expires=time.time() + 600)
+    assert (await edge.get(f"/s/{new}/{TITLE}/v1/index.m3u8")).status == 200
