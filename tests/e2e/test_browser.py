@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -220,11 +221,16 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
 ) -> None:
     """`vcdn live` → origin → appliances: ffmpeg reads the live stream through an appliance,
     hls.js plays it with the live badge, and the latency (wall clock minus the program
-    date time at the playing position) is measured. Live titles are pulled through, so
-    this cluster fills nothing."""
+    date time at the playing position) is measured; SIGKILL of one of two redundant
+    pipelines during playback causes no stall. Live titles are pulled through, so this
+    cluster fills nothing."""
     cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
-    await cluster.start_live("live", segment_seconds=2.0, ladder="240,144", source=LIVE_SOURCE,
-                             preset="ultrafast")
+    # Two redundant pipelines on the same source; one is killed during playback below.
+    pipelines = [
+        await cluster.start_live("live", segment_seconds=2.0, ladder="240,144",
+                                 source=LIVE_SOURCE, preset="ultrafast")
+        for _ in range(2)
+    ]
     async with aiohttp.ClientSession() as session:
         urls = await wait_live(session, cluster, "live", within=90)
     assert urlsplit(urls[0]).netloc in appliance_hosts(cluster)
@@ -238,7 +244,14 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     page = await open_player(browser, cluster, title="live")
     try:
         await page.wait_for_function(
-            "window.vcdnPlayer.latencies.length >= 16 || window.vcdnPlayer.fatal.length > 0",
+            "window.vcdnPlayer.latencies.length >= 8 || window.vcdnPlayer.fatal.length > 0",
+            timeout=60_000,
+        )
+        victim = random.choice(pipelines)
+        assert victim.process is not None
+        victim.process.kill()  # SIGKILL: the other pipeline's segments carry on
+        await page.wait_for_function(
+            "window.vcdnPlayer.latencies.length >= 24 || window.vcdnPlayer.fatal.length > 0",
             timeout=60_000,
         )
     except Exception as exc:
@@ -246,6 +259,7 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
         raise AssertionError(f"live playback: {exc}\n{await page.inner_text('#log')}") from None
     state = await page.evaluate("window.vcdnPlayer")
     assert state["fatal"] == [] and state["live"] is True
+    assert state["stalls"] == 0, await page.inner_text("#log")
     assert await page.is_visible("#live")
     assert "behind live" in await page.inner_text("#latency")
     hosts = segment_hosts(page)

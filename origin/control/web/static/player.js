@@ -12,6 +12,7 @@ const state = {
   appliance: "", rendition: "", playing: false,
   // Live: latency = wall clock minus the program date time at the playing position.
   live: false, latency: null, latencies: [],
+  stalls: 0,  // playback stopped to wait for data after it had started
 };
 window.vcdnPlayer = state;
 let hls = null;
@@ -171,6 +172,10 @@ function tick() {
     $("status").textContent = video.ended ? "ended" : state.playing ? "playing" : "buffering";
   }
 }
+
+video.addEventListener("waiting", () => {
+  if (state.playing) { state.stalls += 1; log("stalled: waiting for data"); }
+});
 
 function main() {
   if (!window.Hls || !Hls.isSupported()) {
