@@ -64,7 +64,8 @@ def appliance_hosts(cluster: Cluster) -> set[str]:
 
 
 async def open_player(
-    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE
+    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE,
+    protocol: str = "hls",
 ) -> Any:
     """A page on the player with every request recorded; hosts in `block` are unreachable."""
     page = await browser.new_page(viewport={"width": 1100, "height": 1000})
@@ -75,7 +76,8 @@ async def open_player(
     for host in block:
         # A network failure of that appliance, as the browser sees a dead box.
         await page.route(f"http://{host}/**", lambda route: route.abort("connectionrefused"))
-    url = f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+    url = (f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+           f"&protocol={protocol}")
     response = await page.goto(url)
     assert response is not None and response.status == 200
     return page
@@ -151,6 +153,28 @@ async def test_the_player_plays_through_appliances_falls_back_and_reports_errors
     await page.goto(f"{cluster.control_url}/player?title=nope&steering={cluster.steering_url}")
     await page.wait_for_function("window.vcdnPlayer.fatal.length > 0", timeout=10_000)
     assert "not in the catalog" in await page.inner_text("#status")
+
+
+async def test_dash_js_plays_the_mpd_from_the_same_segments_through_appliances(
+    module_cluster: Cluster, browser: Any
+) -> None:
+    cluster = module_cluster
+    if not (ROOT / "node_modules" / "dashjs" / "dist").exists():
+        need("dash.js", "`make install` runs `npm ci`, which installs it into node_modules/")
+    page = await open_player(browser, cluster, protocol="dash")
+    state = await played(page, PLAY_SECONDS)
+    mpds = [u for u in page.requests if u.endswith("/manifest.mpd")]
+    assert mpds and all("/s/" in u for u in mpds)  # the signed path, as for HLS
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
+    # The segments are the HLS ones: the same init and media files, video and audio.
+    names = {urlsplit(u).path.split(f"/{TITLE}/", 1)[1] for u in page.requests
+             if u.endswith((".m4s", "init.mp4"))}
+    assert any(n.startswith("audio/") for n in names)
+    assert any(n.endswith("/init.mp4") and not n.startswith("audio/") for n in names)
+    assert state["failovers"] == 0 and state["fragments"]
+    await page.screenshot(path=str(artifacts() / "player-dash.png"))
+    await page.close()
 
 
 async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(
