@@ -156,25 +156,44 @@ async def test_the_player_plays_through_appliances_falls_back_and_reports_errors
     assert "not in the catalog" in await page.inner_text("#status")
 
 
-async def appliance_ctl(cluster: Cluster, slot_id: str, verb: str) -> None:
-    """`vcdn appliance-ctl drain|undrain` against one appliance, as an operator would."""
-    slot = next(s for s in cluster.slots if s.id == slot_id)
-    await run_to_end(
-        f"appliance-ctl {verb} {slot_id}",
-        vcdn_argv("appliance-ctl", verb, "--appliance", slot.admin_url),
-        log_path=cluster.logs / "appliance-ctl.log",
-        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.admin), within=30,
-    )
+# Switch a DASH player to the video rendition it is not playing, by each player's own API;
+# each returns the height it switched to.
+SWITCH = {
+    "dash": """() => {
+        const p = window.vcdnDash;
+        p.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+        const now = p.getCurrentRepresentationForType("video");
+        const other = p.getRepresentationsByType("video").find((r) => r.id !== now.id);
+        p.setRepresentationForTypeById("video", other.id, true);
+        return other.height;
+    }""",
+    "shaka": """() => {
+        const p = window.vcdnShaka;
+        p.configure({ abr: { enabled: false } });
+        const other = p.getVariantTracks().find((t) => !t.active);
+        p.selectVariantTrack(other, true);
+        return other.height;
+    }""",
+}
+RESOURCES = "performance.getEntriesByType('resource')"
 
 
-async def test_dash_js_plays_the_mpd_from_the_same_segments_through_appliances(
-    module_cluster: Cluster, browser: Any
+def renditions_fetched(page: Any) -> set[str]:
+    """The video rendition directories the page fetched media segments from."""
+    return {urlsplit(u).path.split(f"/{TITLE}/", 1)[1].split("/")[0] for u in page.requests
+            if u.endswith(".m4s")} - {"audio"}
+
+
+@pytest.mark.parametrize("player", ["dash", "shaka"])
+async def test_dash_players_play_the_mpd_from_the_hls_segments_and_switch_levels(
+    module_cluster: Cluster, browser: Any, player: str
 ) -> None:
     cluster = module_cluster
-    if not (ROOT / "node_modules" / "dashjs" / "dist").exists():
-        need("dash.js", "`make install` runs `npm ci`, which installs it into node_modules/")
-    page = await open_player(browser, cluster, protocol="dash")
-    state = await played(page, PLAY_SECONDS)
+    package = {"dash": "dashjs", "shaka": "shaka-player"}[player]
+    if not (ROOT / "node_modules" / package / "dist").exists():
+        need(package, "`make install` runs `npm ci`, which installs it into node_modules/")
+    page = await open_player(browser, cluster, protocol=player)
+    state = await played(page, 3.0)
     mpds = [u for u in page.requests if u.endswith("/manifest.mpd")]
     assert mpds and all("/s/" in u for u in mpds)  # the signed path, as for HLS
     hosts = segment_hosts(page)
@@ -184,9 +203,34 @@ async def test_dash_js_plays_the_mpd_from_the_same_segments_through_appliances(
              if u.endswith((".m4s", "init.mp4"))}
     assert any(n.startswith("audio/") for n in names)
     assert any(n.endswith("/init.mp4") and not n.startswith("audio/") for n in names)
+    # A level switch: to the other rendition, whose segments must then be fetched.
+    seen = await page.evaluate(f"{RESOURCES}.length")
+    height = await page.evaluate(SWITCH[player])
+    try:
+        await page.wait_for_function(
+            f"{RESOURCES}.slice({seen}).some(e => e.name.includes('/{height}p/seg_'))"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"{player} did not switch to {height}p: {exc}; "
+                             f"{page.console}") from None
+    state = await played(page, PLAY_SECONDS)
+    assert f"{height}p" in renditions_fetched(page)
     assert state["failovers"] == 0 and state["fragments"]
-    await page.screenshot(path=str(artifacts() / "player-dash.png"))
+    await page.screenshot(path=str(artifacts() / f"player-{player}.png"))
     await page.close()
+
+
+async def appliance_ctl(cluster: Cluster, slot_id: str, verb: str) -> None:
+    """`vcdn appliance-ctl drain|undrain` against one appliance, as an operator would."""
+    slot = next(s for s in cluster.slots if s.id == slot_id)
+    await run_to_end(
+        f"appliance-ctl {verb} {slot_id}",
+        vcdn_argv("appliance-ctl", verb, "--appliance", slot.admin_url),
+        log_path=cluster.logs / "appliance-ctl.log",
+        env=cluster.env(VCDN_OPERATOR_TOKEN=cluster.secrets.admin), within=30,
+    )
 
 
 async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(

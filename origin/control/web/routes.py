@@ -23,7 +23,9 @@ NODE_MODULES: Final = HERE.parents[2] / "node_modules"
 HLS_JS: Final = Path("hls.js") / "dist" / "hls.min.js"
 # dash.js plays the DASH manifest (manifest.mpd) the packager writes beside master.m3u8.
 DASH_JS: Final = Path("dashjs") / "dist" / "modern" / "umd" / "dash.all.min.js"
-VENDORED: Final = {"hls.js": HLS_JS, "dash.js": DASH_JS}
+# Shaka Player: a second, independent DASH player (`/player?protocol=shaka`).
+SHAKA_JS: Final = Path("shaka-player") / "dist" / "shaka-player.compiled.js"
+VENDORED: Final = {"hls.js": HLS_JS, "dash.js": DASH_JS, "shaka.js": SHAKA_JS}
 # Only the files shipped in static/ are served, by exact name: nothing a request names can
 # reach another file.
 FILES: Final = {p.name: p for p in STATIC.iterdir() if p.is_file() and not p.name.startswith(".")}
@@ -124,7 +126,8 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
         "in the URL fragment (#token=...), which never reaches a server."
     ),
     "/player": _page(
-        "The web player (hls.js, or dash.js with &protocol=dash): ?title=ID&steering=URL."
+        "The web player (hls.js; dash.js with &protocol=dash, Shaka with &protocol=shaka): "
+        "?title=ID&steering=URL."
     ),
     **{
         f"/static/{name}": {

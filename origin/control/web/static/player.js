@@ -69,8 +69,48 @@ async function loadNames() {
 }
 
 let dash = null;
-// ?protocol=dash plays the DASH manifest (steering's `dash` URLs) with dash.js instead.
-const protocol = params.get("protocol") === "dash" ? "dash" : "hls";
+let shakaPlayer = null;
+// ?protocol=dash plays the DASH manifest (steering's `dash` URLs) with dash.js instead,
+// ?protocol=shaka the same manifest with Shaka Player.
+const protocol = ["dash", "shaka"].includes(params.get("protocol")) ? params.get("protocol") : "hls";
+
+async function startShaka(url, index, position) {
+  const player = new shaka.Player();
+  shakaPlayer = player;
+  window.vcdnShaka = player;
+  await player.attach(video);
+  player.getNetworkingEngine().registerResponseFilter((type, response) => {
+    if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT) {
+      state.fragments.push(response.uri);
+      $("segments").textContent = String(state.fragments.length);
+    }
+  });
+  const rendition = () => {
+    const t = player.getVariantTracks().find((v) => v.active);
+    if (!t) return;
+    state.rendition = `${t.height}p, ${(t.bandwidth / 1000).toFixed(0)} kb/s`;
+    $("rendition").textContent = state.rendition;
+  };
+  player.addEventListener("adaptation", rendition);
+  player.addEventListener("variantchanged", rendition);
+  player.addEventListener("error", (e) => {
+    const err = e.detail || {};
+    log(`Shaka error ${err.code} (severity ${err.severity})`);
+    if (err.severity !== shaka.util.Error.Severity.CRITICAL) return;
+    player.destroy();
+    shakaPlayer = null;
+    failover(index);
+  });
+  try {
+    await player.load(url, position > 0 ? position : null);
+    rendition();
+    log(`DASH manifest: ${player.getVariantTracks().length} variants (Shaka)`);
+    video.play().catch((e) => log(`play(): ${e.message}`));
+  } catch (err) {
+    log(`Shaka could not load ${url}: ${err.code}`);
+    if (shakaPlayer === player) { player.destroy(); shakaPlayer = null; failover(index); }
+  }
+}
 
 function failover(index) {
   state.failed.push(index);
@@ -81,6 +121,7 @@ function failover(index) {
 
 function startDash(url, index, position) {
   dash = dashjs.MediaPlayer().create();
+  window.vcdnDash = dash;
   dash.updateSettings({ streaming: { abr: { limitBitrateByPortal: false } } });
   dash.on(dashjs.MediaPlayer.events.STREAM_INITIALIZED, () => {
     const reps = dash.getRepresentationsByType ? dash.getRepresentationsByType("video") : [];
@@ -110,6 +151,7 @@ function startDash(url, index, position) {
 function start(index, position) {
   if (hls) { hls.destroy(); hls = null; }
   if (dash) { dash.reset(); dash = null; }
+  if (shakaPlayer) { shakaPlayer.destroy(); shakaPlayer = null; }
   if (index >= state.urls.length) {
     $("status").textContent = "failed: no URL left";
     $("status").className = "error";
@@ -124,6 +166,10 @@ function start(index, position) {
   log(`loading ${url}`);
   if (protocol === "dash") {
     startDash(url, index, position);
+    return;
+  }
+  if (protocol === "shaka") {
+    startShaka(url, index, position);
     return;
   }
   hls = new Hls({
@@ -186,7 +232,7 @@ async function play(title, steering) {
     log(`steering failed: ${e.message}`);
     return;
   }
-  state.urls = protocol === "dash" ? (body.dash || []) : body.urls;
+  state.urls = protocol === "hls" ? body.urls : (body.dash || []);
   log(`steering ranked ${state.urls.length} ${protocol} URLs (sites ${(body.sites || []).join(", ")})`);
   $("status").textContent = "loading";
   start(0, -1);
@@ -219,8 +265,8 @@ video.addEventListener("waiting", () => {
 });
 
 function main() {
-  if (protocol === "dash" && !window.dashjs) {
-    $("status").textContent = "dash.js is not available (run `make install`)";
+  if ((protocol === "dash" && !window.dashjs) || (protocol === "shaka" && !window.shaka)) {
+    $("status").textContent = `${protocol === "dash" ? "dash.js" : "Shaka Player"} is not available (run \`make install\`)`;
     $("status").className = "error";
     return;
   }
