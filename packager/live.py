@@ -152,6 +152,7 @@ def _run(
         reader = threading.Thread(target=read_progress, daemon=True)
         reader.start()
         last_report = 0.0
+        last_error = ""
         try:
             while proc.poll() is None:
                 try:
@@ -160,8 +161,12 @@ def _run(
                         on_announced(running_entry(req, up))
                         on_announced = None
                 except VcdnError as exc:
-                    if err is not None:
+                    # The origin may come back: keep encoding, say so once per new message.
+                    if err is not None and str(exc) != last_error:
                         print(f"vcdn live: {exc}", file=err, flush=True)
+                    last_error = str(exc)
+                else:
+                    last_error = ""
                 now = time.monotonic()
                 if err is not None and interval > 0 and now - last_report >= interval:
                     last_report = now

@@ -85,7 +85,7 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         hot = app[HOT_KEY]
         if live and cc != IMMUTABLE:
             # A live playlist changes every segment: always from disk, never from RAM.
-            cc = app[LIVE_KEY].playlist_cache_control(title) or cc
+            cc = app[LIVE_KEY].playlist_cache_control(title, inner) or cc
         elif hot.in_ram(request, st.st_size):
             body = read_whole(fd, st.st_size)
             hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,

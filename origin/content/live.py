@@ -41,6 +41,7 @@ RENDITION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 LIVE_RECHECK_S: Final = 1.0
 #: How long a request for the next segment may wait for it, in segment durations.
 WAIT_SEGMENTS: Final = 1.5
+PLAYLIST_MARGIN_S: Final = 0.5
 
 
 class NotReady(Conflict):
@@ -52,6 +53,7 @@ class Rendition:
     name: str
     track: Track | None = None
     kept: dict[int, Kept] = field(default_factory=dict)
+    kept_at: float = 0.0  # wall-clock time the newest segment was kept
 
 
 @dataclass(slots=True)
@@ -154,16 +156,21 @@ class LiveTitles:
         if kept is not None:
             kept.set()
 
-    def playlist_cache_control(self, title: str) -> str | None:
-        """Cache-Control of a running event's playlists: fresh for half a segment (never
-        less than the 1 s HTTP dates can express), so a cache asks again about when the
-        next segment can appear; ``stale-if-error`` (RFC 5861 §4) for three segments, so
-        an edge keeps players going through a short origin blip rather than failing."""
+    def playlist_cache_control(self, title: str, inner: str) -> str | None:
+        """Cache-Control of a running event's media playlist: fresh until about when the
+        next segment is due (the newest was kept at T, the next is due at T + SEG), so a
+        cache asks once per playlist version rather than on a fixed beat; at least 1 s,
+        the resolution of HTTP dates. Half a second of margin covers a ``Date`` up to a
+        second old making the cache think the answer older than it is. ``stale-if-error``
+        (RFC 5861 §4) for three segments keeps players going through a short origin blip."""
         state = self._titles.get(title)
         if state is None or state.ended:
             return None
         seg = state.event.segment_seconds
-        return f"public, max-age={max(1, int(seg / 2))}, stale-if-error={math.ceil(3 * seg)}"
+        rend = state.renditions.get(inner.rpartition("/")[0])
+        due = (rend.kept_at + seg - time.time()) if rend is not None and rend.kept_at else 0.0
+        max_age = max(1, math.ceil(due + PLAYLIST_MARGIN_S)) if due > 0 else 1
+        return f"public, max-age={max_age}, stale-if-error={math.ceil(3 * seg)}"
 
     def _load(self, title: str) -> LiveTitle | None:
         if title in self._titles:
@@ -285,6 +292,7 @@ class LiveTitles:
             gone = rend.kept.pop(old)
             (state.directory / rendition / gone.name).unlink(missing_ok=True)
         self._write_playlist(state, rend)
+        rend.kept_at = time.time()
         self._announce_kept(title, rendition)
         return 201
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,7 +64,8 @@ def appliance_hosts(cluster: Cluster) -> set[str]:
 
 
 async def open_player(
-    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE
+    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE,
+    protocol: str = "hls",
 ) -> Any:
     """A page on the player with every request recorded; hosts in `block` are unreachable."""
     page = await browser.new_page(viewport={"width": 1100, "height": 1000})
@@ -74,7 +76,8 @@ async def open_player(
     for host in block:
         # A network failure of that appliance, as the browser sees a dead box.
         await page.route(f"http://{host}/**", lambda route: route.abort("connectionrefused"))
-    url = f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+    url = (f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+           f"&protocol={protocol}")
     response = await page.goto(url)
     assert response is not None and response.status == 200
     return page
@@ -152,6 +155,72 @@ async def test_the_player_plays_through_appliances_falls_back_and_reports_errors
     assert "not in the catalog" in await page.inner_text("#status")
 
 
+# Switch a DASH player to the video rendition it is not playing, by each player's own API;
+# each returns the height it switched to.
+SWITCH = {
+    "dash": """() => {
+        const p = window.vcdnDash;
+        p.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+        const now = p.getCurrentRepresentationForType("video");
+        const other = p.getRepresentationsByType("video").find((r) => r.id !== now.id);
+        p.setRepresentationForTypeById("video", other.id, true);
+        return other.height;
+    }""",
+    "shaka": """() => {
+        const p = window.vcdnShaka;
+        p.configure({ abr: { enabled: false } });
+        const other = p.getVariantTracks().find((t) => !t.active);
+        p.selectVariantTrack(other, true);
+        return other.height;
+    }""",
+}
+RESOURCES = "performance.getEntriesByType('resource')"
+
+
+def renditions_fetched(page: Any) -> set[str]:
+    """The video rendition directories the page fetched media segments from."""
+    return {urlsplit(u).path.split(f"/{TITLE}/", 1)[1].split("/")[0] for u in page.requests
+            if u.endswith(".m4s")} - {"audio"}
+
+
+@pytest.mark.parametrize("player", ["dash", "shaka"])
+async def test_dash_players_play_the_mpd_from_the_hls_segments_and_switch_levels(
+    module_cluster: Cluster, browser: Any, player: str
+) -> None:
+    cluster = module_cluster
+    package = {"dash": "dashjs", "shaka": "shaka-player"}[player]
+    if not (ROOT / "node_modules" / package / "dist").exists():
+        need(package, "`make install` runs `npm ci`, which installs it into node_modules/")
+    page = await open_player(browser, cluster, protocol=player)
+    state = await played(page, 3.0)
+    mpds = [u for u in page.requests if u.endswith("/manifest.mpd")]
+    assert mpds and all("/s/" in u for u in mpds)  # the signed path, as for HLS
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
+    # The segments are the HLS ones: the same init and media files, video and audio.
+    names = {urlsplit(u).path.split(f"/{TITLE}/", 1)[1] for u in page.requests
+             if u.endswith((".m4s", "init.mp4"))}
+    assert any(n.startswith("audio/") for n in names)
+    assert any(n.endswith("/init.mp4") and not n.startswith("audio/") for n in names)
+    # A level switch: to the other rendition, whose segments must then be fetched.
+    seen = await page.evaluate(f"{RESOURCES}.length")
+    height = await page.evaluate(SWITCH[player])
+    try:
+        await page.wait_for_function(
+            f"{RESOURCES}.slice({seen}).some(e => e.name.includes('/{height}p/seg_'))"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"{player} did not switch to {height}p: {exc}; "
+                             f"{page.console}") from None
+    state = await played(page, PLAY_SECONDS)
+    assert f"{height}p" in renditions_fetched(page)
+    assert state["failovers"] == 0 and state["fragments"]
+    await page.screenshot(path=str(artifacts() / f"player-{player}.png"))
+    await page.close()
+
+
 async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(
     module_cluster: Cluster, browser: Any
 ) -> None:
@@ -220,11 +289,16 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
 ) -> None:
     """`vcdn live` → origin → appliances: ffmpeg reads the live stream through an appliance,
     hls.js plays it with the live badge, and the latency (wall clock minus the program
-    date time at the playing position) is measured. Live titles are pulled through, so
-    this cluster fills nothing."""
+    date time at the playing position) is measured; SIGKILL of one of two redundant
+    pipelines during playback causes no stall. Live titles are pulled through, so this
+    cluster fills nothing."""
     cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
-    await cluster.start_live("live", segment_seconds=2.0, ladder="240,144", source=LIVE_SOURCE,
-                             preset="ultrafast")
+    # Two redundant pipelines on the same source; one is killed during playback below.
+    pipelines = [
+        await cluster.start_live("live", segment_seconds=2.0, ladder="240,144",
+                                 source=LIVE_SOURCE, preset="ultrafast")
+        for _ in range(2)
+    ]
     async with aiohttp.ClientSession() as session:
         urls = await wait_live(session, cluster, "live", within=90)
     assert urlsplit(urls[0]).netloc in appliance_hosts(cluster)
@@ -238,7 +312,14 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     page = await open_player(browser, cluster, title="live")
     try:
         await page.wait_for_function(
-            "window.vcdnPlayer.latencies.length >= 16 || window.vcdnPlayer.fatal.length > 0",
+            "window.vcdnPlayer.latencies.length >= 8 || window.vcdnPlayer.fatal.length > 0",
+            timeout=60_000,
+        )
+        victim = random.choice(pipelines)
+        assert victim.process is not None
+        victim.process.kill()  # SIGKILL: the other pipeline's segments carry on
+        await page.wait_for_function(
+            "window.vcdnPlayer.latencies.length >= 24 || window.vcdnPlayer.fatal.length > 0",
             timeout=60_000,
         )
     except Exception as exc:
@@ -246,6 +327,7 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
         raise AssertionError(f"live playback: {exc}\n{await page.inner_text('#log')}") from None
     state = await page.evaluate("window.vcdnPlayer")
     assert state["fatal"] == [] and state["live"] is True
+    assert state["stalls"] == 0, await page.inner_text("#log")
     assert await page.is_visible("#live")
     assert "behind live" in await page.inner_text("#latency")
     hosts = segment_hosts(page)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -74,7 +75,7 @@ async def test_live_event_through_an_edge(
     # 50 players ask for the playlist at once: one origin request, short freshness.
     answers = await asyncio.gather(*(get(PLAYLIST) for _ in range(50)))
     assert {a[0] for a in answers} == {200}
-    assert "max-age=1" in answers[0][2]
+    assert re.search(r"max-age=[12],", answers[0][2])  # until the next 1 s segment is due
     assert counts[PLAYLIST] == 1
     await settle(edge.server.app)
 
@@ -99,6 +100,6 @@ async def test_live_event_through_an_edge(
     # The origin goes away for a moment: the stale playlist stands in (stale-if-error=3).
     await publisher.close()
     await server.close()
-    await asyncio.sleep(1.6)  # past max-age=1, within max-age + stale-if-error
+    await asyncio.sleep(2.6)  # past max-age (at most 2), within max-age + stale-if-error
     status, body, _ = await get(PLAYLIST)
     assert status == 200 and f"seg_{SLOT + 2}.m4s".encode() in body
