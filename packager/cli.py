@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Final, TextIO
 from urllib.parse import urlsplit
 
+from packager.dash import MPD_NAME
 from packager.graph import FORMATS, PRESETS, EncodeOptions
 from packager.ladder import DEFAULT_HEIGHTS, parse_ladder
 from packager.package import ReporterFactory, Request, Result, package
@@ -101,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--segment-seconds", type=_segment_seconds, default=4.0, metavar="S",
         help="segment duration in seconds (default 4)",
     )
-    p.add_argument("--format", choices=FORMATS, default="fmp4", help="segment container")
+    p.add_argument(
+        "--format", choices=FORMATS, default="fmp4",
+        help="segment container; fmp4 writes a DASH manifest too (DASH needs fMP4, not ts)",
+    )
     p.add_argument(
         "--single-file", action="store_true",
         help="one media file per rendition, segments addressed with EXT-X-BYTERANGE",
@@ -167,6 +171,8 @@ def summary(result: Result) -> str:
             f"avg {r.average_bandwidth / 1000:.0f} kb/s  {r.codecs}"
         )
     lines.append(f"  master playlist: {result.path / 'master.m3u8'}")
+    if (result.path / MPD_NAME).is_file():
+        lines.append(f"  DASH manifest:   {result.path / MPD_NAME}")
     return "\n".join(lines)
 
 

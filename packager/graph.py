@@ -11,6 +11,12 @@ keyframe; the HLS muxers cut at the first keyframe at or after each multiple of
 Separate muxers (rather than one muxer with ``var_stream_map``) give each rendition plain
 file names (``720p/init.mp4``) and let us write the master playlist ourselves, with the
 CODECS strings read back from the encoded bytes.
+
+In fMP4 the audio is encoded once into its own rendition (``audio/``) that every video
+rendition shares (an HLS ``EXT-X-MEDIA`` audio group, a DASH audio adaptation set): CMAF
+keeps one track per file, which is what lets one set of segments serve HLS and DASH
+(DASH players do not play multiplexed representations), and the audio bytes are stored
+once instead of once per rung. MPEG-TS keeps audio muxed into every rendition.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ PRESETS: Final = (
 )
 AUDIO_RATE: Final = 48000
 AUDIO_CHANNELS: Final = 2
+AUDIO_DIR: Final = "audio"
 PROGRESS_PERIOD_S: Final = 0.5
 
 
@@ -63,6 +70,19 @@ class Layout:
         init = f"{d}/init.mp4" if options.format == "fmp4" else None
         return Layout(d, f"{d}/index.m3u8", init, f"{d}/seg_%05d.{ext}")
 
+    @staticmethod
+    def audio(options: EncodeOptions) -> Layout:
+        """The shared audio rendition of an fMP4 title."""
+        d = AUDIO_DIR
+        if options.single_file:
+            return Layout(d, f"{d}/index.m3u8", None, f"{d}/media.mp4")
+        return Layout(d, f"{d}/index.m3u8", f"{d}/init.mp4", f"{d}/seg_%05d.m4s")
+
+
+def separate_audio(source: Source, options: EncodeOptions) -> bool:
+    """Whether the title has its own audio rendition (fMP4 with an audio track)."""
+    return source.audio is not None and options.format == "fmp4"
+
 
 def gop_frames(fps: float, segment_seconds: float) -> int:
     """The longest gap between forced keyframes, in frames: at constant frame rate the
@@ -75,8 +95,42 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def output_options(rung: Rung, source: Source, options: EncodeOptions, out: Path) -> dict[str, Any]:
-    """The per-rendition ffmpeg options: encoder, keyframes, HLS muxer."""
+def _muxer_options(layout: Layout, options: EncodeOptions, out: Path) -> dict[str, Any]:
+    seg = _seconds(options.segment_seconds)
+    opts: dict[str, Any] = {
+        "f": "hls",
+        "hls_time": seg,
+        "hls_playlist_type": "vod",
+        "hls_list_size": 0,
+        "hls_segment_type": "fmp4" if options.format == "fmp4" else "mpegts",
+        "hls_flags": "independent_segments" + ("+single_file" if options.single_file else ""),
+        "hls_segment_filename": str(out / layout.segments),
+        "start_number": 1,
+    }
+    if layout.init is not None:
+        opts["hls_fmp4_init_filename"] = Path(layout.init).name
+    return opts
+
+
+def _audio_options(kbps: int) -> dict[str, Any]:
+    return {"c:a": "aac", "b:a": f"{kbps}k", "ac": AUDIO_CHANNELS, "ar": AUDIO_RATE}
+
+
+def audio_output_options(
+    rungs: tuple[Rung, ...], options: EncodeOptions, out: Path
+) -> dict[str, Any]:
+    """The shared audio rendition: the best rung's audio bitrate, its own HLS muxer."""
+    return {
+        **_audio_options(max(r.audio_kbps for r in rungs)),
+        **_muxer_options(Layout.audio(options), options, out),
+    }
+
+
+def output_options(
+    rung: Rung, source: Source, options: EncodeOptions, out: Path, *, shared_audio: bool = False
+) -> dict[str, Any]:
+    """The per-rendition ffmpeg options: encoder, keyframes, HLS muxer; the rung's own AAC
+    encoder unless the title has a `shared_audio` rendition."""
     layout = Layout.of(rung, options)
     seg = _seconds(options.segment_seconds)
     gop = gop_frames(source.video.fps, options.segment_seconds)
@@ -90,37 +144,28 @@ def output_options(rung: Rung, source: Source, options: EncodeOptions, out: Path
         "keyint_min": gop,
         "sc_threshold": 0,
         "force_key_frames": f"expr:gte(t,n_forced*{seg})",
-        "f": "hls",
-        "hls_time": seg,
-        "hls_playlist_type": "vod",
-        "hls_list_size": 0,
-        "hls_segment_type": "fmp4" if options.format == "fmp4" else "mpegts",
-        "hls_flags": "independent_segments" + ("+single_file" if options.single_file else ""),
-        "hls_segment_filename": str(out / layout.segments),
-        "start_number": 1,
+        **_muxer_options(layout, options, out),
     }
-    if layout.init is not None:
-        opts["hls_fmp4_init_filename"] = Path(layout.init).name
-    if source.audio is not None:
-        opts.update({
-            "c:a": "aac",
-            "b:a": f"{rung.audio_kbps}k",
-            "ac": AUDIO_CHANNELS,
-            "ar": AUDIO_RATE,
-        })
+    if source.audio is not None and not shared_audio:
+        opts.update(_audio_options(rung.audio_kbps))
     return opts
 
 
 def build(source: Source, rungs: tuple[Rung, ...], options: EncodeOptions, out: Path) -> Any:
     """The ffmpeg-python graph that encodes every rung of `source` into `out`."""
+    shared = separate_audio(source, options)
+    audio = None
+    if shared:
+        audio = (out / Layout.audio(options).playlist, audio_output_options(rungs, options, out))
     return ladder_graph(
         ffmpeg.input(media_url(Path(source.path))),
         source,
         rungs,
         lambda rung: (
             out / Layout.of(rung, options).playlist,
-            output_options(rung, source, options, out),
+            output_options(rung, source, options, out, shared_audio=shared),
         ),
+        audio,
     )
 
 
@@ -129,15 +174,18 @@ def ladder_graph(
     source: Source,
     rungs: tuple[Rung, ...],
     output_for: Callable[[Rung], tuple[Path, dict[str, Any]]],
+    audio_output: tuple[Path, dict[str, Any]] | None = None,
 ) -> Any:
     """Decode `inp` once and encode each rung to the playlist and options `output_for`
-    gives; shared by `vcdn package` and `vcdn live`, so both ladders switch alike."""
+    gives; shared by `vcdn package` and `vcdn live`, so both ladders switch alike. With
+    `audio_output` the audio is encoded once to that playlist, not muxed into each rung."""
     if not rungs:
         raise ValueError("the ladder has no rungs")
     n = len(rungs)
     video = inp[str(source.video.index)].filter_multi_output("split", n)
     audio = None
-    if source.audio is not None:
+    shared = audio_output is not None and source.audio is not None
+    if source.audio is not None and not shared:
         audio = inp[str(source.audio.index)].filter_multi_output("asplit", n)
     outputs = []
     for i, rung in enumerate(rungs):
@@ -150,6 +198,9 @@ def ladder_graph(
         streams = [v] if audio is None else [v, audio.stream(i)]
         playlist, opts = output_for(rung)
         outputs.append(ffmpeg.output(*streams, str(playlist), **opts))
+    if shared and audio_output is not None and source.audio is not None:
+        path, opts = audio_output
+        outputs.append(ffmpeg.output(inp[str(source.audio.index)], str(path), **opts))
     return (
         ffmpeg.merge_outputs(*outputs)
         .global_args(
@@ -167,6 +218,11 @@ def command(
     return list(build(source, rungs, options, out).compile(cmd=ffmpeg_cmd))
 
 
-def directories(rungs: tuple[Rung, ...], options: EncodeOptions) -> list[str]:
+def directories(
+    rungs: tuple[Rung, ...], options: EncodeOptions, source: Source | None = None
+) -> list[str]:
     """The per-rendition directories ffmpeg expects to exist before it starts."""
-    return [Layout.of(rung, options).directory for rung in rungs]
+    dirs = [Layout.of(rung, options).directory for rung in rungs]
+    if source is not None and separate_audio(source, options):
+        dirs.append(Layout.audio(options).directory)
+    return dirs

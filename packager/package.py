@@ -13,14 +13,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packager import dash
 from packager import manifest as manifest_mod
-from packager.graph import EncodeOptions, Layout, command, directories
+from packager.graph import (
+    AUDIO_CHANNELS,
+    AUDIO_RATE,
+    EncodeOptions,
+    Layout,
+    command,
+    directories,
+    separate_audio,
+)
 from packager.ladder import DEFAULT_HEIGHTS, Rung, plan
-from packager.outputs import RenditionReport, describe
-from packager.playlists import master_playlist
+from packager.outputs import AudioReport, RenditionReport, describe, describe_audio
+from packager.playlists import AudioRendition, master_playlist
 from packager.probe import Source, probe_source
 from packager.publish import check_free, discard, new_staging, prepare_root, publish, sweep_stale
 from packager.run import Reporter, find_tool, run_ffmpeg
+from vcdn.errors import MediaError
 from vcdn.schemas import TitleManifest
 from vcdn.titles import validate_title
 
@@ -64,9 +74,21 @@ def package(request: Request, reporter: ReporterFactory) -> Result:
     build_dir = new_staging(root, title)
     log = build_dir.with_name(build_dir.name + ".log")  # beside the title, not in it
     try:
-        reports = _encode(title, source, rungs, request.options, build_dir, ffmpeg, log, reporter)
+        reports, audio = _encode(
+            title, source, rungs, request.options, build_dir, ffmpeg, log, reporter
+        )
         version = max(r.playlist.version for r in reports)
-        (build_dir / MASTER_NAME).write_text(master_playlist([r.variant for r in reports], version))
+        group = None
+        if audio is not None:
+            version = max(version, audio.playlist.version)
+            group = AudioRendition("audio", audio.layout.playlist, AUDIO_CHANNELS)
+        (build_dir / MASTER_NAME).write_text(
+            master_playlist([r.variant for r in reports], version, group)
+        )
+        if request.options.format == "fmp4":
+            (build_dir / dash.MPD_NAME).write_text(
+                dash_manifest(reports, audio, request.options.segment_seconds)
+            )
         doc = manifest_mod.build(
             title,
             duration=max(r.playlist.duration for r in reports),
@@ -86,6 +108,36 @@ def package(request: Request, reporter: ReporterFactory) -> Result:
     return Result(path, doc, source, rungs, time.monotonic() - started)
 
 
+def dash_manifest(
+    reports: list[RenditionReport], audio: AudioReport | None, segment_seconds: float
+) -> str:
+    """The MPD for the renditions just measured: the same files the playlists name."""
+    video = [
+        dash.Track(
+            id=r.rung.name, kind="video", bandwidth=r.video_bandwidth, codecs=r.video_codecs,
+            durations=tuple(s.duration for s in r.playlist.segments),
+            addressing=dash.addressing(r.layout.directory, r.layout.segments, r.playlist),
+            width=r.rung.width, height=r.rung.height, frame_rate=r.variant.frame_rate,
+        )
+        for r in reports
+    ]
+    track = None
+    if audio is not None:
+        track = dash.Track(
+            id="audio", kind="audio", bandwidth=audio.bandwidth, codecs=audio.codecs,
+            durations=tuple(s.duration for s in audio.playlist.segments),
+            addressing=dash.addressing(audio.layout.directory, audio.layout.segments,
+                                       audio.playlist),
+            sampling_rate=AUDIO_RATE, channels=AUDIO_CHANNELS,
+        )
+    duration = max(max(r.playlist.duration for r in reports),
+                   audio.playlist.duration if audio else 0.0)
+    try:
+        return dash.mpd(video, track, duration=duration, segment_seconds=segment_seconds)
+    except dash.DashError as exc:
+        raise MediaError(f"cannot write the DASH manifest: {exc}") from None
+
+
 def _encode(
     title: str,
     source: Source,
@@ -95,8 +147,8 @@ def _encode(
     ffmpeg: str,
     log: Path,
     reporter: ReporterFactory,
-) -> list[RenditionReport]:
-    for directory in directories(rungs, options):
+) -> tuple[list[RenditionReport], AudioReport | None]:
+    for directory in directories(rungs, options, source):
         (out / directory).mkdir()
     argv = command(source, rungs, options, out, ffmpeg)
     progress = reporter(title, source.duration)
@@ -104,11 +156,14 @@ def _encode(
         run_ffmpeg(argv, log=log, on_progress=progress.update)
     finally:
         progress.finish()
-    has_audio = source.audio is not None
+    audio = None
+    if separate_audio(source, options):
+        audio = describe_audio(out, Layout.audio(options))
+    muxed_audio = source.audio is not None and audio is None
     # One ffprobe per rendition; they are independent, so run them side by side.
     with ThreadPoolExecutor(max_workers=len(rungs)) as pool:
         return list(pool.map(
             lambda rung: describe(out, rung, Layout.of(rung, options), source.video.fps,
-                                  has_audio),
+                                  muxed_audio, audio),
             rungs,
-        ))
+        )), audio

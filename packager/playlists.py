@@ -173,18 +173,37 @@ class Variant:
     width: int
     height: int
     frame_rate: float
+    audio: str | None = None  # GROUP-ID of the shared audio rendition
 
 
-def master_playlist(variants: Sequence[Variant], version: int) -> str:
+@dataclass(frozen=True, slots=True)
+class AudioRendition:
+    """The shared audio rendition (EXT-X-MEDIA TYPE=AUDIO)."""
+
+    group: str
+    uri: str
+    channels: int
+
+
+def master_playlist(
+    variants: Sequence[Variant], version: int, audio: AudioRendition | None = None
+) -> str:
     """The multivariant playlist, variants in ladder order (tallest first): a player with
     no bandwidth estimate yet starts with the first one listed."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if audio is not None:
+        # RFC 8216 §4.3.4.1: the one rendition of the group is its default.
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{audio.group}",NAME="audio",DEFAULT=YES,'
+            f'AUTOSELECT=YES,CHANNELS="{audio.channels}",URI="{audio.uri}"'
+        )
     for v in variants:
         # RFC 8216 §4.3.4.2: FRAME-RATE is a decimal rounded to three places.
+        group = f',AUDIO="{v.audio}"' if v.audio is not None else ""
         lines.append(
             f"#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},AVERAGE-BANDWIDTH={v.average_bandwidth},"
             f'CODECS="{v.codecs}",RESOLUTION={v.width}x{v.height},'
-            f"FRAME-RATE={v.frame_rate:.3f}"
+            f"FRAME-RATE={v.frame_rate:.3f}{group}"
         )
         lines.append(v.uri)
     return "\n".join(lines) + "\n"

@@ -61,6 +61,11 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+HLS_MANIFEST: Final = "master.m3u8"
+#: MPEG-TS titles have no MPD (DASH needs fMP4); their `dash` URLs answer 404.
+DASH_MANIFEST: Final = "manifest.mpd"
+
+
 async def playback(request: web.Request) -> web.Response:
     steering = request.app[STEERING_KEY]
     s = steering.settings
@@ -83,17 +88,20 @@ async def playback(request: web.Request) -> web.Response:
     # A token never outlives its key (the key's not_after ends the rotation grace).
     expires = int(min(now + s.token_ttl, signer.not_after))
     token = sign(title, key_id=signer.key_id, key=signer.secret, expires=expires)
-    urls = []
+    # The same bases serve both manifests: `urls` (HLS, as before) and `dash`, in the
+    # same order, so a player picks the first of whichever protocol it speaks.
+    bases = []
     sites = set(decision.sites[:SITES_IN_ANSWER])
     for node in decision.nodes:
         if node.site in sites:
-            urls.append(f"{node.public_url}/s/{token}/{title}/master.m3u8")
+            bases.append(f"{node.public_url}/s/{token}/{title}/")
     if s.origin_url:
-        urls.append(f"{s.origin_url.rstrip('/')}/v/{title}/master.m3u8")
-    if not urls:
+        bases.append(f"{s.origin_url.rstrip('/')}/v/{title}/")
+    if not bases:
         return _error(503, "No healthy appliance is known and no origin URL is configured.")
     request.app[PLAYBACK_KEY].labels(decision.reason).inc()
-    return web.json_response({"title": title, "urls": urls, "expires": expires,
+    return web.json_response({"title": title, "urls": [b + HLS_MANIFEST for b in bases],
+                              "dash": [b + DASH_MANIFEST for b in bases], "expires": expires,
                               "sites": list(decision.sites[:SITES_IN_ANSWER])})
 
 

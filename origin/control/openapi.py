@@ -16,8 +16,10 @@ import types
 import typing
 from typing import Any, Final, Literal, get_args, get_origin
 
+from origin.control.settings import ControlSettings
 from origin.control.validate import (
     ID_PATTERN,
+    MAX_CHECKS,
     MAX_PATH_CHARS,
     MAX_PREFIXES,
     MAX_SIZE,
@@ -167,8 +169,12 @@ def _components() -> dict[str, Any]:
     }
     # Heartbeat title counts are keyed by title id and never negative.
     counts = schemas["Heartbeat"]["properties"]["title_requests"]
-    counts["additionalProperties"] = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    # Defaults of heartbeat_max_count and heartbeat_max_titles (docs/security.md).
+    top = ControlSettings.heartbeat_max_count
+    counts["additionalProperties"] = {"type": "integer", "minimum": 0, "maximum": top}
     counts["propertyNames"] = {"pattern": ID_PATTERN}
+    counts["maxProperties"] = ControlSettings.heartbeat_max_titles
+    schemas["Heartbeat"]["properties"]["checks"]["maxProperties"] = MAX_CHECKS
     detail = copy.deepcopy(schemas["TitleManifest"])
     detail["properties"]["popularity"] = NUMBER
     detail["required"] = [*detail["required"], "popularity"]

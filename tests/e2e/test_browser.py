@@ -64,7 +64,8 @@ def appliance_hosts(cluster: Cluster) -> set[str]:
 
 
 async def open_player(
-    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE
+    browser: Any, cluster: Cluster, block: set[str] = frozenset(), title: str = TITLE,
+    protocol: str = "hls",
 ) -> Any:
     """A page on the player with every request recorded; hosts in `block` are unreachable."""
     page = await browser.new_page(viewport={"width": 1100, "height": 1000})
@@ -75,7 +76,8 @@ async def open_player(
     for host in block:
         # A network failure of that appliance, as the browser sees a dead box.
         await page.route(f"http://{host}/**", lambda route: route.abort("connectionrefused"))
-    url = f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+    url = (f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+           f"&protocol={protocol}")
     response = await page.goto(url)
     assert response is not None and response.status == 200
     return page
@@ -151,6 +153,72 @@ async def test_the_player_plays_through_appliances_falls_back_and_reports_errors
     await page.goto(f"{cluster.control_url}/player?title=nope&steering={cluster.steering_url}")
     await page.wait_for_function("window.vcdnPlayer.fatal.length > 0", timeout=10_000)
     assert "not in the catalog" in await page.inner_text("#status")
+
+
+# Switch a DASH player to the video rendition it is not playing, by each player's own API;
+# each returns the height it switched to.
+SWITCH = {
+    "dash": """() => {
+        const p = window.vcdnDash;
+        p.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+        const now = p.getCurrentRepresentationForType("video");
+        const other = p.getRepresentationsByType("video").find((r) => r.id !== now.id);
+        p.setRepresentationForTypeById("video", other.id, true);
+        return other.height;
+    }""",
+    "shaka": """() => {
+        const p = window.vcdnShaka;
+        p.configure({ abr: { enabled: false } });
+        const other = p.getVariantTracks().find((t) => !t.active);
+        p.selectVariantTrack(other, true);
+        return other.height;
+    }""",
+}
+RESOURCES = "performance.getEntriesByType('resource')"
+
+
+def renditions_fetched(page: Any) -> set[str]:
+    """The video rendition directories the page fetched media segments from."""
+    return {urlsplit(u).path.split(f"/{TITLE}/", 1)[1].split("/")[0] for u in page.requests
+            if u.endswith(".m4s")} - {"audio"}
+
+
+@pytest.mark.parametrize("player", ["dash", "shaka"])
+async def test_dash_players_play_the_mpd_from_the_hls_segments_and_switch_levels(
+    module_cluster: Cluster, browser: Any, player: str
+) -> None:
+    cluster = module_cluster
+    package = {"dash": "dashjs", "shaka": "shaka-player"}[player]
+    if not (ROOT / "node_modules" / package / "dist").exists():
+        need(package, "`make install` runs `npm ci`, which installs it into node_modules/")
+    page = await open_player(browser, cluster, protocol=player)
+    state = await played(page, 3.0)
+    mpds = [u for u in page.requests if u.endswith("/manifest.mpd")]
+    assert mpds and all("/s/" in u for u in mpds)  # the signed path, as for HLS
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
+    # The segments are the HLS ones: the same init and media files, video and audio.
+    names = {urlsplit(u).path.split(f"/{TITLE}/", 1)[1] for u in page.requests
+             if u.endswith((".m4s", "init.mp4"))}
+    assert any(n.startswith("audio/") for n in names)
+    assert any(n.endswith("/init.mp4") and not n.startswith("audio/") for n in names)
+    # A level switch: to the other rendition, whose segments must then be fetched.
+    seen = await page.evaluate(f"{RESOURCES}.length")
+    height = await page.evaluate(SWITCH[player])
+    try:
+        await page.wait_for_function(
+            f"{RESOURCES}.slice({seen}).some(e => e.name.includes('/{height}p/seg_'))"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"{player} did not switch to {height}p: {exc}; "
+                             f"{page.console}") from None
+    state = await played(page, PLAY_SECONDS)
+    assert f"{height}p" in renditions_fetched(page)
+    assert state["failovers"] == 0 and state["fragments"]
+    await page.screenshot(path=str(artifacts() / f"player-{player}.png"))
+    await page.close()
 
 
 async def test_the_dashboard_lists_every_appliance_with_site_totals_and_charts(

@@ -29,10 +29,21 @@ def test_one_process_decodes_the_source_once_and_splits_it_to_every_rung() -> No
     args = argv()
     assert args[0] == "ffmpeg" and values(args, "-i") == ["file:/media/in.mp4"]
     (graph,) = values(args, "-filter_complex")
-    assert graph.count("]split=4") == 1 and graph.count("]asplit=4") == 1
+    assert graph.count("]split=4") == 1 and "asplit" not in graph
     for rung in RUNGS:
         assert f"scale={rung.width}:{rung.height}" in graph
-    assert values(args, "-f") == ["hls"] * 4
+    # fMP4: four video renditions and one shared audio rendition, each its own muxer.
+    assert values(args, "-f") == ["hls"] * 5
+    assert values(args, "-c:a") == ["aac"] and values(args, "-b:a") == ["128k"]
+    assert "/srv/build/audio/index.m3u8" in args
+    assert values(args, "-hls_segment_filename")[-1] == "/srv/build/audio/seg_%05d.m4s"
+
+
+def test_mpeg_ts_keeps_audio_muxed_into_every_rung() -> None:
+    args = argv(format="ts")
+    (graph,) = values(args, "-filter_complex")
+    assert graph.count("]asplit=4") == 1
+    assert values(args, "-f") == ["hls"] * 4 and len(values(args, "-c:a")) == 4
 
 
 def test_every_rung_gets_the_same_forced_keyframes_and_no_scene_cuts() -> None:
@@ -40,14 +51,14 @@ def test_every_rung_gets_the_same_forced_keyframes_and_no_scene_cuts() -> None:
     assert values(args, "-force_key_frames") == ["expr:gte(t,n_forced*4)"] * 4
     assert values(args, "-sc_threshold") == ["0"] * 4
     assert values(args, "-g") == ["120"] * 4 and values(args, "-keyint_min") == ["120"] * 4
-    assert values(args, "-hls_time") == ["4"] * 4
+    assert values(args, "-hls_time") == ["4"] * 5  # the audio rendition cuts at the same times
 
 
 def test_fmp4_segments_and_init_go_in_each_rendition_directory() -> None:
     args = argv()
-    assert values(args, "-hls_segment_type") == ["fmp4"] * 4
+    assert values(args, "-hls_segment_type") == ["fmp4"] * 5
     assert values(args, "-hls_segment_filename")[0] == "/srv/build/1080p/seg_%05d.m4s"
-    assert values(args, "-hls_fmp4_init_filename") == ["init.mp4"] * 4
+    assert values(args, "-hls_fmp4_init_filename") == ["init.mp4"] * 5
     assert "/srv/build/360p/index.m3u8" in args
 
 
@@ -62,7 +73,7 @@ def test_fmp4_segments_and_init_go_in_each_rendition_directory() -> None:
 def test_formats_and_single_file_mode(fmt: str, single: bool, segments: str, flags: str) -> None:
     args = argv(format=fmt, single_file=single)
     assert values(args, "-hls_segment_filename")[1] == segments
-    assert values(args, "-hls_flags") == [flags] * 4
+    assert values(args, "-hls_flags") == [flags] * (4 if fmt == "ts" else 5)
     assert values(args, "-hls_segment_type")[0] == ("fmp4" if fmt == "fmp4" else "mpegts")
     if fmt == "ts" or single:
         assert "-hls_fmp4_init_filename" not in args
@@ -76,7 +87,7 @@ def test_a_silent_source_gets_no_audio_encoder() -> None:
 
 def test_vod_playlists_and_machine_readable_progress() -> None:
     args = argv()
-    assert values(args, "-hls_playlist_type") == ["vod"] * 4
+    assert values(args, "-hls_playlist_type") == ["vod"] * 5
     assert values(args, "-progress") == ["pipe:1"] and "-nostdin" in args
 
 

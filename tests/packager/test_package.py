@@ -90,6 +90,11 @@ def test_codecs_are_the_rfc6381_strings_of_what_ffprobe_decodes(title: Packaged)
     master = m3u8.load(str(title.dir / "master.m3u8"))
     for variant in master.playlists:
         streams = ffprobe(title.dir / variant.uri, "-show_streams")["streams"]
+        if title.result.manifest.format == "fmp4":
+            # fMP4 keeps the audio in its own rendition, the variant's audio group.
+            assert [s["codec_type"] for s in streams] == ["video"]
+            assert variant.media[0].type == "AUDIO" and variant.media[0].uri
+            streams += ffprobe(title.dir / variant.media[0].uri, "-show_streams")["streams"]
         video = next(s for s in streams if s["codec_type"] == "video")
         audio = next(s for s in streams if s["codec_type"] == "audio")
         avc, aac = variant.stream_info.codecs.split(",")

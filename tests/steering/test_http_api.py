@@ -70,6 +70,8 @@ async def test_ranked_signed_urls_best_site_then_next_then_origin(
     with pytest.raises(BadToken):
         verify(token_of(urls[0]), "sintel", keys, time.time())
     assert body["expires"] > time.time() + 3600
+    # DASH beside HLS: the same appliances and tokens, in the same order.
+    assert body["dash"] == [u.removesuffix("master.m3u8") + "manifest.mpd" for u in urls]
 
 
 async def test_untrusted_peer_cannot_choose_its_address_with_xff(

@@ -21,6 +21,11 @@ STATIC: Final = HERE / "static"
 # The repository root's node_modules (an editable install); see package.json.
 NODE_MODULES: Final = HERE.parents[2] / "node_modules"
 HLS_JS: Final = Path("hls.js") / "dist" / "hls.min.js"
+# dash.js plays the DASH manifest (manifest.mpd) the packager writes beside master.m3u8.
+DASH_JS: Final = Path("dashjs") / "dist" / "modern" / "umd" / "dash.all.min.js"
+# Shaka Player: a second, independent DASH player (`/player?protocol=shaka`).
+SHAKA_JS: Final = Path("shaka-player") / "dist" / "shaka-player.compiled.js"
+VENDORED: Final = {"hls.js": HLS_JS, "dash.js": DASH_JS, "shaka.js": SHAKA_JS}
 # Only the files shipped in static/ are served, by exact name: nothing a request names can
 # reach another file.
 FILES: Final = {p.name: p for p in STATIC.iterdir() if p.is_file() and not p.name.startswith(".")}
@@ -61,15 +66,20 @@ def make_handlers(node_modules: Path) -> web.RouteTableDef:
 
         routes.get(url, allow_head=False)(page)
 
-    @routes.get("/static/hls.js", allow_head=False)
-    async def hls_js(request: web.Request) -> web.StreamResponse:
-        path = node_modules / HLS_JS
-        if not path.is_file():
-            raise web.HTTPNotFound(
-                text="hls.js is not installed: run `make install` (or `npm ci` in the "
-                "repository root), which fetches it from the npm registry."
-            )
-        return _file(path)
+    for name, relative in VENDORED.items():
+
+        async def vendored(
+            request: web.Request, name: str = name, relative: Path = relative
+        ) -> web.StreamResponse:
+            path = node_modules / relative
+            if not path.is_file():
+                raise web.HTTPNotFound(
+                    text=f"{name} is not installed: run `make install` (or `npm ci` in the "
+                    "repository root), which fetches it from the npm registry."
+                )
+            return _file(path)
+
+        routes.get(f"/static/{name}", allow_head=False)(vendored)
 
     @routes.get("/static/{name}", allow_head=False)
     async def static(request: web.Request) -> web.StreamResponse:
@@ -115,20 +125,25 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
         "The operator dashboard: appliances, sites, history charts. Pass the operator token "
         "in the URL fragment (#token=...), which never reaches a server."
     ),
-    "/player": _page("The web player (hls.js): ?title=ID&steering=URL."),
-    "/static/hls.js": {
-        "get": {
-            **_page("hls.js from node_modules (installed by `make install`).", "text/javascript")[
-                "get"
-            ],
-            "responses": {
-                "200": {
-                    "description": "The file.",
-                    "content": {"text/javascript": {"schema": {"type": "string"}}},
+    "/player": _page(
+        "The web player (hls.js; dash.js with &protocol=dash, Shaka with &protocol=shaka): "
+        "?title=ID&steering=URL."
+    ),
+    **{
+        f"/static/{name}": {
+            "get": {
+                **_page(f"{name} from node_modules (installed by `make install`).",
+                        "text/javascript")["get"],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {"text/javascript": {"schema": {"type": "string"}}},
+                    },
+                    "404": _missing(f"{name} is not installed."),
                 },
-                "404": _missing("hls.js is not installed."),
-            },
+            }
         }
+        for name in VENDORED
     },
     "/static/{name}": {
         "get": {

@@ -68,8 +68,90 @@ async function loadNames() {
   }
 }
 
+let dash = null;
+let shakaPlayer = null;
+// ?protocol=dash plays the DASH manifest (steering's `dash` URLs) with dash.js instead,
+// ?protocol=shaka the same manifest with Shaka Player.
+const protocol = ["dash", "shaka"].includes(params.get("protocol")) ? params.get("protocol") : "hls";
+
+async function startShaka(url, index, position) {
+  const player = new shaka.Player();
+  shakaPlayer = player;
+  window.vcdnShaka = player;
+  await player.attach(video);
+  player.getNetworkingEngine().registerResponseFilter((type, response) => {
+    if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT) {
+      state.fragments.push(response.uri);
+      $("segments").textContent = String(state.fragments.length);
+    }
+  });
+  const rendition = () => {
+    const t = player.getVariantTracks().find((v) => v.active);
+    if (!t) return;
+    state.rendition = `${t.height}p, ${(t.bandwidth / 1000).toFixed(0)} kb/s`;
+    $("rendition").textContent = state.rendition;
+  };
+  player.addEventListener("adaptation", rendition);
+  player.addEventListener("variantchanged", rendition);
+  player.addEventListener("error", (e) => {
+    const err = e.detail || {};
+    log(`Shaka error ${err.code} (severity ${err.severity})`);
+    if (err.severity !== shaka.util.Error.Severity.CRITICAL) return;
+    player.destroy();
+    shakaPlayer = null;
+    failover(index);
+  });
+  try {
+    await player.load(url, position > 0 ? position : null);
+    rendition();
+    log(`DASH manifest: ${player.getVariantTracks().length} variants (Shaka)`);
+    video.play().catch((e) => log(`play(): ${e.message}`));
+  } catch (err) {
+    log(`Shaka could not load ${url}: ${err.code}`);
+    if (shakaPlayer === player) { player.destroy(); shakaPlayer = null; failover(index); }
+  }
+}
+
+function failover(index) {
+  state.failed.push(index);
+  state.failovers += 1;
+  $("failovers").textContent = String(state.failovers);
+  start(index + 1, video.currentTime);
+}
+
+function startDash(url, index, position) {
+  dash = dashjs.MediaPlayer().create();
+  window.vcdnDash = dash;
+  dash.updateSettings({ streaming: { abr: { limitBitrateByPortal: false } } });
+  dash.on(dashjs.MediaPlayer.events.STREAM_INITIALIZED, () => {
+    const reps = dash.getRepresentationsByType ? dash.getRepresentationsByType("video") : [];
+    log(`DASH manifest: ${reps.length} video representations`);
+  });
+  dash.on(dashjs.MediaPlayer.events.QUALITY_CHANGE_RENDERED, (e) => {
+    if (e.mediaType !== "video") return;
+    const rep = e.newRepresentation || {};
+    state.rendition = `${rep.height}p, ${((rep.bandwidth || 0) / 1000).toFixed(0)} kb/s`;
+    $("rendition").textContent = state.rendition;
+  });
+  dash.on(dashjs.MediaPlayer.events.FRAGMENT_LOADING_COMPLETED, (e) => {
+    const req = e.request || {};
+    if (req.url) state.fragments.push(req.url);
+    $("segments").textContent = String(state.fragments.length);
+  });
+  dash.on(dashjs.MediaPlayer.events.ERROR, (e) => {
+    const err = e.error || {};
+    log(`fatal dash.js error ${err.code}: ${err.message}`);
+    dash.reset();
+    dash = null;
+    failover(index);
+  });
+  dash.initialize(video, url, true, position > 0 ? position : undefined);
+}
+
 function start(index, position) {
   if (hls) { hls.destroy(); hls = null; }
+  if (dash) { dash.reset(); dash = null; }
+  if (shakaPlayer) { shakaPlayer.destroy(); shakaPlayer = null; }
   if (index >= state.urls.length) {
     $("status").textContent = "failed: no URL left";
     $("status").className = "error";
@@ -82,6 +164,14 @@ function start(index, position) {
   showAppliance();
   const url = state.urls[index];
   log(`loading ${url}`);
+  if (protocol === "dash") {
+    startDash(url, index, position);
+    return;
+  }
+  if (protocol === "shaka") {
+    startShaka(url, index, position);
+    return;
+  }
   hls = new Hls({
     fragLoadPolicy: FAST, playlistLoadPolicy: FAST, manifestLoadPolicy: FAST,
     startPosition: position || -1, capLevelToPlayerSize: false,
@@ -119,10 +209,7 @@ function start(index, position) {
       return;
     }
     // A network failure of this appliance: continue on the next ranked URL, where we were.
-    state.failed.push(index);
-    state.failovers += 1;
-    $("failovers").textContent = String(state.failovers);
-    start(index + 1, video.currentTime);
+    failover(index);
   });
   hls.loadSource(url);
   hls.attachMedia(video);
@@ -145,8 +232,8 @@ async function play(title, steering) {
     log(`steering failed: ${e.message}`);
     return;
   }
-  state.urls = body.urls;
-  log(`steering ranked ${body.urls.length} URLs (sites ${(body.sites || []).join(", ")})`);
+  state.urls = protocol === "hls" ? body.urls : (body.dash || []);
+  log(`steering ranked ${state.urls.length} ${protocol} URLs (sites ${(body.sites || []).join(", ")})`);
   $("status").textContent = "loading";
   start(0, -1);
 }
@@ -178,7 +265,12 @@ video.addEventListener("waiting", () => {
 });
 
 function main() {
-  if (!window.Hls || !Hls.isSupported()) {
+  if ((protocol === "dash" && !window.dashjs) || (protocol === "shaka" && !window.shaka)) {
+    $("status").textContent = `${protocol === "dash" ? "dash.js" : "Shaka Player"} is not available (run \`make install\`)`;
+    $("status").className = "error";
+    return;
+  }
+  if (protocol === "hls" && (!window.Hls || !Hls.isSupported())) {
     $("status").textContent = "hls.js is not available (run `make install`), or this browser lacks Media Source Extensions";
     $("status").className = "error";
     return;
