@@ -29,7 +29,15 @@ from origin.control.popularity import LN2
 
 T = TypeVar("T")
 LEASE_CONNECT_TIMEOUT: Final = 5.0
-_DB_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# InternalClientError: asyncpg's protocol state after its backend was terminated under it
+# (seen when the lease session is killed mid-query); the lease is lost all the same.
+_DB_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True)
