@@ -14,7 +14,7 @@ player saw was (now minus its program date time plus duration). Bounded: `--seco
 play, every request under a timeout, loopback only.
 
     python -m bench.live --players 300 --seconds 60              # the issue's run
-    python -m bench.live --players 20 --seconds 8 --segment-seconds 1   # smoke
+    python -m bench.live --players 20 --seconds 8 --segment-seconds 1 --no-record  # smoke
 """
 
 from __future__ import annotations
@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--players", type=int, default=300)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--segment-seconds", type=float, default=2.0)
-    p.add_argument("--record", metavar="NAME", help="write bench/results/NAME.json")
+    p.add_argument("--record", metavar="NAME", default="live",
+                   help="write bench/results/NAME.json and .md (default live)")
+    p.add_argument("--no-record", action="store_true", help="print only")
     args = p.parse_args(argv)
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600:
         p.error("--players must be 1..5000 and --seconds 1..600")
@@ -254,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: v for k, v in result.items() if not k.endswith("_ms")}
     for key, value in summary.items():
         print(f"{key}: {value if not isinstance(value, float) else round(value, 3)}")
-    if args.record:
-        run_ = Run(args.record)
+    if not args.no_record:
+        run_ = Run(args.record, settings={"players": args.players, "seconds": args.seconds,
+                                          "segment_seconds": args.segment_seconds})
         run_.case(
             "live_players", ours={"playlist_ms": result["playlist_ms"],
                                   "segment_ms": result["segment_ms"]},
@@ -264,6 +267,16 @@ def main(argv: list[str] | None = None) -> int:
             notes=f"{args.players} players, {args.seconds:g} s, {args.segment_seconds:g} s "
                   "segments, one edge",
             **{k: v for k, v in summary.items() if k not in ("players", "seconds")},
+        )
+        counts = [n for n in result["origin_requests_per_new_segment"] if n]
+        run_.case(
+            "live_origin_requests",
+            ours={"per_playlist_version": [result["playlist_requests_per_version"]],
+                  "per_segment": counts or [0]},
+            target_of="per_playlist_version", target="<= 1",
+            errors=result["failures"] + result["missed"],
+            correct=result["origin_requests_per_segment_max"] <= 1, unit="requests",
+            notes="origin GETs per playlist version and per segment, one edge (issue: exactly 1)",
         )
         run_.save()
     ok = result["failures"] == 0 and result["missed"] == 0
