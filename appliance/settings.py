@@ -224,7 +224,10 @@ def load(
     for key in ("control_token", "operator_token", "signing_keys"):
         file = getattr(s, f"{key}_file")
         if file is not None and not getattr(s, key):
-            resolved[key] = _read_secret(file if file.is_absolute() else base / file, f"{key}_file")
+            text = _read_secret(file if file.is_absolute() else base / file, f"{key}_file")
+            if key == "signing_keys":  # one key per line, as edge and steering read it
+                text = ",".join(line.strip() for line in text.splitlines())
+            resolved[key] = text
     if resolved:
         s = dataclasses.replace(s, **resolved)
     return check(s)

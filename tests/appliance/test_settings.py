@@ -92,6 +92,17 @@ def test_secrets_come_from_files_or_environment_never_flags(tmp_path: Path) -> N
         settings_mod.load(path, {"control_token": "x" * 20}, env={})
 
 
+def test_a_keys_file_holds_one_key_per_line(tmp_path: Path) -> None:
+    """A rotation file lists the new key above the old one; both verify."""
+    (tmp_path / "signing.keys").write_text(
+        "k2:new-secret-0123456789;not_before=2027-01-01T00:00:00Z\n\nk1:old-secret-0123456789\n"
+    )
+    path = base(tmp_path, signing_keys="", signing_keys_file="signing.keys")
+    keys = settings_mod.load(path, env={}).keys
+    assert list(keys) == ["k2", "k1"]
+    assert keys["k1"] == b"old-secret-0123456789"
+
+
 def test_unreadable_token_file_is_named(tmp_path: Path) -> None:
     path = base(tmp_path, control_token="", control_token_file="missing.token")
     with pytest.raises(ConfigError, match="control_token_file"):
