@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-import asyncpg
 import pytest
 
 from appliance import settings as settings_mod
@@ -26,56 +25,20 @@ from tests.appliance.conftest import (
     run_appliance,
     until,
 )
-from tests.conftest import IN_CI
-from tests.origin.control.conftest import (
-    BOOTSTRAP,
-    _in_thread,
-    drop_schema,
-    fresh_schema,
-    postgres_base,
+from tests.origin.control.conftest import (  # postgres_url: the checked fixture, shared
+    control_replicas,
+    postgres_url,  # noqa: F401
 )
-from tests.origin.control.server import ControlProcess, start_control
+from tests.origin.control.server import ControlProcess
 
 pytestmark = pytest.mark.slow
 CONFIG: Final = "heartbeat_interval = 0.5\nstale_after_beats = 4\nlease_retry = 0.5\n"
 
 
-def reachable(url: str) -> None:
-    async def probe() -> None:
-        conn = await asyncpg.connect(url, timeout=5)
-        await conn.close()
-
-    try:
-        _in_thread(probe())
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        message = f"PostgreSQL at {url} is unreachable ({exc}); set VCDN_TEST_POSTGRES."
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[list[ControlProcess]]:
-    base = postgres_base()
-    reachable(base)
-    name, url = _in_thread(fresh_schema(base))
-    (tmp_path / "control.toml").write_text(CONFIG)
-    servers: list[ControlProcess] = []
-    try:
-        for i in (1, 2):
-            home = tmp_path / f"control{i}"
-            home.mkdir()
-            servers.append(
-                start_control(url, BOOTSTRAP, home, "--config", str(tmp_path / "control.toml"))
-            )
+def replicas(postgres_url: str, tmp_path: Path) -> Iterator[list[ControlProcess]]:  # noqa: F811
+    with control_replicas(postgres_url, tmp_path, CONFIG) as servers:
         yield servers
-    finally:
-        for s in servers:
-            if s.proc.poll() is None:
-                s.stop()
-            elif not s.log.closed:
-                s.log.close()
-        _in_thread(drop_schema(base, name))
 
 
 def sample(app: object, name: str, **labels: str) -> float:

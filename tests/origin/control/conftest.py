@@ -12,7 +12,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +25,7 @@ from aiohttp.test_utils import TestClient
 from origin.control.app import make_app
 from origin.control.settings import ControlSettings
 from tests.conftest import IN_CI
+from tests.origin.control.server import ControlProcess, start_control
 
 DEFAULT_PG: Final = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -261,3 +264,28 @@ def registration(
 
 
 __all__ = ["Api", "FakeClock", "enroll", "manifest", "registration", "replace"]
+
+
+@contextmanager
+def control_replicas(
+    base: str, tmp_path: Path, config: str, count: int = 2
+) -> Iterator[list[ControlProcess]]:
+    """`count` real `vcdn control` processes on one fresh schema; stopped and dropped after."""
+    name, url = _in_thread(fresh_schema(base))
+    (tmp_path / "control.toml").write_text(config)
+    servers: list[ControlProcess] = []
+    try:
+        for i in range(1, count + 1):
+            home = tmp_path / f"control{i}"
+            home.mkdir()
+            servers.append(
+                start_control(url, BOOTSTRAP, home, "--config", str(tmp_path / "control.toml"))
+            )
+        yield servers
+    finally:
+        for s in servers:
+            if s.proc.poll() is None:
+                s.stop()
+            elif not s.log.closed:
+                s.log.close()
+        _in_thread(drop_schema(base, name))

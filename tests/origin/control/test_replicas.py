@@ -17,16 +17,13 @@ import aiohttp
 import pytest
 
 from tests.origin.control.conftest import (
-    BOOTSTRAP,
     OPERATOR,
     PACKAGER,
-    _in_thread,
-    drop_schema,
-    fresh_schema,
+    control_replicas,
     manifest,
     registration,
 )
-from tests.origin.control.server import ControlProcess, start_control
+from tests.origin.control.server import ControlProcess
 from vcdn.control_client import ControlClient
 from vcdn.schemas import Enrollment, Heartbeat, Registration, TitleManifest, decode
 
@@ -65,24 +62,8 @@ async def get(session: aiohttp.ClientSession, url: str, token: str | None = None
 
 @pytest.fixture
 def replicas(postgres_url: str, tmp_path: Path) -> Any:
-    name, url = _in_thread(fresh_schema(postgres_url))
-    (tmp_path / "control.toml").write_text(CONFIG)
-    servers: list[ControlProcess] = []
-    try:
-        for i in (1, 2):
-            home = tmp_path / f"r{i}"
-            home.mkdir()
-            servers.append(
-                start_control(url, BOOTSTRAP, home, "--config", str(tmp_path / "control.toml"))
-            )
+    with control_replicas(postgres_url, tmp_path, CONFIG) as servers:
         yield servers
-    finally:
-        for s in servers:
-            if s.proc.poll() is None:
-                s.stop()
-            elif not s.log.closed:
-                s.log.close()
-        _in_thread(drop_schema(postgres_url, name))
 
 
 async def test_killing_the_lock_holder_loses_no_heartbeat_and_the_other_takes_over(
