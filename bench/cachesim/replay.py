@@ -14,7 +14,13 @@ origin, then stored after `victims` made room. Policies:
   holding it or else the origin, at `fill_bps`, only while the window is open (the
   appliance's `FillWindow`). Objects of a pinned title fetched on a miss are pinned too,
   as in the store.
-- ``belady``: the offline bound (`bench.cachesim.belady`), on-demand.
+- ``belady``, ``belady-size``: the feasible offline policies (`bench.cachesim.belady`),
+  on-demand; the upper bounds on the offline optimum are `bench.cachesim.bounds`.
+- ``belady-fill``: a feasible *prefetching* clairvoyant, held to the same fill window and
+  rate as ours: when the window opens each appliance queues the objects it will be asked
+  for before the next window opens, soonest first, and fetches them at `fill_bps` while
+  the window is open, each admitted by Belady's rule against its real next request (and
+  Belady on demand otherwise). The fair optimum lies between it and the prefetching bound.
 
 Counting starts after the warm-up days. "Origin bytes" are everything the site pulls from
 the origin (miss fills and nightly fills), bucketed by local hour.
@@ -31,7 +37,7 @@ from typing import Final
 import numpy as np
 
 from appliance.schedule import FillWindow
-from bench.cachesim.belady import NEVER, Belady
+from bench.cachesim.belady import NEVER, Belady, BeladySize
 from bench.cachesim.trace import DAY, EPOCH, HOUR, Trace
 from edge.policies import make_policy
 from origin.control.planning import PlanSettings, plan_fill
@@ -39,6 +45,7 @@ from origin.control.planning.predict import DecayedCounts
 from vcdn.schemas import ApplianceView, FillManifest
 
 SITE: Final = "site1"
+OFFLINE: Final = {"belady": Belady, "belady-size": BeladySize, "belady-fill": Belady}
 HALF_LIFE: Final = 12 * HOUR  # origin.control.settings: popularity_half_life default
 
 
@@ -132,8 +139,9 @@ def replay(
     n = len(trace.appliances)
     capacity = int(cache_share * cat.bytes / n)
     planned = policy == "ours"
-    if policy == "belady":
-        boxes = [_Box(Belady()) for _ in range(n)]
+    clairvoyant_fill = policy == "belady-fill"
+    if policy in OFFLINE:
+        boxes = [_Box(OFFLINE[policy]()) for _ in range(n)]
         if oracle is None:
             oracle = next_requests(trace)
         nxt = oracle.tolist()
@@ -212,6 +220,10 @@ def replay(
                     if not from_peer:
                         result.fill_origin += size
                         origin[int(done // HOUR) % 24] += size
+                if clairvoyant_fill:
+                    box.policy.see(next_after(b, key, done), 0)  # type: ignore[attr-defined]
+                    if not box.policy.admits(size, capacity - box.used):  # type: ignore[attr-defined]
+                        continue
                 store(box, key, size, True)
         return soonest
 
@@ -237,8 +249,44 @@ def replay(
             box.pinned_titles = wanted_set
             box.clock = now
 
+    if clairvoyant_fill:
+        comp = trace.box.astype(np.int64) * len(sizes) + trace.obj
+        by_comp = np.lexsort((np.arange(len(trace)), comp))
+        comp_sorted = comp[by_comp]
+        time_sorted = trace.time[by_comp]
+
+    def next_after(b: int, key: int, t: float) -> int:
+        """Index of the next request of `key` on appliance `b` at or after `t`."""
+        c = b * len(sizes) + key
+        lo = int(np.searchsorted(comp_sorted, c, side="left"))
+        hi = int(np.searchsorted(comp_sorted, c, side="right"))
+        k = lo + int(np.searchsorted(time_sorted[lo:hi], t, side="left"))
+        return int(by_comp[k]) if k < hi else NEVER
+
+    def clairvoyant_plan(t_hour: float) -> None:
+        nonlocal next_fill
+        lo = int(np.searchsorted(trace.time, t_hour, side="left"))
+        hi = int(np.searchsorted(trace.time, t_hour + DAY, side="left"))
+        for b, box in enumerate(boxes):
+            box.queue.clear()
+            box.clock = t_hour
+            wanted: dict[int, None] = {}
+            for i in np.flatnonzero(trace.box[lo:hi] == b).tolist():
+                key = objs[lo + i]
+                if key not in wanted and key not in box.cache:
+                    wanted[key] = None
+            budget = capacity
+            for key in wanted:
+                budget -= sizes[key]
+                if budget < 0:
+                    break
+                box.queue.append(key)
+        next_fill = advance(t_hour)
+
     def hour_tick(t_hour: float) -> None:
         nonlocal manifests, next_fill
+        if clairvoyant_fill and int(t_hour // HOUR) % 24 == open_hour:
+            clairvoyant_plan(t_hour)
         if not planned:
             return
         now = EPOCH + t_hour
@@ -285,7 +333,7 @@ def replay(
             counts[ti] = counts.get(ti, 0) + 1
         measured = t >= measure_from
         if nxt is not None:
-            box.policy.see(nxt[i])  # type: ignore[attr-defined]
+            box.policy.see(nxt[i], i)  # type: ignore[attr-defined]
         new_title = 0.0 <= t - release[ti] < DAY
         if measured:
             requested += size
@@ -308,7 +356,9 @@ def replay(
                 peer += size
             else:
                 origin[int(t // HOUR) % 24] += size
-        if size > capacity or (nxt is not None and not box.policy.admits()):  # type: ignore[attr-defined]
+        if size > capacity or (
+            nxt is not None and not box.policy.admits(size, capacity - box.used)  # type: ignore[attr-defined]
+        ):
             continue
         store(box, key, size, ti in box.pinned_titles)
     result.hit, result.peer, result.requested = hit, peer, requested

@@ -1,5 +1,5 @@
-"""The simulator's offline bound: furthest next request first, bypass when nothing is
-further away."""
+"""Belady in the simulator: furthest next request first; an object that fits is stored,
+one that does not only if enough cached bytes are asked for later than it."""
 
 from __future__ import annotations
 
@@ -33,16 +33,32 @@ def test_a_hit_updates_the_next_request() -> None:
     assert key == "a"
 
 
-def test_bypass_an_object_never_asked_again_or_later_than_everything_cached() -> None:
+def test_an_object_that_fits_in_the_free_space_is_always_admitted() -> None:
+    """The bug the optimum had: it bypassed objects that fit without evicting anything."""
     b = Belady()
     insert(b, "a", 30)
     b.see(NEVER)
-    assert not b.admits()
+    assert b.admits(10, free=10)
     b.see(40)
-    assert not b.admits()
+    assert b.admits(5, free=10)
+    assert Belady().admits(1, free=1)
+
+
+def test_without_room_admit_only_if_enough_bytes_are_asked_for_later() -> None:
+    b = Belady()
+    insert(b, "a", 30, size=10)
+    insert(b, "b", 20, size=10)
+    b.see(NEVER)
+    assert not b.admits(5, free=0)
+    b.see(40)
+    assert not b.admits(5, free=0)  # everything cached is asked for sooner
+    b.see(25)
+    assert b.admits(10, free=0)  # "a" (30) is later: evicting it makes room
+    assert not b.admits(15, free=0)  # "b" (20) is sooner than 25: not enough
     b.see(10)
-    assert b.admits()
-    assert Belady().admits() is False  # nothing seen yet: NEVER
+    assert b.admits(20, free=0)
+    assert not b.admits(21, free=0)
+    assert [k for k in b.victims(10)] == ["a"]  # admits() left the heap as it was
 
 
 def test_a_kept_victim_ends_the_walk_and_stays() -> None:
