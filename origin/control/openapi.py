@@ -257,7 +257,7 @@ def _components() -> dict[str, Any]:
     )
     schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
     schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
-    schemas["Deleted"] = _obj({"deleted": STRING})
+    schemas["Deleted"] = _obj({"deleted": STRING, "revoked": INTEGER})
     schemas["Health"] = _obj(
         {
             "status": STRING,
@@ -431,7 +431,7 @@ def _document() -> dict[str, Any]:
             },
             "/api/v1/appliances/{id}": {
                 "delete": _op(
-                    "Decommission an appliance: forget it and its heartbeat history.",
+                    "Decommission an appliance: forget it and its heartbeat history, revoke its tokens.",
                     {"200": _json("Deleted.", "Deleted")},
                     codes="400 401 403 404 503",
                     params=[ID_PARAM],
