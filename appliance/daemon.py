@@ -46,6 +46,7 @@ from vcdn.httpserve.server import start
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
+from vcdn.tls import client_connector
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("vcdn.appliance")
@@ -300,6 +301,7 @@ class Appliance:
         # The default timeout bounds control-plane calls (the client uses this session's);
         # fill downloads set their own, since a large file may take minutes under the cap.
         session = aiohttp.ClientSession(
+            connector=client_connector(s.ca_bundle),  # control, origin, peers: verified
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=s.upstream_timeout),
         )
