@@ -86,6 +86,8 @@ def obtain(
         order = acme.new_order(crypto_util.make_csr(key_pem, domains))
         step = "answer the HTTP-01 challenges"
         for authz in order.authorizations:
+            if authz.body.status == messages.STATUS_VALID:
+                continue  # the server reused an authorization this account already holds
             http01 = [c for c in authz.body.challenges
                       if isinstance(c.chall, acme_challenges.HTTP01)]
             if not http01:
