@@ -69,7 +69,8 @@ def pebble(where: Path, http_port: int) -> Iterator[Pebble]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"pebble did not start: {(where / 'pebble.log').read_text()}") from None
+                    text = (where / "pebble.log").read_text()
+                    raise AssertionError(f"pebble did not start: {text}") from None
                 time.sleep(0.1)
         yield Pebble(f"https://127.0.0.1:{port}/dir", where / "pebble-ca.pem",
                      where / "pebble-root.pem", proc)

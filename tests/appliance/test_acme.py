@@ -44,7 +44,7 @@ async def test_the_appliance_obtains_swaps_and_keeps_its_certificate(
             acme.proc.terminate()
             acme.proc.wait(10)
             assert not await app.renewer.renew()
-            assert app.renewer.failing._value.get() == 1  # noqa: SLF001
+            assert app.renewer.failing._value.get() == 1
             assert (tmp_path / "tls/tls.crt").read_bytes() == second
             assert await peer_names(admin, "localhost", acme.root) == "localhost"
         finally:
