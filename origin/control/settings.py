@@ -11,6 +11,7 @@ from vcdn.httplimits import HttpLimits
 from vcdn.keyreload import read_keys
 from vcdn.settings import Bytes
 from vcdn.tokens import KeyRing
+from vcdn.tls import TlsOptions
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
 DEFAULT_PORT: Final = 8090
@@ -19,7 +20,7 @@ MIN_BODY: Final = 1024
 
 
 @dataclass(frozen=True)
-class ControlSettings(HttpLimits):
+class ControlSettings(HttpLimits, TlsOptions):
     """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; `max_body` is the
     smaller limit of the JSON routes."""
 
