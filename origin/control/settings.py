@@ -10,8 +10,8 @@ from origin.control.store import DEFAULT_DB
 from vcdn.httplimits import HttpLimits
 from vcdn.keyreload import read_keys
 from vcdn.settings import Bytes
-from vcdn.tokens import KeyRing
 from vcdn.tls import TlsOptions
+from vcdn.tokens import KeyRing
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
 DEFAULT_PORT: Final = 8090
