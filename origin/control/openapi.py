@@ -67,6 +67,7 @@ CONSTRAINTS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("Registration", "id"): ID,
     ("Registration", "site"): ID,
     ("Registration", "public_url"): {"pattern": "^https?://", "maxLength": 2048},
+    ("Registration", "tls_url"): {"pattern": "^(https://.*)?$", "maxLength": 2048},
     ("Registration", "capacity_bytes"): {"minimum": 0, "maximum": MAX_SIZE * 1024},
     ("Registration", "asn"): {"minimum": 0, "maximum": 4294967295},
     ("Registration", "lat"): {"minimum": -90, "maximum": 90},
@@ -257,7 +258,7 @@ def _components() -> dict[str, Any]:
     )
     schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
     schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
-    schemas["Deleted"] = _obj({"deleted": STRING})
+    schemas["Deleted"] = _obj({"deleted": STRING, "revoked": INTEGER})
     schemas["Health"] = _obj(
         {
             "status": STRING,
@@ -431,7 +432,7 @@ def _document() -> dict[str, Any]:
             },
             "/api/v1/appliances/{id}": {
                 "delete": _op(
-                    "Decommission an appliance: forget it and its heartbeat history.",
+                    "Decommission an appliance: forget it and its heartbeat history, revoke its tokens.",
                     {"200": _json("Deleted.", "Deleted")},
                     codes="400 401 403 404 503",
                     params=[ID_PARAM],

@@ -8,6 +8,7 @@ from typing import Final, Literal
 from origin.control.store import DEFAULT_DB
 from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes
+from vcdn.tls import TlsOptions
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
 DEFAULT_PORT: Final = 8090
@@ -16,7 +17,7 @@ MIN_BODY: Final = 1024
 
 
 @dataclass(frozen=True)
-class ControlSettings(HttpLimits):
+class ControlSettings(HttpLimits, TlsOptions):
     """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; `max_body` is the
     smaller limit of the JSON routes."""
 
