@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import freshness
+from edge import forwarding, freshness
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keys import origin_target, peer_target, proxy_target, video_path
 from edge.negative import BODY_MAX, Negative, NegativeCache
@@ -110,6 +110,7 @@ class Edge:
                 retries=s.retries,
                 breaker_threshold=s.breaker_threshold,
                 breaker_reset=s.breaker_reset,
+                retry_answers=s.mode == "appliance",
             )
             peer_tuning = Tuning(
                 connect_timeout=min(0.5, s.connect_timeout),
@@ -337,7 +338,10 @@ async def serve(
         ):
             return await _range_pass(request, edge, key=key, title=title, path=path, target=target)
     try:
-        outcome = await edge.fills.obtain(key, title=title, path=path, target=target, stale=stale)
+        outcome = await edge.fills.obtain(
+            key, title=title, path=path, target=target, stale=stale,
+            headers=_fill_headers(request, edge),
+        )
     except UpstreamError:
         if stale is not None and usable_on_error:
             event(log, "served_stale", key=key)
@@ -433,7 +437,8 @@ async def _range_pass(
     filled whole in the background (at most that many bytes more), so small files still
     become hits."""
     assert edge.chain is not None
-    headers = {"Via": VIA}
+    fill_headers = _fill_headers(request, edge)
+    headers = dict(fill_headers or {"Via": VIA})
     for name in ("Range", "If-Range"):
         value = request.headers.get(name)
         if value is not None:
@@ -456,7 +461,9 @@ async def _range_pass(
     if method == "GET" and up.status == 206:
         total = up.headers.get("Content-Range", "").rpartition("/")[2]
         if total.isdigit() and int(total) <= edge.settings.range_fill_max:
-            task = asyncio.create_task(_fill_behind(edge, key, title, path, target))
+            task = asyncio.create_task(
+                _fill_behind(edge, key, title, path, target, fill_headers)
+            )
             edge.background.add(task)
             task.add_done_callback(edge.background.discard)
     edge.stats.request("pass", title)
@@ -467,11 +474,18 @@ async def _range_pass(
 
 
 async def _fill_behind(
-    edge: Edge, key: str, title: str, path: str, target: Callable[[Upstream], str]
+    edge: Edge,
+    key: str,
+    title: str,
+    path: str,
+    target: Callable[[Upstream], str],
+    headers: dict[str, str] | None,
 ) -> None:
     assert edge.fills is not None
     try:
-        outcome = await edge.fills.obtain(key, title=title, path=path, target=target)
+        outcome = await edge.fills.obtain(
+            key, title=title, path=path, target=target, headers=headers
+        )
     except VcdnError:
         return  # logged by the fill; the client already has its range
     if isinstance(outcome, Pass):
@@ -533,9 +547,9 @@ async def _serve_tail(
         ):
             r = plan.spans[0]
             assert edge.chain is not None
-            up = await edge.chain.fetch(
-                "GET", target, {"Via": VIA, "Range": f"bytes={r.first}-{r.last}"}
-            )
+            ahead = {**(_fill_headers(request, edge) or {"Via": VIA})}
+            ahead["Range"] = f"bytes={r.first}-{r.last}"
+            up = await edge.chain.fetch("GET", target, ahead)
             if up.status == 206 and up.headers.get("Content-Range") == r.content_range(size):
                 resp, sent = await relay(request, up)
                 edge.stats.sent_bytes(up.source, sent)
@@ -550,21 +564,15 @@ async def _serve_tail(
 
 def _forward_headers(request: web.Request) -> dict[str, str]:
     """The client's end-to-end request fields, for a request the cache passes through."""
-    out: dict[str, str] = {}
-    named = {
-        v.strip().lower() for v in request.headers.getall("Connection", []) for v in v.split(",")
-    }
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in freshness.HOP_BY_HOP or lower in named or lower in ("host", "via"):
-            continue
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    prior = request.headers.get("Via")
-    out["Via"] = f"{prior}, {VIA}" if prior else VIA
-    if request.remote:
-        prior_xff = request.headers.get("X-Forwarded-For")
-        out["X-Forwarded-For"] = f"{prior_xff}, {request.remote}" if prior_xff else request.remote
-    return out
+    return forwarding.end_to_end(request.headers.items(), request.remote)
+
+
+def _fill_headers(request: web.Request, edge: Edge) -> dict[str, str] | None:
+    """Proxy mode: a fill carries its first requester's end-to-end fields (as nginx
+    does), so the upstream sees what it negotiates on; appliance fills stay bare."""
+    if edge.settings.mode != "proxy":
+        return None
+    return forwarding.fill_request(request.headers.items(), request.remote)
 
 
 async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:

@@ -41,6 +41,7 @@ from typing import Final
 from multidict import CIMultiDict
 
 from edge import freshness
+from edge.forwarding import VIA
 from edge.store import CacheStore, Entry, key_hash
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
 from vcdn.errors import IntegrityError, StoreError, UpstreamError, VcdnError
@@ -54,7 +55,6 @@ POLL_INTERVAL: Final = 0.002
 LOCK_POLL_EVERY: Final = 10
 #: How long a follower waits for a remote leader to publish its headers.
 META_WAIT: Final = 30.0
-VIA: Final = "1.1 vcdn-edge"
 #: A body that breaks off is resumed with a range request at most this many times.
 MAX_RESUMES: Final = 2
 _LOCK_SPAN: Final = 1 << 40
@@ -224,18 +224,28 @@ class Fills:
         return self._inflight.get(key)
 
     async def obtain(
-        self, key: str, *, title: str, path: str, target: Target, stale: Entry | None = None
+        self,
+        key: str,
+        *,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Entry | Tail | Pass | None:
         """Join or start the fill of `key`; None means "fetch it yourself" (not shareable).
 
         `stale` is a stored but stale entry: the upstream is asked conditionally, and a 304
-        turns into the refreshed Entry.
+        turns into the refreshed Entry. `headers` are the request fields a new fill sends
+        (`edge.forwarding.fill_request` of its first requester; default: only Via).
         """
         fill = self._inflight.get(key)
         if fill is None:
             fill = Fill(key)
             self._inflight[key] = fill
-            task = asyncio.create_task(self._drive(fill, title, path, target, stale))
+            task = asyncio.create_task(
+                self._drive(fill, title, path, target, stale, headers or {"Via": VIA})
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         outcome = await asyncio.shield(fill.ready)
@@ -262,7 +272,13 @@ class Fills:
     # --- the leader/follower state machine ----------------------------------------------
 
     async def _drive(
-        self, fill: Fill, title: str, path: str, target: Target, stale: Entry | None
+        self,
+        fill: Fill,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None,
+        headers: Mapping[str, str],
     ) -> None:
         try:
             deadline = time.monotonic() + META_WAIT
@@ -274,7 +290,9 @@ class Fills:
                         if current is not None and (stale is None or current.id != stale.id):
                             fill.finish(current)
                             return
-                        await self._lead(fill, title, path, target, current if stale else None)
+                        await self._lead(
+                            fill, title, path, target, current if stale else None, headers
+                        )
                     finally:
                         self.locks.release(fill.key)
                     return
@@ -299,9 +317,15 @@ class Fills:
                 fill.fd = -1
 
     async def _lead(
-        self, fill: Fill, title: str, path: str, target: Target, stale: Entry | None
+        self,
+        fill: Fill,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None,
+        request: Mapping[str, str],
     ) -> None:
-        headers = {"Via": VIA}
+        headers = dict(request)
         if stale is not None:
             if stale.etag:
                 headers["If-None-Match"] = stale.etag

@@ -104,6 +104,11 @@ async def check_authority(
             f"Appliance {aid!r} is registered at {current.public_url}; changing its "
             "public_url needs the operator role."
         )
+    if current is not None and current.tls_url and current.tls_url != registration.tls_url:
+        raise Forbidden(
+            f"Appliance {aid!r} is registered at {current.tls_url}; changing its "
+            "tls_url needs the operator role."
+        )
     return registration
 
 

@@ -102,6 +102,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     FILL_PLANS,
     POPULARITY_STAMP,
+    # The HTTPS URL an appliance serves players at, beside its plain `public_url`
+    # (which peers fill from); '' for an appliance without TLS. Additive.
+    Migration(
+        55,
+        "appliances: tls_url",
+        "ALTER TABLE appliances ADD COLUMN tls_url TEXT NOT NULL DEFAULT '';",
+        "ALTER TABLE appliances ADD COLUMN tls_url TEXT NOT NULL DEFAULT '';",
+    ),
 )
 
 LATEST: Final = max(m.version for m in MIGRATIONS)

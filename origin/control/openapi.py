@@ -67,6 +67,7 @@ CONSTRAINTS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("Registration", "id"): ID,
     ("Registration", "site"): ID,
     ("Registration", "public_url"): {"pattern": "^https?://", "maxLength": 2048},
+    ("Registration", "tls_url"): {"pattern": "^(https://.*)?$", "maxLength": 2048},
     ("Registration", "capacity_bytes"): {"minimum": 0, "maximum": MAX_SIZE * 1024},
     ("Registration", "asn"): {"minimum": 0, "maximum": 4294967295},
     ("Registration", "lat"): {"minimum": -90, "maximum": 90},

@@ -74,6 +74,7 @@ class ApplianceRecord(NamedTuple):
     used_bytes: int = 0
     bytes_served: int = 0
     hit_ratio: float = 0.0
+    tls_url: str = ""
 
     @classmethod
     def registered(cls, r: Registration, registered_at: float) -> ApplianceRecord:
@@ -88,6 +89,7 @@ class ApplianceRecord(NamedTuple):
             r.lon,
             list(r.prefixes),
             registered_at,
+            tls_url=r.tls_url,
         )
 
     @property
@@ -101,6 +103,7 @@ class ApplianceRecord(NamedTuple):
             lat=self.lat,
             lon=self.lon,
             prefixes=list(self.prefixes),
+            tls_url=self.tls_url,
         )
 
     @property
@@ -129,6 +132,7 @@ class ApplianceRecord(NamedTuple):
             "used_bytes": self.used_bytes,
             "bytes_served": self.bytes_served,
             "hit_ratio": self.hit_ratio,
+            "tls_url": self.tls_url,
         }
 
     def view(self, state: ApplianceState) -> ApplianceView:
@@ -148,18 +152,19 @@ class ApplianceRecord(NamedTuple):
             used_bytes=self.used_bytes,
             bytes_served=self.bytes_served,
             hit_ratio=self.hit_ratio,
+            tls_url=self.tls_url,
         )
 
 
 def appliance_from_row(row: Sequence[Any]) -> ApplianceRecord:
-    """A record from the 18 columns of `APPLIANCE_COLUMNS` (prefixes as JSON text)."""
-    return ApplianceRecord(*row[:7], json.loads(row[7]), *row[8:18])
+    """A record from the 19 columns of `APPLIANCE_COLUMNS` (prefixes as JSON text)."""
+    return ApplianceRecord(*row[:7], json.loads(row[7]), *row[8:19])
 
 
 APPLIANCE_COLUMNS: Final = (
     "id, site, public_url, capacity_bytes, asn, lat, lon, prefixes, registered_at, "
     "last_heartbeat, reported_state, requests_per_s, bytes_per_s, connections, "
-    "free_bytes, used_bytes, bytes_served, hit_ratio"
+    "free_bytes, used_bytes, bytes_served, hit_ratio, tls_url"
 )
 
 

@@ -228,10 +228,11 @@ class PostgresStore(PostgresPlans):
         async with self._conn() as conn:
             row = await conn.fetchrow(
                 "INSERT INTO appliances (id, site, public_url, capacity_bytes, asn, lat, lon, "
-                "prefixes, registered_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) "
+                "prefixes, registered_at, updated_at, tls_url) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) "
                 "ON CONFLICT (id) DO UPDATE SET site = excluded.site, "
                 "public_url = excluded.public_url, capacity_bytes = excluded.capacity_bytes, "
+                "tls_url = excluded.tls_url, "
                 "asn = excluded.asn, lat = excluded.lat, lon = excluded.lon, "
                 "prefixes = excluded.prefixes, updated_at = excluded.updated_at "
                 f"RETURNING {_APPLIANCE_COLUMNS}, (xmax = 0) AS created",
@@ -244,6 +245,7 @@ class PostgresStore(PostgresPlans):
                 r.lon,
                 json.dumps(r.prefixes),
                 now,
+                r.tls_url,
             )
         return appliance_from_record(row), bool(row["created"])
 

@@ -249,11 +249,12 @@ class SqliteStore(SqlitePlans):
 
         def tx(conn: sqlite3.Connection) -> tuple[ApplianceRecord, bool]:
             cur = conn.execute(
-                "UPDATE appliances SET site = ?, public_url = ?, capacity_bytes = ?, asn = ?, "
-                "lat = ?, lon = ?, prefixes = ?, updated_at = ? WHERE id = ?",
+                "UPDATE appliances SET site = ?, public_url = ?, tls_url = ?, capacity_bytes = ?, "
+                "asn = ?, lat = ?, lon = ?, prefixes = ?, updated_at = ? WHERE id = ?",
                 (
                     r.site,
                     r.public_url,
+                    r.tls_url,
                     r.capacity_bytes,
                     r.asn,
                     r.lat,
@@ -266,12 +267,14 @@ class SqliteStore(SqlitePlans):
             created = cur.rowcount == 0
             if created:
                 conn.execute(
-                    "INSERT INTO appliances (id, site, public_url, capacity_bytes, asn, lat, lon, "
-                    "prefixes, registered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO appliances (id, site, public_url, tls_url, capacity_bytes, asn, "
+                    "lat, lon, prefixes, registered_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r.id,
                         r.site,
                         r.public_url,
+                        r.tls_url,
                         r.capacity_bytes,
                         r.asn,
                         r.lat,

@@ -22,9 +22,9 @@ from vcdn.control_client import ControlClient
 LISTEN = re.compile(r"listening on (https?://\S+)")
 
 
-def _start(tmp: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
-    env = dict(os.environ, VCDN_CONTROL_TOKENS="operator:operator-secret-0123",
-               PYTHONPATH=str(ROOT))
+def _start(tmp: Path, *extra: str, tokens: str = "operator:operator-secret-0123"
+           ) -> tuple[subprocess.Popen[str], list[str]]:
+    env = dict(os.environ, VCDN_CONTROL_TOKENS=tokens, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "vcdn.cli", "control", "--db", f"sqlite:///{tmp}/c.db",
          "--port", "0", *extra],
