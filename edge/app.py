@@ -15,8 +15,10 @@ on the path prefix itself, so a hit costs one dict lookup, not a router walk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +29,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import forwarding, freshness
+from edge import forwarding, freshness, targeted
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keys import origin_target, peer_target, proxy_target, video_path
 from edge.negative import BODY_MAX, Negative, NegativeCache
@@ -302,6 +304,12 @@ async def serve(
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
     stats = edge.stats
+    filling = edge.fills.inflight(key)
+    if filling is not None and filling.draft is not None and not _shareable(filling.draft, request):
+        # The fill in flight answers an earlier request, and its response is not fresh
+        # enough for this one (no-cache, max-age=0, an Age past its lifetime): it may not
+        # be shared, so wait for it to land and decide on the stored copy (§4).
+        await filling.finished()
     # Not in this worker's memory: the shared index may hold it (filled by another worker,
     # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
@@ -310,9 +318,8 @@ async def serve(
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:
-        pol = _policy(entry)
         age = freshness.current_age(entry.initial_age, entry.response_time, time.time())
-        verdict = freshness.judge(pol, age, request.headers)
+        verdict = freshness.judge(_policy(entry), age, request.headers)
         if verdict.fresh:
             done = await _hit(request, edge, entry, title, "hit")
             if done is not None:
@@ -494,11 +501,28 @@ async def _fill_behind(
         os.close(outcome.fd)
 
 
-def _policy(entry: Entry) -> freshness.Policy:
+def _shareable(draft: Entry, request: web.Request) -> bool:
+    """May the fill in flight with head `draft` also answer `request`? Concurrent
+    requests share a fill (collapsed forwarding) unless the response says it may not
+    answer this one unasked: no-cache, an explicit lifetime already spent, or the
+    request's own directives. A response with no freshness information is shared with
+    those who arrive while it streams, as before."""
+    pol = _policy(draft)
+    if not freshness.explicit(_fields(draft)):
+        pol = dataclasses.replace(pol, lifetime=math.inf)
+    age = freshness.current_age(draft.initial_age, draft.response_time, time.time())
+    return freshness.judge(pol, age, request.headers).fresh
+
+
+def _fields(entry: Entry) -> dict[str, str]:
     headers = dict(entry.headers)
     if entry.cache_control:
         headers["Cache-Control"] = entry.cache_control
-    pol = freshness.policy(headers, entry.response_time)
+    return headers
+
+
+def _policy(entry: Entry) -> freshness.Policy:
+    pol = freshness.policy(_fields(entry), entry.response_time)
     # The stored lifetime was computed once at fill time (Expires against Date, heuristics).
     return freshness.Policy(
         lifetime=entry.lifetime,
@@ -572,7 +596,12 @@ def _fill_headers(request: web.Request, edge: Edge) -> dict[str, str] | None:
     does), so the upstream sees what it negotiates on; appliance fills stay bare."""
     if edge.settings.mode != "proxy":
         return None
-    return forwarding.fill_request(request.headers.items(), request.remote)
+    headers = forwarding.fill_request(request.headers.items(), request.remote)
+    prior = headers.get("Surrogate-Capability")
+    headers["Surrogate-Capability"] = (
+        f"{prior}, {targeted.CAPABILITY}" if prior else targeted.CAPABILITY
+    )
+    return headers
 
 
 async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:

@@ -38,10 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from multidict import CIMultiDict
-
 from edge import freshness
 from edge.forwarding import VIA
+from edge.revalidate import refreshed
 from edge.store import CacheStore, Entry, key_hash
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
 from vcdn.errors import IntegrityError, StoreError, UpstreamError, VcdnError
@@ -144,6 +143,11 @@ class Fill:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def finished(self) -> None:
+        """Wait until the fill has ended, whatever its outcome."""
+        while not self.done:
+            await self._changed.wait()
 
     async def wait_beyond(self, offset: int) -> int:
         """Wait until more than `offset` bytes are written (or the fill ends); the count."""
@@ -347,26 +351,10 @@ class Fills:
             await _discard(opening, part)
         if resp.status == 304 and stale is not None:
             resp.close()
-            pairs = list(resp.headers.items())
-            merged = freshness.merge_304(
-                [
-                    *stale.headers,
-                    *(("Cache-Control", stale.cache_control),) * bool(stale.cache_control),
-                ],
-                pairs,
+            changes = refreshed(
+                stale, resp.headers.items(), resp.request_time, resp.response_time
             )
-            as_map = CIMultiDict(merged)
-            pol = freshness.policy(as_map, resp.response_time)
-            entry = await self._run(
-                self.store.refresh,
-                fill.key,
-                etag=as_map.get("ETag", stale.etag),
-                cache_control=as_map.get("Cache-Control"),
-                headers=tuple(freshness.end_to_end(merged)),
-                response_time=resp.response_time,
-                initial_age=freshness.initial_age(as_map, resp.request_time, resp.response_time),
-                lifetime=pol.lifetime,
-            )
+            entry = await self._run(self.store.refresh, fill.key, **changes)
             fill.finish(entry or stale)
             event(log, "revalidated", key=fill.key, source=resp.source)
             return
@@ -477,7 +465,7 @@ class Fills:
             content_type=h.get("Content-Type") or self._content_type(path),
             etag=h.get("ETag"),
             last_modified=float(lm) if lm is not None else None,
-            cache_control=h.get("Cache-Control"),
+            cache_control=", ".join(h.getall("Cache-Control", [])) or None,
             headers=tuple(freshness.end_to_end(_with_expires(h))),
             response_time=resp.response_time,
             initial_age=freshness.initial_age(h, resp.request_time, resp.response_time),

@@ -259,9 +259,11 @@ class HttpUpstream:
                 error.__cause__ = exc
                 failed_target = target
             except aiohttp.ClientError as exc:
+                # Connected, but the answer could not be read (a malformed head): this
+                # request's failure too.
                 error = UpstreamError(f"{self.name} cannot be reached: {exc}.")
                 error.__cause__ = exc
-                failed_target = None
+                failed_target = target
             else:
                 answer = UpstreamResponse(
                     resp.status,

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
+from edge import targeted
 from edge.app import make_app
 from tests.edge.conftest import edge_settings, settle
 from tests.edge.scripted_origin import Script, ScriptedOrigin
@@ -92,3 +94,36 @@ async def test_a_dropped_reused_connection_is_asked_again(aiohttp_server, tmp_pa
         for _ in range(4):
             assert await _get(proxy, "/x") == (200, b"ok")
         assert len(answered) == 4
+
+
+@pytest.mark.parametrize(("cc", "fetches"), [("no-cache", 2), ("max-age=60", 1)])
+async def test_a_fill_in_flight_is_shared_only_when_fresh_for_the_joiner(  # type: ignore[no-untyped-def]
+    aiohttp_server, tmp_path, cc: str, fetches: int
+) -> None:
+    """A request arriving while an earlier request's fill still streams may share it
+    only if that response may answer it (§4); before, a ``no-cache`` response being
+    written was served to the next client unvalidated."""
+    origin = ScriptedOrigin()
+    origin.scripts["/slow"] = Script(
+        b"x" * 50_000, headers={"Cache-Control": cc}, pieces=10, delay=0.05
+    )
+    up = await aiohttp_server(origin.app)
+    proxy = await _proxy(aiohttp_server, tmp_path, str(up.make_url("")).rstrip("/"))
+    first = asyncio.create_task(_get(proxy, "/slow"))
+    await asyncio.sleep(0.2)  # the fill has its head and is writing the body (0.5 s)
+    assert origin.count("/slow") == 1 and not first.done()
+    second = await _get(proxy, "/slow")
+    assert (await first)[1] == second[1] == b"x" * 50_000
+    assert origin.count("/slow") == fetches
+
+
+async def test_fills_announce_the_surrogate_capability(aiohttp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Edge Architecture §3: the origin learns our device name for Surrogate-Control."""
+    origin = ScriptedOrigin()
+    origin.scripts["/a"] = Script(b"a", headers={"Cache-Control": "max-age=60"})
+    up = await aiohttp_server(origin.app)
+    proxy = await _proxy(aiohttp_server, tmp_path, str(up.make_url("")).rstrip("/"))
+    await _get(proxy, "/a", **{"Surrogate-Capability": 'inner="Surrogate/1.0"'})
+    assert origin.seen[0].headers["Surrogate-Capability"] == (
+        f'inner="Surrogate/1.0", {targeted.CAPABILITY}'
+    )
