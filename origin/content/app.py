@@ -24,6 +24,7 @@ from origin.content.catalog import Catalog
 from origin.content.hotpath import OriginHot, read_whole
 from origin.content.ingest import handle_put
 from origin.content.live import LiveTitles
+from origin.content.llserve import LowLatency
 from origin.content.metrics import OriginMetrics
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
@@ -45,6 +46,7 @@ ROOT_FD_KEY: Final = web.AppKey("origin_root_fd", int)
 METRICS_KEY: Final = web.AppKey("origin_metrics", OriginMetrics)
 HOT_KEY: Final = web.AppKey("origin_hot", OriginHot)
 LIVE_KEY: Final = web.AppKey("origin_live", LiveTitles)
+LL_KEY: Final = web.AppKey("origin_ll", LowLatency)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -71,6 +73,11 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
     app = request.app
     live = app[LIVE_KEY].is_live(title)
+    if live and (ll := app[LL_KEY].title(title)) is not None:
+        # Low-latency playlists and parts (`origin.content.llserve`).
+        answer = await app[LL_KEY].serve(request, ll, inner)
+        if answer is not None:
+            return answer
     try:
         fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
     except NotFound:
@@ -143,7 +150,7 @@ async def ingest_content(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS_KEY]
     return await handle_put(
         request, title, inner, request.app[LIVE_KEY], settings.ingest_token_sha256,
-        settings.max_ingest_bytes,
+        settings.max_ingest_bytes, request.app[LL_KEY],
     )
 
 
@@ -185,6 +192,7 @@ def make_app(settings: OriginSettings) -> web.Application:
         HotCache(settings.hot_capacity, settings.hot_object_max), Path(root), app[CATALOG_KEY]
     )
     app[LIVE_KEY] = LiveTitles(Path(root), settings.live_grace)
+    app[LL_KEY] = LowLatency(app[LIVE_KEY], settings.max_ingest_bytes)
     app.cleanup_ctx.append(_root_fd)
     registry = new_registry()
     app[REGISTRY_KEY] = registry

@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -107,6 +108,8 @@ class LiveTitles:
         self._titles: dict[str, LiveTitle] = {}
         self._live_cache: dict[str, tuple[float, bool]] = {}
         self._kept_events: dict[tuple[str, str], asyncio.Event] = {}
+        #: Called with (title, rendition) after each kept segment (low-latency waiters).
+        self.on_kept: list[Callable[[str, str], None]] = []
 
     # --- reading -----------------------------------------------------------------
 
@@ -280,6 +283,9 @@ class LiveTitles:
         if doc.ended and not old.ended:
             state.event = LiveEvent(old.segment_seconds, old.window, old.renditions, True)
             self._finish(state)
+            for hook in self.on_kept:
+                for r in state.renditions:
+                    hook(title, r)
         return 200
 
     def put_static(self, title: str, inner: str, tmp: Path) -> int:
@@ -335,6 +341,8 @@ class LiveTitles:
         self._write_playlist(state, rend)
         rend.kept_at = time.time()
         self._announce_kept(title, rendition)
+        for hook in self.on_kept:
+            hook(title, rendition)
         return 201
 
     # --- helpers -----------------------------------------------------------------
