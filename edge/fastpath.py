@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from edge.store import Entry, object_key
 from vcdn import tokens
 from vcdn.errors import VcdnError
 from vcdn.httplimits import HEAD_TIMEOUT_RESPONSE, HttpLimits
-from vcdn.httpserve.body import send_head_and_body
+from vcdn.httpserve.body import SocketSink, send_head_and_body
 from vcdn.httpserve.hot import AlreadySent, install_hook
 from vcdn.httpserve.plan import Plan, plan_response
 from vcdn.httpserve.send import direct_socket, send_direct
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 #: Bodies up to this size go out with their head in one write; larger ones from a task.
 FAST_BODY: Final = 256 * 1024
+#: Spans read from disk from this size on go out with sendfile, not pread and a copy.
+DIRECT_MIN: Final = 16 * 1024
 _CONDITIONAL: Final = frozenset(
     {"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
 )
@@ -71,6 +74,7 @@ class FastProtocol(asyncio.Protocol):
         "_head_timer",
         "_idle",
         "_last",
+        "_out",
         "_paused",
         "_sending",
         "_server",
@@ -97,6 +101,8 @@ class FastProtocol(asyncio.Protocol):
         #: Reading stopped until the client reads what was written (pipelining).
         self._blocked = False
         self._drained: asyncio.Future[None] | None = None
+        #: A dup of the connection's socket for direct writes (None until the first).
+        self._out: socket.socket | None = None
         self.transport: asyncio.Transport | None = None
 
     # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
@@ -134,6 +140,9 @@ class FastProtocol(asyncio.Protocol):
         if self._sending is not None:
             self._sending.cancel()
         self._wake(ConnectionResetError("connection lost"))
+        if self._out is not None:
+            self._out.close()
+            self._out = None
         self._server.connection_lost(self, exc)  # type: ignore[arg-type]
         self.transport = None
 
@@ -220,9 +229,15 @@ class FastProtocol(asyncio.Protocol):
                 self._head_timer = None
             self._last = asyncio.get_running_loop().time()
             if isinstance(reply, Large):
+                rest = self._send_now(reply)
+                if rest is None:
+                    if not head.keep_alive:
+                        self.transport.close()
+                        return
+                    continue
                 self.transport.pause_reading()
                 self._sending = asyncio.get_running_loop().create_task(
-                    self._send_large(reply, head.keep_alive)
+                    self._send_large(reply, head.keep_alive, rest)
                 )
                 return
             self.transport.write(reply)
@@ -230,7 +245,49 @@ class FastProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
 
-    async def _send_large(self, large: Large, keep_alive: bool) -> None:
+    def _send_now(self, large: Large) -> tuple[int, int] | None:
+        """Try the whole answer at once, without a task: head (MSG_MORE, so it leaves
+        with the body) and one sendfile straight to the socket. None when all went;
+        else (head bytes sent, body bytes sent) for `_send_large` to go on from, or
+        (-1, 0) when this connection cannot take direct writes now."""
+        transport = self.transport
+        assert transport is not None
+        plan = large.plan
+        if self._out is None:
+            sock = direct_socket(transport)
+            if sock is None:
+                return (-1, 0)
+            self._out = socket.socket(fileno=os.dup(sock.fileno()))
+        if transport.get_write_buffer_size() or (plan.has_body and plan.multipart is not None):
+            return (-1, 0)
+        try:
+            fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return (-1, 0)  # the task aborts the connection
+        head, done = large.head, 0
+        try:
+            try:
+                sent = self._out.send(head, socket.MSG_MORE if plan.has_body else 0)
+            except BlockingIOError:
+                return (0, 0)
+            if sent < len(head) or not plan.has_body:
+                return None if sent == len(head) else (sent, 0)
+            r = plan.spans[0]
+            while done < r.length:
+                n = os.sendfile(self._out.fileno(), fd, r.first + done, r.length - done)
+                if n == 0:
+                    raise EOFError("file ended early")
+                done += n
+        except BlockingIOError:
+            return (len(head), done)
+        except (OSError, EOFError):
+            transport.abort()  # the head promised a length we cannot deliver
+            return None
+        finally:
+            os.close(fd)
+        return None
+
+    async def _send_large(self, large: Large, keep_alive: bool, rest: tuple[int, int]) -> None:
         transport = self.transport
         assert transport is not None
         try:
@@ -239,7 +296,19 @@ class FastProtocol(asyncio.Protocol):
             transport.abort()  # counted as a hit already; evicted between stat and open
             return
         try:
-            await send_head_and_body(transport, large.head, fd, large.plan, self._drain)
+            head_sent, body_sent = rest
+            if head_sent < 0:
+                await send_head_and_body(transport, large.head, fd, large.plan, self._drain)
+            else:
+                assert self._out is not None
+                sink = SocketSink(self._out.fileno())
+                try:
+                    await sink.write(large.head[head_sent:])
+                    if large.plan.has_body:
+                        r = large.plan.spans[0]
+                        await sink.span(fd, r.first + body_sent, r.length - body_sent)
+                finally:
+                    sink.close()
         except (OSError, EOFError, TimeoutError):
             # The head promised a length we cannot deliver (RFC 9112 §6.3).
             transport.abort()
@@ -396,7 +465,10 @@ def _hit(
             last_modified=entry.last_modified,
             content_type=entry.content_type,
         )
-        if plan.content_length > FAST_BODY:
+        from_disk = plan.has_body and entry.size > edge.ram.object_max
+        if plan.content_length > FAST_BODY or (
+            allow_large and from_disk and plan.content_length >= DIRECT_MIN
+        ):
             if not allow_large or not on_disk(file):
                 return None
             edge.store.touch(entry.key, now)
