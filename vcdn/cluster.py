@@ -264,6 +264,8 @@ class Cluster:
                 VCDN_CONTROL_HEARTBEAT_INTERVAL=str(self.config.heartbeat_interval),
                 VCDN_CONTROL_STALE_AFTER_BEATS=str(self.config.stale_after_beats),
                 VCDN_CONTROL_HEARTBEAT_HISTORY_EVERY=str(self.config.history_every),
+                # The key service checks players' tokens with the keys steering signs with.
+                VCDN_CONTROL_SIGNING_KEYS=self.secrets.signing_keys,
             ),
             health_url=f"{self.control_url}/healthz",
             ca_bundle=self.ca_bundle,
