@@ -68,6 +68,7 @@ def edge_settings(s: ApplianceSettings) -> EdgeSettings:
         peers=s.peers,
         auth=s.auth,
         signing_keys=s.signing_keys,
+        key_service=s.key_service or s.control_url.split(",")[0].strip(),
         host=s.host,
         port=s.port,
         workers=1,

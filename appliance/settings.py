@@ -59,6 +59,9 @@ class ApplianceSettings(HttpLimits, TlsOptions):
     auth: Literal["tokens", "none"] = "tokens"
     signing_keys: str = ""
     signing_keys_file: Path | None = None
+    # Where players reach the control plane's key service: key URIs of encrypted titles are
+    # redirected there (edge.keyredirect). Empty: the first control_url.
+    key_service: str = ""
     # Appliances of the same site asked first on a client miss (the fill uses the peers the
     # fill manifest lists).
     peers: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ from yarl import URL
 
 from edge import forwarding, freshness, targeted
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
 from edge.llhls import BadDirective, playlist_key, refused_directive
 from edge.llstream import send_growing, streams
@@ -242,7 +243,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     edge = request.app[EDGE_KEY]
     if edge.settings.mode == "proxy":
         return await _proxy(request, edge)
-    if request.method not in APPLIANCE_METHODS:
+    # POST only for a ClearKey license, which is redirected to the key service below.
+    if request.method not in APPLIANCE_METHODS and request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     # The query of a video URL is neither part of the key nor sent upstream (edge.keys).
     raw = request.raw_path.partition("?")[0]
@@ -256,11 +258,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
         _, _, title, rest = raw.split("/", 3)
         _check_title(title)
-        signed = False
+        signed, token = False, ""
     else:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
+    if signed and (location := key_location(edge.settings.key_service, token, title, rest)):
+        return web.Response(status=307, headers={
+            "Location": location, "Cache-Control": "no-store", **dict(RESPONSE_HEADERS)})
+    if request.method == "POST":
+        raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     try:
         path = video_path(rest)
     except ClientError as exc:

@@ -309,6 +309,13 @@ class ControlClient:
         status, _ = await self.request("POST", "/titles", encode(manifest))
         return status == 201
 
+    async def put_key(self, title: str, kid: str, scheme: str, key: str) -> bool:
+        """Store a content key with the key service (hex kid and key); True if new."""
+        status, _ = await self.request(
+            "PUT", f"/titles/{_id(title)}/keys/{kid}", {"scheme": scheme, "key": key}
+        )
+        return status == 201
+
     async def get_title(self, title: str) -> TitleManifest:
         _, data = await self.request("GET", f"/titles/{_id(title)}")
         if isinstance(data, dict):

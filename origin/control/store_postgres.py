@@ -27,6 +27,7 @@ from origin.control.store import (
     ENROLLMENT_COLUMNS,
     ApplianceRecord,
     Beat,
+    ContentKey,
     EnrollmentRecord,
     HeartbeatRecord,
     TitleSummary,
@@ -374,6 +375,23 @@ class PostgresStore(PostgresPlans):
                 "DELETE FROM tokens WHERE role = 'appliance' AND subject = $1", subject
             )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def put_key(self, key: ContentKey, now: float) -> bool:
+        async with self._conn() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO title_keys VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (title, kid) DO UPDATE SET scheme = excluded.scheme, "
+                "key = excluded.key RETURNING (xmax = 0)",
+                key.title, key.kid, key.scheme, key.key, now,
+            )
+        return bool(inserted)
+
+    async def get_key(self, title: str, kid: str) -> ContentKey | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT scheme, key FROM title_keys WHERE title = $1 AND kid = $2", title, kid
+            )
+        return None if row is None else ContentKey(title, kid, row[0], row[1])
 
     async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
         e = enrollment
