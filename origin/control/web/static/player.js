@@ -58,7 +58,7 @@ function showAppliance() {
 async function loadNames() {
   if (!operatorToken()) return;
   try {
-    const body = await controlGet("/api/v1/appliances");
+    const body = await controlAppliances();
     for (const a of body.appliances) applianceNames[hostOf(a.public_url)] = `${a.id} (${a.site})`;
     const titles = await controlGet("/api/v1/titles");
     const list = $("titles");
