@@ -26,6 +26,8 @@ QUICK: dict[str, list[str]] = {
     "live": ["--players", "50", "--seconds", "15", "--record", "live"],
     # The simulator's own defaults are the figures the README quotes (about 2 minutes).
     "cachesim": ["--no-write"],
+    # The HTTP caching conformance suite, edge and nginx (about 50 s).
+    "conformance": [],
 }
 
 

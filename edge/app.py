@@ -15,8 +15,10 @@ on the path prefix itself, so a hit costs one dict lookup, not a router walk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,8 +29,9 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import freshness
+from edge import forwarding, freshness, targeted
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
@@ -110,6 +113,7 @@ class Edge:
                 retries=s.retries,
                 breaker_threshold=s.breaker_threshold,
                 breaker_reset=s.breaker_reset,
+                retry_answers=s.mode == "appliance",
             )
             peer_tuning = Tuning(
                 connect_timeout=min(0.5, s.connect_timeout),
@@ -237,7 +241,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     edge = request.app[EDGE_KEY]
     if edge.settings.mode == "proxy":
         return await _proxy(request, edge)
-    if request.method not in APPLIANCE_METHODS:
+    # POST only for a ClearKey license, which is redirected to the key service below.
+    if request.method not in APPLIANCE_METHODS and request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     # The query of a video URL is neither part of the key nor sent upstream (edge.keys).
     raw = request.raw_path.partition("?")[0]
@@ -251,11 +256,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
         _, _, title, rest = raw.split("/", 3)
         _check_title(title)
-        signed = False
+        signed, token = False, ""
     else:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
+    if signed and (location := key_location(edge.settings.key_service, token, title, rest)):
+        return web.Response(status=307, headers={
+            "Location": location, "Cache-Control": "no-store", **dict(RESPONSE_HEADERS)})
+    if request.method == "POST":
+        raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     try:
         path = video_path(rest)
     except ClientError as exc:
@@ -301,6 +311,12 @@ async def serve(
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
     stats = edge.stats
+    filling = edge.fills.inflight(key)
+    if filling is not None and filling.draft is not None and not _shareable(filling.draft, request):
+        # The fill in flight answers an earlier request, and its response is not fresh
+        # enough for this one (no-cache, max-age=0, an Age past its lifetime): it may not
+        # be shared, so wait for it to land and decide on the stored copy (§4).
+        await filling.finished()
     # Not in this worker's memory: the shared index may hold it (filled by another worker,
     # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
@@ -309,9 +325,8 @@ async def serve(
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:
-        pol = _policy(entry)
         age = freshness.current_age(entry.initial_age, entry.response_time, time.time())
-        verdict = freshness.judge(pol, age, request.headers)
+        verdict = freshness.judge(_policy(entry), age, request.headers)
         if verdict.fresh:
             done = await _hit(request, edge, entry, title, "hit")
             if done is not None:
@@ -337,7 +352,10 @@ async def serve(
         ):
             return await _range_pass(request, edge, key=key, title=title, path=path, target=target)
     try:
-        outcome = await edge.fills.obtain(key, title=title, path=path, target=target, stale=stale)
+        outcome = await edge.fills.obtain(
+            key, title=title, path=path, target=target, stale=stale,
+            headers=_fill_headers(request, edge),
+        )
     except UpstreamError:
         if stale is not None and usable_on_error:
             event(log, "served_stale", key=key)
@@ -433,7 +451,8 @@ async def _range_pass(
     filled whole in the background (at most that many bytes more), so small files still
     become hits."""
     assert edge.chain is not None
-    headers = {"Via": VIA}
+    fill_headers = _fill_headers(request, edge)
+    headers = dict(fill_headers or {"Via": VIA})
     for name in ("Range", "If-Range"):
         value = request.headers.get(name)
         if value is not None:
@@ -456,7 +475,9 @@ async def _range_pass(
     if method == "GET" and up.status == 206:
         total = up.headers.get("Content-Range", "").rpartition("/")[2]
         if total.isdigit() and int(total) <= edge.settings.range_fill_max:
-            task = asyncio.create_task(_fill_behind(edge, key, title, path, target))
+            task = asyncio.create_task(
+                _fill_behind(edge, key, title, path, target, fill_headers)
+            )
             edge.background.add(task)
             task.add_done_callback(edge.background.discard)
     edge.stats.request("pass", title)
@@ -467,11 +488,18 @@ async def _range_pass(
 
 
 async def _fill_behind(
-    edge: Edge, key: str, title: str, path: str, target: Callable[[Upstream], str]
+    edge: Edge,
+    key: str,
+    title: str,
+    path: str,
+    target: Callable[[Upstream], str],
+    headers: dict[str, str] | None,
 ) -> None:
     assert edge.fills is not None
     try:
-        outcome = await edge.fills.obtain(key, title=title, path=path, target=target)
+        outcome = await edge.fills.obtain(
+            key, title=title, path=path, target=target, headers=headers
+        )
     except VcdnError:
         return  # logged by the fill; the client already has its range
     if isinstance(outcome, Pass):
@@ -480,11 +508,28 @@ async def _fill_behind(
         os.close(outcome.fd)
 
 
-def _policy(entry: Entry) -> freshness.Policy:
+def _shareable(draft: Entry, request: web.Request) -> bool:
+    """May the fill in flight with head `draft` also answer `request`? Concurrent
+    requests share a fill (collapsed forwarding) unless the response says it may not
+    answer this one unasked: no-cache, an explicit lifetime already spent, or the
+    request's own directives. A response with no freshness information is shared with
+    those who arrive while it streams, as before."""
+    pol = _policy(draft)
+    if not freshness.explicit(_fields(draft)):
+        pol = dataclasses.replace(pol, lifetime=math.inf)
+    age = freshness.current_age(draft.initial_age, draft.response_time, time.time())
+    return freshness.judge(pol, age, request.headers).fresh
+
+
+def _fields(entry: Entry) -> dict[str, str]:
     headers = dict(entry.headers)
     if entry.cache_control:
         headers["Cache-Control"] = entry.cache_control
-    pol = freshness.policy(headers, entry.response_time)
+    return headers
+
+
+def _policy(entry: Entry) -> freshness.Policy:
+    pol = freshness.policy(_fields(entry), entry.response_time)
     # The stored lifetime was computed once at fill time (Expires against Date, heuristics).
     return freshness.Policy(
         lifetime=entry.lifetime,
@@ -533,9 +578,9 @@ async def _serve_tail(
         ):
             r = plan.spans[0]
             assert edge.chain is not None
-            up = await edge.chain.fetch(
-                "GET", target, {"Via": VIA, "Range": f"bytes={r.first}-{r.last}"}
-            )
+            ahead = {**(_fill_headers(request, edge) or {"Via": VIA})}
+            ahead["Range"] = f"bytes={r.first}-{r.last}"
+            up = await edge.chain.fetch("GET", target, ahead)
             if up.status == 206 and up.headers.get("Content-Range") == r.content_range(size):
                 resp, sent = await relay(request, up)
                 edge.stats.sent_bytes(up.source, sent)
@@ -550,21 +595,20 @@ async def _serve_tail(
 
 def _forward_headers(request: web.Request) -> dict[str, str]:
     """The client's end-to-end request fields, for a request the cache passes through."""
-    out: dict[str, str] = {}
-    named = {
-        v.strip().lower() for v in request.headers.getall("Connection", []) for v in v.split(",")
-    }
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in freshness.HOP_BY_HOP or lower in named or lower in ("host", "via"):
-            continue
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    prior = request.headers.get("Via")
-    out["Via"] = f"{prior}, {VIA}" if prior else VIA
-    if request.remote:
-        prior_xff = request.headers.get("X-Forwarded-For")
-        out["X-Forwarded-For"] = f"{prior_xff}, {request.remote}" if prior_xff else request.remote
-    return out
+    return forwarding.end_to_end(request.headers.items(), request.remote)
+
+
+def _fill_headers(request: web.Request, edge: Edge) -> dict[str, str] | None:
+    """Proxy mode: a fill carries its first requester's end-to-end fields (as nginx
+    does), so the upstream sees what it negotiates on; appliance fills stay bare."""
+    if edge.settings.mode != "proxy":
+        return None
+    headers = forwarding.fill_request(request.headers.items(), request.remote)
+    prior = headers.get("Surrogate-Capability")
+    headers["Surrogate-Capability"] = (
+        f"{prior}, {targeted.CAPABILITY}" if prior else targeted.CAPABILITY
+    )
+    return headers
 
 
 async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:

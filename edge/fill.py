@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from multidict import CIMultiDict
-
 from edge import freshness
+from edge.forwarding import VIA
+from edge.revalidate import refreshed
 from edge.store import CacheStore, Entry, key_hash
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
 from vcdn.errors import IntegrityError, StoreError, UpstreamError, VcdnError
@@ -54,7 +54,6 @@ POLL_INTERVAL: Final = 0.002
 LOCK_POLL_EVERY: Final = 10
 #: How long a follower waits for a remote leader to publish its headers.
 META_WAIT: Final = 30.0
-VIA: Final = "1.1 vcdn-edge"
 #: A body that breaks off is resumed with a range request at most this many times.
 MAX_RESUMES: Final = 2
 _LOCK_SPAN: Final = 1 << 40
@@ -145,6 +144,11 @@ class Fill:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def finished(self) -> None:
+        """Wait until the fill has ended, whatever its outcome."""
+        while not self.done:
+            await self._changed.wait()
+
     async def wait_beyond(self, offset: int) -> int:
         """Wait until more than `offset` bytes are written (or the fill ends); the count."""
         while self.written <= offset and not self.done:
@@ -224,18 +228,28 @@ class Fills:
         return self._inflight.get(key)
 
     async def obtain(
-        self, key: str, *, title: str, path: str, target: Target, stale: Entry | None = None
+        self,
+        key: str,
+        *,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Entry | Tail | Pass | None:
         """Join or start the fill of `key`; None means "fetch it yourself" (not shareable).
 
         `stale` is a stored but stale entry: the upstream is asked conditionally, and a 304
-        turns into the refreshed Entry.
+        turns into the refreshed Entry. `headers` are the request fields a new fill sends
+        (`edge.forwarding.fill_request` of its first requester; default: only Via).
         """
         fill = self._inflight.get(key)
         if fill is None:
             fill = Fill(key)
             self._inflight[key] = fill
-            task = asyncio.create_task(self._drive(fill, title, path, target, stale))
+            task = asyncio.create_task(
+                self._drive(fill, title, path, target, stale, headers or {"Via": VIA})
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         outcome = await asyncio.shield(fill.ready)
@@ -262,7 +276,13 @@ class Fills:
     # --- the leader/follower state machine ----------------------------------------------
 
     async def _drive(
-        self, fill: Fill, title: str, path: str, target: Target, stale: Entry | None
+        self,
+        fill: Fill,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None,
+        headers: Mapping[str, str],
     ) -> None:
         try:
             deadline = time.monotonic() + META_WAIT
@@ -274,7 +294,9 @@ class Fills:
                         if current is not None and (stale is None or current.id != stale.id):
                             fill.finish(current)
                             return
-                        await self._lead(fill, title, path, target, current if stale else None)
+                        await self._lead(
+                            fill, title, path, target, current if stale else None, headers
+                        )
                     finally:
                         self.locks.release(fill.key)
                     return
@@ -299,9 +321,15 @@ class Fills:
                 fill.fd = -1
 
     async def _lead(
-        self, fill: Fill, title: str, path: str, target: Target, stale: Entry | None
+        self,
+        fill: Fill,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None,
+        request: Mapping[str, str],
     ) -> None:
-        headers = {"Via": VIA}
+        headers = dict(request)
         if stale is not None:
             if stale.etag:
                 headers["If-None-Match"] = stale.etag
@@ -323,26 +351,10 @@ class Fills:
             await _discard(opening, part)
         if resp.status == 304 and stale is not None:
             resp.close()
-            pairs = list(resp.headers.items())
-            merged = freshness.merge_304(
-                [
-                    *stale.headers,
-                    *(("Cache-Control", stale.cache_control),) * bool(stale.cache_control),
-                ],
-                pairs,
+            changes = refreshed(
+                stale, resp.headers.items(), resp.request_time, resp.response_time
             )
-            as_map = CIMultiDict(merged)
-            pol = freshness.policy(as_map, resp.response_time)
-            entry = await self._run(
-                self.store.refresh,
-                fill.key,
-                etag=as_map.get("ETag", stale.etag),
-                cache_control=as_map.get("Cache-Control"),
-                headers=tuple(freshness.end_to_end(merged)),
-                response_time=resp.response_time,
-                initial_age=freshness.initial_age(as_map, resp.request_time, resp.response_time),
-                lifetime=pol.lifetime,
-            )
+            entry = await self._run(self.store.refresh, fill.key, **changes)
             fill.finish(entry or stale)
             event(log, "revalidated", key=fill.key, source=resp.source)
             return
@@ -453,7 +465,7 @@ class Fills:
             content_type=h.get("Content-Type") or self._content_type(path),
             etag=h.get("ETag"),
             last_modified=float(lm) if lm is not None else None,
-            cache_control=h.get("Cache-Control"),
+            cache_control=", ".join(h.getall("Cache-Control", [])) or None,
             headers=tuple(freshness.end_to_end(_with_expires(h))),
             response_time=resp.response_time,
             initial_age=freshness.initial_age(h, resp.request_time, resp.response_time),

@@ -383,6 +383,20 @@ class CacheStore:
                 self._remember(entry)
         return entry
 
+    def variants(self, primary: str) -> list[Entry]:
+        """The stored Vary variants of `primary` (keys ``primary + "\\n" + ...``,
+        `edge.vary`): one index range read, like `peek` for the loop thread."""
+        rows = self._reader.execute(
+            f"SELECT {_COLUMNS} FROM objects WHERE key > ? AND key < ? AND state = 'ready'",
+            (primary + "\n", primary + "\x0b"),
+        ).fetchall()
+        return [_row_entry(row) for row in rows]
+
+    def remove_variants(self, primary: str) -> int:
+        """Remove every Vary variant of `primary` (a plain answer or an unsafe method
+        replaced them)."""
+        return self._delete("key > ? AND key < ?", (primary + "\n", primary + "\x0b"))
+
     def forget(self, key: str) -> None:
         """Drop our in-memory view of `key` (its file vanished under us)."""
         with self._lock:
@@ -600,11 +614,12 @@ class CacheStore:
                 return None
             entry = replace(entry, **changes)  # type: ignore[arg-type]
             self._db.execute(
-                "UPDATE objects SET etag=?, last_modified=?, cache_control=?, headers=?, "
-                "response_time=?, initial_age=?, lifetime=? WHERE key = ?",
+                "UPDATE objects SET etag=?, last_modified=?, content_type=?, cache_control=?, "
+                "headers=?, response_time=?, initial_age=?, lifetime=? WHERE key = ?",
                 (
                     entry.etag,
                     entry.last_modified,
+                    entry.content_type,
                     entry.cache_control,
                     json.dumps(entry.headers),
                     entry.response_time,

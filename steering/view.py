@@ -35,7 +35,7 @@ class Capacity:
 class Node:
     id: str
     site: str
-    public_url: str
+    public_url: str  # where players go: the HTTPS URL when the appliance has one
     asn: int
     lat: float
     lon: float
@@ -76,6 +76,11 @@ class SteeringView:
                                                                   compare=False)
 
 
+def player_url(a: ApplianceView) -> str:
+    """The URL players are sent to: the appliance's HTTPS URL when it registered one."""
+    return a.tls_url or a.public_url
+
+
 def host_of(public_url: str) -> str:
     """The host part of an appliance's public URL (brackets of IPv6 literals removed)."""
     return urlsplit(public_url).hostname or ""
@@ -108,8 +113,8 @@ def signature(
 ) -> tuple[object, ...]:
     """Everything a view is built from: equal signatures give equal views."""
     items = sorted(
-        (a.id, a.site, a.public_url, a.asn, a.lat, a.lon, tuple(a.prefixes), a.state,
-         utilization(a, cap), resolved.get(host_of(a.public_url), ()))
+        (a.id, a.site, player_url(a), a.asn, a.lat, a.lon, tuple(a.prefixes), a.state,
+         utilization(a, cap), resolved.get(host_of(player_url(a)), ()))
         for a in appliances
     )
     return (heartbeat_interval, *items)
@@ -162,14 +167,15 @@ def build_view(
         if a.state not in usable:
             dropped.append(a.id)
             continue
-        host = host_of(a.public_url)
+        url = player_url(a)
+        host = host_of(url)
         addrs = literal_addresses(host)
         if addrs is None:
             addrs = resolved.get(host, ())
         v4 = tuple(x for x in addrs if ":" not in x)
         v6 = tuple(x for x in addrs if ":" in x)
         nodes[a.id] = Node(
-            a.id, a.site, a.public_url.rstrip("/"), a.asn, a.lat, a.lon,
+            a.id, a.site, url.rstrip("/"), a.asn, a.lat, a.lon,
             utilization(a, cap), v4, v6,
         )
         inputs.append((a.site, tuple(a.prefixes)))

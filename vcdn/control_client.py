@@ -17,6 +17,10 @@ timeout, 5xx) the same request is sent to the next one at once, and the failed i
 skipped for a backoff that doubles up to `MAX_BACKOFF` while it keeps failing. Every
 control API write is an idempotent upsert, so resending one that may have landed is safe.
 A 4xx is an answer, not a failure: it is raised without trying the others.
+
+TLS: an ``https://`` control URL is verified against the system store or the CA bundle
+(`ca_bundle`, else ``VCDN_CA_BUNDLE``); a certificate for another name or from an unknown
+CA fails the request with one sentence naming the host and the reason (`vcdn.tls`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from vcdn import tls
 from vcdn.errors import (
     ClientError,
     Conflict,
@@ -192,7 +197,9 @@ class ControlClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
+        self._ca_bundle = ca_bundle
         self.endpoints = Endpoints(control_urls(base_url, env=False))
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(
@@ -229,7 +236,9 @@ class ControlClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=tls.client_connector(self._ca_bundle)
+            )
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -270,6 +279,8 @@ class ControlClient:
             raise UpstreamTimeout(
                 f"The control API at {base_url} did not answer in time."
             ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise UpstreamError(tls.describe_failure(exc, "control API", base_url)) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"Cannot reach the control API at {base_url}: {exc}.") from None
         try:
@@ -300,6 +311,13 @@ class ControlClient:
     async def register_title(self, manifest: TitleManifest) -> bool:
         """Register or replace a title; True if it was new."""
         status, _ = await self.request("POST", "/titles", encode(manifest))
+        return status == 201
+
+    async def put_key(self, title: str, kid: str, scheme: str, key: str) -> bool:
+        """Store a content key with the key service (hex kid and key); True if new."""
+        status, _ = await self.request(
+            "PUT", f"/titles/{_id(title)}/keys/{kid}", {"scheme": scheme, "key": key}
+        )
         return status == 201
 
     async def get_title(self, title: str) -> TitleManifest:

@@ -41,6 +41,7 @@ from vcdn.demo import (
 )
 from vcdn.errors import VcdnError
 from vcdn.summary import render_summary
+from vcdn.tls import client_connector
 
 LIVE_TITLE: Final = "live"
 
@@ -80,6 +81,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"also run a live test-pattern event ('{LIVE_TITLE}') through the CDN",
     )
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    p.add_argument(
+        "--tls", action="store_true",
+        help="HTTPS for control and steering with a local CA (DATA/tls/ca.pem) that every "
+        "client verifies; the appliances' video port stays HTTP for now",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.appliances <= MAX_APPLIANCES:
         p.error(f"--appliances must be between 1 and {MAX_APPLIANCES}")
@@ -125,8 +131,11 @@ async def bring_up(
             await packaging
         raise
     say(f"services up in {time.monotonic() - started:.1f} s")
+    if cluster.ca_bundle is not None:
+        say(f"TLS: control and steering over HTTPS, verified against the local CA "
+            f"{cluster.ca_bundle}; the appliances' video port is still plain HTTP")
     manifest = await packaging
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=client_connector(cluster.ca_bundle)) as session:
         await register(session, cluster, args.title)
         await wait_for_fleet(session, cluster, say=say)
         await fill_title(session, cluster, manifest, say=say)
@@ -182,6 +191,7 @@ async def run(args: argparse.Namespace) -> int:
             appliances=args.appliances,
             base_port=args.base_port,
             heartbeat_interval=args.heartbeat_interval,
+            tls=args.tls,
         )
     )
     loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from origin.control.http_common import (
     SETTINGS,
     STORE,
     CatalogCache,
+    forget_tokens,
     log,
     only_query,
     query_float,
@@ -104,6 +105,11 @@ async def check_authority(
             f"Appliance {aid!r} is registered at {current.public_url}; changing its "
             "public_url needs the operator role."
         )
+    if current is not None and current.tls_url and current.tls_url != registration.tls_url:
+        raise Forbidden(
+            f"Appliance {aid!r} is registered at {current.tls_url}; changing its "
+            "tls_url needs the operator role."
+        )
     return registration
 
 
@@ -134,17 +140,22 @@ async def register(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/appliances/{id}")
 async def decommission(request: web.Request) -> web.Response:
-    """An operator retires an appliance: steering and fill plans stop seeing it."""
+    """An operator retires an appliance: steering and fill plans stop seeing it, and the
+    tokens bound to it stop working, so the retired box (or whoever took it) cannot simply
+    register again. Its enrolment stays: rotating its token brings it back on purpose."""
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, OPERATORS)
     beats = request.app[BEATS]
     await beats.flush()
-    deleted = await request.app[STORE].delete_appliance(appliance)
+    store = request.app[STORE]
+    deleted = await store.delete_appliance(appliance)
     beats.forget(appliance)
     if not deleted:
         raise NotFound(f"Appliance {appliance!r} is not registered.")
-    event(log, "appliance_deleted", appliance=appliance)
-    return respond({"deleted": appliance})
+    revoked = await store.revoke_subject(appliance)
+    forget_tokens(request)
+    event(log, "appliance_deleted", appliance=appliance, revoked=revoked)
+    return respond({"deleted": appliance, "revoked": revoked})
 
 
 @routes.put("/api/v1/appliances/{id}/heartbeat")

@@ -175,9 +175,11 @@ function start(index, position) {
   hls = new Hls({
     fragLoadPolicy: FAST, playlistLoadPolicy: FAST, manifestLoadPolicy: FAST,
     startPosition: position || -1, capLevelToPlayerSize: false,
-    // Live: play 1.5 segments (of 2 s) behind the edge; hls.js's default of three segments
-    // adds 3 s of delay. Past 10 s behind, it jumps forward.
-    liveSyncDuration: 3, liveMaxLatencyDuration: 10,
+    // Live: play 1.5 segments behind the newest one hls.js has seen (its default of three
+    // adds 3 s with 2 s segments), and catch up to that by playing up to 50% faster
+    // (pitch kept) when startup or a slow load left it further behind; past 5 segments
+    // behind, jump forward.
+    liveSyncDurationCount: 1.5, liveMaxLatencyDurationCount: 5, maxLiveSyncPlaybackRate: 1.5,
   });
   hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
     const live = Boolean(data.details && data.details.live);

@@ -1,0 +1,75 @@
+"""The appliance verifies the control plane: it registers (with its HTTPS URL) over TLS
+when it trusts the CA (`ca_bundle`), and says in one line why not when it does not."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+import trustme
+
+from appliance import settings as settings_mod
+from tests.appliance.conftest import (
+    OPERATOR,
+    appliance_toml,
+    free_port,
+    run_appliance,
+    start_control,
+    until,
+)
+from tests.vcdn.tls_helpers import ca_file, issue
+from vcdn.tls import CertPair, server_context
+
+
+async def _appliance(tmp_path: Path, control_url: str, origin_url: str, **extra: object):  # type: ignore[no-untyped-def]
+    path = appliance_toml(
+        tmp_path / "a.toml", id="a1", site="s1", port=free_port(), admin_port=free_port(),
+        cache_dir=tmp_path / "cache", control_url=control_url, origin_url=origin_url,
+        tls_url="https://a1.isp.test:8443", **extra)
+    return await run_appliance(settings_mod.load(path, env={}))
+
+
+async def test_appliance_registers_over_verified_tls(tmp_path: Path, origin) -> None:  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    leaf = issue(ca, tmp_path / "certs", "127.0.0.1")
+    control = await start_control(tmp_path / "c.db",
+                                  ssl_context=server_context(CertPair(leaf.cert, leaf.key)))
+    running = await _appliance(tmp_path, control.url, origin.url,
+                               ca_bundle=str(ca_file(ca, tmp_path)))
+    try:
+        assert control.url.startswith("https://")
+        await until(lambda: running.appliance.status.last_heartbeat)
+        # The control plane now lists the appliance's HTTPS URL for steering.
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s, \
+                s.get(f"{control.url}/api/v1/appliances",
+                      headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
+            listed = (await resp.json())["appliances"]
+        assert [a["tls_url"] for a in listed] == ["https://a1.isp.test:8443"]
+    finally:
+        await running.stop()
+        await control.stop()
+
+
+async def test_unknown_ca_and_wrong_name_fail_in_one_line(tmp_path: Path, origin) -> None:  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    for case, names, trust in (("unknown", ("127.0.0.1",), False),
+                               ("mismatch", ("control.test",), True)):
+        where = tmp_path / case
+        leaf = issue(ca, where / "certs", *names)
+        control = await start_control(where / "c.db",
+                                      ssl_context=server_context(CertPair(leaf.cert, leaf.key)))
+        extra = {"ca_bundle": str(ca_file(ca, where))} if trust else {}
+        running = await _appliance(where, control.url, origin.url, **extra)
+        try:
+            status = running.appliance.status
+            error = await until(lambda status=status: status.heartbeat_error)
+            expected = ("its certificate cannot be trusted: it is signed by an unknown CA."
+                        if case == "unknown" else "its certificate is for another name")
+            assert error.startswith(f"register: TLS to the control API at 127.0.0.1:"
+                                    f"{control.port} failed: {expected}"), error
+            assert "\n" not in error and not status.registered
+        finally:
+            await running.stop()
+            await control.stop()
