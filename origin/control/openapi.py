@@ -562,7 +562,8 @@ def _document() -> dict[str, Any]:
             },
             "/api/v1/appliances/{id}": {
                 "delete": _op(
-                    "Decommission an appliance: forget it and its heartbeat history, revoke its tokens.",
+                    "Decommission an appliance: forget it and its heartbeat history, revoke "
+                    "its tokens.",
                     {"200": _json("Deleted.", "Deleted")},
                     codes="400 401 403 404 503",
                     params=[ID_PARAM],
