@@ -73,3 +73,46 @@ async def test_unknown_ca_and_wrong_name_fail_in_one_line(tmp_path: Path, origin
         finally:
             await running.stop()
             await control.stop()
+
+
+async def test_mutual_tls_binds_the_client_certificate_to_the_appliance_id(
+    tmp_path: Path, origin  # type: ignore[no-untyped-def]
+) -> None:
+    """With a client CA on the control plane, the bound token alone is not enough: the
+    appliance must present a certificate from that CA for its own id."""
+    ca, clients, stranger = trustme.CA(), trustme.CA(), trustme.CA()
+    leaf = issue(ca, tmp_path / "certs", "127.0.0.1")
+    client_ca = ca_file(clients, tmp_path / "clients")
+    own = issue(clients, tmp_path / "own", "a1")
+    other = issue(clients, tmp_path / "other", "a2")
+    forged = issue(stranger, tmp_path / "forged", "a1")
+    cases = [
+        ("own", own, ""),
+        ("none", None, "must present its client certificate (common name 'a1', from the "
+                       "control plane's client CA); it presented none."),
+        ("other", other, "it presented one for 'a2'."),
+        # A certificate from another CA fails the handshake on the server's side; under TLS
+        # 1.3 the client learns it only as a reset of its first request.
+        ("forged", forged, "the control API at "),
+    ]
+    for case, cert, error in cases:
+        where = tmp_path / case
+        control = await start_control(
+            where / "c.db", tls_client_ca=client_ca,
+            ssl_context=server_context(CertPair(leaf.cert, leaf.key), client_ca))
+        extra: dict[str, object] = {"ca_bundle": str(ca_file(ca, where))}
+        if cert is not None:
+            extra |= {"tls_client_cert": str(cert.cert), "tls_client_key": str(cert.key)}
+        running = await _appliance(where, control.url, origin.url, **extra)
+        try:
+            status = running.appliance.status
+            if not error:
+                await until(lambda status=status: status.last_heartbeat)
+                assert status.registered
+            else:
+                seen = await until(lambda status=status: status.heartbeat_error)
+                assert error in seen and "\n" not in seen, (case, seen)
+                assert not status.registered
+        finally:
+            await running.stop()
+            await control.stop()

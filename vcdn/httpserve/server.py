@@ -108,7 +108,7 @@ async def start_service(
     """A service's listeners from its settings: HTTP on `port`; with a certificate,
     HTTPS there instead, or beside it on `tls_port`. Returns the runner, every URL
     (HTTP first) and the certificate store to reload (None without TLS)."""
-    store = listener(tls.cert_pairs())
+    store = listener(tls.cert_pairs(), tls.tls_client_ca)
     context = store.context if store is not None else None
     both = context is not None and tls.tls_port is not None
     runner, url = await start(app, host, port, limits, reuse_port=reuse_port,
