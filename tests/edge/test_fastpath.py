@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge import fastpath
 from edge.app import EDGE_KEY, make_app
 from edge.fasthead import parse_head
 from edge.workers import start_edge
