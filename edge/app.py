@@ -84,12 +84,26 @@ class Edge:
         #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
         self.fast_routes: dict[str, tuple[str, str, float]] = {}
         self.negative = NegativeCache()
+        #: The store's purge generation this worker's memory is consistent with.
+        self._generation = self.store.generation.read()
         #: Whole fills started behind a range pass-through (kept so they are not lost).
         self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
         self.fills: Fills | None = None
+
+    def check_purges(self) -> None:
+        """Before answering anything: if some process purged or invalidated objects since
+        we last looked (`edge.generation`), drop what this worker holds beyond the index:
+        RAM copies, kept error answers, and fills a new request could still join."""
+        current = self.store.generation.read()
+        if current != self._generation:
+            self._generation = current
+            self.ram.clear()
+            self.negative.clear()
+            if self.fills is not None:
+                self.fills.detach()
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
         """New signing keys (a reload): forget the fast path's verified URLs with the old."""
@@ -181,7 +195,7 @@ def make_app(
     app = web.Application(middlewares=[_errors_middleware])
     the_edge = edge or Edge(settings)
     app[EDGE_KEY] = the_edge
-    app[REGISTRY_KEY] = the_edge.registry
+    app[REGISTRY_KEY] = the_edge.stats.scrape
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await the_edge.start(upstreams)
@@ -327,6 +341,7 @@ async def serve(
     `catalog`: the object belongs to a title this appliance serves (a whole fill on a range
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
+    edge.check_purges()
     stats = edge.stats
     filling = edge.fills.inflight(key)
     if filling is not None and filling.draft is not None and not _shareable(filling.draft, request):

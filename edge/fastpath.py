@@ -60,6 +60,8 @@ _CONDITIONAL: Final = frozenset(
 #: entries never go stale, they only stop being asked for.
 _HEADS: dict[tuple[str, float, str], tuple[bytes, int]] = {}
 _HEADS_MAX: Final = 50_000
+#: The fixed part of every answer's head, by (object file, response time), likewise.
+_STORED: dict[tuple[str, float], StoredHead] = {}
 #: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
 _ROUTES_MAX: Final = 100_000
 
@@ -373,6 +375,7 @@ def answer(
 ) -> bytes | Large | None:
     """The whole response to a GET/HEAD if it is a fresh small hit this worker holds;
     with `allow_large`, a `Large` for a fresh hit with a bigger body."""
+    edge.check_purges()
     settings = edge.settings
     now = time.time()
     if settings.mode == "proxy":
@@ -523,7 +526,13 @@ def stored_head(entry: Entry, live: bool) -> StoredHead:
 
 
 def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:
-    return head_prefix(plan, stored_head(entry, live))
+    key = (entry.file, entry.response_time)
+    stored = _STORED.get(key)
+    if stored is None:
+        if len(_STORED) >= _HEADS_MAX:
+            _STORED.clear()
+        stored = _STORED[key] = stored_head(entry, live)
+    return head_prefix(plan, stored)
 
 
 def _tail(age: float, now: float, keep_alive: bool) -> bytes:
