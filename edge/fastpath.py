@@ -70,6 +70,7 @@ class FastProtocol(asyncio.Protocol):
     __slots__ = (
         "_blocked",
         "_buf",
+        "_closing",
         "_drained",
         "_edge",
         "_head_timeout",
@@ -103,6 +104,8 @@ class FastProtocol(asyncio.Protocol):
         #: Reading stopped until the client reads what was written (pipelining).
         self._blocked = False
         self._drained: asyncio.Future[None] | None = None
+        #: aiohttp asked us to stop (a shutdown): the answer under way ends, no more.
+        self._closing = False
         #: A dup of the connection's socket for direct writes (None until the first).
         self._out: socket.socket | None = None
         self.transport: asyncio.Transport | None = None
@@ -110,11 +113,14 @@ class FastProtocol(asyncio.Protocol):
     # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
 
     def close(self) -> None:
-        if self.transport is not None:
+        """aiohttp's meaning: no further request; an answer under way is finished first."""
+        self._closing = True
+        if self.transport is not None and self._sending is None:
             self.transport.close()
 
     def force_close(self) -> None:
-        self.close()
+        if self.transport is not None:
+            self.transport.close()
 
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp API)
         if self._sending is not None:
@@ -123,7 +129,7 @@ class FastProtocol(asyncio.Protocol):
                 await asyncio.wait_for(asyncio.shield(self._sending), timeout)
             except (TimeoutError, asyncio.CancelledError):
                 pass
-        self.close()
+        self.force_close()
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -192,6 +198,8 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._closing:
+            return
         if self._sending is None and not self._blocked:
             self._process()
 
@@ -320,7 +328,7 @@ class FastProtocol(asyncio.Protocol):
             self._sending = None
         if self.transport is None:
             return
-        if not keep_alive:
+        if not keep_alive or self._closing:
             self.transport.close()
             return
         self._last = asyncio.get_running_loop().time()
