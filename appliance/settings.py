@@ -268,7 +268,7 @@ def load(
             if key == "signing_keys":  # one key per line, as edge and steering read it
                 text = ",".join(line.strip() for line in text.splitlines())
             resolved[key] = text
-    for key in ("tls_cert", "tls_key", "ca_bundle"):  # relative to the settings file
+    for key in ("tls_cert", "tls_key", "ca_bundle", "tls_client_cert", "tls_client_key"):
         file = getattr(s, key)
         if file is not None and not file.is_absolute():
             resolved[key] = base / file
