@@ -4,6 +4,7 @@ by the control plane, playing through real appliances."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import statistics
@@ -440,7 +441,8 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
             location = resp.headers["Location"]
         assert location.startswith(f"{cluster.control_url}/k/")
         async with session.get(f"{base}/keys/{kid}") as resp:
-            assert resp.status == 200 and len(await resp.read()) == 16
+            key = await resp.read()
+            assert resp.status == 200 and len(key) == 16
         # No token, another title's token, a forged one: 403 and no key, at either door.
         token = urlsplit(master).path.split("/")[2]
         other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
@@ -465,6 +467,13 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
     assert any("/keys/" in u for u in page.requests)
     assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
     await page.close()
+
+    # No process of the cluster (control, origin, steering, appliances) logged the key.
+    forms = [key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
+             base64.urlsafe_b64encode(key).rstrip(b"=").decode()]
+    for log in cluster.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not any(f in text for f in forms), log
 
     # hls.js whose key request carries another title's token gets 403 and cannot play.
     page = await browser.new_page()
