@@ -24,6 +24,10 @@ QUICK: dict[str, list[str]] = {
     "appliance": ["--repeats", "2"],
     "e2e": ["--clients", "4", "--seconds", "5"],
     "live": ["--players", "50", "--seconds", "15", "--record", "live"],
+    # Low-latency HLS: 300 players blocking on parts through one edge, then hls.js in
+    # Chromium through an appliance (bench.llhls.glass; the run is 120 s).
+    "llhls": ["--players", "300", "--seconds", "20", "--record", "llhls"],
+    "llhls.glass": ["--seconds", "30", "--record", "llhls_glass"],
     # The simulator's own defaults are the figures the README quotes (about 2 minutes).
     "cachesim": ["--no-write"],
     # The HTTP caching conformance suite, edge and nginx (about 50 s).
