@@ -30,6 +30,8 @@ QUICK: dict[str, list[str]] = {
     "cachesim": ["--no-write"],
     # The HTTP caching conformance suite, edge and nginx (about 50 s).
     "conformance": [],
+    # TLS handshakes/s, the origin's HTTPS listener against nginx (about 40 s).
+    "tls": ["--seconds", "2", "--rounds", "2"],
 }
 
 

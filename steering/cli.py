@@ -160,6 +160,9 @@ def main(argv: list[str]) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
+    if workers > 1 and settings.tls_port == 0:
+        raise ConfigError("--tls-port 0 picks a port per process; with --workers above 1 "
+                          "give a fixed port that every worker shares.")
     geo = Geo(settings.geoip_city, settings.geoip_asn)  # fail fast, before any logging
     setup_logging("steering")
     if workers > 1 and args.worker is None:

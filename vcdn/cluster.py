@@ -264,6 +264,8 @@ class Cluster:
                 VCDN_CONTROL_HEARTBEAT_INTERVAL=str(self.config.heartbeat_interval),
                 VCDN_CONTROL_STALE_AFTER_BEATS=str(self.config.stale_after_beats),
                 VCDN_CONTROL_HEARTBEAT_HISTORY_EVERY=str(self.config.history_every),
+                # The key service checks players' tokens with the keys steering signs with.
+                VCDN_CONTROL_SIGNING_KEYS=self.secrets.signing_keys,
             ),
             health_url=f"{self.control_url}/healthz",
             ca_bundle=self.ca_bundle,
@@ -309,7 +311,7 @@ class Cluster:
 
     def live_proc(
         self, title: str, *, segment_seconds: float = 2.0, ladder: str = "360,240",
-        source: str = LIVE_SOURCE, preset: str = "veryfast",
+        source: str = LIVE_SOURCE, preset: str = "veryfast", low_latency: bool = False,
     ) -> Proc:
         """A `vcdn live` pipeline (not started) publishing `source` to this cluster's
         origin and registering the event with its control plane."""
@@ -320,6 +322,7 @@ class Cluster:
                 "--control", self.control_url, "--ladder", ladder,
                 "--segment-seconds", str(segment_seconds), "--window", "60",
                 "--preset", preset, "--progress-interval", "10",
+                *(("--low-latency",) if low_latency else ()),
             ),
             log_path=self.logs / f"live-{title}.log",
             env=self.env(VCDN_INGEST_TOKEN=self.secrets.packager),

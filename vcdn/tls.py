@@ -66,6 +66,11 @@ class TlsOptions:
     tls_port: int | None = None
     #: CA certificates (PEM) that clients of this service trust instead of the system's.
     ca_bundle: Path | None = None
+    #: Server: ask clients for a certificate and verify it against this CA (mutual TLS).
+    tls_client_ca: Path | None = None
+    #: Client: the certificate chain and key this service presents when asked (mTLS).
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
 
     def cert_pairs(self) -> list[CertPair]:
         """Every configured chain, the default (`tls_cert`) first; [] when TLS is off."""
@@ -123,14 +128,24 @@ def pick(server_name: str | None, names: Sequence[tuple[str, ...]]) -> int:
     return 0
 
 
-def server_context(pair: CertPair | None = None) -> ssl.SSLContext:
-    """A server context with the one vcdn policy, holding `pair` if given."""
+def server_context(pair: CertPair | None = None, client_ca: Path | None = None
+                   ) -> ssl.SSLContext:
+    """A server context with the one vcdn policy, holding `pair` if given; with
+    `client_ca`, a client certificate is asked for and, when sent, must chain to it."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
     ctx.set_ciphers(INTERMEDIATE_CIPHERS)
     ctx.set_alpn_protocols(list(ALPN))
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    if client_ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"Client CA '{client_ca}' is not a readable PEM file of CA certificates "
+                f"({exc}).") from None
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # which callers need one is the app's to say
     if pair is not None:
         try:
             ctx.load_cert_chain(pair.cert, pair.key)
@@ -157,21 +172,24 @@ class CertSet:
     contexts: tuple[ssl.SSLContext, ...]
     names: tuple[tuple[str, ...], ...]
     stamp: tuple[tuple[str, int, int], ...]
+    client_ca: Path | None = None
 
 
-def load_certs(pairs: Sequence[CertPair]) -> CertSet:
+def load_certs(pairs: Sequence[CertPair], client_ca: Path | None = None) -> CertSet:
     """Read and check every chain (a ConfigError names the file and what is wrong)."""
     if not pairs:
         raise ConfigError("TLS needs at least one certificate chain ('tls_cert', 'tls_key').")
     stamp = file_stamp(p for pair in pairs for p in (pair.cert, pair.key))
-    contexts = tuple(server_context(pair) for pair in pairs)
+    # The client CA goes on every chain's context: OpenSSL verifies a client against the
+    # store of the context SNI switched to.
+    contexts = tuple(server_context(pair, client_ca) for pair in pairs)
     names = []
     for pair in pairs:
         try:
             names.append(certificate_names(pair.cert.read_bytes()))
         except ValueError as exc:
             raise ConfigError(f"TLS chain '{pair.cert}' is not a PEM certificate: {exc}.") from None
-    return CertSet(tuple(pairs), contexts, tuple(names), stamp)
+    return CertSet(tuple(pairs), contexts, tuple(names), stamp, client_ca)
 
 
 class CertStore:
@@ -179,7 +197,7 @@ class CertStore:
 
     def __init__(self, certs: CertSet) -> None:
         self.certs = certs
-        self.context = server_context(certs.pairs[0])
+        self.context = server_context(certs.pairs[0], certs.client_ca)
         self.context.sni_callback = self._select
         self.handshakes_by_chain = [0] * len(certs.pairs)
 
@@ -196,9 +214,9 @@ class CertStore:
         self.handshakes_by_chain = [0] * len(certs.pairs)
 
 
-def listener(pairs: Sequence[CertPair]) -> CertStore | None:
+def listener(pairs: Sequence[CertPair], client_ca: Path | None = None) -> CertStore | None:
     """A `CertStore` for the configured chains, or None when TLS is off."""
-    return CertStore(load_certs(pairs)) if pairs else None
+    return CertStore(load_certs(pairs, client_ca)) if pairs else None
 
 
 class CertWatch:
@@ -217,6 +235,7 @@ class CertWatch:
     ) -> None:
         self.store = store
         self._load = load or (lambda: store.certs.pairs)
+        self._client_ca = store.certs.client_ca
         self._interval = interval
         self._on_reload = on_reload
         self.reloads = 0
@@ -225,7 +244,7 @@ class CertWatch:
 
     def reload(self, reason: str) -> bool:
         try:
-            certs = load_certs(self._load())
+            certs = load_certs(self._load(), self._client_ca)
         except ConfigError as exc:
             self.failures += 1
             event(log, "tls_reload_failed", logging.ERROR, reason=reason, error=str(exc))
@@ -266,9 +285,14 @@ class CertWatch:
 # --- clients -------------------------------------------------------------------------
 
 
-def client_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
+def client_context(
+    ca_bundle: Path | str | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> ssl.SSLContext:
     """A verifying client context: the system store, or `ca_bundle`, else
-    ``VCDN_CA_BUNDLE``. Host names are always checked."""
+    ``VCDN_CA_BUNDLE``. Host names are always checked. `cert`/`key`: the client
+    certificate presented to a server that asks (mutual TLS)."""
     from vcdn.settings import env_value
 
     bundle = ca_bundle or env_value(CA_BUNDLE_ENV) or None
@@ -281,14 +305,40 @@ def client_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
             from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(list(ALPN))
+    if (cert is None) != (key is None):
+        raise ConfigError(
+            "Settings 'tls_client_cert' and 'tls_client_key' go together: set both or neither.")
+    if cert is not None and key is not None:
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"Client certificate '{cert}' and key '{key}' cannot be loaded ({exc}).") \
+                from None
     return ctx
 
 
-def client_connector(ca_bundle: Path | str | None = None, **kwargs: Any) -> Any:
+def client_connector(
+    ca_bundle: Path | str | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+    **kwargs: Any,
+) -> Any:
     """An aiohttp connector that verifies with `client_context`."""
     import aiohttp
 
-    return aiohttp.TCPConnector(ssl=client_context(ca_bundle), **kwargs)
+    return aiohttp.TCPConnector(ssl=client_context(ca_bundle, cert, key), **kwargs)
+
+
+def peer_identity(peercert: dict[str, Any] | None) -> str | None:
+    """The common name of a verified client certificate (`getpeercert()`), or None."""
+    if not peercert:
+        return None
+    for rdn in peercert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
 
 
 _REASONS: Final = {

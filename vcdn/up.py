@@ -80,6 +80,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--live", action="store_true",
         help=f"also run a live test-pattern event ('{LIVE_TITLE}') through the CDN",
     )
+    p.add_argument(
+        "--low-latency", action="store_true",
+        help="make the live event low-latency HLS (parts, blocking playlist reload)",
+    )
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
     p.add_argument(
         "--tls", action="store_true",
@@ -95,6 +99,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--duration must be between 2 and 600 seconds")
     if args.heartbeat_interval <= 0:
         p.error("--heartbeat-interval must be positive")
+    if args.low_latency and not args.live:
+        p.error("--low-latency needs --live")
     return args
 
 
@@ -141,8 +147,9 @@ async def bring_up(
         await fill_title(session, cluster, manifest, say=say)
         outcome = await play_title(session, cluster, manifest, say=say)
         if args.live:
-            say(f"starting the live event '{LIVE_TITLE}' (a test pattern, 2 s segments)")
-            await cluster.start_live(LIVE_TITLE)
+            kind = "low-latency parts of 0.333 s" if args.low_latency else "2 s segments"
+            say(f"starting the live event '{LIVE_TITLE}' (a test pattern, {kind})")
+            await cluster.start_live(LIVE_TITLE, low_latency=args.low_latency)
             await wait_live(session, cluster, LIVE_TITLE, say=say)
         scraped = await scrape_appliances(session, cluster)
     dig = await dns_answer(cluster, DEMO_NAME)
@@ -155,7 +162,9 @@ async def bring_up(
         "pages": pages(cluster, args.title),
     }
     if args.live:
-        data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"]
+        data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"] + (
+            "&latency=low" if args.low_latency else ""
+        )
     return outcome, data
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from tests.conftest import IN_CI, ROOT
 from tests.e2e.conftest import TITLE, artifacts
 from vcdn.cluster import Cluster
-from vcdn.demo import playback_urls, wait_live
+from vcdn.demo import make_sample, playback_urls, wait_live
 from vcdn.procs import run_to_end, vcdn_argv
 
 pytestmark = pytest.mark.slow
@@ -430,3 +431,127 @@ async def _origin_blinks(cluster: Cluster, page: Any) -> None:
     waited = state["stallSeconds"][len(before["stallSeconds"]):]
     print(f"origin away {outage:.1f} s: the player waited {waited} s")
     assert state["playing"] and sum(waited) <= outage + FAILOVER_STALL_BOUND_S
+
+
+# --- Encrypted titles: packaged against this cluster's control plane (the key service) ---
+
+ENCRYPTED = {"aes-128": "enc-aes"}
+
+
+@pytest.fixture(scope="module")
+def encrypted_titles(module_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+                     ) -> dict[str, str]:
+    """`vcdn package --encrypt` into the cluster's origin, keys to its control plane."""
+    cluster = module_cluster
+    source = tmp_path_factory.mktemp("enc-source") / "source.mp4"
+    asyncio.run(make_sample(source, 8, "426x240", rate=24))
+    for scheme, title in ENCRYPTED.items():
+        subprocess.run(
+            vcdn_argv(
+                "package", str(source), "--title", title, "--ladder", "240,144",
+                "--segment-seconds", "2", "--origin-root", str(cluster.origin_root),
+                "--control", cluster.control_url, "--encrypt", scheme, "-q",
+            ),
+            check=True, cwd=ROOT, timeout=120,
+            env=cluster.env(VCDN_CONTROL_TOKEN=cluster.secrets.packager),
+        )
+    return ENCRYPTED
+
+
+async def steered(cluster: Cluster, title: str) -> dict[str, Any]:
+    """Steering's playback answer once it has seen the newly registered title."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            async with session.get(f"{cluster.steering_url}/v1/playback/{title}") as resp:
+                if resp.status == 200:
+                    return await resp.json(content_type=None)
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"steering never offered {title}")
+
+
+# hls.js on one URL without retries; resolves with the first fatal error's details.
+NO_RETRY_PLAY = """(url) => new Promise((resolve) => {
+    const once = { maxTimeToFirstByteMs: 5000, maxLoadTimeMs: 5000, timeoutRetry: null,
+                   errorRetry: null };
+    const hls = new Hls({ keyLoadPolicy: { default: once } });
+    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) resolve(d.details); });
+    hls.loadSource(url);
+    hls.attachMedia(document.getElementById("video"));
+    setTimeout(() => resolve("no fatal error in 20 s"), 20000);
+})"""
+
+
+async def ffmpeg_decode(url: str) -> subprocess.CompletedProcess[str]:
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "4", "-f", "null", "-"]
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
+                                   timeout=60)
+
+
+def key_uri(text: str) -> str:
+    line = next(ln for ln in text.splitlines() if ln.startswith("#EXT-X-KEY:"))
+    return line.split('URI="', 1)[1].split('"', 1)[0]
+
+
+async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
+    module_cluster: Cluster, browser: Any, encrypted_titles: dict[str, str]
+) -> None:
+    cluster = module_cluster
+    title = encrypted_titles["aes-128"]
+    answer = await steered(cluster, title)
+    master = answer["urls"][0]
+    base = master.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/240p/index.m3u8") as resp:
+            playlist = await resp.text()
+        assert "#EXT-X-KEY:METHOD=AES-128" in playlist
+        kid = key_uri(playlist).rsplit("/", 1)[1]
+        # The appliance sends the key URI, token and all, to the control plane's key service.
+        async with session.get(f"{base}/keys/{kid}", allow_redirects=False) as resp:
+            assert resp.status == 307
+            location = resp.headers["Location"]
+        assert location.startswith(f"{cluster.control_url}/k/")
+        async with session.get(f"{base}/keys/{kid}") as resp:
+            assert resp.status == 200 and len(await resp.read()) == 16
+        # No token, another title's token, a forged one: 403 and no key, at either door.
+        token = urlsplit(master).path.split("/")[2]
+        other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+        for url in (f"{cluster.control_url}/k/{other}/{title}/{kid}",
+                    f"{cluster.control_url}/k/{token[:-2]}AA/{title}/{kid}",
+                    f"{cluster.control_url}/k/{title}/{kid}",
+                    base.replace(token, other) + f"/keys/{kid}"):
+            async with session.get(url) as resp:
+                assert resp.status == 403, url
+                assert await resp.read() == b""
+    # ffmpeg plays (decrypts) it through the appliance with the key URI; from the origin,
+    # where there is no token and no key, it cannot.
+    ok = await ffmpeg_decode(master)
+    assert ok.returncode == 0 and not ok.stderr.strip(), ok.stderr
+    bare = await ffmpeg_decode(f"{cluster.origin_url}/v/{title}/master.m3u8")
+    assert "Unable to open key file" in bare.stderr, bare.stderr
+
+    # hls.js in Chromium: the web player plays it, fetching the key through the redirect.
+    page = await open_player(browser, cluster, title=title)
+    state = await played(page, 3.0)
+    assert state["failovers"] == 0
+    assert any("/keys/" in u for u in page.requests)
+    assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
+    await page.close()
+
+    # hls.js whose key request carries another title's token gets 403 and cannot play.
+    page = await browser.new_page()
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/keys/" in r.url else None)
+
+    async def wrong_token(route: Any) -> None:
+        url = route.request.url
+        await route.continue_(url=url.replace(urlsplit(url).path.split("/")[2], other, 1))
+
+    await page.route("**/keys/**", wrong_token)
+    await page.goto(f"{cluster.control_url}/static/style.css")  # the control plane's origin
+    await page.set_content('<video id="video" muted></video>')
+    await page.add_script_tag(url=f"{cluster.control_url}/static/hls.js")
+    fatal = await page.evaluate(NO_RETRY_PLAY, master)
+    assert "keyLoadError" in fatal, fatal
+    assert await page.evaluate("document.getElementById('video').currentTime") == 0
+    assert statuses and set(statuses) == {403}, statuses
+    await page.close()

@@ -68,7 +68,7 @@ function showAppliance() {
 async function loadNames() {
   if (!operatorToken()) return;
   try {
-    const body = await controlGet("/api/v1/appliances");
+    const body = await controlAppliances();
     for (const a of body.appliances) applianceNames[hostOf(a.public_url)] = `${a.id} (${a.site})`;
     const titles = await controlGet("/api/v1/titles");
     const list = $("titles");
@@ -83,6 +83,8 @@ let shakaPlayer = null;
 // ?protocol=dash plays the DASH manifest (steering's `dash` URLs) with dash.js instead,
 // ?protocol=shaka the same manifest with Shaka Player.
 const protocol = ["dash", "shaka"].includes(params.get("protocol")) ? params.get("protocol") : "hls";
+// ?latency=low: a low-latency HLS event, played PART-HOLD-BACK behind live.
+const lowLatency = params.get("latency") === "low";
 
 async function startShaka(url, index, position) {
   const player = new shaka.Player();
@@ -184,14 +186,17 @@ function start(index, position) {
     startShaka(url, index, position);
     return;
   }
+  // Live: play 1.5 segments behind the newest one hls.js has seen (its default of three
+  // adds 3 s with 2 s segments), and catch up to that by playing up to 50% faster
+  // (pitch kept) when startup or a slow load left it further behind; past 5 segments
+  // behind, jump forward. Low-latency HLS (latency=low): hls.js's lowLatencyMode plays
+  // PART-HOLD-BACK behind; a set liveSyncDuration(Count) would override that.
+  const sync = lowLatency
+    ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.2 }
+    : { liveSyncDurationCount: 1.5, liveMaxLatencyDurationCount: 5, maxLiveSyncPlaybackRate: 1.5 };
   hls = new Hls({
     fragLoadPolicy: FAST, playlistLoadPolicy: FAST, manifestLoadPolicy: FAST,
-    startPosition: position || -1, capLevelToPlayerSize: false,
-    // Live: play 1.5 segments behind the newest one hls.js has seen (its default of three
-    // adds 3 s with 2 s segments), and catch up to that by playing up to 50% faster
-    // (pitch kept) when startup or a slow load left it further behind; past 5 segments
-    // behind, jump forward.
-    liveSyncDurationCount: 1.5, liveMaxLatencyDurationCount: 5, maxLiveSyncPlaybackRate: 1.5,
+    startPosition: position || -1, capLevelToPlayerSize: false, ...sync,
   });
   hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
     const live = Boolean(data.details && data.details.live);
