@@ -308,6 +308,9 @@ LIVE_LATENCY_BOUND_S = 6.0
 #: Longest interruption allowed when the playing appliance dies: the failed loads (one
 #: quick retry) and a fresh start on the next appliance.
 FAILOVER_STALL_BOUND_S = 6.0
+#: Longest wait beyond the origin's outage: the edge's circuit breaker does not ask a
+#: failed upstream again for 5 s, and a player stuck 6 s starts over at the live edge.
+ORIGIN_BLINK_STALL_BOUND_S = 15.0
 
 
 async def test_a_live_event_plays_through_appliances_seconds_behind_live(
@@ -430,7 +433,7 @@ async def _origin_blinks(cluster: Cluster, page: Any) -> None:
         await page.inner_text("#log")
     waited = state["stallSeconds"][len(before["stallSeconds"]):]
     print(f"origin away {outage:.1f} s: the player waited {waited} s")
-    assert state["playing"] and sum(waited) <= outage + FAILOVER_STALL_BOUND_S
+    assert state["playing"] and sum(waited) <= outage + ORIGIN_BLINK_STALL_BOUND_S
 
 
 # --- Encrypted titles: packaged against this cluster's control plane (the key service) ---

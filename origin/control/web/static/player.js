@@ -16,6 +16,10 @@ const state = {
   stallSeconds: [],  // how long each stall lasted, once playback resumed
 };
 let stalledAt = 0;
+let restartedAt = 0;
+// A live player stuck this long (hls.js can give up on a rendition without a fatal error
+// when its upstream failed for a while) starts over at the live edge of the same URL.
+const LIVE_STUCK_MS = 6000;
 window.vcdnPlayer = state;
 let hls = null;
 let applianceNames = {};  // "host:port" -> "a1 (site-a)", when the operator token is known
@@ -274,6 +278,12 @@ function tick() {
     state.latency = (Date.now() - date.getTime()) / 1000;
     state.latencies.push(state.latency);
     $("latency").textContent = `${state.latency.toFixed(1)} s behind live`;
+  }
+  const now = performance.now();
+  if (state.live && hls && stalledAt && now - Math.max(stalledAt, restartedAt) > LIVE_STUCK_MS) {
+    restartedAt = now;
+    log(`no progress for ${LIVE_STUCK_MS / 1000} s: starting again at the live edge`);
+    start(state.index, -1);
   }
   if (state.index >= 0 && $("status").className !== "error") {
     $("status").textContent = video.ended ? "ended" : state.playing ? "playing" : "buffering";
