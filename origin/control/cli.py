@@ -33,7 +33,8 @@ from vcdn.httpserve.server import start_service
 from vcdn.logs import event, setup_logging
 from vcdn.prefixes import check_width
 from vcdn.settings import load_settings
-from vcdn.tls import CertWatch, add_tls_args, tls_overrides
+from vcdn.tls import add_tls_args, tls_overrides
+from vcdn.tls_io import CertWatch
 
 T = TypeVar("T")
 SHUTDOWN_GRACE: Final = 5.0

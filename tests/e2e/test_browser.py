@@ -4,6 +4,7 @@ by the control plane, playing through real appliances."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import statistics
@@ -438,7 +439,7 @@ async def _origin_blinks(cluster: Cluster, page: Any) -> None:
 
 # --- Encrypted titles: packaged against this cluster's control plane (the key service) ---
 
-ENCRYPTED = {"aes-128": "enc-aes"}
+ENCRYPTED = {"aes-128": "enc-aes", "cenc": "enc-cenc"}
 
 
 @pytest.fixture(scope="module")
@@ -514,7 +515,8 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
             location = resp.headers["Location"]
         assert location.startswith(f"{cluster.control_url}/k/")
         async with session.get(f"{base}/keys/{kid}") as resp:
-            assert resp.status == 200 and len(await resp.read()) == 16
+            key = await resp.read()
+            assert resp.status == 200 and len(key) == 16
         # No token, another title's token, a forged one: 403 and no key, at either door.
         token = urlsplit(master).path.split("/")[2]
         other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
@@ -540,6 +542,13 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
     assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
     await page.close()
 
+    # No process of the cluster (control, origin, steering, appliances) logged the key.
+    forms = [key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
+             base64.urlsafe_b64encode(key).rstrip(b"=").decode()]
+    for log in cluster.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not any(f in text for f in forms), log
+
     # hls.js whose key request carries another title's token gets 403 and cannot play.
     page = await browser.new_page()
     statuses: list[int] = []
@@ -557,4 +566,43 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
     assert "keyLoadError" in fatal, fatal
     assert await page.evaluate("document.getElementById('video').currentTime") == 0
     assert statuses and set(statuses) == {403}, statuses
+    await page.close()
+
+
+@pytest.mark.parametrize("player", ["dash", "shaka"])
+async def test_cenc_title_plays_with_clearkey_through_eme_and_not_without_a_license(
+    module_cluster: Cluster, browser: Any, encrypted_titles: dict[str, str], player: str
+) -> None:
+    cluster = module_cluster
+    title = encrypted_titles["cenc"]
+    answer = await steered(cluster, title)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(answer["dash"][0]) as resp:
+            mpd = await resp.text()
+    assert 'value="cenc" cenc:default_KID="' in mpd and "e2719d58-a985-b3c9" in mpd
+    page = await open_player(browser, cluster, title=title, protocol=player)
+    state = await played(page, 3.0)
+    assert state["failovers"] == 0
+    licenses = [u for u in page.requests if u.endswith("/keys/clearkey")]
+    assert licenses and all("/s/" in u for u in licenses), page.requests
+    assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
+    await page.close()
+    if player != "dash":
+        return
+    # The license request carrying another title's token: 403, no key, nothing plays.
+    other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+    page = await browser.new_page()
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "clearkey" in r.url else None)
+
+    async def wrong_token(route: Any) -> None:
+        url = route.request.url
+        await route.continue_(url=url.replace(urlsplit(url).path.split("/")[2], other, 1))
+
+    await page.route("**/keys/clearkey", wrong_token)
+    await page.goto(f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
+                    f"&protocol={player}")
+    await page.wait_for_function("window.vcdnPlayer.fatal.length > 0", timeout=30_000)
+    assert await page.evaluate("document.getElementById('video').currentTime") == 0
+    assert 403 in statuses and 200 not in statuses, statuses
     await page.close()

@@ -4,6 +4,7 @@ our own listener: `vcdn cert obtain`, and the appliance's issuance, swap and fai
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,18 @@ def test_vcdn_cert_obtain_from_pebble(tmp_path: Path) -> None:
                                  str(tmp_path / "out/tls.crt")],
                                 capture_output=True, text=True, check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
+        # Without the CA of pebble's own listener, the ACME server is not trusted.
+        done = subprocess.run(
+            [sys.executable, "-m", "vcdn.cli", "cert", "obtain", "--acme-directory",
+             acme.directory, "--domain", "localhost", "--http-host", "127.0.0.1",
+             "--http-port", str(port), "--cert", str(tmp_path / "no/tls.crt"),
+             "--key", str(tmp_path / "no/tls.key")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+            env={k: v for k, v in os.environ.items() if k != "VCDN_CA_BUNDLE"})
+        assert done.returncode == 1, done.stderr
+        assert "could not read the directory" in done.stderr
+        assert "CERTIFICATE_VERIFY_FAILED" in done.stderr
+        assert not (tmp_path / "no/tls.crt").exists()
     # No ACME server: one line, exit 1.
     done = subprocess.run(
         [sys.executable, "-m", "vcdn.cli", "cert", "obtain", "--acme-directory",

@@ -90,10 +90,15 @@ const protocol = ["dash", "shaka"].includes(params.get("protocol")) ? params.get
 // ?latency=low: a low-latency HLS event, played PART-HOLD-BACK behind live.
 const lowLatency = params.get("latency") === "low";
 
+// The ClearKey license URL of an encrypted title: beside the manifest, under the same
+// signed /s/{token}/{title}/ prefix; the appliance redirects it to the key service.
+const licenseUrl = (manifestUrl) => new URL("keys/clearkey", manifestUrl).href;
+
 async function startShaka(url, index, position) {
   const player = new shaka.Player();
   shakaPlayer = player;
   window.vcdnShaka = player;
+  player.configure({ drm: { servers: { "org.w3.clearkey": licenseUrl(url) } } });
   await player.attach(video);
   player.getNetworkingEngine().registerResponseFilter((type, response) => {
     if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT) {
@@ -141,6 +146,7 @@ function startDash(url, index, position) {
   dash = dashjs.MediaPlayer().create();
   window.vcdnDash = dash;
   dash.updateSettings({ streaming: { abr: { limitBitrateByPortal: false } } });
+  dash.setProtectionData({ "org.w3.clearkey": { serverURL: licenseUrl(url) } });
   dash.on(dashjs.MediaPlayer.events.STREAM_INITIALIZED, () => {
     const reps = dash.getRepresentationsByType ? dash.getRepresentationsByType("video") : [];
     log(`DASH manifest: ${reps.length} video representations`);
