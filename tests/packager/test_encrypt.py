@@ -69,6 +69,7 @@ def encrypted(tmp_path_factory: pytest.TempPathFactory, sources: dict[str, Path]
     return result, root, stored
 
 
+@pytest.mark.slow
 def test_every_segment_is_encrypted_and_decrypts_to_a_playable_stream(encrypted) -> None:
     result, _, stored = encrypted
     [(title, key)] = stored
@@ -98,6 +99,7 @@ def test_every_segment_is_encrypted_and_decrypts_to_a_playable_stream(encrypted)
         assert out.returncode == 0 and not out.stderr.strip(), out.stderr
 
 
+@pytest.mark.slow
 def test_the_key_is_nowhere_on_disk_and_there_is_no_mpd(encrypted) -> None:
     result, root, stored = encrypted
     key = stored[0][1]
@@ -111,6 +113,7 @@ def test_the_key_is_nowhere_on_disk_and_there_is_no_mpd(encrypted) -> None:
             assert not any(f in data for f in forms), path
 
 
+@pytest.mark.slow
 def test_encryption_needs_a_key_sink_and_fmp4_segment_files(
     tmp_path: Path, sources: dict[str, Path]
 ) -> None:
@@ -154,6 +157,7 @@ def decode(path: Path, key: TitleKey | None) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_cenc_segments_decrypt_with_the_key_and_not_without(cenc_title, tmp_path) -> None:
     result, _, key = cenc_title
     for rendition in ("240p", "144p", "audio"):
@@ -174,6 +178,7 @@ def test_cenc_segments_decrypt_with_the_key_and_not_without(cenc_title, tmp_path
             assert decode(joined, TitleKey.new("cenc")).stderr.strip(), seg.uri
 
 
+@pytest.mark.slow
 def test_cenc_manifests_name_the_key_and_stay_schema_valid(cenc_title) -> None:
     from tests.packager.dashcheck import schema_errors
 
