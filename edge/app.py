@@ -48,6 +48,7 @@ from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
+from vcdn.httpserve.wire import SERVER
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 from vcdn.titles import is_valid_title
@@ -190,10 +191,17 @@ def make_app(
         await the_edge.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_server_field)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+async def _server_field(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer aiohttp writes (misses, tails, relays, errors) names us as the fast
+    hits do (`vcdn.httpserve.wire.SERVER`), never aiohttp's version string."""
+    response.headers["Server"] = SERVER
 
 
 @web.middleware
