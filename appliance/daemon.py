@@ -50,7 +50,7 @@ from vcdn.httpserve.server import start
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
-from vcdn.tls import CertStore, CertWatch, client_connector, listener
+from vcdn.tls_io import CertStore, CertWatch, client_connector, listener
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("vcdn.appliance")
@@ -68,6 +68,7 @@ def edge_settings(s: ApplianceSettings) -> EdgeSettings:
         peers=s.peers,
         auth=s.auth,
         signing_keys=s.signing_keys,
+        key_service=s.key_service or s.control_url.split(",")[0].strip(),
         host=s.host,
         port=s.port,
         workers=1,
@@ -330,7 +331,9 @@ class Appliance:
         # The default timeout bounds control-plane calls (the client uses this session's);
         # fill downloads set their own, since a large file may take minutes under the cap.
         session = aiohttp.ClientSession(
-            connector=client_connector(s.ca_bundle),  # control, origin, peers: verified
+            # Control, origin, peers: verified; the client certificate when configured
+            # (mutual TLS with the control plane).
+            connector=client_connector(s.ca_bundle, s.tls_client_cert, s.tls_client_key),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=s.upstream_timeout),
         )

@@ -59,6 +59,9 @@ class ApplianceSettings(HttpLimits, TlsOptions):
     auth: Literal["tokens", "none"] = "tokens"
     signing_keys: str = ""
     signing_keys_file: Path | None = None
+    # Where players reach the control plane's key service: key URIs of encrypted titles are
+    # redirected there (edge.keyredirect). Empty: the first control_url.
+    key_service: str = ""
     # Appliances of the same site asked first on a client miss (the fill uses the peers the
     # fill manifest lists).
     peers: tuple[str, ...] = ()
@@ -265,7 +268,7 @@ def load(
             if key == "signing_keys":  # one key per line, as edge and steering read it
                 text = ",".join(line.strip() for line in text.splitlines())
             resolved[key] = text
-    for key in ("tls_cert", "tls_key", "ca_bundle"):  # relative to the settings file
+    for key in ("tls_cert", "tls_key", "ca_bundle", "tls_client_cert", "tls_client_key"):
         file = getattr(s, key)
         if file is not None and not file.is_absolute():
             resolved[key] = base / file

@@ -24,10 +24,14 @@ QUICK: dict[str, list[str]] = {
     "appliance": ["--repeats", "2"],
     "e2e": ["--clients", "4", "--seconds", "5"],
     "live": ["--players", "50", "--seconds", "15", "--record", "live"],
+    # The issue's own run: 120 s of live playback in Chromium (stalls, latency p50/p95).
+    "liveplay": ["--seconds", "120"],
     # The simulator's own defaults are the figures the README quotes (about 2 minutes).
     "cachesim": ["--no-write"],
     # The HTTP caching conformance suite, edge and nginx (about 50 s).
     "conformance": [],
+    # TLS handshakes/s, the origin's HTTPS listener against nginx (about 40 s).
+    "tls": ["--seconds", "2", "--rounds", "2"],
 }
 
 

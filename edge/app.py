@@ -31,7 +31,10 @@ from yarl import URL
 
 from edge import forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
+from edge.llhls import BadDirective, playlist_key, refused_directive
+from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
 from edge.serve import RamCache, plan_for, relay, send_hit, send_tail
@@ -45,6 +48,7 @@ from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
+from vcdn.httpserve.wire import SERVER
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 from vcdn.titles import is_valid_title
@@ -187,10 +191,17 @@ def make_app(
         await the_edge.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_server_field)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+async def _server_field(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer aiohttp writes (misses, tails, relays, errors) names us as the fast
+    hits do (`vcdn.httpserve.wire.SERVER`), never aiohttp's version string."""
+    response.headers["Server"] = SERVER
 
 
 @web.middleware
@@ -240,7 +251,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     edge = request.app[EDGE_KEY]
     if edge.settings.mode == "proxy":
         return await _proxy(request, edge)
-    if request.method not in APPLIANCE_METHODS:
+    # POST only for a ClearKey license, which is redirected to the key service below.
+    if request.method not in APPLIANCE_METHODS and request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     # The query of a video URL is neither part of the key nor sent upstream (edge.keys).
     raw = request.raw_path.partition("?")[0]
@@ -254,23 +266,35 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
         _, _, title, rest = raw.split("/", 3)
         _check_title(title)
-        signed = False
+        signed, token = False, ""
     else:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
+    if signed and (location := key_location(edge.settings.key_service, token, title, rest)):
+        return web.Response(status=307, headers={
+            "Location": location, "Cache-Control": "no-store", **dict(RESPONSE_HEADERS)})
+    if request.method == "POST":
+        raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     try:
         path = video_path(rest)
     except ClientError as exc:
         _refused(request, str(exc))
         raise
+    # LL-HLS blocking playlist requests are keyed with their directives (edge.llhls).
+    try:
+        key, target = playlist_key(
+            object_key(title, path), edge.video_target(title, path), path, request.query_string
+        )
+    except BadDirective as exc:
+        return refused_directive(exc)
     return await serve(
         request,
         edge,
-        key=object_key(title, path),
+        key=key,
         title=title,
         path=path,
-        target=edge.video_target(title, path),
+        target=target,
         # A valid token is steering's word that the title is in the catalog.
         catalog=signed,
     )
@@ -578,6 +602,10 @@ async def _serve_tail(
     fill = tail.fill
     try:
         size = fill.size
+        if streams(request, tail):  # no Content-Length (an LL-HLS part being written)
+            resp, sent = await send_growing(request, tail, live=edge.settings.live)
+            edge.stats.sent_bytes(fill.source, sent)
+            return resp
         if size is None:  # no Content-Length upstream: ranges need the end, so wait for it
             while not fill.done:
                 await fill.wait_beyond(fill.written)

@@ -274,7 +274,7 @@ class HttpUpstream:
                     response_time=time.time(),
                     resp=resp,
                 )
-                if resp.status not in RETRY_STATUSES:
+                if resp.status not in RETRY_STATUSES or _deliberate(resp.headers):
                     self.breaker.success()
                     return answer
                 self._failed(target, f"status {resp.status}")
@@ -354,3 +354,11 @@ class UpstreamChain:
                 last = exc
         assert last is not None
         raise last
+
+
+def _deliberate(headers: Mapping[str, str]) -> bool:
+    """A 5xx the upstream gives explicit freshness is its answer, not its trouble: an
+    LL-HLS origin's 503 for a blocking request it could not satisfy in three target
+    durations (draft-pantos-hls-rfc8216bis §6.2.5.2). Asking again would hold the
+    player that long once more, and it says nothing about the upstream's health."""
+    return "max-age" in headers.get("Cache-Control", "")

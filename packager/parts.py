@@ -167,6 +167,8 @@ class TrackRun:
     samples: int
     first_sync: bool
     tfdt_at: int  # offset of the tfdt box in the fragment (for shifting)
+    #: Offset of tfhd's default_sample_duration when every sample takes it, else -1.
+    default_at: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +199,10 @@ def parse_fragment(data: bytes, tracks: dict[int, Track]) -> Fragment:
             raise BoxError("a traf names a track the init segment does not have")
         pos = hs + 8 + (8 if flags & 0x1 else 0) + (4 if flags & 0x2 else 0)
         duration0, flags0 = track.default_duration, track.default_flags
+        default_at = -1
         if flags & 0x8:
             duration0 = _u32(data, pos, he)
+            default_at = pos
             pos += 4
         if flags & 0x10:
             pos += 4
@@ -220,6 +224,8 @@ def parse_fragment(data: bytes, tracks: dict[int, Track]) -> Fragment:
             tflags = _u32(data, rs, re_) & 0xFFFFFF
             n = _u32(data, rs + 4, re_)
             pos = rs + 8 + (4 if tflags & 0x1 else 0)
+            if tflags & 0x100:
+                default_at = -1
             first_flags = None
             if tflags & 0x4:
                 first_flags = _u32(data, pos, re_)
@@ -246,15 +252,23 @@ def parse_fragment(data: bytes, tracks: dict[int, Track]) -> Fragment:
                 total += d
             count += n
         if count:
-            runs.append(TrackRun(track.track_id, decode_time, total, count, bool(first_sync), db))
+            runs.append(TrackRun(track.track_id, decode_time, total, count, bool(first_sync), db,
+                                 default_at))
     if not runs:
         raise BoxError("a fragment without samples")
     return Fragment(data, tuple(runs))
 
 
-def shift_fragment(frag: Fragment, offsets: dict[int, int]) -> Fragment:
+def shift_fragment(
+    frag: Fragment, offsets: dict[int, int], frame_ticks: dict[int, int] | None = None
+) -> Fragment:
     """The fragment with each track's decode time moved by `offsets[track]` ticks (a
-    version 1 ``tfdt`` is rewritten in place; sizes and sample boundaries do not move)."""
+    version 1 ``tfdt`` is rewritten in place; sizes and sample boundaries do not move).
+
+    With `frame_ticks`, a track whose samples all say they last 0 ticks gets that
+    duration in its ``tfhd`` default: ffmpeg writes a frame the moment it is encoded,
+    before it knows the frame's duration, and players need one (MSE frames of no length
+    leave holes in the buffered ranges)."""
     data = bytearray(frag.data)
     runs = []
     for run in frag.runs:
@@ -269,8 +283,13 @@ def shift_fragment(frag: Fragment, offsets: dict[int, int]) -> Fragment:
             struct.pack_into(">I", data, payload + 4, new)
         else:
             raise BoxError("a version 0 tfdt cannot hold the shared timeline's decode times")
-        runs.append(TrackRun(run.track_id, new, run.duration, run.samples, run.first_sync,
-                             run.tfdt_at))
+        duration = run.duration
+        ticks = (frame_ticks or {}).get(run.track_id, 0)
+        if duration == 0 and ticks > 0 and run.default_at >= 0:
+            struct.pack_into(">I", data, run.default_at, ticks)
+            duration = ticks * run.samples
+        runs.append(TrackRun(run.track_id, new, duration, run.samples, run.first_sync,
+                             run.tfdt_at, run.default_at))
     return Fragment(bytes(data), tuple(runs))
 
 

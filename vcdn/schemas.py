@@ -174,6 +174,8 @@ class LiveEvent:
     window: float
     renditions: list[Rendition]
     ended: bool = False
+    #: Low-latency HLS: the part target in seconds (0: segments only).
+    part_seconds: float = 0.0
 
 
 # --- appliances ---

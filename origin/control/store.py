@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -30,6 +30,19 @@ from vcdn.schemas import (
 )
 
 DEFAULT_DB: Final = "sqlite:///data/control.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentKey:
+    """One content key of an encrypted title: `kid` and `key` are 32 lowercase hex digits.
+
+    `repr` leaves the key out, so that a record in a log line or a traceback never
+    carries it."""
+
+    title: str
+    kid: str
+    scheme: str  # "aes-128" or "cenc"
+    key: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +265,12 @@ class Store(Protocol):
         """Forget an appliance and its heartbeat history; False if it was unknown."""
         ...
 
-    async def list_appliances(self) -> list[ApplianceRecord]: ...
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
+        """Appliances in id order: those whose id sorts after `after`, at most `limit`
+        (a page of `GET /appliances`; None: from the first, all)."""
+        ...
 
     async def record_heartbeats(
         self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
@@ -298,6 +316,13 @@ class Store(Protocol):
     async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
         """Insert or update (keeping `created_at`); True if it is new."""
         ...
+
+    async def put_key(self, key: ContentKey, now: float) -> bool:
+        """Store a title's content key (key service); True if it is new. Storing the same
+        (title, kid) again replaces the key: the packager's word is the latest."""
+        ...
+
+    async def get_key(self, title: str, kid: str) -> ContentKey | None: ...
 
     async def get_enrollment(self, appliance: str) -> EnrollmentRecord | None: ...
 

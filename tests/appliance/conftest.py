@@ -100,12 +100,13 @@ async def start_origin(root: Path, port: int = 0) -> Served:
 
 
 async def start_control(db: Path, port: int = 0, interval: float = 0.3,
-                        ssl_context: ssl.SSLContext | None = None) -> Served:
+                        ssl_context: ssl.SSLContext | None = None, **extra: Any) -> Served:
     """The control plane with appliance a1 enrolled (site s1) and bound to APPLIANCE_TOKEN."""
     settings = ControlSettings(
         db=f"sqlite:///{db}",
         tokens=f"operator:{OPERATOR},packager:{PACKAGER}",
         heartbeat_interval=interval,
+        **extra,
     )
     store = await open_store(settings.db)
     try:

@@ -20,7 +20,7 @@ class Issued:
 
 def issue(ca: trustme.CA, where: Path, *names: str) -> Issued:
     """A chain (leaf first) and its key, in two PEM files named after the first name."""
-    leaf = ca.issue_cert(*names)
+    leaf = ca.issue_cert(*names, common_name=names[0])
     where.mkdir(parents=True, exist_ok=True)
     stem = names[0].replace("*", "star")
     cert, key = where / f"{stem}.crt", where / f"{stem}.key"
@@ -30,6 +30,7 @@ def issue(ca: trustme.CA, where: Path, *names: str) -> Issued:
 
 
 def ca_file(ca: trustme.CA, where: Path) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
     path = where / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
