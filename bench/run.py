@@ -28,10 +28,14 @@ QUICK: dict[str, list[str]] = {
     # Chromium through an appliance (bench.llhls.glass; the run is 120 s).
     "llhls": ["--players", "300", "--seconds", "20", "--record", "llhls"],
     "llhls.glass": ["--seconds", "30", "--record", "llhls_glass"],
+    # The issue's own run: 120 s of live playback in Chromium (stalls, latency p50/p95).
+    "liveplay": ["--seconds", "120"],
     # The simulator's own defaults are the figures the README quotes (about 2 minutes).
     "cachesim": ["--no-write"],
     # The HTTP caching conformance suite, edge and nginx (about 50 s).
     "conformance": [],
+    # TLS handshakes/s, the origin's HTTPS listener against nginx (about 40 s).
+    "tls": ["--seconds", "2", "--rounds", "2"],
 }
 
 

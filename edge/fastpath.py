@@ -1,17 +1,20 @@
-"""The hit fast path: a connection protocol that answers plain hits without aiohttp.
+"""The hit connection protocol: every hit answered without aiohttp.
 
 Open Connect keeps hot small files in RAM and answers them with as little work as
 possible; this is our version. A connection starts in this protocol. Each complete
 request head is parsed by `edge.fasthead` (narrow and pure); when it is a GET/HEAD of a
-fresh object this worker holds, with a body of at most `FAST_BODY` bytes (a playlist, an
-init segment, a 16 KiB segment, a 64 KiB range of anything), the answer is planned by the
-shared planner and written at once: bytes from RAM or one pread, headers precomputed but
-for Date and Age, no routing, no Request object, no task.
+fresh object this worker holds, the answer is planned by the shared planner and its head
+serialised by the one serialiser (`vcdn.httpserve.wire`). A body of at most `FAST_BODY`
+bytes (a playlist, an init segment, a 16 KiB segment, a 64 KiB range of anything) is
+written at once with its head: bytes from RAM or one pread, no routing, no Request
+object, no task. A larger body (a whole 2 MiB segment) is sent by one task through
+`vcdn.httpserve.body`: sendfile on a plain socket, pread and write through the transport
+where there is none (TLS); reading pauses meanwhile, so answers stay in order.
 
-Anything else (a miss, a bad token, a large body that wants sendfile, odd framing,
-pipelined bytes after such a request) hands the connection, with every unread byte, to
-aiohttp's RequestHandler, which keeps it from then on. Since every fast answer is written
-synchronously before the next request is read, responses can never be reordered.
+Anything else (a miss, a bad token, odd framing, another method) hands the connection,
+with every unread byte, to aiohttp's RequestHandler, which keeps it from then on; hits
+on such a connection are still answered before routing, by the request-level hook
+(`install_request_fast_path`, the one hook of `vcdn.httpserve.hot`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from aiohttp.http import HttpVersion11
 
 from edge.fasthead import parse_head
 from edge.fill import VIA
@@ -36,26 +38,20 @@ from edge.store import Entry, object_key
 from vcdn import tokens
 from vcdn.errors import VcdnError
 from vcdn.httplimits import HEAD_TIMEOUT_RESPONSE, HttpLimits
-from vcdn.httpserve.cors import RESPONSE_HEADERS
+from vcdn.httpserve.body import SocketSink, send_head_and_body
+from vcdn.httpserve.hot import AlreadySent, install_hook
 from vcdn.httpserve.plan import Plan, plan_response
 from vcdn.httpserve.send import direct_socket, send_direct
+from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
 from vcdn.titles import is_valid_title
 
 if TYPE_CHECKING:
     from edge.app import Edge
 
-#: Bodies up to this size are answered here; larger ones go to aiohttp and sendfile.
+#: Bodies up to this size go out with their head in one write; larger ones from a task.
 FAST_BODY: Final = 256 * 1024
-#: Answers waiting in the transport beyond this hand the connection to aiohttp.
-WRITE_BACKLOG: Final = 1024 * 1024
-_REASONS: Final = {
-    200: "OK",
-    206: "Partial Content",
-    304: "Not Modified",
-    412: "Precondition Failed",
-    416: "Range Not Satisfiable",
-}
-_CORS: Final = "".join(f"{k}: {v}\r\n" for k, v in RESPONSE_HEADERS)
+#: Spans read from disk from this size on go out with sendfile, not pread and a copy.
+DIRECT_MIN: Final = 16 * 1024
 _CONDITIONAL: Final = frozenset(
     {"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
 )
@@ -68,34 +64,19 @@ _HEADS_MAX: Final = 50_000
 _ROUTES_MAX: Final = 100_000
 
 
-class _Clock:
-    """The Date header, rebuilt once a second (as uvicorn does), not per response."""
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def date(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._text = formatdate(second, usegmt=True)
-        return self._text
-
-
-CLOCK: Final = _Clock()
-
-
 class FastProtocol(asyncio.Protocol):
     __slots__ = (
+        "_blocked",
         "_buf",
+        "_drained",
         "_edge",
         "_head_timeout",
         "_head_timer",
         "_idle",
         "_last",
+        "_out",
+        "_paused",
+        "_sending",
         "_server",
         "_task_handler",
         "_timeout",
@@ -109,10 +90,19 @@ class FastProtocol(asyncio.Protocol):
         self._head_timeout = limits.header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._buf = bytearray()
-        #: aiohttp's Server looks at this on connection_lost; we never run a task.
+        #: aiohttp's Server looks at this on connection_lost.
         self._task_handler: asyncio.Task[None] | None = None
+        #: The task sending a large body; no request is read while it runs.
+        self._sending: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last = 0.0
+        #: Flow control: the transport's buffer is full (`pause_writing`).
+        self._paused = False
+        #: Reading stopped until the client reads what was written (pipelining).
+        self._blocked = False
+        self._drained: asyncio.Future[None] | None = None
+        #: A dup of the connection's socket for direct writes (None until the first).
+        self._out: socket.socket | None = None
         self.transport: asyncio.Transport | None = None
 
     # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
@@ -125,7 +115,13 @@ class FastProtocol(asyncio.Protocol):
         self.close()
 
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp API)
-        self.close()  # a fast connection never has a request in flight across awaits
+        if self._sending is not None:
+            # A body under way ends first (bounded by aiohttp's grace period).
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sending), timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+        self.close()
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -141,8 +137,43 @@ class FastProtocol(asyncio.Protocol):
             self._idle.cancel()
         if self._head_timer is not None:
             self._head_timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+        self._wake(ConnectionResetError("connection lost"))
+        if self._out is not None:
+            self._out.close()
+            self._out = None
         self._server.connection_lost(self, exc)  # type: ignore[arg-type]
         self.transport = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake(None)
+        if self._blocked and self.transport is not None:
+            self._blocked = False
+            self.transport.resume_reading()
+            self._process()
+
+    def _wake(self, exc: Exception | None) -> None:
+        fut, self._drained = self._drained, None
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    async def _drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        if not self._paused:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await self._drained
 
     def _check_idle(self) -> None:
         # One deadline for an idle keep-alive connection and for a client still dribbling
@@ -150,6 +181,8 @@ class FastProtocol(asyncio.Protocol):
         # A timestamp per request and one timer per period, not a timer per request.
         loop = asyncio.get_running_loop()
         left = self._last + self._timeout - loop.time()
+        if self._sending is not None:
+            left = self._timeout  # a body under way has its own send timeout
         if left <= 0:
             self.close()
         else:
@@ -157,12 +190,17 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._sending is None and not self._blocked:
+            self._process()
+
+    def _process(self) -> None:
         edge = self._edge
         limit = edge.settings.max_header_bytes
         while self.transport is not None:
-            if self.transport.get_write_buffer_size() > WRITE_BACKLOG:
-                # A client pipelining faster than it reads: aiohttp has flow control.
-                self._hand_off()
+            if self._paused:
+                # A client pipelining faster than it reads: read on once it has read.
+                self._blocked = True
+                self.transport.pause_reading()
                 return
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
@@ -177,22 +215,115 @@ class FastProtocol(asyncio.Protocol):
                 return
             head = parse_head(bytes(self._buf[:end]), limit)
             reply = (
-                answer(edge, head.method, head.target, head.headers, head.keep_alive)
+                answer(edge, head.method, head.target, head.headers, head.keep_alive,
+                       allow_large=True)
                 if head is not None
                 else None
             )
-            if not isinstance(reply, bytes):
+            if reply is None or head is None:
                 self._hand_off()
                 return
             del self._buf[: end + 4]
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-            self.transport.write(reply)
             self._last = asyncio.get_running_loop().time()
-            if head is not None and not head.keep_alive:
+            if isinstance(reply, Large):
+                rest = self._send_now(reply)
+                if rest is None:
+                    if not head.keep_alive:
+                        self.transport.close()
+                        return
+                    continue
+                self.transport.pause_reading()
+                self._sending = asyncio.get_running_loop().create_task(
+                    self._send_large(reply, head.keep_alive, rest)
+                )
+                return
+            self.transport.write(reply)
+            if not head.keep_alive:
                 self.transport.close()
                 return
+
+    def _send_now(self, large: Large) -> tuple[int, int] | None:
+        """Try the whole answer at once, without a task: head (MSG_MORE, so it leaves
+        with the body) and one sendfile straight to the socket. None when all went;
+        else (head bytes sent, body bytes sent) for `_send_large` to go on from, or
+        (-1, 0) when this connection cannot take direct writes now."""
+        transport = self.transport
+        assert transport is not None
+        plan = large.plan
+        if self._out is None:
+            sock = direct_socket(transport)
+            if sock is None:
+                return (-1, 0)
+            self._out = socket.socket(fileno=os.dup(sock.fileno()))
+        if transport.get_write_buffer_size() or (plan.has_body and plan.multipart is not None):
+            return (-1, 0)
+        try:
+            fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return (-1, 0)  # the task aborts the connection
+        head, done = large.head, 0
+        try:
+            try:
+                sent = self._out.send(head, socket.MSG_MORE if plan.has_body else 0)
+            except BlockingIOError:
+                return (0, 0)
+            if sent < len(head) or not plan.has_body:
+                return None if sent == len(head) else (sent, 0)
+            r = plan.spans[0]
+            while done < r.length:
+                n = os.sendfile(self._out.fileno(), fd, r.first + done, r.length - done)
+                if n == 0:
+                    raise EOFError("file ended early")
+                done += n
+        except BlockingIOError:
+            return (len(head), done)
+        except (OSError, EOFError):
+            transport.abort()  # the head promised a length we cannot deliver
+            return None
+        finally:
+            os.close(fd)
+        return None
+
+    async def _send_large(self, large: Large, keep_alive: bool, rest: tuple[int, int]) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            transport.abort()  # counted as a hit already; evicted between stat and open
+            return
+        try:
+            head_sent, body_sent = rest
+            if head_sent < 0:
+                await send_head_and_body(transport, large.head, fd, large.plan, self._drain)
+            else:
+                assert self._out is not None
+                sink = SocketSink(self._out.fileno())
+                try:
+                    await sink.write(large.head[head_sent:])
+                    if large.plan.has_body:
+                        r = large.plan.spans[0]
+                        await sink.span(fd, r.first + body_sent, r.length - body_sent)
+                finally:
+                    sink.close()
+        except (OSError, EOFError, TimeoutError):
+            # The head promised a length we cannot deliver (RFC 9112 §6.3).
+            transport.abort()
+            return
+        finally:
+            os.close(fd)
+            self._sending = None
+        if self.transport is None:
+            return
+        if not keep_alive:
+            self.transport.close()
+            return
+        self._last = asyncio.get_running_loop().time()
+        self.transport.resume_reading()
+        self._process()
 
     def _head_expired(self) -> None:
         self._head_timer = None
@@ -334,7 +465,10 @@ def _hit(
             last_modified=entry.last_modified,
             content_type=entry.content_type,
         )
-        if plan.content_length > FAST_BODY:
+        from_disk = plan.has_body and entry.size > edge.ram.object_max
+        if plan.content_length > FAST_BODY or (
+            allow_large and from_disk and plan.content_length >= DIRECT_MIN
+        ):
             if not allow_large or not on_disk(file):
                 return None
             edge.store.touch(entry.key, now)
@@ -372,14 +506,6 @@ def _hit(
     return b"".join((prefix, _tail(age, now, keep_alive), body))
 
 
-def _tail(age: float, now: float, keep_alive: bool) -> bytes:
-    """The fields that change per response (Age, Date), and the blank line."""
-    tail = f"Age: {int(age) if age > 0 else 0}\r\nDate: {CLOCK.date(now)}\r\n"
-    if not keep_alive:
-        tail += "Connection: close\r\n"
-    return (tail + "\r\n").encode("latin-1")
-
-
 def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
     """A small object's bytes from RAM (if its file still exists) or from disk."""
     body = edge.ram.get(entry.file)
@@ -391,16 +517,17 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
     return body
 
 
-def _prefix(plan: Any, entry: Entry, live: bool) -> bytes:
-    """Every header line but Age and Date (which change), without the final CRLF."""
-    lines = [f"HTTP/1.1 {plan.status} {_REASONS.get(plan.status, 'OK')}\r\n"]
-    lines += [f"{k}: {v}\r\n" for k, v in plan.headers]
-    lines.append(_CORS)
-    if plan.status in (200, 206, 304):
-        lines.append(f"Cache-Control: {cache_control_of(entry, live)}\r\n")
-    lines += [f"{k}: {v}\r\n" for k, v in entry.headers]
-    lines.append(f"Via: {VIA}\r\n")
-    return "".join(lines).encode("latin-1")
+def stored_head(entry: Entry, live: bool) -> StoredHead:
+    """What every answer from `entry` carries besides the planner's fields, Age and Date."""
+    return StoredHead.of((*entry.headers, ("Via", VIA)), cache_control_of(entry, live))
+
+
+def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:
+    return head_prefix(plan, stored_head(entry, live))
+
+
+def _tail(age: float, now: float, keep_alive: bool) -> bytes:
+    return head_tail(now, age=age, keep_alive=keep_alive)
 
 
 def _pread_spans(path: str, plan: Any) -> bytes | None:
@@ -474,31 +601,9 @@ class FastSite(web.BaseSite):
         )
 
 
-class _AlreadySent(web.StreamResponse):
-    """Tells aiohttp the answer went out already and the connection stays open."""
-
-    def __init__(self, length: int) -> None:
-        super().__init__(status=200)
-        self._sent_length = length
-
-    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-    @property
-    def keep_alive(self) -> bool:
-        return True
-
-    @property
-    def content_length(self) -> int:  # type: ignore[override]
-        return self._sent_length
-
-
 async def _send_large(
     request: web.BaseRequest, transport: Any, sock: Any, large: Large
-) -> web.StreamResponse:
+) -> AlreadySent:
     """Head through the transport, body with sendfile(2) (`vcdn.httpserve.send`)."""
     try:
         fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
@@ -514,41 +619,24 @@ async def _send_large(
             transport.write(large.head)
     finally:
         os.close(fd)
-    return _AlreadySent(large.plan.content_length)
+    return AlreadySent(large.plan.status, large.plan.content_length)
 
 
 def install_request_fast_path(server: web.Server, edge: Edge) -> None:
     """The same answers for connections aiohttp owns (after a hand-off, or when the edge
-    runs on another site): checked before routing, middlewares and response objects.
+    runs on another site), through the one request-level hook (`vcdn.httpserve.hot`)."""
 
-    Call after ``runner.setup()`` and before any connection: aiohttp's per-connection
-    handlers copy ``server.request_handler`` when they are created.
-    """
-    slow: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = server.request_handler
+    async def hit(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
+        sock = direct_socket(transport)
+        reply = answer(
+            edge, request.method, request.raw_path, request.headers, True,
+            allow_large=sock is not None,
+        )
+        if isinstance(reply, bytes):
+            transport.write(reply)
+            return AlreadySent(200, len(reply))
+        if reply is not None:
+            return await _send_large(request, transport, sock, reply)
+        return None
 
-    async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        method = request.method
-        if (
-            (method == "GET" or method == "HEAD")
-            and request.version == HttpVersion11
-            and request.keep_alive
-        ):
-            transport = request.transport
-            if transport is not None and not transport.is_closing():
-                sock = direct_socket(transport)
-                reply = answer(
-                    edge,
-                    method,
-                    request.raw_path,
-                    request.headers,
-                    True,
-                    allow_large=sock is not None,
-                )
-                if isinstance(reply, bytes):
-                    transport.write(reply)
-                    return _AlreadySent(len(reply))
-                if reply is not None:
-                    return await _send_large(request, transport, sock, reply)
-        return await slow(request)
-
-    server.request_handler = handler
+    install_hook(server, hit)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
@@ -24,6 +23,7 @@ from edge.upstream import UpstreamResponse
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.send import SEND_TIMEOUT, send_bytes, send_file
 
 CHUNK: Final = 256 * 1024
@@ -38,29 +38,14 @@ def extra_headers(entry: Entry, now: float) -> list[tuple[str, str]]:
     return [*entry.headers, ("Age", freshness.age_header(age)), ("Via", VIA)]
 
 
-class RamCache:
-    """Small hot objects held in memory, keyed by their file (a new version, a new key)."""
+class RamCache(RamTier[bytes]):
+    """Small hot objects' bytes, keyed by their file (a new version, a new key)."""
 
-    def __init__(self, capacity: int, object_max: int) -> None:
-        self.capacity = capacity
-        self.object_max = object_max
-        self.used = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+    __slots__ = ()
 
-    def get(self, file: str) -> bytes | None:
-        body = self._items.get(file)
-        if body is not None:
-            self._items.move_to_end(file)
-        return body
-
-    def put(self, file: str, body: bytes) -> None:
-        if len(body) > self.object_max or self.capacity <= 0 or file in self._items:
-            return
-        self._items[file] = body
-        self.used += len(body)
-        while self.used > self.capacity and self._items:
-            _, old = self._items.popitem(last=False)
-            self.used -= len(old)
+    def put(self, file: str, body: bytes, cost: int = 0, *, body_size: int = 0) -> None:  # type: ignore[override]
+        if file not in self:
+            super().put(file, body, len(body), body=len(body))
 
 
 async def send_hit(

@@ -30,7 +30,8 @@ from vcdn.httpserve.server import start_service
 from vcdn.keyreload import KeyWatch, read_keys
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
-from vcdn.tls import CertWatch, add_tls_args, client_connector, tls_overrides
+from vcdn.tls import add_tls_args, tls_overrides
+from vcdn.tls_io import CertWatch, client_connector
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("steering")
@@ -160,6 +161,9 @@ def main(argv: list[str]) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
+    if workers > 1 and settings.tls_port == 0:
+        raise ConfigError("--tls-port 0 picks a port per process; with --workers above 1 "
+                          "give a fixed port that every worker shares.")
     geo = Geo(settings.geoip_city, settings.geoip_asn)  # fail fast, before any logging
     setup_logging("steering")
     if workers > 1 and args.worker is None:

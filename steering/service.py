@@ -113,7 +113,7 @@ class Steering:
         view = build_view(
             applist.appliances, self._resolved, capacity=self.capacity,
             version=self.view.version + 1, heartbeat_interval=applist.heartbeat_interval,
-            generated_at=applist.generated_at,
+            generated_at=applist.generated_at, previous=self.view,
         )
         previous = self.compiled.tables if self.compiled is not None else None
         compiled = CompiledMap(

@@ -64,8 +64,8 @@ def obtain(
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = _account_key(account_key)
-    verify: bool | str = str(ca_bundle) if ca_bundle else True
-    net = client.ClientNetwork(key, user_agent=USER_AGENT, verify_ssl=verify)  # type: ignore[arg-type]
+    net = client.ClientNetwork(key, user_agent=USER_AGENT,
+                               verify_ssl=_verify(ca_bundle))  # type: ignore[arg-type]
     published: list[str] = []
     step = "read the directory"
     try:
@@ -115,6 +115,21 @@ def obtain(
         for token in published:
             challenges.withdraw(token)
     return Issued(done.fullchain_pem.encode(), key_pem)
+
+
+def _verify(ca_bundle: Path | str | None) -> str | bool:
+    """What `requests` verifies the ACME server with: the same trust as every vcdn client
+    (`ca_bundle`, else VCDN_CA_BUNDLE, else the system store, not certifi's bundle)."""
+    import ssl
+
+    from vcdn.settings import env_value
+    from vcdn.tls import CA_BUNDLE_ENV
+
+    bundle = ca_bundle or env_value(CA_BUNDLE_ENV)
+    if bundle:
+        return str(bundle)
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.capath or True
 
 
 def _problem(authz) -> str:  # type: ignore[no-untyped-def]

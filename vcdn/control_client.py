@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from vcdn import tls
+from vcdn import tls, tls_io
 from vcdn.errors import (
     ClientError,
     Conflict,
@@ -68,6 +68,8 @@ URLS_ENV: Final = "VCDN_CONTROL_URLS"
 DEFAULT_TIMEOUT: Final = 10.0
 CONNECT_TIMEOUT: Final = 3.0  # a replica whose machine is gone must not cost the whole timeout
 API: Final = "/api/v1"
+APPLIANCE_PAGE: Final = 1000  # appliances per page of GET /appliances
+MAX_PAGES: Final = 10_000
 FIRST_BACKOFF: Final = 0.5
 MAX_BACKOFF: Final = 30.0
 
@@ -90,11 +92,13 @@ class HeartbeatAck:
 
 @dataclass(frozen=True)
 class ApplianceList:
-    """`GET /appliances`: every appliance with its computed state."""
+    """`GET /appliances`: every appliance with its computed state; `next`: the cursor of
+    the following page (paged form only, None on the last page)."""
 
     appliances: list[ApplianceView]
     heartbeat_interval: float
     generated_at: float
+    next: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +237,7 @@ class ControlClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=tls.client_connector(self._ca_bundle)
+                timeout=self._timeout, connector=tls_io.client_connector(self._ca_bundle)
             )
         return self._session
 
@@ -345,9 +349,27 @@ class ControlClient:
         )
         return self._decode(HeartbeatAck, data, "heartbeat answer")
 
-    async def list_appliances(self) -> ApplianceList:
-        _, data = await self.request("GET", "/appliances")
-        return self._decode(ApplianceList, data, "appliance list")
+    async def list_appliances(self, page: int = APPLIANCE_PAGE) -> ApplianceList:
+        """Every appliance, read `page` at a time (a page costs the control plane's event
+        loop a few ms; the whole of a big fleet at once would stall its heartbeats).
+        `generated_at` is the first page's: the oldest, so staleness is never understated.
+        Pages may come from different replicas: the cursor is an appliance id."""
+        first: ApplianceList | None = None
+        items: list[ApplianceView] = []
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            query = f"/appliances?limit={page}" + ("" if after is None else f"&after={_id(after)}")
+            _, data = await self.request("GET", query)
+            got: ApplianceList = self._decode(ApplianceList, data, "appliance list")
+            first = first or got
+            items.extend(got.appliances)
+            if got.next is None:
+                return ApplianceList(items, first.heartbeat_interval, first.generated_at)
+            if got.next == after or not got.appliances:
+                raise UpstreamError("The control API sent an appliance page cursor that "
+                                    f"does not advance ({got.next!r}).")
+            after = got.next
+        raise UpstreamError(f"The control API sent more than {MAX_PAGES} appliance pages.")
 
     async def fill_manifest(self, appliance: str) -> FillManifest:
         _, data = await self.request("GET", f"/appliances/{_id(appliance)}/fill-manifest")

@@ -209,7 +209,12 @@ def _components() -> dict[str, Any]:
             "appliances": {"type": "array", "items": _ref("ApplianceView")},
             "heartbeat_interval": NUMBER,
             "generated_at": NUMBER,
-        }
+            "next": {
+                "type": ["string", "null"],
+                "description": "Paged form only: the `after` of the next page; null on the last.",
+            },
+        },
+        required=["appliances", "heartbeat_interval", "generated_at"],
     )
     schemas["HeartbeatAck"] = _obj(
         {
@@ -488,9 +493,24 @@ def _document() -> dict[str, Any]:
                     roles="appliance, operator",
                 ),
                 "get": _op(
-                    "Every appliance with its computed state (for steering).",
+                    "Every appliance with its computed state (for steering); with `limit`, "
+                    "one page in id order after `after`.",
                     {"200": _json("Appliances.", "ApplianceList")},
+                    codes="400 401 403 503",
                     roles="steering, operator, appliance",
+                    params=[
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+                        },
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": ID_PATTERN},
+                            "description": "The `next` of the previous page.",
+                        },
+                    ],
                 ),
             },
             "/api/v1/enrollments": {
@@ -542,7 +562,8 @@ def _document() -> dict[str, Any]:
             },
             "/api/v1/appliances/{id}": {
                 "delete": _op(
-                    "Decommission an appliance: forget it and its heartbeat history, revoke its tokens.",
+                    "Decommission an appliance: forget it and its heartbeat history, revoke "
+                    "its tokens.",
                     {"200": _json("Deleted.", "Deleted")},
                     codes="400 401 403 404 503",
                     params=[ID_PARAM],

@@ -265,7 +265,12 @@ class Store(Protocol):
         """Forget an appliance and its heartbeat history; False if it was unknown."""
         ...
 
-    async def list_appliances(self) -> list[ApplianceRecord]: ...
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
+        """Appliances in id order: those whose id sorts after `after`, at most `limit`
+        (a page of `GET /appliances`; None: from the first, all)."""
+        ...
 
     async def record_heartbeats(
         self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None

@@ -263,9 +263,21 @@ class PostgresStore(PostgresPlans):
             status = await conn.execute("DELETE FROM appliances WHERE id = $1", appliance)
         return status != "DELETE 0"
 
-    async def list_appliances(self) -> list[ApplianceRecord]:
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
         async with self._conn() as conn:
-            rows = await conn.fetch(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")
+            if after is None and limit is None:
+                rows = await conn.fetch(
+                    f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id"
+                )
+            else:  # LIMIT NULL is no limit
+                rows = await conn.fetch(
+                    f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE id > $1 "
+                    "ORDER BY id LIMIT $2",
+                    after or "",
+                    limit,
+                )
         return [appliance_from_record(r) for r in rows]
 
     async def record_heartbeats(

@@ -310,9 +310,15 @@ class SqliteStore(SqlitePlans):
 
         return await self._run(self._write, tx)
 
-    async def list_appliances(self) -> list[ApplianceRecord]:
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
         def q() -> list[ApplianceRecord]:
-            rows = self._db().execute(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")
+            rows = self._db().execute(
+                f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE id > ? ORDER BY id "
+                "LIMIT ?",
+                (after or "", -1 if limit is None else limit),  # LIMIT -1: no limit
+            )
             return [appliance_from_row(r) for r in rows]
 
         return await self._run(q)

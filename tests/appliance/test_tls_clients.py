@@ -4,6 +4,7 @@ when it trusts the CA (`ca_bundle`), and says in one line why not when it does n
 from __future__ import annotations
 
 import ssl
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +19,9 @@ from tests.appliance.conftest import (
     start_control,
     until,
 )
-from tests.vcdn.tls_helpers import ca_file, issue
-from vcdn.tls import CertPair, server_context
+from tests.vcdn.tls_helpers import ca_file, issue, run
+from vcdn.tls import CertPair
+from vcdn.tls_io import server_context
 
 
 async def _appliance(tmp_path: Path, control_url: str, origin_url: str, **extra: object):  # type: ignore[no-untyped-def]
@@ -116,3 +118,28 @@ async def test_mutual_tls_binds_the_client_certificate_to_the_appliance_id(
         finally:
             await running.stop()
             await control.stop()
+
+
+async def test_appliance_ctl_verifies_an_https_admin_api(tmp_path: Path, origin, control) -> None:  # type: ignore[no-untyped-def]
+    """admin_tls: the admin API speaks HTTPS; appliance-ctl trusts the settings file's CA
+    and refuses another one in one line."""
+    ca = trustme.CA()
+    leaf = issue(ca, tmp_path / "certs", "127.0.0.1")
+    running = await _appliance(tmp_path, control.url, origin.url, admin_tls=True,
+                               tls_cert=str(leaf.cert), tls_key=str(leaf.key),
+                               ca_bundle=str(ca_file(ca, tmp_path)))
+    try:
+        assert running.urls["admin"].startswith("https://127.0.0.1:")
+        code, out = await run(sys.executable, "-m", "vcdn.cli", "appliance-ctl", "status",
+                              "--config", str(tmp_path / "a.toml"))
+        assert code == 0 and "a1" in out, out
+        other = ca_file(trustme.CA(), tmp_path / "other")
+        code, out = await run(sys.executable, "-m", "vcdn.cli", "appliance-ctl", "status",
+                              "--config", str(tmp_path / "a.toml"), "--ca-bundle", str(other))
+        assert code == 1, out
+        assert out.strip() == (
+            f"vcdn appliance-ctl: TLS to the appliance admin API at "
+            f"{running.urls['admin'].removeprefix('https://')} failed: its certificate "
+            "cannot be trusted: it is signed by an unknown CA."), out
+    finally:
+        await running.stop()

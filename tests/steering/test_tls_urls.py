@@ -60,7 +60,7 @@ def test_steering_verifies_control_and_hands_out_https_urls(tmp_path: Path) -> N
                          ctx, {"state": "healthy"}) == 200
         # Without the test CA steering cannot trust the control plane: no view, and
         # the reason in one line on /healthz.
-        bare = start_steering(control, env={"VCDN_CONTROL_TOKEN": STEER})
+        bare = start_steering(control, env={"VCDN_CONTROL_TOKEN": STEER}, wait_view=False)
         try:
             error = bare.healthz()["control_error"]
         finally:
