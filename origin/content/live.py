@@ -45,6 +45,8 @@ WAIT_SEGMENTS: Final = 1.5
 #: A cache's copy of a live playlist goes stale this long before the next segment is
 #: due (at most half a segment), so requests from then on wait for the new version.
 HOLD_LEAD_S: Final = 1.0
+#: How long, in segments, a cache may answer with its last playlist when the origin fails.
+STALE_IF_ERROR_SEGMENTS: Final = 5
 #: A revalidation waits for the next version until this many segments after it was due.
 VERSION_SLACK: Final = 0.5
 
@@ -201,8 +203,9 @@ class LiveTitles:
         A cache takes a response to be as old as its ``Date`` (whole seconds) or as the
         time it waited for it (`held`), whichever is more (RFC 9111 §4.2.3), so that age
         is added back: otherwise a version that was waited for would arrive already
-        stale. At least 1 s. ``stale-if-error`` (RFC 5861 §4) for three segments keeps
-        players going through a short origin blip."""
+        stale. At least 1 s. ``stale-if-error`` (RFC 5861 §4) for `STALE_IF_ERROR_SEGMENTS`
+        keeps players going through a short origin blip: an origin restart takes a few
+        seconds, and the copy was already about a segment old when the origin went."""
         state = self._titles.get(title)
         if state is None or state.ended:
             return None
@@ -214,7 +217,8 @@ class LiveTitles:
             stale_at = rend.kept_at + seg - min(HOLD_LEAD_S, seg / 2)
             seen_age = max(now - math.floor(now), held)
             max_age = max(1, math.ceil(stale_at - now + seen_age))
-        return f"public, max-age={max_age}, stale-if-error={math.ceil(3 * seg)}"
+        stale_if_error = math.ceil(STALE_IF_ERROR_SEGMENTS * seg)
+        return f"public, max-age={max_age}, stale-if-error={stale_if_error}"
 
     def _load(self, title: str) -> LiveTitle | None:
         if title in self._titles:

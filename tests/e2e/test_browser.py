@@ -9,6 +9,7 @@ import json
 import random
 import statistics
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -305,14 +306,24 @@ LIVE_SOURCE = "lavfi:testsrc2=size=426x240:rate=30[out0];sine=frequency=440:samp
 LIVE_LATENCY_BOUND_S = 6.0
 
 
+#: Longest interruption allowed when the playing appliance dies: the failed loads (one
+#: quick retry) and a fresh start on the next appliance.
+FAILOVER_STALL_BOUND_S = 6.0
+#: Longest wait beyond the origin's outage: the edge's circuit breaker does not ask a
+#: failed upstream again for 5 s, and a player stuck 6 s starts over at the live edge.
+ORIGIN_BLINK_STALL_BOUND_S = 15.0
+
+
 async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     cluster_factory: Any, browser: Any
 ) -> None:
     """`vcdn live` → origin → appliances: ffmpeg reads the live stream through an appliance,
     hls.js plays it with the live badge, and the latency (wall clock minus the program
     date time at the playing position) is measured; SIGKILL of one of two redundant
-    pipelines during playback causes no stall. Live titles are pulled through, so this
-    cluster fills nothing."""
+    pipelines during 20 s of playback causes no stall. Then the playing appliance is
+    SIGKILLed (the player fails over along steering's list within a bound) and the origin
+    blinks (stale-if-error carries the player through). Live titles are pulled through,
+    so this cluster fills nothing."""
     cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
     # Two redundant pipelines on the same source; one is killed during playback below.
     pipelines = [
@@ -340,7 +351,7 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
         assert victim.process is not None
         victim.process.kill()  # SIGKILL: the other pipeline's segments carry on
         await page.wait_for_function(
-            "window.vcdnPlayer.latencies.length >= 24 || window.vcdnPlayer.fatal.length > 0",
+            "window.vcdnPlayer.latencies.length >= 40 || window.vcdnPlayer.fatal.length > 0",
             timeout=60_000,
         )
     except Exception as exc:
@@ -360,7 +371,70 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     print(f"live latency p50 {latency:.2f} s over {len(state['latencies'])} samples")
     assert 0 < latency <= LIVE_LATENCY_BOUND_S, state["latencies"]
     await page.screenshot(path=str(artifacts() / "player-live.png"))
+
+    await _appliance_dies(cluster, page)
+    await _origin_blinks(cluster, page)
     await page.close()
+
+
+async def _appliance_dies(cluster: Cluster, page: Any) -> None:
+    """SIGKILL the appliance the player is on: it moves to the next URL steering ranked and
+    plays on from there, interrupted no longer than the bound."""
+    state = await page.evaluate("window.vcdnPlayer")
+    playing_on = urlsplit(state["urls"][state["index"]]).netloc
+    slot = next(s for s in cluster.slots if s.netloc == playing_on)
+    assert slot.proc is not None and slot.proc.process is not None
+    seen = len(page.requests)
+    slot.proc.process.kill()
+    try:
+        await page.wait_for_function(
+            "(window.vcdnPlayer.failovers >= 1 && window.vcdnPlayer.stalls ==="
+            " window.vcdnPlayer.stallSeconds.length && window.vcdnPlayer.playing)"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+        await asyncio.sleep(4)  # and it keeps playing from the next appliance
+    except Exception as exc:
+        raise AssertionError(f"no failover: {exc}\n{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == 1 and state["playing"]
+    assert state["urls"][state["index"]] == state["urls"][state["failed"][0] + 1]
+    after = {urlsplit(u).netloc for u in page.requests[seen:] if u.endswith(".m4s")}
+    assert after and playing_on not in after and after <= appliance_hosts(cluster), after
+    longest = max(state["stallSeconds"], default=0.0)
+    print(f"failover from {playing_on}: interrupted {longest:.1f} s")
+    assert longest <= FAILOVER_STALL_BOUND_S, await page.inner_text("#log")
+
+
+async def _origin_blinks(cluster: Cluster, page: Any) -> None:
+    """The origin is SIGKILLed and started again on the same port (a few seconds away):
+    the appliance answers the playlist from what it holds (stale-if-error), the pipeline
+    sends what it could not, and the player goes on without an error or another failover
+    (it may wait once its buffer runs dry: no new segment exists anywhere meanwhile)."""
+    before = await page.evaluate("window.vcdnPlayer")
+    assert cluster.origin is not None and cluster.origin.process is not None
+    gone = time.monotonic()
+    cluster.origin.process.kill()
+    await cluster.origin.process.wait()
+    await cluster.origin.start()
+    await cluster.origin.wait_healthy()
+    outage = time.monotonic() - gone
+    try:
+        await page.wait_for_function(
+            f"(window.vcdnPlayer.latencies.length >= {len(before['latencies']) + 12}"
+            " && window.vcdnPlayer.stalls === window.vcdnPlayer.stallSeconds.length)"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"after the origin blink: {exc}\n"
+                             f"{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == before["failovers"], \
+        await page.inner_text("#log")
+    waited = state["stallSeconds"][len(before["stallSeconds"]):]
+    print(f"origin away {outage:.1f} s: the player waited {waited} s")
+    assert state["playing"] and sum(waited) <= outage + ORIGIN_BLINK_STALL_BOUND_S
 
 
 # --- Encrypted titles: packaged against this cluster's control plane (the key service) ---
