@@ -23,6 +23,9 @@ QUICK: dict[str, list[str]] = {
     "packager": ["--seconds", "20", "--repeat", "1"],
     "appliance": ["--repeats", "2"],
     "e2e": ["--clients", "4", "--seconds", "5"],
+    # hls.js, dash.js and Shaka (plain, AES-128, CENC/ClearKey) in Chromium, 30 s each
+    # through an appliance: issue 18's playback targets (about 4 minutes).
+    "players": ["--seconds", "30"],
     "live": ["--players", "50", "--seconds", "15", "--record", "live"],
     # Low-latency HLS: 300 players blocking on parts through one edge, then hls.js in
     # Chromium through an appliance (bench.llhls.glass; the issue's run is 120 s).
