@@ -13,8 +13,8 @@ Printed and recorded: failed requests; origin requests per blocking playlist key
 how long after a part was whole at the origin the blocking answer naming it reached the
 players (p50/p99; target p99 <= 50 ms from the edge); first byte of the hinted part.
 Bounded: `--seconds` of play, every request under a timeout, loopback only. The players
-share this process's event loop with the origin, so on a small machine the delays
-include the origin's own CPU.
+run in `--player-processes` processes of their own (not in the origin's event loop);
+times are compared on the wall clock of this one machine.
 
     python -m bench.llhls --players 300 --seconds 60          # the issue's run
     python -m bench.llhls --players 30 --seconds 10 --no-record  # smoke
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import random
 import re
@@ -56,7 +57,8 @@ HINT_RE: Final = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part_(\d+)_(\d
 
 @dataclass
 class Stats:
-    answer_ms: list[float] = field(default_factory=list)  # part whole -> blocking answer
+    #: (msn, part, sent, received): the newest part of each blocking answer, wall clock.
+    answers: list[tuple[int, int, float, float]] = field(default_factory=list)
     hint_first_byte_ms: list[float] = field(default_factory=list)
     playlists: int = 0
     parts: int = 0
@@ -90,8 +92,7 @@ async def fetch_part(session: aiohttp.ClientSession, url: str, stats: Stats) -> 
 
 
 async def player(
-    session: aiohttp.ClientSession, base: str, deadline: float, done_at: dict[tuple[int, int],
-                                                                          float], stats: Stats
+    session: aiohttp.ClientSession, base: str, deadline: float, stats: Stats
 ) -> None:
     playlist = f"{base}/v/{TITLE}/{RENDITION}/index.m3u8"
     await asyncio.sleep(random.uniform(0, 1.0))
@@ -99,14 +100,14 @@ async def player(
     fetching: set[str] = set()
     tasks: list[asyncio.Task[None]] = []
     while time.monotonic() < deadline:
-        sent = time.monotonic()
+        sent = time.time()
         try:
             async with session.get(playlist + query) as resp:
                 text = await resp.text()
                 ok = resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             ok, text = False, ""
-        received = time.monotonic()
+        received = time.time()
         if not ok:
             stats.failures += 1
             stats.statuses[f"playlist {resp.status if text else 'error'}"] += 1
@@ -118,10 +119,8 @@ async def player(
         if newest is None:
             await asyncio.sleep(0.3)
             continue
-        # Only answers that waited for their part (asked before it was whole) say how
-        # fast a blocking answer follows the part; a late player's is a plain hit.
-        if query and newest in done_at and sent < done_at[newest]:
-            stats.answer_ms.append((received - done_at[newest]) * 1000)
+        if query:
+            stats.answers.append((newest[0], newest[1], sent, received))
         hint = HINT_RE.search(text)
         if hint and hint.group(1) not in fetching:
             fetching.add(hint.group(1))
@@ -148,7 +147,7 @@ def counting_origin(root: Path) -> tuple[web.Application, Counter[str], dict[tup
         resp = await handler(request)
         if request.method == "PUT" and request.path.startswith(prefix) and resp.status == 201:
             msn, _, part = request.path[len(prefix):].removesuffix(".m4s").partition("_")
-            done_at[(int(msn), int(part))] = time.monotonic()
+            done_at[(int(msn), int(part))] = time.time()
         return resp
 
     app.middlewares.insert(0, count)
@@ -168,7 +167,40 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(players: int, seconds: float, workers: int) -> dict[str, Any]:
+async def players_here(base: str, players: int, seconds: float) -> Stats:
+    stats = Stats()
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*(player(session, base, deadline, stats) for _ in range(players)))
+    return stats
+
+
+async def drive_players(base: str, players: int, seconds: float, procs: int,
+                        stats: Stats) -> None:
+    """`players` players in `procs` processes of their own, so that they do not share the
+    origin's event loop; each reports its samples as JSON."""
+    shares = [players // procs + (i < players % procs) for i in range(procs)]
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.llhls", "--players-only", base, "--players", str(n),
+            "--seconds", str(seconds), cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        )
+        for n in shares if n
+    ]
+    for child in children:
+        out, _ = await asyncio.wait_for(child.communicate(), seconds + 60)
+        part = json.loads(out)
+        stats.answers += [tuple(a) for a in part["answers"]]  # type: ignore[misc]
+        stats.hint_first_byte_ms += part["hint_first_byte_ms"]
+        stats.playlists += part["playlists"]
+        stats.parts += part["parts"]
+        stats.failures += part["failures"] + (child.returncode != 0)
+        stats.statuses.update(part["statuses"])
+
+
+async def run(players: int, seconds: float, workers: int, procs: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="vcdn-bench-llhls."))
     root = work / "origin"
     root.mkdir()
@@ -194,6 +226,7 @@ async def run(players: int, seconds: float, workers: int) -> dict[str, Any]:
     )
     stats = Stats()
     base = f"http://127.0.0.1:{edge_port}"
+    answer_ms: list[float] = []
     try:
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
@@ -209,9 +242,7 @@ async def run(players: int, seconds: float, workers: int) -> dict[str, Any]:
             else:
                 raise RuntimeError("no parts through the edge within 40 s")
             counts.clear()
-            deadline = time.monotonic() + seconds
-            await asyncio.gather(*(player(session, base, deadline, done_at, stats)
-                                   for _ in range(players)))
+            await drive_players(base, players, seconds, procs, stats)
     finally:
         for proc in (pipeline, edge):
             proc.terminate()
@@ -221,6 +252,12 @@ async def run(players: int, seconds: float, workers: int) -> dict[str, Any]:
                 proc.kill()
                 proc.wait()
         await runner.cleanup()
+    # Only answers that waited for their part (asked before it was whole) say how fast a
+    # blocking answer follows the part; a late player's is a plain hit.
+    for msn, part, sent, received in stats.answers:
+        done = done_at.get((msn, part))
+        if done is not None and sent < done:
+            answer_ms.append((received - done) * 1000)
     playlist = f"/v/{TITLE}/{RENDITION}/index.m3u8"
     blocking = {k: n for k, n in counts.items() if k.startswith(playlist + "?")}
     parts = {k: n for k, n in counts.items() if "/part_" in k}
@@ -239,10 +276,12 @@ async def run(players: int, seconds: float, workers: int) -> dict[str, Any]:
         ),
         "origin_requests_per_part_max": max(parts.values(), default=0),
         "origin_nonblocking_playlist_requests": counts.get(playlist, 0),
-        "answer_after_part_p50_ms": pct(stats.answer_ms, 0.5),
-        "answer_after_part_p99_ms": pct(stats.answer_ms, 0.99),
+        "player_processes": procs,
+        "answers_measured": len(answer_ms),
+        "answer_after_part_p50_ms": pct(answer_ms, 0.5),
+        "answer_after_part_p99_ms": pct(answer_ms, 0.99),
         "hint_first_byte_p50_ms": pct(stats.hint_first_byte_ms, 0.5),
-        "answer_ms": stats.answer_ms,
+        "answer_ms": answer_ms,
         "hint_first_byte_ms": stats.hint_first_byte_ms,
     }
 
@@ -254,11 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="edge worker processes (default 2)")
     p.add_argument("--record", metavar="NAME", default="llhls",
                    help="write bench/results/NAME.json and .md (default llhls)")
+    p.add_argument("--player-processes", type=int, default=2,
+                   help="processes the players run in (default 2)")
     p.add_argument("--no-record", action="store_true", help="print only")
+    p.add_argument("--players-only", metavar="BASE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.players_only:  # a child of drive_players: play, print the samples
+        stats = asyncio.run(players_here(args.players_only, args.players, args.seconds))
+        print(json.dumps({
+            "answers": stats.answers, "hint_first_byte_ms": stats.hint_first_byte_ms,
+            "playlists": stats.playlists, "parts": stats.parts, "failures": stats.failures,
+            "statuses": dict(stats.statuses),
+        }))
+        return 0
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600 or not 1 <= args.workers <= 8:
         p.error("--players must be 1..5000, --seconds 1..600 and --workers 1..8")
-    result = asyncio.run(run(args.players, args.seconds, args.workers))
+    result = asyncio.run(run(args.players, args.seconds, args.workers,
+                             max(1, args.player_processes)))
     summary = {k: v for k, v in result.items() if k not in ("answer_ms", "hint_first_byte_ms")}
     for key, value in summary.items():
         print(f"{key}: {value if not isinstance(value, float) else round(value, 3)}")
