@@ -485,6 +485,16 @@ NO_RETRY_PLAY = """(url) => new Promise((resolve) => {
 })"""
 
 
+# dash.js on one MPD with the given ClearKey licence URL; resolves with its first error.
+DASH_LICENCE_PLAY = """([url, licence]) => new Promise((resolve) => {
+    const p = dashjs.MediaPlayer().create();
+    p.setProtectionData({ "org.w3.clearkey": { serverURL: licence } });
+    p.on(dashjs.MediaPlayer.events.ERROR, (e) => resolve(String((e.error || {}).code)));
+    p.initialize(document.getElementById("video"), url, true);
+    setTimeout(() => resolve("no error in 20 s"), 20000);
+})"""
+
+
 async def ffmpeg_decode(url: str) -> subprocess.CompletedProcess[str]:
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "4", "-f", "null", "-"]
     return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
@@ -589,21 +599,23 @@ async def test_cenc_title_plays_with_clearkey_through_eme_and_not_without_a_lice
     await page.close()
     if player != "dash":
         return
-    # The license request carrying another title's token: 403, no key, nothing plays.
+    # dash.js whose licence URL carries another title's token: 403, no key, nothing plays.
     other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+    mpd_url = answer["dash"][0]
+    token = urlsplit(mpd_url).path.split("/")[2]
     page = await browser.new_page()
     statuses: list[int] = []
     page.on("response", lambda r: statuses.append(r.status) if "clearkey" in r.url else None)
-
-    async def wrong_token(route: Any) -> None:
-        url = route.request.url
-        await route.continue_(url=url.replace(urlsplit(url).path.split("/")[2], other, 1))
-
-    await page.route("**/keys/clearkey", wrong_token)
-    await page.goto(f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
-                    f"&protocol={player}")
-    await page.wait_for_function("window.vcdnPlayer.fatal.length > 0", timeout=30_000)
-    assert await page.evaluate("document.getElementById('video').currentTime") == 0
+    await page.goto(f"{cluster.control_url}/static/style.css")  # the control plane's origin
+    await page.set_content('<video id="video" muted></video>')
+    await page.add_script_tag(url=f"{cluster.control_url}/static/dash.js")
+    licence = mpd_url.replace(token, other, 1).rsplit("/", 1)[0] + "/keys/clearkey"
+    error = await page.evaluate(DASH_LICENCE_PLAY, [mpd_url, licence])
+    assert error != "no error in 20 s", error
+    await asyncio.sleep(1.0)  # time to show frames, had any been decrypted
+    frames = await page.evaluate(
+        "document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+    assert frames == 0, frames
     assert 403 in statuses and 200 not in statuses, statuses
     await page.close()
 
