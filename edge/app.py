@@ -33,7 +33,13 @@ from edge import forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
-from edge.llhls import BadDirective, playlist_key, refused_directive
+from edge.llhls import (
+    BadDirective,
+    blocking_key,
+    playlist_key,
+    refused_directive,
+    shared_refusal,
+)
 from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
@@ -417,7 +423,11 @@ async def serve(
         resp, sent = await relay(request, outcome.response)
         stats.sent_bytes(outcome.response.source, sent)
         return resp
-    # The fill turned out not storable and another waiter took its response: ask ourselves.
+    # The fill turned out not storable and another waiter took its response: ask ourselves,
+    # unless it is keeping the refusal of a blocking playlist request (edge.llhls).
+    if blocking_key(key) and (kept := await shared_refusal(edge.negative, key)) is not None:
+        stats.request("negative", title)
+        return _negative_response(request, kept)
     assert edge.chain is not None
     up = await edge.chain.fetch("GET", target, _forward_headers(request))
     resp, sent = await relay(request, up)
