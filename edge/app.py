@@ -29,7 +29,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import forwarding, freshness, targeted
+from edge import forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
@@ -328,17 +328,21 @@ async def serve(
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
     stats = edge.stats
+    # What a fill for this request sends upstream: Vary variants are chosen by it.
+    sent = _fill_headers(request, edge) or {"Via": VIA}
     filling = edge.fills.inflight(key)
-    if filling is not None and filling.draft is not None and not _shareable(filling.draft, request):
-        # The fill in flight answers an earlier request, and its response is not fresh
-        # enough for this one (no-cache, max-age=0, an Age past its lifetime): it may not
-        # be shared, so wait for it to land and decide on the stored copy (§4).
+    if filling is not None and filling.draft is not None and not _shareable(
+        filling.draft, request, sent
+    ):
+        # The fill in flight answers an earlier request, and its response may not answer
+        # this one (no-cache, an Age past its lifetime, another Vary variant): wait for
+        # it to land and decide on what is stored then (§4).
         await filling.finished()
     # Not in this worker's memory: the shared index may hold it (filled by another worker,
     # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
     if entry is None and edge.fills.inflight(key) is None:
-        entry = edge.store.peek(key)
+        entry = edge.store.peek(key) or _variant(edge, key, sent)
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:
@@ -370,8 +374,8 @@ async def serve(
             return await _range_pass(request, edge, key=key, title=title, path=path, target=target)
     try:
         outcome = await edge.fills.obtain(
-            key, title=title, path=path, target=target, stale=stale,
-            headers=_fill_headers(request, edge),
+            stale.key if stale is not None else key, title=title, path=path, target=target,
+            stale=stale, headers=sent,
         )
     except UpstreamError:
         if stale is not None and usable_on_error:
@@ -380,6 +384,12 @@ async def serve(
             if done is not None:
                 return done
         raise
+    chosen = outcome.fill.draft if isinstance(outcome, Tail) else outcome
+    if isinstance(chosen, Entry) and not _selects(chosen, sent):
+        # We joined a fill made for a request with other Vary fields: not ours to share.
+        if isinstance(outcome, Tail):
+            os.close(outcome.fd)
+        outcome = None
     if isinstance(outcome, Entry):
         result = "revalidated" if stale is not None and outcome.id == stale.id else "miss"
         done = await _hit(request, edge, outcome, title, result)
@@ -525,12 +535,26 @@ async def _fill_behind(
         os.close(outcome.fd)
 
 
-def _shareable(draft: Entry, request: web.Request) -> bool:
+def _variant(edge: Edge, key: str, sent: dict[str, str]) -> Entry | None:
+    """The stored Vary variant of `key` that answers a request whose fill would send
+    `sent` (edge.vary); the most recent one if several do (§4.1)."""
+    found = [e for e in edge.store.variants(key) if _selects(e, sent)]
+    return max(found, key=lambda e: e.response_time) if found else None
+
+
+def _selects(entry: Entry, sent: dict[str, str]) -> bool:
+    values = [v for n, v in entry.headers if n.lower() == "vary"]
+    return vary.selects(entry.key, ", ".join(values) or None, sent)
+
+
+def _shareable(draft: Entry, request: web.Request, sent: dict[str, str]) -> bool:
     """May the fill in flight with head `draft` also answer `request`? Concurrent
     requests share a fill (collapsed forwarding) unless the response says it may not
-    answer this one unasked: no-cache, an explicit lifetime already spent, or the
-    request's own directives. A response with no freshness information is shared with
-    those who arrive while it streams, as before."""
+    answer this one unasked: another Vary variant, no-cache, an explicit lifetime
+    already spent, or the request's own directives. A response with no freshness
+    information is shared with those who arrive while it streams, as before."""
+    if not _selects(draft, sent):
+        return False
     pol = _policy(draft)
     if not freshness.explicit(_fields(draft)):
         pol = dataclasses.replace(pol, lifetime=math.inf)
@@ -664,8 +688,10 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         for key in _invalidated(raw, up, request):
             key = proxy_target(key, edge.settings.query_policy)
             edge.negative.drop(key)
-            if await edge.run(edge.store.remove, key):
-                event(log, "invalidated", key=key, method=method)
+            removed = await edge.run(edge.store.remove, key)
+            variants = await edge.run(edge.store.remove_variants, key)
+            if removed or variants:
+                event(log, "invalidated", key=key, method=method, variants=variants)
     edge.stats.request("pass")
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
