@@ -34,6 +34,7 @@ from edge import cachestatus
 from edge.fasthead import parse_head
 from edge.fill import VIA
 from edge.keys import video_path
+from edge.llhls import fast_query
 from edge.serve import cache_control_of, on_disk
 from edge.store import Entry, object_key
 from vcdn import tokens
@@ -402,7 +403,8 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
     """(cache key, title, valid until) of an appliance URL, or None if the full path
     must answer it. Remembered per raw target (token included) by the caller, since a
     player asks for the same URLs over and over."""
-    if "?" in raw:
+    raw, suffix = fast_query(raw)  # LL-HLS directives are part of the key (edge.llhls)
+    if suffix is None:
         return None
     parts = raw.split("/", 4)
     try:
@@ -423,7 +425,7 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
         path = video_path(rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    return object_key(title, path), title, expires
+    return object_key(title, path) + suffix, title, expires
 
 
 def _hit(

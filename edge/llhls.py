@@ -55,3 +55,22 @@ def refused_directive(exc: BadDirective) -> web.Response:
     resp = error_response(400, "bad_directive", str(exc))
     resp.headers["Cache-Control"] = REFUSED_CACHE_CONTROL
     return resp
+
+
+def fast_query(raw: str) -> tuple[str, str | None]:
+    """(the target without its query, the key suffix) for the hit fast path: ``""`` for no
+    query, ``"?<directives>"`` for a media playlist request with directives (a blocking
+    answer a crowd of players asks for again is a hit like any other), None when the full
+    path must answer (another query, malformed directives)."""
+    target, mark, query = raw.partition("?")
+    if not mark:
+        return raw, ""
+    if not target.endswith(".m3u8"):
+        return target, None
+    try:
+        directives = parse_directives(query)
+    except BadDirective:
+        return target, None
+    if directives.empty:
+        return target, None
+    return target, "?" + directives.query()

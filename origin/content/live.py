@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from origin.content.fmp4 import BoxError, Track, parse_init, parse_segment, video_track
+from origin.content.livempd import MPD_NAME, live_mpd
 from origin.content.livestate import Kept, expired, judge, media_playlist
 from vcdn.errors import ClientError, Conflict, MediaError
 from vcdn.logs import event
@@ -343,6 +344,7 @@ class LiveTitles:
             gone = rend.kept.pop(old)
             (state.directory / rendition / gone.name).unlink(missing_ok=True)
         self._write_playlist(state, rend)
+        self._write_mpd(state)
         rend.kept_at = time.time()
         self._announce_kept(title, rendition)
         for hook in self.on_kept:
@@ -369,10 +371,19 @@ class LiveTitles:
         text = media_playlist(rend.kept, ev.segment_seconds, window, ended=ev.ended)
         _write_atomic(state.directory / rend.name / "index.m3u8", text.encode())
 
+    def _write_mpd(self, state: LiveTitle) -> None:
+        """The DASH manifest from the same kept segments (`origin.content.livempd`)."""
+        ev = state.event
+        kept = {name: r.kept for name, r in state.renditions.items()}
+        text = live_mpd(ev.renditions, kept, ev.segment_seconds, ev.window, ended=ev.ended,
+                        now=time.time())
+        _write_atomic(state.directory / MPD_NAME, text.encode())
+
     def _finish(self, state: LiveTitle) -> None:
         """The input ended: final playlists, the VOD manifest, the event marked ended."""
         for rend in state.renditions.values():
             self._write_playlist(state, rend)
+        self._write_mpd(state)
         ev = state.event
         _write_atomic(state.directory / EVENT_NAME, json.dumps(encode(ev)).encode())
         files = []

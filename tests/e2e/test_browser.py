@@ -485,6 +485,16 @@ NO_RETRY_PLAY = """(url) => new Promise((resolve) => {
 })"""
 
 
+# dash.js on one MPD with the given ClearKey licence URL; resolves with its first error.
+DASH_LICENCE_PLAY = """([url, licence]) => new Promise((resolve) => {
+    const p = dashjs.MediaPlayer().create();
+    p.setProtectionData({ "org.w3.clearkey": { serverURL: licence } });
+    p.on(dashjs.MediaPlayer.events.ERROR, (e) => resolve(String((e.error || {}).code)));
+    p.initialize(document.getElementById("video"), url, true);
+    setTimeout(() => resolve("no error in 20 s"), 20000);
+})"""
+
+
 async def ffmpeg_decode(url: str) -> subprocess.CompletedProcess[str]:
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "4", "-f", "null", "-"]
     return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
@@ -589,20 +599,59 @@ async def test_cenc_title_plays_with_clearkey_through_eme_and_not_without_a_lice
     await page.close()
     if player != "dash":
         return
-    # The license request carrying another title's token: 403, no key, nothing plays.
+    # dash.js whose licence URL carries another title's token: 403, no key, nothing plays.
     other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+    mpd_url = answer["dash"][0]
+    token = urlsplit(mpd_url).path.split("/")[2]
     page = await browser.new_page()
     statuses: list[int] = []
     page.on("response", lambda r: statuses.append(r.status) if "clearkey" in r.url else None)
-
-    async def wrong_token(route: Any) -> None:
-        url = route.request.url
-        await route.continue_(url=url.replace(urlsplit(url).path.split("/")[2], other, 1))
-
-    await page.route("**/keys/clearkey", wrong_token)
-    await page.goto(f"{cluster.control_url}/player?title={title}&steering={cluster.steering_url}"
-                    f"&protocol={player}")
-    await page.wait_for_function("window.vcdnPlayer.fatal.length > 0", timeout=30_000)
-    assert await page.evaluate("document.getElementById('video').currentTime") == 0
+    await page.goto(f"{cluster.control_url}/static/style.css")  # the control plane's origin
+    await page.set_content('<video id="video" muted></video>')
+    await page.add_script_tag(url=f"{cluster.control_url}/static/dash.js")
+    licence = mpd_url.replace(token, other, 1).rsplit("/", 1)[0] + "/keys/clearkey"
+    error = await page.evaluate(DASH_LICENCE_PLAY, [mpd_url, licence])
+    assert error != "no error in 20 s", error
+    await asyncio.sleep(1.0)  # time to show frames, had any been decrypted
+    frames = await page.evaluate(
+        "document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+    assert frames == 0, frames
     assert 403 in statuses and 200 not in statuses, statuses
+    await page.close()
+
+
+async def test_dashjs_plays_the_live_event_from_its_dynamic_mpd_through_an_appliance(
+    cluster_factory: Any, browser: Any
+) -> None:
+    """The origin's dynamic manifest.mpd (same segments as HLS) in dash.js through an
+    appliance: it plays live, its position is wall-clock time (the epoch timeline), and it
+    keeps within the MPD's suggested delay plus a segment or two. Video only: dash.js does
+    not play a rendition that carries its sound in the same file."""
+    if not (ROOT / "node_modules" / "dashjs" / "dist").exists():
+        need("dashjs", "`make install` runs `npm ci`, which installs it into node_modules/")
+    cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
+    await cluster.start_live("live", segment_seconds=2.0, ladder="240,144",
+                             source="lavfi:testsrc2=size=426x240:rate=30", preset="ultrafast")
+    async with aiohttp.ClientSession() as session:
+        await wait_live(session, cluster, "live", within=90)
+    page = await open_player(browser, cluster, title="live", protocol="dash")
+    try:
+        await page.wait_for_function(
+            "window.vcdnPlayer.fragments.length >= 8 || window.vcdnPlayer.fatal.length > 0",
+            timeout=60_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"dash.js live: {exc}\n{await page.inner_text('#log')}\n"
+                             f"{page.console[-10:]}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == 0, await page.inner_text("#log")
+    behind = await page.evaluate(
+        "Date.now() / 1000 - document.getElementById('video').currentTime")
+    print(f"dash.js live: {behind:.1f} s behind the wall clock")
+    assert 0 < behind <= 3 * 2.0 + 6, behind  # suggestedPresentationDelay, plus slack
+    assert sum(state["stallSeconds"]) < 1.0, await page.inner_text("#log")
+    mpds = [u for u in page.requests if u.endswith("/live/manifest.mpd")]
+    assert len(mpds) >= 2 and all("/s/" in u for u in mpds)  # reloaded: a dynamic MPD
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
     await page.close()
