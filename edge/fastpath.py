@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from edge import cachestatus
 from edge.fasthead import parse_head
 from edge.fill import VIA
 from edge.keys import video_path
@@ -521,7 +522,10 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
 
 def stored_head(entry: Entry, live: bool) -> StoredHead:
     """What every answer from `entry` carries besides the planner's fields, Age and Date."""
-    return StoredHead.of((*entry.headers, ("Via", VIA)), cache_control_of(entry, live))
+    return StoredHead.of(
+        (*entry.headers, ("Via", VIA), ("Cache-Status", cachestatus.HIT)),
+        cache_control_of(entry, live),
+    )
 
 
 def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:
