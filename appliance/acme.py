@@ -2,7 +2,7 @@
 
 HTTP-01 is answered on the public port (`vcdn.acme_http.middleware` on the edge app), so
 no other listener is needed. A new pair is written over `tls_cert`/`tls_key` by rename
-and put into service at once (`on_issued`, a `vcdn.tls.CertWatch` reload): new
+and put into service at once (`on_issued`, a `vcdn.tls_io.CertWatch` reload): new
 handshakes get it, open connections keep theirs. A renewal that fails keeps the old
 certificate in service, counts the failure, raises the alert gauge
 ``vcdn_appliance_acme_renewal_failing`` and tries again after `RETRY_SECONDS` (doubling,

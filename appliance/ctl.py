@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
-from vcdn import tls
+from vcdn import tls, tls_io
 from vcdn.errors import ConfigError, UpstreamError
 from vcdn.settings import env_value, read_toml
 from vcdn.titles import validate_title
@@ -145,7 +145,7 @@ def _admin_url(args: argparse.Namespace) -> str:
 
 def _ca_bundle(args: argparse.Namespace) -> Path | None:
     """--ca-bundle, else the settings file's `ca_bundle` (else VCDN_CA_BUNDLE, else the
-    system store: `vcdn.tls.client_context` decides)."""
+    system store: `vcdn.tls_io.client_context` decides)."""
     if args.ca_bundle is not None:
         return Path(args.ca_bundle)
     if args.config is not None:
@@ -161,7 +161,7 @@ def call(base: str, method: str, path: str, token: str,
     req = urllib.request.Request(
         base + path, method=method, headers={"Authorization": f"Bearer {token}"}
     )
-    context = tls.client_context(ca_bundle) if base.startswith("https://") else None
+    context = tls_io.client_context(ca_bundle) if base.startswith("https://") else None
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT, context=context) as resp:
             return json.loads(resp.read() or b"{}")

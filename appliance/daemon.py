@@ -50,7 +50,7 @@ from vcdn.httpserve.server import start
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
-from vcdn.tls import CertStore, CertWatch, client_connector, listener
+from vcdn.tls_io import CertStore, CertWatch, client_connector, listener
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("vcdn.appliance")

@@ -29,11 +29,17 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import forwarding, freshness, targeted
+from edge import cachestatus, forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
-from edge.llhls import BadDirective, playlist_key, refused_directive
+from edge.llhls import (
+    BadDirective,
+    blocking_key,
+    playlist_key,
+    refused_directive,
+    shared_refusal,
+)
 from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
@@ -185,6 +191,9 @@ class Edge:
 
 
 EDGE_KEY: Final = web.AppKey("vcdn_edge", Edge)
+#: This edge's Cache-Status entry for the answer (RFC 9211), set where the outcome is
+#: decided and added to the head by `_add_cache_status`.
+CACHE_STATUS: Final = web.RequestKey("vcdn_cache_status", str)
 
 
 def make_app(
@@ -205,6 +214,7 @@ def make_app(
         await the_edge.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_add_cache_status)
     app.on_response_prepare.append(_server_field)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_handler)
@@ -218,6 +228,17 @@ async def _server_field(_request: web.Request, response: web.StreamResponse) -> 
     response.headers["Server"] = SERVER
 
 
+async def _add_cache_status(request: web.Request, response: web.StreamResponse) -> None:
+    ours = request.get(CACHE_STATUS)
+    if ours is not None:
+        prior = response.headers.get("Cache-Status")
+        response.headers["Cache-Status"] = cachestatus.append(prior, ours)
+
+
+def _status(request: web.Request, result: str, **kw: Any) -> None:
+    request[CACHE_STATUS] = cachestatus.value(result, **kw)
+
+
 @web.middleware
 async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     # Head and body limits are the listener's (`vcdn.httplimits`), before any routing.
@@ -227,6 +248,8 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return _denied(request, str(exc))
     except UpstreamError as exc:
         request.app[EDGE_KEY].stats.request("error")
+        if CACHE_STATUS not in request:
+            _status(request, "miss", detail="upstream-failed")
         status = 504 if isinstance(exc, UpstreamTimeout) else 502
         event(log, "upstream_failed", logging.WARNING, path=request.path, error=str(exc))
         return error_response(status, "upstream_failed", str(exc))
@@ -343,17 +366,21 @@ async def serve(
     assert edge.fills is not None
     edge.check_purges()
     stats = edge.stats
+    # What a fill for this request sends upstream: Vary variants are chosen by it.
+    sent = _fill_headers(request, edge) or {"Via": VIA}
     filling = edge.fills.inflight(key)
-    if filling is not None and filling.draft is not None and not _shareable(filling.draft, request):
-        # The fill in flight answers an earlier request, and its response is not fresh
-        # enough for this one (no-cache, max-age=0, an Age past its lifetime): it may not
-        # be shared, so wait for it to land and decide on the stored copy (§4).
+    if filling is not None and filling.draft is not None and not _shareable(
+        filling.draft, request, sent
+    ):
+        # The fill in flight answers an earlier request, and its response may not answer
+        # this one (no-cache, an Age past its lifetime, another Vary variant): wait for
+        # it to land and decide on what is stored then (§4).
         await filling.finished()
     # Not in this worker's memory: the shared index may hold it (filled by another worker,
     # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
     if entry is None and edge.fills.inflight(key) is None:
-        entry = edge.store.peek(key)
+        entry = edge.store.peek(key) or _variant(edge, key, sent)
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:
@@ -371,11 +398,13 @@ async def serve(
         # §5.2.1.7: nothing fresh stored, and the client (often a peer) forbids going
         # upstream for it.
         stats.request("miss", title)
+        _status(request, "none", detail="only-if-cached")
         return error_response(504, "not_cached", "Not in this cache (only-if-cached).")
     if stale is None:
         negative = edge.negative.get(key, time.time())
         if negative is not None:
             stats.request("negative", title)
+            _status(request, "negative")
             return _negative_response(request, negative)
         if (
             (request.method == "HEAD" or "Range" in request.headers)
@@ -385,8 +414,8 @@ async def serve(
             return await _range_pass(request, edge, key=key, title=title, path=path, target=target)
     try:
         outcome = await edge.fills.obtain(
-            key, title=title, path=path, target=target, stale=stale,
-            headers=_fill_headers(request, edge),
+            stale.key if stale is not None else key, title=title, path=path, target=target,
+            stale=stale, headers=sent,
         )
     except UpstreamError:
         if stale is not None and usable_on_error:
@@ -395,14 +424,21 @@ async def serve(
             if done is not None:
                 return done
         raise
+    chosen = outcome.fill.draft if isinstance(outcome, Tail) else outcome
+    if isinstance(chosen, Entry) and not _selects(chosen, sent):
+        # We joined a fill made for a request with other Vary fields: not ours to share.
+        if isinstance(outcome, Tail):
+            os.close(outcome.fd)
+        outcome = None
     if isinstance(outcome, Entry):
         result = "revalidated" if stale is not None and outcome.id == stale.id else "miss"
-        done = await _hit(request, edge, outcome, title, result)
+        done = await _hit(request, edge, outcome, title, result, had_stale=stale is not None)
         if done is None:
             raise FillFailed(f"The object {key!r} vanished right after its fill.")
         return done
     if isinstance(outcome, Tail):
         stats.request("miss", title)
+        _status(request, "miss", had_stale=stale is not None, stored=True)
         return await _serve_tail(request, edge, outcome, target)
     if isinstance(outcome, Pass) and outcome.response.status >= 500 and usable_on_error:
         assert stale is not None
@@ -416,15 +452,22 @@ async def serve(
         kept = await _keep_negative(edge, key, request, outcome.response)
         if kept is not None:
             stats.request("pass", title)
+            _status(request, "miss", fwd_status=kept.status, stored=True)
             return _negative_response(request, kept)
     stats.request("pass", title)
     if isinstance(outcome, Pass):
+        _status(request, "pass", had_stale=stale is not None, fwd_status=outcome.response.status)
         resp, sent = await relay(request, outcome.response)
         stats.sent_bytes(outcome.response.source, sent)
         return resp
-    # The fill turned out not storable and another waiter took its response: ask ourselves.
+    # The fill turned out not storable and another waiter took its response: ask ourselves,
+    # unless it is keeping the refusal of a blocking playlist request (edge.llhls).
+    if blocking_key(key) and (kept := await shared_refusal(edge.negative, key)) is not None:
+        stats.request("negative", title)
+        return _negative_response(request, kept)
     assert edge.chain is not None
     up = await edge.chain.fetch("GET", target, _forward_headers(request))
+    _status(request, "pass", fwd_status=up.status)
     resp, sent = await relay(request, up)
     stats.sent_bytes(up.source, sent)
     return resp
@@ -513,6 +556,7 @@ async def _range_pass(
             edge.background.add(task)
             task.add_done_callback(edge.background.discard)
     edge.stats.request("pass", title)
+    _status(request, "range", fwd_status=up.status)
     event(log, "range_passed", key=key, status=up.status)
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
@@ -540,12 +584,26 @@ async def _fill_behind(
         os.close(outcome.fd)
 
 
-def _shareable(draft: Entry, request: web.Request) -> bool:
+def _variant(edge: Edge, key: str, sent: dict[str, str]) -> Entry | None:
+    """The stored Vary variant of `key` that answers a request whose fill would send
+    `sent` (edge.vary); the most recent one if several do (§4.1)."""
+    found = [e for e in edge.store.variants(key) if _selects(e, sent)]
+    return max(found, key=lambda e: e.response_time) if found else None
+
+
+def _selects(entry: Entry, sent: dict[str, str]) -> bool:
+    values = [v for n, v in entry.headers if n.lower() == "vary"]
+    return vary.selects(entry.key, ", ".join(values) or None, sent)
+
+
+def _shareable(draft: Entry, request: web.Request, sent: dict[str, str]) -> bool:
     """May the fill in flight with head `draft` also answer `request`? Concurrent
     requests share a fill (collapsed forwarding) unless the response says it may not
-    answer this one unasked: no-cache, an explicit lifetime already spent, or the
-    request's own directives. A response with no freshness information is shared with
-    those who arrive while it streams, as before."""
+    answer this one unasked: another Vary variant, no-cache, an explicit lifetime
+    already spent, or the request's own directives. A response with no freshness
+    information is shared with those who arrive while it streams, as before."""
+    if not _selects(draft, sent):
+        return False
     pol = _policy(draft)
     if not freshness.explicit(_fields(draft)):
         pol = dataclasses.replace(pol, lifetime=math.inf)
@@ -573,8 +631,10 @@ def _policy(entry: Entry) -> freshness.Policy:
 
 
 async def _hit(
-    request: web.Request, edge: Edge, entry: Entry, title: str, result: str
+    request: web.Request, edge: Edge, entry: Entry, title: str, result: str,
+    *, had_stale: bool = False,
 ) -> web.StreamResponse | None:
+    _status(request, result, had_stale=had_stale, stored=result == "miss")
     done = await send_hit(
         request, entry, str(edge.store.file_path(entry)), ram=edge.ram, live=edge.settings.live
     )
@@ -679,9 +739,12 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         for key in _invalidated(raw, up, request):
             key = proxy_target(key, edge.settings.query_policy)
             edge.negative.drop(key)
-            if await edge.run(edge.store.remove, key):
-                event(log, "invalidated", key=key, method=method)
+            removed = await edge.run(edge.store.remove, key)
+            variants = await edge.run(edge.store.remove_variants, key)
+            if removed or variants:
+                event(log, "invalidated", key=key, method=method, variants=variants)
     edge.stats.request("pass")
+    _status(request, "method" if method not in ("GET", "HEAD") else "bypass", fwd_status=up.status)
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
     return resp

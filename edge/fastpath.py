@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from edge import cachestatus
 from edge.fasthead import parse_head
 from edge.fill import VIA
 from edge.keys import video_path
+from edge.llhls import fast_query
 from edge.serve import cache_control_of, on_disk
 from edge.store import Entry, object_key
 from vcdn import tokens
@@ -412,7 +414,8 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
     """(cache key, title, valid until) of an appliance URL, or None if the full path
     must answer it. Remembered per raw target (token included) by the caller, since a
     player asks for the same URLs over and over."""
-    if "?" in raw:
+    raw, suffix = fast_query(raw)  # LL-HLS directives are part of the key (edge.llhls)
+    if suffix is None:
         return None
     parts = raw.split("/", 4)
     try:
@@ -433,7 +436,7 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
         path = video_path(rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    return object_key(title, path), title, expires
+    return object_key(title, path) + suffix, title, expires
 
 
 def _hit(
@@ -530,7 +533,10 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
 
 def stored_head(entry: Entry, live: bool) -> StoredHead:
     """What every answer from `entry` carries besides the planner's fields, Age and Date."""
-    return StoredHead.of((*entry.headers, ("Via", VIA)), cache_control_of(entry, live))
+    return StoredHead.of(
+        (*entry.headers, ("Via", VIA), ("Cache-Status", cachestatus.HIT)),
+        cache_control_of(entry, live),
+    )
 
 
 def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:

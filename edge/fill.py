@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from edge import freshness
+from edge import freshness, vary
 from edge.forwarding import VIA
 from edge.revalidate import refreshed
 from edge.store import CacheStore, Entry, key_hash
@@ -378,7 +378,11 @@ class Fills:
             event(log, "not_stored", key=fill.key, status=resp.status, reason=why)
             fill.ready.set_result(Pass(resp))
             return
-        draft = self._draft(fill.key, title, path, resp, length)
+        # A Vary response is stored as a variant, keyed by the fields this fill sent.
+        store_key = vary.storage_key(
+            vary.primary_of(fill.key), ", ".join(resp.headers.getall("Vary", [])), request
+        )
+        draft = self._draft(store_key or fill.key, title, path, resp, length)
         try:
             fill.fd = await opening
         except OSError as exc:
@@ -433,10 +437,21 @@ class Fills:
             return
         with contextlib.suppress(FileNotFoundError):
             meta.unlink()
+        await self._supersede(entry)
         fill.finish(entry)
         if self._on_fill is not None:
             self._on_fill(resp.source, written)
         event(log, "filled", key=fill.key, bytes=written, source=resp.source)
+
+    async def _supersede(self, entry: Entry) -> None:
+        """The newest answer for a URL decides whether it varies (§4.1): a plain answer
+        replaces stored variants, a variant replaces a stored plain answer."""
+        primary = vary.primary_of(entry.key)
+        if entry.key == primary:
+            if self.store.variants(primary):
+                await self._run(self.store.remove_variants, primary)
+        elif self.store.get(primary) is not None or self.store.peek(primary) is not None:
+            await self._run(self.store.remove, primary)
 
     async def _resume(
         self, target: Target, draft: Entry, offset: int, length: int, cause: UpstreamError
@@ -511,7 +526,7 @@ class Fills:
                 pass  # complete on disk; wait for the index to confirm below
             polls += 1
             if polls % LOCK_POLL_EVERY == 0 and not self.locks.held_elsewhere(fill.key):
-                entry = await self._run(self.store.lookup, fill.key)
+                entry = await self._run(self.store.lookup, draft.key)
                 if entry is not None:
                     try:
                         same = os.stat(self.store.file_path(entry)).st_ino == os.fstat(fd).st_ino

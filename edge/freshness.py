@@ -52,6 +52,9 @@ COMPUTED: Final = frozenset(
         "server",
         "access-control-allow-origin",
         "access-control-expose-headers",
+        # What the caches before us did with the request that filled us (RFC 9211);
+        # a hit says what we did, and only that.
+        "cache-status",
     }
 )
 #: §3.2: when a 304 updates a stored response, these describe the stored body and stay.
@@ -211,12 +214,8 @@ def storable(
     ):
         return False, "authorization"  # §3.5
     vary = _get(response_headers, "Vary")
-    if vary is not None:
-        fields = {v.strip().lower() for v in vary.split(",") if v.strip()}
-        # We fetch upstream without content negotiation, so a variant chosen only by
-        # Accept-Encoding is the identity one, which every client accepts.
-        if fields - {"accept-encoding"}:
-            return False, "vary"
+    if vary is not None and "*" in {v.strip() for v in vary.split(",")}:
+        return False, "vary *"  # §4.1: matches no later request
     if _get(response_headers, "Content-Range") is not None:
         return False, "partial"
     return True, ""

@@ -23,6 +23,7 @@ from typing import Final, Literal
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from packager.cenc import encrypt_files
 from packager.playlists import parse_media
 
 Scheme = Literal["aes-128", "cenc"]
@@ -100,3 +101,26 @@ def encrypt_rendition(title_dir: Path, playlist: str, key: TitleKey) -> None:
         tmp.replace(seg_path)
         ivs.append(iv)
     path.write_text(keyed_playlist(text, key_uri(key.kid), ivs))
+
+
+def sample_aes_ctr_tag(uri: str) -> str:
+    """The HLS key tag of a CENC (``cenc``) rendition (rfc8216bis SAMPLE-AES-CTR)."""
+    return f'#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI="{uri}",KEYFORMAT="identity"'
+
+
+def cenc_rendition(title_dir: Path, playlist: str, key: TitleKey) -> None:
+    """Encrypt one rendition's init and segments (CENC) in place; its playlist gets one
+    SAMPLE-AES-CTR key tag after the map (the init is not encrypted, only marked)."""
+    path = title_dir / playlist
+    text = path.read_text()
+    media = parse_media(text)
+    if media.map_uri is None or any(s.length is not None for s in media.segments):
+        raise ValueError("CENC needs fMP4 segment files with an init segment")
+    encrypt_files(path.parent / media.map_uri, [path.parent / s.uri for s in media.segments],
+                  key.key, key.kid, secrets.randbits(63))
+    out = []
+    for line in text.splitlines():
+        out.append(line)
+        if line.startswith("#EXT-X-MAP:"):
+            out.append(sample_aes_ctr_tag(key_uri(key.kid)))
+    path.write_text("\n".join(out) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packager import dash
 from packager import manifest as manifest_mod
-from packager.encrypt import TitleKey, encrypt_rendition
+from packager.encrypt import TitleKey, cenc_rendition, encrypt_rendition
 from packager.graph import (
     AUDIO_CHANNELS,
     AUDIO_RATE,
@@ -102,7 +102,8 @@ def package(request: Request, reporter: ReporterFactory) -> Result:
         # AES-128 encrypts whole segment files, which DASH players cannot read.
         if request.options.format == "fmp4" and request.options.encrypt != "aes-128":
             (build_dir / dash.MPD_NAME).write_text(
-                dash_manifest(reports, audio, request.options.segment_seconds)
+                dash_manifest(reports, audio, request.options.segment_seconds,
+                              key.kid if key is not None else None)
             )
         doc = manifest_mod.build(
             title,
@@ -138,7 +139,8 @@ def check_encryptable(options: EncodeOptions) -> None:
 
 
 def dash_manifest(
-    reports: list[RenditionReport], audio: AudioReport | None, segment_seconds: float
+    reports: list[RenditionReport], audio: AudioReport | None, segment_seconds: float,
+    default_kid: bytes | None = None,
 ) -> str:
     """The MPD for the renditions just measured: the same files the playlists name."""
     video = [
@@ -162,7 +164,8 @@ def dash_manifest(
     duration = max(max(r.playlist.duration for r in reports),
                    audio.playlist.duration if audio else 0.0)
     try:
-        return dash.mpd(video, track, duration=duration, segment_seconds=segment_seconds)
+        return dash.mpd(video, track, duration=duration, segment_seconds=segment_seconds,
+                        default_kid=default_kid)
     except dash.DashError as exc:
         raise MediaError(f"cannot write the DASH manifest: {exc}") from None
 
@@ -186,12 +189,16 @@ def _encode(
         run_ffmpeg(argv, log=log, on_progress=progress.update)
     finally:
         progress.finish()
-    if key is not None and key.scheme == "aes-128":
+    if key is not None:
         playlists = [Layout.of(rung, options).playlist for rung in rungs]
         if separate_audio(source, options):
             playlists.append(Layout.audio(options).playlist)
-        for playlist in playlists:
-            encrypt_rendition(out, playlist, key)
+        encrypt = encrypt_rendition if key.scheme == "aes-128" else cenc_rendition
+        try:
+            for playlist in playlists:
+                encrypt(out, playlist, key)
+        except ValueError as exc:  # CencError too: what ffmpeg wrote is not what we expect
+            raise MediaError(f"cannot encrypt {playlist}: {exc}") from None
     audio = None
     if separate_audio(source, options):
         audio = describe_audio(out, Layout.audio(options))

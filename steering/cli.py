@@ -30,7 +30,8 @@ from vcdn.httpserve.server import start_service
 from vcdn.keyreload import KeyWatch, read_keys
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
-from vcdn.tls import CertWatch, add_tls_args, client_connector, tls_overrides
+from vcdn.tls import add_tls_args, tls_overrides
+from vcdn.tls_io import CertWatch, client_connector
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("steering")

@@ -3,7 +3,7 @@
 Answers the ACME server's HTTP-01 requests on a listener of its own (`--http-port`,
 port 80 by default, which is where a public ACME CA validates), then writes the full
 chain and its key atomically (the key readable by its owner only), so a server watching
-the files (`vcdn.tls.CertWatch`) never reads half of either.
+the files (`vcdn.tls_io.CertWatch`) never reads half of either.
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ class ClusterConfig:
     appliance_hosts: tuple[str, ...] = ()  # default 127.0.0.{10+i}
     site_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: SITE_PREFIXES)
     extra_env: Mapping[str, str] = field(default_factory=dict)
-    # HTTPS for control and steering with a local CA (data/tls/ca.pem) that every client
-    # here verifies against; the appliances' video port stays HTTP until the edge's
-    # listener serves TLS.
+    # HTTPS for control and steering (and the origin, for players) with a local CA
+    # (data/tls/ca.pem) that every client here verifies against; the appliances' video
+    # port stays HTTP until the edge's listener serves TLS.
     tls: bool = False
 
 
@@ -149,6 +149,7 @@ class Cluster:
 
         self.control_port = port()
         self.origin_port = port()
+        self.origin_tls_port = port() if config.tls else 0
         self.steering_http_port = port()
         self.steering_dns_port = port(socket.SOCK_DGRAM)
         self.slots: list[ApplianceSlot] = []
@@ -198,6 +199,15 @@ class Cluster:
     @property
     def origin_url(self) -> str:
         return f"http://{self.config.host}:{self.origin_port}"
+
+    @property
+    def player_origin_url(self) -> str:
+        """The origin as steering offers it to players (last resort): HTTPS with --tls.
+        Appliances keep filling over plain HTTP: the edge engine's own upstream client
+        does not read a CA bundle yet."""
+        if self.ca is None:
+            return self.origin_url
+        return f"https://{self.config.host}:{self.origin_tls_port}"
 
     @property
     def steering_url(self) -> str:
@@ -275,6 +285,8 @@ class Cluster:
             vcdn_argv(
                 "origin", "--root", str(self.origin_root),
                 "--host", self.config.host, "--port", str(self.origin_port),
+                *([*self._tls_args(), "--tls-port", str(self.origin_tls_port)]
+                  if self.ca is not None else []),
             ),
             log_path=self.logs / "origin.log",
             # Live pipelines publish with the packager's token; the origin holds its hash.
@@ -290,7 +302,7 @@ class Cluster:
                 "--host", self.config.host,
                 "--dns-port", str(self.steering_dns_port),
                 "--http-port", str(self.steering_http_port),
-                "--origin-url", self.origin_url,
+                "--origin-url", self.player_origin_url,
                 "--default-site", SITES[0],
                 "--answers", str(self.config.answers),
                 "--poll-interval", str(self.config.steering_poll),

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from vcdn import tls
+from vcdn import tls, tls_io
 from vcdn.errors import (
     ClientError,
     Conflict,
@@ -237,7 +237,7 @@ class ControlClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=tls.client_connector(self._ca_bundle)
+                timeout=self._timeout, connector=tls_io.client_connector(self._ca_bundle)
             )
         return self._session
 

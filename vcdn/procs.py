@@ -29,7 +29,7 @@ from typing import IO, Final
 import aiohttp
 
 from vcdn.errors import VcdnError
-from vcdn.tls import client_connector
+from vcdn.tls_io import client_connector
 
 STOP_GRACE: Final = 5.0
 HEALTH_POLL: Final = 0.1

@@ -41,7 +41,7 @@ from vcdn.demo import (
 )
 from vcdn.errors import VcdnError
 from vcdn.summary import render_summary
-from vcdn.tls import client_connector
+from vcdn.tls_io import client_connector
 
 LIVE_TITLE: Final = "live"
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.procstat import cpu_seconds, free_port
 from bench.record import Run
 from vcdn import localca
-from vcdn.tls import client_context
+from vcdn.tls_io import client_context
 
 #: The issue's target for resumed handshakes; full handshakes are shown without one.
 TARGETS = {"resumed": ">= 0.5"}

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from origin.content.fmp4 import BoxError, Track, parse_init, parse_segment, video_track
+from origin.content.livempd import MPD_NAME, live_mpd
 from origin.content.livestate import Kept, expired, judge, media_playlist
 from vcdn.errors import ClientError, Conflict, MediaError
 from vcdn.logs import event
@@ -45,6 +46,8 @@ WAIT_SEGMENTS: Final = 1.5
 #: A cache's copy of a live playlist goes stale this long before the next segment is
 #: due (at most half a segment), so requests from then on wait for the new version.
 HOLD_LEAD_S: Final = 1.0
+#: How long, in segments, a cache may answer with its last playlist when the origin fails.
+STALE_IF_ERROR_SEGMENTS: Final = 5
 #: A revalidation waits for the next version until this many segments after it was due.
 VERSION_SLACK: Final = 0.5
 
@@ -201,8 +204,9 @@ class LiveTitles:
         A cache takes a response to be as old as its ``Date`` (whole seconds) or as the
         time it waited for it (`held`), whichever is more (RFC 9111 §4.2.3), so that age
         is added back: otherwise a version that was waited for would arrive already
-        stale. At least 1 s. ``stale-if-error`` (RFC 5861 §4) for three segments keeps
-        players going through a short origin blip."""
+        stale. At least 1 s. ``stale-if-error`` (RFC 5861 §4) for `STALE_IF_ERROR_SEGMENTS`
+        keeps players going through a short origin blip: an origin restart takes a few
+        seconds, and the copy was already about a segment old when the origin went."""
         state = self._titles.get(title)
         if state is None or state.ended:
             return None
@@ -214,7 +218,8 @@ class LiveTitles:
             stale_at = rend.kept_at + seg - min(HOLD_LEAD_S, seg / 2)
             seen_age = max(now - math.floor(now), held)
             max_age = max(1, math.ceil(stale_at - now + seen_age))
-        return f"public, max-age={max_age}, stale-if-error={math.ceil(3 * seg)}"
+        stale_if_error = math.ceil(STALE_IF_ERROR_SEGMENTS * seg)
+        return f"public, max-age={max_age}, stale-if-error={stale_if_error}"
 
     def _load(self, title: str) -> LiveTitle | None:
         if title in self._titles:
@@ -339,6 +344,7 @@ class LiveTitles:
             gone = rend.kept.pop(old)
             (state.directory / rendition / gone.name).unlink(missing_ok=True)
         self._write_playlist(state, rend)
+        self._write_mpd(state)
         rend.kept_at = time.time()
         self._announce_kept(title, rendition)
         for hook in self.on_kept:
@@ -365,10 +371,19 @@ class LiveTitles:
         text = media_playlist(rend.kept, ev.segment_seconds, window, ended=ev.ended)
         _write_atomic(state.directory / rend.name / "index.m3u8", text.encode())
 
+    def _write_mpd(self, state: LiveTitle) -> None:
+        """The DASH manifest from the same kept segments (`origin.content.livempd`)."""
+        ev = state.event
+        kept = {name: r.kept for name, r in state.renditions.items()}
+        text = live_mpd(ev.renditions, kept, ev.segment_seconds, ev.window, ended=ev.ended,
+                        now=time.time())
+        _write_atomic(state.directory / MPD_NAME, text.encode())
+
     def _finish(self, state: LiveTitle) -> None:
         """The input ended: final playlists, the VOD manifest, the event marked ended."""
         for rend in state.renditions.values():
             self._write_playlist(state, rend)
+        self._write_mpd(state)
         ev = state.event
         _write_atomic(state.directory / EVENT_NAME, json.dumps(encode(ev)).encode())
         files = []

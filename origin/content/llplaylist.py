@@ -104,10 +104,16 @@ class View:
 
     def next_part(self) -> tuple[int, int]:
         """The part a preload hint names: the next one of the open segment, else the first
-        of the segment after the newest kept one."""
+        of the segment after the newest kept one. An open segment whose parts already
+        make a whole segment is about to be kept (its PUT follows its last part), so the
+        next part is the first of the next segment: a hint of a part that never comes
+        would send every player after a 404."""
         open_msn = self.open_msn
         if open_msn is not None:
-            return open_msn, len(self.parts[open_msn])
+            parts = self.parts[open_msn]
+            if sum(p.duration for p in parts) < self.segment_seconds - self.part_target / 2:
+                return open_msn, len(parts)
+            return open_msn + 1, 0
         return self.newest_kept + 1, 0
 
     def report(self, uri: str) -> Report:

@@ -129,7 +129,7 @@ def make_app(
         settings.heartbeat_interval, settings.stale_after_beats, settings.down_after_beats
     )
     app[CATALOG] = CatalogCache()
-    app[http_keys.SIGNING_KEYS] = settings.keys()
+    app[http_keys.SIGNING_KEYS] = http_keys.SigningKeys(settings.keys())
     app[JOBS] = JobState()  # the fill plan itself lives in the store (replicas share it)
     registry = new_registry()
     app[REGISTRY_KEY] = registry

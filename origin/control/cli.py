@@ -30,10 +30,12 @@ from origin.control.store import EnrollmentRecord, Store, open_store, redact
 from origin.control.validate import check_id
 from vcdn.errors import ClientError, ConfigError
 from vcdn.httpserve.server import start_service
+from vcdn.keyreload import KeyWatch, read_keys
 from vcdn.logs import event, setup_logging
 from vcdn.prefixes import check_width
 from vcdn.settings import load_settings
-from vcdn.tls import CertWatch, add_tls_args, tls_overrides
+from vcdn.tls import add_tls_args, tls_overrides
+from vcdn.tls_io import CertWatch
 
 T = TypeVar("T")
 SHUTDOWN_GRACE: Final = 5.0
@@ -267,9 +269,11 @@ def appliance_list(argv: list[str]) -> int:
 async def serve(settings: ControlSettings) -> None:
     from origin.control.app import make_app
     from origin.control.http_common import log
+    from origin.control.http_keys import SIGNING_KEYS
 
+    app = make_app(settings)
     runner, urls, certs = await start_service(
-        make_app(settings),
+        app,
         settings.host,
         settings.port,
         settings.http_limits(),
@@ -277,6 +281,14 @@ async def serve(settings: ControlSettings) -> None:
         shutdown_timeout=SHUTDOWN_GRACE,
     )
     watcher = asyncio.create_task(CertWatch(certs).run()) if certs is not None else None
+    # The key service's signing keys rotate like steering's and the appliances': SIGHUP or
+    # a changed signing_keys_file puts new keys in service without a restart.
+    keys = app[SIGNING_KEYS]
+    key_files = [settings.signing_keys_file] if settings.signing_keys_file else []
+    key_watcher = asyncio.create_task(KeyWatch(
+        lambda: read_keys(settings.signing_keys, settings.signing_keys_file), keys.set,
+        key_files, current=keys.ring,
+    ).run())
     try:
         for url in urls:
             print(f"vcdn control listening on {url} (store: {redact(settings.db)})", flush=True)
@@ -289,6 +301,7 @@ async def serve(settings: ControlSettings) -> None:
         await stop.wait()
         event(log, "stopping")
     finally:
+        key_watcher.cancel()
         if watcher is not None:
             watcher.cancel()
         with contextlib.suppress(Exception):

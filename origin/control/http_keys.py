@@ -53,7 +53,19 @@ MAX_LICENSE_BODY: Final = 4096
 KEY_MEDIA_TYPE: Final = "application/octet-stream"
 PREFIX: Final = "/k/"
 
-SIGNING_KEYS = web.AppKey("control_signing_keys", KeyRing)
+
+
+class SigningKeys:
+    """The URL-signing keys in service; replaced whole on a reload (`vcdn.keyreload`)."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def set(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+
+SIGNING_KEYS = web.AppKey("control_signing_keys", SigningKeys)
 
 routes = web.RouteTableDef()
 
@@ -146,7 +158,7 @@ def _check_token(request: web.Request) -> tuple[str, str] | web.Response:
     if not is_valid_title(title):
         return _denied(request, title, "title id is malformed")
     try:
-        tokens.verify(token, title, request.app[SIGNING_KEYS], time.time())
+        tokens.verify(token, title, request.app[SIGNING_KEYS].ring, time.time())
     except BadToken as exc:
         return _denied(request, title, str(exc))
     return token, title
@@ -192,9 +204,9 @@ async def clearkey(request: web.Request) -> web.Response:
     return resp
 
 
-@routes.get("/k/{tail:.*}")
-@routes.post("/k/{tail:.*}")
-@routes.options("/k/{tail:.*}")
+@routes.get("/k/{tail:[\\s\\S]*}")
+@routes.post("/k/{tail:[\\s\\S]*}")
+@routes.options("/k/{tail:[\\s\\S]*}")
 async def other(request: web.Request) -> web.Response:
     """CORS preflight of a license POST (a JSON body makes the request non-simple); any
     other /k/ request (no token, a path of the wrong shape) gets the same bare 403."""

@@ -20,7 +20,8 @@ from tests.appliance.conftest import (
     until,
 )
 from tests.vcdn.tls_helpers import ca_file, issue, run
-from vcdn.tls import CertPair, server_context
+from vcdn.tls import CertPair
+from vcdn.tls_io import server_context
 
 
 async def _appliance(tmp_path: Path, control_url: str, origin_url: str, **extra: object):  # type: ignore[no-untyped-def]

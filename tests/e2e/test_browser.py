@@ -4,10 +4,12 @@ by the control plane, playing through real appliances."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import statistics
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -304,14 +306,24 @@ LIVE_SOURCE = "lavfi:testsrc2=size=426x240:rate=30[out0];sine=frequency=440:samp
 LIVE_LATENCY_BOUND_S = 6.0
 
 
+#: Longest interruption allowed when the playing appliance dies: the failed loads (one
+#: quick retry) and a fresh start on the next appliance.
+FAILOVER_STALL_BOUND_S = 6.0
+#: Longest wait beyond the origin's outage: the edge's circuit breaker does not ask a
+#: failed upstream again for 5 s, and a player stuck 6 s starts over at the live edge.
+ORIGIN_BLINK_STALL_BOUND_S = 15.0
+
+
 async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     cluster_factory: Any, browser: Any
 ) -> None:
     """`vcdn live` → origin → appliances: ffmpeg reads the live stream through an appliance,
     hls.js plays it with the live badge, and the latency (wall clock minus the program
     date time at the playing position) is measured; SIGKILL of one of two redundant
-    pipelines during playback causes no stall. Live titles are pulled through, so this
-    cluster fills nothing."""
+    pipelines during 20 s of playback causes no stall. Then the playing appliance is
+    SIGKILLed (the player fails over along steering's list within a bound) and the origin
+    blinks (stale-if-error carries the player through). Live titles are pulled through,
+    so this cluster fills nothing."""
     cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
     # Two redundant pipelines on the same source; one is killed during playback below.
     pipelines = [
@@ -339,7 +351,7 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
         assert victim.process is not None
         victim.process.kill()  # SIGKILL: the other pipeline's segments carry on
         await page.wait_for_function(
-            "window.vcdnPlayer.latencies.length >= 24 || window.vcdnPlayer.fatal.length > 0",
+            "window.vcdnPlayer.latencies.length >= 40 || window.vcdnPlayer.fatal.length > 0",
             timeout=60_000,
         )
     except Exception as exc:
@@ -359,12 +371,75 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     print(f"live latency p50 {latency:.2f} s over {len(state['latencies'])} samples")
     assert 0 < latency <= LIVE_LATENCY_BOUND_S, state["latencies"]
     await page.screenshot(path=str(artifacts() / "player-live.png"))
+
+    await _appliance_dies(cluster, page)
+    await _origin_blinks(cluster, page)
     await page.close()
+
+
+async def _appliance_dies(cluster: Cluster, page: Any) -> None:
+    """SIGKILL the appliance the player is on: it moves to the next URL steering ranked and
+    plays on from there, interrupted no longer than the bound."""
+    state = await page.evaluate("window.vcdnPlayer")
+    playing_on = urlsplit(state["urls"][state["index"]]).netloc
+    slot = next(s for s in cluster.slots if s.netloc == playing_on)
+    assert slot.proc is not None and slot.proc.process is not None
+    seen = len(page.requests)
+    slot.proc.process.kill()
+    try:
+        await page.wait_for_function(
+            "(window.vcdnPlayer.failovers >= 1 && window.vcdnPlayer.stalls ==="
+            " window.vcdnPlayer.stallSeconds.length && window.vcdnPlayer.playing)"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+        await asyncio.sleep(4)  # and it keeps playing from the next appliance
+    except Exception as exc:
+        raise AssertionError(f"no failover: {exc}\n{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == 1 and state["playing"]
+    assert state["urls"][state["index"]] == state["urls"][state["failed"][0] + 1]
+    after = {urlsplit(u).netloc for u in page.requests[seen:] if u.endswith(".m4s")}
+    assert after and playing_on not in after and after <= appliance_hosts(cluster), after
+    longest = max(state["stallSeconds"], default=0.0)
+    print(f"failover from {playing_on}: interrupted {longest:.1f} s")
+    assert longest <= FAILOVER_STALL_BOUND_S, await page.inner_text("#log")
+
+
+async def _origin_blinks(cluster: Cluster, page: Any) -> None:
+    """The origin is SIGKILLed and started again on the same port (a few seconds away):
+    the appliance answers the playlist from what it holds (stale-if-error), the pipeline
+    sends what it could not, and the player goes on without an error or another failover
+    (it may wait once its buffer runs dry: no new segment exists anywhere meanwhile)."""
+    before = await page.evaluate("window.vcdnPlayer")
+    assert cluster.origin is not None and cluster.origin.process is not None
+    gone = time.monotonic()
+    cluster.origin.process.kill()
+    await cluster.origin.process.wait()
+    await cluster.origin.start()
+    await cluster.origin.wait_healthy()
+    outage = time.monotonic() - gone
+    try:
+        await page.wait_for_function(
+            f"(window.vcdnPlayer.latencies.length >= {len(before['latencies']) + 12}"
+            " && window.vcdnPlayer.stalls === window.vcdnPlayer.stallSeconds.length)"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"after the origin blink: {exc}\n"
+                             f"{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == before["failovers"], \
+        await page.inner_text("#log")
+    waited = state["stallSeconds"][len(before["stallSeconds"]):]
+    print(f"origin away {outage:.1f} s: the player waited {waited} s")
+    assert state["playing"] and sum(waited) <= outage + ORIGIN_BLINK_STALL_BOUND_S
 
 
 # --- Encrypted titles: packaged against this cluster's control plane (the key service) ---
 
-ENCRYPTED = {"aes-128": "enc-aes"}
+ENCRYPTED = {"aes-128": "enc-aes", "cenc": "enc-cenc"}
 
 
 @pytest.fixture(scope="module")
@@ -410,6 +485,16 @@ NO_RETRY_PLAY = """(url) => new Promise((resolve) => {
 })"""
 
 
+# dash.js on one MPD with the given ClearKey licence URL; resolves with its first error.
+DASH_LICENCE_PLAY = """([url, licence]) => new Promise((resolve) => {
+    const p = dashjs.MediaPlayer().create();
+    p.setProtectionData({ "org.w3.clearkey": { serverURL: licence } });
+    p.on(dashjs.MediaPlayer.events.ERROR, (e) => resolve(String((e.error || {}).code)));
+    p.initialize(document.getElementById("video"), url, true);
+    setTimeout(() => resolve("no error in 20 s"), 20000);
+})"""
+
+
 async def ffmpeg_decode(url: str) -> subprocess.CompletedProcess[str]:
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "4", "-f", "null", "-"]
     return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
@@ -440,7 +525,8 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
             location = resp.headers["Location"]
         assert location.startswith(f"{cluster.control_url}/k/")
         async with session.get(f"{base}/keys/{kid}") as resp:
-            assert resp.status == 200 and len(await resp.read()) == 16
+            key = await resp.read()
+            assert resp.status == 200 and len(key) == 16
         # No token, another title's token, a forged one: 403 and no key, at either door.
         token = urlsplit(master).path.split("/")[2]
         other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
@@ -466,6 +552,13 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
     assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
     await page.close()
 
+    # No process of the cluster (control, origin, steering, appliances) logged the key.
+    forms = [key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
+             base64.urlsafe_b64encode(key).rstrip(b"=").decode()]
+    for log in cluster.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not any(f in text for f in forms), log
+
     # hls.js whose key request carries another title's token gets 403 and cannot play.
     page = await browser.new_page()
     statuses: list[int] = []
@@ -483,4 +576,82 @@ async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
     assert "keyLoadError" in fatal, fatal
     assert await page.evaluate("document.getElementById('video').currentTime") == 0
     assert statuses and set(statuses) == {403}, statuses
+    await page.close()
+
+
+@pytest.mark.parametrize("player", ["dash", "shaka"])
+async def test_cenc_title_plays_with_clearkey_through_eme_and_not_without_a_license(
+    module_cluster: Cluster, browser: Any, encrypted_titles: dict[str, str], player: str
+) -> None:
+    cluster = module_cluster
+    title = encrypted_titles["cenc"]
+    answer = await steered(cluster, title)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(answer["dash"][0]) as resp:
+            mpd = await resp.text()
+    assert 'value="cenc" cenc:default_KID="' in mpd and "e2719d58-a985-b3c9" in mpd
+    page = await open_player(browser, cluster, title=title, protocol=player)
+    state = await played(page, 3.0)
+    assert state["failovers"] == 0
+    licenses = [u for u in page.requests if u.endswith("/keys/clearkey")]
+    assert licenses and all("/s/" in u for u in licenses), page.requests
+    assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
+    await page.close()
+    if player != "dash":
+        return
+    # dash.js whose licence URL carries another title's token: 403, no key, nothing plays.
+    other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+    mpd_url = answer["dash"][0]
+    token = urlsplit(mpd_url).path.split("/")[2]
+    page = await browser.new_page()
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "clearkey" in r.url else None)
+    await page.goto(f"{cluster.control_url}/static/style.css")  # the control plane's origin
+    await page.set_content('<video id="video" muted></video>')
+    await page.add_script_tag(url=f"{cluster.control_url}/static/dash.js")
+    licence = mpd_url.replace(token, other, 1).rsplit("/", 1)[0] + "/keys/clearkey"
+    error = await page.evaluate(DASH_LICENCE_PLAY, [mpd_url, licence])
+    assert error != "no error in 20 s", error
+    await asyncio.sleep(1.0)  # time to show frames, had any been decrypted
+    frames = await page.evaluate(
+        "document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+    assert frames == 0, frames
+    assert 403 in statuses and 200 not in statuses, statuses
+    await page.close()
+
+
+async def test_dashjs_plays_the_live_event_from_its_dynamic_mpd_through_an_appliance(
+    cluster_factory: Any, browser: Any
+) -> None:
+    """The origin's dynamic manifest.mpd (same segments as HLS) in dash.js through an
+    appliance: it plays live, its position is wall-clock time (the epoch timeline), and it
+    keeps within the MPD's suggested delay plus a segment or two. Video only: dash.js does
+    not play a rendition that carries its sound in the same file."""
+    if not (ROOT / "node_modules" / "dashjs" / "dist").exists():
+        need("dashjs", "`make install` runs `npm ci`, which installs it into node_modules/")
+    cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
+    await cluster.start_live("live", segment_seconds=2.0, ladder="240,144",
+                             source="lavfi:testsrc2=size=426x240:rate=30", preset="ultrafast")
+    async with aiohttp.ClientSession() as session:
+        await wait_live(session, cluster, "live", within=90)
+    page = await open_player(browser, cluster, title="live", protocol="dash")
+    try:
+        await page.wait_for_function(
+            "window.vcdnPlayer.fragments.length >= 8 || window.vcdnPlayer.fatal.length > 0",
+            timeout=60_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"dash.js live: {exc}\n{await page.inner_text('#log')}\n"
+                             f"{page.console[-10:]}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == 0, await page.inner_text("#log")
+    behind = await page.evaluate(
+        "Date.now() / 1000 - document.getElementById('video').currentTime")
+    print(f"dash.js live: {behind:.1f} s behind the wall clock")
+    assert 0 < behind <= 3 * 2.0 + 6, behind  # suggestedPresentationDelay, plus slack
+    assert sum(state["stallSeconds"]) < 1.0, await page.inner_text("#log")
+    mpds = [u for u in page.requests if u.endswith("/live/manifest.mpd")]
+    assert len(mpds) >= 2 and all("/s/" in u for u in mpds)  # reloaded: a dynamic MPD
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
     await page.close()

@@ -101,7 +101,8 @@ async def test_registration_over_https_verifies_the_control_plane(
     import trustme
 
     from tests.vcdn.tls_helpers import ca_file, issue
-    from vcdn.tls import CertPair, server_context
+    from vcdn.tls import CertPair
+    from vcdn.tls_io import server_context
 
     ca = trustme.CA()
     leaf = issue(ca, tmp_path, "127.0.0.1")

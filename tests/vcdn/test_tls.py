@@ -18,7 +18,8 @@ from vcdn.control_client import ControlClient
 from vcdn.errors import ConfigError, UpstreamError
 from vcdn.httplimits import HttpLimits
 from vcdn.httpserve.server import start_service
-from vcdn.tls import CertPair, CertWatch, TlsOptions, cert_pairs, client_context, pick
+from vcdn.tls import CertPair, TlsOptions, cert_pairs, pick
+from vcdn.tls_io import CertWatch, client_context
 
 
 def _app() -> web.Application:

@@ -24,7 +24,8 @@ from aiohttp import web
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits, install
 from vcdn.logs import event
-from vcdn.tls import CertStore, CertWatch, TlsOptions, listener
+from vcdn.tls import TlsOptions
+from vcdn.tls_io import CertStore, CertWatch, listener
 
 log = logging.getLogger("vcdn.httpserve")
 SHUTDOWN_TIMEOUT: Final = 5.0
@@ -49,7 +50,7 @@ async def start(
 
     `on_server` sees aiohttp's low-level server before the first connection (e.g. to
     install `vcdn.httpserve.hot.install_fast_path`). With `ssl_context` the listener
-    speaks HTTPS (`vcdn.tls.CertStore.context`); `add_site` adds a second listener.
+    speaks HTTPS (`vcdn.tls_io.CertStore.context`); `add_site` adds a second listener.
     """
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **limits.runner_args())
     await runner.setup()

@@ -174,3 +174,56 @@ async def test_a_key_never_appears_in_any_log_record(
         text = f"{record.getMessage()} {getattr(record, 'fields', '')} {record.args}"
         assert not any(f in text for f in forms), record
     assert TOKENS["packager"] not in caplog.text
+
+
+def test_a_running_control_reloads_its_signing_keys_on_sighup(tmp_path) -> None:
+    """Rotation reaches the key service without a restart, as it does steering and edges."""
+    import os
+    import signal
+    import urllib.error
+    import urllib.request
+
+    from tests.origin.control.conftest import BOOTSTRAP
+    from tests.origin.control.server import start_control
+
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("k1:key-service-test-secret-0123\n")
+    settings = tmp_path / "control.toml"
+    settings.write_text(f'signing_keys_file = "{keys_file}"\n')
+    server = start_control(f"sqlite:///{tmp_path}/c.db", BOOTSTRAP, tmp_path,
+                           "--config", str(settings))
+
+    def status(url: str, **kw: Any) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, **kw), timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        body = b'{"scheme": "aes-128", "key": "' + KEY.encode() + b'"}'
+        assert status(f"{server.url}/api/v1/titles/t1/keys/{KID}", data=body, method="PUT",
+                      headers={"Authorization": f"Bearer {TOKENS['packager']}",
+                               "Content-Type": "application/json"}) == 201
+        new = b"k2:a-rotated-signing-secret-456"
+        k2 = tokens.sign("t1", key_id="k2", key=new[3:], expires=int(time.time() + 60))
+        assert status(f"{server.url}/k/{token('t1')}/t1/{KID}") == 200
+        assert status(f"{server.url}/k/{k2}/t1/{KID}") == 403
+        keys_file.write_text(new.decode() + "\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while status(f"{server.url}/k/{k2}/t1/{KID}") != 200:
+            assert time.monotonic() < deadline, "the new key never came into service"
+            time.sleep(0.1)
+        assert status(f"{server.url}/k/{token('t1')}/t1/{KID}") == 403  # k1 is gone
+    finally:
+        assert server.stop() == 0, (tmp_path / "control.stderr").read_text()
+    assert KEY not in (tmp_path / "control.stderr").read_text()
+
+
+@pytest.mark.parametrize("path", ["/k/t1/" + KID, "/k/%0A", "/k/a%0Ab/t1/" + KID, "/k/"])
+async def test_any_other_key_service_path_is_a_bare_403(keyed: Api, path: str) -> None:
+    for method in ("GET", "POST"):
+        resp = await keyed.client.request(method, path)
+        assert resp.status == 403, (method, path, resp.status)
+        assert await resp.read() == b""
