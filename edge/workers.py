@@ -62,7 +62,8 @@ async def start_edge(
     The appliance passes its own drain timeout as `shutdown_timeout`.
     """
     from edge.app import EDGE_KEY
-    from edge.fastpath import FastSite, install_request_fast_path
+    from edge.fastpath import install_request_fast_path
+    from edge.hitproto import FastSite
 
     limits = settings.http_limits()
     grace = DRAIN_SECONDS if shutdown_timeout is None else shutdown_timeout
