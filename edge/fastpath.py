@@ -28,13 +28,13 @@ from edge import cachestatus
 from edge.fill import VIA
 from edge.keys import video_path
 from edge.llhls import fast_query
-from edge.serve import cache_control_of, on_disk
+from edge.serve import cache_control_of, on_disk, read_small
 from edge.store import Entry, object_key
 from vcdn import tokens
-from vcdn.errors import VcdnError
+from vcdn.errors import NotFound, VcdnError
 from vcdn.httpserve.hot import AlreadySent, install_hook
-from vcdn.httpserve.plan import Plan, plan_response
-from vcdn.httpserve.send import direct_socket, send_direct
+from vcdn.httpserve.plan import Plan, plan_stored
+from vcdn.httpserve.send import direct_socket, read_spans, send_direct
 from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
 from vcdn.titles import is_valid_title
 
@@ -167,14 +167,7 @@ def _hit(
     else:
         if entry.cache_control and "no-cache" in entry.cache_control:
             return None
-        plan = plan_response(
-            method,
-            hdrs,
-            size=entry.size,
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            content_type=entry.content_type,
-        )
+        plan = plan_stored(method, hdrs, entry)
         from_disk = plan.has_body and entry.size > edge.ram.object_max
         if plan.content_length > FAST_BODY or (
             allow_large and from_disk and plan.content_length >= DIRECT_MIN
@@ -221,7 +214,7 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
     body = edge.ram.get(entry.file)
     if body is not None:
         return body if on_disk(path) else None
-    body = _read(path, entry.size)
+    body = read_small(path, entry.size)
     if body is not None:
         edge.ram.put(entry.file, body)
     return body
@@ -249,38 +242,19 @@ def _tail(age: float, now: float, keep_alive: bool) -> bytes:
     return head_tail(now, age=age, keep_alive=keep_alive)
 
 
-def _pread_spans(path: str, plan: Any) -> bytes | None:
+def _pread_spans(path: str, plan: Plan) -> bytes | None:
+    """The planned spans read from disk (`vcdn.httpserve.send.read_spans`); None if the
+    file went or is shorter than planned."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
-        if plan.multipart is None:
-            r = plan.spans[0]
-            data = os.pread(fd, r.length, r.first)
-            return data if len(data) == r.length else None
-        out = []
-        for part in plan.multipart.parts:
-            data = os.pread(fd, part.range.length, part.range.first)
-            if len(data) != part.range.length:
-                return None
-            out += (part.header, data)
-        out.append(plan.multipart.trailer)
-        return b"".join(out)
-    finally:
-        os.close(fd)
-
-
-def _read(path: str, size: int) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        return read_spans(fd, plan)
+    except NotFound:
         return None
-    try:
-        data = os.pread(fd, size + 1, 0)
     finally:
         os.close(fd)
-    return data if len(data) == size else None
 
 
 async def _send_large(

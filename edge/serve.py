@@ -22,7 +22,7 @@ from edge.store import Entry
 from edge.upstream import UpstreamResponse
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS
-from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.plan import Plan, plan_stored
 from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.send import SEND_TIMEOUT, send_bytes, send_file
 
@@ -59,18 +59,11 @@ async def send_hit(
     if body is not None and not on_disk(path):
         return None  # purged or evicted by another worker: RAM must not outlive the disk
     if body is None and entry.size <= ram.object_max:
-        body = _read_small(path, entry.size)
+        body = read_small(path, entry.size)
         if body is None:
             return None
         ram.put(entry.file, body)
-    plan = plan_response(
-        request.method,
-        request.headers,
-        size=entry.size,
-        etag=entry.etag,
-        last_modified=entry.last_modified,
-        content_type=entry.content_type,
-    )
+    plan = plan_stored(request.method, request.headers, entry)
     if body is not None:
         resp = await send_bytes(
             request,
@@ -113,7 +106,7 @@ def on_disk(path: str) -> bool:
     return True
 
 
-def _read_small(path: str, size: int) -> bytes | None:
+def read_small(path: str, size: int) -> bytes | None:
     """A small object's bytes (page cache, microseconds); None if gone or not whole."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -140,14 +133,7 @@ def _response(plan: Plan, headers: Iterable[tuple[str, str]]) -> web.StreamRespo
 
 
 def plan_for(request: web.Request, draft: Entry, size: int) -> Plan:
-    return plan_response(
-        request.method,
-        request.headers,
-        size=size,
-        etag=draft.etag,
-        last_modified=draft.last_modified,
-        content_type=draft.content_type,
-    )
+    return plan_stored(request.method, request.headers, draft, size)
 
 
 async def send_tail(

@@ -40,7 +40,7 @@ from aiohttp.http import HttpVersion11
 
 from vcdn.errors import VcdnError
 from vcdn.httpserve.middleware import CLIENT_CLOSED
-from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.plan import Plan, plan_stored
 from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.send import (
     SEND_TIMEOUT,
@@ -88,14 +88,7 @@ class HotEntry:
         return len(self.head) + len(self.stored.fixed) + (len(self.body) if self.body else 0) + 200
 
     def plan(self, method: str, headers: Any) -> Plan:
-        return plan_response(
-            method,
-            headers,
-            size=self.size,
-            etag=self.etag,
-            last_modified=self.last_modified,
-            content_type=self.content_type,
-        )
+        return plan_stored(method, headers, self)
 
 
 def build_entry(
