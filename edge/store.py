@@ -528,7 +528,13 @@ class CacheStore:
                 self._db.execute("DELETE FROM objects WHERE id = ?", (entry.id,))
                 _unlink(part)
                 raise StoreError(f"Cannot store {draft.key!r}: {exc.strerror}.") from None
-            self._db.execute("UPDATE objects SET state = 'ready' WHERE id = ?", (entry.id,))
+            ready = self._db.execute(
+                "UPDATE objects SET state = 'ready' WHERE id = ?", (entry.id,)
+            ).rowcount
+            if not ready:
+                # A purge removed the pending row while the file was being renamed.
+                _unlink(final)
+                raise Purged(f"{draft.key!r} was purged while it was being published.")
             self._remember(entry)
             return entry
 
