@@ -33,7 +33,13 @@ from edge import cachestatus, forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
-from edge.llhls import BadDirective, playlist_key, refused_directive
+from edge.llhls import (
+    BadDirective,
+    blocking_key,
+    playlist_key,
+    refused_directive,
+    shared_refusal,
+)
 from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
@@ -86,12 +92,26 @@ class Edge:
         #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
         self.fast_routes: dict[str, tuple[str, str, float]] = {}
         self.negative = NegativeCache()
+        #: The store's purge generation this worker's memory is consistent with.
+        self._generation = self.store.generation.read()
         #: Whole fills started behind a range pass-through (kept so they are not lost).
         self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
         self.fills: Fills | None = None
+
+    def check_purges(self) -> None:
+        """Before answering anything: if some process purged or invalidated objects since
+        we last looked (`edge.generation`), drop what this worker holds beyond the index:
+        RAM copies, kept error answers, and fills a new request could still join."""
+        current = self.store.generation.read()
+        if current != self._generation:
+            self._generation = current
+            self.ram.clear()
+            self.negative.clear()
+            if self.fills is not None:
+                self.fills.detach()
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
         """New signing keys (a reload): forget the fast path's verified URLs with the old."""
@@ -186,7 +206,7 @@ def make_app(
     app = web.Application(middlewares=[_errors_middleware])
     the_edge = edge or Edge(settings)
     app[EDGE_KEY] = the_edge
-    app[REGISTRY_KEY] = the_edge.registry
+    app[REGISTRY_KEY] = the_edge.stats.scrape
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await the_edge.start(upstreams)
@@ -346,6 +366,7 @@ async def serve(
     `catalog`: the object belongs to a title this appliance serves (a whole fill on a range
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
+    edge.check_purges()
     stats = edge.stats
     # What a fill for this request sends upstream: Vary variants are chosen by it.
     sent = _fill_headers(request, edge) or {"Via": VIA}
@@ -441,7 +462,11 @@ async def serve(
         resp, sent = await relay(request, outcome.response)
         stats.sent_bytes(outcome.response.source, sent)
         return resp
-    # The fill turned out not storable and another waiter took its response: ask ourselves.
+    # The fill turned out not storable and another waiter took its response: ask ourselves,
+    # unless it is keeping the refusal of a blocking playlist request (edge.llhls).
+    if blocking_key(key) and (kept := await shared_refusal(edge.negative, key)) is not None:
+        stats.request("negative", title)
+        return _negative_response(request, kept)
     assert edge.chain is not None
     up = await edge.chain.fetch("GET", target, _forward_headers(request))
     _status(request, "pass", fwd_status=up.status)

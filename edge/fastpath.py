@@ -62,6 +62,8 @@ _CONDITIONAL: Final = frozenset(
 #: entries never go stale, they only stop being asked for.
 _HEADS: dict[tuple[str, float, str], tuple[bytes, int]] = {}
 _HEADS_MAX: Final = 50_000
+#: The fixed part of every answer's head, by (object file, response time), likewise.
+_STORED: dict[tuple[str, float], StoredHead] = {}
 #: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
 _ROUTES_MAX: Final = 100_000
 
@@ -70,6 +72,7 @@ class FastProtocol(asyncio.Protocol):
     __slots__ = (
         "_blocked",
         "_buf",
+        "_closing",
         "_drained",
         "_edge",
         "_head_timeout",
@@ -103,6 +106,8 @@ class FastProtocol(asyncio.Protocol):
         #: Reading stopped until the client reads what was written (pipelining).
         self._blocked = False
         self._drained: asyncio.Future[None] | None = None
+        #: aiohttp asked us to stop (a shutdown): the answer under way ends, no more.
+        self._closing = False
         #: A dup of the connection's socket for direct writes (None until the first).
         self._out: socket.socket | None = None
         self.transport: asyncio.Transport | None = None
@@ -110,11 +115,14 @@ class FastProtocol(asyncio.Protocol):
     # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
 
     def close(self) -> None:
-        if self.transport is not None:
+        """aiohttp's meaning: no further request; an answer under way is finished first."""
+        self._closing = True
+        if self.transport is not None and self._sending is None:
             self.transport.close()
 
     def force_close(self) -> None:
-        self.close()
+        if self.transport is not None:
+            self.transport.close()
 
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp API)
         if self._sending is not None:
@@ -123,7 +131,7 @@ class FastProtocol(asyncio.Protocol):
                 await asyncio.wait_for(asyncio.shield(self._sending), timeout)
             except (TimeoutError, asyncio.CancelledError):
                 pass
-        self.close()
+        self.force_close()
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -192,6 +200,8 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._closing:
+            return
         if self._sending is None and not self._blocked:
             self._process()
 
@@ -320,7 +330,7 @@ class FastProtocol(asyncio.Protocol):
             self._sending = None
         if self.transport is None:
             return
-        if not keep_alive:
+        if not keep_alive or self._closing:
             self.transport.close()
             return
         self._last = asyncio.get_running_loop().time()
@@ -375,6 +385,7 @@ def answer(
 ) -> bytes | Large | None:
     """The whole response to a GET/HEAD if it is a fresh small hit this worker holds;
     with `allow_large`, a `Large` for a fresh hit with a bigger body."""
+    edge.check_purges()
     settings = edge.settings
     now = time.time()
     if settings.mode == "proxy":
@@ -529,7 +540,13 @@ def stored_head(entry: Entry, live: bool) -> StoredHead:
 
 
 def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:
-    return head_prefix(plan, stored_head(entry, live))
+    key = (entry.file, entry.response_time)
+    stored = _STORED.get(key)
+    if stored is None:
+        if len(_STORED) >= _HEADS_MAX:
+            _STORED.clear()
+        stored = _STORED[key] = stored_head(entry, live)
+    return head_prefix(plan, stored)
 
 
 def _tail(age: float, now: float, keep_alive: bool) -> bytes:
