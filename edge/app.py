@@ -29,11 +29,17 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import forwarding, freshness, targeted, vary
+from edge import cachestatus, forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
-from edge.llhls import BadDirective, playlist_key, refused_directive
+from edge.llhls import (
+    BadDirective,
+    blocking_key,
+    playlist_key,
+    refused_directive,
+    shared_refusal,
+)
 from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
@@ -84,12 +90,26 @@ class Edge:
         #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
         self.fast_routes: dict[str, tuple[str, str, float]] = {}
         self.negative = NegativeCache()
+        #: The store's purge generation this worker's memory is consistent with.
+        self._generation = self.store.generation.read()
         #: Whole fills started behind a range pass-through (kept so they are not lost).
         self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
         self.fills: Fills | None = None
+
+    def check_purges(self) -> None:
+        """Before answering anything: if some process purged or invalidated objects since
+        we last looked (`edge.generation`), drop what this worker holds beyond the index:
+        RAM copies, kept error answers, and fills a new request could still join."""
+        current = self.store.generation.read()
+        if current != self._generation:
+            self._generation = current
+            self.ram.clear()
+            self.negative.clear()
+            if self.fills is not None:
+                self.fills.detach()
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
         """New signing keys (a reload): forget the fast path's verified URLs with the old."""
@@ -171,6 +191,9 @@ class Edge:
 
 
 EDGE_KEY: Final = web.AppKey("vcdn_edge", Edge)
+#: This edge's Cache-Status entry for the answer (RFC 9211), set where the outcome is
+#: decided and added to the head by `_add_cache_status`.
+CACHE_STATUS: Final = web.RequestKey("vcdn_cache_status", str)
 
 
 def make_app(
@@ -181,7 +204,7 @@ def make_app(
     app = web.Application(middlewares=[_errors_middleware])
     the_edge = edge or Edge(settings)
     app[EDGE_KEY] = the_edge
-    app[REGISTRY_KEY] = the_edge.registry
+    app[REGISTRY_KEY] = the_edge.stats.scrape
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await the_edge.start(upstreams)
@@ -191,6 +214,7 @@ def make_app(
         await the_edge.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_add_cache_status)
     app.on_response_prepare.append(_server_field)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_handler)
@@ -204,6 +228,17 @@ async def _server_field(_request: web.Request, response: web.StreamResponse) -> 
     response.headers["Server"] = SERVER
 
 
+async def _add_cache_status(request: web.Request, response: web.StreamResponse) -> None:
+    ours = request.get(CACHE_STATUS)
+    if ours is not None:
+        prior = response.headers.get("Cache-Status")
+        response.headers["Cache-Status"] = cachestatus.append(prior, ours)
+
+
+def _status(request: web.Request, result: str, **kw: Any) -> None:
+    request[CACHE_STATUS] = cachestatus.value(result, **kw)
+
+
 @web.middleware
 async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     # Head and body limits are the listener's (`vcdn.httplimits`), before any routing.
@@ -213,6 +248,8 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return _denied(request, str(exc))
     except UpstreamError as exc:
         request.app[EDGE_KEY].stats.request("error")
+        if CACHE_STATUS not in request:
+            _status(request, "miss", detail="upstream-failed")
         status = 504 if isinstance(exc, UpstreamTimeout) else 502
         event(log, "upstream_failed", logging.WARNING, path=request.path, error=str(exc))
         return error_response(status, "upstream_failed", str(exc))
@@ -327,6 +364,7 @@ async def serve(
     `catalog`: the object belongs to a title this appliance serves (a whole fill on a range
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
+    edge.check_purges()
     stats = edge.stats
     # What a fill for this request sends upstream: Vary variants are chosen by it.
     sent = _fill_headers(request, edge) or {"Via": VIA}
@@ -360,11 +398,13 @@ async def serve(
         # §5.2.1.7: nothing fresh stored, and the client (often a peer) forbids going
         # upstream for it.
         stats.request("miss", title)
+        _status(request, "none", detail="only-if-cached")
         return error_response(504, "not_cached", "Not in this cache (only-if-cached).")
     if stale is None:
         negative = edge.negative.get(key, time.time())
         if negative is not None:
             stats.request("negative", title)
+            _status(request, "negative")
             return _negative_response(request, negative)
         if (
             (request.method == "HEAD" or "Range" in request.headers)
@@ -392,12 +432,13 @@ async def serve(
         outcome = None
     if isinstance(outcome, Entry):
         result = "revalidated" if stale is not None and outcome.id == stale.id else "miss"
-        done = await _hit(request, edge, outcome, title, result)
+        done = await _hit(request, edge, outcome, title, result, had_stale=stale is not None)
         if done is None:
             raise FillFailed(f"The object {key!r} vanished right after its fill.")
         return done
     if isinstance(outcome, Tail):
         stats.request("miss", title)
+        _status(request, "miss", had_stale=stale is not None, stored=True)
         return await _serve_tail(request, edge, outcome, target)
     if isinstance(outcome, Pass) and outcome.response.status >= 500 and usable_on_error:
         assert stale is not None
@@ -411,15 +452,22 @@ async def serve(
         kept = await _keep_negative(edge, key, request, outcome.response)
         if kept is not None:
             stats.request("pass", title)
+            _status(request, "miss", fwd_status=kept.status, stored=True)
             return _negative_response(request, kept)
     stats.request("pass", title)
     if isinstance(outcome, Pass):
+        _status(request, "pass", had_stale=stale is not None, fwd_status=outcome.response.status)
         resp, sent = await relay(request, outcome.response)
         stats.sent_bytes(outcome.response.source, sent)
         return resp
-    # The fill turned out not storable and another waiter took its response: ask ourselves.
+    # The fill turned out not storable and another waiter took its response: ask ourselves,
+    # unless it is keeping the refusal of a blocking playlist request (edge.llhls).
+    if blocking_key(key) and (kept := await shared_refusal(edge.negative, key)) is not None:
+        stats.request("negative", title)
+        return _negative_response(request, kept)
     assert edge.chain is not None
     up = await edge.chain.fetch("GET", target, _forward_headers(request))
+    _status(request, "pass", fwd_status=up.status)
     resp, sent = await relay(request, up)
     stats.sent_bytes(up.source, sent)
     return resp
@@ -508,6 +556,7 @@ async def _range_pass(
             edge.background.add(task)
             task.add_done_callback(edge.background.discard)
     edge.stats.request("pass", title)
+    _status(request, "range", fwd_status=up.status)
     event(log, "range_passed", key=key, status=up.status)
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
@@ -582,8 +631,10 @@ def _policy(entry: Entry) -> freshness.Policy:
 
 
 async def _hit(
-    request: web.Request, edge: Edge, entry: Entry, title: str, result: str
+    request: web.Request, edge: Edge, entry: Entry, title: str, result: str,
+    *, had_stale: bool = False,
 ) -> web.StreamResponse | None:
+    _status(request, result, had_stale=had_stale, stored=result == "miss")
     done = await send_hit(
         request, entry, str(edge.store.file_path(entry)), ram=edge.ram, live=edge.settings.live
     )
@@ -693,6 +744,7 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
             if removed or variants:
                 event(log, "invalidated", key=key, method=method, variants=variants)
     edge.stats.request("pass")
+    _status(request, "method" if method not in ("GET", "HEAD") else "bypass", fwd_status=up.status)
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
     return resp

@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from edge import cachestatus
 from edge.fasthead import parse_head
 from edge.fill import VIA
 from edge.keys import video_path
+from edge.llhls import fast_query
 from edge.serve import cache_control_of, on_disk
 from edge.store import Entry, object_key
 from vcdn import tokens
@@ -60,6 +62,8 @@ _CONDITIONAL: Final = frozenset(
 #: entries never go stale, they only stop being asked for.
 _HEADS: dict[tuple[str, float, str], tuple[bytes, int]] = {}
 _HEADS_MAX: Final = 50_000
+#: The fixed part of every answer's head, by (object file, response time), likewise.
+_STORED: dict[tuple[str, float], StoredHead] = {}
 #: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
 _ROUTES_MAX: Final = 100_000
 
@@ -68,6 +72,7 @@ class FastProtocol(asyncio.Protocol):
     __slots__ = (
         "_blocked",
         "_buf",
+        "_closing",
         "_drained",
         "_edge",
         "_head_timeout",
@@ -101,6 +106,8 @@ class FastProtocol(asyncio.Protocol):
         #: Reading stopped until the client reads what was written (pipelining).
         self._blocked = False
         self._drained: asyncio.Future[None] | None = None
+        #: aiohttp asked us to stop (a shutdown): the answer under way ends, no more.
+        self._closing = False
         #: A dup of the connection's socket for direct writes (None until the first).
         self._out: socket.socket | None = None
         self.transport: asyncio.Transport | None = None
@@ -108,11 +115,14 @@ class FastProtocol(asyncio.Protocol):
     # --- what aiohttp's Server expects of a connection (shutdown, close) ---------------
 
     def close(self) -> None:
-        if self.transport is not None:
+        """aiohttp's meaning: no further request; an answer under way is finished first."""
+        self._closing = True
+        if self.transport is not None and self._sending is None:
             self.transport.close()
 
     def force_close(self) -> None:
-        self.close()
+        if self.transport is not None:
+            self.transport.close()
 
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp API)
         if self._sending is not None:
@@ -121,7 +131,7 @@ class FastProtocol(asyncio.Protocol):
                 await asyncio.wait_for(asyncio.shield(self._sending), timeout)
             except (TimeoutError, asyncio.CancelledError):
                 pass
-        self.close()
+        self.force_close()
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -190,6 +200,8 @@ class FastProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._closing:
+            return
         if self._sending is None and not self._blocked:
             self._process()
 
@@ -318,7 +330,7 @@ class FastProtocol(asyncio.Protocol):
             self._sending = None
         if self.transport is None:
             return
-        if not keep_alive:
+        if not keep_alive or self._closing:
             self.transport.close()
             return
         self._last = asyncio.get_running_loop().time()
@@ -373,6 +385,7 @@ def answer(
 ) -> bytes | Large | None:
     """The whole response to a GET/HEAD if it is a fresh small hit this worker holds;
     with `allow_large`, a `Large` for a fresh hit with a bigger body."""
+    edge.check_purges()
     settings = edge.settings
     now = time.time()
     if settings.mode == "proxy":
@@ -401,7 +414,8 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
     """(cache key, title, valid until) of an appliance URL, or None if the full path
     must answer it. Remembered per raw target (token included) by the caller, since a
     player asks for the same URLs over and over."""
-    if "?" in raw:
+    raw, suffix = fast_query(raw)  # LL-HLS directives are part of the key (edge.llhls)
+    if suffix is None:
         return None
     parts = raw.split("/", 4)
     try:
@@ -422,7 +436,7 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
         path = video_path(rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    return object_key(title, path), title, expires
+    return object_key(title, path) + suffix, title, expires
 
 
 def _hit(
@@ -519,11 +533,20 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
 
 def stored_head(entry: Entry, live: bool) -> StoredHead:
     """What every answer from `entry` carries besides the planner's fields, Age and Date."""
-    return StoredHead.of((*entry.headers, ("Via", VIA)), cache_control_of(entry, live))
+    return StoredHead.of(
+        (*entry.headers, ("Via", VIA), ("Cache-Status", cachestatus.HIT)),
+        cache_control_of(entry, live),
+    )
 
 
 def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:
-    return head_prefix(plan, stored_head(entry, live))
+    key = (entry.file, entry.response_time)
+    stored = _STORED.get(key)
+    if stored is None:
+        if len(_STORED) >= _HEADS_MAX:
+            _STORED.clear()
+        stored = _STORED[key] = stored_head(entry, live)
+    return head_prefix(plan, stored)
 
 
 def _tail(age: float, now: float, keep_alive: bool) -> bytes:

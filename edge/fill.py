@@ -89,6 +89,7 @@ class Fill:
         "entry",
         "error",
         "fd",
+        "generation",
         "key",
         "ready",
         "source",
@@ -108,6 +109,8 @@ class Fill:
         self.error: BaseException | None = None
         self.entry: Entry | None = None
         self.source = "origin"
+        #: The store's purge generation when the fill began (a purge since: not stored).
+        self.generation = 0
         self._claimed = False
         self._changed = asyncio.Event()
 
@@ -227,6 +230,12 @@ class Fills:
     def inflight(self, key: str) -> Fill | None:
         return self._inflight.get(key)
 
+    def detach(self) -> None:
+        """Let no new request join a fill under way (a purge happened): they start fills
+        of their own, which ask the index and the upstream again. Readers already
+        streaming a fill go on to its end."""
+        self._inflight.clear()
+
     async def obtain(
         self,
         key: str,
@@ -246,6 +255,7 @@ class Fills:
         fill = self._inflight.get(key)
         if fill is None:
             fill = Fill(key)
+            fill.generation = self.store.generation.read()
             self._inflight[key] = fill
             task = asyncio.create_task(
                 self._drive(fill, title, path, target, stale, headers or {"Via": VIA})
@@ -388,7 +398,7 @@ class Fills:
         written = 0
         resumes = 0
         try:
-            _write_meta(meta, draft, fill_id, resp.source)
+            _write_meta(meta, draft, fill_id, resp.source, fill.generation)
             while True:
                 try:
                     async for chunk in resp.chunks():
@@ -411,7 +421,8 @@ class Fills:
             if length is not None and written != length:
                 raise IntegrityError(f"{resp.name} sent {written} of {length} bytes.")
             entry = await self._run(
-                self.store.publish, dataclasses.replace(draft, size=written), part, fd=fill.fd
+                self.store.publish, dataclasses.replace(draft, size=written), part, fd=fill.fd,
+                generation=fill.generation,
             )
         except BaseException as exc:
             resp.close()
@@ -490,7 +501,7 @@ class Fills:
     async def _follow(self, fill: Fill) -> bool:
         """Follow another worker's fill of this key; False to try to lead again."""
         part_path, meta_path = self.store.temp_paths(fill.key)
-        fill_id, draft, source = _read_meta(meta_path)
+        fill_id, draft, source = _read_meta(meta_path, fill.generation)
         if fill_id is None or draft is None:
             if not self.locks.held_elsewhere(fill.key):
                 return False
@@ -556,16 +567,23 @@ def _with_expires(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return list(headers.items())
 
 
-def _write_meta(path: Path, draft: Entry, fill_id: str, source: str) -> None:
+def _write_meta(path: Path, draft: Entry, fill_id: str, source: str, generation: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    doc = {"fill_id": fill_id, "source": source, "entry": dataclasses.asdict(draft)}
+    doc = {
+        "fill_id": fill_id, "source": source, "generation": generation,
+        "entry": dataclasses.asdict(draft),
+    }
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
 
 
-def _read_meta(path: Path) -> tuple[str | None, Entry | None, str | None]:
+def _read_meta(path: Path, generation: int) -> tuple[str | None, Entry | None, str | None]:
+    """The sidecar of another worker's fill, if that fill began in `generation` (one that
+    began before a purge must not be followed: its bytes are the purged ones)."""
     try:
         doc = json.loads(path.read_text())
+        if doc.get("generation") != generation:
+            return None, None, None
         fields = doc["entry"]
         fields["headers"] = tuple(tuple(p) for p in fields["headers"])
         return str(doc["fill_id"]), Entry(**fields), doc.get("source")

@@ -52,6 +52,9 @@ COMPUTED: Final = frozenset(
         "server",
         "access-control-allow-origin",
         "access-control-expose-headers",
+        # What the caches before us did with the request that filled us (RFC 9211);
+        # a hit says what we did, and only that.
+        "cache-status",
     }
 )
 #: §3.2: when a 304 updates a stored response, these describe the stored body and stay.

@@ -17,8 +17,10 @@ player as the origin writes them (read-while-writer).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -26,7 +28,8 @@ from vcdn.hlsdirectives import BadDirective, parse_directives
 from vcdn.httpserve.middleware import error_response
 
 U = TypeVar("U")
-__all__ = ["BadDirective", "playlist_key", "refused_directive"]
+__all__ = ["BadDirective", "blocking_key", "playlist_key", "refused_directive",
+           "shared_refusal"]
 #: As the origin marks its refusals (origin.content.llplaylist): kept a moment by caches.
 REFUSED_CACHE_CONTROL: Final = "public, max-age=1"
 
@@ -55,3 +58,43 @@ def refused_directive(exc: BadDirective) -> web.Response:
     resp = error_response(400, "bad_directive", str(exc))
     resp.headers["Cache-Control"] = REFUSED_CACHE_CONTROL
     return resp
+
+
+def fast_query(raw: str) -> tuple[str, str | None]:
+    """(the target without its query, the key suffix) for the hit fast path: ``""`` for no
+    query, ``"?<directives>"`` for a media playlist request with directives (a blocking
+    answer a crowd of players asks for again is a hit like any other), None when the full
+    path must answer (another query, malformed directives)."""
+    target, mark, query = raw.partition("?")
+    if not mark:
+        return raw, ""
+    if not target.endswith(".m3u8"):
+        return target, None
+    try:
+        directives = parse_directives(query)
+    except BadDirective:
+        return target, None
+    if directives.empty:
+        return target, None
+    return target, "?" + directives.query()
+
+
+#: How long a waiter of a blocking request looks for the refusal the first one is keeping.
+REFUSAL_WAIT_S: Final = 0.5
+
+
+def blocking_key(key: str) -> bool:
+    return "?_HLS_" in key
+
+
+async def shared_refusal(negative: Any, key: str) -> Any:
+    """The error answer (a 503 after three target durations) that the waiter which took a
+    blocking fill's response is keeping, so that the crowd which waited with it does not
+    ask the origin once each and wait three more target durations; None if it is not kept
+    (no explicit freshness), and the caller asks upstream itself."""
+    deadline = time.monotonic() + REFUSAL_WAIT_S
+    while True:
+        item = negative.get(key, time.time())
+        if item is not None or time.monotonic() >= deadline:
+            return item
+        await asyncio.sleep(0.005)

@@ -204,9 +204,9 @@ async def clearkey(request: web.Request) -> web.Response:
     return resp
 
 
-@routes.get("/k/{tail:.*}")
-@routes.post("/k/{tail:.*}")
-@routes.options("/k/{tail:.*}")
+@routes.get("/k/{tail:[\\s\\S]*}")
+@routes.post("/k/{tail:[\\s\\S]*}")
+@routes.options("/k/{tail:[\\s\\S]*}")
 async def other(request: web.Request) -> web.Response:
     """CORS preflight of a license POST (a JSON body makes the request non-simple); any
     other /k/ request (no token, a path of the wrong shape) gets the same bare 403."""

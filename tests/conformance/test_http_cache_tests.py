@@ -29,8 +29,11 @@ def test_edge_passes_the_http_caching_conformance_suite(tmp_path: Path) -> None:
         result = suite.run_client(base, tmp_path / "edge.json")
     print(f"http-cache-tests {suite.VERSION} against the edge: {result.line()}")
     assert result.passed >= TARGET, result.line()
+    # Assertion failures are the cache's behaviour and must be documented; setup
+    # failures and retries can also come from a loaded machine (a 3 s pause against a
+    # 2 s lifetime), so they count against the target only.
     undocumented = {
-        i: result.detail(i) for i in result.required_failures()
+        i: result.detail(i) for i in result.ids("failed", kind="required")
         if i not in _documented_failures()
     }
     assert not undocumented, f"required failures missing from docs/edge.md: {undocumented}"

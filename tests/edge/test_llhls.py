@@ -109,6 +109,19 @@ async def test_a_crowd_blocking_on_the_next_part_costs_one_origin_request(
     assert counts[f"{PLAYLIST}?{query}"] == 1
 
 
+async def test_a_crowd_refused_after_three_target_durations_costs_one_origin_request(
+    aiohttp_server, aiohttp_client, make_edge, tmp_path
+) -> None:
+    publisher, edge, counts = await setup(aiohttp_server, aiohttp_client, make_edge, tmp_path)
+    media = encode_ll()
+    await standard_state(putter(publisher), media)
+    get = getter(edge)
+    query = f"_HLS_msn={S + 11}"
+    answers = await asyncio.gather(*(get(f"{PLAYLIST}?{query}") for _ in range(40)))
+    assert {a[0] for a in answers} == {503}
+    assert counts[f"{PLAYLIST}?{query}"] == 1, counts
+
+
 async def test_the_hinted_part_streams_to_every_waiting_player(
     aiohttp_server, aiohttp_client, make_edge, tmp_path
 ) -> None:

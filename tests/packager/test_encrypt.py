@@ -131,6 +131,21 @@ def test_encryption_needs_a_key_sink_and_fmp4_segment_files(
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
+def test_a_key_the_key_service_refuses_publishes_nothing(
+    tmp_path: Path, sources: dict[str, Path]
+) -> None:
+    def refuse(title: str, key: TitleKey) -> None:
+        raise VcdnError("Control API PUT /titles/x/keys/...: 503")
+
+    with pytest.raises(VcdnError, match="503"):
+        package(Request(source=sources["silent"], title="x", origin_root=tmp_path,
+                        heights=(144,), options=EncodeOptions(encrypt="aes-128"),
+                        key_sink=refuse), quiet)
+    assert not (tmp_path / "x").exists()
+    assert [p.name for p in (tmp_path / ".vcdn-staging").iterdir()] == []
+
+
 # --- CENC ('cenc', AES-CTR): the packager's own box writer, checked by ffmpeg's reader ---
 
 

@@ -219,3 +219,11 @@ def test_a_running_control_reloads_its_signing_keys_on_sighup(tmp_path) -> None:
     finally:
         assert server.stop() == 0, (tmp_path / "control.stderr").read_text()
     assert KEY not in (tmp_path / "control.stderr").read_text()
+
+
+@pytest.mark.parametrize("path", ["/k/t1/" + KID, "/k/%0A", "/k/a%0Ab/t1/" + KID, "/k/"])
+async def test_any_other_key_service_path_is_a_bare_403(keyed: Api, path: str) -> None:
+    for method in ("GET", "POST"):
+        resp = await keyed.client.request(method, path)
+        assert resp.status == 403, (method, path, resp.status)
+        assert await resp.read() == b""
