@@ -47,7 +47,7 @@ from edge.serve import RamCache, plan_for, relay, send_hit, send_tail
 from edge.settings import EdgeSettings
 from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
-from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
+from edge.upstream import IDEMPOTENT, HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
 from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
 from vcdn.httplimits import read_limited
@@ -66,6 +66,8 @@ APPLIANCE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: A peer's token only has to outlive one fill request.
 PEER_TOKEN_TTL: Final = 300
 FLUSH_EVERY: Final = 5.0
+#: Proxy mode: request bodies up to this size are buffered before forwarding.
+SMALL_BODY: Final = 64 * 1024
 
 
 class Edge:
@@ -731,9 +733,16 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         return await serve(
             request, edge, key=raw, title="", path=raw.partition("?")[0], target=target
         )
-    body = (
-        read_limited(request, edge.settings.max_body_bytes) if request.body_exists else None
-    )
+    body: Any = None
+    if request.body_exists:
+        length = request.content_length
+        small = length is not None and length <= min(SMALL_BODY, edge.settings.max_body_bytes)
+        if small and method in IDEMPOTENT:
+            # A small body of an idempotent request (PUT, DELETE) is read first, so it
+            # can be sent again if a pooled connection closes under it; others stream.
+            body = await request.read()
+        else:
+            body = read_limited(request, edge.settings.max_body_bytes)
     up = await edge.chain.fetch(method, target, _forward_headers(request), body, use_peers=False)
     if freshness.invalidates(method, up.status):
         for key in _invalidated(raw, up, request):

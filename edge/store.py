@@ -399,7 +399,9 @@ class CacheStore:
     def remove_variants(self, primary: str) -> int:
         """Remove every Vary variant of `primary` (a plain answer or an unsafe method
         replaced them)."""
-        return self._delete("key > ? AND key < ?", (primary + "\n", primary + "\x0b"))
+        return self._delete(
+            "key > ? AND key < ?", (primary + "\n", primary + "\x0b"), always=False
+        )
 
     def forget(self, key: str) -> None:
         """Drop our in-memory view of `key` (its file vanished under us)."""

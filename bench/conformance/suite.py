@@ -39,8 +39,7 @@ BREAKER_THRESHOLD: Final = 1000
 
 NGINX_CONF: Final = """\
 daemon off;
-master_process on;
-worker_processes 1;
+master_process off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log warn;
 events {{ worker_connections 1024; }}

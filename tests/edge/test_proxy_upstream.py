@@ -127,3 +127,17 @@ async def test_fills_announce_the_surrogate_capability(aiohttp_server, tmp_path)
     assert origin.seen[0].headers["Surrogate-Capability"] == (
         f'inner="Surrogate/1.0", {targeted.CAPABILITY}'
     )
+
+
+async def test_a_small_put_survives_a_dropped_reused_connection(  # type: ignore[no-untyped-def]
+    aiohttp_server, tmp_path
+) -> None:
+    """A small declared body is buffered, so an idempotent PUT survives the same race
+    (before: streamed bodies were never sent twice, and the PUT got 502)."""
+    async with _one_request_per_connection() as (base, answered):
+        proxy = await _proxy(aiohttp_server, tmp_path, base, retries=0, breaker_threshold=1)
+        assert await _get(proxy, "/x") == (200, b"ok")
+        async with aiohttp.ClientSession() as s:
+            async with s.put(proxy.make_url("/x"), data=b'{"a": 1}') as r:
+                assert (r.status, await r.read()) == (200, b"ok")
+        assert len(answered) == 2

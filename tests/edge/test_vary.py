@@ -97,3 +97,15 @@ async def test_unsafe_methods_and_plain_answers_replace_variants(aiohttp_server,
     assert await _get(proxy, "/v", Foo="b") == (200, b"3")
     await settle(proxy.app)
     assert store.variants("/v") == []
+
+
+def test_removing_no_variants_is_no_purge(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An unsafe method on a URL without variants must not bump the purge generation:
+    before, every PUT made every worker drop its RAM tier and unshare its fills."""
+    from edge.store import CacheStore
+
+    store = CacheStore(tmp_path / "c", 1024**2)
+    before = store.generation.read()
+    assert store.remove_variants("/nothing") == 0
+    assert store.generation.read() == before
+    store.close()
