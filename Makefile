@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite drives as real clients and servers.
 TEST_TOOLS := ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl dig:dnsutils kdig:knot-dnsutils ip:iproute2 \
 	strace:strace openssl:openssl sysctl:procps mount:mount umount:mount systemd-analyze:systemd \
-	chromium:chromium
+	chromium:chromium pebble:pebble
 # The web player's hls.js comes from the npm registry (package.json, package-lock.json) into
 # node_modules/, which the control plane serves; it is never copied into the repository.
 NODE_STAMP := node_modules/.installed-stamp

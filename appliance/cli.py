@@ -36,6 +36,9 @@ FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--admin-port", "admin_port", int, "port of the admin API"),
     ("--auth", "auth", str, "tokens (signed URLs only) or none (labs)"),
     ("--log-level", "log_level", str, "debug, info, warning or error"),
+    ("--tls-url", "tls_url", str, "the HTTPS URL players reach this appliance at"),
+    ("--tls-cert", "tls_cert", Path, "PEM certificate chain (admin_tls, ACME's output)"),
+    ("--tls-key", "tls_key", Path, "PEM key of --tls-cert"),
 )
 
 

@@ -51,6 +51,7 @@ def registration(s: ApplianceSettings, learned: Sequence[str] = ()) -> Registrat
         lat=s.lat,
         lon=s.lon,
         prefixes=prefixes,
+        tls_url=s.tls_url,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import time
 import urllib.error
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
+from vcdn import tls, tls_io
 from vcdn.errors import ConfigError, UpstreamError
 from vcdn.settings import env_value, read_toml
 from vcdn.titles import validate_title
@@ -136,16 +138,32 @@ def _admin_url(args: argparse.Namespace) -> str:
             host = "127.0.0.1"
         elif ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{int(raw.get('admin_port', 8081))}"
+        scheme = "https" if raw.get("admin_tls") is True else "http"
+        return f"{scheme}://{host}:{int(raw.get('admin_port', 8081))}"
     return DEFAULT_ADMIN
 
 
-def call(base: str, method: str, path: str, token: str) -> dict[str, Any]:
+def _ca_bundle(args: argparse.Namespace) -> Path | None:
+    """--ca-bundle, else the settings file's `ca_bundle` (else VCDN_CA_BUNDLE, else the
+    system store: `vcdn.tls_io.client_context` decides)."""
+    if args.ca_bundle is not None:
+        return Path(args.ca_bundle)
+    if args.config is not None:
+        value = str(read_toml(args.config).get("ca_bundle") or "")
+        if value:
+            path = Path(value)
+            return path if path.is_absolute() else args.config.parent / path
+    return None
+
+
+def call(base: str, method: str, path: str, token: str,
+         ca_bundle: Path | None = None) -> dict[str, Any]:
     req = urllib.request.Request(
         base + path, method=method, headers={"Authorization": f"Bearer {token}"}
     )
+    context = tls_io.client_context(ca_bundle) if base.startswith("https://") else None
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+        with urllib.request.urlopen(req, timeout=TIMEOUT, context=context) as resp:
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
@@ -155,6 +173,9 @@ def call(base: str, method: str, path: str, token: str) -> dict[str, Any]:
         raise UpstreamError(f"The appliance answered {exc.code}: {detail or exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLError):
+            raise UpstreamError(tls.describe_failure(reason, "appliance admin API", base)) \
+                from None
         raise UpstreamError(f"Cannot reach the appliance admin API at {base}: {reason}.") from None
 
 
@@ -169,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--appliance", help=f"admin API base URL (default {DEFAULT_ADMIN})")
     p.add_argument("--config", type=Path, help="the appliance's settings file (token, address)")
     p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    p.add_argument("--ca-bundle", type=Path,
+                   help="CA certificates to verify an https:// admin API with (default: the "
+                   "settings file's ca_bundle, VCDN_CA_BUNDLE, or the system store)")
     return p
 
 
@@ -184,12 +208,13 @@ def main(argv: list[str]) -> int:
         validate_title(args.title)  # before it goes into a URL path
     token = _token(args.config)
     base = _admin_url(args)
+    ca = _ca_bundle(args)
     if args.action == "status":
-        answer = call(base, "GET", "/api/v1/status", token)
+        answer = call(base, "GET", "/api/v1/status", token, ca)
         print(json.dumps(answer, indent=2) if args.json else format_status(answer))
         return 0
     path = f"/api/v1/purge/{args.title}" if args.action == "purge" else f"/api/v1/{args.action}"
-    answer = call(base, "POST", path, token)
+    answer = call(base, "POST", path, token, ca)
     if args.json:
         print(json.dumps(answer, indent=2))
     elif args.action == "purge":

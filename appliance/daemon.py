@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from appliance import checks
+from appliance.acme import Renewer
 from appliance.admin import make_admin_app
 from appliance.bgp_speaker import BgpSpeaker
 from appliance.control_loop import ControlLoop
@@ -40,12 +42,15 @@ from appliance.state import Status
 from edge.app import Edge, make_app
 from edge.settings import EdgeSettings
 from edge.workers import start_edge
+from vcdn import acme_http
+from vcdn.acme_http import Challenges
 from vcdn.control_client import ControlClient
 from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
 from vcdn.httpserve.server import start
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
+from vcdn.tls_io import CertStore, CertWatch, client_connector, listener
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("vcdn.appliance")
@@ -63,6 +68,7 @@ def edge_settings(s: ApplianceSettings) -> EdgeSettings:
         peers=s.peers,
         auth=s.auth,
         signing_keys=s.signing_keys,
+        key_service=s.key_service or s.control_url.split(",")[0].strip(),
         host=s.host,
         port=s.port,
         workers=1,
@@ -94,6 +100,12 @@ class Appliance:
         peer = settings.bgp
         self.bgp = BgpSpeaker(peer, settings.cache_dir / "bgp", self._prefixes_learned) \
             if peer is not None else None
+        # TLS: the admin listener's certificates (admin_tls) and their ACME renewal.
+        self.challenges = Challenges()
+        self.certs: CertStore | None = None
+        self.cert_watch: CertWatch | None = None
+        self.renewer = Renewer(settings, self.challenges, self._certificate_issued,
+                               self.edge.registry) if settings.acme_directory else None
 
     def _prefixes_learned(self, prefixes: tuple[str, ...]) -> None:
         self.learned = prefixes
@@ -276,7 +288,8 @@ class Appliance:
                         app, self.edge.settings, shutdown_timeout=s.drain_timeout
                     )
                 else:
-                    runner, url = await start(app, host, port, s.http_limits())
+                    runner, url = await start(app, host, port, s.http_limits(),
+                                              ssl_context=await self._admin_tls())
             except OSError as exc:
                 key = "port" if name == "public" else "admin_port"
                 raise ConfigError(
@@ -284,6 +297,23 @@ class Appliance:
                 ) from None
             self._runners.append(runner)
             self.urls[name] = url
+
+    def _certificate_issued(self) -> None:
+        if self.cert_watch is not None:
+            self.cert_watch.reload("acme")
+
+    async def _admin_tls(self) -> ssl.SSLContext | None:
+        """The admin listener's TLS context: the configured chains, obtained from ACME
+        first when there is none yet (the public port answers HTTP-01 by then)."""
+        s = self.settings
+        if self.renewer is not None and self.renewer.due_in() == 0:
+            await self.renewer.renew()
+        if not s.admin_tls:
+            return None
+        self.certs = listener(s.cert_pairs())
+        assert self.certs is not None
+        self.cert_watch = CertWatch(self.certs)
+        return self.certs.context
 
     def set_keys(self, keys: KeyRing) -> None:
         """New signing keys: the edge verifies with them, the fill signs peer requests."""
@@ -297,9 +327,13 @@ class Appliance:
         event(log, "cache_reconciled", **{k: getattr(report, k) for k in report.__slots__})
         edge_app = make_app(self.edge.settings, edge=self.edge)
         admin_app = make_admin_app(self, s.operator_token, self.edge.registry)
+        edge_app.middlewares.append(acme_http.middleware(self.challenges))  # HTTP-01
         # The default timeout bounds control-plane calls (the client uses this session's);
         # fill downloads set their own, since a large file may take minutes under the cap.
         session = aiohttp.ClientSession(
+            # Control, origin, peers: verified; the client certificate when configured
+            # (mutual TLS with the control plane).
+            connector=client_connector(s.ca_bundle, s.tls_client_cert, s.tls_client_key),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=s.upstream_timeout),
         )
@@ -324,6 +358,10 @@ class Appliance:
                 loops = [tg.create_task(self.control.run()), tg.create_task(self.fill_loop(api))]
                 if self.bgp is not None:
                     loops.append(tg.create_task(self.bgp.run()))
+                if self.cert_watch is not None:
+                    loops.append(tg.create_task(self.cert_watch.run()))
+                if self.renewer is not None:
+                    loops.append(tg.create_task(self.renewer.run()))
                 await self._stop.wait()
                 self.status.state = "stopping"
                 self.edge.draining = True

@@ -23,6 +23,7 @@ from appliance.schedule import FillWindow
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes, load_settings
+from vcdn.tls import TlsOptions
 from vcdn.tokens import KeyRing, parse_keys
 
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -32,9 +33,11 @@ SECRETS: Final = frozenset({"control_token", "operator_token", "signing_keys"})
 
 
 @dataclass(frozen=True)
-class ApplianceSettings(HttpLimits):
+class ApplianceSettings(HttpLimits, TlsOptions):
     """Everything one appliance needs; see packaging/appliance.toml for each key. The
-    listener limits (`vcdn.httplimits.HttpLimits`) hold for the public and admin ports."""
+    listener limits (`vcdn.httplimits.HttpLimits`) hold for the public and admin ports;
+    the TLS settings (`vcdn.tls.TlsOptions`: certificates, `ca_bundle`) for the admin
+    port when `admin_tls` is on, and for every client the appliance runs."""
 
     id: str
     site: str
@@ -56,6 +59,9 @@ class ApplianceSettings(HttpLimits):
     auth: Literal["tokens", "none"] = "tokens"
     signing_keys: str = ""
     signing_keys_file: Path | None = None
+    # Where players reach the control plane's key service: key URIs of encrypted titles are
+    # redirected there (edge.keyredirect). Empty: the first control_url.
+    key_service: str = ""
     # Appliances of the same site asked first on a client miss (the fill uses the peers the
     # fill manifest lists).
     peers: tuple[str, ...] = ()
@@ -77,6 +83,18 @@ class ApplianceSettings(HttpLimits):
     bgp_local_address: str = ""
     bgp_router_id: str = ""  # empty: the local address (IPv4)
     bgp_port: int = 179
+    # The HTTPS URL players reach this appliance at, registered beside `public_url`;
+    # steering hands it out instead when set.
+    tls_url: str = ""
+    # Serve the admin API over HTTPS with the appliance's certificates.
+    admin_tls: bool = False
+    # ACME (RFC 8555): certificates for `acme_domains` from `acme_directory`, answered
+    # over HTTP-01 on the public port, renewed at `acme_renew_at` of their lifetime.
+    acme_directory: str = ""
+    acme_domains: tuple[str, ...] = ()
+    acme_email: str = ""
+    acme_renew_at: float = 2 / 3
+    acme_check_interval: float = 3600.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
@@ -131,6 +149,28 @@ def check(s: ApplianceSettings) -> ApplianceSettings:
             )
     for key in ("public_url", "origin_url"):
         _check_url(getattr(s, key), key)
+    if s.tls_url and (urlsplit(s.tls_url).scheme != "https" or not urlsplit(s.tls_url).hostname):
+        raise ConfigError(f"Setting 'tls_url' must be an https:// URL, got {s.tls_url!r}.")
+    if s.tls_port is not None:
+        raise ConfigError(
+            "Setting 'tls_port' is not available on the appliance yet: its video listener "
+            "serves plain HTTP; use 'tls_url' with a TLS terminator in front, and "
+            "'admin_tls' for the admin API."
+        )
+    s.cert_pairs()  # a lone cert or key, or a bad 'tls_certs' item
+    if s.admin_tls and s.tls_cert is None and not s.acme_directory:
+        raise ConfigError("Setting 'admin_tls' needs 'tls_cert'/'tls_key' or 'acme_directory'.")
+    if s.acme_directory:
+        _check_url(s.acme_directory, "acme_directory")
+        if not s.acme_domains:
+            raise ConfigError("Setting 'acme_directory' needs the names in 'acme_domains'.")
+        if s.tls_cert is None:
+            raise ConfigError(
+                "Setting 'acme_directory' needs 'tls_cert'/'tls_key': the files the issued "
+                "certificate and its key are written to."
+            )
+        if not 0.1 <= s.acme_renew_at <= 0.95:
+            raise ConfigError("Setting 'acme_renew_at' must be between 0.1 and 0.95.")
     for url in s.control_url.split(","):  # control replicas, comma-separated
         _check_url(url.strip(), "control_url")
     _check_port(s.port, "port")
@@ -228,6 +268,10 @@ def load(
             if key == "signing_keys":  # one key per line, as edge and steering read it
                 text = ",".join(line.strip() for line in text.splitlines())
             resolved[key] = text
+    for key in ("tls_cert", "tls_key", "ca_bundle", "tls_client_cert", "tls_client_key"):
+        file = getattr(s, key)
+        if file is not None and not file.is_absolute():
+            resolved[key] = base / file
     if resolved:
         s = dataclasses.replace(s, **resolved)
     return check(s)

@@ -15,8 +15,10 @@ on the path prefix itself, so a hit costs one dict lookup, not a router walk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,22 +29,32 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from edge import freshness
+from edge import cachestatus, forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
+from edge.keyredirect import key_location
 from edge.keys import origin_target, peer_target, proxy_target, video_path
+from edge.llhls import (
+    BadDirective,
+    blocking_key,
+    playlist_key,
+    refused_directive,
+    shared_refusal,
+)
+from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative, NegativeCache
 from edge.policies import make_policy
 from edge.serve import RamCache, plan_for, relay, send_hit, send_tail
 from edge.settings import EdgeSettings
 from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
-from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
+from edge.upstream import IDEMPOTENT, HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import tokens
 from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
 from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS, preflight_headers
 from vcdn.httpserve.middleware import error_response
+from vcdn.httpserve.wire import SERVER
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 from vcdn.titles import is_valid_title
@@ -54,6 +66,8 @@ APPLIANCE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: A peer's token only has to outlive one fill request.
 PEER_TOKEN_TTL: Final = 300
 FLUSH_EVERY: Final = 5.0
+#: Proxy mode: request bodies up to this size are buffered before forwarding.
+SMALL_BODY: Final = 64 * 1024
 
 
 class Edge:
@@ -78,12 +92,26 @@ class Edge:
         #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
         self.fast_routes: dict[str, tuple[str, str, float]] = {}
         self.negative = NegativeCache()
+        #: The store's purge generation this worker's memory is consistent with.
+        self._generation = self.store.generation.read()
         #: Whole fills started behind a range pass-through (kept so they are not lost).
         self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
         self.fills: Fills | None = None
+
+    def check_purges(self) -> None:
+        """Before answering anything: if some process purged or invalidated objects since
+        we last looked (`edge.generation`), drop what this worker holds beyond the index:
+        RAM copies, kept error answers, and fills a new request could still join."""
+        current = self.store.generation.read()
+        if current != self._generation:
+            self._generation = current
+            self.ram.clear()
+            self.negative.clear()
+            if self.fills is not None:
+                self.fills.detach()
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
         """New signing keys (a reload): forget the fast path's verified URLs with the old."""
@@ -110,6 +138,7 @@ class Edge:
                 retries=s.retries,
                 breaker_threshold=s.breaker_threshold,
                 breaker_reset=s.breaker_reset,
+                retry_answers=s.mode == "appliance",
             )
             peer_tuning = Tuning(
                 connect_timeout=min(0.5, s.connect_timeout),
@@ -164,6 +193,9 @@ class Edge:
 
 
 EDGE_KEY: Final = web.AppKey("vcdn_edge", Edge)
+#: This edge's Cache-Status entry for the answer (RFC 9211), set where the outcome is
+#: decided and added to the head by `_add_cache_status`.
+CACHE_STATUS: Final = web.RequestKey("vcdn_cache_status", str)
 
 
 def make_app(
@@ -174,7 +206,7 @@ def make_app(
     app = web.Application(middlewares=[_errors_middleware])
     the_edge = edge or Edge(settings)
     app[EDGE_KEY] = the_edge
-    app[REGISTRY_KEY] = the_edge.registry
+    app[REGISTRY_KEY] = the_edge.stats.scrape
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await the_edge.start(upstreams)
@@ -184,10 +216,29 @@ def make_app(
         await the_edge.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_add_cache_status)
+    app.on_response_prepare.append(_server_field)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+async def _server_field(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer aiohttp writes (misses, tails, relays, errors) names us as the fast
+    hits do (`vcdn.httpserve.wire.SERVER`), never aiohttp's version string."""
+    response.headers["Server"] = SERVER
+
+
+async def _add_cache_status(request: web.Request, response: web.StreamResponse) -> None:
+    ours = request.get(CACHE_STATUS)
+    if ours is not None:
+        prior = response.headers.get("Cache-Status")
+        response.headers["Cache-Status"] = cachestatus.append(prior, ours)
+
+
+def _status(request: web.Request, result: str, **kw: Any) -> None:
+    request[CACHE_STATUS] = cachestatus.value(result, **kw)
 
 
 @web.middleware
@@ -199,6 +250,8 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return _denied(request, str(exc))
     except UpstreamError as exc:
         request.app[EDGE_KEY].stats.request("error")
+        if CACHE_STATUS not in request:
+            _status(request, "miss", detail="upstream-failed")
         status = 504 if isinstance(exc, UpstreamTimeout) else 502
         event(log, "upstream_failed", logging.WARNING, path=request.path, error=str(exc))
         return error_response(status, "upstream_failed", str(exc))
@@ -237,7 +290,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     edge = request.app[EDGE_KEY]
     if edge.settings.mode == "proxy":
         return await _proxy(request, edge)
-    if request.method not in APPLIANCE_METHODS:
+    # POST only for a ClearKey license, which is redirected to the key service below.
+    if request.method not in APPLIANCE_METHODS and request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     # The query of a video URL is neither part of the key nor sent upstream (edge.keys).
     raw = request.raw_path.partition("?")[0]
@@ -251,23 +305,35 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
         _, _, title, rest = raw.split("/", 3)
         _check_title(title)
-        signed = False
+        signed, token = False, ""
     else:
         raise web.HTTPNotFound()
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
+    if signed and (location := key_location(edge.settings.key_service, token, title, rest)):
+        return web.Response(status=307, headers={
+            "Location": location, "Cache-Control": "no-store", **dict(RESPONSE_HEADERS)})
+    if request.method == "POST":
+        raise web.HTTPMethodNotAllowed(request.method, sorted(APPLIANCE_METHODS))
     try:
         path = video_path(rest)
     except ClientError as exc:
         _refused(request, str(exc))
         raise
+    # LL-HLS blocking playlist requests are keyed with their directives (edge.llhls).
+    try:
+        key, target = playlist_key(
+            object_key(title, path), edge.video_target(title, path), path, request.query_string
+        )
+    except BadDirective as exc:
+        return refused_directive(exc)
     return await serve(
         request,
         edge,
-        key=object_key(title, path),
+        key=key,
         title=title,
         path=path,
-        target=edge.video_target(title, path),
+        target=target,
         # A valid token is steering's word that the title is in the catalog.
         catalog=signed,
     )
@@ -300,18 +366,28 @@ async def serve(
     `catalog`: the object belongs to a title this appliance serves (a whole fill on a range
     miss is wanted); otherwise a range miss of a large object passes through unstored."""
     assert edge.fills is not None
+    edge.check_purges()
     stats = edge.stats
+    # What a fill for this request sends upstream: Vary variants are chosen by it.
+    sent = _fill_headers(request, edge) or {"Via": VIA}
+    filling = edge.fills.inflight(key)
+    if filling is not None and filling.draft is not None and not _shareable(
+        filling.draft, request, sent
+    ):
+        # The fill in flight answers an earlier request, and its response may not answer
+        # this one (no-cache, an Age past its lifetime, another Vary variant): wait for
+        # it to land and decide on what is stored then (§4).
+        await filling.finished()
     # Not in this worker's memory: the shared index may hold it (filled by another worker,
     # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
     if entry is None and edge.fills.inflight(key) is None:
-        entry = edge.store.peek(key)
+        entry = edge.store.peek(key) or _variant(edge, key, sent)
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:
-        pol = _policy(entry)
         age = freshness.current_age(entry.initial_age, entry.response_time, time.time())
-        verdict = freshness.judge(pol, age, request.headers)
+        verdict = freshness.judge(_policy(entry), age, request.headers)
         if verdict.fresh:
             done = await _hit(request, edge, entry, title, "hit")
             if done is not None:
@@ -324,11 +400,13 @@ async def serve(
         # §5.2.1.7: nothing fresh stored, and the client (often a peer) forbids going
         # upstream for it.
         stats.request("miss", title)
+        _status(request, "none", detail="only-if-cached")
         return error_response(504, "not_cached", "Not in this cache (only-if-cached).")
     if stale is None:
         negative = edge.negative.get(key, time.time())
         if negative is not None:
             stats.request("negative", title)
+            _status(request, "negative")
             return _negative_response(request, negative)
         if (
             (request.method == "HEAD" or "Range" in request.headers)
@@ -337,7 +415,10 @@ async def serve(
         ):
             return await _range_pass(request, edge, key=key, title=title, path=path, target=target)
     try:
-        outcome = await edge.fills.obtain(key, title=title, path=path, target=target, stale=stale)
+        outcome = await edge.fills.obtain(
+            stale.key if stale is not None else key, title=title, path=path, target=target,
+            stale=stale, headers=sent,
+        )
     except UpstreamError:
         if stale is not None and usable_on_error:
             event(log, "served_stale", key=key)
@@ -345,14 +426,21 @@ async def serve(
             if done is not None:
                 return done
         raise
+    chosen = outcome.fill.draft if isinstance(outcome, Tail) else outcome
+    if isinstance(chosen, Entry) and not _selects(chosen, sent):
+        # We joined a fill made for a request with other Vary fields: not ours to share.
+        if isinstance(outcome, Tail):
+            os.close(outcome.fd)
+        outcome = None
     if isinstance(outcome, Entry):
         result = "revalidated" if stale is not None and outcome.id == stale.id else "miss"
-        done = await _hit(request, edge, outcome, title, result)
+        done = await _hit(request, edge, outcome, title, result, had_stale=stale is not None)
         if done is None:
             raise FillFailed(f"The object {key!r} vanished right after its fill.")
         return done
     if isinstance(outcome, Tail):
         stats.request("miss", title)
+        _status(request, "miss", had_stale=stale is not None, stored=True)
         return await _serve_tail(request, edge, outcome, target)
     if isinstance(outcome, Pass) and outcome.response.status >= 500 and usable_on_error:
         assert stale is not None
@@ -366,15 +454,22 @@ async def serve(
         kept = await _keep_negative(edge, key, request, outcome.response)
         if kept is not None:
             stats.request("pass", title)
+            _status(request, "miss", fwd_status=kept.status, stored=True)
             return _negative_response(request, kept)
     stats.request("pass", title)
     if isinstance(outcome, Pass):
+        _status(request, "pass", had_stale=stale is not None, fwd_status=outcome.response.status)
         resp, sent = await relay(request, outcome.response)
         stats.sent_bytes(outcome.response.source, sent)
         return resp
-    # The fill turned out not storable and another waiter took its response: ask ourselves.
+    # The fill turned out not storable and another waiter took its response: ask ourselves,
+    # unless it is keeping the refusal of a blocking playlist request (edge.llhls).
+    if blocking_key(key) and (kept := await shared_refusal(edge.negative, key)) is not None:
+        stats.request("negative", title)
+        return _negative_response(request, kept)
     assert edge.chain is not None
     up = await edge.chain.fetch("GET", target, _forward_headers(request))
+    _status(request, "pass", fwd_status=up.status)
     resp, sent = await relay(request, up)
     stats.sent_bytes(up.source, sent)
     return resp
@@ -433,7 +528,8 @@ async def _range_pass(
     filled whole in the background (at most that many bytes more), so small files still
     become hits."""
     assert edge.chain is not None
-    headers = {"Via": VIA}
+    fill_headers = _fill_headers(request, edge)
+    headers = dict(fill_headers or {"Via": VIA})
     for name in ("Range", "If-Range"):
         value = request.headers.get(name)
         if value is not None:
@@ -456,10 +552,13 @@ async def _range_pass(
     if method == "GET" and up.status == 206:
         total = up.headers.get("Content-Range", "").rpartition("/")[2]
         if total.isdigit() and int(total) <= edge.settings.range_fill_max:
-            task = asyncio.create_task(_fill_behind(edge, key, title, path, target))
+            task = asyncio.create_task(
+                _fill_behind(edge, key, title, path, target, fill_headers)
+            )
             edge.background.add(task)
             task.add_done_callback(edge.background.discard)
     edge.stats.request("pass", title)
+    _status(request, "range", fwd_status=up.status)
     event(log, "range_passed", key=key, status=up.status)
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
@@ -467,11 +566,18 @@ async def _range_pass(
 
 
 async def _fill_behind(
-    edge: Edge, key: str, title: str, path: str, target: Callable[[Upstream], str]
+    edge: Edge,
+    key: str,
+    title: str,
+    path: str,
+    target: Callable[[Upstream], str],
+    headers: dict[str, str] | None,
 ) -> None:
     assert edge.fills is not None
     try:
-        outcome = await edge.fills.obtain(key, title=title, path=path, target=target)
+        outcome = await edge.fills.obtain(
+            key, title=title, path=path, target=target, headers=headers
+        )
     except VcdnError:
         return  # logged by the fill; the client already has its range
     if isinstance(outcome, Pass):
@@ -480,11 +586,42 @@ async def _fill_behind(
         os.close(outcome.fd)
 
 
-def _policy(entry: Entry) -> freshness.Policy:
+def _variant(edge: Edge, key: str, sent: dict[str, str]) -> Entry | None:
+    """The stored Vary variant of `key` that answers a request whose fill would send
+    `sent` (edge.vary); the most recent one if several do (§4.1)."""
+    found = [e for e in edge.store.variants(key) if _selects(e, sent)]
+    return max(found, key=lambda e: e.response_time) if found else None
+
+
+def _selects(entry: Entry, sent: dict[str, str]) -> bool:
+    values = [v for n, v in entry.headers if n.lower() == "vary"]
+    return vary.selects(entry.key, ", ".join(values) or None, sent)
+
+
+def _shareable(draft: Entry, request: web.Request, sent: dict[str, str]) -> bool:
+    """May the fill in flight with head `draft` also answer `request`? Concurrent
+    requests share a fill (collapsed forwarding) unless the response says it may not
+    answer this one unasked: another Vary variant, no-cache, an explicit lifetime
+    already spent, or the request's own directives. A response with no freshness
+    information is shared with those who arrive while it streams, as before."""
+    if not _selects(draft, sent):
+        return False
+    pol = _policy(draft)
+    if not freshness.explicit(_fields(draft)):
+        pol = dataclasses.replace(pol, lifetime=math.inf)
+    age = freshness.current_age(draft.initial_age, draft.response_time, time.time())
+    return freshness.judge(pol, age, request.headers).fresh
+
+
+def _fields(entry: Entry) -> dict[str, str]:
     headers = dict(entry.headers)
     if entry.cache_control:
         headers["Cache-Control"] = entry.cache_control
-    pol = freshness.policy(headers, entry.response_time)
+    return headers
+
+
+def _policy(entry: Entry) -> freshness.Policy:
+    pol = freshness.policy(_fields(entry), entry.response_time)
     # The stored lifetime was computed once at fill time (Expires against Date, heuristics).
     return freshness.Policy(
         lifetime=entry.lifetime,
@@ -496,8 +633,10 @@ def _policy(entry: Entry) -> freshness.Policy:
 
 
 async def _hit(
-    request: web.Request, edge: Edge, entry: Entry, title: str, result: str
+    request: web.Request, edge: Edge, entry: Entry, title: str, result: str,
+    *, had_stale: bool = False,
 ) -> web.StreamResponse | None:
+    _status(request, result, had_stale=had_stale, stored=result == "miss")
     done = await send_hit(
         request, entry, str(edge.store.file_path(entry)), ram=edge.ram, live=edge.settings.live
     )
@@ -516,6 +655,10 @@ async def _serve_tail(
     fill = tail.fill
     try:
         size = fill.size
+        if streams(request, tail):  # no Content-Length (an LL-HLS part being written)
+            resp, sent = await send_growing(request, tail, live=edge.settings.live)
+            edge.stats.sent_bytes(fill.source, sent)
+            return resp
         if size is None:  # no Content-Length upstream: ranges need the end, so wait for it
             while not fill.done:
                 await fill.wait_beyond(fill.written)
@@ -533,9 +676,9 @@ async def _serve_tail(
         ):
             r = plan.spans[0]
             assert edge.chain is not None
-            up = await edge.chain.fetch(
-                "GET", target, {"Via": VIA, "Range": f"bytes={r.first}-{r.last}"}
-            )
+            ahead = {**(_fill_headers(request, edge) or {"Via": VIA})}
+            ahead["Range"] = f"bytes={r.first}-{r.last}"
+            up = await edge.chain.fetch("GET", target, ahead)
             if up.status == 206 and up.headers.get("Content-Range") == r.content_range(size):
                 resp, sent = await relay(request, up)
                 edge.stats.sent_bytes(up.source, sent)
@@ -550,21 +693,20 @@ async def _serve_tail(
 
 def _forward_headers(request: web.Request) -> dict[str, str]:
     """The client's end-to-end request fields, for a request the cache passes through."""
-    out: dict[str, str] = {}
-    named = {
-        v.strip().lower() for v in request.headers.getall("Connection", []) for v in v.split(",")
-    }
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in freshness.HOP_BY_HOP or lower in named or lower in ("host", "via"):
-            continue
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    prior = request.headers.get("Via")
-    out["Via"] = f"{prior}, {VIA}" if prior else VIA
-    if request.remote:
-        prior_xff = request.headers.get("X-Forwarded-For")
-        out["X-Forwarded-For"] = f"{prior_xff}, {request.remote}" if prior_xff else request.remote
-    return out
+    return forwarding.end_to_end(request.headers.items(), request.remote)
+
+
+def _fill_headers(request: web.Request, edge: Edge) -> dict[str, str] | None:
+    """Proxy mode: a fill carries its first requester's end-to-end fields (as nginx
+    does), so the upstream sees what it negotiates on; appliance fills stay bare."""
+    if edge.settings.mode != "proxy":
+        return None
+    headers = forwarding.fill_request(request.headers.items(), request.remote)
+    prior = headers.get("Surrogate-Capability")
+    headers["Surrogate-Capability"] = (
+        f"{prior}, {targeted.CAPABILITY}" if prior else targeted.CAPABILITY
+    )
+    return headers
 
 
 async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
@@ -591,17 +733,27 @@ async def _proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
         return await serve(
             request, edge, key=raw, title="", path=raw.partition("?")[0], target=target
         )
-    body = (
-        read_limited(request, edge.settings.max_body_bytes) if request.body_exists else None
-    )
+    body: Any = None
+    if request.body_exists:
+        length = request.content_length
+        small = length is not None and length <= min(SMALL_BODY, edge.settings.max_body_bytes)
+        if small and method in IDEMPOTENT:
+            # A small body of an idempotent request (PUT, DELETE) is read first, so it
+            # can be sent again if a pooled connection closes under it; others stream.
+            body = await request.read()
+        else:
+            body = read_limited(request, edge.settings.max_body_bytes)
     up = await edge.chain.fetch(method, target, _forward_headers(request), body, use_peers=False)
     if freshness.invalidates(method, up.status):
         for key in _invalidated(raw, up, request):
             key = proxy_target(key, edge.settings.query_policy)
             edge.negative.drop(key)
-            if await edge.run(edge.store.remove, key):
-                event(log, "invalidated", key=key, method=method)
+            removed = await edge.run(edge.store.remove, key)
+            variants = await edge.run(edge.store.remove_variants, key)
+            if removed or variants:
+                event(log, "invalidated", key=key, method=method, variants=variants)
     edge.stats.request("pass")
+    _status(request, "method" if method not in ("GET", "HEAD") else "bypass", fwd_status=up.status)
     resp, sent = await relay(request, up)
     edge.stats.sent_bytes(up.source, sent)
     return resp

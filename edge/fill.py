@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from multidict import CIMultiDict
-
-from edge import freshness
+from edge import freshness, vary
+from edge.forwarding import VIA
+from edge.revalidate import refreshed
 from edge.store import CacheStore, Entry, key_hash
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
 from vcdn.errors import IntegrityError, StoreError, UpstreamError, VcdnError
@@ -54,7 +54,6 @@ POLL_INTERVAL: Final = 0.002
 LOCK_POLL_EVERY: Final = 10
 #: How long a follower waits for a remote leader to publish its headers.
 META_WAIT: Final = 30.0
-VIA: Final = "1.1 vcdn-edge"
 #: A body that breaks off is resumed with a range request at most this many times.
 MAX_RESUMES: Final = 2
 _LOCK_SPAN: Final = 1 << 40
@@ -90,6 +89,7 @@ class Fill:
         "entry",
         "error",
         "fd",
+        "generation",
         "key",
         "ready",
         "source",
@@ -109,6 +109,8 @@ class Fill:
         self.error: BaseException | None = None
         self.entry: Entry | None = None
         self.source = "origin"
+        #: The store's purge generation when the fill began (a purge since: not stored).
+        self.generation = 0
         self._claimed = False
         self._changed = asyncio.Event()
 
@@ -144,6 +146,11 @@ class Fill:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def finished(self) -> None:
+        """Wait until the fill has ended, whatever its outcome."""
+        while not self.done:
+            await self._changed.wait()
 
     async def wait_beyond(self, offset: int) -> int:
         """Wait until more than `offset` bytes are written (or the fill ends); the count."""
@@ -223,19 +230,36 @@ class Fills:
     def inflight(self, key: str) -> Fill | None:
         return self._inflight.get(key)
 
+    def detach(self) -> None:
+        """Let no new request join a fill under way (a purge happened): they start fills
+        of their own, which ask the index and the upstream again. Readers already
+        streaming a fill go on to its end."""
+        self._inflight.clear()
+
     async def obtain(
-        self, key: str, *, title: str, path: str, target: Target, stale: Entry | None = None
+        self,
+        key: str,
+        *,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Entry | Tail | Pass | None:
         """Join or start the fill of `key`; None means "fetch it yourself" (not shareable).
 
         `stale` is a stored but stale entry: the upstream is asked conditionally, and a 304
-        turns into the refreshed Entry.
+        turns into the refreshed Entry. `headers` are the request fields a new fill sends
+        (`edge.forwarding.fill_request` of its first requester; default: only Via).
         """
         fill = self._inflight.get(key)
         if fill is None:
             fill = Fill(key)
+            fill.generation = self.store.generation.read()
             self._inflight[key] = fill
-            task = asyncio.create_task(self._drive(fill, title, path, target, stale))
+            task = asyncio.create_task(
+                self._drive(fill, title, path, target, stale, headers or {"Via": VIA})
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         outcome = await asyncio.shield(fill.ready)
@@ -262,7 +286,13 @@ class Fills:
     # --- the leader/follower state machine ----------------------------------------------
 
     async def _drive(
-        self, fill: Fill, title: str, path: str, target: Target, stale: Entry | None
+        self,
+        fill: Fill,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None,
+        headers: Mapping[str, str],
     ) -> None:
         try:
             deadline = time.monotonic() + META_WAIT
@@ -274,7 +304,9 @@ class Fills:
                         if current is not None and (stale is None or current.id != stale.id):
                             fill.finish(current)
                             return
-                        await self._lead(fill, title, path, target, current if stale else None)
+                        await self._lead(
+                            fill, title, path, target, current if stale else None, headers
+                        )
                     finally:
                         self.locks.release(fill.key)
                     return
@@ -299,9 +331,15 @@ class Fills:
                 fill.fd = -1
 
     async def _lead(
-        self, fill: Fill, title: str, path: str, target: Target, stale: Entry | None
+        self,
+        fill: Fill,
+        title: str,
+        path: str,
+        target: Target,
+        stale: Entry | None,
+        request: Mapping[str, str],
     ) -> None:
-        headers = {"Via": VIA}
+        headers = dict(request)
         if stale is not None:
             if stale.etag:
                 headers["If-None-Match"] = stale.etag
@@ -323,26 +361,10 @@ class Fills:
             await _discard(opening, part)
         if resp.status == 304 and stale is not None:
             resp.close()
-            pairs = list(resp.headers.items())
-            merged = freshness.merge_304(
-                [
-                    *stale.headers,
-                    *(("Cache-Control", stale.cache_control),) * bool(stale.cache_control),
-                ],
-                pairs,
+            changes = refreshed(
+                stale, resp.headers.items(), resp.request_time, resp.response_time
             )
-            as_map = CIMultiDict(merged)
-            pol = freshness.policy(as_map, resp.response_time)
-            entry = await self._run(
-                self.store.refresh,
-                fill.key,
-                etag=as_map.get("ETag", stale.etag),
-                cache_control=as_map.get("Cache-Control"),
-                headers=tuple(freshness.end_to_end(merged)),
-                response_time=resp.response_time,
-                initial_age=freshness.initial_age(as_map, resp.request_time, resp.response_time),
-                lifetime=pol.lifetime,
-            )
+            entry = await self._run(self.store.refresh, fill.key, **changes)
             fill.finish(entry or stale)
             event(log, "revalidated", key=fill.key, source=resp.source)
             return
@@ -356,7 +378,11 @@ class Fills:
             event(log, "not_stored", key=fill.key, status=resp.status, reason=why)
             fill.ready.set_result(Pass(resp))
             return
-        draft = self._draft(fill.key, title, path, resp, length)
+        # A Vary response is stored as a variant, keyed by the fields this fill sent.
+        store_key = vary.storage_key(
+            vary.primary_of(fill.key), ", ".join(resp.headers.getall("Vary", [])), request
+        )
+        draft = self._draft(store_key or fill.key, title, path, resp, length)
         try:
             fill.fd = await opening
         except OSError as exc:
@@ -372,7 +398,7 @@ class Fills:
         written = 0
         resumes = 0
         try:
-            _write_meta(meta, draft, fill_id, resp.source)
+            _write_meta(meta, draft, fill_id, resp.source, fill.generation)
             while True:
                 try:
                     async for chunk in resp.chunks():
@@ -395,7 +421,8 @@ class Fills:
             if length is not None and written != length:
                 raise IntegrityError(f"{resp.name} sent {written} of {length} bytes.")
             entry = await self._run(
-                self.store.publish, dataclasses.replace(draft, size=written), part, fd=fill.fd
+                self.store.publish, dataclasses.replace(draft, size=written), part, fd=fill.fd,
+                generation=fill.generation,
             )
         except BaseException as exc:
             resp.close()
@@ -410,10 +437,21 @@ class Fills:
             return
         with contextlib.suppress(FileNotFoundError):
             meta.unlink()
+        await self._supersede(entry)
         fill.finish(entry)
         if self._on_fill is not None:
             self._on_fill(resp.source, written)
         event(log, "filled", key=fill.key, bytes=written, source=resp.source)
+
+    async def _supersede(self, entry: Entry) -> None:
+        """The newest answer for a URL decides whether it varies (§4.1): a plain answer
+        replaces stored variants, a variant replaces a stored plain answer."""
+        primary = vary.primary_of(entry.key)
+        if entry.key == primary:
+            if self.store.variants(primary):
+                await self._run(self.store.remove_variants, primary)
+        elif self.store.get(primary) is not None or self.store.peek(primary) is not None:
+            await self._run(self.store.remove, primary)
 
     async def _resume(
         self, target: Target, draft: Entry, offset: int, length: int, cause: UpstreamError
@@ -453,7 +491,7 @@ class Fills:
             content_type=h.get("Content-Type") or self._content_type(path),
             etag=h.get("ETag"),
             last_modified=float(lm) if lm is not None else None,
-            cache_control=h.get("Cache-Control"),
+            cache_control=", ".join(h.getall("Cache-Control", [])) or None,
             headers=tuple(freshness.end_to_end(_with_expires(h))),
             response_time=resp.response_time,
             initial_age=freshness.initial_age(h, resp.request_time, resp.response_time),
@@ -463,7 +501,7 @@ class Fills:
     async def _follow(self, fill: Fill) -> bool:
         """Follow another worker's fill of this key; False to try to lead again."""
         part_path, meta_path = self.store.temp_paths(fill.key)
-        fill_id, draft, source = _read_meta(meta_path)
+        fill_id, draft, source = _read_meta(meta_path, fill.generation)
         if fill_id is None or draft is None:
             if not self.locks.held_elsewhere(fill.key):
                 return False
@@ -488,7 +526,7 @@ class Fills:
                 pass  # complete on disk; wait for the index to confirm below
             polls += 1
             if polls % LOCK_POLL_EVERY == 0 and not self.locks.held_elsewhere(fill.key):
-                entry = await self._run(self.store.lookup, fill.key)
+                entry = await self._run(self.store.lookup, draft.key)
                 if entry is not None:
                     try:
                         same = os.stat(self.store.file_path(entry)).st_ino == os.fstat(fd).st_ino
@@ -529,16 +567,23 @@ def _with_expires(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return list(headers.items())
 
 
-def _write_meta(path: Path, draft: Entry, fill_id: str, source: str) -> None:
+def _write_meta(path: Path, draft: Entry, fill_id: str, source: str, generation: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    doc = {"fill_id": fill_id, "source": source, "entry": dataclasses.asdict(draft)}
+    doc = {
+        "fill_id": fill_id, "source": source, "generation": generation,
+        "entry": dataclasses.asdict(draft),
+    }
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
 
 
-def _read_meta(path: Path) -> tuple[str | None, Entry | None, str | None]:
+def _read_meta(path: Path, generation: int) -> tuple[str | None, Entry | None, str | None]:
+    """The sidecar of another worker's fill, if that fill began in `generation` (one that
+    began before a purge must not be followed: its bytes are the purged ones)."""
     try:
         doc = json.loads(path.read_text())
+        if doc.get("generation") != generation:
+            return None, None, None
         fields = doc["entry"]
         fields["headers"] = tuple(tuple(p) for p in fields["headers"])
         return str(doc["fill_id"]), Entry(**fields), doc.get("source")

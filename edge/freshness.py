@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from edge.targeted import targeted_cache_control
 from vcdn.httpserve.validators import parse_http_date
 
 #: §4.2.2: a heuristic lifetime is a fraction of the time since Last-Modified; 10% is the
@@ -51,11 +52,21 @@ COMPUTED: Final = frozenset(
         "server",
         "access-control-allow-origin",
         "access-control-expose-headers",
+        # What the caches before us did with the request that filled us (RFC 9211);
+        # a hit says what we did, and only that.
+        "cache-status",
     }
 )
 #: §3.2: when a 304 updates a stored response, these describe the stored body and stay.
-_KEEP_ON_304: Final = frozenset({"content-length", "content-range", "content-encoding"})
+_KEEP_ON_304: Final = frozenset(
+    {"content-length", "content-range", "content-encoding", "content-md5", "etag"}
+)
 IMMUTABLE_LIFETIME: Final = 10 * 365 * 86400.0
+#: Status codes this cache understands (RFC 9110 §15), for ``must-understand`` (§5.2.2.3).
+UNDERSTOOD: Final = frozenset(
+    {100, 101, 200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308}
+    | set(range(400, 418)) | {421, 422, 426} | set(range(500, 506))
+)
 
 
 def parse_cache_control(value: str | None) -> dict[str, str | None]:
@@ -114,9 +125,18 @@ class Policy:
     immutable: bool = False
 
 
+def response_directives(headers: Mapping[str, str]) -> tuple[dict[str, str | None], bool]:
+    """The response's caching directives for this cache, and whether they came from a
+    field targeted at us (`edge.targeted`: then Cache-Control and Expires are ignored)."""
+    targeted = targeted_cache_control(headers)
+    if targeted is not None:
+        return parse_cache_control(targeted), True
+    return parse_cache_control(_get(headers, "Cache-Control")), False
+
+
 def policy(headers: Mapping[str, str], now: float) -> Policy:
     """The freshness lifetime (§4.2.1) and revalidation flags of a response's headers."""
-    cc = parse_cache_control(_get(headers, "Cache-Control"))
+    cc, targeted = response_directives(headers)
     lifetime: float
     s_maxage = _seconds(cc.get("s-maxage"))
     max_age = _seconds(cc.get("max-age"))
@@ -124,6 +144,8 @@ def policy(headers: Mapping[str, str], now: float) -> Policy:
         lifetime = float(s_maxage)
     elif max_age is not None:
         lifetime = float(max_age)
+    elif targeted:
+        lifetime = 0.0
     elif (expires := _get(headers, "Expires")) is not None:
         exp = parse_http_date(expires)
         date = _date(headers, now)
@@ -148,6 +170,19 @@ def policy(headers: Mapping[str, str], now: float) -> Policy:
     )
 
 
+def explicit(headers: Mapping[str, str]) -> bool:
+    """Does the response say how long it may be used (§4.2.1), or that it may not be
+    used unasked? (Else only a heuristic, or nothing, decides.)"""
+    cc, targeted = response_directives(headers)
+    return (
+        targeted
+        or "max-age" in cc
+        or "s-maxage" in cc
+        or "no-cache" in cc
+        or _get(headers, "Expires") is not None
+    )
+
+
 def storable(
     method: str,
     status: int,
@@ -157,13 +192,15 @@ def storable(
     """May a shared cache store this response (§3)? Returns (yes, reason when not)."""
     if method not in ("GET", "HEAD"):
         return False, "method"
+    cc, _ = response_directives(response_headers)
+    if "must-understand" in cc and status not in UNDERSTOOD:
+        return False, f"must-understand, status {status}"  # §5.2.2.3
     if status not in STORABLE_STATUSES:
         return False, f"status {status}"
     req_cc = parse_cache_control(_get(request_headers, "Cache-Control"))
     if "no-store" in req_cc:
         return False, "request no-store"
-    cc = parse_cache_control(_get(response_headers, "Cache-Control"))
-    if "no-store" in cc:
+    if "no-store" in cc and "must-understand" not in cc:
         return False, "no-store"
     if "private" in cc:
         return False, "private"
@@ -177,12 +214,8 @@ def storable(
     ):
         return False, "authorization"  # §3.5
     vary = _get(response_headers, "Vary")
-    if vary is not None:
-        fields = {v.strip().lower() for v in vary.split(",") if v.strip()}
-        # We fetch upstream without content negotiation, so a variant chosen only by
-        # Accept-Encoding is the identity one, which every client accepts.
-        if fields - {"accept-encoding"}:
-            return False, "vary"
+    if vary is not None and "*" in {v.strip() for v in vary.split(",")}:
+        return False, "vary *"  # §4.1: matches no later request
     if _get(response_headers, "Content-Range") is not None:
         return False, "partial"
     return True, ""
@@ -204,7 +237,9 @@ def negative_lifetime(
     """
     if status < 400 or cap <= 0:
         return 0.0
-    cc = parse_cache_control(_get(headers, "Cache-Control"))
+    cc, _ = response_directives(headers)
+    if "must-understand" in cc and status not in UNDERSTOOD:
+        return 0.0
     req_cc = parse_cache_control(_get(request_headers, "Cache-Control"))
     if (
         "no-store" in cc
@@ -221,6 +256,11 @@ def negative_lifetime(
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:
+    """A field's value; repeated field lines are one comma-joined list (RFC 9110 §5.3)."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        values = getall(name, [])
+        return ", ".join(values) if values else None
     value = headers.get(name)
     if value is None:
         value = headers.get(name.lower())
@@ -236,11 +276,23 @@ def _date(headers: Mapping[str, str], now: float) -> float:
 def initial_age(headers: Mapping[str, str], request_time: float, response_time: float) -> float:
     """``corrected_initial_age`` of §4.2.3, fixed when the response arrives."""
     apparent_age = max(0.0, response_time - _date(headers, response_time))
-    age_text = _get(headers, "Age")
-    age_value = float(_seconds(age_text.strip()) or 0) if age_text else 0.0
+    age_value = age_field(_get(headers, "Age"))
     response_delay = response_time - request_time
     corrected_age_value = age_value + response_delay
     return max(apparent_age, corrected_age_value)
+
+
+def age_field(text: str | None) -> float:
+    """The Age field's delta-seconds (§5.1); 0 when absent. A value that is not exactly
+    one delta-seconds (``abc``, ``-1``, ``1.5``, ``7200;x=1``, two values or two lines) says
+    nothing trustworthy about the response's age, so it is taken as older than any
+    lifetime: the response is stored stale and revalidated before use."""
+    if text is None:
+        return 0.0
+    value = text.strip()
+    if not value.isascii() or not value.isdigit():
+        return float(2**31)
+    return float(min(int(value), 2**31))
 
 
 def current_age(initial: float, response_time: float, now: float) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
@@ -23,7 +22,8 @@ from edge.store import Entry
 from edge.upstream import UpstreamResponse
 from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS
-from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.plan import Plan, plan_stored
+from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.send import SEND_TIMEOUT, send_bytes, send_file
 
 CHUNK: Final = 256 * 1024
@@ -38,29 +38,14 @@ def extra_headers(entry: Entry, now: float) -> list[tuple[str, str]]:
     return [*entry.headers, ("Age", freshness.age_header(age)), ("Via", VIA)]
 
 
-class RamCache:
-    """Small hot objects held in memory, keyed by their file (a new version, a new key)."""
+class RamCache(RamTier[bytes]):
+    """Small hot objects' bytes, keyed by their file (a new version, a new key)."""
 
-    def __init__(self, capacity: int, object_max: int) -> None:
-        self.capacity = capacity
-        self.object_max = object_max
-        self.used = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+    __slots__ = ()
 
-    def get(self, file: str) -> bytes | None:
-        body = self._items.get(file)
-        if body is not None:
-            self._items.move_to_end(file)
-        return body
-
-    def put(self, file: str, body: bytes) -> None:
-        if len(body) > self.object_max or self.capacity <= 0 or file in self._items:
-            return
-        self._items[file] = body
-        self.used += len(body)
-        while self.used > self.capacity and self._items:
-            _, old = self._items.popitem(last=False)
-            self.used -= len(old)
+    def put(self, file: str, body: bytes, cost: int = 0, *, body_size: int = 0) -> None:  # type: ignore[override]
+        if file not in self:
+            super().put(file, body, len(body), body=len(body))
 
 
 async def send_hit(
@@ -74,18 +59,11 @@ async def send_hit(
     if body is not None and not on_disk(path):
         return None  # purged or evicted by another worker: RAM must not outlive the disk
     if body is None and entry.size <= ram.object_max:
-        body = _read_small(path, entry.size)
+        body = read_small(path, entry.size)
         if body is None:
             return None
         ram.put(entry.file, body)
-    plan = plan_response(
-        request.method,
-        request.headers,
-        size=entry.size,
-        etag=entry.etag,
-        last_modified=entry.last_modified,
-        content_type=entry.content_type,
-    )
+    plan = plan_stored(request.method, request.headers, entry)
     if body is not None:
         resp = await send_bytes(
             request,
@@ -128,7 +106,7 @@ def on_disk(path: str) -> bool:
     return True
 
 
-def _read_small(path: str, size: int) -> bytes | None:
+def read_small(path: str, size: int) -> bytes | None:
     """A small object's bytes (page cache, microseconds); None if gone or not whole."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -155,14 +133,7 @@ def _response(plan: Plan, headers: Iterable[tuple[str, str]]) -> web.StreamRespo
 
 
 def plan_for(request: web.Request, draft: Entry, size: int) -> Plan:
-    return plan_response(
-        request.method,
-        request.headers,
-        size=size,
-        etag=draft.etag,
-        last_modified=draft.last_modified,
-        content_type=draft.content_type,
-    )
+    return plan_stored(request.method, request.headers, draft, size)
 
 
 async def send_tail(

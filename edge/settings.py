@@ -38,6 +38,10 @@ class EdgeSettings(HttpLimits):
     #: The same text in a file (one key per line or comma-separated); re-read on SIGHUP
     #: and when it changes, like the settings file (docs/edge.md "Signing keys").
     signing_keys_file: Path | None = None
+    #: The control plane's key service as players reach it (``https://control.example``):
+    #: key URIs of encrypted titles (``/s/{token}/{title}/keys/...``) are redirected there
+    #: (`edge.keyredirect`); empty, they are ordinary (missing) files.
+    key_service: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     #: Worker processes sharing the port; 0 means one per CPU.
@@ -90,6 +94,11 @@ class EdgeSettings(HttpLimits):
                     "settings file (never on the command line), or run with --auth none."
                 )
             self.keys()  # raises ConfigError naming the expected form
+        if self.key_service and not self.key_service.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"Setting 'key_service' must be an http:// or https:// URL, got "
+                f"{self.key_service!r}."
+            )
         if self.workers < 0:
             raise ConfigError("Setting 'workers' must be 0 (one per CPU) or more.")
 

@@ -2,7 +2,8 @@
 
 Byte totals by source say where the bytes clients received came from: ``cache`` (a hit),
 ``peer`` or ``origin`` (streamed while filling). Store gauges (bytes used, objects) are
-read from the shared index at scrape time, so every worker reports the whole cache.
+read from the shared index at scrape time, so every worker reports the whole cache; with
+several workers the counters are summed over all of them (`vcdn.metrics`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edge.store import CacheStore
+from vcdn.metrics import scrape_registry
 
 
 class EdgeStats:
@@ -43,7 +45,12 @@ class EdgeStats:
             ["source"],
             registry=registry,
         )
-        registry.register(_StoreCollector(store))
+        self.evictions = Counter(
+            "vcdn_edge_evictions", "Objects evicted to make room.", registry=registry
+        )
+        store.on_evict = self.evictions.inc
+        #: What /metrics renders: every worker's counters when they share (`vcdn.metrics`).
+        self.scrape = scrape_registry(registry, _StoreCollector(store))
         # Labelled children looked up once: labels() costs more than inc() on a hot path.
         self._hit = self.requests.labels("hit")
         self._cache_bytes = self.bytes.labels("cache")
@@ -100,7 +107,7 @@ class _StoreCollector(Collector):
     def __init__(self, store: CacheStore) -> None:
         self.store = store
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         s = self.store.stats()
         yield GaugeMetricFamily(
             "vcdn_edge_cache_bytes", "Bytes stored in the cache.", value=s.bytes_used
@@ -108,7 +115,4 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily("vcdn_edge_cache_objects", "Objects stored.", value=s.objects)
         yield GaugeMetricFamily(
             "vcdn_edge_cache_capacity_bytes", "Cache capacity.", value=s.capacity
-        )
-        yield CounterMetricFamily(
-            "vcdn_edge_evictions", "Objects evicted by this worker.", value=self.store.evictions
         )

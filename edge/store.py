@@ -33,12 +33,13 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 from edge.eviction import LRU, EvictionPolicy
+from edge.generation import Generation
 from vcdn.errors import DiskFull, IntegrityError, StoreError
 
 COPY_CHUNK: Final = 1024 * 1024
@@ -212,6 +213,8 @@ class CacheStore:
         self._access: dict[str, float] = {}
         self._hits: dict[str, int] = {}
         self.evictions = 0
+        #: Told of each eviction (the metrics counter); called on the store's thread.
+        self.on_evict: Callable[[], object] | None = None
         try:
             self.objects_dir.mkdir(parents=True, exist_ok=True)
             self.tmp_dir.mkdir(exist_ok=True)
@@ -228,6 +231,7 @@ class CacheStore:
             self._reader = sqlite3.connect(
                 self.root / "index.db", timeout=30, isolation_level=None, check_same_thread=False
             )
+            self.generation = Generation(self.root / "generation")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"Cannot open the cache at '{self.root}': {exc}.") from None
 
@@ -383,6 +387,22 @@ class CacheStore:
                 self._remember(entry)
         return entry
 
+    def variants(self, primary: str) -> list[Entry]:
+        """The stored Vary variants of `primary` (keys ``primary + "\\n" + ...``,
+        `edge.vary`): one index range read, like `peek` for the loop thread."""
+        rows = self._reader.execute(
+            f"SELECT {_COLUMNS} FROM objects WHERE key > ? AND key < ? AND state = 'ready'",
+            (primary + "\n", primary + "\x0b"),
+        ).fetchall()
+        return [_row_entry(row) for row in rows]
+
+    def remove_variants(self, primary: str) -> int:
+        """Remove every Vary variant of `primary` (a plain answer or an unsafe method
+        replaced them)."""
+        return self._delete(
+            "key > ? AND key < ?", (primary + "\n", primary + "\x0b"), always=False
+        )
+
     def forget(self, key: str) -> None:
         """Drop our in-memory view of `key` (its file vanished under us)."""
         with self._lock:
@@ -419,11 +439,15 @@ class CacheStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    def publish(self, draft: Entry, part: Path, *, fd: int | None = None) -> Entry:
+    def publish(
+        self, draft: Entry, part: Path, *, fd: int | None = None, generation: int | None = None
+    ) -> Entry:
         """Make the fully written temp file `part` the object `draft.key` (see module doc).
 
         Raises IntegrityError when the bytes disagree with `draft.size` or `draft.sha256`
-        (the temp file is then removed), DiskFull when nothing can be evicted to make room.
+        (the temp file is then removed), DiskFull when nothing can be evicted to make room,
+        Purged when `generation` (read when the fill began) is no longer current: a purge
+        came in between, and its bytes must not come back.
         """
         try:
             size = os.fstat(fd).st_size if fd is not None else os.stat(part).st_size
@@ -455,6 +479,8 @@ class CacheStore:
             stale_files: list[str] = []
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if generation is not None and self.generation.read() != generation:
+                    raise Purged(f"{draft.key!r} was purged while it was being filled.")
                 old = self._db.execute(
                     "SELECT file, size FROM objects WHERE key = ?", (draft.key,)
                 ).fetchone()
@@ -504,7 +530,13 @@ class CacheStore:
                 self._db.execute("DELETE FROM objects WHERE id = ?", (entry.id,))
                 _unlink(part)
                 raise StoreError(f"Cannot store {draft.key!r}: {exc.strerror}.") from None
-            self._db.execute("UPDATE objects SET state = 'ready' WHERE id = ?", (entry.id,))
+            ready = self._db.execute(
+                "UPDATE objects SET state = 'ready' WHERE id = ?", (entry.id,)
+            ).rowcount
+            if not ready:
+                # A purge removed the pending row while the file was being renamed.
+                _unlink(final)
+                raise Purged(f"{draft.key!r} was purged while it was being published.")
             self._remember(entry)
             return entry
 
@@ -533,6 +565,8 @@ class CacheStore:
             self._db.execute("DELETE FROM objects WHERE key = ?", (key,))
             files.append(row[0])
             self.evictions += 1
+            if self.on_evict is not None:
+                self.on_evict()
             need -= row[1]
             if need <= 0:
                 return files
@@ -546,6 +580,8 @@ class CacheStore:
             self.forget(key)
             files.append(file)
             self.evictions += 1
+            if self.on_evict is not None:
+                self.on_evict()
             need -= osize
             if need <= 0:
                 return files
@@ -600,11 +636,12 @@ class CacheStore:
                 return None
             entry = replace(entry, **changes)  # type: ignore[arg-type]
             self._db.execute(
-                "UPDATE objects SET etag=?, last_modified=?, cache_control=?, headers=?, "
-                "response_time=?, initial_age=?, lifetime=? WHERE key = ?",
+                "UPDATE objects SET etag=?, last_modified=?, content_type=?, cache_control=?, "
+                "headers=?, response_time=?, initial_age=?, lifetime=? WHERE key = ?",
                 (
                     entry.etag,
                     entry.last_modified,
+                    entry.content_type,
                     entry.cache_control,
                     json.dumps(entry.headers),
                     entry.response_time,
@@ -617,7 +654,7 @@ class CacheStore:
             return entry
 
     def remove(self, key: str) -> bool:
-        return self._delete("key = ?", (key,)) > 0
+        return self._delete("key = ?", (key,), always=False) > 0
 
     def purge(self, *, title: str | None = None, prefix: str | None = None) -> int:
         """Remove every object of `title`, or every object whose key starts with `prefix`."""
@@ -628,7 +665,11 @@ class CacheStore:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # type: ignore[union-attr]
         return self._delete("key LIKE ? ESCAPE '\\'", (escaped + "%",))
 
-    def _delete(self, where: str, args: tuple[str, ...]) -> int:
+    def _delete(self, where: str, args: tuple[str, ...], *, always: bool = True) -> int:
+        """Remove on purpose (a purge, an invalidation): under the write lock, so a fill
+        publishing now waits and then sees the new generation (`edge.generation`). A
+        purge bumps it even when nothing is stored yet (a fill may be under way); a
+        single-key invalidation only when it removed something."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -636,6 +677,8 @@ class CacheStore:
                     f"SELECT key, file FROM objects WHERE {where}", args
                 ).fetchall()
                 self._db.execute(f"DELETE FROM objects WHERE {where}", args)
+                if rows or always:
+                    self.generation.bump()
                 self._db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -644,6 +687,10 @@ class CacheStore:
             for key, file in rows:
                 self.forget(key)
                 _unlink(self.objects_dir / file[:2] / file)
+            if rows:
+                # Again once the files are gone: a worker that re-read a row between the
+                # first bump and the commit drops what it took from it.
+                self.generation.bump()
             return len(rows)
 
     def pin_title(self, title: str, pinned: bool = True) -> int:
@@ -694,6 +741,11 @@ class CacheStore:
                 self.flush_access()
             self._db.close()
             self._reader.close()
+            self.generation.close()
+
+
+class Purged(StoreError):
+    """A fill finished after a purge of its object: not stored."""
 
 
 def _unlink(path: Path) -> None:

@@ -186,6 +186,13 @@ class Tuning:
     backoff_cap: float = 1.0
     breaker_threshold: int = 5
     breaker_reset: float = 5.0
+    #: Whether one request's failures (a 5xx answer, a connection dropped after the
+    #: request went out) are asked again. A parent tier in front of any origin (proxy
+    #: mode) says False: that is the origin's answer to that request, and asking again
+    #: would repeat a request its client made once (nginx's proxy_next_upstream default
+    #: is the same: only connection errors and timeouts). Either way they count, once
+    #: per target, against the breaker.
+    retry_answers: bool = True
 
 
 class HttpUpstream:
@@ -216,8 +223,10 @@ class HttpUpstream:
     ) -> UpstreamResponse:
         if not self.breaker.allow():
             raise CircuitOpen(f"{self.name} failed repeatedly; not asking it for a while.")
-        retries = self.tuning.retries if method in IDEMPOTENT and not _is_stream(body) else 0
+        idempotent = method in IDEMPOTENT and not _is_stream(body)
+        retries = self.tuning.retries if idempotent else 0
         attempt = 0
+        raced = False
         while True:
             request_time = time.time()
             try:
@@ -233,41 +242,60 @@ class HttpUpstream:
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 error: UpstreamError = UpstreamTimeout(f"{self.name} did not answer in time.")
                 error.__cause__ = exc
-            except aiohttp.ClientError as exc:
+                failed_target: str | None = None
+            except aiohttp.ClientConnectorError as exc:
                 error = UpstreamError(f"{self.name} cannot be reached: {exc}.")
                 error.__cause__ = exc
+                failed_target = None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if not raced and idempotent:
+                    # A pooled keep-alive connection the upstream closed as we reused it
+                    # (RFC 9112 §9.3.1) is no failure of the upstream: ask once more on
+                    # a new connection, at once and uncounted.
+                    raced = True
+                    continue
+                # Connected, then dropped: this request's failure, counted per target.
+                error = UpstreamError(f"{self.name} cannot be reached: {exc}.")
+                error.__cause__ = exc
+                failed_target = target
+            except aiohttp.ClientError as exc:
+                # Connected, but the answer could not be read (a malformed head): this
+                # request's failure too.
+                error = UpstreamError(f"{self.name} cannot be reached: {exc}.")
+                error.__cause__ = exc
+                failed_target = target
             else:
-                if resp.status not in RETRY_STATUSES:
+                answer = UpstreamResponse(
+                    resp.status,
+                    resp.headers,
+                    source=self.kind,
+                    name=self.name,
+                    request_time=request_time,
+                    response_time=time.time(),
+                    resp=resp,
+                )
+                if resp.status not in RETRY_STATUSES or _deliberate(resp.headers):
                     self.breaker.success()
-                    return UpstreamResponse(
-                        resp.status,
-                        resp.headers,
-                        source=self.kind,
-                        name=self.name,
-                        request_time=request_time,
-                        response_time=time.time(),
-                        resp=resp,
-                    )
+                    return answer
                 self._failed(target, f"status {resp.status}")
-                if attempt >= retries or not self.breaker.allow():
-                    return UpstreamResponse(
-                        resp.status,
-                        resp.headers,
-                        source=self.kind,
-                        name=self.name,
-                        request_time=request_time,
-                        response_time=time.time(),
-                        resp=resp,
-                    )
+                if not self._again(attempt, retries):
+                    return answer
                 resp.release()
                 attempt += 1
                 await asyncio.sleep(self._delay(attempt))
                 continue
-            self._failed(None, str(error))
-            if attempt >= retries or not self.breaker.allow():
+            self._failed(failed_target, str(error))
+            if not self._again(attempt, retries, answer=failed_target is not None):
                 raise error
             attempt += 1
             await asyncio.sleep(self._delay(attempt))
+
+    def _again(self, attempt: int, retries: int, *, answer: bool = True) -> bool:
+        """Ask once more? `answer`: the failure was this request's (a 5xx, a drop after
+        connecting), retried only with `Tuning.retry_answers`."""
+        if attempt >= retries or (answer and not self.tuning.retry_answers):
+            return False
+        return self.breaker.allow()
 
     def _failed(self, target: str | None, why: str) -> None:
         was_closed = self.breaker.state == "closed"
@@ -326,3 +354,11 @@ class UpstreamChain:
                 last = exc
         assert last is not None
         raise last
+
+
+def _deliberate(headers: Mapping[str, str]) -> bool:
+    """A 5xx the upstream gives explicit freshness is its answer, not its trouble: an
+    LL-HLS origin's 503 for a blocking request it could not satisfy in three target
+    durations (draft-pantos-hls-rfc8216bis §6.2.5.2). Asking again would hold the
+    player that long once more, and it says nothing about the upstream's health."""
+    return "max-age" in headers.get("Cache-Control", "")

@@ -29,6 +29,7 @@ from vcdn.httplimits import install as install_limits
 from vcdn.httpserve.server import BACKLOG
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
+from vcdn.metrics import share_across_processes
 
 log = logging.getLogger("vcdn.edge")
 #: A worker that keeps dying this soon after start is not restarted in a tight loop.
@@ -61,7 +62,8 @@ async def start_edge(
     The appliance passes its own drain timeout as `shutdown_timeout`.
     """
     from edge.app import EDGE_KEY
-    from edge.fastpath import FastSite, install_request_fast_path
+    from edge.fastpath import install_request_fast_path
+    from edge.hitproto import FastSite
 
     limits = settings.http_limits()
     grace = DRAIN_SECONDS if shutdown_timeout is None else shutdown_timeout
@@ -163,6 +165,8 @@ def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> i
         return 0
     reserved, port = _reserve(settings.host, settings.port)
     settings = dataclasses.replace(settings, port=port)
+    # Before the fork: every worker's counters in files any worker's /metrics sums.
+    share_across_processes(settings.cache_dir / "metrics")
     r, w = os.pipe()
     children: dict[int, float] = {}
     stopping = False

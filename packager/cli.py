@@ -12,7 +12,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -20,10 +20,11 @@ from typing import Final, TextIO
 from urllib.parse import urlsplit
 
 from packager.dash import MPD_NAME
+from packager.encrypt import SCHEMES, TitleKey
 from packager.graph import FORMATS, PRESETS, EncodeOptions
 from packager.ladder import DEFAULT_HEIGHTS, parse_ladder
 from packager.package import ReporterFactory, Request, Result, package
-from packager.register import TOKEN_ENV, URLS_ENV, register
+from packager.register import TOKEN_ENV, URLS_ENV, register, store_key
 from packager.run import BarReporter, LineReporter, NullReporter, Reporter
 from vcdn.errors import VcdnError
 from vcdn.settings import env_value
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"register the title with this control API (token from ${TOKEN_ENV}); repeat, "
         "or list comma-separated, for control replicas (default: $VCDN_CONTROL_URLS)",
     )
+    p.add_argument(
+        "--encrypt", choices=SCHEMES, metavar="aes-128|cenc",
+        help="encrypt the title: aes-128 (HLS AES-128 segments) or cenc (Common Encryption, "
+        "DASH with ClearKey); the key goes to the control plane's key service (needs "
+        "--control), never to disk",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing title atomically")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.add_argument(
@@ -176,11 +183,25 @@ def summary(result: Result) -> str:
     return "\n".join(lines)
 
 
+def _key_sink(control: list[str], token: str) -> Callable[[str, TitleKey], None]:
+    def sink(title: str, key: TitleKey) -> None:
+        store_key(control, title, key, token)
+
+    return sink
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     err, out = sys.stderr, sys.stdout
     if not args.control and os.environ.get(URLS_ENV, "").strip():
         args.control = [os.environ[URLS_ENV]]
+    if args.encrypt and not args.control:
+        print(
+            "vcdn package: --encrypt needs --control: an encrypted title's key lives only in "
+            "the control plane's key service; nothing was packaged.",
+            file=err,
+        )
+        return 1
     token = None
     if args.control:
         token = env_value(TOKEN_ENV)
@@ -201,8 +222,10 @@ def main(argv: list[str]) -> int:
             format=args.format,
             single_file=args.single_file,
             preset=args.preset,
+            encrypt=args.encrypt,
         ),
         force=args.force,
+        key_sink=_key_sink(args.control, token) if args.encrypt and token else None,
     )
     try:
         with _sigterm_interrupts():

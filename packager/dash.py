@@ -39,6 +39,9 @@ PROFILE_LIVE: Final = "urn:mpeg:dash:profile:isoff-live:2011"
 PROFILE_FULL: Final = "urn:mpeg:dash:profile:full:2011"
 TIMESCALE: Final = 1000  # the timeline in milliseconds: EXTINF has microseconds at best
 CHANNEL_SCHEME: Final = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
+CENC_NS: Final = "urn:mpeg:cenc:2013"
+MP4_PROTECTION: Final = "urn:mpeg:dash:mp4protection:2011"
+CLEARKEY_SCHEME: Final = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
 _PATTERN: Final = re.compile(
     r"^(?P<dir>[^/]+)/(?P<stem>[^/%$]*)%0(?P<width>\d)d(?P<ext>\.[a-z0-9]+)$"
 )
@@ -180,6 +183,20 @@ def _segments(rep: ET.Element, track: Track) -> None:
         _sub(lst, "SegmentURL", mediaRange=f"{off}-{off + length - 1}")
 
 
+def uuid_form(kid: bytes) -> str:
+    """A KID as DASH writes ``cenc:default_KID``: 8-4-4-4-12 hex."""
+    h = kid.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _protection(aset: ET.Element, kid: bytes) -> None:
+    """ContentProtection of a CENC adaptation set: the scheme and default KID
+    (ISO/IEC 23009-1 §5.8.5.2, 23001-7 §11.2), then ClearKey, the system browsers offer."""
+    _sub(aset, "ContentProtection", schemeIdUri=MP4_PROTECTION, value="cenc",
+         **{"cenc:default_KID": uuid_form(kid)})
+    _sub(aset, "ContentProtection", schemeIdUri=CLEARKEY_SCHEME, value="ClearKey1.0")
+
+
 def _representation(aset: ET.Element, track: Track) -> None:
     attrs = {"id": track.id, "bandwidth": str(track.bandwidth), "codecs": track.codecs}
     if track.kind == "video":
@@ -200,6 +217,7 @@ def mpd(
     *,
     duration: float,
     segment_seconds: float,
+    default_kid: bytes | None = None,
 ) -> str:
     """The static MPD of a packaged title: one period, a video adaptation set with one
     representation per rung (ladder order) and, if the title has sound, an audio one."""
@@ -217,6 +235,7 @@ def mpd(
         "mediaPresentationDuration": iso_duration(duration),
         "minBufferTime": iso_duration(segment_seconds),
         "maxSegmentDuration": iso_duration(longest),
+        **({"xmlns:cenc": CENC_NS} if default_kid is not None else {}),
     })
     period = _sub(root, "Period", id="0", start="PT0S")
     vset = _sub(
@@ -225,11 +244,15 @@ def mpd(
         maxWidth=str(max(t.width for t in video)), maxHeight=str(max(t.height for t in video)),
         maxFrameRate=frame_rate(max(t.frame_rate for t in video)),
     )
+    if default_kid is not None:
+        _protection(vset, default_kid)
     for track in video:
         _representation(vset, track)
     if audio is not None:
         aset = _sub(period, "AdaptationSet", id="1", contentType="audio", mimeType="audio/mp4",
                     segmentAlignment="true", startWithSAP="1", lang="und")
+        if default_kid is not None:
+            _protection(aset, default_kid)
         _representation(aset, audio)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

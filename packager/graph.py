@@ -49,6 +49,8 @@ class EncodeOptions:
     format: Format = "fmp4"
     single_file: bool = False
     preset: str = "veryfast"
+    #: ``aes-128`` (HLS segment encryption) or ``cenc`` (CENC, DASH); `packager.encrypt`.
+    encrypt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from packager.ingest_client import IngestClient
 from packager.ladder import plan
 from packager.livegraph import LiveSource, first_slot, live_command, slot_time
 from packager.liveupload import Uploader
+from packager.llpublish import LowLatencyOutputs, part_target
 from packager.probe import FFPROBE, Source, parse_source
 from packager.progress import Progress, ProgressParser
 from packager.run import _die_with_parent, _stop, find_tool, last_words
@@ -48,6 +49,8 @@ class LiveRequest:
     segment_seconds: float = 2.0
     window: float = 60.0
     preset: str = "veryfast"
+    #: Low-latency HLS parts (`packager.llpublish`); 0 publishes segments only.
+    part_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +118,20 @@ def run_live(
         argv = live_command(req.source, source, rungs, options, spool, slot, ffmpeg)
         up = Uploader(client, spool, rungs, source.video.fps, source.audio is not None,
                       req.segment_seconds, req.window)
+        ll = None
+        if req.part_seconds > 0:
+            ll = LowLatencyOutputs.create(
+                req.source, source, rungs, options, spool, slot, ffmpeg, origin=req.origin,
+                title=req.title, token=req.token, part_seconds=req.part_seconds,
+                on_segment=up.segment_sent,
+            )
+            argv, up.part_seconds = ll.argv, part_target(req.part_seconds, source.video.fps)
         start = slot_time(slot, req.segment_seconds)
         time.sleep(max(0.0, start - time.time()))
-        code = _run(argv, spool / "ffmpeg.log", up, req, err, interval, start, on_announced)
+        code = _run(argv, spool / "ffmpeg.log", up, req, err, interval, start, on_announced, ll)
         up.step()
+        if ll is not None and ll.errors:
+            raise MediaError(f"cutting ffmpeg's output failed: {ll.errors[0]}")
         if code != 0:
             words = last_words(spool / "ffmpeg.log")
             raise MediaError(f"ffmpeg failed (exit status {code}): {words}")
@@ -133,14 +146,18 @@ def run_live(
 def _run(
     argv: list[str], log: Path, up: Uploader, req: LiveRequest, err: TextIO | None,
     interval: float, started: float, on_announced: Callable[[TitleManifest], None] | None,
+    ll: LowLatencyOutputs | None = None,
 ) -> int:
     latest: list[Progress] = []
     parser = ProgressParser()
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_fh, text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent, pass_fds=ll.write_fds if ll is not None else (),
         )
+        if ll is not None:
+            ll.close()  # the readers see the end of each pipe when ffmpeg closes its copy
+            ll.start()
 
         def read_progress() -> None:
             assert proc.stdout is not None
@@ -157,6 +174,8 @@ def _run(
             while proc.poll() is None:
                 try:
                     up.step()
+                    if ll is not None and up.announced:
+                        ll.announced.set()
                     if on_announced is not None and up.announced:
                         on_announced(running_entry(req, up))
                         on_announced = None
@@ -178,4 +197,6 @@ def _run(
             _stop(proc)
             raise
         reader.join(timeout=5)
+        if ll is not None:
+            ll.join()
     return proc.returncode

@@ -33,6 +33,8 @@ INGEST_TOKEN_ENV: Final = "VCDN_INGEST_TOKEN"
 DEFAULT_LADDER: Final = (720, 480, 360)
 MIN_SEGMENT_S: Final = 1.0
 MAX_SEGMENT_S: Final = 10.0
+MIN_PART_S: Final = 0.1
+MAX_PART_S: Final = 2.0
 
 
 def _source(text: str) -> LiveSource:
@@ -73,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=2.0, metavar="S", help="segment duration (default 2)")
     p.add_argument("--window", type=_seconds(4.0, 6 * 3600.0), default=60.0, metavar="S",
                    help="seconds of the event a live playlist offers (default 60)")
+    p.add_argument("--low-latency", action="store_true",
+                   help="low-latency HLS: publish parts as they are encoded, blocking "
+                   "playlist reload (draft-pantos-hls-rfc8216bis)")
+    p.add_argument("--part-seconds", type=_seconds(MIN_PART_S, MAX_PART_S), default=0.333,
+                   metavar="S", help="low-latency part duration (default 0.333)")
     p.add_argument("--preset", choices=PRESETS, default="veryfast",
                    help="x264 preset (default veryfast)")
     p.add_argument("--control", type=_control_urls, metavar="URL", action="append",
@@ -95,10 +102,13 @@ def main(argv: list[str]) -> int:
     if args.window < 2 * args.segment_seconds:
         print("vcdn live: --window must hold at least two segments.", file=err)
         return 2
+    if args.low_latency and args.part_seconds * 2 > args.segment_seconds:
+        print("vcdn live: --part-seconds must be at most half of --segment-seconds.", file=err)
+        return 2
     request = LiveRequest(
         source=args.source, title=args.title, origin=args.origin, token=token,
         heights=args.ladder, segment_seconds=args.segment_seconds, window=args.window,
-        preset=args.preset,
+        preset=args.preset, part_seconds=args.part_seconds if args.low_latency else 0.0,
     )
     def announce(entry: TitleManifest) -> None:
         if not args.control:

@@ -52,6 +52,7 @@ class Uploader:
     skipped: int = 0
     edge_msn: int = -1
     announced: bool = False
+    part_seconds: float = 0.0  # low-latency: the part target announced in the event
     states: list[RungState] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -74,7 +75,8 @@ class Uploader:
     def event(self, *, ended: bool) -> bytes:
         import json
 
-        doc = LiveEvent(self.segment_seconds, self.window, self.renditions(), ended)
+        doc = LiveEvent(self.segment_seconds, self.window, self.renditions(), ended,
+                        self.part_seconds)
         return (json.dumps(encode(doc)) + "\n").encode()
 
     def master(self) -> bytes:
@@ -96,6 +98,13 @@ class Uploader:
             data = ffprobe_json(init, "show_data", what="Encoded init segment")
             st.codecs = codecs_from_probe(data, self.has_audio)
         return True
+
+    def segment_sent(self, rendition: str, msn: int) -> None:
+        """A segment went out another way (the low-latency streams, `packager.llpublish`)."""
+        for st in self.states:
+            if st.rung.name == rendition:
+                st.last_msn = max(st.last_msn, msn)
+        self.sent += 1
 
     def step(self) -> int:
         """Send whatever is new; returns how many segments went out."""

@@ -13,9 +13,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Final
 
+from packager.encrypt import TitleKey
 from vcdn.schemas import TitleManifest
 
-__all__ = ["TIMEOUT_S", "TOKEN_ENV", "register", "register_title"]
+__all__ = ["TIMEOUT_S", "TOKEN_ENV", "register", "register_title", "store_key"]
 
 TIMEOUT_S: Final = 15.0
 # The variable `vcdn.control_client.ControlClient.from_env` reads. Named here, and the
@@ -50,3 +51,19 @@ def register(
 ) -> int:
     """Blocking wrapper for the command line."""
     return asyncio.run(register_title(control, manifest, token, timeout_s=timeout_s))
+
+
+async def put_key(
+    control: str | Sequence[str], title: str, key: TitleKey, token: str,
+    *, timeout_s: float = TIMEOUT_S,
+) -> bool:
+    """Store an encrypted title's key with the key service (``PUT /titles/{id}/keys/{kid}``)."""
+    from vcdn.control_client import ControlClient
+
+    async with ControlClient(control, token, timeout=timeout_s) as client:
+        return await client.put_key(title, key.kid.hex(), key.scheme, key.key.hex())
+
+
+def store_key(control: str | Sequence[str], title: str, key: TitleKey, token: str) -> bool:
+    """Blocking wrapper: the packager stores the key before it publishes the title."""
+    return asyncio.run(put_key(control, title, key, token))

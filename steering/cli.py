@@ -26,10 +26,12 @@ from steering.sync import ControlClient
 from steering.workers import Supervisor, default_workers, reserve
 from vcdn.control_client import URLS_ENV
 from vcdn.errors import ConfigError
-from vcdn.httpserve.server import start
+from vcdn.httpserve.server import start_service
 from vcdn.keyreload import KeyWatch, read_keys
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
+from vcdn.tls import add_tls_args, tls_overrides
+from vcdn.tls_io import CertWatch, client_connector
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("steering")
@@ -59,6 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--poll-interval", type=float, help="control API poll period (default 2)")
     p.add_argument("--workers", type=int, help="worker processes sharing the DNS and HTTP "
                    "ports with SO_REUSEPORT (default: the CPUs this process may use)")
+    add_tls_args(p)
     # Set by the supervisor for its workers: "SOA serial:NSID".
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -76,7 +79,8 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with aiohttp.ClientSession() as session:
+    # The control plane's certificate is checked (system store or `ca_bundle`).
+    async with aiohttp.ClientSession(connector=client_connector(settings.ca_bundle)) as session:
         control = ControlClient(session, settings.control, settings.control_token)
         # Listen with a view, or once the control plane has failed to give one: an empty
         # view answers NODATA, and a worker joins ports that others already serve.
@@ -91,17 +95,17 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
                 f"{exc.strerror or exc}."
             ) from None
         try:
-            runner, url = await start(make_app(steering, control), settings.host,
-                                      settings.http_port, settings.http_limits(),
-                                      reuse_port=worker is not None)
+            runner, urls, certs = await start_service(
+                make_app(steering, control), settings.host, settings.http_port,
+                settings.http_limits(), settings, reuse_port=worker is not None)
         except ConfigError:
             udp.close()
             tcp.close()
             raise
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        http_port = int(url.rpartition(":")[2])
+        http_port = int(urls[0].rpartition(":")[2])
         print(f"vcdn steering: DNS on {host}:{dns_port} (UDP and TCP) for zone "
-              f"{settings.zone}; HTTP on {url}", flush=True)
+              f"{settings.zone}; HTTP on {' and '.join(urls)}", flush=True)
         event(log, "listening", dns_port=dns_port, http_port=http_port, zone=settings.zone)
         poller = asyncio.create_task(steering.poll_loop(control))
         files = [p for p in (config, settings.signing_keys_file) if p is not None]
@@ -110,11 +114,14 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
             steering.set_keys, files, current=steering.keys,
         )
         watcher = asyncio.create_task(watch.run())
+        cert_watcher = asyncio.create_task(CertWatch(certs).run()) if certs else None
         try:
             await stop.wait()
         finally:
             event(log, "stopping")
             watcher.cancel()
+            if cert_watcher is not None:
+                cert_watcher.cancel()
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
@@ -144,6 +151,7 @@ def main(argv: list[str]) -> int:
         "geoip_city": args.geoip_city, "geoip_asn": args.geoip_asn,
         "origin_url": args.origin_url, "default_site": args.default_site,
         "ttl": args.ttl, "answers": args.answers, "poll_interval": args.poll_interval,
+        **tls_overrides(args),
     }
     settings = load_settings(SteeringSettings, args.config, overrides=overrides)
 
@@ -153,6 +161,9 @@ def main(argv: list[str]) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
+    if workers > 1 and settings.tls_port == 0:
+        raise ConfigError("--tls-port 0 picks a port per process; with --workers above 1 "
+                          "give a fixed port that every worker shares.")
     geo = Geo(settings.geoip_city, settings.geoip_asn)  # fail fast, before any logging
     setup_logging("steering")
     if workers > 1 and args.worker is None:

@@ -59,8 +59,10 @@ SOURCES: Final = {4: (24,), 6: (48, 56)}
 MAX_TEMPLATES: Final = 100_000
 MAX_FALLBACK: Final = 100_000
 _TWO64: Final = 2.0**64
+_CLASS_IN_OPT: Final = b"\x00\x01\x00\x00\x29"  # QCLASS IN, then the OPT RR's root name, TYPE 41
 
 Inputs = tuple[object, ...]
+Blake2b = type(hashlib.blake2b())
 
 
 def _text(version: int, addr: int) -> str:
@@ -128,6 +130,16 @@ def build_leaves(version: int, source: int, prefixes: PrefixTable[tuple[str, ...
     return Leaves(version, source, starts, index, inputs, reps)
 
 
+def _scores(keys: list[Blake2b], weights: list[float], bucket: bytes) -> list[float]:
+    """`select`'s weighted rendezvous scores of `bucket`, from the appliances' hashed keys."""
+    out = []
+    for k, w in zip(keys, weights, strict=True):
+        h = k.copy()
+        h.update(bucket)
+        out.append(-w / math.log((int.from_bytes(h.digest(), "big") + 0.5) / _TWO64))
+    return out
+
+
 class _SitePlan:
     """One site of a plan: its appliances and what ranking them by a /L needs."""
 
@@ -136,7 +148,9 @@ class _SitePlan:
     def __init__(self, nodes: tuple[Node, ...], ranked: bool, saturation: float) -> None:
         self.nodes = nodes
         self.ranked = ranked
-        self.keys = [n.id.encode() + b"\0" for n in nodes]
+        # blake2b(key + bucket) is the state after hashing `key`, fed the bucket: copying
+        # that state skips the constructor's parameter parsing and set-up, ~40% of a hash.
+        self.keys = [hashlib.blake2b(n.id.encode() + b"\0", digest_size=8) for n in nodes]
         self.weights = [max(0.05, 1.0 - n.utilization) for n in nodes]
         self.saturated = [n.utilization >= saturation for n in nodes]
 
@@ -145,10 +159,7 @@ class _SitePlan:
         saturated appliances last; same floating-point steps, so the same order."""
         if not self.ranked:
             return list(self.nodes)
-        log = math.log
-        blake = hashlib.blake2b
-        scores = [-w / log((int.from_bytes(blake(k + bucket, digest_size=8).digest(), "big")
-                            + 0.5) / _TWO64) for k, w in zip(self.keys, self.weights, strict=True)]
+        scores = _scores(self.keys, self.weights, bucket)
         idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
         sat = self.saturated
         nodes = self.nodes
@@ -281,8 +292,8 @@ def build_tables(view: SteeringView, geo: GeoLookup | None,
 class CompiledMap:
     """Answers steered A/AAAA queries carrying ECS at a compiled source length."""
 
-    __slots__ = ("_answers", "_fallback", "_geo", "_lookup", "_policy", "_templates", "_ttl",
-                 "_udp_payload", "_view", "build_ms", "tables")
+    __slots__ = ("_answers", "_fallback", "_geo", "_lookup", "_policy", "_shapes",
+                 "_templates", "_ttl", "_udp_payload", "_view", "build_ms", "tables")
 
     def __init__(self, view: SteeringView, geo: GeoLookup | None, policy: Policy, *,
                  answers: int, ttl: int, udp_payload: int,
@@ -297,7 +308,8 @@ class CompiledMap:
         self.tables = tables if tables is not None else build_tables(view, geo)
         self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes, int]] = {}
         self._fallback: dict[tuple[int, int, int], tuple[tuple[str, ...], int]] = {}
-        self._lookup: dict[bytes, tuple[list[int], list[_Plan | None], int, int]] = {}
+        self._lookup: dict[bytes, tuple[list[int], list[_Plan | None], int, int, bytes]] = {}
+        self._shapes: dict[bytes, int] = {}
         orders: dict[tuple[object, ...], tuple[list[Site], bool, bool]] = {}
         site_plans: dict[tuple[str, bool], _SitePlan] = {}
         for (version, source), lv in self.tables.leaves.items():
@@ -311,8 +323,38 @@ class CompiledMap:
             shift = BITS[version] - source
             ecs_head = bytes([0, 1 if version == 4 else 2, source])
             self._lookup[ecs_head] = ([a >> shift for a in lv.starts], per_block, version,
-                                      source)
+                                      source, f"{version}:%d/{source}".encode())
+            # The plain query's bytes from the OPT RDLEN to the ECS scope: one option,
+            # the ECS one, of this family and source length, scope 0 (RFC 7871 §6).
+            raw = source // 8
+            shape = ((8 + raw).to_bytes(2, "big") + b"\x00\x08" + (4 + raw).to_bytes(2, "big")
+                     + ecs_head + b"\x00")
+            self._shapes[shape] = raw
         self.build_ms = (time.perf_counter() - started) * 1000
+
+    def answer_query(self, q: bytes, n: int) -> tuple[bytes, bytes] | None:
+        """(question, response after its 2 ID bytes) for a UDP query already known to be a
+        standard query (byte 2 without QR, opcode, AA, TC), one question and one
+        additional record, whose name (`n` bytes at offset 12) is a service name; None
+        unless it has exactly the plain shape `dns_wire.parse` accepts with one ECS
+        option at a compiled length (then the general path answers). The same call
+        `Responder.answer` makes after `parse`, without parsing:
+
+            12 header | n name | 2 qtype | 2 qclass 1 | 00 0029 | 2 payload | ext-rcode
+            | version 0 | 2 flags | RDLEN | 0008 | OPTLEN | family | source | scope 0 | addr
+        """
+        raw = self._shapes.get(q[25 + n : 35 + n])
+        if (raw is None or len(q) != 35 + n + raw or q[14 + n : 19 + n] != _CLASS_IN_OPT
+                or q[22 + n]):
+            return None
+        t = q[12 + n : 14 + n]
+        qtype = 1 if t == b"\x00\x01" else 28 if t == b"\x00\x1c" else 0
+        if not qtype:
+            return None
+        payload = (q[19 + n] << 8) | q[20 + n]
+        question = q[12 : 16 + n]
+        rest = self.answer(q, question, qtype, q[31 + n :], payload if payload > 512 else 512)
+        return None if rest is None else (question, rest)
 
     def _reference(self, version: int, addr: int, source: int,
                    family: int) -> tuple[tuple[str, ...], int]:
@@ -342,7 +384,7 @@ class CompiledMap:
         entry = self._lookup.get(head)
         if entry is None:
             return None
-        starts, plans, version, source = entry
+        starts, plans, version, source, bucket_of = entry
         raw = ecs[4:]
         # The compiled lengths are whole bytes: the address bytes are the client's /L.
         net = int.from_bytes(raw, "big")
@@ -355,17 +397,19 @@ class CompiledMap:
             chosen, scope = plan.chosen[family], plan.scope
         else:
             scope = plan.scope
-            bucket = f"{version}:{net}/{source}".encode()
+            bucket = bucket_of % net  # b"4:%d/24": select's `Client.bucket` text
             top = plan.top.get(family)
             if top is None:
                 chosen = plan.pick(bucket, family, self._answers)
             else:
                 keys, weights, addrs = top
                 log = math.log
-                blake = hashlib.blake2b
                 frombytes = int.from_bytes
-                scores = [-w / log((frombytes(blake(k + bucket, digest_size=8).digest(), "big")
-                                    + 0.5) / _TWO64) for k, w in zip(keys, weights, strict=True)]
+                scores = []
+                for k, w in zip(keys, weights, strict=True):
+                    h = k.copy()
+                    h.update(bucket)
+                    scores.append(-w / log((frombytes(h.digest(), "big") + 0.5) / _TWO64))
                 idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
                 chosen = tuple([addrs[j] for j in idx[: self._answers]])
         if not chosen:

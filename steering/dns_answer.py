@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 TCP: Final = 65535  # the largest DNS message (RFC 1035 §4.2.2 length prefix)
 MAX_CACHE: Final = 200_000
 _FLAG_TC: Final = 0x02  # in the third header byte
+_ONE_ADDITIONAL: Final = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD 1, AN 0, NS 0, AR 1
+_SHORTEST_ECS: Final = 38  # header, root name, type, class, OPT with a 0-bit ECS
 
 Decide = Callable[[Client], Decision]
 
@@ -120,6 +122,10 @@ class Responder:
         self._service_wire = frozenset(
             dns.name.from_text(n, o).to_wire().lower() for n in zone.service_names
         )
+        by_len: dict[int, set[bytes]] = {}
+        for w in self._service_wire:
+            by_len.setdefault(len(w), set()).add(w)
+        self._service_by_len = tuple((n, frozenset(ws)) for n, ws in sorted(by_len.items()))
 
     def set_decide(self, decide: Decide, compiled: CompiledMap | None = None) -> None:
         """Swap the decision function (a new view) and its compiled tables, and drop every
@@ -146,6 +152,23 @@ class Responder:
             if done is not None:
                 self.hits += 1
                 return q[:2] + done
+            # The steered query with ECS in its plain shape, matched by its bytes: the
+            # compiled answer without `parse` (the same call that `parse` leads to below).
+            compiled = self._compiled
+            if (compiled is not None and len(q) > _SHORTEST_ECS and not q[2] & 0xFE
+                    and q[4:12] == _ONE_ADDITIONAL):
+                for n, names in self._service_by_len:
+                    if q[12 : 12 + n].lower() in names:
+                        got = compiled.answer_query(q, n)
+                        if got is not None:
+                            question, rest = got
+                            self.compiled_answers += 1
+                            if question == question.lower():
+                                if len(self._exact) >= MAX_CACHE:
+                                    self._exact = {}
+                                self._exact[(q[2:], ip)] = rest
+                            return q[:2] + rest
+                        break
         p = dns_wire.parse(q)
         if p is None:
             return self._careful(q, ip, tcp)

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from steering import dns_udp
 from steering.dns_answer import Responder
 from vcdn.logs import event
 
@@ -116,13 +117,23 @@ class TcpServer:
             writer.close()
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+    def get_extra_info(self, name: str) -> Any: ...
+
+
 async def start(
     responder: Responder, host: str, port: int, reuse_port: bool = False,
-    limits: TcpLimits | None = None,
-) -> tuple[asyncio.DatagramTransport, asyncio.Server, int]:
+    limits: TcpLimits | None = None, batched: bool | None = None,
+) -> tuple[Closable, asyncio.Server, int]:
     """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows; if that TCP port
     is taken, try another). `reuse_port`: share the port with the other worker processes
-    (SO_REUSEPORT: the kernel spreads datagrams and connections over them)."""
+    (SO_REUSEPORT: the kernel spreads datagrams and connections over them). `batched`
+    (default: where available) serves UDP from a thread with recvmmsg/sendmmsg
+    (`dns_udp`), else from the event loop."""
+    if batched is None:
+        batched = dns_udp.available()
     loop = asyncio.get_running_loop()
     tcp = TcpServer(responder, limits)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -139,18 +150,23 @@ async def start(
         except OSError:
             sock.close()
             raise
-        sock.setblocking(False)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: UdpProtocol(responder), sock=sock
-        )
-        bound = transport.get_extra_info("sockname")[1]
+        udp: Closable
+        if batched:
+            udp = dns_udp.BatchedUdp(sock, responder.answer)
+        else:
+            sock.setblocking(False)
+            udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(responder),
+                                                         sock=sock)
+        bound = udp.get_extra_info("sockname")[1]
         try:
             server = await asyncio.start_server(tcp.handle, host, bound, reuse_address=True,
                                                 reuse_port=reuse_port or None)
         except OSError:
-            transport.close()
+            udp.close()
             if port or attempt == BIND_ATTEMPTS - 1:
                 raise
             continue
-        return transport, server, bound
+        if isinstance(udp, dns_udp.BatchedUdp):
+            udp.start()
+        return udp, server, bound
     raise AssertionError("unreachable")

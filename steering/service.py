@@ -27,6 +27,7 @@ from steering.view import (
     build_view,
     host_of,
     literal_addresses,
+    player_url,
     signature,
 )
 from vcdn.errors import ConfigError, UpstreamError
@@ -112,7 +113,7 @@ class Steering:
         view = build_view(
             applist.appliances, self._resolved, capacity=self.capacity,
             version=self.view.version + 1, heartbeat_interval=applist.heartbeat_interval,
-            generated_at=applist.generated_at,
+            generated_at=applist.generated_at, previous=self.view,
         )
         previous = self.compiled.tables if self.compiled is not None else None
         compiled = CompiledMap(
@@ -152,7 +153,7 @@ class Steering:
         self.status.polls += 1
         try:
             applist = await control.fetch_appliances()
-            names = {host_of(a.public_url) for a in applist.appliances}
+            names = {host_of(player_url(a)) for a in applist.appliances}
             names = {h for h in names if h and literal_addresses(h) is None}
             missing = names - set(self._resolved)
             if missing:  # resolved once, when an appliance first appears

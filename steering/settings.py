@@ -13,10 +13,11 @@ from pathlib import Path
 
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
+from vcdn.tls import TlsOptions
 
 
 @dataclass(frozen=True)
-class SteeringSettings(HttpLimits):
+class SteeringSettings(HttpLimits, TlsOptions):
     """The HTTP API's listener limits (`vcdn.httplimits.HttpLimits`) are inherited."""
 
     control: str

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
-from steering.prefixes import PrefixTable
+from steering.prefixes import Network, PrefixTable, parse_prefix
 from vcdn.schemas import ApplianceView
 
 USABLE_STATES: Final = frozenset({"healthy"})
@@ -35,7 +35,7 @@ class Capacity:
 class Node:
     id: str
     site: str
-    public_url: str
+    public_url: str  # where players go: the HTTPS URL when the appliance has one
     asn: int
     lat: float
     lon: float
@@ -69,6 +69,16 @@ class SteeringView:
     neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     count4: int = 0  # usable appliances with an IPv4 / IPv6 address
     count6: int = 0
+    # What `prefixes` was built from: (site, prefixes) of each usable appliance in order,
+    # and the parsed networks per prefix list, so that the next build reuses both.
+    prefix_inputs: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), compare=False)
+    parsed: Mapping[tuple[str, ...], tuple[Network, ...]] = field(default_factory=dict,
+                                                                  compare=False)
+
+
+def player_url(a: ApplianceView) -> str:
+    """The URL players are sent to: the appliance's HTTPS URL when it registered one."""
+    return a.tls_url or a.public_url
 
 
 def host_of(public_url: str) -> str:
@@ -103,8 +113,8 @@ def signature(
 ) -> tuple[object, ...]:
     """Everything a view is built from: equal signatures give equal views."""
     items = sorted(
-        (a.id, a.site, a.public_url, a.asn, a.lat, a.lon, tuple(a.prefixes), a.state,
-         utilization(a, cap), resolved.get(host_of(a.public_url), ()))
+        (a.id, a.site, player_url(a), a.asn, a.lat, a.lon, tuple(a.prefixes), a.state,
+         utilization(a, cap), resolved.get(host_of(player_url(a)), ()))
         for a in appliances
     )
     return (heartbeat_interval, *items)
@@ -137,8 +147,11 @@ def build_view(
     version: int = 0,
     heartbeat_interval: float = 10.0,
     generated_at: float = 0.0,
+    previous: SteeringView | None = None,
 ) -> SteeringView:
-    """Index the healthy appliances; `resolved` maps host names of public URLs to addresses."""
+    """Index the healthy appliances; `resolved` maps host names of public URLs to addresses.
+    `previous` (the view in service) lends its prefix table when the prefixes are the
+    same, and its parsed prefix lists otherwise: a million prefixes cost seconds to parse."""
     cap = capacity or Capacity()
     resolved = resolved or {}
     appliances = list(appliances)
@@ -149,29 +162,30 @@ def build_view(
         usable = LAST_RESORT_STATES
     nodes: dict[str, Node] = {}
     dropped: list[str] = []
-    prefix_sites: dict[str, list[str]] = {}
+    inputs: list[tuple[str, tuple[str, ...]]] = []
     for a in appliances:
         if a.state not in usable:
             dropped.append(a.id)
             continue
-        host = host_of(a.public_url)
+        url = player_url(a)
+        host = host_of(url)
         addrs = literal_addresses(host)
         if addrs is None:
             addrs = resolved.get(host, ())
         v4 = tuple(x for x in addrs if ":" not in x)
         v6 = tuple(x for x in addrs if ":" in x)
         nodes[a.id] = Node(
-            a.id, a.site, a.public_url.rstrip("/"), a.asn, a.lat, a.lon,
+            a.id, a.site, url.rstrip("/"), a.asn, a.lat, a.lon,
             utilization(a, cap), v4, v6,
         )
-        for p in a.prefixes:
-            try:
-                key = str(ipaddress.ip_network(p, strict=False))
-            except ValueError:
-                continue  # the control API validates prefixes; never let one break a view
-            sites = prefix_sites.setdefault(key, [])
-            if a.site not in sites:
-                sites.append(a.site)
+        inputs.append((a.site, tuple(a.prefixes)))
+    prefix_inputs = tuple(inputs)
+    if previous is not None and previous.prefix_inputs == prefix_inputs:
+        # A load or health change that left the prefixes alone: the same table, which
+        # also lets the compiled mapping keep its stage 1 at once (`same_entries`).
+        table, parsed = previous.prefixes, previous.parsed
+    else:
+        table, parsed = _prefix_table(prefix_inputs, previous.parsed if previous else {})
     by_site: dict[str, list[Node]] = {}
     for n in nodes.values():
         by_site.setdefault(n.site, []).append(n)
@@ -195,7 +209,7 @@ def build_view(
     return SteeringView(
         sites=sites,
         nodes=nodes,
-        prefixes=PrefixTable((p, tuple(s)) for p, s in prefix_sites.items()),
+        prefixes=table,
         asn_sites={k: tuple(sorted(v)) for k, v in asn_sites.items()},
         version=version,
         heartbeat_interval=heartbeat_interval,
@@ -204,4 +218,31 @@ def build_view(
         neighbours=neighbours,
         count4=sum(s.count4 for s in sites.values()),
         count6=sum(s.count6 for s in sites.values()),
+        prefix_inputs=prefix_inputs,
+        parsed=parsed,
     )
+
+
+def _prefix_table(
+    inputs: tuple[tuple[str, tuple[str, ...]], ...],
+    known: Mapping[tuple[str, ...], tuple[Network, ...]],
+) -> tuple[PrefixTable[tuple[str, ...]], dict[tuple[str, ...], tuple[Network, ...]]]:
+    """Each network's sites in first-seen order; prefix lists parsed before are reused."""
+    parsed: dict[tuple[str, ...], tuple[Network, ...]] = {}
+    prefix_sites: dict[Network, list[str]] = {}
+    for site, prefixes in inputs:
+        nets = parsed.get(prefixes)
+        if nets is None:
+            nets = known.get(prefixes)
+            if nets is None:
+                # The control API validates prefixes; never let a bad one break a view.
+                nets = tuple(n for n in map(parse_prefix, prefixes) if n is not None)
+            parsed[prefixes] = nets
+        for net in nets:
+            sites = prefix_sites.get(net)
+            if sites is None:
+                prefix_sites[net] = [site]
+            elif site not in sites:
+                sites.append(site)
+    table = PrefixTable.of_networks((n, tuple(s)) for n, s in prefix_sites.items())
+    return table, parsed

@@ -4,6 +4,7 @@ it can (no ``-re``) on a lavfi source, so origin tests judge the bytes `vcdn liv
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -55,3 +56,70 @@ def event_doc(window: float = 60.0, ended: bool = False) -> dict[str, object]:
             "playlist": f"{RENDITION}/index.m3u8",
         }],
     }
+
+
+LL_SECONDS = 10
+PART_SECONDS = 0.333
+
+
+@dataclass(frozen=True)
+class LowLatencyMedia:
+    init: bytes
+    parts: dict[int, list[bytes]]  # MSN -> its parts, in order
+    segments: dict[int, bytes]  # MSN -> the concatenation of its parts
+
+
+@functools.cache
+def encode_ll(slot: int = SLOT) -> LowLatencyMedia:
+    """LL_SECONDS one-second segments of three parts each, cut by the packager's own
+    low-latency command and cutter (`packager.llpublish`, `packager.parts`)."""
+    from packager.llpublish import ll_command
+    from packager.parts import (
+        BoxSplitter,
+        Cutter,
+        PartData,
+        PartOpened,
+        parse_fragment,
+        parse_init,
+        shift_fragment,
+    )
+
+    graph = f"testsrc2=size=160x90:rate=30:duration={LL_SECONDS}"
+    live = LiveSource(f"lavfi:{graph}", graph, (("f", "lavfi"),))
+    source = probe_live(live)
+    rungs = plan((90,), source.video.geometry)
+    options = EncodeOptions(segment_seconds=1.0, preset="ultrafast")
+    read_fd, write_fd = os.pipe()
+    argv = ll_command(live, source, rungs, options, [write_fd], "ffmpeg")
+    proc = subprocess.Popen(argv, pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        stream = pipe.read()
+    assert proc.wait(60) == 0
+    boxes = BoxSplitter().feed(stream)
+    init = boxes[0][1] + boxes[1][1]
+    tracks = parse_init(init)
+    offsets = {t.track_id: slot * t.timescale for t in tracks.values()}
+    ticks = {t.track_id: t.timescale // 30 for t in tracks.values()}
+    cutter = Cutter(tracks, 1.0, PART_SECONDS, 30.0)
+    parts: dict[int, list[bytes]] = {}
+    events = []
+    for i in range(2, len(boxes) - 1, 2):
+        if boxes[i][0] == b"moof" and boxes[i + 1][0] == b"mdat":
+            frag = parse_fragment(boxes[i][1] + boxes[i + 1][1], tracks)
+            events += cutter.feed(shift_fragment(frag, offsets, ticks))
+    events += cutter.finish()
+    for ev in events:
+        if isinstance(ev, PartOpened):
+            parts.setdefault(ev.msn, []).append(ev.data)
+        elif isinstance(ev, PartData):
+            parts[ev.msn][-1] += ev.data
+    # The first segment's last part may be one frame (see packager.parts); drop the
+    # first and last segments, so every segment here is three whole parts.
+    usable = {m: p for m, p in parts.items() if len(p) == 3 and m != slot}
+    return LowLatencyMedia(init, usable, {m: b"".join(p) for m, p in usable.items()})
+
+
+def ll_event_doc(window: float = 60.0) -> dict[str, object]:
+    return {**event_doc(window), "part_seconds": 0.334}

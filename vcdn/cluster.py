@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from vcdn import localca
 from vcdn.control_client import ControlClient
+from vcdn.localca import LocalCA
 from vcdn.procs import Proc, free_port, stop_all, vcdn_argv
 from vcdn.schemas import Enrollment
 
@@ -66,6 +68,10 @@ class ClusterConfig:
     appliance_hosts: tuple[str, ...] = ()  # default 127.0.0.{10+i}
     site_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: SITE_PREFIXES)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # HTTPS for control and steering (and the origin, for players) with a local CA
+    # (data/tls/ca.pem) that every client here verifies against; the appliances' video
+    # port stays HTTP until the edge's listener serves TLS.
+    tls: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class Cluster:
 
         self.control_port = port()
         self.origin_port = port()
+        self.origin_tls_port = port() if config.tls else 0
         self.steering_http_port = port()
         self.steering_dns_port = port(socket.SOCK_DGRAM)
         self.slots: list[ApplianceSlot] = []
@@ -164,20 +171,47 @@ class Cluster:
         self.origin: Proc | None = None
         self.steering: Proc | None = None
         self.live: list[Proc] = []  # live pipelines started with `start_live`
+        self.ca: LocalCA | None = None
+        if config.tls:
+            names = ["localhost", config.host, *(s.host for s in self.slots)]
+            self.ca = localca.ensure(self.data / "tls", list(dict.fromkeys(names)))
+
+    @property
+    def ca_bundle(self) -> Path | None:
+        """What clients of this cluster trust besides the system store (None: no TLS)."""
+        return self.ca.ca_cert if self.ca is not None else None
+
+    def _tls_args(self) -> list[str]:
+        if self.ca is None:
+            return []
+        return ["--tls-cert", str(self.ca.cert), "--tls-key", str(self.ca.key)]
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.ca is not None else "http"
 
     # --- addresses ---
 
     @property
     def control_url(self) -> str:
-        return f"http://{self.config.host}:{self.control_port}"
+        return f"{self._scheme}://{self.config.host}:{self.control_port}"
 
     @property
     def origin_url(self) -> str:
         return f"http://{self.config.host}:{self.origin_port}"
 
     @property
+    def player_origin_url(self) -> str:
+        """The origin as steering offers it to players (last resort): HTTPS with --tls.
+        Appliances keep filling over plain HTTP: the edge engine's own upstream client
+        does not read a CA bundle yet."""
+        if self.ca is None:
+            return self.origin_url
+        return f"https://{self.config.host}:{self.origin_tls_port}"
+
+    @property
     def steering_url(self) -> str:
-        return f"http://{self.config.host}:{self.steering_http_port}"
+        return f"{self._scheme}://{self.config.host}:{self.steering_http_port}"
 
     @property
     def origin_root(self) -> Path:
@@ -188,7 +222,8 @@ class Cluster:
         return [p for p in out if p is not None]
 
     def env(self, **extra: str) -> dict[str, str]:
-        return clean_env({**self.config.extra_env, **extra})
+        tls = {"VCDN_CA_BUNDLE": str(self.ca_bundle)} if self.ca_bundle is not None else {}
+        return clean_env({**tls, **self.config.extra_env, **extra})
 
     # --- lifecycle ---
 
@@ -213,7 +248,8 @@ class Cluster:
     async def enroll_all(self) -> None:
         """The operator enrols every appliance (site and approved client prefixes) and
         writes each its settings file with its own bound token."""
-        async with ControlClient(self.control_url, self.secrets.operator) as operator:
+        async with ControlClient(self.control_url, self.secrets.operator,
+                                 ca_bundle=self.ca_bundle) as operator:
             for slot in self.slots:
                 prefixes = list(self.config.site_prefixes.get(slot.site, ()))
                 _, slot.token = await operator.enroll(
@@ -230,6 +266,7 @@ class Cluster:
             vcdn_argv(
                 "control", "--db", f"sqlite:///{self.data / 'control.sqlite'}",
                 "--host", self.config.host, "--port", str(self.control_port),
+                *self._tls_args(),
             ),
             log_path=self.logs / "control.log",
             env=self.env(
@@ -237,14 +274,19 @@ class Cluster:
                 VCDN_CONTROL_HEARTBEAT_INTERVAL=str(self.config.heartbeat_interval),
                 VCDN_CONTROL_STALE_AFTER_BEATS=str(self.config.stale_after_beats),
                 VCDN_CONTROL_HEARTBEAT_HISTORY_EVERY=str(self.config.history_every),
+                # The key service checks players' tokens with the keys steering signs with.
+                VCDN_CONTROL_SIGNING_KEYS=self.secrets.signing_keys,
             ),
             health_url=f"{self.control_url}/healthz",
+            ca_bundle=self.ca_bundle,
         )
         self.origin = Proc(
             "origin",
             vcdn_argv(
                 "origin", "--root", str(self.origin_root),
                 "--host", self.config.host, "--port", str(self.origin_port),
+                *([*self._tls_args(), "--tls-port", str(self.origin_tls_port)]
+                  if self.ca is not None else []),
             ),
             log_path=self.logs / "origin.log",
             # Live pipelines publish with the packager's token; the origin holds its hash.
@@ -260,11 +302,12 @@ class Cluster:
                 "--host", self.config.host,
                 "--dns-port", str(self.steering_dns_port),
                 "--http-port", str(self.steering_http_port),
-                "--origin-url", self.origin_url,
+                "--origin-url", self.player_origin_url,
                 "--default-site", SITES[0],
                 "--answers", str(self.config.answers),
                 "--poll-interval", str(self.config.steering_poll),
                 "--workers", "1",  # one box: one steering process, like every other part
+                *self._tls_args(),
             ),
             log_path=self.logs / "steering.log",
             env=self.env(
@@ -273,13 +316,14 @@ class Cluster:
                 VCDN_TOKEN_TTL=str(self.config.token_ttl),
             ),
             health_url=f"{self.steering_url}/healthz",
+            ca_bundle=self.ca_bundle,
         )
         for slot in self.slots:
             slot.proc = self.appliance_proc(slot)  # its settings file: after enrolment
 
     def live_proc(
         self, title: str, *, segment_seconds: float = 2.0, ladder: str = "360,240",
-        source: str = LIVE_SOURCE, preset: str = "veryfast",
+        source: str = LIVE_SOURCE, preset: str = "veryfast", low_latency: bool = False,
     ) -> Proc:
         """A `vcdn live` pipeline (not started) publishing `source` to this cluster's
         origin and registering the event with its control plane."""
@@ -290,6 +334,7 @@ class Cluster:
                 "--control", self.control_url, "--ladder", ladder,
                 "--segment-seconds", str(segment_seconds), "--window", "60",
                 "--preset", preset, "--progress-interval", "10",
+                *(("--low-latency",) if low_latency else ()),
             ),
             log_path=self.logs / f"live-{title}.log",
             env=self.env(VCDN_INGEST_TOKEN=self.secrets.packager),

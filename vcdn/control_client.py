@@ -17,6 +17,10 @@ timeout, 5xx) the same request is sent to the next one at once, and the failed i
 skipped for a backoff that doubles up to `MAX_BACKOFF` while it keeps failing. Every
 control API write is an idempotent upsert, so resending one that may have landed is safe.
 A 4xx is an answer, not a failure: it is raised without trying the others.
+
+TLS: an ``https://`` control URL is verified against the system store or the CA bundle
+(`ca_bundle`, else ``VCDN_CA_BUNDLE``); a certificate for another name or from an unknown
+CA fails the request with one sentence naming the host and the reason (`vcdn.tls`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from vcdn import tls, tls_io
 from vcdn.errors import (
     ClientError,
     Conflict,
@@ -63,6 +68,8 @@ URLS_ENV: Final = "VCDN_CONTROL_URLS"
 DEFAULT_TIMEOUT: Final = 10.0
 CONNECT_TIMEOUT: Final = 3.0  # a replica whose machine is gone must not cost the whole timeout
 API: Final = "/api/v1"
+APPLIANCE_PAGE: Final = 1000  # appliances per page of GET /appliances
+MAX_PAGES: Final = 10_000
 FIRST_BACKOFF: Final = 0.5
 MAX_BACKOFF: Final = 30.0
 
@@ -85,11 +92,13 @@ class HeartbeatAck:
 
 @dataclass(frozen=True)
 class ApplianceList:
-    """`GET /appliances`: every appliance with its computed state."""
+    """`GET /appliances`: every appliance with its computed state; `next`: the cursor of
+    the following page (paged form only, None on the last page)."""
 
     appliances: list[ApplianceView]
     heartbeat_interval: float
     generated_at: float
+    next: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +197,9 @@ class ControlClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
+        self._ca_bundle = ca_bundle
         self.endpoints = Endpoints(control_urls(base_url, env=False))
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(
@@ -225,7 +236,9 @@ class ControlClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=tls_io.client_connector(self._ca_bundle)
+            )
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -266,6 +279,8 @@ class ControlClient:
             raise UpstreamTimeout(
                 f"The control API at {base_url} did not answer in time."
             ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise UpstreamError(tls.describe_failure(exc, "control API", base_url)) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"Cannot reach the control API at {base_url}: {exc}.") from None
         try:
@@ -298,6 +313,13 @@ class ControlClient:
         status, _ = await self.request("POST", "/titles", encode(manifest))
         return status == 201
 
+    async def put_key(self, title: str, kid: str, scheme: str, key: str) -> bool:
+        """Store a content key with the key service (hex kid and key); True if new."""
+        status, _ = await self.request(
+            "PUT", f"/titles/{_id(title)}/keys/{kid}", {"scheme": scheme, "key": key}
+        )
+        return status == 201
+
     async def get_title(self, title: str) -> TitleManifest:
         _, data = await self.request("GET", f"/titles/{_id(title)}")
         if isinstance(data, dict):
@@ -327,9 +349,27 @@ class ControlClient:
         )
         return self._decode(HeartbeatAck, data, "heartbeat answer")
 
-    async def list_appliances(self) -> ApplianceList:
-        _, data = await self.request("GET", "/appliances")
-        return self._decode(ApplianceList, data, "appliance list")
+    async def list_appliances(self, page: int = APPLIANCE_PAGE) -> ApplianceList:
+        """Every appliance, read `page` at a time (a page costs the control plane's event
+        loop a few ms; the whole of a big fleet at once would stall its heartbeats).
+        `generated_at` is the first page's: the oldest, so staleness is never understated.
+        Pages may come from different replicas: the cursor is an appliance id."""
+        first: ApplianceList | None = None
+        items: list[ApplianceView] = []
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            query = f"/appliances?limit={page}" + ("" if after is None else f"&after={_id(after)}")
+            _, data = await self.request("GET", query)
+            got: ApplianceList = self._decode(ApplianceList, data, "appliance list")
+            first = first or got
+            items.extend(got.appliances)
+            if got.next is None:
+                return ApplianceList(items, first.heartbeat_interval, first.generated_at)
+            if got.next == after or not got.appliances:
+                raise UpstreamError("The control API sent an appliance page cursor that "
+                                    f"does not advance ({got.next!r}).")
+            after = got.next
+        raise UpstreamError(f"The control API sent more than {MAX_PAGES} appliance pages.")
 
     async def fill_manifest(self, appliance: str) -> FillManifest:
         _, data = await self.request("GET", f"/appliances/{_id(appliance)}/fill-manifest")

@@ -393,6 +393,7 @@ async def play_title(
     urls = await playback_urls(session, cluster.steering_url, manifest.title)
     served_by = {s.netloc: s.id for s in cluster.slots}
     served_by[urlsplit(cluster.origin_url).netloc] = "origin"
+    served_by[urlsplit(cluster.player_origin_url).netloc] = "origin"
     first = served_by.get(urlsplit(urls[0]).netloc, urlsplit(urls[0]).netloc)
     say(f"steering ranked {len(urls)} URLs; playing the first, on {first}")
     ok, seconds, error = await ffmpeg_read(urls[0])

@@ -41,7 +41,8 @@ def read_keys(inline: str, file: Path | None) -> KeyRing:
     return parse_keys(",".join(line.strip() for line in text.splitlines()))
 
 
-def _stamp(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+def file_stamp(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of each file, (path, -1, -1) when missing: a change detector."""
     out = []
     for path in paths:
         try:
@@ -70,7 +71,7 @@ class KeyWatch:
         self._files = tuple(files)
         self._current = current
         self._interval = interval
-        self._stamp = _stamp(self._files)
+        self._stamp = file_stamp(self._files)
         self.reloads = 0
 
     def reload(self, reason: str) -> bool:
@@ -93,7 +94,7 @@ class KeyWatch:
         return True
 
     def check(self) -> bool:
-        stamp = _stamp(self._files)
+        stamp = file_stamp(self._files)
         if stamp == self._stamp:
             return False
         self._stamp = stamp
@@ -101,12 +102,38 @@ class KeyWatch:
 
     async def run(self) -> None:
         """Until cancelled: SIGHUP reloads at once; files are polled every `interval`."""
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self.reload, "sighup")
+        remove = add_sighup(lambda: self.reload("sighup"))
         try:
             while True:
                 await asyncio.sleep(self._interval)
                 self.check()
         finally:
+            remove()
+
+
+_hup: dict[asyncio.AbstractEventLoop, list[Callable[[], object]]] = {}
+
+
+def add_sighup(callback: Callable[[], object]) -> Callable[[], None]:
+    """Call `callback` on SIGHUP; returns the function that stops it. One event loop has
+    one handler per signal, so the key and certificate watchers share it through here."""
+    loop = asyncio.get_running_loop()
+    callbacks = _hup.setdefault(loop, [])
+    if not callbacks:
+        loop.add_signal_handler(signal.SIGHUP, _fan_out, loop)
+    callbacks.append(callback)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            callbacks.remove(callback)
+        if not callbacks:
+            _hup.pop(loop, None)
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
+
+
+def _fan_out(loop: asyncio.AbstractEventLoop) -> None:
+    for callback in list(_hup.get(loop, ())):
+        callback()

@@ -29,6 +29,7 @@ from typing import IO, Final
 import aiohttp
 
 from vcdn.errors import VcdnError
+from vcdn.tls_io import client_connector
 
 STOP_GRACE: Final = 5.0
 HEALTH_POLL: Final = 0.1
@@ -79,7 +80,9 @@ class Proc:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         health_url: str | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
+        self.ca_bundle = ca_bundle  # an https:// health URL is verified against it
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -132,7 +135,7 @@ class Proc:
         if self.health_url is None:
             return
         deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=client_connector(self.ca_bundle)) as session:
             while True:
                 if not self.running:
                     code = self.process.returncode if self.process else None

@@ -174,6 +174,8 @@ class LiveEvent:
     window: float
     renditions: list[Rendition]
     ended: bool = False
+    #: Low-latency HLS: the part target in seconds (0: segments only).
+    part_seconds: float = 0.0
 
 
 # --- appliances ---
@@ -191,6 +193,9 @@ class Registration:
     lat: float = 0.0
     lon: float = 0.0
     prefixes: list[str] = field(default_factory=list)
+    #: Where players reach it over HTTPS ('' when it serves no TLS); steering hands
+    #: this out instead of `public_url` when set. Peers keep filling from `public_url`.
+    tls_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,6 +271,7 @@ class ApplianceView:
     used_bytes: int = 0
     bytes_served: int = 0
     hit_ratio: float = 0.0
+    tls_url: str = ""
 
 
 # --- fill manifests ---

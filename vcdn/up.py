@@ -41,6 +41,7 @@ from vcdn.demo import (
 )
 from vcdn.errors import VcdnError
 from vcdn.summary import render_summary
+from vcdn.tls_io import client_connector
 
 LIVE_TITLE: Final = "live"
 
@@ -79,7 +80,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--live", action="store_true",
         help=f"also run a live test-pattern event ('{LIVE_TITLE}') through the CDN",
     )
+    p.add_argument(
+        "--low-latency", action="store_true",
+        help="make the live event low-latency HLS (parts, blocking playlist reload)",
+    )
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    p.add_argument(
+        "--tls", action="store_true",
+        help="HTTPS for control and steering with a local CA (DATA/tls/ca.pem) that every "
+        "client verifies; the appliances' video port stays HTTP for now",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.appliances <= MAX_APPLIANCES:
         p.error(f"--appliances must be between 1 and {MAX_APPLIANCES}")
@@ -89,6 +99,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--duration must be between 2 and 600 seconds")
     if args.heartbeat_interval <= 0:
         p.error("--heartbeat-interval must be positive")
+    if args.low_latency and not args.live:
+        p.error("--low-latency needs --live")
     return args
 
 
@@ -125,15 +137,19 @@ async def bring_up(
             await packaging
         raise
     say(f"services up in {time.monotonic() - started:.1f} s")
+    if cluster.ca_bundle is not None:
+        say(f"TLS: control and steering over HTTPS, verified against the local CA "
+            f"{cluster.ca_bundle}; the appliances' video port is still plain HTTP")
     manifest = await packaging
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=client_connector(cluster.ca_bundle)) as session:
         await register(session, cluster, args.title)
         await wait_for_fleet(session, cluster, say=say)
         await fill_title(session, cluster, manifest, say=say)
         outcome = await play_title(session, cluster, manifest, say=say)
         if args.live:
-            say(f"starting the live event '{LIVE_TITLE}' (a test pattern, 2 s segments)")
-            await cluster.start_live(LIVE_TITLE)
+            kind = "low-latency parts of 0.333 s" if args.low_latency else "2 s segments"
+            say(f"starting the live event '{LIVE_TITLE}' (a test pattern, {kind})")
+            await cluster.start_live(LIVE_TITLE, low_latency=args.low_latency)
             await wait_live(session, cluster, LIVE_TITLE, say=say)
         scraped = await scrape_appliances(session, cluster)
     dig = await dns_answer(cluster, DEMO_NAME)
@@ -146,7 +162,9 @@ async def bring_up(
         "pages": pages(cluster, args.title),
     }
     if args.live:
-        data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"]
+        data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"] + (
+            "&latency=low" if args.low_latency else ""
+        )
     return outcome, data
 
 
@@ -182,6 +200,7 @@ async def run(args: argparse.Namespace) -> int:
             appliances=args.appliances,
             base_port=args.base_port,
             heartbeat_interval=args.heartbeat_interval,
+            tls=args.tls,
         )
     )
     loop = asyncio.get_running_loop()

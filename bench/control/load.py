@@ -5,6 +5,7 @@ beats per second, as a real fleet would. Every loop is bounded by the run's dura
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
+
+from vcdn.control_client import APPLIANCE_PAGE
 
 CONNECTIONS: Final = 256  # appliances keep connections alive; this many at most at once
 
@@ -138,16 +141,25 @@ async def heartbeat_load(
                 result.errors[str(status)] = result.errors.get(str(status), 0) + 1
 
         async def poll() -> None:
-            """GET /appliances every `poll_every` seconds, as steering does."""
+            """GET /appliances every `poll_every` seconds, a page at a time, as steering
+            does (vcdn.control_client.APPLIANCE_PAGE); one sample is the whole list."""
             while True:
                 await asyncio.sleep(poll_every)
                 start = time.perf_counter()
+                after: str | None = None
                 try:
-                    async with session.get(f"{bases[0]}/api/v1/appliances",
-                                           headers=auth[0]) as resp:
-                        await resp.read()
-                        if resp.status == 200:
+                    for _ in range(1000):
+                        url = f"{bases[0]}/api/v1/appliances?limit={APPLIANCE_PAGE}"
+                        if after is not None:
+                            url += f"&after={after}"
+                        async with session.get(url, headers=auth[0]) as resp:
+                            body = await resp.read()
+                            if resp.status != 200:
+                                break
+                        after = json.loads(body).get("next")
+                        if after is None:
                             result.polls.append(time.perf_counter() - start)
+                            break
                 except (aiohttp.ClientError, TimeoutError):
                     pass
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -23,6 +24,7 @@ from origin.content.catalog import Catalog
 from origin.content.hotpath import OriginHot, read_whole
 from origin.content.ingest import handle_put
 from origin.content.live import LiveTitles
+from origin.content.llserve import LowLatency
 from origin.content.metrics import OriginMetrics
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
@@ -32,6 +34,7 @@ from vcdn.httpserve.media import IMMUTABLE, cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
 from vcdn.httpserve.paths import open_under, safe_relpath
 from vcdn.httpserve.send import send_bytes, send_file
+from vcdn.httpserve.validators import parse_etag, parse_etag_list, weak_match
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 
 PREFIX: Final = "/v/"
@@ -43,6 +46,7 @@ ROOT_FD_KEY: Final = web.AppKey("origin_root_fd", int)
 METRICS_KEY: Final = web.AppKey("origin_metrics", OriginMetrics)
 HOT_KEY: Final = web.AppKey("origin_hot", OriginHot)
 LIVE_KEY: Final = web.AppKey("origin_live", LiveTitles)
+LL_KEY: Final = web.AppKey("origin_ll", LowLatency)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,6 +73,11 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204, headers=dict(preflight_headers(request.headers)))
     app = request.app
     live = app[LIVE_KEY].is_live(title)
+    if live and (ll := app[LL_KEY].title(title)) is not None:
+        # Low-latency playlists and parts (`origin.content.llserve`).
+        answer = await app[LL_KEY].serve(request, ll, inner)
+        if answer is not None:
+            return answer
     try:
         fd = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
     except NotFound:
@@ -85,7 +94,14 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
         hot = app[HOT_KEY]
         if live and cc != IMMUTABLE:
             # A live playlist changes every segment: always from disk, never from RAM.
-            cc = app[LIVE_KEY].playlist_cache_control(title, inner) or cc
+            held = 0.0
+            if _revalidates(request, etag):
+                # A cache holding the newest version: answer with the next one.
+                started = time.monotonic()
+                if await app[LIVE_KEY].wait_for_version(title, inner):
+                    fd, st, etag = _reopen(app, title, inner, fd)
+                held = time.monotonic() - started
+            cc = app[LIVE_KEY].playlist_cache_control(title, inner, held) or cc
         elif hot.in_ram(request, st.st_size):
             body = read_whole(fd, st.st_size)
             hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,
@@ -109,13 +125,32 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _revalidates(request: web.Request, etag: str) -> bool:
+    """Whether the request is a revalidation of exactly this version (its If-None-Match
+    names our current ETag), i.e. the asker already has it."""
+    header = request.headers.get("If-None-Match")
+    ours = parse_etag(etag)
+    tags = parse_etag_list(header) if header else None
+    return ours is not None and isinstance(tags, tuple) and any(weak_match(t, ours) for t in tags)
+
+
+def _reopen(
+    app: web.Application, title: str, inner: str, fd: int
+) -> tuple[int, os.stat_result, str]:
+    """The file's newest version in place of `fd` (closed): fd, stat and ETag."""
+    newer = open_under(app[ROOT_PATH_KEY], app[ROOT_FD_KEY], f"{title}/{inner}")
+    os.close(fd)
+    st = os.fstat(newer)
+    return newer, st, app[CATALOG_KEY].etag(title, inner, st)
+
+
 async def ingest_content(request: web.Request) -> web.StreamResponse:
     """``PUT``: a live pipeline publishing (`origin.content.ingest`)."""
     title, inner = content_path(request.raw_path)
     settings = request.app[SETTINGS_KEY]
     return await handle_put(
         request, title, inner, request.app[LIVE_KEY], settings.ingest_token_sha256,
-        settings.max_ingest_bytes,
+        settings.max_ingest_bytes, request.app[LL_KEY],
     )
 
 
@@ -157,6 +192,7 @@ def make_app(settings: OriginSettings) -> web.Application:
         HotCache(settings.hot_capacity, settings.hot_object_max), Path(root), app[CATALOG_KEY]
     )
     app[LIVE_KEY] = LiveTitles(Path(root), settings.live_grace)
+    app[LL_KEY] = LowLatency(app[LIVE_KEY], settings.max_ingest_bytes)
     app.cleanup_ctx.append(_root_fd)
     registry = new_registry()
     app[REGISTRY_KEY] = registry

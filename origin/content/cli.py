@@ -17,6 +17,7 @@ from vcdn.errors import ConfigError
 from vcdn.httpserve.server import run_until_signal
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
+from vcdn.tls import add_tls_args, tls_overrides
 
 log = logging.getLogger("vcdn.origin")
 
@@ -27,6 +28,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     p.add_argument("--config", type=Path, help="TOML settings file")
+    add_tls_args(p)
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning or error")
     return p.parse_args(argv)
 
@@ -38,6 +40,7 @@ def build_settings(argv: list[str]) -> OriginSettings:
         "host": args.host,
         "port": args.port,
         "log_level": args.log_level,
+        **tls_overrides(args),
     }
     settings = load_settings(
         OriginSettings, args.config, overrides=overrides, env_prefix="VCDN_ORIGIN_"
@@ -60,7 +63,7 @@ async def serve(settings: OriginSettings) -> None:
     app = make_app(settings)
     await run_until_signal(
         app, settings.host, settings.port, limits, ready,
-        on_server=lambda server: install_hot_path(app, server),
+        on_server=lambda server: install_hot_path(app, server), tls=settings,
     )
     event(log, "stopped")
 

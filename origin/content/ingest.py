@@ -29,6 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from origin.content.live import EVENT_NAME, RENDITION_RE, SEGMENT_RE, LiveTitles
+from origin.content.llserve import PART_RE, LowLatency
 from vcdn.errors import ClientError, Forbidden, PayloadTooLarge, Unauthorized
 from vcdn.titles import is_valid_title
 
@@ -65,9 +66,13 @@ def classify(inner: str) -> tuple[str, str, int]:
         m = SEGMENT_RE.match(name)
         if m is not None:
             return "segment", rendition, int(m.group(1))
+        part = PART_RE.match(name)
+        if part is not None:
+            return "part", rendition, int(part.group(1))
     raise Forbidden(
-        f"Only live.json, master.m3u8, {{rendition}}/init.mp4 and {{rendition}}/seg_N.m4s "
-        f"may be PUT, not {inner!r}; the origin writes media playlists itself."
+        f"Only live.json, master.m3u8, {{rendition}}/init.mp4, {{rendition}}/seg_N.m4s and "
+        f"{{rendition}}/part_N_I.m4s may be PUT, not {inner!r}; the origin writes media "
+        "playlists itself."
     )
 
 
@@ -110,12 +115,16 @@ def ingest_spool(root: Path) -> Path:
 
 async def handle_put(
     request: web.Request, title: str, inner: str, live: LiveTitles, accepted: tuple[str, ...],
-    limit: int,
+    limit: int, ll: LowLatency | None = None,
 ) -> web.Response:
     check_token(request.headers.get("Authorization"), accepted)
     if not is_valid_title(title):
         raise ClientError(f"{title!r} is not a valid title id.")
     kind, rendition, msn = classify(inner)
+    if kind == "part" and ll is not None:
+        # Streamed (chunked) and readable while it arrives: `origin.content.llserve`.
+        index = int(inner.rpartition("_")[2].partition(".")[0])
+        return await ll.receive_part(request, title, rendition, msn, index)
     tmp = await receive(request, ingest_spool(live.root), limit)
     try:
         if kind == "event":

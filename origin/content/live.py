@@ -22,11 +22,13 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from origin.content.fmp4 import BoxError, Track, parse_init, parse_segment, video_track
+from origin.content.livempd import MPD_NAME, live_mpd
 from origin.content.livestate import Kept, expired, judge, media_playlist
 from vcdn.errors import ClientError, Conflict, MediaError
 from vcdn.logs import event
@@ -41,7 +43,13 @@ RENDITION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 LIVE_RECHECK_S: Final = 1.0
 #: How long a request for the next segment may wait for it, in segment durations.
 WAIT_SEGMENTS: Final = 1.5
-PLAYLIST_MARGIN_S: Final = 0.5
+#: A cache's copy of a live playlist goes stale this long before the next segment is
+#: due (at most half a segment), so requests from then on wait for the new version.
+HOLD_LEAD_S: Final = 1.0
+#: How long, in segments, a cache may answer with its last playlist when the origin fails.
+STALE_IF_ERROR_SEGMENTS: Final = 5
+#: A revalidation waits for the next version until this many segments after it was due.
+VERSION_SLACK: Final = 0.5
 
 
 class NotReady(Conflict):
@@ -103,6 +111,8 @@ class LiveTitles:
         self._titles: dict[str, LiveTitle] = {}
         self._live_cache: dict[str, tuple[float, bool]] = {}
         self._kept_events: dict[tuple[str, str], asyncio.Event] = {}
+        #: Called with (title, rendition) after each kept segment (low-latency waiters).
+        self.on_kept: list[Callable[[str, str], None]] = []
 
     # --- reading -----------------------------------------------------------------
 
@@ -140,37 +150,76 @@ class LiveTitles:
         newest = max(rend.kept, default=None)
         if newest is None or not newest < msn <= newest + 1:
             return msn in rend.kept
+        await self._wait_kept(state, rendition, msn, WAIT_SEGMENTS * state.event.segment_seconds)
+        return msn in rend.kept
+
+    async def wait_for_version(self, title: str, inner: str) -> bool:
+        """A cache revalidating the newest version of a rendition's playlist (its ETag
+        matches) waits for the next version, which is due with the next segment, instead
+        of getting a 304 now and asking again: so an edge holds each version from the
+        moment it is written, still with one request per version. Bounded: no later
+        than half a segment after the next one was due, `WAIT_SEGMENTS` segments at most,
+        and not at all once the pipelines are that late. True if a new version came."""
+        state = self._titles.get(title)
+        rendition, _, name = inner.rpartition("/")
+        if state is None or state.ended or name != "index.m3u8":
+            return False
+        rend = state.renditions.get(rendition)
+        if rend is None or not rend.kept:
+            return False
+        seg = state.event.segment_seconds
+        left = rend.kept_at + seg * (1 + VERSION_SLACK) - time.time()
+        if left <= 0:
+            return False
+        newest = max(rend.kept)
+        await self._wait_kept(state, rendition, newest + 1, min(left, WAIT_SEGMENTS * seg))
+        return max(rend.kept) > newest
+
+    async def _wait_kept(self, state: LiveTitle, rendition: str, msn: int, within: float) -> None:
+        """Until segment `msn` of `rendition` is kept, the event ends or `within` passes."""
+        rend = state.renditions[rendition]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_SEGMENTS * state.event.segment_seconds
+        deadline = loop.time() + within
         while msn not in rend.kept and not state.ended:
             left = deadline - loop.time()
             if left <= 0:
-                return False
-            kept = self._kept_events.setdefault((title, rendition), asyncio.Event())
+                return
+            kept = self._kept_events.setdefault((state.title, rendition), asyncio.Event())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(kept.wait(), left)
-        return msn in rend.kept
 
     def _announce_kept(self, title: str, rendition: str) -> None:
         kept = self._kept_events.pop((title, rendition), None)
         if kept is not None:
             kept.set()
 
-    def playlist_cache_control(self, title: str, inner: str) -> str | None:
-        """Cache-Control of a running event's media playlist: fresh until about when the
-        next segment is due (the newest was kept at T, the next is due at T + SEG), so a
-        cache asks once per playlist version rather than on a fixed beat; at least 1 s,
-        the resolution of HTTP dates. Half a second of margin covers a ``Date`` up to a
-        second old making the cache think the answer older than it is. ``stale-if-error``
-        (RFC 5861 §4) for three segments keeps players going through a short origin blip."""
+    def playlist_cache_control(self, title: str, inner: str, held: float = 0.0) -> str | None:
+        """Cache-Control of a running event's media playlist: fresh until shortly before
+        the next segment is due (the newest was kept at T, the next is due at T + SEG), so
+        a cache asks once per playlist version rather than on a fixed beat, and its
+        revalidation then waits for that version (`wait_for_version`) and has it the
+        moment it is written. The cache goes stale `HOLD_LEAD_S` (at most half a segment)
+        before the due time, give or take the one-second resolution of max-age.
+
+        A cache takes a response to be as old as its ``Date`` (whole seconds) or as the
+        time it waited for it (`held`), whichever is more (RFC 9111 §4.2.3), so that age
+        is added back: otherwise a version that was waited for would arrive already
+        stale. At least 1 s. ``stale-if-error`` (RFC 5861 §4) for `STALE_IF_ERROR_SEGMENTS`
+        keeps players going through a short origin blip: an origin restart takes a few
+        seconds, and the copy was already about a segment old when the origin went."""
         state = self._titles.get(title)
         if state is None or state.ended:
             return None
         seg = state.event.segment_seconds
         rend = state.renditions.get(inner.rpartition("/")[0])
-        due = (rend.kept_at + seg - time.time()) if rend is not None and rend.kept_at else 0.0
-        max_age = max(1, math.ceil(due + PLAYLIST_MARGIN_S)) if due > 0 else 1
-        return f"public, max-age={max_age}, stale-if-error={math.ceil(3 * seg)}"
+        max_age = 1
+        if rend is not None and rend.kept_at:
+            now = time.time()
+            stale_at = rend.kept_at + seg - min(HOLD_LEAD_S, seg / 2)
+            seen_age = max(now - math.floor(now), held)
+            max_age = max(1, math.ceil(stale_at - now + seen_age))
+        stale_if_error = math.ceil(STALE_IF_ERROR_SEGMENTS * seg)
+        return f"public, max-age={max_age}, stale-if-error={stale_if_error}"
 
     def _load(self, title: str) -> LiveTitle | None:
         if title in self._titles:
@@ -239,6 +288,9 @@ class LiveTitles:
         if doc.ended and not old.ended:
             state.event = LiveEvent(old.segment_seconds, old.window, old.renditions, True)
             self._finish(state)
+            for hook in self.on_kept:
+                for r in state.renditions:
+                    hook(title, r)
         return 200
 
     def put_static(self, title: str, inner: str, tmp: Path) -> int:
@@ -292,8 +344,11 @@ class LiveTitles:
             gone = rend.kept.pop(old)
             (state.directory / rendition / gone.name).unlink(missing_ok=True)
         self._write_playlist(state, rend)
+        self._write_mpd(state)
         rend.kept_at = time.time()
         self._announce_kept(title, rendition)
+        for hook in self.on_kept:
+            hook(title, rendition)
         return 201
 
     # --- helpers -----------------------------------------------------------------
@@ -316,10 +371,19 @@ class LiveTitles:
         text = media_playlist(rend.kept, ev.segment_seconds, window, ended=ev.ended)
         _write_atomic(state.directory / rend.name / "index.m3u8", text.encode())
 
+    def _write_mpd(self, state: LiveTitle) -> None:
+        """The DASH manifest from the same kept segments (`origin.content.livempd`)."""
+        ev = state.event
+        kept = {name: r.kept for name, r in state.renditions.items()}
+        text = live_mpd(ev.renditions, kept, ev.segment_seconds, ev.window, ended=ev.ended,
+                        now=time.time())
+        _write_atomic(state.directory / MPD_NAME, text.encode())
+
     def _finish(self, state: LiveTitle) -> None:
         """The input ended: final playlists, the VOD manifest, the event marked ended."""
         for rend in state.renditions.values():
             self._write_playlist(state, rend)
+        self._write_mpd(state)
         ev = state.event
         _write_atomic(state.directory / EVENT_NAME, json.dumps(encode(ev)).encode())
         files = []

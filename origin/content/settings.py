@@ -8,11 +8,13 @@ from typing import Literal
 
 from vcdn.httplimits import HttpLimits
 from vcdn.settings import Bytes
+from vcdn.tls import TlsOptions
 
 
 @dataclass(frozen=True)
-class OriginSettings(HttpLimits):
-    """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited."""
+class OriginSettings(HttpLimits, TlsOptions):
+    """Listener limits (`vcdn.httplimits.HttpLimits`) and TLS (`vcdn.tls.TlsOptions`) are
+    inherited."""
 
     root: Path
     host: str = "127.0.0.1"

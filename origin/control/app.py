@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from origin.control import http_appliances, http_enrollments, http_titles
+from origin.control import http_appliances, http_enrollments, http_keys, http_titles
 from origin.control.auth import parse_bootstrap
 from origin.control.beats import HeartbeatBuffer
 from origin.control.health import Liveness
@@ -129,6 +129,7 @@ def make_app(
         settings.heartbeat_interval, settings.stale_after_beats, settings.down_after_beats
     )
     app[CATALOG] = CatalogCache()
+    app[http_keys.SIGNING_KEYS] = http_keys.SigningKeys(settings.keys())
     app[JOBS] = JobState()  # the fill plan itself lives in the store (replicas share it)
     registry = new_registry()
     app[REGISTRY_KEY] = registry
@@ -176,6 +177,7 @@ def make_app(
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(http_titles.routes)
+    app.router.add_routes(http_keys.routes)
     app.router.add_routes(http_appliances.routes)
     app.router.add_routes(http_enrollments.routes)
     app.router.add_routes(planning_http.routes)

@@ -120,8 +120,9 @@ class HeartbeatBuffer:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Store everything queued so far; raises StoreError if the store fails."""
-        if not self._pending:
+        """Store everything queued so far; raises StoreError if the store fails. A batch
+        another flush is still writing counts as queued: a reader flushes to see it."""
+        if not self._pending and not self._lock.locked():
             return
         async with self._lock:
             batch, self._pending = self._pending, []

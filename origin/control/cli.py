@@ -29,10 +29,13 @@ from origin.control.settings import ENV_PREFIX, ControlSettings
 from origin.control.store import EnrollmentRecord, Store, open_store, redact
 from origin.control.validate import check_id
 from vcdn.errors import ClientError, ConfigError
-from vcdn.httpserve.server import start
+from vcdn.httpserve.server import start_service
+from vcdn.keyreload import KeyWatch, read_keys
 from vcdn.logs import event, setup_logging
 from vcdn.prefixes import check_width
 from vcdn.settings import load_settings
+from vcdn.tls import add_tls_args, tls_overrides
+from vcdn.tls_io import CertWatch
 
 T = TypeVar("T")
 SHUTDOWN_GRACE: Final = 5.0
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8090; 0 picks a free one)")
     p.add_argument("--config", type=Path, help="settings file (TOML)")
+    add_tls_args(p)
     return p
 
 
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["appliance"]:
         return appliance_main(argv[1:])
     args = _parser().parse_args(argv)
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(args, host=args.host, port=args.port, **tls_overrides(args))
     setup_logging("control", settings.log_level)
     try:
         import uvloop
@@ -265,18 +269,31 @@ def appliance_list(argv: list[str]) -> int:
 async def serve(settings: ControlSettings) -> None:
     from origin.control.app import make_app
     from origin.control.http_common import log
+    from origin.control.http_keys import SIGNING_KEYS
 
-    runner, url = await start(
-        make_app(settings),
+    app = make_app(settings)
+    runner, urls, certs = await start_service(
+        app,
         settings.host,
         settings.port,
         settings.http_limits(),
+        settings,
         shutdown_timeout=SHUTDOWN_GRACE,
     )
+    watcher = asyncio.create_task(CertWatch(certs).run()) if certs is not None else None
+    # The key service's signing keys rotate like steering's and the appliances': SIGHUP or
+    # a changed signing_keys_file puts new keys in service without a restart.
+    keys = app[SIGNING_KEYS]
+    key_files = [settings.signing_keys_file] if settings.signing_keys_file else []
+    key_watcher = asyncio.create_task(KeyWatch(
+        lambda: read_keys(settings.signing_keys, settings.signing_keys_file), keys.set,
+        key_files, current=keys.ring,
+    ).run())
     try:
-        print(f"vcdn control listening on {url} (store: {redact(settings.db)})", flush=True)
-        host, _, port = url.removeprefix("http://").rpartition(":")
-        event(log, "listening", host=host.strip("[]"), port=int(port))
+        for url in urls:
+            print(f"vcdn control listening on {url} (store: {redact(settings.db)})", flush=True)
+            host, _, port = url.partition("://")[2].rpartition(":")
+            event(log, "listening", host=host.strip("[]"), port=int(port), url=url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -284,6 +301,9 @@ async def serve(settings: ControlSettings) -> None:
         await stop.wait()
         event(log, "stopping")
     finally:
+        key_watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         with contextlib.suppress(Exception):
             await runner.cleanup()
     event(log, "stopped")

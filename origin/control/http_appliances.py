@@ -20,6 +20,7 @@ from origin.control.http_common import (
     SETTINGS,
     STORE,
     CatalogCache,
+    forget_tokens,
     log,
     only_query,
     query_float,
@@ -51,6 +52,7 @@ OPERATORS: Final = frozenset({"operator"})
 SCORE_READERS: Final = frozenset({"operator", "steering"})
 HISTORY_LIMIT: Final = 1000
 SCORES_LIMIT: Final = 10_000
+PAGE_MAX: Final = 5000  # appliances in one page of GET /appliances
 
 routes = web.RouteTableDef()
 
@@ -103,6 +105,11 @@ async def check_authority(
             f"Appliance {aid!r} is registered at {current.public_url}; changing its "
             "public_url needs the operator role."
         )
+    if current is not None and current.tls_url and current.tls_url != registration.tls_url:
+        raise Forbidden(
+            f"Appliance {aid!r} is registered at {current.tls_url}; changing its "
+            "tls_url needs the operator role."
+        )
     return registration
 
 
@@ -133,17 +140,22 @@ async def register(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/appliances/{id}")
 async def decommission(request: web.Request) -> web.Response:
-    """An operator retires an appliance: steering and fill plans stop seeing it."""
+    """An operator retires an appliance: steering and fill plans stop seeing it, and the
+    tokens bound to it stop working, so the retired box (or whoever took it) cannot simply
+    register again. Its enrolment stays: rotating its token brings it back on purpose."""
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, OPERATORS)
     beats = request.app[BEATS]
     await beats.flush()
-    deleted = await request.app[STORE].delete_appliance(appliance)
+    store = request.app[STORE]
+    deleted = await store.delete_appliance(appliance)
     beats.forget(appliance)
     if not deleted:
         raise NotFound(f"Appliance {appliance!r} is not registered.")
-    event(log, "appliance_deleted", appliance=appliance)
-    return respond({"deleted": appliance})
+    revoked = await store.revoke_subject(appliance)
+    forget_tokens(request)
+    event(log, "appliance_deleted", appliance=appliance, revoked=revoked)
+    return respond({"deleted": appliance, "revoked": revoked})
 
 
 @routes.put("/api/v1/appliances/{id}/heartbeat")
@@ -166,22 +178,33 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/appliances")
 async def list_appliances(request: web.Request) -> web.Response:
+    """Every appliance, or with `limit` one page of them in id order: `next` is the id to
+    pass as `after` for the following page (null on the last). A page is built on the
+    event loop like any answer, so a big fleet is read in pages: serialising 10,000
+    appliances at once would hold every heartbeat back for ~100 ms."""
     await require(request, LISTERS)
-    await request.app[BEATS].flush()
+    only_query(request, "limit", "after")
+    limit = query_int(request, "limit", PAGE_MAX, 1, PAGE_MAX) if "limit" in request.query else None
+    after = request.query.get("after")
+    if after is not None:
+        check_id(after, "Query parameter 'after'")
+    if after is None:  # a reader sees its own writes from its first page on
+        await request.app[BEATS].flush()
     now = request.app[CLOCK]()
-    records = await request.app[STORE].list_appliances()
+    records = await request.app[STORE].list_appliances(after, limit)
     live = request.app[LIVENESS]
 
     def state_of(r: ApplianceRecord) -> ApplianceState:
         return health.state(r.last_heartbeat, r.reported_state, now, live)
 
-    return respond(
-        {
-            "appliances": [r.view_json(state_of(r)) for r in records],
-            "heartbeat_interval": request.app[SETTINGS].heartbeat_interval,
-            "generated_at": now,
-        }
-    )
+    body = {
+        "appliances": [r.view_json(state_of(r)) for r in records],
+        "heartbeat_interval": request.app[SETTINGS].heartbeat_interval,
+        "generated_at": now,
+    }
+    if limit is not None:  # only the paged form has `next`: older clients decode strictly
+        body["next"] = records[-1].id if len(records) == limit else None
+    return respond(body)
 
 
 async def catalog_of(store: Store, cache: CatalogCache) -> tuple[list[TitleManifest], str]:

@@ -24,9 +24,10 @@ from origin.control.health import Liveness
 from origin.control.settings import ControlSettings
 from origin.control.store import Store
 from origin.control.validate import check_text
-from vcdn.errors import ClientError, PayloadTooLarge, StoreError, VcdnError
+from vcdn.errors import ClientError, Forbidden, PayloadTooLarge, StoreError, VcdnError
 from vcdn.logs import event
 from vcdn.schemas import TitleManifest, decode
+from vcdn.tls import peer_identity
 
 T = TypeVar("T")
 log = logging.getLogger("vcdn.control")
@@ -206,7 +207,26 @@ async def require(
     if who is not None and who.role == "appliance" and who.subject is None:
         event(log, "unbound_appliance_token", logging.WARNING, path=request.path,
               peer=request.remote)
-    return authorize(who, allowed, appliance)
+    principal = authorize(who, allowed, appliance)
+    if principal.role == "appliance" and request.app[SETTINGS].tls_client_ca is not None:
+        check_client_certificate(request, principal)
+    return principal
+
+
+def check_client_certificate(request: web.Request, who: Principal) -> None:
+    """Mutual TLS, the second factor beside the bound token: with `tls_client_ca` set, an
+    appliance must also present a certificate from that CA whose common name is its id."""
+    transport = request.transport
+    peer = transport.get_extra_info("peercert") if transport is not None else None
+    name = peer_identity(peer)
+    if name != who.subject:
+        event(log, "client_certificate_refused", logging.WARNING, appliance=who.subject,
+              presented=name, peer=request.remote)
+        shown = "none" if name is None else f"one for {name[:64]!r}"
+        raise Forbidden(
+            f"Appliance {who.subject!r} must present its client certificate (common name "
+            f"{who.subject!r}, from the control plane's client CA); it presented {shown}."
+        )
 
 
 def forget_tokens(request: web.Request) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from origin.control.migrations_base import Migration
+from origin.control.migrations_keys import TITLE_KEYS
 from origin.control.migrations_replicas import FILL_PLANS, POPULARITY_STAMP
 
 _V1_TABLES: Final = """
@@ -102,6 +103,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     FILL_PLANS,
     POPULARITY_STAMP,
+    TITLE_KEYS,
+    # The HTTPS URL an appliance serves players at, beside its plain `public_url`
+    # (which peers fill from); '' for an appliance without TLS. Additive.
+    Migration(
+        55,
+        "appliances: tls_url",
+        "ALTER TABLE appliances ADD COLUMN tls_url TEXT NOT NULL DEFAULT '';",
+        "ALTER TABLE appliances ADD COLUMN tls_url TEXT NOT NULL DEFAULT '';",
+    ),
 )
 
 LATEST: Final = max(m.version for m in MIGRATIONS)

@@ -67,6 +67,7 @@ CONSTRAINTS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("Registration", "id"): ID,
     ("Registration", "site"): ID,
     ("Registration", "public_url"): {"pattern": "^https?://", "maxLength": 2048},
+    ("Registration", "tls_url"): {"pattern": "^(https://.*)?$", "maxLength": 2048},
     ("Registration", "capacity_bytes"): {"minimum": 0, "maximum": MAX_SIZE * 1024},
     ("Registration", "asn"): {"minimum": 0, "maximum": 4294967295},
     ("Registration", "lat"): {"minimum": -90, "maximum": 90},
@@ -208,7 +209,12 @@ def _components() -> dict[str, Any]:
             "appliances": {"type": "array", "items": _ref("ApplianceView")},
             "heartbeat_interval": NUMBER,
             "generated_at": NUMBER,
-        }
+            "next": {
+                "type": ["string", "null"],
+                "description": "Paged form only: the `after` of the next page; null on the last.",
+            },
+        },
+        required=["appliances", "heartbeat_interval", "generated_at"],
     )
     schemas["HeartbeatAck"] = _obj(
         {
@@ -257,7 +263,7 @@ def _components() -> dict[str, Any]:
     )
     schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
     schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
-    schemas["Deleted"] = _obj({"deleted": STRING})
+    schemas["Deleted"] = _obj({"deleted": STRING, "revoked": INTEGER})
     schemas["Health"] = _obj(
         {
             "status": STRING,
@@ -266,6 +272,28 @@ def _components() -> dict[str, Any]:
             # This replica's view of the periodic jobs; the plan epoch all replicas serve.
             "jobs": _obj({"leader": BOOLEAN, "takeovers": INTEGER, "plans": INTEGER}),
             "plan_epoch": INTEGER,
+        }
+    )
+    hex32 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+    b64 = {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"}
+    schemas["KeyRegistration"] = _obj(
+        {"scheme": {"type": "string", "enum": ["aes-128", "cenc"]}, "key": hex32}
+    )
+    schemas["KeyRegistered"] = _obj({"title": STRING, "kid": hex32, "created": BOOLEAN})
+    schemas["ClearKeyRequest"] = _obj(
+        {
+            "kids": {"type": "array", "minItems": 1, "maxItems": 16,
+                     "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}(==)?$"}},
+            "type": {"type": "string", "enum": ["temporary", "persistent-license"]},
+        },
+        required=["kids"],
+    )
+    schemas["ClearKeyLicense"] = _obj(
+        {
+            "keys": {"type": "array", "items": _obj(
+                {"kty": {"type": "string", "enum": ["oct"]}, "k": b64, "kid": b64}
+            )},
+            "type": STRING,
         }
     )
     schemas["Error"] = _obj(
@@ -329,6 +357,22 @@ ID_PARAM: Final = {
 }
 
 
+KID_PARAM: Final = {
+    "name": "kid",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+KEY_PARAMS: Final = [
+    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": "The signed playback token of the appliance URLs (vcdn.tokens)."},
+    {"name": "title", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+DENIED: Final = (
+    "Missing, malformed, expired or other-title token: an empty body, nothing more."
+)
+
+
 @functools.cache
 def _document() -> dict[str, Any]:
     w = "400 401 403 413 503"
@@ -365,6 +409,78 @@ def _document() -> dict[str, Any]:
                     roles="any",
                 ),
             },
+            "/api/v1/titles/{id}/keys/{kid}": {
+                "put": _op(
+                    "Store a content key of an encrypted title (`vcdn package --encrypt`), "
+                    "before the title is published. Keys live only in the control database.",
+                    {
+                        "200": _json("Replaced.", "KeyRegistered"),
+                        "201": _json("Stored.", "KeyRegistered"),
+                    },
+                    body="KeyRegistration",
+                    codes=w,
+                    params=[ID_PARAM, KID_PARAM],
+                    roles="packager, operator",
+                ),
+            },
+            "/k/{token}/{title}/{kid}": {
+                "get": {
+                    "summary": "The 16-byte content key (HLS AES-128 key URI, RFC 8216 5.2) "
+                    "for a player whose signed playback token is valid for the title.",
+                    "security": [],
+                    "parameters": [
+                        *KEY_PARAMS,
+                        {"name": "kid", "in": "path", "required": True,
+                         "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "The key; Cache-Control: no-store.",
+                                "content": {"application/octet-stream": {
+                                    "schema": {"type": "string", "format": "binary"}}}},
+                        "403": {"description": DENIED},
+                        "404": _error("The token is valid but the title has no such key."),
+                        "503": _error(ERRORS["503"]),
+                    },
+                },
+            },
+            "/k/{token}/{title}/clearkey": {
+                "post": {
+                    "summary": "A W3C ClearKey license (EME) for a player whose signed playback "
+                    "token is valid for the title.",
+                    "security": [],
+                    "parameters": KEY_PARAMS,
+                    "requestBody": {"required": True, "content": {
+                        "application/json": {"schema": _ref("ClearKeyRequest")}}},
+                    "responses": {
+                        "200": _json("The keys asked for that the title has.",
+                                     "ClearKeyLicense"),
+                        "400": _error(ERRORS["400"]),
+                        "403": {"description": DENIED},
+                        "404": _error("The token is valid but the title has none of the keys."),
+                        "413": _error(ERRORS["413"]),
+                        "503": _error(ERRORS["503"]),
+                    },
+                },
+            },
+            "/k/{tail}": {
+                **{
+                    method: {
+                        "summary": "Any other key-service URL (no token, a wrong shape): 403.",
+                        "security": [],
+                        "parameters": [{"name": "tail", "in": "path", "required": True,
+                                        "schema": {"type": "string"}}],
+                        "responses": {"403": {"description": DENIED}},
+                    }
+                    for method in ("get", "post")
+                },
+                "options": {
+                    "summary": "CORS preflight of the license POST.",
+                    "security": [],
+                    "parameters": [{"name": "tail", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"204": {"description": "Allowed methods and headers."}},
+                },
+            },
             "/api/v1/appliances": {
                 "post": _op(
                     "Register an appliance (idempotent: the same id updates it).",
@@ -377,9 +493,24 @@ def _document() -> dict[str, Any]:
                     roles="appliance, operator",
                 ),
                 "get": _op(
-                    "Every appliance with its computed state (for steering).",
+                    "Every appliance with its computed state (for steering); with `limit`, "
+                    "one page in id order after `after`.",
                     {"200": _json("Appliances.", "ApplianceList")},
+                    codes="400 401 403 503",
                     roles="steering, operator, appliance",
+                    params=[
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+                        },
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": ID_PATTERN},
+                            "description": "The `next` of the previous page.",
+                        },
+                    ],
                 ),
             },
             "/api/v1/enrollments": {
@@ -431,7 +562,8 @@ def _document() -> dict[str, Any]:
             },
             "/api/v1/appliances/{id}": {
                 "delete": _op(
-                    "Decommission an appliance: forget it and its heartbeat history.",
+                    "Decommission an appliance: forget it and its heartbeat history, revoke "
+                    "its tokens.",
                     {"200": _json("Deleted.", "Deleted")},
                     codes="400 401 403 404 503",
                     params=[ID_PARAM],

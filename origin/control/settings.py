@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Literal
 
 from origin.control.store import DEFAULT_DB
 from vcdn.httplimits import HttpLimits
+from vcdn.keyreload import read_keys
 from vcdn.settings import Bytes
+from vcdn.tls import TlsOptions
+from vcdn.tokens import KeyRing
 
 ENV_PREFIX: Final = "VCDN_CONTROL_"
 DEFAULT_PORT: Final = 8090
@@ -16,7 +20,7 @@ MIN_BODY: Final = 1024
 
 
 @dataclass(frozen=True)
-class ControlSettings(HttpLimits):
+class ControlSettings(HttpLimits, TlsOptions):
     """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; `max_body` is the
     smaller limit of the JSON routes."""
 
@@ -26,6 +30,12 @@ class ControlSettings(HttpLimits):
     # Bootstrap tokens for embedded and demo use, "role:token,role@appliance-id:token";
     # they work without a database entry (VCDN_CONTROL_TOKENS; never on the command line).
     tokens: str = ""
+    # The URL-signing keys steering and appliances share ("kid:secret,..."): the key
+    # service checks players' playback tokens with them (VCDN_CONTROL_SIGNING_KEYS or the
+    # settings file, or one key per line in signing_keys_file). Without them the key
+    # service refuses every player.
+    signing_keys: str = ""
+    signing_keys_file: Path | None = None
     heartbeat_interval: float = 10.0
     stale_after_beats: float = 3.0
     down_after_beats: float = 30.0
@@ -87,3 +97,7 @@ class ControlSettings(HttpLimits):
             raise ValueError("'history_detail_chars' must not be negative")
         if self.max_body < MIN_BODY:
             raise ValueError(f"'max_body' must be at least {MIN_BODY} bytes")
+        self.keys()  # a malformed key list is refused at start, naming the expected form
+
+    def keys(self) -> KeyRing:
+        return read_keys(self.signing_keys, self.signing_keys_file)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -30,6 +30,19 @@ from vcdn.schemas import (
 )
 
 DEFAULT_DB: Final = "sqlite:///data/control.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentKey:
+    """One content key of an encrypted title: `kid` and `key` are 32 lowercase hex digits.
+
+    `repr` leaves the key out, so that a record in a log line or a traceback never
+    carries it."""
+
+    title: str
+    kid: str
+    scheme: str  # "aes-128" or "cenc"
+    key: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,7 @@ class ApplianceRecord(NamedTuple):
     used_bytes: int = 0
     bytes_served: int = 0
     hit_ratio: float = 0.0
+    tls_url: str = ""
 
     @classmethod
     def registered(cls, r: Registration, registered_at: float) -> ApplianceRecord:
@@ -88,6 +102,7 @@ class ApplianceRecord(NamedTuple):
             r.lon,
             list(r.prefixes),
             registered_at,
+            tls_url=r.tls_url,
         )
 
     @property
@@ -101,6 +116,7 @@ class ApplianceRecord(NamedTuple):
             lat=self.lat,
             lon=self.lon,
             prefixes=list(self.prefixes),
+            tls_url=self.tls_url,
         )
 
     @property
@@ -129,6 +145,7 @@ class ApplianceRecord(NamedTuple):
             "used_bytes": self.used_bytes,
             "bytes_served": self.bytes_served,
             "hit_ratio": self.hit_ratio,
+            "tls_url": self.tls_url,
         }
 
     def view(self, state: ApplianceState) -> ApplianceView:
@@ -148,18 +165,19 @@ class ApplianceRecord(NamedTuple):
             used_bytes=self.used_bytes,
             bytes_served=self.bytes_served,
             hit_ratio=self.hit_ratio,
+            tls_url=self.tls_url,
         )
 
 
 def appliance_from_row(row: Sequence[Any]) -> ApplianceRecord:
-    """A record from the 18 columns of `APPLIANCE_COLUMNS` (prefixes as JSON text)."""
-    return ApplianceRecord(*row[:7], json.loads(row[7]), *row[8:18])
+    """A record from the 19 columns of `APPLIANCE_COLUMNS` (prefixes as JSON text)."""
+    return ApplianceRecord(*row[:7], json.loads(row[7]), *row[8:19])
 
 
 APPLIANCE_COLUMNS: Final = (
     "id, site, public_url, capacity_bytes, asn, lat, lon, prefixes, registered_at, "
     "last_heartbeat, reported_state, requests_per_s, bytes_per_s, connections, "
-    "free_bytes, used_bytes, bytes_served, hit_ratio"
+    "free_bytes, used_bytes, bytes_served, hit_ratio, tls_url"
 )
 
 
@@ -247,7 +265,12 @@ class Store(Protocol):
         """Forget an appliance and its heartbeat history; False if it was unknown."""
         ...
 
-    async def list_appliances(self) -> list[ApplianceRecord]: ...
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
+        """Appliances in id order: those whose id sorts after `after`, at most `limit`
+        (a page of `GET /appliances`; None: from the first, all)."""
+        ...
 
     async def record_heartbeats(
         self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
@@ -293,6 +316,13 @@ class Store(Protocol):
     async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
         """Insert or update (keeping `created_at`); True if it is new."""
         ...
+
+    async def put_key(self, key: ContentKey, now: float) -> bool:
+        """Store a title's content key (key service); True if it is new. Storing the same
+        (title, kid) again replaces the key: the packager's word is the latest."""
+        ...
+
+    async def get_key(self, title: str, kid: str) -> ContentKey | None: ...
 
     async def get_enrollment(self, appliance: str) -> EnrollmentRecord | None: ...
 

@@ -27,6 +27,7 @@ from origin.control.store import (
     ENROLLMENT_COLUMNS,
     ApplianceRecord,
     Beat,
+    ContentKey,
     EnrollmentRecord,
     HeartbeatRecord,
     TitleSummary,
@@ -228,10 +229,11 @@ class PostgresStore(PostgresPlans):
         async with self._conn() as conn:
             row = await conn.fetchrow(
                 "INSERT INTO appliances (id, site, public_url, capacity_bytes, asn, lat, lon, "
-                "prefixes, registered_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) "
+                "prefixes, registered_at, updated_at, tls_url) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) "
                 "ON CONFLICT (id) DO UPDATE SET site = excluded.site, "
                 "public_url = excluded.public_url, capacity_bytes = excluded.capacity_bytes, "
+                "tls_url = excluded.tls_url, "
                 "asn = excluded.asn, lat = excluded.lat, lon = excluded.lon, "
                 "prefixes = excluded.prefixes, updated_at = excluded.updated_at "
                 f"RETURNING {_APPLIANCE_COLUMNS}, (xmax = 0) AS created",
@@ -244,6 +246,7 @@ class PostgresStore(PostgresPlans):
                 r.lon,
                 json.dumps(r.prefixes),
                 now,
+                r.tls_url,
             )
         return appliance_from_record(row), bool(row["created"])
 
@@ -260,9 +263,21 @@ class PostgresStore(PostgresPlans):
             status = await conn.execute("DELETE FROM appliances WHERE id = $1", appliance)
         return status != "DELETE 0"
 
-    async def list_appliances(self) -> list[ApplianceRecord]:
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
         async with self._conn() as conn:
-            rows = await conn.fetch(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")
+            if after is None and limit is None:
+                rows = await conn.fetch(
+                    f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id"
+                )
+            else:  # LIMIT NULL is no limit
+                rows = await conn.fetch(
+                    f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE id > $1 "
+                    "ORDER BY id LIMIT $2",
+                    after or "",
+                    limit,
+                )
         return [appliance_from_record(r) for r in rows]
 
     async def record_heartbeats(
@@ -372,6 +387,23 @@ class PostgresStore(PostgresPlans):
                 "DELETE FROM tokens WHERE role = 'appliance' AND subject = $1", subject
             )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def put_key(self, key: ContentKey, now: float) -> bool:
+        async with self._conn() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO title_keys VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (title, kid) DO UPDATE SET scheme = excluded.scheme, "
+                "key = excluded.key RETURNING (xmax = 0)",
+                key.title, key.kid, key.scheme, key.key, now,
+            )
+        return bool(inserted)
+
+    async def get_key(self, title: str, kid: str) -> ContentKey | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT scheme, key FROM title_keys WHERE title = $1 AND kid = $2", title, kid
+            )
+        return None if row is None else ContentKey(title, kid, row[0], row[1])
 
     async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
         e = enrollment

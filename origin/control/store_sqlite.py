@@ -27,6 +27,7 @@ from origin.control.store import (
     ENROLLMENT_COLUMNS,
     ApplianceRecord,
     Beat,
+    ContentKey,
     EnrollmentRecord,
     HeartbeatRecord,
     TitleSummary,
@@ -249,11 +250,12 @@ class SqliteStore(SqlitePlans):
 
         def tx(conn: sqlite3.Connection) -> tuple[ApplianceRecord, bool]:
             cur = conn.execute(
-                "UPDATE appliances SET site = ?, public_url = ?, capacity_bytes = ?, asn = ?, "
-                "lat = ?, lon = ?, prefixes = ?, updated_at = ? WHERE id = ?",
+                "UPDATE appliances SET site = ?, public_url = ?, tls_url = ?, capacity_bytes = ?, "
+                "asn = ?, lat = ?, lon = ?, prefixes = ?, updated_at = ? WHERE id = ?",
                 (
                     r.site,
                     r.public_url,
+                    r.tls_url,
                     r.capacity_bytes,
                     r.asn,
                     r.lat,
@@ -266,12 +268,14 @@ class SqliteStore(SqlitePlans):
             created = cur.rowcount == 0
             if created:
                 conn.execute(
-                    "INSERT INTO appliances (id, site, public_url, capacity_bytes, asn, lat, lon, "
-                    "prefixes, registered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO appliances (id, site, public_url, tls_url, capacity_bytes, asn, "
+                    "lat, lon, prefixes, registered_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r.id,
                         r.site,
                         r.public_url,
+                        r.tls_url,
                         r.capacity_bytes,
                         r.asn,
                         r.lat,
@@ -306,9 +310,15 @@ class SqliteStore(SqlitePlans):
 
         return await self._run(self._write, tx)
 
-    async def list_appliances(self) -> list[ApplianceRecord]:
+    async def list_appliances(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[ApplianceRecord]:
         def q() -> list[ApplianceRecord]:
-            rows = self._db().execute(f"SELECT {_APPLIANCE_COLUMNS} FROM appliances ORDER BY id")
+            rows = self._db().execute(
+                f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE id > ? ORDER BY id "
+                "LIMIT ?",
+                (after or "", -1 if limit is None else limit),  # LIMIT -1: no limit
+            )
             return [appliance_from_row(r) for r in rows]
 
         return await self._run(q)
@@ -430,6 +440,31 @@ class SqliteStore(SqlitePlans):
             ).rowcount
 
         return await self._run(self._write, tx)
+
+    async def put_key(self, key: ContentKey, now: float) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE title_keys SET scheme = ?, key = ? WHERE title = ? AND kid = ?",
+                (key.scheme, key.key, key.title, key.kid),
+            )
+            if cur.rowcount:
+                return False
+            conn.execute(
+                "INSERT INTO title_keys VALUES (?, ?, ?, ?, ?)",
+                (key.title, key.kid, key.scheme, key.key, now),
+            )
+            return True
+
+        return await self._run(self._write, tx)
+
+    async def get_key(self, title: str, kid: str) -> ContentKey | None:
+        def q() -> ContentKey | None:
+            row = self._db().execute(
+                "SELECT scheme, key FROM title_keys WHERE title = ? AND kid = ?", (title, kid)
+            ).fetchone()
+            return None if row is None else ContentKey(title, kid, row[0], row[1])
+
+        return await self._run(q)
 
     async def put_enrollment(self, enrollment: EnrollmentRecord) -> bool:
         e = enrollment

@@ -69,6 +69,16 @@ def check_title(m: TitleManifest) -> None:
             raise ClientError(f"'renditions[{i}]' has a negative size, bandwidth or frame rate")
 
 
+def _https_url(value: str) -> bool:
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return (url.scheme == "https" and bool(url.hostname) and len(value) <= 2048
+            and value.isascii() and not any(c.isspace() for c in value))
+
+
 def check_registration(r: Registration) -> None:
     check_id(r.id, "appliance id")
     check_id(r.site, "site")
@@ -80,6 +90,8 @@ def check_registration(r: Registration) -> None:
         ok = False  # urlsplit's own complaints: bad IPv6 brackets, port out of range
     if not ok or not r.public_url.isascii() or any(c.isspace() for c in r.public_url):
         raise ClientError("'public_url' must be an absolute http:// or https:// URL in ASCII")
+    if r.tls_url and not _https_url(r.tls_url):
+        raise ClientError("'tls_url' must be empty or an absolute https:// URL in ASCII")
     if not 0 <= r.capacity_bytes <= MAX_SIZE * 1024:
         raise ClientError(f"'capacity_bytes' must be between 0 and {MAX_SIZE * 1024}")
     if not 0 <= r.asn <= 4294967295:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -83,25 +84,29 @@ class Served:
         await self.runner.cleanup()
 
 
-async def serve_app(app: web.Application, port: int = 0) -> Served:
+async def serve_app(app: web.Application, port: int = 0,
+                    ssl_context: ssl.SSLContext | None = None) -> Served:
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0][1]
-    return Served(f"http://127.0.0.1:{bound}", runner, bound)
+    scheme = "https" if ssl_context is not None else "http"
+    return Served(f"{scheme}://127.0.0.1:{bound}", runner, bound)
 
 
 async def start_origin(root: Path, port: int = 0) -> Served:
     return await serve_app(make_origin_app(OriginSettings(root=root)), port)
 
 
-async def start_control(db: Path, port: int = 0, interval: float = 0.3) -> Served:
+async def start_control(db: Path, port: int = 0, interval: float = 0.3,
+                        ssl_context: ssl.SSLContext | None = None, **extra: Any) -> Served:
     """The control plane with appliance a1 enrolled (site s1) and bound to APPLIANCE_TOKEN."""
     settings = ControlSettings(
         db=f"sqlite:///{db}",
         tokens=f"operator:{OPERATOR},packager:{PACKAGER}",
         heartbeat_interval=interval,
+        **extra,
     )
     store = await open_store(settings.db)
     try:
@@ -112,7 +117,7 @@ async def start_control(db: Path, port: int = 0, interval: float = 0.3) -> Serve
                                   "tests", now)
     finally:
         await store.close()
-    return await serve_app(make_control_app(settings), port)
+    return await serve_app(make_control_app(settings), port, ssl_context)
 
 
 async def enroll(control_url: str, appliance: str, site: str = "s1",

@@ -3,6 +3,7 @@ registers again when the control plane comes back, even with its state lost."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -75,7 +76,9 @@ async def test_control_down_keeps_serving_backs_off_and_reregisters_on_return(
 async def test_a_404_for_our_id_makes_the_appliance_register_again(
     tmp_path: Path, origin: Served
 ) -> None:
-    """An operator deletes the appliance: its next beat gets 404, and it registers again."""
+    """The control plane lost the appliance's row (a database restored from an older
+    backup): its next beat gets 404, and it registers again. An operator's decommission
+    is different: it revokes the appliance's tokens, so the box stays out."""
     control = await start_control(tmp_path / "c.db", interval=0.2)
     path = appliance_toml(
         tmp_path / "a.toml", id="a1", site="s1", port=free_port(), admin_port=free_port(),
@@ -86,11 +89,19 @@ async def test_a_404_for_our_id_makes_the_appliance_register_again(
     app = running.appliance
     try:
         await until(lambda: app.status.last_heartbeat)
-        await api(control.url, "DELETE", "/appliances/a1")
+        with sqlite3.connect(tmp_path / "c.db") as db:
+            db.execute("DELETE FROM appliances WHERE id = 'a1'")
         await until(lambda: sample(app, "vcdn_appliance_heartbeats_total", result="unknown") >= 1)
         await until(lambda: sample(app, "vcdn_appliance_registrations_total", result="ok") >= 2)
         listing = await api(control.url, "GET", "/appliances")
         assert [a["id"] for a in listing["appliances"]] == ["a1"]
+
+        answer = await api(control.url, "DELETE", "/appliances/a1")
+        assert answer == {"deleted": "a1", "revoked": 1}
+        await until(lambda: sample(app, "vcdn_appliance_heartbeats_total", result="rejected")
+                    + sample(app, "vcdn_appliance_registrations_total", result="error") >= 2)
+        listing = await api(control.url, "GET", "/appliances")
+        assert listing["appliances"] == []
     finally:
         await running.stop()
         await control.stop()

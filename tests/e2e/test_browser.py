@@ -4,9 +4,12 @@ by the control plane, playing through real appliances."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import statistics
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pytest
 from tests.conftest import IN_CI, ROOT
 from tests.e2e.conftest import TITLE, artifacts
 from vcdn.cluster import Cluster
-from vcdn.demo import playback_urls, wait_live
+from vcdn.demo import make_sample, playback_urls, wait_live
 from vcdn.procs import run_to_end, vcdn_argv
 
 pytestmark = pytest.mark.slow
@@ -299,8 +302,16 @@ async def test_pages_and_scripts_are_served_and_unknown_files_are_404(
 
 
 LIVE_SOURCE = "lavfi:testsrc2=size=426x240:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]"
-#: The issue's target is 6 s with 2 s segments on a quiet machine; a loaded CI box gets slack.
-LIVE_LATENCY_BOUND_S = 10.0
+#: The target glass-to-glass latency (program date time to playback) with 2 s segments.
+LIVE_LATENCY_BOUND_S = 6.0
+
+
+#: Longest interruption allowed when the playing appliance dies: the failed loads (one
+#: quick retry) and a fresh start on the next appliance.
+FAILOVER_STALL_BOUND_S = 6.0
+#: Longest wait beyond the origin's outage: the edge's circuit breaker does not ask a
+#: failed upstream again for 5 s, and a player stuck 6 s starts over at the live edge.
+ORIGIN_BLINK_STALL_BOUND_S = 15.0
 
 
 async def test_a_live_event_plays_through_appliances_seconds_behind_live(
@@ -309,8 +320,11 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     """`vcdn live` → origin → appliances: ffmpeg reads the live stream through an appliance,
     hls.js plays it with the live badge, and the latency (wall clock minus the program
     date time at the playing position) is measured; SIGKILL of one of two redundant
-    pipelines during playback causes no stall. Live titles are pulled through, so this
-    cluster fills nothing."""
+    pipelines during 20 s of playback causes no stall. Then the playing appliance is
+    SIGKILLed (the player fails over along steering's list within a bound) and the origin
+    blinks (stale-if-error carries the player through). Last, dash.js plays another live
+    event from its dynamic MPD. Live titles are pulled through, so this cluster fills
+    nothing."""
     cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
     # Two redundant pipelines on the same source; one is killed during playback below.
     pipelines = [
@@ -338,7 +352,7 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
         assert victim.process is not None
         victim.process.kill()  # SIGKILL: the other pipeline's segments carry on
         await page.wait_for_function(
-            "window.vcdnPlayer.latencies.length >= 24 || window.vcdnPlayer.fatal.length > 0",
+            "window.vcdnPlayer.latencies.length >= 40 || window.vcdnPlayer.fatal.length > 0",
             timeout=60_000,
         )
     except Exception as exc:
@@ -358,4 +372,286 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     print(f"live latency p50 {latency:.2f} s over {len(state['latencies'])} samples")
     assert 0 < latency <= LIVE_LATENCY_BOUND_S, state["latencies"]
     await page.screenshot(path=str(artifacts() / "player-live.png"))
+
+    # A video-only event for dash.js (below), on the air while the rest goes on.
+    await cluster.start_live("live-dash", segment_seconds=2.0, ladder="240,144",
+                             source="lavfi:testsrc2=size=426x240:rate=30", preset="ultrafast")
+    await _appliance_dies(cluster, page)
+    await _origin_blinks(cluster, page)
+    await page.close()
+    await _dashjs_plays_live(cluster, browser, "live-dash")
+
+
+async def _appliance_dies(cluster: Cluster, page: Any) -> None:
+    """SIGKILL the appliance the player is on: it moves to the next URL steering ranked and
+    plays on from there, interrupted no longer than the bound."""
+    state = await page.evaluate("window.vcdnPlayer")
+    playing_on = urlsplit(state["urls"][state["index"]]).netloc
+    slot = next(s for s in cluster.slots if s.netloc == playing_on)
+    assert slot.proc is not None and slot.proc.process is not None
+    seen = len(page.requests)
+    slot.proc.process.kill()
+    try:
+        await page.wait_for_function(
+            "(window.vcdnPlayer.failovers >= 1 && window.vcdnPlayer.stalls ==="
+            " window.vcdnPlayer.stallSeconds.length && window.vcdnPlayer.playing)"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+        await asyncio.sleep(4)  # and it keeps playing from the next appliance
+    except Exception as exc:
+        raise AssertionError(f"no failover: {exc}\n{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == 1 and state["playing"]
+    assert state["urls"][state["index"]] == state["urls"][state["failed"][0] + 1]
+    after = {urlsplit(u).netloc for u in page.requests[seen:] if u.endswith(".m4s")}
+    assert after and playing_on not in after and after <= appliance_hosts(cluster), after
+    longest = max(state["stallSeconds"], default=0.0)
+    print(f"failover from {playing_on}: interrupted {longest:.1f} s")
+    assert longest <= FAILOVER_STALL_BOUND_S, await page.inner_text("#log")
+
+
+async def _origin_blinks(cluster: Cluster, page: Any) -> None:
+    """The origin is SIGKILLed and started again on the same port (a few seconds away):
+    the appliance answers the playlist from what it holds (stale-if-error), the pipeline
+    sends what it could not, and the player goes on without an error or another failover
+    (it may wait once its buffer runs dry: no new segment exists anywhere meanwhile)."""
+    before = await page.evaluate("window.vcdnPlayer")
+    assert cluster.origin is not None and cluster.origin.process is not None
+    gone = time.monotonic()
+    cluster.origin.process.kill()
+    await cluster.origin.process.wait()
+    await cluster.origin.start()
+    await cluster.origin.wait_healthy()
+    outage = time.monotonic() - gone
+    try:
+        await page.wait_for_function(
+            f"(window.vcdnPlayer.latencies.length >= {len(before['latencies']) + 12}"
+            " && window.vcdnPlayer.stalls === window.vcdnPlayer.stallSeconds.length)"
+            " || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"after the origin blink: {exc}\n"
+                             f"{await page.inner_text('#log')}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == before["failovers"], \
+        await page.inner_text("#log")
+    waited = state["stallSeconds"][len(before["stallSeconds"]):]
+    print(f"origin away {outage:.1f} s: the player waited {waited} s")
+    assert state["playing"] and sum(waited) <= outage + ORIGIN_BLINK_STALL_BOUND_S
+
+
+# --- Encrypted titles: packaged against this cluster's control plane (the key service) ---
+
+ENCRYPTED = {"aes-128": "enc-aes", "cenc": "enc-cenc"}
+
+
+@pytest.fixture(scope="module")
+def encrypted_titles(module_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+                     ) -> dict[str, str]:
+    """`vcdn package --encrypt` into the cluster's origin, keys to its control plane."""
+    cluster = module_cluster
+    source = tmp_path_factory.mktemp("enc-source") / "source.mp4"
+    asyncio.run(make_sample(source, 8, "426x240", rate=24))
+    for scheme, title in ENCRYPTED.items():
+        subprocess.run(
+            vcdn_argv(
+                "package", str(source), "--title", title, "--ladder", "240,144",
+                "--segment-seconds", "2", "--origin-root", str(cluster.origin_root),
+                "--control", cluster.control_url, "--encrypt", scheme, "-q",
+            ),
+            check=True, cwd=ROOT, timeout=120,
+            env=cluster.env(VCDN_CONTROL_TOKEN=cluster.secrets.packager),
+        )
+    return ENCRYPTED
+
+
+async def steered(cluster: Cluster, title: str) -> dict[str, Any]:
+    """Steering's playback answer once it has seen the newly registered title."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            async with session.get(f"{cluster.steering_url}/v1/playback/{title}") as resp:
+                if resp.status == 200:
+                    return await resp.json(content_type=None)
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"steering never offered {title}")
+
+
+# hls.js on one URL without retries; resolves with the first fatal error's details.
+NO_RETRY_PLAY = """(url) => new Promise((resolve) => {
+    const once = { maxTimeToFirstByteMs: 5000, maxLoadTimeMs: 5000, timeoutRetry: null,
+                   errorRetry: null };
+    const hls = new Hls({ keyLoadPolicy: { default: once } });
+    hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) resolve(d.details); });
+    hls.loadSource(url);
+    hls.attachMedia(document.getElementById("video"));
+    setTimeout(() => resolve("no fatal error in 20 s"), 20000);
+})"""
+
+
+# dash.js on one MPD with the given ClearKey licence URL; resolves with its first error.
+DASH_LICENCE_PLAY = """([url, licence]) => new Promise((resolve) => {
+    const p = dashjs.MediaPlayer().create();
+    p.setProtectionData({ "org.w3.clearkey": { serverURL: licence } });
+    p.on(dashjs.MediaPlayer.events.ERROR, (e) => resolve(String((e.error || {}).code)));
+    p.initialize(document.getElementById("video"), url, true);
+    setTimeout(() => resolve("no error in 20 s"), 20000);
+})"""
+
+
+async def ffmpeg_decode(url: str) -> subprocess.CompletedProcess[str]:
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "4", "-f", "null", "-"]
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True,
+                                   timeout=60)
+
+
+def key_uri(text: str) -> str:
+    line = next(ln for ln in text.splitlines() if ln.startswith("#EXT-X-KEY:"))
+    return line.split('URI="', 1)[1].split('"', 1)[0]
+
+
+async def test_aes128_title_plays_in_hlsjs_and_only_with_a_valid_token(
+    module_cluster: Cluster, browser: Any, encrypted_titles: dict[str, str]
+) -> None:
+    cluster = module_cluster
+    title = encrypted_titles["aes-128"]
+    answer = await steered(cluster, title)
+    master = answer["urls"][0]
+    base = master.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/240p/index.m3u8") as resp:
+            playlist = await resp.text()
+        assert "#EXT-X-KEY:METHOD=AES-128" in playlist
+        kid = key_uri(playlist).rsplit("/", 1)[1]
+        # The appliance sends the key URI, token and all, to the control plane's key service.
+        async with session.get(f"{base}/keys/{kid}", allow_redirects=False) as resp:
+            assert resp.status == 307
+            location = resp.headers["Location"]
+        assert location.startswith(f"{cluster.control_url}/k/")
+        async with session.get(f"{base}/keys/{kid}") as resp:
+            key = await resp.read()
+            assert resp.status == 200 and len(key) == 16
+        # No token, another title's token, a forged one: 403 and no key, at either door.
+        token = urlsplit(master).path.split("/")[2]
+        other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+        for url in (f"{cluster.control_url}/k/{other}/{title}/{kid}",
+                    f"{cluster.control_url}/k/{token[:-2]}AA/{title}/{kid}",
+                    f"{cluster.control_url}/k/{title}/{kid}",
+                    base.replace(token, other) + f"/keys/{kid}"):
+            async with session.get(url) as resp:
+                assert resp.status == 403, url
+                assert await resp.read() == b""
+    # ffmpeg plays (decrypts) it through the appliance with the key URI; from the origin,
+    # where there is no token and no key, it cannot.
+    ok = await ffmpeg_decode(master)
+    assert ok.returncode == 0 and not ok.stderr.strip(), ok.stderr
+    bare = await ffmpeg_decode(f"{cluster.origin_url}/v/{title}/master.m3u8")
+    assert "Unable to open key file" in bare.stderr, bare.stderr
+
+    # hls.js in Chromium: the web player plays it, fetching the key through the redirect.
+    page = await open_player(browser, cluster, title=title)
+    state = await played(page, 3.0)
+    assert state["failovers"] == 0
+    assert any("/keys/" in u for u in page.requests)
+    assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
+    await page.close()
+
+    # No process of the cluster (control, origin, steering, appliances) logged the key.
+    forms = [key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
+             base64.urlsafe_b64encode(key).rstrip(b"=").decode()]
+    for log in cluster.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not any(f in text for f in forms), log
+
+    # hls.js whose key request carries another title's token gets 403 and cannot play.
+    page = await browser.new_page()
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/keys/" in r.url else None)
+
+    async def wrong_token(route: Any) -> None:
+        url = route.request.url
+        await route.continue_(url=url.replace(urlsplit(url).path.split("/")[2], other, 1))
+
+    await page.route("**/keys/**", wrong_token)
+    await page.goto(f"{cluster.control_url}/static/style.css")  # the control plane's origin
+    await page.set_content('<video id="video" muted></video>')
+    await page.add_script_tag(url=f"{cluster.control_url}/static/hls.js")
+    fatal = await page.evaluate(NO_RETRY_PLAY, master)
+    assert "keyLoadError" in fatal, fatal
+    assert await page.evaluate("document.getElementById('video').currentTime") == 0
+    assert statuses and set(statuses) == {403}, statuses
+    await page.close()
+
+
+@pytest.mark.parametrize("player", ["dash", "shaka"])
+async def test_cenc_title_plays_with_clearkey_through_eme_and_not_without_a_license(
+    module_cluster: Cluster, browser: Any, encrypted_titles: dict[str, str], player: str
+) -> None:
+    cluster = module_cluster
+    title = encrypted_titles["cenc"]
+    answer = await steered(cluster, title)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(answer["dash"][0]) as resp:
+            mpd = await resp.text()
+    assert 'value="cenc" cenc:default_KID="' in mpd and "e2719d58-a985-b3c9" in mpd
+    page = await open_player(browser, cluster, title=title, protocol=player)
+    state = await played(page, 3.0)
+    assert state["failovers"] == 0
+    licenses = [u for u in page.requests if u.endswith("/keys/clearkey")]
+    assert licenses and all("/s/" in u for u in licenses), page.requests
+    assert any(u.startswith(f"{cluster.control_url}/k/") for u in page.requests)
+    await page.close()
+    if player != "dash":
+        return
+    # dash.js whose licence URL carries another title's token: 403, no key, nothing plays.
+    other = urlsplit((await steered(cluster, TITLE))["urls"][0]).path.split("/")[2]
+    mpd_url = answer["dash"][0]
+    token = urlsplit(mpd_url).path.split("/")[2]
+    page = await browser.new_page()
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "clearkey" in r.url else None)
+    await page.goto(f"{cluster.control_url}/static/style.css")  # the control plane's origin
+    await page.set_content('<video id="video" muted></video>')
+    await page.add_script_tag(url=f"{cluster.control_url}/static/dash.js")
+    licence = mpd_url.replace(token, other, 1).rsplit("/", 1)[0] + "/keys/clearkey"
+    error = await page.evaluate(DASH_LICENCE_PLAY, [mpd_url, licence])
+    assert error != "no error in 20 s", error
+    await asyncio.sleep(1.0)  # time to show frames, had any been decrypted
+    frames = await page.evaluate(
+        "document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+    assert frames == 0, frames
+    assert 403 in statuses and 200 not in statuses, statuses
+    await page.close()
+
+
+async def _dashjs_plays_live(cluster: Cluster, browser: Any, title: str) -> None:
+    """The origin's dynamic manifest.mpd (same segments as HLS) in dash.js through an
+    appliance: it plays live, its position is wall-clock time (the epoch timeline), and it
+    keeps within the MPD's suggested delay plus a few seconds. Video only: dash.js does
+    not play a rendition that carries its sound in the same file."""
+    if not (ROOT / "node_modules" / "dashjs" / "dist").exists():
+        need("dashjs", "`make install` runs `npm ci`, which installs it into node_modules/")
+    async with aiohttp.ClientSession() as session:
+        await wait_live(session, cluster, title, within=90)
+    page = await open_player(browser, cluster, title=title, protocol="dash")
+    try:
+        await page.wait_for_function(
+            "window.vcdnPlayer.fragments.length >= 8 || window.vcdnPlayer.fatal.length > 0",
+            timeout=60_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"dash.js live: {exc}\n{await page.inner_text('#log')}\n"
+                             f"{page.console[-10:]}") from None
+    state = await page.evaluate("window.vcdnPlayer")
+    assert state["fatal"] == [] and state["failovers"] == 0, await page.inner_text("#log")
+    behind = await page.evaluate(
+        "Date.now() / 1000 - document.getElementById('video').currentTime")
+    print(f"dash.js live: {behind:.1f} s behind the wall clock")
+    assert 0 < behind <= 3 * 2.0 + 6, behind  # suggestedPresentationDelay, plus slack
+    assert sum(state["stallSeconds"]) < 1.0, await page.inner_text("#log")
+    mpds = [u for u in page.requests if u.endswith(f"/{title}/manifest.mpd")]
+    assert len(mpds) >= 2 and all("/s/" in u for u in mpds)  # reloaded: a dynamic MPD
+    hosts = segment_hosts(page)
+    assert hosts and hosts <= appliance_hosts(cluster), hosts
     await page.close()

@@ -135,14 +135,16 @@ def test_a_killed_vcdn_up_takes_its_services_with_it(tmp_path: Path, packaged: P
 
 
 def test_exit_after_play_exits_zero_after_the_summary(tmp_path: Path, packaged: Packaged) -> None:
-    """With --live the live event is on the air (steering's URLs list its segments)
-    before the summary, which names its player page; every process is gone after."""
+    """With --live (here low-latency) the live event is on the air (steering's URLs list
+    its segments) before the summary, which names its player page; every process is gone
+    after."""
     seed_origin(tmp_path, packaged)
-    proc = start_up(tmp_path, "--exit-after-play", "--live")
+    proc = start_up(tmp_path, "--exit-after-play", "--live", "--low-latency")
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
     assert "PLAYED through the CDN" in out and "ANSWER SECTION" in out
     assert "live event 'live' is on the air" in out and "player?title=live" in out
+    assert "low-latency parts" in out and "&latency=low" in out
     assert wait_gone(proc.pid) == []
 
 
@@ -166,6 +168,7 @@ def test_a_failing_service_makes_up_exit_non_zero_with_its_log(
         (["--base-port", "80"], "--base-port must be between"),
         (["--duration", "1"], "--duration must be between"),
         (["--appliances", "x"], "invalid int value"),
+        (["--low-latency"], "--low-latency needs --live"),
     ],
 )
 def test_bad_options_are_usage_errors_without_a_traceback(

@@ -247,3 +247,72 @@ async def test_a_client_that_hangs_up_does_not_cancel_the_fill(  # type: ignore[
         await until(lambda: "/v/demo/gone.m4s" in origin.finished, within=30)
         assert await fetch(url + signed("gone.m4s")) == (200, data)
         assert origin.count("/v/demo/gone.m4s") == 1
+
+
+async def test_a_purge_right_after_a_burst_of_misses_is_seen_by_every_worker(  # type: ignore[no-untyped-def]
+        aiohttp_server, tmp_path: Path) -> None:
+    """16 concurrent misses on two workers (one leads the fill, the other follows it from
+    disk), a purge the moment the last of them has its bytes: from then on every request,
+    on either worker, gets the new bytes; none joins the fill that is over."""
+    old, new = os.urandom(256 * 1024), os.urandom(256 * 1024)
+    origin = ScriptedOrigin()
+    origin.scripts["/v/demo/b.m4s"] = Script(
+        old, headers={"Cache-Control": "max-age=3600"}, pieces=4, delay=0.05
+    )
+    up = await aiohttp_server(origin.app)
+    cache = tmp_path / "cache"
+    async with edge(cache, str(up.make_url("")).rstrip("/"), 2) as (_proc, url):
+        for round_ in range(3):  # the burst lands on both workers in some round
+            burst = await asyncio.gather(*(fetch(url + signed("b.m4s")) for _ in range(16)))
+            assert {(s, sha(b)) for s, b in burst} == {(200, sha(old))}
+            store = CacheStore(cache, 256 * MiB)
+            try:
+                store.purge(title=TITLE)
+            finally:
+                store.close()
+            origin.scripts["/v/demo/b.m4s"] = Script(new, headers={"Cache-Control": "max-age=3600"})
+            after = [await fetch(url + signed("b.m4s")) for _ in range(12)]
+            got = {(s, sha(b)) for s, b in after}
+            assert got == {(200, sha(new))}, (round_, (200, sha(old)) in got)
+            old, new = new, os.urandom(256 * 1024)
+            origin.scripts["/v/demo/b.m4s"] = Script(
+                old, headers={"Cache-Control": "max-age=3600"}, pieces=4, delay=0.05
+            )
+            store = CacheStore(cache, 256 * MiB)
+            try:
+                store.purge(title=TITLE)
+            finally:
+                store.close()
+            await asyncio.sleep(0.5)  # the next round starts from an empty cache
+
+
+def _counter(text: str, name: str) -> float:
+    """The sum of every sample of counter `name` in a Prometheus text exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_metrics_from_any_worker_count_every_worker(aiohttp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """30 requests on connections of their own (spread over two workers), then scrapes
+    that land on either worker: every scrape counts all 30 and all bytes sent."""
+    body = os.urandom(20_000)
+    origin = ScriptedOrigin()
+    origin.scripts["/v/demo/m.m4s"] = Script(body, headers={"Cache-Control": "max-age=3600"})
+    up = await aiohttp_server(origin.app)
+    cache = tmp_path / "cache"
+    async with edge(cache, str(up.make_url("")).rstrip("/"), 2) as (proc, url):
+        assert await fetch(url + signed("m.m4s")) == (200, body)
+        await until(lambda: indexed(cache) == ["demo/m.m4s"])
+        for _ in range(29):
+            assert await fetch(url + signed("m.m4s")) == (200, body)
+        for _ in range(12):
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True)
+            ) as s, s.get(url + "/metrics") as r:
+                text = await r.text()
+            assert _counter(text, "vcdn_edge_requests_total") == 30, text
+            assert _counter(text, "vcdn_edge_sent_bytes_total") == 30 * len(body)
+        assert len(descendants(proc.pid)) >= 2

@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge import fastpath
 from edge.app import EDGE_KEY, make_app
 from edge.fasthead import parse_head
 from edge.workers import start_edge
@@ -284,23 +283,27 @@ async def test_proxy_mode_hits_take_the_fast_path(aiohttp_server, tmp_path: Path
         await runner.cleanup()
 
 
-async def test_deep_pipeline_keeps_order_across_the_hand_off(
-    fast: str, origin_root: Path, monkeypatch: pytest.MonkeyPatch
+async def test_deep_pipeline_of_small_and_large_hits_stays_on_the_protocol(
+    fast: str, origin_root: Path
 ) -> None:
-    """120 pipelined hits (~12 MB of answers) sent before reading any: past the write
-    backlog the connection moves to aiohttp mid-pipeline; every answer arrives, in order."""
+    """120 pipelined hits (~20 MB of answers, large bodies among them) sent before reading
+    any: the protocol stops reading while the client does not read, sends every large
+    body itself, and every answer arrives, in order, without a hand-off to aiohttp."""
     small = (origin_root / TITLE / SMALL).read_bytes()
     await _warm(fast, SMALL, small)
     playlist = (origin_root / TITLE / "v1/index.m3u8").read_bytes()
     await _warm(fast, "v1/index.m3u8", playlist)
+    big = (origin_root / TITLE / BIG).read_bytes()
+    await _warm(fast, BIG, big)
     req = "GET {} HTTP/1.1\r\nHost: x\r\n\r\n"
-    paths = [SMALL if i % 2 else "v1/index.m3u8" for i in range(120)]
-    monkeypatch.setattr(fastpath, "WRITE_BACKLOG", 64 * 1024)
+    paths = [BIG if i % 10 == 0 else SMALL if i % 2 else "v1/index.m3u8" for i in range(120)]
+    bodies = {BIG: big, SMALL: small, "v1/index.m3u8": playlist}
     stats = APPS[0][EDGE_KEY].stats
-    before = stats.handoffs
+    before, hits = stats.handoffs, _fast_hits()
     answers = await _exchange(fast, "".join(req.format(signed(p)) for p in paths).encode(), 120)
-    assert answers == [(200, small if i % 2 else playlist) for i in range(120)]
-    assert stats.handoffs == before + 1
+    assert answers == [(200, bodies[p]) for p in paths]
+    assert stats.handoffs == before
+    assert _fast_hits() == hits + 120
 
 
 async def test_remembered_token_still_expires(fast: str, origin_root: Path) -> None:

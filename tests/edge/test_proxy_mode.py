@@ -62,14 +62,26 @@ async def test_no_store_is_not_stored(proxy: TestServer, origin: ScriptedOrigin)
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Cache-Control": "private, max-age=60"}, {"Cache-Control": "max-age=60", "Vary": "Cookie"}],
+    [{"Cache-Control": "private, max-age=60"}, {"Cache-Control": "max-age=60", "Vary": "*"}],
 )
-async def test_private_and_varying_responses_not_stored(
+async def test_private_and_vary_star_responses_not_stored(
     proxy: TestServer, origin: ScriptedOrigin, headers: dict[str, str]
 ) -> None:
-    """A shared cache stores neither private responses nor ones varying on request fields."""
+    """A shared cache stores neither private responses nor ones varying on everything
+    (``Vary: *``); other Vary responses are variants (tests/edge/test_vary.py)."""
     origin.scripts["/p"] = Script(b"mine", headers=headers)
     await _twice(proxy, "/p")
+    assert origin.count("/p") == 2
+
+
+async def test_a_response_varying_on_cookie_is_one_variant_per_cookie(
+    proxy: TestServer, origin: ScriptedOrigin
+) -> None:
+    origin.scripts["/p"] = Script(b"mine", headers={"Cache-Control": "max-age=60",
+                                                    "Vary": "Cookie"})
+    for cookie in ("a=1", "a=2", "a=1"):
+        await _get(proxy, "/p", Cookie=cookie)
+        await settle(proxy.app)
     assert origin.count("/p") == 2
 
 

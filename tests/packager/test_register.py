@@ -91,3 +91,37 @@ async def test_a_slow_control_api_times_out(aiohttp_server) -> None:
     server = await aiohttp_server(app)
     with pytest.raises(UpstreamTimeout, match="did not answer in time"):
         await register_title(str(server.make_url("")), MANIFEST, "t", timeout_s=0.3)
+
+
+async def test_registration_over_https_verifies_the_control_plane(
+    tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """The packager trusts the CA in VCDN_CA_BUNDLE; without it the same server is refused
+    in one line naming the host and the reason."""
+    import trustme
+
+    from tests.vcdn.tls_helpers import ca_file, issue
+    from vcdn.tls import CertPair
+    from vcdn.tls_io import server_context
+
+    ca = trustme.CA()
+    leaf = issue(ca, tmp_path, "127.0.0.1")
+    app, seen = recording_app(201, {"title": "t1"})
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0,
+                       ssl_context=server_context(CertPair(leaf.cert, leaf.key)))
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        monkeypatch.delenv("VCDN_CA_BUNDLE", raising=False)
+        with pytest.raises(UpstreamError) as info:
+            await register_title(f"https://127.0.0.1:{port}", MANIFEST, "t")
+        assert str(info.value) == (f"TLS to the control API at 127.0.0.1:{port} failed: its "
+                                   "certificate cannot be trusted: it is signed by an unknown CA.")
+        assert seen == []
+        monkeypatch.setenv("VCDN_CA_BUNDLE", str(ca_file(ca, tmp_path)))
+        assert await register_title(f"https://127.0.0.1:{port}", MANIFEST, "t") == 201
+        assert len(seen) == 1
+    finally:
+        await runner.cleanup()

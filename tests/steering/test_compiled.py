@@ -175,3 +175,40 @@ def test_a_new_view_recompiles_and_reuses_unchanged_tables() -> None:
     assert same is first.tables  # same prefixes and MaxMind data: stage 1 kept
     ref, fast = make(view2)
     check((ref, fast), ["10.1.2.0/24", "10.1.2.128/24", "2001:db8:200::/48"])
+
+
+def _mutations() -> Iterator[tuple[str, bytes]]:
+    """Queries one byte away from the plain ECS shape the compiled path matches by its
+    bytes: each must get what the general path gives (parse, dnspython), not a steered
+    answer by accident."""
+    q = query("81.2.69.0/24", "A")
+    n = len(b"\x04edge\x03cdn\x07example\x00")
+    yield "plain", q
+    yield "trailing byte", q + b"\x00"
+    yield "one byte short", q[:-1]
+    yield "scope set", q[: 34 + n] + b"\x05" + q[35 + n :]
+    yield "family 3", q[: 31 + n] + b"\x00\x03" + q[33 + n :]
+    yield "source 23", q[: 33 + n] + b"\x17" + q[34 + n :]
+    yield "EDNS version 1", q[: 22 + n] + b"\x01" + q[23 + n :]
+    yield "class CH", q[: 14 + n] + b"\x00\x03" + q[16 + n :]
+    yield "type MX", q[: 12 + n] + b"\x00\x0f" + q[14 + n :]
+    yield "not an OPT", q[: 17 + n] + b"\x00\x01" + q[19 + n :]
+    yield "option 10", q[: 27 + n] + b"\x00\x0a" + q[29 + n :]
+    yield "two additional", q[:10] + b"\x00\x02" + q[12:]
+    yield "a response", q[:2] + bytes([q[2] | 0x80]) + q[3:]
+    yield "TC set", q[:2] + bytes([q[2] | 0x02]) + q[3:]
+    yield "opcode 2", q[:2] + bytes([q[2] | 0x10]) + q[3:]
+    yield "payload 100", q[: 19 + n] + b"\x00\x64" + q[21 + n :]
+    yield "other name", q[:13] + b"EDGX" + q[17:]
+    yield "upper case", q[:13] + b"EDGE" + q[17:]
+    six = query("2001:db8:100::/48", "AAAA")
+    yield "ipv6 /48", six
+    yield "ipv6 /48 scope set", six[: 34 + n] + b"\x30" + six[35 + n :]
+
+
+@pytest.mark.parametrize(("case", "q"), list(_mutations()), ids=[c for c, _ in _mutations()])
+def test_queries_near_the_plain_shape_answer_as_the_general_path(
+    pair: tuple[Responder, Responder], case: str, q: bytes
+) -> None:
+    ref, fast = pair
+    assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1"), case

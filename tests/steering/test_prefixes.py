@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steering.prefixes import PrefixTable
+from steering.prefixes import PrefixTable, parse_prefix
 
 TABLE = [("10.0.0.0/8", "a"), ("10.1.0.0/16", "b"), ("10.1.2.0/24", "c"),
          ("192.0.2.0/24", "d"), ("2001:db8::/32", "e"), ("2001:db8:1::/48", "f")]
@@ -77,3 +77,35 @@ def test_matches_brute_force_and_scope_is_sound(nets: list[tuple[int, int]], add
     neighbour = (addr >> keep << keep) | (other & ((1 << keep) - 1)) if keep else addr
     n = table.lookup(4, neighbour)
     assert (n.value, n.prefix_len) == (m.value, m.prefix_len)
+
+
+def _reference(text: str) -> tuple[int, int, int] | None:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), net.prefixlen
+
+
+@pytest.mark.parametrize("text", [
+    "10.1.2.3/24", "0.0.0.0/0", "255.255.255.255/32", "10.0.0.0", "10.0.0.0/255.0.0.0",
+    "10.1.1.1/08", "2001:db8::1/128", "::/0", "::ffff:1.2.3.4/120", "fe80::1%eth0/64",
+    "1.2.3/24", "010.1.1.1/8", "10.1.1.1/33", "2001:db8::/129", "x/24", "10.1.1.1/+8",
+    "10.1.1.1/ 8", "1.2.3.4/\u0663", "1.2.3.4/", "/24", "", "1.2.3.4//24", "1.2.3.4/-1",
+    "::1/0128", "1.2.3.4.5/24", "2001:db8::g/64", "1.2.3.4/99999999999999999999",
+])
+def test_parse_prefix_is_ipaddress_on_edge_cases(text: str) -> None:
+    assert parse_prefix(text) == _reference(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.integers(0, 130))
+def test_parse_prefix_is_ipaddress_on_any_address_and_length(addr: object, plen: int) -> None:
+    text = f"{addr}/{plen}"
+    assert parse_prefix(text) == _reference(text)
+
+
+def test_a_table_of_parsed_networks_is_the_table_of_their_text() -> None:
+    nets = [n for n in (parse_prefix(t) for t, _ in TABLE) if n is not None]
+    parsed = PrefixTable.of_networks(zip(nets, [v for _, v in TABLE], strict=True))
+    assert parsed.same_entries(PrefixTable(TABLE)) and len(parsed) == len(TABLE)

@@ -20,8 +20,9 @@ normal aiohttp application, which sends the same fields.
     install_fast_path(runner.server, lookup)   # after runner.setup(), before site.start()
 
 `lookup(request) -> HotEntry | None` is the owner's: it decides what is hot and when an
-entry is stale (the origin re-stats a file at most once per second). ``Date`` is rebuilt
-once per second, as uvicorn does.
+entry is stale (the origin re-stats a file at most once per second). Heads come from the
+one serialiser (`vcdn.httpserve.wire`), the RAM from the one tier (`vcdn.httpserve.ram`),
+and `install_hook` is the one request-level hook the edge uses too.
 """
 
 from __future__ import annotations
@@ -30,49 +31,41 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from vcdn.errors import VcdnError
-from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.middleware import CLIENT_CLOSED
-from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.plan import Plan, plan_stored
+from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.send import (
     SEND_TIMEOUT,
-    SERVER,
     SMALL_BODY,
     direct_socket,
     read_spans,
     send_direct,
 )
 from vcdn.httpserve.validators import format_http_date
+from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
 
-#: A request carrying any of these needs the planner (RFC 9110 §13, §14), not the fast path.
 #: Answers buffered in the transport beyond this wait for the client to read (flow control).
 DRAIN_ABOVE: Final = 256 * 1024
+#: A request carrying any of these needs the planner (RFC 9110 §13, §14), not the prebuilt head.
 NEEDS_PLANNER: Final = (
     "Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"
 )
-
-
-_REASONS: Final = {
-    200: "OK", 206: "Partial Content", 304: "Not Modified",
-    412: "Precondition Failed", 416: "Range Not Satisfiable",
-}
 
 
 @dataclass(frozen=True, slots=True)
 class HotEntry:
     """A hot representation: in RAM (`body`) or on disk (`open_file` opens it).
 
-    `head` is the prebuilt plain 200 up to ``Date: ``; `fields` and `cache_field` are the
-    serialised fields every other answer (206, 304, ...) adds to what the planner decides.
+    `head` is the prebuilt plain 200 without its per-answer tail; `stored` what every
+    other answer (206, 304, ...) adds to what the planner decides.
     """
 
     head: bytes
@@ -81,8 +74,7 @@ class HotEntry:
     etag: str
     last_modified: float | None
     content_type: str
-    fields: bytes  # CORS, Server and extra fields
-    cache_field: bytes  # Cache-Control (sent on 200/206/304 only)
+    stored: StoredHead
     stamp: Any  # the owner's validator, e.g. (inode, size, mtime_ns)
     checked: float  # monotonic time the owner last validated it
     open_file: Callable[[], int] | None = None
@@ -93,18 +85,10 @@ class HotEntry:
     @property
     def cost(self) -> int:
         """Bytes of RAM this entry holds."""
-        return len(self.head) + len(self.fields) + (len(self.body) if self.body else 0) + 200
+        return len(self.head) + len(self.stored.fixed) + (len(self.body) if self.body else 0) + 200
 
-    def head_for(self, plan: Plan, date: bytes) -> bytes:
-        """Status line and fields of a planned answer (`date` ends the head)."""
-        status = plan.status
-        out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n".encode("ascii")]
-        out += [f"{k}: {v}\r\n".encode("latin-1") for k, v in plan.headers]
-        out.append(self.fields)
-        if status in (200, 206, 304):
-            out.append(self.cache_field)
-        out += [b"Date: ", date]
-        return b"".join(out)
+    def plan(self, method: str, headers: Any) -> Plan:
+        return plan_stored(method, headers, self)
 
 
 def build_entry(
@@ -128,96 +112,37 @@ def build_entry(
         raise ValueError("a file-backed entry needs size and open_file")
     length = len(body) if body is not None else size
     assert length is not None
-    fields = "".join(f"{k}: {v}\r\n" for k, v in (*RESPONSE_HEADERS, *extra_headers))
-    fields += f"Server: {SERVER}\r\n"
-    cache_field = f"Cache-Control: {cache_control}\r\n" if cache_control else ""
+    stored = StoredHead.of(extra_headers, cache_control)
     validators = [("Accept-Ranges", "bytes"), ("ETag", etag)]
     if last_modified is not None:
         validators.append(("Last-Modified", format_http_date(int(last_modified))))
     validators += [("Content-Type", content_type), ("Content-Length", str(length))]
-    head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in validators)
-    head += fields + cache_field + "Date: "
+    head = head_prefix(Plan(200, tuple(validators), content_length=length), stored)
     return HotEntry(
-        head=head.encode("latin-1"),
+        head=head,
         body=body,
         size=length,
         etag=etag,
         last_modified=last_modified,
         content_type=content_type,
-        fields=fields.encode("latin-1"),
-        cache_field=cache_field.encode("latin-1"),
+        stored=stored,
         stamp=stamp,
         checked=time.monotonic() if now is None else now,
         open_file=open_file,
     )
 
 
-class HotCache:
-    """Byte-bounded LRU of `HotEntry` by key (the raw request path)."""
+class HotCache(RamTier[HotEntry]):
+    """The RAM tier of `HotEntry` by key (the raw request path)."""
 
-    __slots__ = ("_items", "capacity", "max_entries", "object_max", "used")
+    __slots__ = ()
 
-    def __init__(self, capacity: int, object_max: int, max_entries: int = 100_000) -> None:
-        self.capacity = capacity
-        self.object_max = object_max
-        self.max_entries = max_entries
-        self.used = 0
-        self._items: OrderedDict[str, HotEntry] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: str) -> HotEntry | None:
-        entry = self._items.get(key)
-        if entry is not None:
-            self._items.move_to_end(key)
-        return entry
-
-    def put(self, key: str, entry: HotEntry) -> None:
-        cost = entry.cost
-        if (entry.body is not None and len(entry.body) > self.object_max) or cost > self.capacity:
-            return
-        self.discard(key)
-        self._items[key] = entry
-        self.used += cost
-        while self.used > self.capacity or len(self._items) > self.max_entries:
-            _, old = self._items.popitem(last=False)
-            self.used -= old.cost
-
-    def replace(self, key: str, entry: HotEntry) -> None:
-        """Swap an entry for its revalidated copy (same size) without touching LRU order."""
-        if key in self._items:
-            self._items[key] = entry
-
-    def discard(self, key: str) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.used -= old.cost
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.used = 0
+    def put(self, key: str, entry: HotEntry, cost: int = 0, *, body: int = 0) -> None:  # type: ignore[override]
+        super().put(key, entry, entry.cost, body=len(entry.body) if entry.body else 0)
 
 
-class _Date:
-    """The Date field value, formatted once per second (RFC 9110 §6.6.1)."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
-        return self._value
-
-
-class _AlreadySent(web.StreamResponse):
-    """Tells aiohttp the response went out already, and the connection stays open."""
+class AlreadySent(web.StreamResponse):
+    """Tells aiohttp the response went out already, and whether the connection stays open."""
 
     def __init__(self, status: int, length: int, *, keep_alive: bool = True) -> None:
         super().__init__(status=status)
@@ -239,19 +164,15 @@ class _AlreadySent(web.StreamResponse):
         return self._sent_length
 
 
-Lookup = Callable[[web.BaseRequest], HotEntry | None]
-#: Called after a fast-path answer: (request, status, body bytes sent).
-OnSent = Callable[[web.BaseRequest, int, int], None]
+#: An owner's hit answer on a request aiohttp parsed: sent (`AlreadySent`) or None (route it).
+HitAnswer = Callable[[web.BaseRequest, asyncio.Transport], Awaitable[AlreadySent | None]]
 
 
-def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None = None) -> None:
-    """Answer GET/HEAD of hot objects from `lookup` before aiohttp routes them.
-
-    Call after ``runner.setup()`` and before the site starts: aiohttp's per-connection
-    handlers copy ``server.request_handler`` when they are created.
-    """
+def install_hook(server: web.Server, answer: HitAnswer) -> None:
+    """The one request-level hook: `answer` sees every keep-alive HTTP/1.1 GET/HEAD before
+    aiohttp routes it. Call after ``runner.setup()`` and before the site starts: aiohttp's
+    per-connection handlers copy ``server.request_handler`` when they are created."""
     slow: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = server.request_handler
-    date = _Date()
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         method = request.method
@@ -260,25 +181,42 @@ def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None
             and request.version == HttpVersion11
             and request.keep_alive
         ):
-            entry = lookup(request)
             transport = request.transport
-            if entry is not None and transport is not None and not transport.is_closing():
+            if transport is not None and not transport.is_closing():
                 try:
-                    sent = await _answer(request, transport, entry, date())
+                    sent = await answer(request, transport)  # type: ignore[arg-type]
                     if sent is not None and transport.get_write_buffer_size() > DRAIN_ABOVE:
                         # Flow control: a client pipelining requests without reading must
                         # not make us buffer answers without bound (aiohttp's drain).
                         await asyncio.wait_for(request.writer.drain(), SEND_TIMEOUT)
                 except (ConnectionError, TimeoutError):  # the client left or stopped reading
                     transport.abort()
-                    sent = _AlreadySent(CLIENT_CLOSED, 0, keep_alive=False)
+                    sent = AlreadySent(CLIENT_CLOSED, 0, keep_alive=False)
                 if sent is not None:
-                    if on_sent is not None:
-                        on_sent(request, sent.status, sent.content_length)
                     return sent
         return await slow(request)
 
     server.request_handler = handler
+
+
+Lookup = Callable[[web.BaseRequest], HotEntry | None]
+#: Called after a fast-path answer: (request, status, body bytes sent).
+OnSent = Callable[[web.BaseRequest, int, int], None]
+
+
+def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None = None) -> None:
+    """Answer GET/HEAD of hot objects from `lookup` before aiohttp routes them."""
+
+    async def answer(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
+        entry = lookup(request)
+        if entry is None:
+            return None
+        sent = await _answer(request, transport, entry, time.time())
+        if sent is not None and on_sent is not None:
+            on_sent(request, sent.status, sent.content_length)
+        return sent
+
+    install_hook(server, answer)
 
 
 def _plain(headers: Any) -> bool:
@@ -295,37 +233,30 @@ def _plain(headers: Any) -> bool:
 
 
 async def _answer(
-    request: web.BaseRequest, transport: asyncio.Transport, entry: HotEntry, date: bytes
-) -> _AlreadySent | None:
+    request: web.BaseRequest, transport: asyncio.Transport, entry: HotEntry, now: float
+) -> AlreadySent | None:
     """Send the answer; None when the entry's file vanished (the slow path will 404)."""
     headers = request.headers
     head_only = request.method == "HEAD"
     if entry.body is not None and _plain(headers):
         # The commonest request of all: one write of prebuilt bytes.
         if head_only:
-            transport.write(entry.head + date)
-            return _AlreadySent(200, 0)
-        transport.write(b"".join((entry.head, date, entry.body)))
-        return _AlreadySent(200, entry.size)
-    plan = plan_response(
-        request.method,
-        headers,
-        size=entry.size,
-        etag=entry.etag,
-        last_modified=entry.last_modified,
-        content_type=entry.content_type,
-    )
-    head = entry.head_for(plan, date)
+            transport.write(entry.head + head_tail(now))
+            return AlreadySent(200, 0)
+        transport.write(b"".join((entry.head, head_tail(now), entry.body)))
+        return AlreadySent(200, entry.size)
+    plan = entry.plan(request.method, headers)
+    head = head_prefix(plan, entry.stored) + head_tail(now)
     if not plan.has_body:
         transport.write(head)
-        return _AlreadySent(plan.status, 0)
+        return AlreadySent(plan.status, 0)
     if entry.body is not None:
         if plan.multipart is not None:
             transport.write(head + plan.multipart.assemble(entry.body))
         else:
             r = plan.spans[0]
             transport.write(b"".join((head, memoryview(entry.body)[r.first : r.last + 1])))
-        return _AlreadySent(plan.status, plan.content_length)
+        return AlreadySent(plan.status, plan.content_length)
     assert entry.open_file is not None
     try:
         fd = entry.open_file()
@@ -347,4 +278,4 @@ async def _answer(
             )
     finally:
         os.close(fd)
-    return _AlreadySent(plan.status, plan.content_length)
+    return AlreadySent(plan.status, plan.content_length)

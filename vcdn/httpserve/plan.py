@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, Protocol
 
 from vcdn.errors import BadRange
 from vcdn.httpserve.multipart import MultipartLayout, plan_multipart
@@ -111,6 +111,35 @@ def _if_range_holds(value: str, ours: ETag | None, last_modified: int | None) ->
     date = parse_http_date(value)
     # §13.1.5: a date validator holds only when it exactly equals Last-Modified.
     return date is not None and last_modified is not None and date == last_modified
+
+
+class Stored(Protocol):
+    """What the planner reads of a stored representation (an edge `Entry`, an origin
+    `HotEntry`): its size, validators and type."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def etag(self) -> str | None: ...
+    @property
+    def last_modified(self) -> float | None: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+def plan_stored(
+    method: str, headers: Mapping[str, str], stored: Stored, size: int | None = None
+) -> Plan:
+    """`plan_response` for a stored representation (`size` overrides its own: a fill
+    whose length became known)."""
+    return plan_response(
+        method,
+        headers,
+        size=stored.size if size is None else size,
+        etag=stored.etag,
+        last_modified=stored.last_modified,
+        content_type=stored.content_type,
+    )
 
 
 def plan_response(

@@ -30,28 +30,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from aiohttp import web
 
 from vcdn.errors import NotFound
+from vcdn.httpserve.body import (
+    READ_CHUNK,
+    SEND_TIMEOUT,
+    SocketSink,
+    cork,
+    direct_socket,
+    flushed,
+    write_body,
+)
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.plan import Plan, plan_response
+from vcdn.httpserve.wire import SERVER
 
 #: Bodies up to this size are read into memory and written with the headers at once.
 SMALL_BODY: Final = 64 * 1024
-#: One sendfile call sends at most this much, so one fast client cannot hog the loop.
-SENDFILE_CHUNK: Final = 4 * 1024 * 1024
-#: Fallback read size when sendfile is impossible (TLS).
-READ_CHUNK: Final = 256 * 1024
-#: A client that accepts no byte for this long is cut off (slow-reader defence).
-SEND_TIMEOUT: Final = 60.0
-
+__all__ = ["SEND_TIMEOUT", "SMALL_BODY", "direct_socket", "send_bytes", "send_file"]
 Headers = Iterable[tuple[str, str]]
-#: Our Server field, also on fast-path answers (`vcdn.httpserve.hot`); no version to fingerprint.
-SERVER: Final = "vcdn"
 
 
 def _headers(plan: Plan, cache_control: str | None, extra: Headers | None) -> dict[str, str]:
@@ -214,13 +215,6 @@ async def _send_large(
     await resp.write_eof()
 
 
-def direct_socket(transport: asyncio.BaseTransport | None) -> Any:
-    """The transport's socket if bodies may be written to it directly (not TLS), else None."""
-    if transport is None or transport.get_extra_info("sslcontext") is not None:
-        return None
-    return transport.get_extra_info("socket")
-
-
 async def send_direct(
     transport: asyncio.BaseTransport,
     writer: Any,
@@ -231,23 +225,16 @@ async def send_direct(
 ) -> None:
     """Write the head through the transport, then the plan's spans straight to `sock`.
 
-    Corked (TCP_CORK, like nginx's tcp_nopush) so head and body leave in full segments.
-    The transport is drained before the first direct write, so bytes cannot be reordered.
+    Corked so head and body leave in full segments. The transport is drained before the
+    first direct write, so bytes cannot be reordered.
     """
-    _cork(sock, 1)
+    cork(sock, 1)
     try:
         write_head()
-        await _flushed(transport, writer)
+        await flushed(transport, writer.drain)  # type: ignore[arg-type]
         sink = SocketSink(sock.fileno())
         try:
-            if plan.multipart is None:
-                r = plan.spans[0]
-                await sink.sendfile(fd, r.first, r.length)
-            else:
-                for part in plan.multipart.parts:
-                    await sink.write(part.header)
-                    await sink.sendfile(fd, part.range.first, part.range.length)
-                await sink.write(plan.multipart.trailer)
+            await write_body(sink, fd, plan)
         except (OSError, EOFError, TimeoutError) as exc:
             # The head promised a length we cannot deliver: the connection must die
             # (RFC 9112 §6.3), or the client would read the next response as body.
@@ -256,29 +243,7 @@ async def send_direct(
         finally:
             sink.close()
     finally:
-        _cork(sock, 0)
-
-
-def _cork(sock: object, on: int) -> None:
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)  # type: ignore[attr-defined]
-    except (OSError, AttributeError):
-        pass  # not TCP (a Unix socket in tests) or already closed
-
-
-async def _flushed(transport: asyncio.BaseTransport, writer: object) -> None:
-    """Wait until `transport` has handed every buffered byte to the kernel."""
-    if not isinstance(transport, asyncio.WriteTransport) or not transport.get_write_buffer_size():
-        return
-    # A zero high-water mark makes the transport pause the protocol until its buffer is
-    # empty, and resume it then: aiohttp's drain() waits for exactly that.
-    low, high = transport.get_write_buffer_limits()
-    transport.set_write_buffer_limits(high=0, low=0)
-    try:
-        await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)  # type: ignore[attr-defined]
-    finally:
-        if not transport.is_closing():
-            transport.set_write_buffer_limits(high=high, low=low)
+        cork(sock, 0)
 
 
 async def _send_fallback(resp: web.StreamResponse, fd: int, plan: Plan) -> None:
@@ -301,62 +266,3 @@ async def _send_fallback(resp: web.StreamResponse, fd: int, plan: Plan) -> None:
             await copy(part.range.first, part.range.length)
         await resp.write(plan.multipart.trailer)
     await resp.write_eof()
-
-
-class SocketSink:
-    """Writes bytes and file spans straight to a non-blocking socket fd.
-
-    Writability is awaited on a lazily made ``dup`` of the fd, because event loops refuse
-    ``add_writer`` on an fd that belongs to a transport; the dup shares the socket.
-    """
-
-    __slots__ = ("_dup", "_fd", "_loop", "sendfile_calls")
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._dup = -1
-        self._loop = asyncio.get_running_loop()
-        self.sendfile_calls = 0
-
-    def close(self) -> None:
-        if self._dup >= 0:
-            os.close(self._dup)
-            self._dup = -1
-
-    async def _writable(self) -> None:
-        if self._dup < 0:
-            self._dup = os.dup(self._fd)
-        fut = self._loop.create_future()
-
-        def ready() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        self._loop.add_writer(self._dup, ready)
-        try:
-            await asyncio.wait_for(fut, SEND_TIMEOUT)
-        finally:
-            self._loop.remove_writer(self._dup)
-
-    async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self._fd, view)
-            except BlockingIOError:
-                await self._writable()
-                continue
-            view = view[n:]
-
-    async def sendfile(self, in_fd: int, offset: int, count: int) -> None:
-        while count > 0:
-            try:
-                n = os.sendfile(self._fd, in_fd, offset, min(count, SENDFILE_CHUNK))
-            except BlockingIOError:
-                await self._writable()
-                continue
-            self.sendfile_calls += 1
-            if n == 0:
-                raise EOFError(f"file ended {count} bytes early")
-            offset += n
-            count -= n

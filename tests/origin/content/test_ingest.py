@@ -92,7 +92,7 @@ async def test_live_event_playlist_is_built_from_kept_segments(client: TestClien
         assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.segments[msn]) == 201
     text, cc = await playlist(client)
     # Fresh until the next 1 s segment is due (kept just now: 1-2 s), then 3 s if need be.
-    assert re.fullmatch(r"public, max-age=[12], stale-if-error=3", cc), cc
+    assert re.fullmatch(r"public, max-age=[12], stale-if-error=5", cc), cc
     assert msns(text) == [SLOT, SLOT + 1, SLOT + 2]
     assert f"#EXT-X-MEDIA-SEQUENCE:{SLOT}" in text
     # The shared epoch: MSN 1,000,000 of 1 s segments starts 1,000,000 s after 1970.
@@ -226,3 +226,88 @@ async def test_the_next_segment_asked_early_is_waited_for_within_bounds(
     assert status == 404 and waited < 0.5
     status, _, waited = await fetch(SLOT + 2)  # nobody publishes it
     assert status == 404 and 1.3 <= waited < 5
+
+
+async def test_a_cache_revalidating_the_newest_playlist_gets_the_next_version(
+    client: TestClient,
+) -> None:
+    """An If-None-Match naming the current playlist waits for the next version (one
+    upstream request per version, and the cache has it the moment it is written); an
+    older ETag is answered at once; nobody publishing means a 304 within the bound. The
+    lifetime counts the wait as age, so what was waited for is not stale on arrival."""
+    await start_event(client)
+    media = encode()
+    assert await put(client, f"{RENDITION}/seg_{SLOT}.m4s", media.segments[SLOT]) == 201
+    url = f"/v/{TITLE}/{RENDITION}/index.m3u8"
+    async with client.get(url) as r:
+        old = r.headers["ETag"]
+    loop = asyncio.get_running_loop()
+
+    async def revalidate(etag: str) -> tuple[int, str, str, float]:
+        t0 = loop.time()
+        async with client.get(url, headers={"If-None-Match": etag}) as r:
+            return r.status, await r.text(), r.headers["Cache-Control"], loop.time() - t0
+
+    async def publish_later() -> None:
+        await asyncio.sleep(0.3)
+        await put(client, f"{RENDITION}/seg_{SLOT + 1}.m4s", media.segments[SLOT + 1])
+
+    (status, text, cc, waited), _ = await asyncio.gather(revalidate(old), publish_later())
+    assert status == 200 and msns(text) == [SLOT, SLOT + 1] and waited >= 0.25
+    max_age = int(re.search(r"max-age=(\d+)", cc).group(1))  # type: ignore[union-attr]
+    assert max_age - waited > 0  # fresh for a while at a cache that counts the wait as age
+    status, text, _, waited = await revalidate(old)  # an old version: the new one at once
+    assert status == 200 and msns(text) == [SLOT, SLOT + 1] and waited < 0.25
+    async with client.get(url) as r:
+        current = r.headers["ETag"]
+    status, _, _, waited = await revalidate(current)  # nobody publishes: 304, bounded
+    assert status == 304 and waited < 2.0
+
+
+async def test_a_dynamic_mpd_offers_the_kept_segments_and_turns_static_at_the_end(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """manifest.mpd beside the playlists: dynamic (epoch availabilityStartTime, window as
+    timeShiftBufferDepth), $Number$ from the HLS media sequence over the same files, valid
+    against the DASH schema and read by mpegdash; static with every segment at the end."""
+    from mpegdash.parser import MPEGDASHParser
+
+    from tests.packager.dashcheck import schema_errors
+
+    await start_event(client)
+    media = encode()
+    for msn in sorted(media.segments)[:3]:
+        assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.segments[msn]) == 201
+
+    async def mpd() -> tuple[str, object]:
+        async with client.get(f"/v/{TITLE}/manifest.mpd") as r:
+            assert r.status == 200 and r.content_type == "application/dash+xml"
+            text = await r.text()
+        assert schema_errors(text) == [], schema_errors(text)
+        (tmp_path / "m.mpd").write_text(text)
+        return text, MPEGDASHParser.parse(str(tmp_path / "m.mpd"))
+
+    _, doc = await mpd()
+    assert doc.type == "dynamic" and doc.availability_start_time == "1970-01-01T00:00:00Z"
+    assert doc.minimum_update_period == "PT1.000S" and doc.time_shift_buffer_depth == "PT60.000S"
+    assert doc.suggested_presentation_delay and doc.publish_time
+    (rep,) = doc.periods[0].adaptation_sets[0].representations
+    tmpl = rep.segment_templates[0]
+    assert tmpl.start_number == SLOT and tmpl.media == f"{RENDITION}/seg_$Number$.m4s"
+    assert tmpl.initialization == f"{RENDITION}/init.mp4"
+    (s,) = tmpl.segment_timelines[0].Ss
+    assert s.t == SLOT * 1000 and s.d == pytest.approx(1000, abs=40) and s.r == 2
+    hls, _ = await playlist(client)
+    assert f"#EXT-X-MEDIA-SEQUENCE:{SLOT}" in hls and len(msns(hls)) == 3  # the same three
+
+    for msn in sorted(media.segments)[3:]:
+        assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.segments[msn]) == 201
+    assert await put(client, "live.json", json.dumps(event_doc(ended=True)).encode()) == 200
+    _, doc = await mpd()
+    assert doc.type == "static" and doc.availability_start_time is None
+    tmpl = doc.periods[0].adaptation_sets[0].representations[0].segment_templates[0]
+    assert tmpl.presentation_time_offset == SLOT * 1000
+    assert sum(1 + (s.r or 0) for s in tmpl.segment_timelines[0].Ss) == len(media.segments)
+    async with client.get(f"/v/{TITLE}/manifest.json") as r:
+        files = {f["path"] for f in (await r.json(content_type=None))["files"]}
+    assert "manifest.mpd" in files

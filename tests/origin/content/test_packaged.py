@@ -105,3 +105,77 @@ def test_curl_ranges_of_a_packaged_segment(packaged_origin) -> None:
         capture_output=True, check=True, timeout=20,
     ).stdout
     assert out == data[-500:]
+
+
+@pytest.fixture(scope="module")
+def tls_origin(packaged_origin, tmp_path_factory: pytest.TempPathFactory  # type: ignore[no-untyped-def]
+               ) -> Iterator[tuple[str, str, Path]]:
+    """The same store behind `vcdn origin --tls-cert --tls-key --tls-port 0`: plain HTTP
+    and HTTPS at once (a test CA made with trustme)."""
+    import re
+
+    import trustme
+
+    from tests.vcdn.tls_helpers import ca_file, issue
+
+    _, root = packaged_origin
+    where = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    leaf = issue(ca, where, "127.0.0.1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcdn.cli", "origin", "--root", str(root), "--port", "0",
+         "--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key), "--tls-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    urls: list[str] = []
+    while len(urls) < 2:  # readline, not select: both lines may arrive in one buffer
+        m = re.search(r"listening on (https?://\S+)", proc.stdout.readline())
+        if m is None:
+            break
+        urls.append(m.group(1))
+    try:
+        assert len(urls) == 2, urls
+        yield urls[0], urls[1], ca_file(ca, where)
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize("title", ["segs", "single"])
+def test_ffmpeg_plays_the_title_over_https_and_refuses_another_ca(
+    tls_origin, title: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Over TLS the origin sends bodies by the copying path (no sendfile); ffmpeg verifies
+    the master playlist's certificate against the test CA (and fails with another CA)."""
+    import trustme
+
+    from tests.vcdn.tls_helpers import ca_file
+
+    ffmpeg = require_tool("ffmpeg")
+    plain, secure, ca = tls_origin
+    assert plain.startswith("http://") and secure.startswith("https://")
+    run = subprocess.run(
+        [ffmpeg, "-v", "error", "-tls_verify", "1", "-ca_file", str(ca),
+         "-i", f"{secure}/v/{title}/master.m3u8", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
+    other = ca_file(trustme.CA(), tmp_path)
+    run = subprocess.run(
+        [ffmpeg, "-v", "error", "-tls_verify", "1", "-ca_file", str(other),
+         "-i", f"{secure}/v/{title}/master.m3u8", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0, run.stderr
+
+
+def test_curl_range_over_https_is_byte_exact(tls_origin, packaged_origin) -> None:  # type: ignore[no-untyped-def]
+    curl = require_tool("curl")
+    _, secure, ca = tls_origin
+    _, root = packaged_origin
+    manifest = json.loads((root / "single" / "manifest.json").read_text())
+    media = next(f for f in manifest["files"] if f["path"].endswith(".mp4")
+                 and "init" not in f["path"])
+    data = (root / "single" / media["path"]).read_bytes()
+    out = subprocess.run(
+        [curl, "-s", "-f", "--cacert", str(ca), "-r", "100-299999",
+         f"{secure}/v/single/{media['path']}"],
+        capture_output=True, check=True, timeout=20)
+    assert out.stdout == data[100:300000]

@@ -128,7 +128,7 @@ async def empty_tables(url: str) -> None:
             await conn.execute(
                 "DELETE FROM titles; DELETE FROM appliances; DELETE FROM heartbeats; "
                 "DELETE FROM popularity; DELETE FROM tokens; DELETE FROM fill_plans; "
-                "DELETE FROM enrollments"
+                "DELETE FROM enrollments; DELETE FROM title_keys"
             )
     finally:
         await conn.close()

@@ -465,7 +465,7 @@ async def test_an_operator_decommissions_an_appliance_and_its_beats_then_get_404
     await api.call("PUT", "/api/v1/appliances/a1/heartbeat", "a1", json={"state": "healthy"})
     assert (await api.call("DELETE", "/api/v1/appliances/a1", "a1"))[0] == 403
     status, body = await api.call("DELETE", "/api/v1/appliances/a1")
-    assert (status, body) == (200, {"deleted": "a1"})
+    assert (status, body) == (200, {"deleted": "a1", "revoked": 0})  # a bootstrap token
     _, listing = await api.call("GET", "/api/v1/appliances")
     assert listing["appliances"] == []
     status, _ = await api.call(
@@ -489,3 +489,48 @@ async def test_a_title_replaced_at_the_same_instant_changes_the_fill_manifest(ap
     await api.call("POST", "/api/v1/titles", "packager", json=manifest("t1", [200]))  # same clock
     _, fill = await api.call("GET", "/api/v1/appliances/a1/fill-manifest")
     assert fill["titles"][0]["bytes"] == 200
+
+
+async def test_appliance_list_pages_in_id_order_with_a_stable_cursor(api: Api) -> None:
+    ids = ["a-7", "a1", "a10", "a2", "b.0", "b_1", "z9"]
+    for i in reversed(ids):
+        status, _ = await api.call("POST", "/api/v1/appliances", json=registration(i))
+        assert status == 201
+    status, whole = await api.call("GET", "/api/v1/appliances", "steering")
+    assert status == 200 and "next" not in whole  # the unpaged form is unchanged
+    order = [a["id"] for a in whole["appliances"]]
+    assert sorted(order) == sorted(ids)
+    seen: list[str] = []
+    path = "/api/v1/appliances?limit=3"
+    for _ in range(5):
+        status, page = await api.call("GET", path, "steering")
+        assert status == 200 and len(page["appliances"]) <= 3
+        assert page["heartbeat_interval"] == INTERVAL
+        seen += [a["id"] for a in page["appliances"]]
+        if page["next"] is None:
+            break
+        assert page["next"] == seen[-1]
+        path = f"/api/v1/appliances?limit=3&after={page['next']}"
+    assert seen == order  # every appliance once, in the unpaged order
+    # A cursor names a position, not a row: a deleted appliance does not break the walk.
+    assert (await api.call("DELETE", "/api/v1/appliances/a10"))[0] == 200
+    status, page = await api.call("GET", "/api/v1/appliances?limit=2&after=a10", "steering")
+    assert [a["id"] for a in page["appliances"]] == order[order.index("a10") + 1 :][:2]
+    status, page = await api.call("GET", f"/api/v1/appliances?limit=9&after={order[-1]}")
+    assert status == 200 and page == {**page, "appliances": [], "next": None}
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("limit=0", "between 1 and 5000"),
+        ("limit=5001", "between 1 and 5000"),
+        ("limit=ten", "must be an integer"),
+        ("limit=2&after=a%00b", "Query parameter 'after'"),
+        ("limit=2&after=", "Query parameter 'after'"),
+        ("limit=2&cursor=a1", "Unknown query parameter"),
+    ],
+)
+async def test_bad_appliance_pages_are_400(api: Api, query: str, says: str) -> None:
+    status, body = await api.call("GET", f"/api/v1/appliances?{query}", "steering")
+    assert status == 400 and says in body["detail"], body

@@ -111,3 +111,21 @@ async def test_history_keeps_one_beat_per_interval_while_every_beat_updates_the_
         assert scores["t"] == pytest.approx(8.0, rel=0.05)  # all eight beats counted
     finally:
         await store.close()
+
+
+async def test_flush_waits_for_a_write_already_in_flight(tmp_path: Path) -> None:
+    """Read-your-writes: a reader flushes before it reads. When the background flusher has
+    just taken the queue and is still writing it, that flush must wait for the write, not
+    return at once because the queue is empty (history reads came back empty under load)."""
+    store = await _store(tmp_path)
+    try:
+        buffer = HeartbeatBuffer(store, 3600.0, delay=60.0)
+        await buffer.add(beat("a1", 1.0))
+        in_flight = asyncio.create_task(buffer.flush())
+        await asyncio.sleep(0)  # it takes the queue and awaits the store
+        await buffer.flush()
+        assert buffer.stored == 1
+        assert [h.at for h in await store.heartbeats("a1", 0.0, 10)] == [1.0]
+        await in_flight
+    finally:
+        await store.close()

@@ -214,3 +214,24 @@ def test_control_urls_from_flags_lists_and_the_environment(
         control_urls("ftp://x")
     with pytest.raises(ClientError, match="At least one"):
         ControlClient([], None)
+
+
+async def test_client_reads_the_appliance_list_a_page_at_a_time(api: Api) -> None:
+    ids = [f"a{i:02d}" for i in range(7)]
+    for i in ids:
+        await api.call("POST", "/api/v1/appliances", json=registration(i))
+    async with ControlClient(base(api), STEERING) as steering:
+        whole = await steering.list_appliances()
+        paged = await steering.list_appliances(page=2)
+    assert [a.id for a in paged.appliances] == [a.id for a in whole.appliances] == ids
+    assert paged.next is None and paged.generated_at == whole.generated_at == api.clock()
+
+
+async def test_client_refuses_a_page_cursor_that_does_not_advance(aiohttp_server: Any) -> None:
+    async def stuck(request: web.Request) -> web.Response:
+        return web.json_response({"appliances": [], "heartbeat_interval": 10.0,
+                                  "generated_at": 1.0, "next": "a1"})
+
+    async with ControlClient(await _serve(aiohttp_server, stuck), "t") as client:
+        with pytest.raises(UpstreamError, match="does not advance"):
+            await client.list_appliances()

@@ -107,6 +107,24 @@ async def test_registration_needs_an_enrolment_and_keeps_the_operators_site_and_
     assert status == 409
 
 
+async def test_a_decommissioned_appliance_cannot_come_back_with_its_old_token(api: Api) -> None:
+    token = await enroll(api, "a1")
+    assert (await reg(api, token, "a1"))[0] == 201
+    beat = ("PUT", "/api/v1/appliances/a1/heartbeat")
+    assert (await api.call(*beat, token, json={"state": "healthy"}))[0] == 200  # now cached
+    status, body = await api.call("DELETE", "/api/v1/appliances/a1")
+    assert (status, body) == (200, {"deleted": "a1", "revoked": 1})
+    # The retired box (or whoever holds its token) neither beats nor registers again.
+    assert (await api.call(*beat, token, json={"state": "healthy"}))[0] == 401
+    assert (await reg(api, token, "a1"))[0] == 401
+    _, listing = await api.call("GET", "/api/v1/appliances")
+    assert listing["appliances"] == []
+    # The operator brings it back on purpose with a new token; the enrolment is kept.
+    status, rotated = await api.call("POST", "/api/v1/enrollments/a1/token")
+    assert status == 201 and rotated["revoked"] == 0
+    assert (await reg(api, rotated["token"], "a1"))[0] == 201
+
+
 async def test_rotation_and_revocation_take_effect_at_once(api: Api) -> None:
     old = await enroll(api, "a1")
     assert (await reg(api, old, "a1"))[0] == 201

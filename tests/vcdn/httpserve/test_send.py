@@ -222,13 +222,13 @@ async def test_buffered_small_answer_is_flushed_before_the_next_sendfile(
     from vcdn.httpserve import send
 
     seen: list[int] = []
-    real_flushed = send._flushed
+    real_flushed = send.flushed
 
-    async def spy(transport, writer) -> None:  # type: ignore[no-untyped-def]
+    async def spy(transport, drain) -> None:  # type: ignore[no-untyped-def]
         seen.append(transport.get_write_buffer_size())
-        await real_flushed(transport, writer)
+        await real_flushed(transport, drain)
 
-    monkeypatch.setattr(send, "_flushed", spy)
+    monkeypatch.setattr(send, "flushed", spy)
     app, small, _ = make_app(tmp_path, write_big=False)
     mid = BIG_DATA[:200_000]  # above SMALL_BODY: sent with sendfile
     (tmp_path / "mid").write_bytes(mid)

@@ -22,6 +22,20 @@ async function controlGet(path) {
   return resp.json();
 }
 
+// Every appliance, a page at a time (GET /api/v1/appliances?limit=&after=): one page is
+// cheap for the control plane, the whole of a big fleet at once is not. The answer has
+// the shape of the unpaged list; generated_at is the first page's.
+async function controlAppliances(page = 1000) {
+  let body = await controlGet(`/api/v1/appliances?limit=${page}`);
+  const all = { appliances: body.appliances.slice(), heartbeat_interval: body.heartbeat_interval,
+                generated_at: body.generated_at };
+  for (let i = 0; body.next && i < 10000; i++) {
+    body = await controlGet(`/api/v1/appliances?limit=${page}&after=${encodeURIComponent(body.next)}`);
+    all.appliances.push(...body.appliances);
+  }
+  return all;
+}
+
 function fmtBytes(n) {
   if (n === null || n === undefined) return "-";
   const units = ["B", "kB", "MB", "GB", "TB"];

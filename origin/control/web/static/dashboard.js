@@ -144,7 +144,7 @@ async function refresh() {
     return;
   }
   try {
-    const body = await controlGet("/api/v1/appliances");
+    const body = await controlAppliances();
     const now = body.generated_at;
     const list = body.appliances.slice().sort((p, q) => (p.site + p.id).localeCompare(q.site + q.id));
     renderAppliances(list, now);

@@ -13,17 +13,31 @@ const state = {
   // Live: latency = wall clock minus the program date time at the playing position.
   live: false, latency: null, latencies: [],
   stalls: 0,  // playback stopped to wait for data after it had started
+  stallSeconds: [],  // how long each stall lasted, once playback resumed
 };
+let stalledAt = 0;
+let restartedAt = 0;
+// A live player stuck this long (hls.js can give up on a rendition without a fatal error
+// when its upstream failed for a while) starts over at the live edge of the same URL.
+const LIVE_STUCK_MS = 6000;
 window.vcdnPlayer = state;
 let hls = null;
 let applianceNames = {};  // "host:port" -> "a1 (site-a)", when the operator token is known
 
-// Fail fast on a dead appliance: one quick retry, then the error is fatal and we fail over.
+// Fail fast on a dead appliance: no answer (status 0, which hls.js never retries) or a
+// timeout after one quick retry is fatal, and we fail over. An appliance that answers
+// 5xx is alive and its upstream (the origin) in trouble, which the next appliance would
+// share: keep asking it for about ten seconds, long enough for an origin to restart.
+const UPSTREAM_RETRIES = 6;
 const FAST = {
   default: {
     maxTimeToFirstByteMs: 4000, maxLoadTimeMs: 10000,
     timeoutRetry: { maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0 },
-    errorRetry: { maxNumRetry: 1, retryDelayMs: 250, maxRetryDelayMs: 500 },
+    errorRetry: {
+      maxNumRetry: 1, retryDelayMs: 500, maxRetryDelayMs: 2000,
+      shouldRetry: (config, count, isTimeout, response, retry) =>
+        (response && response.code >= 500 ? count < UPSTREAM_RETRIES : retry),
+    },
   },
 };
 
@@ -58,7 +72,7 @@ function showAppliance() {
 async function loadNames() {
   if (!operatorToken()) return;
   try {
-    const body = await controlGet("/api/v1/appliances");
+    const body = await controlAppliances();
     for (const a of body.appliances) applianceNames[hostOf(a.public_url)] = `${a.id} (${a.site})`;
     const titles = await controlGet("/api/v1/titles");
     const list = $("titles");
@@ -73,11 +87,18 @@ let shakaPlayer = null;
 // ?protocol=dash plays the DASH manifest (steering's `dash` URLs) with dash.js instead,
 // ?protocol=shaka the same manifest with Shaka Player.
 const protocol = ["dash", "shaka"].includes(params.get("protocol")) ? params.get("protocol") : "hls";
+// ?latency=low: a low-latency HLS event, played PART-HOLD-BACK behind live.
+const lowLatency = params.get("latency") === "low";
+
+// The ClearKey license URL of an encrypted title: beside the manifest, under the same
+// signed /s/{token}/{title}/ prefix; the appliance redirects it to the key service.
+const licenseUrl = (manifestUrl) => new URL("keys/clearkey", manifestUrl).href;
 
 async function startShaka(url, index, position) {
   const player = new shaka.Player();
   shakaPlayer = player;
   window.vcdnShaka = player;
+  player.configure({ drm: { servers: { "org.w3.clearkey": licenseUrl(url) } } });
   await player.attach(video);
   player.getNetworkingEngine().registerResponseFilter((type, response) => {
     if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT) {
@@ -116,13 +137,16 @@ function failover(index) {
   state.failed.push(index);
   state.failovers += 1;
   $("failovers").textContent = String(state.failovers);
-  start(index + 1, video.currentTime);
+  // On demand: go on where we were. Live: the next appliance's stream has its own
+  // timeline, so start at its live edge (which is where we were, give or take the wait).
+  start(index + 1, state.live ? -1 : video.currentTime);
 }
 
 function startDash(url, index, position) {
   dash = dashjs.MediaPlayer().create();
   window.vcdnDash = dash;
   dash.updateSettings({ streaming: { abr: { limitBitrateByPortal: false } } });
+  dash.setProtectionData({ "org.w3.clearkey": { serverURL: licenseUrl(url) } });
   dash.on(dashjs.MediaPlayer.events.STREAM_INITIALIZED, () => {
     const reps = dash.getRepresentationsByType ? dash.getRepresentationsByType("video") : [];
     log(`DASH manifest: ${reps.length} video representations`);
@@ -172,12 +196,17 @@ function start(index, position) {
     startShaka(url, index, position);
     return;
   }
+  // Live: play 1.5 segments behind the newest one hls.js has seen (its default of three
+  // adds 3 s with 2 s segments), and catch up to that by playing up to 50% faster
+  // (pitch kept) when startup or a slow load left it further behind; past 5 segments
+  // behind, jump forward. Low-latency HLS (latency=low): hls.js's lowLatencyMode plays
+  // PART-HOLD-BACK behind; a set liveSyncDuration(Count) would override that.
+  const sync = lowLatency
+    ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.2 }
+    : { liveSyncDurationCount: 1.5, liveMaxLatencyDurationCount: 5, maxLiveSyncPlaybackRate: 1.5 };
   hls = new Hls({
     fragLoadPolicy: FAST, playlistLoadPolicy: FAST, manifestLoadPolicy: FAST,
-    startPosition: position || -1, capLevelToPlayerSize: false,
-    // Live: play 1.5 segments (of 2 s) behind the edge; hls.js's default of three segments
-    // adds 3 s of delay. Past 10 s behind, it jumps forward.
-    liveSyncDuration: 3, liveMaxLatencyDuration: 10,
+    startPosition: position || -1, capLevelToPlayerSize: false, ...sync,
   });
   hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
     const live = Boolean(data.details && data.details.live);
@@ -201,7 +230,8 @@ function start(index, position) {
     $("segments").textContent = String(state.fragments.length);
   });
   hls.on(Hls.Events.ERROR, (_, data) => {
-    log(`${data.fatal ? "fatal" : "recoverable"} ${data.type}: ${data.details}`);
+    const code = data.response ? ` (status ${data.response.code})` : "";
+    log(`${data.fatal ? "fatal" : "recoverable"} ${data.type}: ${data.details}${code}`);
     if (!data.fatal) return;
     if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !state.recovered) {
       state.recovered = true;
@@ -255,13 +285,30 @@ function tick() {
     state.latencies.push(state.latency);
     $("latency").textContent = `${state.latency.toFixed(1)} s behind live`;
   }
+  const now = performance.now();
+  if (state.live && hls && stalledAt && now - Math.max(stalledAt, restartedAt) > LIVE_STUCK_MS) {
+    restartedAt = now;
+    log(`no progress for ${LIVE_STUCK_MS / 1000} s: starting again at the live edge`);
+    start(state.index, -1);
+  }
   if (state.index >= 0 && $("status").className !== "error") {
     $("status").textContent = video.ended ? "ended" : state.playing ? "playing" : "buffering";
   }
 }
 
 video.addEventListener("waiting", () => {
-  if (state.playing) { state.stalls += 1; log("stalled: waiting for data"); }
+  if (state.playing && !stalledAt) {
+    state.stalls += 1;
+    stalledAt = performance.now();
+    log("stalled: waiting for data");
+  }
+});
+video.addEventListener("playing", () => {
+  if (!stalledAt) return;
+  const seconds = (performance.now() - stalledAt) / 1000;
+  stalledAt = 0;
+  state.stallSeconds.push(seconds);
+  log(`playing again after ${seconds.toFixed(1)} s`);
 });
 
 function main() {

@@ -1,0 +1,344 @@
+"""`python -m bench.llhls`: N simulated low-latency HLS players on one edge.
+
+A real `vcdn live --low-latency` pipeline (lavfi test pattern, paced at real time) PUTs
+its parts and segments to an origin run in this process, which notes when each part is
+whole and counts every GET by path and query; a real `vcdn edge` process (appliance mode,
+``--auth none``, two workers) sits in front. Each player does what hls.js does in
+lowLatencyMode: one non-blocking playlist load, then, in a loop, a blocking reload for the
+part after the newest it has (``_HLS_msn=M&_HLS_part=P+1``) while it fetches the
+preload-hinted part, streamed, as soon as the hint names it.
+
+Printed and recorded: failed requests; origin requests per blocking playlist key
+(playlist, msn, part, skip) and per part (the issue's target: at most 1 per appliance);
+how long after a part was whole at the origin the blocking answer naming it reached the
+players (p50/p99; target p99 <= 50 ms from the edge); first byte of the hinted part.
+Bounded: `--seconds` of play, every request under a timeout, loopback only. The players
+run in `--player-processes` processes of their own (not in the origin's event loop);
+times are compared on the wall clock of this one machine.
+
+    python -m bench.llhls --players 300 --seconds 60          # the issue's run
+    python -m bench.llhls --players 30 --seconds 10 --no-record  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from bench.procstat import free_port
+from bench.record import Run
+from origin.content.app import make_app as make_origin
+from origin.content.settings import OriginSettings
+
+REPO: Final = Path(__file__).resolve().parents[2]
+TOKEN: Final = "bench-llhls-token"
+TITLE: Final = "ll"
+RENDITION: Final = "90p"
+REQUEST_TIMEOUT_S: Final = 10.0
+PART_RE: Final = re.compile(r'#EXT-X-PART:[^\n]*URI="part_(\d+)_(\d+)\.m4s"')
+HINT_RE: Final = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part_(\d+)_(\d+)\.m4s)"')
+
+
+@dataclass
+class Stats:
+    #: (msn, part, sent, received): the newest part of each blocking answer, wall clock.
+    answers: list[tuple[int, int, float, float]] = field(default_factory=list)
+    hint_first_byte_ms: list[float] = field(default_factory=list)
+    playlists: int = 0
+    parts: int = 0
+    failures: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # of failed requests
+
+
+def newest_part(text: str) -> tuple[int, int] | None:
+    found = PART_RE.findall(text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+async def fetch_part(session: aiohttp.ClientSession, url: str, stats: Stats) -> None:
+    started = time.monotonic()
+    try:
+        async with session.get(url) as resp:
+            first = True
+            async for _ in resp.content.iter_any():
+                if first:
+                    stats.hint_first_byte_ms.append((time.monotonic() - started) * 1000)
+                    first = False
+            ok = resp.status == 200
+            status = f"part {resp.status}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        ok, status = False, f"part {type(exc).__name__}"
+    if ok:
+        stats.parts += 1
+    else:
+        stats.failures += 1
+        stats.statuses[status] += 1
+
+
+async def player(
+    session: aiohttp.ClientSession, base: str, deadline: float, stats: Stats
+) -> None:
+    playlist = f"{base}/v/{TITLE}/{RENDITION}/index.m3u8"
+    await asyncio.sleep(random.uniform(0, 1.0))
+    query = ""
+    fetching: set[str] = set()
+    tasks: list[asyncio.Task[None]] = []
+    while time.monotonic() < deadline:
+        sent = time.time()
+        try:
+            async with session.get(playlist + query) as resp:
+                text = await resp.text()
+                ok = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok, text = False, ""
+        received = time.time()
+        if not ok:
+            stats.failures += 1
+            stats.statuses[f"playlist {resp.status if text else 'error'}"] += 1
+            query = ""
+            await asyncio.sleep(0.3)
+            continue
+        stats.playlists += 1
+        newest = newest_part(text)
+        if newest is None:
+            await asyncio.sleep(0.3)
+            continue
+        if query:
+            stats.answers.append((newest[0], newest[1], sent, received))
+        hint = HINT_RE.search(text)
+        if hint and hint.group(1) not in fetching:
+            fetching.add(hint.group(1))
+            url = f"{base}/v/{TITLE}/{RENDITION}/{hint.group(1)}"
+            tasks.append(asyncio.create_task(fetch_part(session, url, stats)))
+        query = f"?_HLS_msn={newest[0]}&_HLS_part={newest[1] + 1}"
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def counting_origin(root: Path) -> tuple[web.Application, Counter[str], dict[tuple[int, int],
+                                                                              float]]:
+    counts: Counter[str] = Counter()
+    done_at: dict[tuple[int, int], float] = {}
+    app = make_origin(OriginSettings(
+        root=root, ingest_token_sha256=(hashlib.sha256(TOKEN.encode()).hexdigest(),),
+        log_level="warning",
+    ))
+    prefix = f"/v/{TITLE}/{RENDITION}/part_"
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "GET":
+            counts[request.path_qs] += 1
+        resp = await handler(request)
+        if request.method == "PUT" and request.path.startswith(prefix) and resp.status == 201:
+            msn, _, part = request.path[len(prefix):].removesuffix(".m4s").partition("_")
+            done_at[(int(msn), int(part))] = time.time()
+        return resp
+
+    app.middlewares.insert(0, count)
+    return app, counts, done_at
+
+
+def spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def players_here(base: str, players: int, seconds: float) -> Stats:
+    stats = Stats()
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*(player(session, base, deadline, stats) for _ in range(players)))
+    return stats
+
+
+async def drive_players(base: str, players: int, seconds: float, procs: int,
+                        stats: Stats) -> None:
+    """`players` players in `procs` processes of their own, so that they do not share the
+    origin's event loop; each reports its samples as JSON."""
+    shares = [players // procs + (i < players % procs) for i in range(procs)]
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.llhls", "--players-only", base, "--players", str(n),
+            "--seconds", str(seconds), cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        )
+        for n in shares if n
+    ]
+    for child in children:
+        out, _ = await asyncio.wait_for(child.communicate(), seconds + 60)
+        part = json.loads(out)
+        stats.answers += [tuple(a) for a in part["answers"]]  # type: ignore[misc]
+        stats.hint_first_byte_ms += part["hint_first_byte_ms"]
+        stats.playlists += part["playlists"]
+        stats.parts += part["parts"]
+        stats.failures += part["failures"] + (child.returncode != 0)
+        stats.statuses.update(part["statuses"])
+
+
+async def run(players: int, seconds: float, workers: int, procs: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="vcdn-bench-llhls."))
+    root = work / "origin"
+    root.mkdir()
+    app, counts, done_at = counting_origin(root)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    origin_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", origin_port).start()
+    origin = f"http://127.0.0.1:{origin_port}"
+    edge_port = free_port()
+    env = {**os.environ, "VCDN_INGEST_TOKEN": TOKEN}
+    edge = spawn(
+        [sys.executable, "-m", "vcdn.cli", "edge", "--cache-dir", str(work / "cache"),
+         "--capacity", "1GiB", "--upstream", origin, "--port", str(edge_port), "--auth", "none",
+         "--workers", str(workers), "--log-level", "warning"],
+        env,
+    )
+    pipeline = spawn(
+        [sys.executable, "-m", "vcdn.cli", "live", "lavfi:testsrc2=size=160x90:rate=30",
+         "--title", TITLE, "--origin", origin, "--ladder", "90", "--segment-seconds", "2",
+         "--window", "20", "--preset", "ultrafast", "--low-latency", "--quiet"],
+        env,
+    )
+    stats = Stats()
+    base = f"http://127.0.0.1:{edge_port}"
+    answer_ms: list[float] = []
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            for _ in range(400):  # 40 s at most for the first parts through the edge
+                try:
+                    async with session.get(f"{base}/v/{TITLE}/{RENDITION}/index.m3u8") as r:
+                        if r.status == 200 and newest_part(await r.text()):
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("no parts through the edge within 40 s")
+            counts.clear()
+            await drive_players(base, players, seconds, procs, stats)
+    finally:
+        for proc in (pipeline, edge):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        await runner.cleanup()
+    # Only answers that waited for their part (asked before it was whole) say how fast a
+    # blocking answer follows the part; a late player's is a plain hit.
+    for msn, part, sent, received in stats.answers:
+        done = done_at.get((msn, part))
+        if done is not None and sent < done:
+            answer_ms.append((received - done) * 1000)
+    playlist = f"/v/{TITLE}/{RENDITION}/index.m3u8"
+    blocking = {k: n for k, n in counts.items() if k.startswith(playlist + "?")}
+    parts = {k: n for k, n in counts.items() if "/part_" in k}
+    return {
+        "players": players,
+        "seconds": seconds,
+        "edge_workers": workers,
+        "failures": stats.failures,
+        "failed_by_status": dict(stats.statuses),
+        "playlists_answered": stats.playlists,
+        "parts_fetched": stats.parts,
+        "blocking_keys": len(blocking),
+        "origin_requests_per_blocking_key_max": max(blocking.values(), default=0),
+        "origin_requests_per_blocking_key_mean": (
+            sum(blocking.values()) / len(blocking) if blocking else 0.0
+        ),
+        "origin_requests_per_part_max": max(parts.values(), default=0),
+        "origin_nonblocking_playlist_requests": counts.get(playlist, 0),
+        "player_processes": procs,
+        "answers_measured": len(answer_ms),
+        "answer_after_part_p50_ms": pct(answer_ms, 0.5),
+        "answer_after_part_p99_ms": pct(answer_ms, 0.99),
+        "hint_first_byte_p50_ms": pct(stats.hint_first_byte_ms, 0.5),
+        "answer_ms": answer_ms,
+        "hint_first_byte_ms": stats.hint_first_byte_ms,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.llhls", description=__doc__)
+    p.add_argument("--players", type=int, default=300)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--workers", type=int, default=2, help="edge worker processes (default 2)")
+    p.add_argument("--record", metavar="NAME", default="llhls",
+                   help="write bench/results/NAME.json and .md (default llhls)")
+    p.add_argument("--player-processes", type=int, default=2,
+                   help="processes the players run in (default 2)")
+    p.add_argument("--no-record", action="store_true", help="print only")
+    p.add_argument("--players-only", metavar="BASE", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.players_only:  # a child of drive_players: play, print the samples
+        stats = asyncio.run(players_here(args.players_only, args.players, args.seconds))
+        print(json.dumps({
+            "answers": stats.answers, "hint_first_byte_ms": stats.hint_first_byte_ms,
+            "playlists": stats.playlists, "parts": stats.parts, "failures": stats.failures,
+            "statuses": dict(stats.statuses),
+        }))
+        return 0
+    if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600 or not 1 <= args.workers <= 8:
+        p.error("--players must be 1..5000, --seconds 1..600 and --workers 1..8")
+    result = asyncio.run(run(args.players, args.seconds, args.workers,
+                             max(1, args.player_processes)))
+    summary = {k: v for k, v in result.items() if k not in ("answer_ms", "hint_first_byte_ms")}
+    for key, value in summary.items():
+        print(f"{key}: {value if not isinstance(value, float) else round(value, 3)}")
+    collapsed = (result["origin_requests_per_blocking_key_max"] <= 1
+                 and result["origin_requests_per_part_max"] <= 1)
+    if not args.no_record:
+        run_ = Run(args.record, settings={"players": args.players, "seconds": args.seconds,
+                                          "edge_workers": args.workers})
+        run_.case(
+            "llhls_answer_after_part",
+            ours={"answer_ms": result["answer_ms"] or [0.0],
+                  "answer_p99_ms": [result["answer_after_part_p99_ms"]]},
+            target_of="answer_p99_ms", target="<= 50",
+            errors=result["failures"], correct=collapsed, unit="ms",
+            notes=f"{args.players} low-latency players, {args.seconds:g} s, 2 s segments, "
+                  f"0.333 s parts, one edge ({args.workers} workers)",
+            **{k: v for k, v in summary.items() if k not in ("players", "seconds")},
+        )
+        run_.case(
+            "llhls_origin_requests",
+            ours={"per_blocking_key": [result["origin_requests_per_blocking_key_max"]],
+                  "per_part": [result["origin_requests_per_part_max"]]},
+            target_of="per_blocking_key", target="<= 1",
+            errors=result["failures"], correct=collapsed, unit="requests",
+            notes="origin GETs per (playlist, msn, part, skip) and per part, one edge",
+        )
+        run_.save()
+    return 0 if result["failures"] == 0 and collapsed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""`python -m bench.tls`: TLS handshakes per second, `vcdn origin` against nginx, same run.
+
+Both serve HTTPS with the same certificate (a P-256 chain from `vcdn.localca`), TLS 1.2
+and 1.3 only, one worker, pinned to core 0; `openssl s_time` (one connection at a time,
+on core 1) opens connections for `--seconds` and fetches ``/healthz`` on each:
+
+* ``full``: every connection a full handshake (``-new``);
+* ``resumed``: every connection resumes the first one's session (``-reuse``: a TLS 1.3
+  ticket or a TLS 1.2 ticket).
+
+For each TLS version and mode, rounds alternate between the two servers (median kept);
+we print handshakes/s, the server's CPU time per handshake (from /proc) and the ratio to
+nginx. The edge's HTTPS hits (16 KiB, 2 MiB, ranges) belong to the edge's own listener,
+which does not serve TLS yet; this measures the shared TLS listener code (`vcdn.tls`).
+
+    python -m bench.tls                       # 3 rounds x 3 s per case
+    python -m bench.tls --seconds 2 --rounds 1 --versions 1.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procstat import cpu_seconds, free_port
+from bench.record import Run
+from vcdn import localca
+from vcdn.tls_io import client_context
+
+#: The issue's target for resumed handshakes; full handshakes are shown without one.
+TARGETS = {"resumed": ">= 0.5"}
+_DONE = re.compile(r"(\d+) connections in \d+ real seconds")
+
+NGINX_CONF = """worker_processes 1;
+daemon off;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers {ciphers};
+    ssl_session_tickets on;
+    location /healthz {{ return 200 "ok\\n"; }}
+  }}
+}}
+"""
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class Sample:
+    handshakes_per_s: float
+    cpu_ms_per_handshake: float
+    connections: int
+
+
+def _wait(port: int, ca: Path, proc: subprocess.Popen[bytes], name: str) -> None:
+    ctx = client_context(ca)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx,
+                                        timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"bench.tls: {name} did not start on port {port}.")
+        time.sleep(0.1)
+
+
+def start_servers(work: Path, ca: localca.LocalCA) -> list[Server]:
+    from vcdn.tls import INTERMEDIATE_CIPHERS
+
+    servers = []
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=work, port=port, cert=ca.cert, key=ca.key,
+                                      ciphers=INTERMEDIATE_CIPHERS))
+    nginx = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", str(conf), "-p", str(work)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers.append(Server("nginx", port, nginx))
+    port = free_port()
+    (work / "root").mkdir()
+    origin = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "vcdn.cli", "origin", "--root",
+         str(work / "root"), "--port", str(port), "--tls-cert", str(ca.cert), "--tls-key",
+         str(ca.key), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers.append(Server("origin", port, origin))
+    for s in servers:
+        _wait(s.port, ca.ca_cert, s.proc, s.name)
+    return servers
+
+
+def s_time(server: Server, ca: Path, mode: str, version: str, seconds: int) -> Sample:
+    before = cpu_seconds(server.proc.pid)
+    started = time.monotonic()
+    done = subprocess.run(
+        ["taskset", "-c", "1", "openssl", "s_time", "-connect", f"127.0.0.1:{server.port}",
+         "-new" if mode == "full" else "-reuse", f"-tls{version.replace('.', '_')}",
+         "-CAfile", str(ca), "-verify", "1", "-time", str(seconds), "-www", "/healthz"],
+        capture_output=True, text=True, timeout=seconds + 30, check=False)
+    wall = time.monotonic() - started
+    cpu = cpu_seconds(server.proc.pid) - before
+    found = _DONE.search(done.stdout)
+    if done.returncode != 0 or found is None or "ERROR" in done.stdout:
+        raise SystemExit(f"bench.tls: s_time against {server.name} failed: "
+                         f"{(done.stdout + done.stderr)[-400:]}")
+    # s_time's own "real seconds" are whole seconds, and its other rate is per client CPU
+    # second: the wall time around the run (start-up included) is the rate a client sees.
+    connections = int(found.group(1))
+    return Sample(connections / wall, 1000 * cpu / max(connections, 1), connections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.tls", description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=int, default=3, help="seconds per s_time run")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
+    p.add_argument("--versions", default="1.3,1.2", help="TLS versions, e.g. 1.3,1.2")
+    args = p.parse_args(argv)
+    if not 1 <= args.seconds <= 60 or not 1 <= args.rounds <= 10:
+        p.error("--seconds must be 1-60 and --rounds 1-10")
+    for tool in ("nginx", "openssl", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench.tls needs {tool}; `make bench-tools` installs it.")
+    run = Run("tls", settings=vars(args))
+    with tempfile.TemporaryDirectory(prefix="vcdn-bench-tls-") as tmp:
+        work = Path(tmp)
+        ca = localca.ensure(work / "ca", ["127.0.0.1", "localhost"])
+        servers = start_servers(work, ca)
+        try:
+            for version in args.versions.split(","):
+                for mode in ("full", "resumed"):
+                    got: dict[str, list[Sample]] = {s.name: [] for s in servers}
+                    for _ in range(args.rounds):
+                        for s in servers:
+                            got[s.name].append(s_time(s, ca.ca_cert, mode, version,
+                                                      args.seconds))
+                    ours, theirs = got["origin"], got["nginx"]
+                    run.case(
+                        f"{mode}_tls{version.replace('.', '')}",
+                        ours={"hs_per_s": [x.handshakes_per_s for x in ours],
+                              "cpu_ms": [x.cpu_ms_per_handshake for x in ours]},
+                        theirs={"hs_per_s": [x.handshakes_per_s for x in theirs],
+                                "cpu_ms": [x.cpu_ms_per_handshake for x in theirs]},
+                        server="nginx", ratio_of="hs_per_s", target=TARGETS.get(mode),
+                        unit="handshakes/s",
+                        notes=f"TLS {version}, {mode} handshakes, openssl s_time, one "
+                              "connection at a time; cpu_ms = server CPU per handshake",
+                    )
+        finally:
+            for s in servers:
+                s.proc.terminate()
+                try:
+                    s.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    s.proc.kill()
+    run.save()
+    return 0 if all(c.valid for c in run.cases) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""Cutting ffmpeg's fragmented MP4 into LL-HLS parts and segments, pure (no I/O).
+
+For low-latency HLS ffmpeg writes each rendition as one fragmented MP4 stream (``-f mp4
+-movflags +empty_moov+default_base_moof+frag_every_frame``): ``ftyp`` + ``moov`` (the init
+segment), then one fragment (``moof`` + ``mdat``) per encoded frame of each track, written
+as soon as the frame is encoded. This module turns that byte stream into:
+
+* `BoxSplitter`: complete top-level boxes out of arbitrary chunks of the stream;
+* `parse_init` / `parse_fragment`: the few ISO/IEC 14496-12 fields needed to time a
+  fragment (``mdhd`` timescale, ``hdlr`` kind, ``trex`` defaults; ``tfhd``, ``tfdt``,
+  ``trun`` sample durations and flags);
+* `shift_fragment`: the fragment moved onto the event's shared timeline by rewriting its
+  ``tfdt`` (every pipeline numbers segments from the Unix epoch, `packager.livegraph`);
+* `Cutter`: fragments grouped into parts of about `part_seconds` and segments of
+  `segment_seconds`. A part never splits a fragment, so every part boundary is a sample
+  boundary and the parts of a segment concatenate to the segment byte for byte. A part
+  opens only at a video frame (pending audio joins that part), it is INDEPENDENT exactly
+  when that frame is a sync sample, and a segment opens only at a sync sample.
+
+The cutter emits a part as it grows (`PartOpened`, `PartData`, `PartClosed`) so that the
+uploader can stream it to the origin while ffmpeg is still encoding its later frames:
+that is what a preload-hinted part is.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+NON_SYNC: Final = 0x00010000  # §8.8.3.1 sample_is_non_sync_sample
+#: Upper bound of one top-level box we buffer (a fragment of one frame is far smaller).
+MAX_BOX: Final = 64 * 1024 * 1024
+
+
+class BoxError(ValueError):
+    """The stream is not the fragmented MP4 ffmpeg writes."""
+
+
+# --- boxes -------------------------------------------------------------------------
+
+
+def _boxes(
+    data: bytes, start: int = 0, end: int | None = None
+) -> Iterator[tuple[bytes, int, int, int]]:
+    """(type, box start, payload start, box end) of each box in data[start:end]."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos < end:
+        if end - pos < 8:
+            raise BoxError(f"truncated box header at byte {pos}")
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if end - pos < 16:
+                raise BoxError(f"truncated large box header at byte {pos}")
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise BoxError(f"box {kind!r} at byte {pos} runs past its container")
+        yield bytes(kind), pos, pos + header, pos + size
+        pos += size
+
+
+def _children(
+    data: bytes, path: tuple[bytes, ...], start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, int, int]]:
+    """(box start, payload start, box end) of every box at nested `path`."""
+    head, rest = path[0], path[1:]
+    for kind, b, s, e in _boxes(data, start, end):
+        if kind == head:
+            if rest:
+                yield from _children(data, rest, s, e)
+            else:
+                yield b, s, e
+
+
+def _u32(data: bytes, pos: int, end: int) -> int:
+    if pos + 4 > end:
+        raise BoxError("box too short")
+    return int(struct.unpack_from(">I", data, pos)[0])
+
+
+class BoxSplitter:
+    """Complete top-level boxes out of a stream fed in arbitrary chunks."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        """(type, whole box bytes) of every box completed by `chunk`."""
+        self._buf += chunk
+        out: list[tuple[bytes, bytes]] = []
+        pos = 0
+        buf = self._buf
+        while len(buf) - pos >= 8:
+            size, kind = struct.unpack_from(">I4s", buf, pos)
+            if size == 1:
+                if len(buf) - pos < 16:
+                    break
+                (size,) = struct.unpack_from(">Q", buf, pos + 8)
+            elif size == 0:
+                raise BoxError("a box of unbounded size cannot be cut from a live stream")
+            if size < 8 or size > MAX_BOX:
+                raise BoxError(f"box {bytes(kind)!r} claims {size} bytes")
+            if len(buf) - pos < size:
+                break
+            out.append((bytes(kind), bytes(buf[pos : pos + size])))
+            pos += size
+        del buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete box still held (nonzero at the end: a truncated stream)."""
+        return len(self._buf)
+
+
+# --- init and fragments -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    track_id: int
+    timescale: int
+    kind: str  # handler type: "vide", "soun"
+    default_duration: int = 0
+    default_flags: int = 0
+
+
+def parse_init(data: bytes) -> dict[int, Track]:
+    """Tracks of an init segment (``ftyp`` + ``moov``) by id; BoxError without a video
+    track, since parts and segments are cut at video frames."""
+    defaults: dict[int, tuple[int, int]] = {}
+    for _b, s, e in _children(data, (b"moov", b"mvex", b"trex")):
+        defaults[_u32(data, s + 4, e)] = (_u32(data, s + 12, e), _u32(data, s + 20, e))
+    tracks: dict[int, Track] = {}
+    for _b, ts, te in _children(data, (b"moov", b"trak")):
+        track_id = timescale = 0
+        kind = ""
+        for _b2, s, e in _children(data, (b"tkhd",), ts, te):
+            track_id = _u32(data, s + (20 if data[s] == 1 else 12), e)
+        for _b2, s, e in _children(data, (b"mdia", b"mdhd"), ts, te):
+            timescale = _u32(data, s + (20 if data[s] == 1 else 12), e)
+        for _b2, s, e in _children(data, (b"mdia", b"hdlr"), ts, te):
+            if s + 12 > e:
+                raise BoxError("hdlr box too short")
+            kind = data[s + 8 : s + 12].decode("latin-1")
+        if track_id and timescale:
+            duration, flags = defaults.get(track_id, (0, 0))
+            tracks[track_id] = Track(track_id, timescale, kind, duration, flags)
+    if not any(t.kind == "vide" for t in tracks.values()):
+        raise BoxError("the init segment has no video track")
+    return tracks
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRun:
+    """One track's samples in a fragment."""
+
+    track_id: int
+    decode_time: int  # tfdt, in the track's timescale
+    duration: int  # sum of sample durations
+    samples: int
+    first_sync: bool
+    tfdt_at: int  # offset of the tfdt box in the fragment (for shifting)
+    #: Offset of tfhd's default_sample_duration when every sample takes it, else -1.
+    default_at: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    data: bytes  # moof + mdat, exactly as they appear in the stream
+    runs: tuple[TrackRun, ...]
+
+    def run(self, track_id: int) -> TrackRun | None:
+        return next((r for r in self.runs if r.track_id == track_id), None)
+
+
+def parse_fragment(data: bytes, tracks: dict[int, Track]) -> Fragment:
+    """The timing of every track in one ``moof`` (+ its ``mdat``); BoxError if the moof
+    is malformed or names a track the init segment lacks."""
+    runs: list[TrackRun] = []
+    moofs = list(_children(data, (b"moof",)))
+    if len(moofs) != 1:
+        raise BoxError("a fragment is one moof and its mdat")
+    _mb, ms, me = moofs[0]
+    for _tb, ts, te in _children(data, (b"traf",), ms, me):
+        tfhd = next(_children(data, (b"tfhd",), ts, te), None)
+        if tfhd is None:
+            raise BoxError("traf without tfhd")
+        _hb, hs, he = tfhd
+        flags = _u32(data, hs, he) & 0xFFFFFF
+        track = tracks.get(_u32(data, hs + 4, he))
+        if track is None:
+            raise BoxError("a traf names a track the init segment does not have")
+        pos = hs + 8 + (8 if flags & 0x1 else 0) + (4 if flags & 0x2 else 0)
+        duration0, flags0 = track.default_duration, track.default_flags
+        default_at = -1
+        if flags & 0x8:
+            duration0 = _u32(data, pos, he)
+            default_at = pos
+            pos += 4
+        if flags & 0x10:
+            pos += 4
+        if flags & 0x20:
+            flags0 = _u32(data, pos, he)
+        tfdt = next(_children(data, (b"tfdt",), ts, te), None)
+        if tfdt is None:
+            raise BoxError("traf without tfdt")
+        db, ds, de = tfdt
+        if data[ds] == 1:
+            if ds + 12 > de:
+                raise BoxError("tfdt too short")
+            decode_time = int(struct.unpack_from(">Q", data, ds + 4)[0])
+        else:
+            decode_time = _u32(data, ds + 4, de)
+        total = count = 0
+        first_sync: bool | None = None
+        for _rb, rs, re_ in _children(data, (b"trun",), ts, te):
+            tflags = _u32(data, rs, re_) & 0xFFFFFF
+            n = _u32(data, rs + 4, re_)
+            pos = rs + 8 + (4 if tflags & 0x1 else 0)
+            if tflags & 0x100:
+                default_at = -1
+            first_flags = None
+            if tflags & 0x4:
+                first_flags = _u32(data, pos, re_)
+                pos += 4
+            per = sum(4 for bit in (0x100, 0x200, 0x400, 0x800) if tflags & bit)
+            if pos + per * n > re_:
+                raise BoxError("trun sample table runs past its box")
+            for i in range(n):
+                d, f = duration0, flags0
+                if tflags & 0x100:
+                    d = _u32(data, pos, re_)
+                    pos += 4
+                if tflags & 0x200:
+                    pos += 4
+                if tflags & 0x400:
+                    f = _u32(data, pos, re_)
+                    pos += 4
+                if tflags & 0x800:
+                    pos += 4
+                if i == 0 and first_flags is not None:
+                    f = first_flags
+                if first_sync is None:
+                    first_sync = not f & NON_SYNC
+                total += d
+            count += n
+        if count:
+            runs.append(TrackRun(track.track_id, decode_time, total, count, bool(first_sync), db,
+                                 default_at))
+    if not runs:
+        raise BoxError("a fragment without samples")
+    return Fragment(data, tuple(runs))
+
+
+def shift_fragment(
+    frag: Fragment, offsets: dict[int, int], frame_ticks: dict[int, int] | None = None
+) -> Fragment:
+    """The fragment with each track's decode time moved by `offsets[track]` ticks (a
+    version 1 ``tfdt`` is rewritten in place; sizes and sample boundaries do not move).
+
+    With `frame_ticks`, a track whose samples all say they last 0 ticks gets that
+    duration in its ``tfhd`` default: ffmpeg writes a frame the moment it is encoded,
+    before it knows the frame's duration, and players need one (MSE frames of no length
+    leave holes in the buffered ranges)."""
+    data = bytearray(frag.data)
+    runs = []
+    for run in frag.runs:
+        delta = offsets.get(run.track_id, 0)
+        new = run.decode_time + delta
+        if new < 0:
+            raise BoxError("a decode time before the timeline's start")
+        payload = run.tfdt_at + 8
+        if data[payload] == 1:
+            struct.pack_into(">Q", data, payload + 4, new)
+        elif new <= 0xFFFFFFFF:
+            struct.pack_into(">I", data, payload + 4, new)
+        else:
+            raise BoxError("a version 0 tfdt cannot hold the shared timeline's decode times")
+        duration = run.duration
+        ticks = (frame_ticks or {}).get(run.track_id, 0)
+        if duration == 0 and ticks > 0 and run.default_at >= 0:
+            struct.pack_into(">I", data, run.default_at, ticks)
+            duration = ticks * run.samples
+        runs.append(TrackRun(run.track_id, new, duration, run.samples, run.first_sync,
+                             run.tfdt_at, run.default_at))
+    return Fragment(bytes(data), tuple(runs))
+
+
+# --- the cutter ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartOpened:
+    msn: int
+    index: int
+    independent: bool
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartData:
+    msn: int
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartClosed:
+    msn: int
+    index: int
+    duration: float  # seconds of video
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentClosed:
+    msn: int
+    duration: float  # seconds of video
+    parts: int
+
+
+Event = PartOpened | PartData | PartClosed | SegmentClosed
+
+
+@dataclass(slots=True)
+class _Open:
+    msn: int
+    start: float  # video seconds at the segment's first frame
+    parts: int = 0  # parts closed so far
+    part_start: float | None = None  # video seconds at the open part's first frame, or None
+
+
+@dataclass(slots=True)
+class Cutter:
+    """Fragments in stream order → parts and segments (events), on the shared timeline.
+
+    A part closes right after the video frame that brings it to `part_seconds` (less half
+    a frame, so that 10 frames at 30 fps make a 0.333 s part), and the segment closes
+    with its part once it holds `segment_seconds` of video (less a quarter frame): the
+    uploader learns both as soon as the frame that completes them is encoded. A keyframe
+    closes the open part early, and the segment too once it is long enough (a segment
+    one frame short at a fractional frame rate). The next segment opens at the next
+    sync sample; fragments before one (a stream that does not start on a keyframe, or a
+    keyframe that came late) are dropped, so no segment ever starts undecodable. The
+    media sequence number of a segment is its first frame's time over the segment length
+    (the shared epoch of `packager.livegraph`)."""
+
+    tracks: dict[int, Track]
+    segment_seconds: float
+    part_seconds: float
+    fps: float
+    _video: Track = field(init=False)
+    _seg: _Open | None = field(default=None, init=False)
+    _pending: list[bytes] = field(default_factory=list, init=False)
+    _end: float = field(default=0.0, init=False)
+    _first: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._video = next(t for t in self.tracks.values() if t.kind == "vide")
+
+    def feed(self, frag: Fragment) -> list[Event]:
+        run = frag.run(self._video.track_id)
+        seg = self._seg
+        if run is None:
+            # Audio only: it belongs to the open part, or waits for the next one to open.
+            if seg is not None and seg.part_start is not None:
+                return [PartData(seg.msn, seg.parts, frag.data)]
+            self._pending.append(frag.data)
+            return []
+        scale = self._video.timescale
+        start = run.decode_time / scale
+        end = (run.decode_time + run.duration) / scale
+        half = 0.5 / self.fps
+        out: list[Event] = []
+        if seg is not None and run.first_sync:
+            # A keyframe closes the open part early, so that INDEPENDENT parts are exactly
+            # those that start with one; at a segment's length it also starts a segment.
+            if seg.part_start is not None:
+                out.append(PartClosed(seg.msn, seg.parts, start - seg.part_start))
+                seg.parts += 1
+                seg.part_start = None
+            if start - seg.start >= self.segment_seconds - half:
+                out.append(SegmentClosed(seg.msn, start - seg.start, seg.parts))
+                seg = self._seg = None
+        if seg is None:
+            if not run.first_sync:
+                self._pending.clear()
+                return out  # wait for a keyframe to start a segment on
+            seg = self._seg = _Open(round(start / self.segment_seconds), start)
+            if self._first is None:
+                self._first = seg.msn
+        if seg.part_start is None:
+            seg.part_start = start
+            data = b"".join([*self._pending, frag.data])
+            self._pending.clear()
+            out.append(PartOpened(seg.msn, seg.parts, run.first_sync, data))
+        else:
+            out.append(PartData(seg.msn, seg.parts, frag.data))
+        self._end = end
+        if end - seg.part_start >= self.part_seconds - half:
+            out.append(PartClosed(seg.msn, seg.parts, end - seg.part_start))
+            seg.parts += 1
+            seg.part_start = None
+            # The first segment of a stream is closed by the next keyframe only: ffmpeg
+            # stretches its first frame over the audio priming, so its length misleads.
+            if seg.msn != self._first and end - seg.start >= self.segment_seconds - half / 2:
+                out.append(SegmentClosed(seg.msn, end - seg.start, seg.parts))
+                self._seg = None
+        return out
+
+    def finish(self) -> list[Event]:
+        """The stream ended: close what is open (a last, shorter part and segment)."""
+        seg = self._seg
+        out: list[Event] = []
+        if seg is None:
+            return out
+        if seg.part_start is not None:
+            out.append(PartClosed(seg.msn, seg.parts, self._end - seg.part_start))
+            seg.parts += 1
+        out.append(SegmentClosed(seg.msn, self._end - seg.start, seg.parts))
+        self._seg = None
+        return out

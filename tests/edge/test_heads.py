@@ -1,0 +1,91 @@
+"""One head serialiser: the answers of every path carry the same header fields.
+
+Fast hit, large hit, the tail of a growing fill, a relay, 304, 416 and HEAD of objects
+that a real HTTP client fetches from a real edge over loopback; the only fields that
+differ are those the status itself defines (RFC 9110 §14.4, §15.4.5, §15.5.17)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from edge.app import EDGE_KEY, make_app
+from edge.workers import start_edge
+from tests.edge.conftest import edge_settings, settle
+from tests.edge.scripted_origin import Script, ScriptedOrigin
+
+ETAG = '"v1"'
+ORIGIN_FIELDS = {
+    "Content-Type": "video/mp4",
+    "Cache-Control": "public, max-age=3600",
+    "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
+    "Accept-Ranges": "bytes",
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
+}
+#: Fields whose presence the status decides: a 206 and a 416 describe the range, a 304
+#: sends no representation metadata beyond what §15.4.5 lists.
+BY_STATUS = {"content-range", "content-length", "content-type"}
+#: A 416 is not the stored representation: the stored Cache-Control would let a
+#: downstream cache keep the error as if it were (`vcdn.httpserve.wire.CACHE_CONTROL_ON`).
+#: A relay is passed through unstored, first-hand: Age would claim it came from a cache
+#: (RFC 9111 §5.1), so only the upstream's own Age goes on.
+NOT_ON = {"416": {"cache-control"}, "relay": {"age"}}
+
+
+async def _names(s: aiohttp.ClientSession, method: str, url: str, **kw: object) -> set[str]:
+    async with s.request(method, url, **kw) as r:  # type: ignore[arg-type]
+        await r.read()
+        assert r.headers.get("Server") == "vcdn", (url, r.headers.get("Server"))
+        return {k.lower() for k in r.headers} - BY_STATUS
+
+
+async def test_every_path_sends_the_same_fields(tmp_path: Path) -> None:
+    origin = ScriptedOrigin()
+    big = bytes(range(256)) * 4096  # 1 MiB: above the one-write body size
+    for name, body, pieces in (("big", big, 8), ("small", b"s" * 5000, 1),
+                               ("other", big, 1)):
+        origin.scripts[f"/v/t/{name}.m4s"] = Script(
+            body=body, headers=dict(ORIGIN_FIELDS), etag=ETAG, pieces=pieces,
+            delay=0.05 if pieces > 1 else 0.0, ranges=True,
+        )
+    runner = web.AppRunner(origin.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    up = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    settings = edge_settings(tmp_path, up, auth="none", signing_keys="", port=0,
+                             range_fill_max=0)
+    app = make_app(settings)
+    edge_runner, url = await start_edge(app, settings, shutdown_timeout=1.0)
+    names: dict[str, set[str]] = {}
+    try:
+        async with aiohttp.ClientSession() as s:
+            names["tail"] = await _names(s, "GET", f"{url}/v/t/big.m4s")
+            await _names(s, "GET", f"{url}/v/t/small.m4s")
+            await settle(app)
+            stats = app[EDGE_KEY].stats
+            before = stats.fast_hits
+            names["fast hit"] = await _names(s, "GET", f"{url}/v/t/small.m4s")
+            names["large hit"] = await _names(s, "GET", f"{url}/v/t/big.m4s")
+            names["304"] = await _names(s, "GET", f"{url}/v/t/big.m4s",
+                                        headers={"If-None-Match": ETAG})
+            names["416"] = await _names(s, "GET", f"{url}/v/t/big.m4s",
+                                        headers={"Range": "bytes=99999999-"})
+            names["HEAD"] = await _names(s, "HEAD", f"{url}/v/t/big.m4s")
+            assert stats.fast_hits == before + 5  # all five answered by the hit protocol
+            names["relay"] = await _names(s, "GET", f"{url}/v/t/other.m4s",
+                                          headers={"Range": "bytes=10-99"})
+            assert origin.count("/v/t/other.m4s") == 1
+    finally:
+        await edge_runner.cleanup()
+        await runner.cleanup()
+        await asyncio.sleep(0)
+    reference = names["fast hit"]
+    assert {"age", "date", "via", "server", "etag", "cache-control"} <= reference
+    for path, got in names.items():
+        expected = reference - NOT_ON.get(path, set())
+        assert got == expected, (path, sorted(got ^ expected))

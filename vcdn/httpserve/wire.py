@@ -1,0 +1,99 @@
+"""The one response-head serialiser of every hit, at the origin and the edge; pure.
+
+A hit's head is `head_prefix` (status line, the planner's fields, the stored answer's
+fixed fields, Cache-Control where it belongs) followed by `head_tail` (the fields that
+change per answer: Age, Date, Connection: close, and the blank line). Owners keep
+prefixes of plain 200 answers and only add a tail per response; everything else is
+serialised here, per answer, from the same parts, so a fast hit, a large hit, a 304, a
+416 and a HEAD of one object carry the same fields in the same order.
+
+``Date`` is formatted once a second (RFC 9110 §6.6.1 wants the time the answer was made,
+to a second), as uvicorn does, by the one `CLOCK`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Final
+
+from vcdn.httpserve.cors import RESPONSE_HEADERS
+from vcdn.httpserve.plan import Plan
+
+#: Our Server field on every answer, fast or not; no version to fingerprint.
+SERVER: Final = "vcdn"
+REASONS: Final = {
+    200: "OK",
+    204: "No Content",
+    206: "Partial Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    412: "Precondition Failed",
+    416: "Range Not Satisfiable",
+}
+#: Statuses whose answer carries the stored Cache-Control (RFC 9111 §4.3.4 for 304).
+CACHE_CONTROL_ON: Final = frozenset({200, 206, 304})
+#: The fields every answer from a stored object carries besides the planner's.
+COMMON_FIELDS: Final = (*RESPONSE_HEADERS, ("Server", SERVER))
+
+
+class Clock:
+    """The Date value, rebuilt once a second rather than per response."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def date(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._text = formatdate(second, usegmt=True)
+        return self._text
+
+
+CLOCK: Final = Clock()
+
+
+def fields_text(pairs: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """What a stored representation contributes to each of its answers' heads.
+
+    `fixed` is serialised once (CORS, Server, the stored end-to-end fields, Via, ...),
+    `cache_control` is the value sent on 200/206/304 (None: no field).
+    """
+
+    fixed: bytes
+    cache_control: str | None
+
+    @classmethod
+    def of(cls, extra: Iterable[tuple[str, str]], cache_control: str | None) -> StoredHead:
+        return cls(fields_text((*COMMON_FIELDS, *extra)).encode("latin-1"), cache_control)
+
+
+def head_prefix(plan: Plan, stored: StoredHead) -> bytes:
+    """Every line of the head but the per-answer ones (`head_tail`)."""
+    status = plan.status
+    lines = f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\n" + fields_text(plan.headers)
+    cc = stored.cache_control
+    tail = f"Cache-Control: {cc}\r\n" if cc and status in CACHE_CONTROL_ON else ""
+    return b"".join((lines.encode("latin-1"), stored.fixed, tail.encode("latin-1")))
+
+
+def head_tail(now: float, *, age: float | None = None, keep_alive: bool = True) -> bytes:
+    """Age (when the answer comes from a cache), Date, Connection: close, blank line."""
+    tail = f"Date: {CLOCK.date(now)}\r\n"
+    if age is not None:
+        tail = f"Age: {int(age) if age > 0 else 0}\r\n" + tail
+    if not keep_alive:
+        tail += "Connection: close\r\n"
+    return (tail + "\r\n").encode("latin-1")
