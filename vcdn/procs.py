@@ -47,19 +47,28 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port that is free now for TCP (and, for DNS, for UDP too)."""
+    """A port that is free now for TCP (and, for DNS, for UDP too), and not one this
+    process handed out before: services are started after all their ports are chosen, so
+    a port chosen earlier may still be unbound and the kernel may offer it again."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = int(s.getsockname()[1])
+        if port in _HANDED_OUT:
+            continue
         if kind == socket.SOCK_STREAM:
+            _HANDED_OUT.add(port)
             return port
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             try:
                 u.bind((host, port))
             except OSError:
                 continue
+        _HANDED_OUT.add(port)
         return port
 
 
