@@ -153,8 +153,9 @@ N_OBJECTS = 20_000
 
 @pytest.mark.slow
 def test_restart_with_many_objects_is_fast(tmp_path: Path) -> None:
-    """Reconciling and loading the index takes seconds for 100k objects: 20k here must take
-    well under 2 s (bench/edge measures the full 100k and the memory it needs)."""
+    """Reconciling and loading the index takes seconds for 100k objects: 20k here must cost
+    well under 2 s of this process's CPU (bench/edge measures the full 100k and the memory it
+    needs). CPU time, not wall time: other work on a loaded machine must not fail it."""
     store = CacheStore(tmp_path / "c", 10**12)
     now = time.time()
     rows = []
@@ -193,12 +194,12 @@ def test_restart_with_many_objects_is_fast(tmp_path: Path) -> None:
     )
     store._db.execute("COMMIT")
     store.close()
-    start = time.monotonic()
+    start = time.process_time()
     again = CacheStore(tmp_path / "c", 10**12)
     report = again.reconcile()
-    elapsed = time.monotonic() - start
+    elapsed = time.process_time() - start
     assert report.objects == N_OBJECTS and report.rows_dropped == 0
-    assert elapsed < 2.0, f"restart with {N_OBJECTS} objects took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"restart with {N_OBJECTS} objects took {elapsed:.2f} s of CPU"
 
 
 def test_reconcile_drops_objects_stored_with_set_cookie(tmp_path: Path) -> None:
