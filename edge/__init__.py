@@ -21,7 +21,7 @@ In-process API (the appliance daemon drives the same engine)::
 
 Modules: ``store`` (disk cache and index), ``eviction`` (policy interface, LRU),
 ``freshness`` (RFC 9111, pure), ``upstream`` (peers/origin, retries, breaker), ``fill``
-(coalesced streamed fills across workers), ``serve`` (responses), ``fasthead`` (pure),
-``fastpath`` (the hit decision), ``hitproto`` (the hit connection protocol), ``generation``
+(coalesced streamed fills across workers), ``serve`` (responses),
+``fastpath`` (the hit decision, answered by `vcdn.httpserve.hitproto`), ``generation``
 (purges seen by every worker), ``app`` (handlers), ``workers`` and ``cli``.
 """

@@ -7,7 +7,8 @@ its head with the one serialiser (`vcdn.httpserve.wire`): the answer's bytes (a 
 most `FAST_BODY` from RAM or one pread), a `Large` (head, file and plan of a body to send
 with sendfile), or None (a miss, a bad token, client cache directives: aiohttp decides).
 
-Its callers are the hit connection protocol (`edge.hitproto`) and, for connections
+Its callers are the hit connection protocol (`vcdn.httpserve.hitproto`, through
+`head_answer`) and, for connections
 aiohttp owns, the one request-level hook of `vcdn.httpserve.hot`
 (`install_request_fast_path`).
 """
@@ -19,7 +20,6 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -32,6 +32,8 @@ from edge.serve import cache_control_of, on_disk, read_small
 from edge.store import Entry, object_key
 from vcdn import tokens
 from vcdn.errors import NotFound, VcdnError
+from vcdn.httpserve.fasthead import Head
+from vcdn.httpserve.hit import Answer, Large
 from vcdn.httpserve.hot import AlreadySent, install_hook
 from vcdn.httpserve.plan import Plan, plan_stored
 from vcdn.httpserve.send import direct_socket, read_spans, send_direct
@@ -61,13 +63,14 @@ _ROUTES_MAX: Final = 100_000
 
 
 
-@dataclass(frozen=True, slots=True)
-class Large:
-    """A fresh hit whose body goes out with sendfile: the head, the file and the plan."""
+def head_answer(edge: Edge) -> Answer:
+    """The edge's `Answer` for the hit connection protocol (`vcdn.httpserve.hitproto`)."""
 
-    head: bytes
-    file: str
-    plan: Plan
+    def on_head(head: Head) -> bytes | Large | None:
+        return answer(edge, head.method, head.target, head.headers, head.keep_alive,
+                      allow_large=True)
+
+    return on_head
 
 
 def answer(

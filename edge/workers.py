@@ -26,6 +26,7 @@ from aiohttp import web
 from edge.settings import EdgeSettings
 from vcdn.errors import ConfigError
 from vcdn.httplimits import install as install_limits
+from vcdn.httpserve.hitproto import HitSite
 from vcdn.httpserve.server import BACKLOG
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
@@ -62,8 +63,7 @@ async def start_edge(
     The appliance passes its own drain timeout as `shutdown_timeout`.
     """
     from edge.app import EDGE_KEY
-    from edge.fastpath import install_request_fast_path
-    from edge.hitproto import FastSite
+    from edge.fastpath import head_answer, install_request_fast_path
 
     limits = settings.http_limits()
     grace = DRAIN_SECONDS if shutdown_timeout is None else shutdown_timeout
@@ -76,13 +76,19 @@ async def start_edge(
     install_request_fast_path(runner.server, app[EDGE_KEY])
     install_limits(runner.server, limits)  # outermost: hits answered before routing too
     sock, port = _reserve(settings.host, settings.port)
-    site = FastSite(
+    edge = app[EDGE_KEY]
+
+    def handed_off() -> None:
+        edge.stats.handoffs += 1
+
+    site = HitSite(
         runner,
         sock,
-        app[EDGE_KEY],
+        head_answer(edge),
         limits=limits,
         shutdown_timeout=grace,
         backlog=BACKLOG,
+        on_handoff=handed_off,
     )
     await site.start()
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.app import EDGE_KEY, make_app
-from edge.fasthead import parse_head
 from edge.workers import start_edge
 from tests.edge.conftest import TITLE, edge_settings, settle, signed
 from tests.http_cases import CASES, Resource, check
+from vcdn.httpserve.fasthead import parse_head
 
 BIG = "v1/big.m4s"
 SMALL = "v1/seg_00001.m4s"
@@ -69,7 +69,7 @@ async def test_table_on_fast_hits(fast: str, origin_root: Path, path: str) -> No
                 check(case, res, r.status, {k.lower(): v for k, v in r.headers.items()}, body)
                 if r.status in (200, 206, 304):
                     assert "Date" in r.headers and r.headers["Via"].endswith("vcdn-edge")
-                # Answered before routing: in FastProtocol or, for bodies that want
+                # Answered before routing: in HitProtocol or, for bodies that want
                 # sendfile, by the request-level fast path after the hand-off.
                 assert _fast_hits() == before + 1, case
 

@@ -1,13 +1,13 @@
-"""The hit connection protocol: every fresh hit answered without aiohttp.
+"""The hit connection protocol of the origin and the edge: every hit answered without aiohttp.
 
 Open Connect keeps hot small files in RAM and answers them with as little work as
-possible; this is our version. A connection starts in `FastProtocol`. Each complete
-request head is parsed by `edge.fasthead` (narrow and pure) and decided by
-`edge.fastpath.answer`. A body of at most `FAST_BODY` bytes (a playlist, an init segment,
-a 16 KiB segment) is written at once with its head; a span read from disk of `DIRECT_MIN`
-bytes or more goes out as the head (MSG_MORE) and one sendfile right here, and a task
-finishes only what the socket did not take (through `vcdn.httpserve.body`: sendfile on a
-plain socket, pread and write through the transport where there is none, as TLS needs).
+possible; this is our version. A connection starts in `HitProtocol`. Each complete
+request head is parsed by `vcdn.httpserve.fasthead` (narrow and pure) and answered by the
+owner's `vcdn.httpserve.hit.Answer` (the edge's store, the origin's hot files). Bytes
+(a playlist, an init segment, a 16 KiB segment, with their head) are written at once; a
+`Large` goes out as the head (MSG_MORE) and one sendfile right here, and a task finishes
+only what the socket did not take (through `vcdn.httpserve.body`: sendfile on a plain
+socket, pread and write through the transport where there is none, as TLS needs).
 No request is read while a task sends, so answers stay in order; a client that
 pipelines without reading stops being read until it reads.
 
@@ -20,31 +20,33 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
-from edge.fasthead import parse_head
-from edge.fastpath import Large, answer
 from vcdn.httplimits import HEAD_TIMEOUT_RESPONSE, HttpLimits
-from vcdn.httpserve.body import SocketSink, send_head_and_body
-from vcdn.httpserve.send import direct_socket
+from vcdn.httpserve.body import SocketSink, direct_socket, send_head_and_body
+from vcdn.httpserve.fasthead import parse_head
+from vcdn.httpserve.hit import Answer, Large
 
-if TYPE_CHECKING:
-    from edge.app import Edge
+#: Called when a connection is handed to aiohttp (the owner counts hand-offs).
+OnHandoff = Callable[[], None]
 
 
-class FastProtocol(asyncio.Protocol):
+class HitProtocol(asyncio.Protocol):
     __slots__ = (
+        "_answer",
         "_blocked",
         "_buf",
         "_closing",
         "_drained",
-        "_edge",
+        "_head_limit",
         "_head_timeout",
         "_head_timer",
         "_idle",
         "_last",
+        "_on_handoff",
         "_out",
         "_paused",
         "_sending",
@@ -54,9 +56,17 @@ class FastProtocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, server: web.Server, edge: Edge, limits: HttpLimits) -> None:
+    def __init__(
+        self,
+        server: web.Server,
+        answer: Answer,
+        limits: HttpLimits,
+        on_handoff: OnHandoff | None = None,
+    ) -> None:
         self._server = server
-        self._edge = edge
+        self._answer = answer
+        self._on_handoff = on_handoff
+        self._head_limit = limits.max_header_bytes
         self._timeout = limits.keepalive_timeout
         self._head_timeout = limits.header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
@@ -172,8 +182,7 @@ class FastProtocol(asyncio.Protocol):
             self._process()
 
     def _process(self) -> None:
-        edge = self._edge
-        limit = edge.settings.max_header_bytes
+        limit = self._head_limit
         while self.transport is not None:
             if self._paused:
                 # A client pipelining faster than it reads: read on once it has read.
@@ -192,12 +201,7 @@ class FastProtocol(asyncio.Protocol):
                     )
                 return
             head = parse_head(bytes(self._buf[:end]), limit)
-            reply = (
-                answer(edge, head.method, head.target, head.headers, head.keep_alive,
-                       allow_large=True)
-                if head is not None
-                else None
-            )
+            reply = self._answer(head) if head is not None else None
             if reply is None or head is None:
                 self._hand_off()
                 return
@@ -319,7 +323,8 @@ class FastProtocol(asyncio.Protocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._server.connection_lost(self, None)  # type: ignore[arg-type]
-        self._edge.stats.handoffs += 1
+        if self._on_handoff is not None:
+            self._on_handoff()
         handler = self._server()
         self.transport = None
         transport.set_protocol(handler)
@@ -329,25 +334,27 @@ class FastProtocol(asyncio.Protocol):
         self._buf.clear()
 
 
-class FastSite(web.BaseSite):
-    """A listening socket whose connections start in `FastProtocol`."""
+class HitSite(web.BaseSite):
+    """A listening socket whose connections start in `HitProtocol`."""
 
-    __slots__ = ("_edge", "_limits", "_sock")
+    __slots__ = ("_answer", "_limits", "_on_handoff", "_sock")
 
     def __init__(
         self,
         runner: web.BaseRunner,
         sock: Any,
-        edge: Edge,
+        answer: Answer,
         *,
         limits: HttpLimits,
         shutdown_timeout: float,
         backlog: int,
+        on_handoff: OnHandoff | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._sock = sock
-        self._edge = edge
+        self._answer = answer
         self._limits = limits
+        self._on_handoff = on_handoff
 
     @property
     def name(self) -> str:
@@ -360,7 +367,7 @@ class FastSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: FastProtocol(server, self._edge, self._limits),
+            lambda: HitProtocol(server, self._answer, self._limits, self._on_handoff),
             sock=self._sock,
             backlog=self._backlog,
         )
