@@ -23,7 +23,7 @@ COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
     "appliance": ("appliance.cli", "main", "run an appliance: edge + register, heartbeat, fill"),
     "appliance-ctl": ("appliance.ctl", "main", "operator tool for a running appliance"),
     "steering": ("steering.cli", "main", "run DNS and HTTP playback steering"),
-    "up": ("vcdn.up", "main", "run the whole CDN on this machine and play a title"),
+    "up": ("onebox.up", "main", "run the whole CDN on this machine and play a title"),
     "cert": ("vcdn.certcli", "main", "obtain a TLS certificate from an ACME server (HTTP-01)"),
 }
 

@@ -1,6 +1,6 @@
 """`python -m bench.e2e [--clients 8] [--seconds 10]`: players through vcdn vs nginx.
 
-Both sides are played by the same client (`vcdn.hlsclient`, every byte sha256-checked
+Both sides are played by the same client (`onebox.hlsclient`, every byte sha256-checked
 against manifest.json), so the ratio compares the servers under a real player's request
 pattern (master, media playlist, init, segments; keep-alive), not a synthetic loop. The
 vcdn side is the full path a viewer takes: a playback request to steering, then the signed
@@ -26,8 +26,8 @@ from typing import Final
 import aiohttp
 
 from bench.record import Run
-from vcdn.cluster import Cluster, ClusterConfig
-from vcdn.demo import (
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import (
     fill_title,
     make_sample,
     playback_urls,
@@ -35,8 +35,8 @@ from vcdn.demo import (
     register,
     wait_for_fleet,
 )
-from vcdn.hlsclient import FailoverClient
-from vcdn.procs import Proc, free_port, vcdn_argv
+from onebox.hlsclient import FailoverClient
+from onebox.procs import Proc, free_port, vcdn_argv
 
 TITLE: Final = "bench"
 NGINX_CONF: Final = """\

@@ -1,6 +1,6 @@
 """`python -m bench.liveplay`: a live event played in headless Chromium through an appliance.
 
-The whole CDN on loopback (`vcdn.cluster`: control, origin, steering, three appliances),
+The whole CDN on loopback (`onebox.cluster`: control, origin, steering, three appliances),
 one `vcdn live` pipeline (a 426x240 test pattern with a tone, 2 s segments by default),
 and the web player (hls.js) in Debian's Chromium, playing for `--seconds` (120 by
 default, the issue's run). Printed and recorded (bench/results/liveplay.json): stalls
@@ -27,8 +27,8 @@ from typing import Any, Final
 import aiohttp
 
 from bench.record import Run
-from vcdn.cluster import Cluster, ClusterConfig
-from vcdn.demo import wait_for_fleet, wait_live
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import wait_for_fleet, wait_live
 
 CHROMIUM: Final = "/usr/bin/chromium"
 #: The project's headless flags, plus autoplay without a click.

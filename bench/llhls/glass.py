@@ -1,7 +1,7 @@
 """`python -m bench.llhls.glass`: low-latency HLS to the glass for `--seconds` (120 by
 default), measured in a real player.
 
-A whole CDN on this machine (`vcdn.cluster`: control, origin, steering, one appliance), a
+A whole CDN on this machine (`onebox.cluster`: control, origin, steering, one appliance), a
 `vcdn live --low-latency` pipeline (2 s segments, 0.333 s parts, 240p and 144p), and the
 web player (hls.js, lowLatencyMode) in Debian's headless Chromium through the appliance.
 The player samples its latency twice a second: wall clock minus ``hls.playingDate``, the
@@ -29,8 +29,8 @@ from typing import Any, Final
 import aiohttp
 
 from bench.record import Run
-from vcdn.cluster import Cluster, ClusterConfig
-from vcdn.demo import wait_for_fleet, wait_live
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import wait_for_fleet, wait_live
 
 CHROMIUM: Final = "/usr/bin/chromium"
 ARGS: Final = [

@@ -3,7 +3,7 @@
 Issue 18's playback targets: dash.js and Shaka Player play a title through an appliance for
 30 s with 0 stalls and 0 errors, with a time to first frame within 1.5x of hls.js on the
 same title; and the encrypted titles (AES-128 in hls.js, CENC with ClearKey/EME in dash.js)
-play the same way. One cluster (`vcdn.cluster`: control, origin, steering, one appliance)
+play the same way. One cluster (`onebox.cluster`: control, origin, steering, one appliance)
 on loopback; the titles are packaged by `vcdn package` (the encrypted ones with their keys
 in the cluster's control plane) and filled; each player is the control plane's web player
 (`/player?protocol=...`) in headless Chromium, one after the other, each in a new page.
@@ -27,9 +27,9 @@ from typing import Any, Final
 import aiohttp
 
 from bench.record import Run
-from vcdn.cluster import Cluster, ClusterConfig
-from vcdn.demo import fill_title, make_sample, read_manifest, wait_for_fleet
-from vcdn.procs import vcdn_argv
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import fill_title, make_sample, read_manifest, wait_for_fleet
+from onebox.procs import vcdn_argv
 
 CHROMIUM: Final = "/usr/bin/chromium"
 ARGS: Final = [

@@ -1,6 +1,6 @@
 """`python -m bench.tls`: TLS handshakes per second, `vcdn origin` against nginx, same run.
 
-Both serve HTTPS with the same certificate (a P-256 chain from `vcdn.localca`), TLS 1.2
+Both serve HTTPS with the same certificate (a P-256 chain from `onebox.localca`), TLS 1.2
 and 1.3 only, one worker, pinned to core 0; `openssl s_time` (one connection at a time,
 on core 1) opens connections for `--seconds` and fetches ``/healthz`` on each:
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.procstat import cpu_seconds, free_port
 from bench.record import Run
-from vcdn import localca
+from onebox import localca
 from vcdn.tls_io import client_context
 
 #: The issue's target for resumed handshakes; full handshakes are shown without one.

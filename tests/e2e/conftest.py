@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import fill_title, make_sample, read_manifest, register, wait_for_fleet
+from onebox.procs import vcdn_argv
 from tests.conftest import ROOT, require_tool
-from vcdn.cluster import Cluster, ClusterConfig
-from vcdn.demo import fill_title, make_sample, read_manifest, register, wait_for_fleet
-from vcdn.procs import vcdn_argv
 from vcdn.schemas import TitleManifest
 
 T = TypeVar("T")

@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from onebox.cluster import Cluster
+from onebox.demo import make_sample, playback_urls, wait_live
+from onebox.procs import run_to_end, vcdn_argv
 from tests.conftest import IN_CI, ROOT
 from tests.e2e.conftest import TITLE, artifacts
-from vcdn.cluster import Cluster
-from vcdn.demo import make_sample, playback_urls, wait_live
-from vcdn.procs import run_to_end, vcdn_argv
 
 pytestmark = pytest.mark.slow
 

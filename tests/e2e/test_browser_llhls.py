@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from onebox.demo import wait_live
 from tests.e2e.conftest import artifacts
 from tests.e2e.test_browser import LIVE_SOURCE, appliance_hosts, browser, segment_hosts
-from vcdn.demo import wait_live
 
 pytestmark = pytest.mark.slow
 __all__ = ["browser"]

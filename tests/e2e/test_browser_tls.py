@@ -15,10 +15,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import register
 from tests.e2e.conftest import TITLE, Packaged, artifacts, seed_origin
 from tests.e2e.test_browser import ARGS, CHROMIUM, check_browser_files, need, played
-from vcdn.cluster import Cluster, ClusterConfig
-from vcdn.demo import register
 from vcdn.tls_io import client_connector
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ async def test_hlsjs_plays_over_https_from_an_https_page(tmp_path: Path,
 
 
 def test_the_spki_hash_is_the_leafs(tmp_path: Path) -> None:
-    from vcdn import localca
+    from onebox import localca
 
     ca = localca.ensure(tmp_path, ["127.0.0.1"])
     other = localca.ensure(tmp_path / "other", ["127.0.0.1"])

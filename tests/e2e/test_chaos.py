@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from onebox.cluster import ApplianceSlot, Cluster
+from onebox.demo import playback_urls, scrape, signed_url
+from onebox.hlsclient import FailoverClient, PlayReport
 from tests.e2e.conftest import TITLE, ClusterFactory, Packaged, artifacts
-from vcdn.cluster import ApplianceSlot, Cluster
-from vcdn.demo import playback_urls, scrape, signed_url
-from vcdn.hlsclient import FailoverClient, PlayReport
 
 pytestmark = pytest.mark.slow
 

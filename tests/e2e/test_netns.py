@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from onebox.procs import Proc, stop_all
 from tests.conftest import require_root, require_tool
-from vcdn.procs import Proc, stop_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

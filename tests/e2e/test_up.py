@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from onebox.up import parse_args
 from tests.conftest import ROOT
 from tests.e2e.conftest import TITLE, Packaged, seed_origin
-from vcdn.up import parse_args
 
 pytestmark = pytest.mark.slow
 
@@ -194,8 +194,8 @@ def test_a_missing_ffmpeg_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_second_up_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
+    from onebox.up import lock_data
     from vcdn.errors import VcdnError
-    from vcdn.up import lock_data
 
     held = lock_data(tmp_path)
     try:

@@ -1,5 +1,5 @@
 // The vcdn web player: ask steering for ranked URLs, play the first with hls.js, and move
-// to the next URL when one fails (the same idea as vcdn.hlsclient, in the browser).
+// to the next URL when one fails (the same idea as onebox.hlsclient, in the browser).
 "use strict";
 
 const $ = (id) => document.getElementById(id);

@@ -26,11 +26,11 @@ import dns.exception
 import dns.message
 from prometheus_client.parser import text_string_to_metric_families
 
-from vcdn.cluster import Cluster
-from vcdn.digtext import dig_text
+from onebox.cluster import Cluster
+from onebox.digtext import dig_text
+from onebox.hlsclient import FailoverClient, PlayReport
+from onebox.procs import run_to_end, vcdn_argv
 from vcdn.errors import VcdnError
-from vcdn.hlsclient import FailoverClient, PlayReport
-from vcdn.procs import run_to_end, vcdn_argv
 from vcdn.schemas import TitleManifest, decode
 from vcdn.tokens import parse_keys, sign
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from vcdn import localca
+from onebox import localca
+from onebox.localca import LocalCA
+from onebox.procs import Proc, free_port, stop_all, vcdn_argv
 from vcdn.control_client import ControlClient
-from vcdn.localca import LocalCA
-from vcdn.procs import Proc, free_port, stop_all, vcdn_argv
 from vcdn.schemas import Enrollment
 
 SITES: Final = ("site-a", "site-b")

@@ -26,8 +26,8 @@ from typing import IO, Any, Final
 
 import aiohttp
 
-from vcdn.cluster import DEMO_NAME, Cluster, ClusterConfig
-from vcdn.demo import (
+from onebox.cluster import DEMO_NAME, Cluster, ClusterConfig
+from onebox.demo import (
     DEMO_TITLE,
     PlayOutcome,
     dns_answer,
@@ -39,8 +39,8 @@ from vcdn.demo import (
     wait_for_fleet,
     wait_live,
 )
+from onebox.summary import render_summary
 from vcdn.errors import VcdnError
-from vcdn.summary import render_summary
 from vcdn.tls_io import client_connector
 
 LIVE_TITLE: Final = "live"

@@ -1,4 +1,4 @@
-"""Child processes that cannot outlive their parent (vcdn.procs), with real processes."""
+"""Child processes that cannot outlive their parent (onebox.procs), with real processes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vcdn.procs import Proc, ServiceFailed, free_port, run_to_end
+from onebox.procs import Proc, ServiceFailed, free_port, run_to_end
 
 
 def alive(pid: int) -> bool:
@@ -85,7 +85,7 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, sys
         from pathlib import Path
-        from vcdn.procs import Proc
+        from onebox.procs import Proc
         async def main():
             p = Proc("child", [sys.executable, "-c", "import time; time.sleep(60)"],
                      log_path=Path({str(tmp_path / 'c.log')!r}))

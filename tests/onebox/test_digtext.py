@@ -1,4 +1,4 @@
-"""DNS answers rendered the way dig prints them (vcdn.digtext), pure."""
+"""DNS answers rendered the way dig prints them (onebox.digtext), pure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dns.message
 import dns.rcode
 import dns.rrset
 
-from vcdn.digtext import dig_text
+from onebox.digtext import dig_text
 
 
 def answer(*addresses: str, rcode: int = dns.rcode.NOERROR) -> dns.message.Message:

@@ -1,10 +1,10 @@
-"""The summary `vcdn up` prints (vcdn.summary), pure: it says what happened, no more."""
+"""The summary `vcdn up` prints (onebox.summary), pure: it says what happened, no more."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vcdn.summary import render_summary
+from onebox.summary import render_summary
 
 
 def data(ok: bool = True, failed: list[str] | None = None) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from onebox.hlsclient import FailoverClient, base_of, choose_variant, resolve
 from vcdn.errors import ClientError
-from vcdn.hlsclient import FailoverClient, base_of, choose_variant, resolve
 from vcdn.hlsplaylist import parse_master
 
 MASTER = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=500000\nlow/index.m3u8\n" \
