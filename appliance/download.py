@@ -42,14 +42,6 @@ def _write(fh: BinaryIO, data: bytes) -> None:
         raise StoreError(f"Writing a staged file failed: {exc.strerror}.") from None
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 async def fetch_verified(
     session: aiohttp.ClientSession,
     url: str,

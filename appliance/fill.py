@@ -29,7 +29,7 @@ import aiohttp
 
 from appliance import fill_plan
 from appliance.cache import Store
-from appliance.download import PART_SUFFIX, fetch_verified, sha256_file
+from appliance.download import PART_SUFFIX, fetch_verified
 from appliance.fill_plan import Source, TitleWork
 from appliance.metrics import ApplianceMetrics
 from appliance.pacing import TokenBucket
@@ -37,6 +37,7 @@ from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from edge.store import object_key
 from vcdn import tokens
+from vcdn.checksums import sha256_file
 from vcdn.errors import DiskFull, IntegrityError, StoreError, UpstreamError
 from vcdn.httpserve.media import cache_control, media_type
 from vcdn.logs import event

@@ -40,6 +40,7 @@ from typing import Final
 
 from edge.eviction import LRU, EvictionPolicy
 from edge.generation import Generation
+from vcdn.checksums import sha256_file
 from vcdn.errors import DiskFull, IntegrityError, StoreError
 
 COPY_CHUNK: Final = 1024 * 1024
@@ -283,7 +284,7 @@ class CacheStore:
                     continue
                 if state != "ready":
                     # Renamed before the crash but not yet marked: adopt after a check.
-                    if sha256 and _sha256_file(self.objects_dir / file[:2] / file) != sha256:
+                    if sha256 and sha256_file(self.objects_dir / file[:2] / file) != sha256:
                         drop.append(id_)
                         continue
                     ready.append(id_)
@@ -455,7 +456,7 @@ class CacheStore:
                 raise IntegrityError(
                     f"Object {draft.key!r} arrived with {size} bytes, expected {draft.size}."
                 )
-            if draft.sha256 and _sha256_file(part) != draft.sha256.lower():
+            if draft.sha256 and sha256_file(part) != draft.sha256.lower():
                 raise IntegrityError(f"Object {draft.key!r} does not match its sha256.")
             if draft.size > self.capacity:
                 raise DiskFull(
@@ -762,11 +763,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(COPY_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from typing import Final
 from origin.content.fmp4 import BoxError, Track, parse_init, parse_segment, video_track
 from origin.content.livempd import MPD_NAME, live_mpd
 from origin.content.livestate import Kept, expired, judge, media_playlist
+from vcdn.checksums import sha256_file
 from vcdn.errors import ClientError, Conflict, MediaError
 from vcdn.logs import event
 from vcdn.schemas import FileEntry, LiveEvent, TitleManifest, decode, encode
@@ -393,7 +393,7 @@ class LiveTitles:
                 part.startswith(".") for part in rel.split("/")
             ):
                 continue
-            files.append(FileEntry(rel, path.stat().st_size, _sha256(path)))
+            files.append(FileEntry(rel, path.stat().st_size, sha256_file(path)))
         duration = max(
             (sum(k.duration for k in r.kept.values()) for r in state.renditions.values()),
             default=0.0,
@@ -407,11 +407,3 @@ class LiveTitles:
                       (json.dumps(encode(manifest), indent=2) + "\n").encode())
         self._live_cache.pop(state.title, None)
         event(log, "live_ended", title=state.title, files=len(files))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
