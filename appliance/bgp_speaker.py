@@ -22,7 +22,7 @@ from typing import Final
 
 import appliance
 from appliance.bgp import BgpEvent, BgpPeer, Rib, exabgp_config, parse_line
-from appliance.pacing import Backoff
+from vcdn.backoff import Backoff
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.appliance.bgp")

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from appliance.metrics import ApplianceMetrics
-from appliance.pacing import Backoff
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
+from vcdn.backoff import Backoff
 from vcdn.errors import ClientError, NotFound, UpstreamError
 from vcdn.logs import event
 from vcdn.prefixes import keep_approved

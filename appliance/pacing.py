@@ -1,17 +1,15 @@
-"""Pacing for the control loops: a token bucket for fill bandwidth and capped, jittered
-exponential backoff for retries against the control plane and upstreams.
+"""Pacing for the fill loop: a token bucket for fill bandwidth.
 
-Both take their clock and sleep as arguments so that tests run in virtual time.
+It takes its clock and sleep as arguments so that tests run in virtual time. (Retries
+draw their delays from `vcdn.backoff`.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
 
 
 @dataclass
@@ -51,27 +49,3 @@ class TokenBucket:
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
             self._tokens -= n
-
-
-MAX_EXPONENT: Final = 30  # 2**30 · base is far past any cap; bounds the float math in long outages
-
-
-@dataclass
-class Backoff:
-    """Delays of base·2^k capped at `cap`, with "equal jitter" (AWS architecture blog): a
-    uniform draw in [ceiling/2, ceiling], so that a fleet restarted together spreads out
-    but no retry comes back sooner than half the current step.
-    """
-
-    base: float = 0.5
-    cap: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, MAX_EXPONENT)))
-        self.attempt += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0

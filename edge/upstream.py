@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from vcdn import backoff
 from vcdn.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from vcdn.logs import event
 
@@ -308,7 +308,7 @@ class HttpUpstream:
 
     def _delay(self, attempt: int) -> float:
         # Full jitter: retries of many edges do not arrive in lockstep.
-        return random.uniform(0, min(self.tuning.backoff_cap, self.tuning.backoff * 2**attempt))
+        return backoff.delay(self.tuning.backoff, self.tuning.backoff_cap, attempt, "full")
 
 
 def _is_stream(body: object) -> bool:

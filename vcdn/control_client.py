@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from vcdn import tls, tls_io
+from vcdn import backoff, tls, tls_io
 from vcdn.errors import (
     ClientError,
     Conflict,
@@ -148,7 +148,7 @@ class Endpoints:
         self._clock = clock
         self._current = 0
         self._retry_at = [0.0] * len(self.urls)
-        self._backoff = [0.0] * len(self.urls)
+        self._failures = [0] * len(self.urls)
         self.failovers = 0
 
     @property
@@ -172,11 +172,12 @@ class Endpoints:
             self.failovers += 1
         self._current = i
         self._retry_at[i] = 0.0
-        self._backoff[i] = 0.0
+        self._failures[i] = 0
 
     def failed(self, i: int) -> None:
-        self._backoff[i] = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff[i]))
-        self._retry_at[i] = self._clock() + self._backoff[i]
+        wait = backoff.delay(FIRST_BACKOFF, MAX_BACKOFF, self._failures[i], "none")
+        self._failures[i] += 1
+        self._retry_at[i] = self._clock() + wait
 
     def reachable(self) -> int:
         """Replicas not in backoff: those that answered last time they were asked."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.pacing import Backoff, TokenBucket
+from appliance.pacing import TokenBucket
 from appliance.schedule import FillWindow
 from vcdn.errors import ConfigError
 
@@ -87,18 +86,3 @@ async def test_unlimited_bucket_never_sleeps() -> None:
     for _ in range(100):
         await bucket.take(10**9)
     assert t.now == 0
-
-
-def test_backoff_grows_is_jittered_and_capped() -> None:
-    b = Backoff(base=0.5, cap=8.0, rng=random.Random(1))
-    delays = [b.next_delay() for _ in range(12)]
-    assert delays[0] <= 0.5 and delays[3] > delays[0]
-    assert all(d <= 8.0 for d in delays) and all(d >= 0.25 for d in delays)
-    assert len({round(d, 6) for d in delays[6:]}) > 1, "capped delays are still jittered"
-    b.reset()
-    assert b.next_delay() <= 0.5
-
-
-def test_backoff_survives_a_very_long_outage() -> None:
-    b = Backoff(base=0.5, cap=30.0, attempt=5000)
-    assert 15.0 <= b.next_delay() <= 30.0
