@@ -16,8 +16,8 @@ Addressing follows what ffmpeg wrote:
   needs none and addresses the same bytes. ``isoff-live`` does not allow segment lists,
   so these MPDs declare the ``full`` profile.
 
-A live packager can reuse `Track` and `mpd` with a dynamic presentation later; this
-module only writes the static (VOD) kind.
+This module writes the static (VOD) kind; a live event's dynamic MPD is the origin's
+(`origin.content.livempd`), written from the segments it kept.
 """
 
 from __future__ import annotations

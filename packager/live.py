@@ -26,7 +26,13 @@ import ffmpeg as ffmpeg_python
 from packager.graph import EncodeOptions
 from packager.ingest_client import IngestClient
 from packager.ladder import plan
-from packager.livegraph import LiveSource, first_slot, live_command, slot_time
+from packager.livegraph import (
+    LiveSource,
+    first_slot,
+    live_command,
+    slot_time,
+    spool_directories,
+)
 from packager.liveupload import Uploader
 from packager.llpublish import LowLatencyOutputs, part_target
 from packager.probe import FFPROBE, Source, parse_source
@@ -112,14 +118,16 @@ def run_live(
     client = IngestClient(req.origin, req.title, req.token)
     spool = Path(tempfile.mkdtemp(prefix=f"vcdn-live-{req.title}."))
     try:
-        for rung in rungs:
-            (spool / rung.name).mkdir()
+        # Low-latency events keep their sound in each rendition (`packager.llpublish`).
+        low_latency = req.part_seconds > 0
+        for name in spool_directories(rungs, source):
+            (spool / name).mkdir()
         slot = first_slot(time.time(), req.segment_seconds)
         argv = live_command(req.source, source, rungs, options, spool, slot, ffmpeg)
         up = Uploader(client, spool, rungs, source.video.fps, source.audio is not None,
-                      req.segment_seconds, req.window)
+                      req.segment_seconds, req.window, separate_audio=not low_latency)
         ll = None
-        if req.part_seconds > 0:
+        if low_latency:
             ll = LowLatencyOutputs.create(
                 req.source, source, rungs, options, spool, slot, ffmpeg, origin=req.origin,
                 title=req.title, token=req.token, part_seconds=req.part_seconds,
@@ -129,7 +137,7 @@ def run_live(
         start = slot_time(slot, req.segment_seconds)
         time.sleep(max(0.0, start - time.time()))
         code = _run(argv, spool / "ffmpeg.log", up, req, err, interval, start, on_announced, ll)
-        up.step()
+        up.step(final=True)
         if ll is not None and ll.errors:
             raise MediaError(f"cutting ffmpeg's output failed: {ll.errors[0]}")
         if code != 0:

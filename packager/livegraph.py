@@ -9,6 +9,11 @@ every timestamp by the boundary's wall-clock time (``output_ts_offset``, written
 every pipeline media sequence number N starts at N x SEG seconds after the epoch, its
 decode time is that instant, and a segment from one pipeline follows one from the other
 without a jump: the origin can interleave them.
+
+The audio is encoded once into its own rendition (``audio/``), as `vcdn package` does for
+fMP4 (`packager.graph`): one track per file is what DASH players play, and the audio
+muxer cuts on the same slot boundaries from the same start, so audio segment N is the
+same stretch of the event as video segment N (give or take an AAC frame).
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ from urllib.parse import urlsplit
 
 import ffmpeg
 
-from packager.graph import EncodeOptions, ladder_graph, output_options
+from packager.graph import (
+    AUDIO_DIR,
+    EncodeOptions,
+    audio_output_options,
+    ladder_graph,
+    output_options,
+)
 from packager.ladder import Rung
 from packager.probe import Source, media_url
 
@@ -79,19 +90,18 @@ def slot_time(slot: int, segment_seconds: float) -> float:
     return slot * segment_seconds
 
 
-def live_output_options(
-    rung: Rung, source: Source, options: EncodeOptions, spool: Path, slot: int
+def _live_muxer(
+    opts: dict[str, Any], directory: str, options: EncodeOptions, spool: Path, slot: int
 ) -> dict[str, Any]:
-    """`vcdn package`'s per-rung options, made live: a short rolling spool playlist that
+    """`vcdn package`'s HLS muxer options made live: a short rolling spool playlist that
     names segments by media sequence number, timestamps on the shared epoch."""
-    opts = output_options(rung, source, options, spool)
     opts.pop("hls_playlist_type")
     opts.update({
         "hls_list_size": SPOOL_SEGMENTS,
         # temp_file: ffmpeg renames a segment into place only when it is whole.
         "hls_flags": "independent_segments+delete_segments+temp_file",
         "hls_delete_threshold": 2,
-        "hls_segment_filename": str(spool / rung.name / "seg_%d.m4s"),
+        "hls_segment_filename": str(spool / directory / "seg_%d.m4s"),
         "hls_fmp4_init_filename": "init.mp4",
         "hls_segment_options": "movflags=+frag_discont",
         "start_number": slot,
@@ -100,19 +110,48 @@ def live_output_options(
     return opts
 
 
+def live_output_options(
+    rung: Rung, source: Source, options: EncodeOptions, spool: Path, slot: int,
+    *, shared_audio: bool = False,
+) -> dict[str, Any]:
+    """`vcdn package`'s per-rung options, made live (`_live_muxer`); the rung's own AAC
+    encoder unless the event has a `shared_audio` rendition."""
+    opts = output_options(rung, source, options, spool, shared_audio=shared_audio)
+    return _live_muxer(opts, rung.name, options, spool, slot)
+
+
+def live_audio_options(
+    rungs: tuple[Rung, ...], options: EncodeOptions, spool: Path, slot: int
+) -> dict[str, Any]:
+    """The shared audio rendition's encoder and muxer, made live like a rung's."""
+    return _live_muxer(audio_output_options(rungs, options, spool), AUDIO_DIR, options,
+                       spool, slot)
+
+
+def spool_directories(rungs: tuple[Rung, ...], source: Source) -> list[str]:
+    """The spool directories ffmpeg writes into: one per rung, and ``audio/``."""
+    return [r.name for r in rungs] + ([AUDIO_DIR] if source.audio is not None else [])
+
+
 def build_live(
     live: LiveSource, source: Source, rungs: tuple[Rung, ...], options: EncodeOptions,
     spool: Path, slot: int,
 ) -> Any:
     inp = ffmpeg.input(live.target, **live.input_kwargs())
+    shared = source.audio is not None
+    audio = None
+    if shared:
+        audio = (spool / AUDIO_DIR / "index.m3u8",
+                 live_audio_options(rungs, options, spool, slot))
     return ladder_graph(
         inp,
         source,
         rungs,
         lambda rung: (
             spool / rung.name / "index.m3u8",
-            live_output_options(rung, source, options, spool, slot),
+            live_output_options(rung, source, options, spool, slot, shared_audio=shared),
         ),
+        audio,
     )
 
 

@@ -45,6 +45,55 @@ def encode(pattern: str = "testsrc2", slot: int = SLOT) -> Media:
     return Media((d / "init.mp4").read_bytes(), segments)
 
 
+AUDIO = "audio"
+
+
+@dataclass(frozen=True)
+class AVMedia:
+    video: Media
+    audio: Media
+
+
+@functools.cache
+def encode_av(slot: int = SLOT) -> AVMedia:
+    """SECONDS one-second segments of a 160x90 pattern with a tone: the video rendition
+    and the separate audio rendition `vcdn live` publishes, numbered from `slot`."""
+    from packager.livegraph import spool_directories
+
+    graph = (f"testsrc2=size=160x90:rate=30:duration={SECONDS}[out0];"
+             f"sine=frequency=440:sample_rate=48000:duration={SECONDS}[out1]")
+    live = LiveSource(f"lavfi:{graph}", graph, (("f", "lavfi"),))
+    source = probe_live(live)
+    rungs = plan((90,), source.video.geometry)
+    spool = Path(tempfile.mkdtemp(prefix="vcdn-test-live."))
+    for name in spool_directories(rungs, source):
+        (spool / name).mkdir()
+    options = EncodeOptions(segment_seconds=1.0, preset="ultrafast")
+    argv = live_command(live, source, rungs, options, spool, slot, "ffmpeg")
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+    def read(d: Path) -> Media:
+        segments = {int(p.stem.removeprefix("seg_")): p.read_bytes() for p in d.glob("seg_*.m4s")}
+        return Media((d / "init.mp4").read_bytes(), segments)
+
+    video, audio = read(spool / RENDITION), read(spool / AUDIO)
+    # The input's last milliseconds of sound, which `vcdn live` does not publish.
+    last = max(video.segments)
+    return AVMedia(video, Media(audio.init, {m: b for m, b in audio.segments.items()
+                                             if m <= last}))
+
+
+def av_event_doc(window: float = 60.0, ended: bool = False) -> dict[str, object]:
+    """`event_doc` of an event with sound: its own audio rendition."""
+    doc = event_doc(window, ended)
+    (video,) = doc["renditions"]  # type: ignore[misc]
+    video["codecs"] += ",mp4a.40.2"  # type: ignore[index]
+    video["bandwidth"] += 96000  # type: ignore[index]
+    doc["audio"] = {"name": AUDIO, "bandwidth": 96000, "codecs": "mp4a.40.2",
+                    "sampling_rate": 48000, "channels": 2, "playlist": f"{AUDIO}/index.m3u8"}
+    return doc
+
+
 def event_doc(window: float = 60.0, ended: bool = False) -> dict[str, object]:
     return {
         "segment_seconds": 1.0,

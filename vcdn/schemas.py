@@ -165,6 +165,20 @@ class TitleManifest:
 
 
 @dataclass(frozen=True)
+class LiveAudio:
+    """A live event's audio rendition: its own CMAF track (``{name}/init.mp4``,
+    ``{name}/seg_{msn}.m4s``) on the video's segment numbers, which every video
+    rendition shares (an HLS audio group, a DASH audio adaptation set)."""
+
+    name: str
+    bandwidth: int
+    codecs: str
+    sampling_rate: int
+    channels: int
+    playlist: str
+
+
+@dataclass(frozen=True)
 class LiveEvent:
     """What a `vcdn live` pipeline PUTs as ``/v/{title}/live.json``: the event's shape,
     so the origin can build playlists from the segments it keeps. ``ended`` (sent once
@@ -176,6 +190,9 @@ class LiveEvent:
     ended: bool = False
     #: Low-latency HLS: the part target in seconds (0: segments only).
     part_seconds: float = 0.0
+    #: The separate audio rendition; None when the renditions carry their sound muxed
+    #: (low-latency events) or the event has none.
+    audio: LiveAudio | None = None
 
 
 # --- appliances ---

@@ -129,6 +129,14 @@ def video_track(tracks: dict[int, Track]) -> Track:
     raise BoxError("the init segment has no video track")
 
 
+def audio_track(tracks: dict[int, Track]) -> Track:
+    """The sound track of an audio rendition's init segment (CMAF: its only track)."""
+    for track in tracks.values():
+        if track.kind == "soun":
+            return track
+    raise BoxError("the init segment has no audio track")
+
+
 def parse_segment(data: bytes, track: Track) -> SegmentTiming:
     """Timing of `track` in a media segment; BoxError if the segment is malformed, has no
     samples of the track, or its media data is shorter than its sample table says."""

@@ -8,6 +8,10 @@ file + rename), so readers see the old playlist or the new one.
 
 The state is rebuilt from the files after a restart (each segment re-judged), so the
 origin needs no database of its own for live.
+
+An event's audio rendition (the event document's ``audio``) is kept like a video one, by
+the same rules on the same media sequence numbers; its init segment must hold a sound
+track, a video rendition's a video track.
 """
 
 from __future__ import annotations
@@ -26,13 +30,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from origin.content.fmp4 import BoxError, Track, parse_init, parse_segment, video_track
+from origin.content.fmp4 import (
+    BoxError,
+    Track,
+    audio_track,
+    parse_init,
+    parse_segment,
+    video_track,
+)
 from origin.content.livempd import MPD_NAME, live_mpd
 from origin.content.livestate import Kept, expired, judge, media_playlist
 from vcdn.checksums import sha256_file
 from vcdn.errors import ClientError, Conflict, MediaError
 from vcdn.logs import event
 from vcdn.schemas import FileEntry, LiveEvent, TitleManifest, decode, encode
+
+
+def rendition_names(doc: LiveEvent) -> list[str]:
+    """Every rendition directory of an event: the video renditions, then the audio."""
+    return [r.name for r in doc.renditions] + ([doc.audio.name] if doc.audio else [])
+
+
+def _track(rend: Rendition, init: bytes) -> Track:
+    tracks = parse_init(init)
+    return audio_track(tracks) if rend.audio else video_track(tracks)
 
 log = logging.getLogger("vcdn.origin")
 EVENT_NAME: Final = "live.json"
@@ -60,6 +81,7 @@ class NotReady(Conflict):
 class Rendition:
     name: str
     track: Track | None = None
+    audio: bool = False  # the event's audio rendition: its track is the sound
     kept: dict[int, Kept] = field(default_factory=dict)
     kept_at: float = 0.0  # wall-clock time the newest segment was kept
 
@@ -230,11 +252,12 @@ class LiveTitles:
             return None
         doc = decode(LiveEvent, json.loads(path.read_bytes()), EVENT_NAME)
         state = LiveTitle(title, directory, doc, {})
-        for r in doc.renditions:
-            rend = state.renditions[r.name] = Rendition(r.name)
-            rdir = directory / r.name
+        for name in rendition_names(doc):
+            audio = doc.audio is not None and name == doc.audio.name
+            rend = state.renditions[name] = Rendition(name, audio=audio)
+            rdir = directory / name
             with contextlib.suppress(OSError, BoxError):
-                rend.track = video_track(parse_init((rdir / "init.mp4").read_bytes()))
+                rend.track = _track(rend, (rdir / "init.mp4").read_bytes())
             if rend.track is None:
                 continue
             names = sorted(
@@ -270,10 +293,13 @@ class LiveTitles:
                 raise Conflict(f"Title '{title}' is a packaged VOD title, not a live event.")
             if not 0 < doc.segment_seconds <= 60 or doc.window < 2 * doc.segment_seconds:
                 raise ClientError("segment_seconds must be in 0..60 and window hold two segments")
-            if not doc.renditions or any(not RENDITION_RE.match(r.name) for r in doc.renditions):
+            names = rendition_names(doc)
+            if not doc.renditions or any(not RENDITION_RE.match(n) for n in names):
                 raise ClientError("renditions must be named with 1-32 of A-Z a-z 0-9 _ -")
-            for r in doc.renditions:
-                (directory / r.name).mkdir(parents=True, exist_ok=True)
+            if len(set(names)) != len(names):
+                raise ClientError("every rendition, the audio too, needs its own name")
+            for name in names:
+                (directory / name).mkdir(parents=True, exist_ok=True)
             _write_atomic(directory / EVENT_NAME, json.dumps(encode(doc)).encode())
             self._titles.pop(title, None)
             self._live_cache.pop(title, None)
@@ -281,12 +307,13 @@ class LiveTitles:
             return 201
         tmp.unlink(missing_ok=True)
         old = state.event
-        if (doc.segment_seconds, [r.name for r in doc.renditions]) != (
-            old.segment_seconds, [r.name for r in old.renditions]
+        if (doc.segment_seconds, rendition_names(doc)) != (
+            old.segment_seconds, rendition_names(old)
         ):
             raise Conflict(f"Title '{title}' is already live with other segments or renditions.")
         if doc.ended and not old.ended:
-            state.event = LiveEvent(old.segment_seconds, old.window, old.renditions, True)
+            state.event = LiveEvent(old.segment_seconds, old.window, old.renditions, True,
+                                    audio=old.audio)
             self._finish(state)
             for hook in self.on_kept:
                 for r in state.renditions:
@@ -301,7 +328,7 @@ class LiveTitles:
         if name == "init.mp4":
             rend = self._rendition(state, rendition)
             try:
-                track = video_track(parse_init(tmp.read_bytes()))
+                track = _track(rend, tmp.read_bytes())
             except BoxError as exc:
                 tmp.unlink(missing_ok=True)
                 raise MediaError(f"{inner} is not a usable init segment: {exc}.") from None
@@ -309,7 +336,7 @@ class LiveTitles:
             if kept:
                 rend.track = track
             elif rend.track is None:
-                rend.track = video_track(parse_init(dest.read_bytes()))
+                rend.track = _track(rend, dest.read_bytes())
             return 201 if kept else 200
         return 201 if _link_first(tmp, dest) else 200
 
@@ -376,7 +403,7 @@ class LiveTitles:
         ev = state.event
         kept = {name: r.kept for name, r in state.renditions.items()}
         text = live_mpd(ev.renditions, kept, ev.segment_seconds, ev.window, ended=ev.ended,
-                        now=time.time())
+                        now=time.time(), audio=ev.audio)
         _write_atomic(state.directory / MPD_NAME, text.encode())
 
     def _finish(self, state: LiveTitle) -> None:

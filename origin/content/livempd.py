@@ -14,6 +14,12 @@ epoch (`packager.livegraph`), so ``availabilityStartTime`` is the epoch itself a
 no gap marker and ``$Number$`` counts timeline entries, so a hole (no pipeline delivered a
 number) ends what the dynamic MPD offers: it lists the run of segments after the newest
 hole.
+
+An event with a separate audio rendition (the event's ``audio``) gets a second
+adaptation set for it, addressed the same way; the video Representations then state the
+video's own codec and bandwidth (a rendition's HLS figures include the audio it is played
+with). An event whose renditions carry their sound muxed (low-latency events) has
+multiplexed Representations, which the schema allows but DASH players do not play.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from fractions import Fraction
 from typing import Final
 
 from origin.content.livestate import Kept, in_window
-from vcdn.schemas import Rendition
+from vcdn.schemas import LiveAudio, Rendition
 
 MPD_NAME: Final = "manifest.mpd"
 MPD_NS: Final = "urn:mpeg:dash:schema:mpd:2011"
@@ -33,6 +39,7 @@ PROFILE_LIVE: Final = "urn:mpeg:dash:profile:isoff-live:2011"
 TIMESCALE: Final = 1000  # milliseconds: kept segment times are measured to the ms
 EPOCH: Final = "1970-01-01T00:00:00Z"
 UTC_DIRECT: Final = "urn:mpeg:dash:utc:direct:2014"
+CHANNEL_SCHEME: Final = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 #: Played this many segments behind the live edge, unless the player knows better.
 DELAY_SEGMENTS: Final = 3
 
@@ -88,6 +95,29 @@ def _timeline(parent: ET.Element, kept: Mapping[int, Kept], msns: Sequence[int])
         ET.SubElement(tl, "S", attrs)
 
 
+def video_codecs(rendition: Rendition, audio: LiveAudio | None) -> str:
+    """A video rendition's own codecs: its HLS CODECS less those of the separate audio."""
+    if audio is None:
+        return rendition.codecs
+    theirs = {c.strip() for c in audio.codecs.split(",")}
+    return ",".join(c for c in rendition.codecs.split(",") if c.strip() not in theirs)
+
+
+def _template(
+    rep: ET.Element, name: str, kept: Mapping[int, Kept], msns: Sequence[int], first: float
+) -> None:
+    tmpl = ET.SubElement(rep, "SegmentTemplate", {
+        "timescale": str(TIMESCALE),
+        # A static MPD's presentation starts at its first segment.
+        "presentationTimeOffset": str(round(first * TIMESCALE)),
+        "initialization": f"{name}/init.mp4",
+        "media": f"{name}/seg_$Number$.m4s",
+        "startNumber": str(msns[0] if msns else 0),
+    })
+    if msns:
+        _timeline(tmpl, kept, msns)
+
+
 def live_mpd(
     renditions: Sequence[Rendition],
     kept: Mapping[str, Mapping[int, Kept]],
@@ -96,12 +126,13 @@ def live_mpd(
     *,
     ended: bool,
     now: float,
+    audio: LiveAudio | None = None,
 ) -> str:
     """The event's MPD: dynamic while it runs, static once `ended`. `kept` maps each
-    rendition's name to its kept segments."""
-    lists = {r.name: offered(kept.get(r.name, {}), None if ended else window)
-             for r in renditions}
-    longest = max((kept[r.name][m].duration for r in renditions for m in lists[r.name]),
+    rendition's name (the audio's too) to its kept segments."""
+    names = [r.name for r in renditions] + ([audio.name] if audio is not None else [])
+    lists = {n: offered(kept.get(n, {}), None if ended else window) for n in names}
+    longest = max((kept[n][m].duration for n in names for m in lists[n]),
                   default=segment_seconds)
     attrs = {
         "xmlns": MPD_NS,
@@ -110,10 +141,8 @@ def live_mpd(
         "maxSegmentDuration": iso_duration(longest),
     }
     if ended:
-        first = min((kept[r.name][lists[r.name][0]].start for r in renditions if lists[r.name]),
-                    default=0.0)
-        last = max((kept[r.name][lists[r.name][-1]].end for r in renditions if lists[r.name]),
-                   default=0.0)
+        first = min((kept[n][lists[n][0]].start for n in names if lists[n]), default=0.0)
+        last = max((kept[n][lists[n][-1]].end for n in names if lists[n]), default=0.0)
         attrs |= {"type": "static", "mediaPresentationDuration": iso_duration(last - first)}
     else:
         first = 0.0
@@ -133,8 +162,9 @@ def live_mpd(
         "maxWidth": str(max(r.width for r in renditions)),
         "maxHeight": str(max(r.height for r in renditions)),
     }
-    if any("," in r.codecs for r in renditions):
-        # Live renditions carry their sound in the same file (multiplexed
+    codecs = {r.name: video_codecs(r, audio) for r in renditions}
+    if any("," in c for c in codecs.values()):
+        # Renditions that carry their sound in the same file (multiplexed
         # Representations, §5.3.3): not one content type.
         del aset_attrs["contentType"]
     aset = ET.SubElement(period, "AdaptationSet", aset_attrs)
@@ -144,21 +174,25 @@ def live_mpd(
         # a segment and a cache lifetime old, which only makes a player start later.
         ET.SubElement(root, "UTCTiming", {"schemeIdUri": UTC_DIRECT, "value": iso_time(now)})
     for r in renditions:
+        bandwidth = r.bandwidth - (audio.bandwidth if audio is not None else 0)
         rep = ET.SubElement(aset, "Representation", {
-            "id": r.name, "bandwidth": str(r.bandwidth), "codecs": r.codecs,
+            "id": r.name, "bandwidth": str(max(1, bandwidth)), "codecs": codecs[r.name],
             "width": str(r.width), "height": str(r.height),
             "frameRate": frame_rate(r.frame_rate), "sar": "1:1",
         })
-        msns = lists[r.name]
-        tmpl = ET.SubElement(rep, "SegmentTemplate", {
-            "timescale": str(TIMESCALE),
-            # A static MPD's presentation starts at its first segment.
-            "presentationTimeOffset": str(round(first * TIMESCALE)),
-            "initialization": f"{r.name}/init.mp4",
-            "media": f"{r.name}/seg_$Number$.m4s",
-            "startNumber": str(msns[0] if msns else 0),
+        _template(rep, r.name, kept.get(r.name, {}), lists[r.name], first)
+    if audio is not None:
+        audio_set = ET.SubElement(period, "AdaptationSet", {
+            "id": "1", "contentType": "audio", "mimeType": "audio/mp4",
+            "segmentAlignment": "true", "startWithSAP": "1", "lang": "und",
         })
-        if msns:
-            _timeline(tmpl, kept[r.name], msns)
+        rep = ET.SubElement(audio_set, "Representation", {
+            "id": audio.name, "bandwidth": str(audio.bandwidth), "codecs": audio.codecs,
+            "audioSamplingRate": str(audio.sampling_rate),
+        })
+        ET.SubElement(rep, "AudioChannelConfiguration", {
+            "schemeIdUri": CHANNEL_SCHEME, "value": str(audio.channels),
+        })
+        _template(rep, audio.name, kept.get(audio.name, {}), lists[audio.name], first)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

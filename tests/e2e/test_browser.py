@@ -322,8 +322,9 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     date time at the playing position) is measured; SIGKILL of one of two redundant
     pipelines during 20 s of playback causes no stall. Then the playing appliance is
     SIGKILLed (the player fails over along steering's list within a bound) and the origin
-    blinks (stale-if-error carries the player through). Last, dash.js plays another live
-    event from its dynamic MPD. Live titles are pulled through, so this cluster fills
+    blinks (stale-if-error carries the player through). Last, dash.js and Shaka Player
+    play the same event from its dynamic MPD (the same segments, audio its own adaptation
+    set) and ffprobe reads it. Live titles are pulled through, so this cluster fills
     nothing."""
     cluster = await cluster_factory(fill=False, heartbeat_interval=0.5)
     # Two redundant pipelines on the same source; one is killed during playback below.
@@ -365,6 +366,8 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     assert "behind live" in await page.inner_text("#latency")
     hosts = segment_hosts(page)
     assert hosts and hosts <= appliance_hosts(cluster), hosts
+    # The sound is the master playlist's audio group, its own rendition.
+    assert any("/live/audio/seg_" in u for u in page.requests), "hls.js fetched no audio"
     latency = statistics.median(state["latencies"])
     (artifacts() / "live-latency.json").write_text(json.dumps(
         {"segment_seconds": 2.0, "p50_s": latency, "samples": state["latencies"]}
@@ -373,13 +376,12 @@ async def test_a_live_event_plays_through_appliances_seconds_behind_live(
     assert 0 < latency <= LIVE_LATENCY_BOUND_S, state["latencies"]
     await page.screenshot(path=str(artifacts() / "player-live.png"))
 
-    # A video-only event for dash.js (below), on the air while the rest goes on.
-    await cluster.start_live("live-dash", segment_seconds=2.0, ladder="240,144",
-                             source="lavfi:testsrc2=size=426x240:rate=30", preset="ultrafast")
     await _appliance_dies(cluster, page)
     await _origin_blinks(cluster, page)
     await page.close()
-    await _dashjs_plays_live(cluster, browser, "live-dash")
+    await _ffprobe_reads_live_mpd(cluster, "live")
+    for player in ("dash", "shaka"):
+        await _dash_plays_live(cluster, browser, "live", player)
 
 
 async def _appliance_dies(cluster: Cluster, page: Any) -> None:
@@ -625,33 +627,62 @@ async def test_cenc_title_plays_with_clearkey_through_eme_and_not_without_a_lice
     await page.close()
 
 
-async def _dashjs_plays_live(cluster: Cluster, browser: Any, title: str) -> None:
-    """The origin's dynamic manifest.mpd (same segments as HLS) in dash.js through an
-    appliance: it plays live, its position is wall-clock time (the epoch timeline), and it
-    keeps within the MPD's suggested delay plus a few seconds. Video only: dash.js does
-    not play a rendition that carries its sound in the same file."""
-    if not (ROOT / "node_modules" / "dashjs" / "dist").exists():
-        need("dashjs", "`make install` runs `npm ci`, which installs it into node_modules/")
+async def _ffprobe_reads_live_mpd(cluster: Cluster, title: str) -> None:
+    """ffprobe (ffmpeg's DASH demuxer) reads the dynamic MPD through an appliance: one
+    video stream per rendition and the audio."""
     async with aiohttp.ClientSession() as session:
-        await wait_live(session, cluster, title, within=90)
-    page = await open_player(browser, cluster, title=title, protocol="dash")
+        await wait_live(session, cluster, title, within=30)
+    data = await steered(cluster, title)
+    mpd = data["dash"][0]
+    assert mpd.endswith("/manifest.mpd") and urlsplit(mpd).netloc in appliance_hosts(cluster)
+    probe = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name",
+        "-of", "json", mpd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(probe.communicate(), 60)
+    assert probe.returncode == 0, err
+    kinds = sorted((s["codec_type"], s["codec_name"]) for s in json.loads(out)["streams"])
+    assert kinds == [("audio", "aac"), ("video", "h264"), ("video", "h264")], kinds
+
+
+async def _dash_plays_live(cluster: Cluster, browser: Any, title: str, player: str) -> None:
+    """The origin's dynamic manifest.mpd (same segments as HLS) in dash.js or Shaka Player
+    through an appliance: it plays live with its sound (the audio adaptation set), with
+    no error, its position is wall-clock time (the epoch timeline) and moves on, and it
+    keeps within the MPD's suggested delay plus a few seconds."""
+    package = {"dash": "dashjs", "shaka": "shaka-player"}[player]
+    if not (ROOT / "node_modules" / package / "dist").exists():
+        need(package, "`make install` runs `npm ci`, which installs it into node_modules/")
+    page = await open_player(browser, cluster, title=title, protocol=player)
+    video = "document.getElementById('video')"
     try:
         await page.wait_for_function(
-            "window.vcdnPlayer.fragments.length >= 8 || window.vcdnPlayer.fatal.length > 0",
+            f"(window.vcdnPlayer.fragments.length >= 8 && {video}.currentTime > 0)"
+            " || window.vcdnPlayer.fatal.length > 0",
             timeout=60_000,
         )
+        first = await page.evaluate(f"{video}.currentTime")
+        await page.wait_for_function(
+            f"{video}.currentTime >= {first + 4} || window.vcdnPlayer.fatal.length > 0",
+            timeout=30_000,
+        )
     except Exception as exc:
-        raise AssertionError(f"dash.js live: {exc}\n{await page.inner_text('#log')}\n"
+        raise AssertionError(f"{player} live: {exc}\n{await page.inner_text('#log')}\n"
                              f"{page.console[-10:]}") from None
     state = await page.evaluate("window.vcdnPlayer")
-    assert state["fatal"] == [] and state["failovers"] == 0, await page.inner_text("#log")
-    behind = await page.evaluate(
-        "Date.now() / 1000 - document.getElementById('video').currentTime")
-    print(f"dash.js live: {behind:.1f} s behind the wall clock")
+    log = await page.inner_text("#log")
+    assert state["fatal"] == [] and state["failovers"] == 0, log
+    assert "error" not in log.lower(), log
+    assert await page.evaluate(f"!{video}.paused && {video}.currentTime > {first}")
+    behind = await page.evaluate(f"Date.now() / 1000 - {video}.currentTime")
+    print(f"{player} live: {behind:.1f} s behind the wall clock")
     assert 0 < behind <= 3 * 2.0 + 6, behind  # suggestedPresentationDelay, plus slack
-    assert sum(state["stallSeconds"]) < 1.0, await page.inner_text("#log")
+    assert sum(state["stallSeconds"]) < 1.0, log
     mpds = [u for u in page.requests if u.endswith(f"/{title}/manifest.mpd")]
     assert len(mpds) >= 2 and all("/s/" in u for u in mpds)  # reloaded: a dynamic MPD
+    assert any(f"/{title}/audio/seg_" in u for u in state["fragments"]), state["fragments"]
+    assert any(f"/{title}/240p/seg_" in u or f"/{title}/144p/seg_" in u
+               for u in state["fragments"])
     hosts = segment_hosts(page)
     assert hosts and hosts <= appliance_hosts(cluster), hosts
     await page.close()

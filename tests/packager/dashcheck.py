@@ -36,3 +36,26 @@ def schema_errors(text: str) -> list[str]:
     if s.validate(doc):
         return []
     return [f"line {e.line}: {e.message}" for e in s.error_log]
+
+
+def mpd_files(path: Path) -> set[str]:
+    """Every file the MPD at `path` refers to, from mpegdash's parse (not our writer's
+    structures): ``$Number$`` and ``$Number%05d$`` templates, or a BaseURL."""
+    import re
+
+    from mpegdash.parser import MPEGDASHParser
+
+    doc = MPEGDASHParser.parse(str(path))
+    urls: set[str] = set()
+    for aset in doc.periods[0].adaptation_sets:
+        for rep in aset.representations:
+            if not rep.segment_templates:
+                urls.add(rep.base_urls[0].base_url_value)
+                continue
+            t = rep.segment_templates[0]
+            urls.add(t.initialization)
+            count = sum((s.r or 0) + 1 for s in t.segment_timelines[0].Ss)
+            for n in range(t.start_number, t.start_number + count):
+                urls.add(re.sub(r"\$Number(?:%0(\d)d)?\$",
+                                lambda m, n=n: f"{n:0{m.group(1) or 1}d}", t.media))
+    return urls

@@ -23,7 +23,7 @@ from packager.dash import (
 )
 from packager.playlists import parse_media
 from tests.packager.conftest import LADDER, Packaged, ffprobe
-from tests.packager.dashcheck import schema_errors
+from tests.packager.dashcheck import mpd_files, schema_errors
 
 FMP4 = """#EXTM3U
 #EXT-X-VERSION:7
@@ -136,20 +136,7 @@ def packaged(request: pytest.FixtureRequest, package_once) -> Packaged:
 
 def mpd_urls(p: Packaged) -> set[str]:
     """Every file the MPD refers to, from mpegdash's parse (not our writer's structures)."""
-    doc = MPEGDASHParser.parse(str(p.dir / "manifest.mpd"))
-    urls: set[str] = set()
-    for aset in doc.periods[0].adaptation_sets:
-        for rep in aset.representations:
-            if rep.segment_templates:
-                t = rep.segment_templates[0]
-                urls.add(t.initialization)
-                runs = t.segment_timelines[0].Ss
-                count = sum((s.r or 0) + 1 for s in runs)
-                for n in range(t.start_number, t.start_number + count):
-                    urls.add(t.media.replace("$Number%05d$", f"{n:05d}"))
-            else:
-                urls.add(rep.base_urls[0].base_url_value)
-    return urls
+    return mpd_files(p.dir / "manifest.mpd")
 
 
 @pytest.mark.slow

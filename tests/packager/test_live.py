@@ -5,6 +5,7 @@ which one is killed with SIGKILL while ffmpeg reads the live stream."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -97,6 +98,47 @@ def test_an_event_that_ends_becomes_a_vod_title_ffmpeg_plays(origin) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert play.returncode == 0 and not play.stderr.strip(), play.stderr
+    check_vod_title(root / "ev", numbers)
+
+
+def check_vod_title(d: Path, numbers: list[int]) -> None:
+    """The VOD title an event with sound became, checked as `vcdn package`'s are: the
+    sound is its own rendition (the master's audio group, on the video's numbers), the
+    static MPD is schema-valid and names exactly the HLS files, ffprobe reads it, and
+    manifest.json lists every file with its size and sha256."""
+    import m3u8
+
+    from tests.packager.dashcheck import mpd_files, schema_errors
+
+    master = m3u8.load(str(d / "master.m3u8"))
+    (audio,) = [m for m in master.media if m.type == "AUDIO"]
+    assert audio.uri == "audio/index.m3u8" and audio.default == "YES"
+    for variant in master.playlists:
+        assert variant.stream_info.audio == audio.group_id
+        assert variant.stream_info.codecs.endswith(",mp4a.40.2")
+    hls: set[str] = set()
+    for uri in [v.uri for v in master.playlists] + [audio.uri]:
+        pl = m3u8.load(str(d / uri))
+        assert pl.is_endlist and [int(s.uri[4:-4]) for s in pl.segments] == numbers
+        base = Path(uri).parent
+        hls |= {(base / pl.segments[0].init_section.uri).as_posix()}
+        hls |= {(base / s.uri).as_posix() for s in pl.segments}
+    text = (d / "manifest.mpd").read_text()
+    assert schema_errors(text) == [] and 'type="static"' in text
+    assert mpd_files(d / "manifest.mpd") == hls
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(d / "manifest.mpd")],
+        capture_output=True, text=True, timeout=60,
+    )
+    kinds = sorted(st["codec_type"] for st in json.loads(probe.stdout)["streams"])
+    assert kinds == ["audio", "video", "video"], probe.stderr
+    manifest = json.loads((d / "manifest.json").read_text())
+    on_disk = sorted(p.relative_to(d).as_posix() for p in d.rglob("*")
+                     if p.is_file() and p.name not in ("manifest.json", "live.json"))
+    assert sorted(f["path"] for f in manifest["files"]) == on_disk
+    for f in manifest["files"]:
+        data = (d / f["path"]).read_bytes()
+        assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_killing_either_pipeline_loses_no_segment(origin) -> None:
@@ -126,6 +168,11 @@ def test_killing_either_pipeline_loses_no_segment(origin) -> None:
         numbers = msns(get(playlist_url))
         assert numbers == list(range(numbers[0], numbers[-1] + 1)), numbers
         assert "#EXT-X-GAP" not in get(playlist_url)
+        # The audio rendition too, by the same rules.
+        sound = get(f"{url}/v/ev2/audio/index.m3u8")
+        heard = msns(sound)
+        assert heard == list(range(heard[0], heard[-1] + 1)) and "#EXT-X-GAP" not in sound
+        assert abs(heard[-1] - numbers[-1]) <= 1
         assert survivor.poll() is None
         _, read_err = reader.communicate(timeout=40)
         assert reader.returncode == 0 and not read_err.strip(), read_err

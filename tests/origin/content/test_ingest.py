@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from origin.content.app import SETTINGS_KEY, make_app
 from origin.content.settings import OriginSettings
-from tests.live_media import RENDITION, SLOT, encode, event_doc
+from tests.live_media import AUDIO, RENDITION, SLOT, av_event_doc, encode, encode_av, event_doc
 from vcdn.httpserve.media import IMMUTABLE, VOD_PLAYLIST
 
 TOKEN = "ingest-secret"
@@ -311,3 +311,69 @@ async def test_a_dynamic_mpd_offers_the_kept_segments_and_turns_static_at_the_en
     async with client.get(f"/v/{TITLE}/manifest.json") as r:
         files = {f["path"] for f in (await r.json(content_type=None))["files"]}
     assert "manifest.mpd" in files
+
+
+async def test_an_event_with_sound_keeps_its_audio_rendition_and_the_mpd_an_audio_set(
+    aiohttp_client, tmp_path: Path
+) -> None:
+    """The audio rendition is kept by the video's rules on the same numbers (an init
+    without sound refused, segments before the init 409, first copy wins), has its own
+    playlist, is the MPD's audio adaptation set (schema-valid, video Representations with
+    their own codec and bandwidth), survives a restart and is in the VOD title."""
+    from mpegdash.parser import MPEGDASHParser
+
+    from tests.packager.dashcheck import schema_errors
+
+    client = await aiohttp_client(make_app(settings(tmp_path)))
+    media = encode_av()
+    assert await put(client, "live.json", json.dumps(av_event_doc()).encode()) == 201
+    assert await put(client, f"{RENDITION}/init.mp4", media.video.init) == 201
+    assert await put(client, f"{AUDIO}/seg_{SLOT}.m4s", media.audio.segments[SLOT]) == 409
+    assert await put(client, f"{AUDIO}/init.mp4", media.video.init) == 422  # no sound
+    assert await put(client, f"{AUDIO}/init.mp4", media.audio.init) == 201
+    # The video and audio renditions are cut on the same numbers.
+    assert sorted(media.audio.segments) == sorted(media.video.segments)
+    first = sorted(media.video.segments)[:3]
+    for msn in first:
+        assert await put(client, f"{RENDITION}/seg_{msn}.m4s", media.video.segments[msn]) == 201
+        assert await put(client, f"{AUDIO}/seg_{msn}.m4s", media.audio.segments[msn]) == 201
+    assert await put(client, f"{AUDIO}/seg_{SLOT}.m4s", media.audio.segments[SLOT]) == 200
+    async with client.get(f"/v/{TITLE}/{AUDIO}/index.m3u8") as r:
+        assert r.status == 200 and msns(await r.text()) == first
+
+    async def mpd(c: TestClient) -> object:
+        async with c.get(f"/v/{TITLE}/manifest.mpd") as r:
+            text = await r.text()
+        assert schema_errors(text) == [], schema_errors(text)
+        (tmp_path / "m.mpd").write_text(text)
+        return MPEGDASHParser.parse(str(tmp_path / "m.mpd"))
+
+    doc = await mpd(client)
+    assert doc.type == "dynamic"
+    video, audio = doc.periods[0].adaptation_sets
+    assert (video.content_type, audio.content_type) == ("video", "audio")
+    (vrep,) = video.representations
+    (arep,) = audio.representations
+    assert vrep.codecs == "avc1.42c00b" and vrep.bandwidth == 200000
+    assert arep.codecs == "mp4a.40.2" and arep.audio_sampling_rate == "48000"
+    tmpl = arep.segment_templates[0]
+    assert tmpl.start_number == SLOT and tmpl.media == f"{AUDIO}/seg_$Number$.m4s"
+    assert tmpl.initialization == f"{AUDIO}/init.mp4"
+    assert sum(1 + (s.r or 0) for s in tmpl.segment_timelines[0].Ss) == 3
+    assert abs(tmpl.segment_timelines[0].Ss[0].t - SLOT * 1000) < 50  # within an AAC frame
+
+    again = await aiohttp_client(make_app(settings(tmp_path)))  # a restart: from disk
+    for msn in sorted(media.video.segments)[3:]:
+        assert await put(again, f"{RENDITION}/seg_{msn}.m4s", media.video.segments[msn]) == 201
+        assert await put(again, f"{AUDIO}/seg_{msn}.m4s", media.audio.segments[msn]) == 201
+    ended = json.dumps(av_event_doc(ended=True)).encode()
+    async with again.put(f"/v/{TITLE}/live.json", data=ended, headers=AUTH) as r:
+        assert r.status == 200
+    doc = await mpd(again)
+    assert doc.type == "static" and len(doc.periods[0].adaptation_sets) == 2
+    async with again.get(f"/v/{TITLE}/{AUDIO}/index.m3u8") as r:
+        text = await r.text()
+    assert text.rstrip().endswith("#EXT-X-ENDLIST") and msns(text) == sorted(media.audio.segments)
+    async with again.get(f"/v/{TITLE}/manifest.json") as r:
+        files = {f["path"] for f in (await r.json(content_type=None))["files"]}
+    assert {f"{AUDIO}/init.mp4", f"{AUDIO}/seg_{SLOT}.m4s", "manifest.mpd"} <= files
