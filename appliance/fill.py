@@ -36,7 +36,7 @@ from appliance.pacing import TokenBucket
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from edge.store import object_key
-from vcdn import tokens
+from vcdn import peering, tokens
 from vcdn.checksums import sha256_file
 from vcdn.errors import DiskFull, IntegrityError, StoreError, UpstreamError
 from vcdn.httpserve.media import cache_control, media_type
@@ -46,8 +46,6 @@ from vcdn.schemas import Check, FileEntry, FillManifest
 log = logging.getLogger("vcdn.appliance.fill")
 # RFC 9111 §5.2.1.7: a peer answers from its cache or 504; it never fetches upstream for
 # us, so a peer is never an open proxy and a miss costs one round trip.
-PEER_HEADERS: Final = {"Cache-Control": "only-if-cached"}
-PEER_TOKEN_TTL: Final = 300
 PINS_FILE: Final = "pinned-titles.json"
 Runner = Callable[..., Awaitable[Any]]
 
@@ -94,13 +92,7 @@ class Filler:
 
     def _token(self, title: str) -> str | None:
         """A short-lived signed token for a peer request (the key shared by the site)."""
-        signer = self._keys.signer(self.clock()) if self._keys else None
-        if signer is None:
-            return None
-        return tokens.sign(
-            title, key_id=signer.key_id, key=signer.secret,
-            expires=int(self.clock()) + PEER_TOKEN_TTL,
-        )
+        return peering.token(self._keys, title, self.clock())
 
     # --- pins ---------------------------------------------------------------------------
 
@@ -264,7 +256,7 @@ class Filler:
             try:
                 n = await fetch_verified(
                     self.session, url, dest, entry, bucket=self.bucket,
-                    headers=PEER_HEADERS if peer else None,
+                    headers=peering.HEADERS if peer else None,
                     read_timeout=self.settings.upstream_timeout, on_bytes=self._received,
                 )
             except IntegrityError as exc:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
+from vcdn import peering
 from vcdn.schemas import FileEntry, FillManifest, FillTitle
 from vcdn.titles import is_valid_title
 
@@ -31,8 +32,8 @@ class Source:
         """The origin's ``/v/...``; a peer's signed ``/s/{token}/...`` (its edge checks the
         token, so an unknown caller gets 403) or, without keys (labs), ``/v/...``."""
         if self.kind == "peer" and token:
-            return f"{self.base}/s/{token}/{title}/{quote(path)}"
-        return f"{self.base}/v/{title}/{quote(path)}"
+            return self.base + peering.peer_target(token, title, path)
+        return self.base + peering.origin_target(title, path)
 
 
 @dataclass(frozen=True, slots=True)

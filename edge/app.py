@@ -32,7 +32,7 @@ from yarl import URL
 from edge import cachestatus, forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
-from edge.keys import origin_target, peer_target, proxy_target, video_path
+from edge.keys import proxy_target, video_path
 from edge.llhls import (
     BadDirective,
     blocking_key,
@@ -48,7 +48,7 @@ from edge.settings import EdgeSettings
 from edge.stats import EdgeStats
 from edge.store import CacheStore, Entry, object_key
 from edge.upstream import IDEMPOTENT, HttpUpstream, Tuning, Upstream, UpstreamChain
-from vcdn import tokens
+from vcdn import peering, tokens
 from vcdn.errors import BadToken, ClientError, UpstreamError, UpstreamTimeout, VcdnError
 from vcdn.httplimits import read_limited
 from vcdn.httpserve import media
@@ -63,8 +63,6 @@ log = logging.getLogger("vcdn.edge")
 T = TypeVar("T")
 
 APPLIANCE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-#: A peer's token only has to outlive one fill request.
-PEER_TOKEN_TTL: Final = 300
 FLUSH_EVERY: Final = 5.0
 #: Proxy mode: request bodies up to this size are buffered before forwarding.
 SMALL_BODY: Final = 64 * 1024
@@ -177,16 +175,11 @@ class Edge:
     # --- targets -----------------------------------------------------------------------
 
     def video_target(self, title: str, path: str) -> Callable[[Upstream], str]:
-        origin_path = origin_target(title, path)
+        origin_path = peering.origin_target(title, path)
 
         def target(up: Upstream) -> str:
-            signer = self.keys.signer(time.time()) if up.kind == "peer" else None
-            if signer is not None:
-                token = tokens.sign(
-                    title, key_id=signer.key_id, key=signer.secret,
-                    expires=int(time.time()) + PEER_TOKEN_TTL,
-                )
-                return peer_target(token, title, path)
+            if up.kind == "peer":
+                return peering.target(self.keys, title, path, time.time())
             return origin_path
 
         return target

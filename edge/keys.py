@@ -9,7 +9,7 @@ exact request target sent upstream:
   and checked once (`vcdn.httpserve.paths.safe_relpath`); a decoded ``?`` or ``#`` is
   refused, since no packager writes such names and upstream they would start a query or
   a fragment. The key is ``title/path`` and the target is that path re-encoded one
-  canonical way (`origin_target`), so ``%62ig.mp4`` and ``big.mp4`` are one object and
+  canonical way (`vcdn.peering.origin_target`), so ``%62ig.mp4`` and ``big.mp4`` are one object and
   one fetch. The query of a video URL is never part of the key nor sent upstream.
 * Proxy mode: the target is the request target exactly as received (the HTTP client is
   told not to re-encode it); the key is that target, with the query dropped from both
@@ -18,16 +18,12 @@ exact request target sent upstream:
 
 from __future__ import annotations
 
-from typing import Final, Literal
-from urllib.parse import quote
+from typing import Literal
 
 from vcdn.errors import ClientError
 from vcdn.httpserve.paths import safe_relpath
 
 QueryPolicy = Literal["keep", "ignore"]
-#: Path bytes left as they are when re-encoding (RFC 3986 pchar minus '%'): everything
-#: else is percent-encoded, so the canonical target is a function of the decoded path.
-_SAFE: Final = "/!$&'()*+,;=:@"
 
 
 def video_path(rest: str) -> str:
@@ -39,15 +35,6 @@ def video_path(rest: str) -> str:
             "request sent upstream; video file names never contain them."
         )
     return path
-
-
-def origin_target(title: str, path: str) -> str:
-    """The one request target of ``/v/{title}/{path}`` (canonical percent-encoding)."""
-    return f"/v/{title}/{quote(path, safe=_SAFE)}"
-
-
-def peer_target(token: str, title: str, path: str) -> str:
-    return f"/s/{token}/{title}/{quote(path, safe=_SAFE)}"
 
 
 def proxy_target(raw: str, policy: QueryPolicy) -> str:

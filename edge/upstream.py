@@ -30,7 +30,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from vcdn import backoff
+from vcdn import backoff, peering
 from vcdn.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from vcdn.logs import event
 
@@ -335,7 +335,7 @@ class UpstreamChain:
         is returned whatever its status (the client should see a 404), and the last error
         is raised when no origin answers."""
         if use_peers and method in ("GET", "HEAD"):
-            peer_headers = {**headers, "Cache-Control": "only-if-cached"}
+            peer_headers = {**headers, **peering.HEADERS}
             for peer in self.peers:
                 try:
                     resp = await peer.fetch(method, target(peer), peer_headers)

@@ -21,7 +21,7 @@ from steering.sync import ControlClient
 from vcdn.errors import ClientError, UpstreamError
 from vcdn.httpserve.cors import ALLOW_ORIGIN, preflight_headers
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
-from vcdn.tokens import sign
+from vcdn.tokens import parse
 
 STEERING_KEY: Final = web.AppKey("steering", Steering)
 CONTROL_KEY: Final = web.AppKey("control", ControlClient)
@@ -82,12 +82,11 @@ async def playback(request: web.Request) -> web.Response:
         return _error(code, exc.message)
     decision = steering.decide(Client.of(ip), title)
     now = steering.clock()
-    signer = steering.keys.signer(now)
-    if signer is None:
-        return _error(503, "No signing key is valid now; check the keys' not_before/not_after.")
     # A token never outlives its key (the key's not_after ends the rotation grace).
-    expires = int(min(now + s.token_ttl, signer.not_after))
-    token = sign(title, key_id=signer.key_id, key=signer.secret, expires=expires)
+    token = steering.keys.sign_current(title, now, s.token_ttl)
+    if token is None:
+        return _error(503, "No signing key is valid now; check the keys' not_before/not_after.")
+    expires = parse(token).expires
     # The same bases serve both manifests: `urls` (HLS, as before) and `dash`, in the
     # same order, so a player picks the first of whichever protocol it speaks.
     bases = []

@@ -89,6 +89,16 @@ class KeyRing(Mapping[str, bytes]):
                 return k
         return None
 
+    def sign_current(self, title: str, now: float, ttl: float) -> str | None:
+        """A token for `title` signed with the key in service at `now` (`signer`), valid for
+        `ttl` seconds but never past that key's not_after (the end of its rotation grace,
+        after which no verifier accepts it); None when no key is in service."""
+        signer = self.signer(now)
+        if signer is None:
+            return None
+        expires = int(min(now + ttl, signer.not_after))
+        return sign(title, key_id=signer.key_id, key=signer.secret, expires=expires)
+
     def valid_until(self, key_id: str) -> float:
         k = self._keys.get(key_id)
         return k.not_after if k is not None else -math.inf

@@ -10,7 +10,6 @@ import aiohttp
 from aiohttp import web
 
 from appliance import settings as settings_mod
-from appliance.fill import PEER_HEADERS
 from tests.appliance.conftest import (
     Served,
     appliance_toml,
@@ -19,6 +18,7 @@ from tests.appliance.conftest import (
     serve_app,
     signed,
 )
+from vcdn.peering import HEADERS as PEER_HEADERS
 
 
 async def test_peer_requests_never_reach_upstream_and_strangers_are_refused(
