@@ -33,6 +33,7 @@ from edge import cachestatus, forwarding, freshness, targeted, vary
 from edge.fill import VIA, FillFailed, Fills, Pass, Tail
 from edge.keyredirect import key_location
 from edge.keys import proxy_target, video_path
+from edge.llcrowd import Crowds
 from edge.llhls import (
     BadDirective,
     blocking_key,
@@ -98,6 +99,8 @@ class Edge:
         self.session: aiohttp.ClientSession | None = None
         self.chain: UpstreamChain | None = None
         self.fills: Fills | None = None
+        #: Players blocking on the same LL-HLS playlist request, answered at once.
+        self.crowds = Crowds(self)
 
     def check_purges(self) -> None:
         """Before answering anything: if some process purged or invalidated objects since
@@ -160,6 +163,7 @@ class Edge:
         await self.run(self.store.load if len(self.store.policy) == 0 else self.store.sync)
 
     async def stop(self) -> None:
+        await self.crowds.close()
         if self.fills is not None:
             await self.fills.close()
         if self.session is not None:
@@ -430,11 +434,17 @@ async def serve(
         done = await _hit(request, edge, outcome, title, result, had_stale=stale is not None)
         if done is None:
             raise FillFailed(f"The object {key!r} vanished right after its fill.")
+        if blocking_key(key):
+            _blocking_answered(edge, outcome.response_time)
         return done
     if isinstance(outcome, Tail):
         stats.request("miss", title)
         _status(request, "miss", had_stale=stale is not None, stored=True)
-        return await _serve_tail(request, edge, outcome, target)
+        arrived = outcome.fill.draft.response_time if outcome.fill.draft else time.time()
+        resp = await _serve_tail(request, edge, outcome, target)
+        if blocking_key(key):
+            _blocking_answered(edge, arrived)
+        return resp
     if isinstance(outcome, Pass) and outcome.response.status >= 500 and usable_on_error:
         assert stale is not None
         outcome.response.close()
@@ -466,6 +476,11 @@ async def serve(
     resp, sent = await relay(request, up)
     stats.sent_bytes(up.source, sent)
     return resp
+
+
+def _blocking_answered(edge: Edge, arrived: float) -> None:
+    edge.stats.blocking_renders.inc()
+    edge.stats.blocking_answer.observe(max(0.0, time.time() - arrived))
 
 
 async def _keep_negative(

@@ -296,6 +296,12 @@ def install_request_fast_path(server: web.Server, edge: Edge) -> None:
             return AlreadySent(200, len(reply))
         if reply is not None:
             return await _send_large(request, transport, sock, reply)
+        if request.method == "GET":
+            # A blocking LL-HLS playlist request whose fill is in flight: answered with
+            # the rest of its crowd, one serialisation for all (`edge.llcrowd`).
+            sent = await edge.crowds.join(request.raw_path, request.headers, transport)
+            if sent is not None:
+                return AlreadySent(200, sent)
         return None
 
     install_hook(server, hit)

@@ -40,6 +40,7 @@ from typing import Final
 
 from edge import freshness, vary
 from edge.forwarding import VIA
+from edge.llhls import blocking_key
 from edge.revalidate import refreshed
 from edge.store import CacheStore, Entry, key_hash
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
@@ -314,7 +315,9 @@ class Fills:
                     return
                 if time.monotonic() > deadline:
                     raise FillFailed(f"Another worker holds the fill of {fill.key!r} too long.")
-                await asyncio.sleep(POLL_INTERVAL * 5)
+                # A blocking LL-HLS playlist request is answered the moment its part
+                # exists, to a crowd of players here too: look more often for its head.
+                await asyncio.sleep(POLL_INTERVAL if blocking_key(fill.key) else POLL_INTERVAL * 5)
         except asyncio.CancelledError:
             fill.finish(None, FillFailed("The edge is shutting down."))
             raise

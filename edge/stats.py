@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterator
+from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edge.store import CacheStore
 from vcdn.metrics import scrape_registry
+
+#: Seconds; fine below the LL-HLS target of 50 ms.
+BLOCKING_BUCKETS: Final = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0,
+)
 
 
 class EdgeStats:
@@ -49,6 +55,22 @@ class EdgeStats:
             "vcdn_edge_evictions", "Objects evicted to make room.", registry=registry
         )
         store.on_evict = self.evictions.inc
+        # LL-HLS: a crowd of players blocks on the same playlist request (edge.llhls). How
+        # long after the upstream's answer reached this edge each waiting player's answer
+        # was handed to its connection, and how many answers were serialised for them.
+        self.blocking_answer = Histogram(
+            "vcdn_edge_blocking_answer_seconds",
+            "Blocking playlist answers: seconds from the upstream answer's arrival at the "
+            "edge to each waiting player's answer handed to its connection.",
+            buckets=BLOCKING_BUCKETS,
+            registry=registry,
+        )
+        self.blocking_renders = Counter(
+            "vcdn_edge_blocking_renders",
+            "Blocking playlist answers serialised for waiting players (one per crowd when "
+            "collapsed, one per player otherwise).",
+            registry=registry,
+        )
         #: What /metrics renders: every worker's counters when they share (`vcdn.metrics`).
         self.scrape = scrape_registry(registry, _StoreCollector(store))
         # Labelled children looked up once: labels() costs more than inc() on a hot path.
