@@ -41,7 +41,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from bench.procstat import free_port
+from bench.procstat import cpu_seconds, free_port
 from bench.record import Run
 from origin.content.app import make_app as make_origin
 from origin.content.settings import OriginSettings
@@ -64,6 +64,7 @@ class Stats:
     parts: int = 0
     failures: int = 0
     statuses: Counter[str] = field(default_factory=Counter)  # of failed requests
+    cpu_s: float = 0.0  # CPU time the player processes used
 
 
 def newest_part(text: str) -> tuple[int, int] | None:
@@ -154,10 +155,49 @@ def counting_origin(root: Path) -> tuple[web.Application, Counter[str], dict[tup
     return app, counts, done_at
 
 
-def spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
+BLOCKING_METRIC: Final = "vcdn_edge_blocking_answer_seconds"
+RENDERS_METRIC: Final = "vcdn_edge_blocking_renders_total"
+
+
+async def blocking_metrics(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    """The edge's own account of its blocking answers (summed over its workers): the
+    cumulative histogram of how long after the upstream's answer arrived each waiting
+    player's answer was handed to its connection, and how many answers it serialised."""
+    async with session.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    buckets: dict[float, float] = {}
+    renders = 0.0
+    for line in text.splitlines():
+        if line.startswith(BLOCKING_METRIC + "_bucket{"):
+            le = line.partition('le="')[2].partition('"')[0]
+            buckets[float(le)] = float(line.rpartition(" ")[2])
+        elif line.startswith(RENDERS_METRIC + " "):
+            renders = float(line.rpartition(" ")[2])
+    return {"buckets": buckets, "renders": renders,
+            "answers": buckets.get(float("inf"), 0.0)}
+
+
+def blocking_metrics_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    buckets = {le: n - before["buckets"].get(le, 0.0) for le, n in after["buckets"].items()}
+    return {"buckets": buckets, "renders": after["renders"] - before["renders"],
+            "answers": after["answers"] - before["answers"]}
+
+
+def bucket_quantile(buckets: dict[float, float], q: float) -> float:
+    """The upper bound of the histogram bucket that holds quantile `q` (seconds)."""
+    total = buckets.get(float("inf"), 0.0)
+    if total <= 0:
+        return 0.0
+    for le in sorted(buckets):
+        if buckets[le] >= q * total:
+            return le
+    return float("inf")
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A server of the run; its stderr (warnings and errors only) goes to `log`."""
+    with log.open("wb") as err:
+        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, env=env)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -198,6 +238,7 @@ async def drive_players(base: str, players: int, seconds: float, procs: int,
         stats.parts += part["parts"]
         stats.failures += part["failures"] + (child.returncode != 0)
         stats.statuses.update(part["statuses"])
+        stats.cpu_s += part.get("cpu_s", 0.0)
 
 
 async def run(players: int, seconds: float, workers: int, procs: int) -> dict[str, Any]:
@@ -215,14 +256,14 @@ async def run(players: int, seconds: float, workers: int, procs: int) -> dict[st
     edge = spawn(
         [sys.executable, "-m", "vcdn.cli", "edge", "--cache-dir", str(work / "cache"),
          "--capacity", "1GiB", "--upstream", origin, "--port", str(edge_port), "--auth", "none",
-         "--workers", str(workers), "--log-level", "warning"],
-        env,
+         "--workers", str(workers), "--log-level", "warning", "--mode", "appliance"],
+        env, work / "edge.log",
     )
     pipeline = spawn(
         [sys.executable, "-m", "vcdn.cli", "live", "lavfi:testsrc2=size=160x90:rate=30",
          "--title", TITLE, "--origin", origin, "--ladder", "90", "--segment-seconds", "2",
          "--window", "20", "--preset", "ultrafast", "--low-latency", "--quiet"],
-        env,
+        env, work / "pipeline.log",
     )
     stats = Stats()
     base = f"http://127.0.0.1:{edge_port}"
@@ -242,7 +283,16 @@ async def run(players: int, seconds: float, workers: int, procs: int) -> dict[st
             else:
                 raise RuntimeError("no parts through the edge within 40 s")
             counts.clear()
+            cpu_before = {"edge": cpu_seconds(edge.pid), "pipeline": cpu_seconds(pipeline.pid),
+                          "origin": time.process_time()}
+            scraped_before = await blocking_metrics(session, base)
             await drive_players(base, players, seconds, procs, stats)
+            cpu = {"edge": cpu_seconds(edge.pid) - cpu_before["edge"],
+                   "pipeline": cpu_seconds(pipeline.pid) - cpu_before["pipeline"],
+                   "origin": time.process_time() - cpu_before["origin"],
+                   "players": stats.cpu_s}
+            scraped = blocking_metrics_delta(await blocking_metrics(session, base),
+                                             scraped_before)
     finally:
         for proc in (pipeline, edge):
             proc.terminate()
@@ -261,7 +311,17 @@ async def run(players: int, seconds: float, workers: int, procs: int) -> dict[st
     playlist = f"/v/{TITLE}/{RENDITION}/index.m3u8"
     blocking = {k: n for k, n in counts.items() if k.startswith(playlist + "?")}
     parts = {k: n for k, n in counts.items() if "/part_" in k}
+    parts_made = max(1, len(parts))
+    edge_answers = scraped["answers"]
     return {
+        "logs": str(work),
+        "edge_answer_p50_ms_at_most": bucket_quantile(scraped["buckets"], 0.5) * 1000,
+        "edge_answer_p99_ms_at_most": bucket_quantile(scraped["buckets"], 0.99) * 1000,
+        "edge_blocking_answers": edge_answers,
+        "edge_renders_per_part": scraped["renders"] / parts_made,
+        "edge_waiters_per_render": edge_answers / max(1.0, scraped["renders"]),
+        "cpu_ms_per_part": {k: round(v * 1000 / parts_made, 2) for k, v in cpu.items()},
+        "edge_cpu_us_per_blocking_answer": cpu["edge"] * 1e6 / max(1.0, edge_answers),
         "players": players,
         "seconds": seconds,
         "edge_workers": workers,
@@ -303,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({
             "answers": stats.answers, "hint_first_byte_ms": stats.hint_first_byte_ms,
             "playlists": stats.playlists, "parts": stats.parts, "failures": stats.failures,
-            "statuses": dict(stats.statuses),
+            "statuses": dict(stats.statuses), "cpu_s": time.process_time(),
         }))
         return 0
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600 or not 1 <= args.workers <= 8:
