@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal
 
-from packager.playlists import MediaPlaylist
+from vcdn.hlsplaylist import MediaPlaylist
 
 MPD_NAME: Final = "manifest.mpd"
 MPD_MEDIA_TYPE: Final = "application/dash+xml"
@@ -86,17 +86,17 @@ def addressing(directory: str, segments: str, playlist: MediaPlaylist) -> Addres
     `segments` is the layout's pattern (``240p/seg_%05d.m4s``) or single media file; the
     playlist's URIs (relative to `directory`) must be the files that pattern names, in
     order, or the template would point at files that do not exist."""
-    if playlist.map_uri is None:
+    init = playlist.init
+    if init is None:
         raise DashError(f"{directory}: DASH needs fMP4 segments with an init segment")
     if playlist.segments[0].length is not None:
-        if playlist.map_length is None or playlist.map_offset is None:
+        if init.length is None or init.start is None:
             raise DashError(f"{directory}: single-file playlist has no init byte range")
-        media = f"{directory}/{playlist.map_uri}"
+        media = f"{directory}/{init.uri}"
         if any(f"{directory}/{s.uri}" != media for s in playlist.segments):
             raise DashError(f"{directory}: single-file segments are not all in {media}")
-        ranges = tuple((s.offset or 0, s.length or 0) for s in playlist.segments)
-        return Addressing("ranges", media, init_range=(playlist.map_offset, playlist.map_length),
-                          ranges=ranges)
+        ranges = tuple((s.start or 0, s.length or 0) for s in playlist.segments)
+        return Addressing("ranges", media, init_range=(init.start, init.length), ranges=ranges)
     m = _PATTERN.match(segments)
     if m is None or m["dir"] != directory:
         raise DashError(f"{directory}: segment pattern {segments!r} is not numbered files")
@@ -106,7 +106,7 @@ def addressing(directory: str, segments: str, playlist: MediaPlaylist) -> Addres
         if seg.uri != expected:
             raise DashError(f"{directory}: segment {seg.uri!r} is not the expected {expected!r}")
     media = f"{directory}/{m['stem']}$Number%0{width}d${m['ext']}"
-    return Addressing("template", f"{directory}/{playlist.map_uri}", media, start)
+    return Addressing("template", f"{directory}/{init.uri}", media, start)
 
 
 def iso_duration(seconds: float) -> str:

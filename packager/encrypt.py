@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from packager.cenc import encrypt_files
-from packager.playlists import parse_media
+from vcdn.hlsplaylist import parse_media
 
 Scheme = Literal["aes-128", "cenc"]
 SCHEMES: Final[tuple[Scheme, ...]] = ("aes-128", "cenc")
@@ -114,9 +114,9 @@ def cenc_rendition(title_dir: Path, playlist: str, key: TitleKey) -> None:
     path = title_dir / playlist
     text = path.read_text()
     media = parse_media(text)
-    if media.map_uri is None or any(s.length is not None for s in media.segments):
+    if media.init is None or any(s.length is not None for s in media.segments):
         raise ValueError("CENC needs fMP4 segment files with an init segment")
-    encrypt_files(path.parent / media.map_uri, [path.parent / s.uri for s in media.segments],
+    encrypt_files(path.parent / media.init.uri, [path.parent / s.uri for s in media.segments],
                   key.key, key.kid, secrets.randbits(63))
     out = []
     for line in text.splitlines():

@@ -24,15 +24,10 @@ from typing import Final, Protocol
 from packager.graph import AUDIO_CHANNELS, AUDIO_DIR, AUDIO_RATE
 from packager.ladder import Rung
 from packager.outputs import audio_codec_from_probe, codecs_from_probe
-from packager.playlists import (
-    AudioRendition,
-    PlaylistError,
-    Variant,
-    master_playlist,
-    parse_media,
-)
+from packager.playlists import AudioRendition, Variant, master_playlist
 from packager.probe import ffprobe_json
 from vcdn.errors import ClientError, MediaError
+from vcdn.hlsplaylist import PlaylistError, parse_media
 from vcdn.schemas import LiveAudio, LiveEvent, Rendition, encode
 
 SEGMENT_RE: Final = re.compile(r"^seg_(\d{1,15})\.m4s$")

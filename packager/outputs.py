@@ -22,16 +22,10 @@ from packager.codecs import (
 )
 from packager.graph import Layout
 from packager.ladder import Rung
-from packager.playlists import (
-    MediaPlaylist,
-    Variant,
-    average_bitrate,
-    fix_target_duration,
-    parse_media,
-    peak_bitrate,
-)
+from packager.playlists import Variant, average_bitrate, fix_target_duration, peak_bitrate
 from packager.probe import ffprobe_json
 from vcdn.errors import MediaError
+from vcdn.hlsplaylist import MediaPlaylist, parse_media
 from vcdn.schemas import Rendition
 
 
@@ -73,8 +67,8 @@ def segment_sizes(title_dir: Path, layout: Layout, playlist: MediaPlaylist) -> l
 
 def probe_target(title_dir: Path, layout: Layout, playlist: MediaPlaylist) -> Path:
     """The file whose header holds the decoder configuration."""
-    if playlist.map_uri is not None:
-        return title_dir / layout.directory / playlist.map_uri
+    if playlist.init is not None:
+        return title_dir / layout.directory / playlist.init.uri
     return title_dir / layout.directory / playlist.segments[0].uri
 
 

@@ -1,9 +1,9 @@
-"""HLS playlists, pure: read what ffmpeg wrote, measure it, write the master playlist.
+"""HLS playlists, pure: repair what ffmpeg wrote, measure it, write the master playlist.
 
-ffmpeg writes each rendition's media playlist; we read back segment durations and sizes to
-state bandwidths that are measured rather than requested (RFC 8216 §4.3.4.2: BANDWIDTH is
-the peak segment bit rate, AVERAGE-BANDWIDTH the average), and write the master playlist
-ourselves so CODECS can carry the RFC 6381 strings of the encoded bytes.
+ffmpeg writes each rendition's media playlist; we read back (`vcdn.hlsplaylist`) segment
+durations and sizes to state bandwidths that are measured rather than requested (RFC 8216
+§4.3.4.2: BANDWIDTH is the peak segment bit rate, AVERAGE-BANDWIDTH the average), and write
+the master playlist ourselves so CODECS can carry the RFC 6381 strings of the encoded bytes.
 """
 
 from __future__ import annotations
@@ -13,107 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from vcdn.hlsplaylist import MediaPlaylist, parse_media
+
 PLAYLIST_MEDIA_TYPE: Final = "application/vnd.apple.mpegurl"
-
-
-class PlaylistError(ValueError):
-    """A media playlist is not the VOD playlist we expect ffmpeg to have written."""
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    duration: float
-    uri: str
-    length: int | None = None  # EXT-X-BYTERANGE length, single-file mode
-    offset: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MediaPlaylist:
-    version: int
-    target_duration: int
-    segments: tuple[Segment, ...]
-    map_uri: str | None = None
-    map_length: int | None = None
-    map_offset: int | None = None
-
-    @property
-    def duration(self) -> float:
-        return sum(s.duration for s in self.segments)
-
-
-def _byterange(value: str, next_offset: int) -> tuple[int, int]:
-    # RFC 8216 §4.3.2.2: <n>[@<o>]; without @o the range follows the previous one.
-    length, _, offset = value.partition("@")
-    return int(length), int(offset) if offset else next_offset
-
-
-def _attributes(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in _split_attributes(text):
-        key, _, value = part.partition("=")
-        out[key.strip()] = value.strip().strip('"')
-    return out
-
-
-def _split_attributes(text: str) -> list[str]:
-    parts, current, quoted = [], "", False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    if current:
-        parts.append(current)
-    return parts
-
-
-def parse_media(text: str) -> MediaPlaylist:
-    """Parse the subset of RFC 8216 a VOD media playlist from ffmpeg uses."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines or lines[0] != "#EXTM3U":
-        raise PlaylistError("playlist does not start with #EXTM3U")
-    version, target = 1, None
-    map_uri = map_length = map_offset = None
-    segments: list[Segment] = []
-    duration: float | None = None
-    pending_range: tuple[int, int] | None = None
-    next_offset = 0
-    try:
-        for line in lines[1:]:
-            tag, _, value = line.partition(":")
-            if tag == "#EXT-X-VERSION":
-                version = int(value)
-            elif tag == "#EXT-X-TARGETDURATION":
-                target = int(value)
-            elif tag == "#EXT-X-MAP":
-                attrs = _attributes(value)
-                map_uri = attrs["URI"]
-                if "BYTERANGE" in attrs:
-                    map_length, map_offset = _byterange(attrs["BYTERANGE"], 0)
-            elif tag == "#EXTINF":
-                duration = float(value.split(",")[0])
-            elif tag == "#EXT-X-BYTERANGE":
-                pending_range = _byterange(value, next_offset)
-            elif not line.startswith("#"):
-                if duration is None:
-                    raise PlaylistError(f"segment {line!r} has no #EXTINF")
-                length = offset = None
-                if pending_range is not None:
-                    length, offset = pending_range
-                    next_offset = offset + length
-                segments.append(Segment(duration, line, length, offset))
-                duration, pending_range = None, None
-    except (ValueError, KeyError) as exc:
-        raise PlaylistError(f"malformed playlist line: {exc}") from None
-    if target is None:
-        raise PlaylistError("playlist has no #EXT-X-TARGETDURATION")
-    if not segments:
-        raise PlaylistError("playlist has no segments")
-    return MediaPlaylist(version, target, tuple(segments), map_uri, map_length, map_offset)
 
 
 def required_target_duration(playlist: MediaPlaylist) -> int:

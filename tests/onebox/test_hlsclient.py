@@ -141,7 +141,7 @@ def range_app(seen: list[str | None], *, flip: str | None = None,
             return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv/index.m3u8\n")
         if request.match_info["path"] == "v/index.m3u8":
             return web.Response(
-                text="#EXTM3U\n#EXT-X-MAP:URI=\"m.mp4\",BYTERANGE=\"4@0\"\n"
+                text="#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MAP:URI=\"m.mp4\",BYTERANGE=\"4@0\"\n"
                 "#EXTINF:1,\n#EXT-X-BYTERANGE:6@4\nm.mp4\n#EXT-X-ENDLIST\n"
             )
         spec = request.headers["Range"].removeprefix("bytes=")

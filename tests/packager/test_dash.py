@@ -21,9 +21,9 @@ from packager.dash import (
     mpd,
     timeline,
 )
-from packager.playlists import parse_media
 from tests.packager.conftest import LADDER, Packaged, ffprobe
 from tests.packager.dashcheck import mpd_files, schema_errors
+from vcdn.hlsplaylist import parse_media
 
 FMP4 = """#EXTM3U
 #EXT-X-VERSION:7

@@ -18,9 +18,9 @@ from packager.encrypt import (
 )
 from packager.graph import EncodeOptions
 from packager.package import Request, package
-from packager.playlists import parse_media
 from tests.packager.conftest import LADDER, SEGMENT_S, quiet
 from vcdn.errors import VcdnError
+from vcdn.hlsplaylist import parse_media
 
 KEY_RE = re.compile(r'#EXT-X-KEY:METHOD=AES-128,URI="([^"]+)",IV=0x([0-9a-f]{32})')
 

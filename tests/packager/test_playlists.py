@@ -8,15 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from packager.playlists import (
-    PlaylistError,
     Variant,
     average_bitrate,
     fix_target_duration,
     master_playlist,
-    parse_media,
     peak_bitrate,
     required_target_duration,
 )
+from vcdn.hlsplaylist import Part, PlaylistError, parse_media
 
 SINGLE_FILE = """#EXTM3U
 #EXT-X-VERSION:7
@@ -41,8 +40,8 @@ media.mp4
 def test_parse_media_reads_map_segments_and_byte_ranges() -> None:
     pl = parse_media(SINGLE_FILE)
     assert (pl.version, pl.target_duration) == (7, 2)
-    assert (pl.map_uri, pl.map_length, pl.map_offset) == ("media.mp4", 1372, 0)
-    assert [(s.duration, s.length, s.offset) for s in pl.segments] == [
+    assert pl.init == Part("media.mp4", 0, 1372)
+    assert [(s.duration, s.length, s.start) for s in pl.segments] == [
         (2.0, 108496, 1372),
         # RFC 8216 §4.3.2.2: no @offset means "right after the previous range".
         (2.0, 134202, 109868),
@@ -56,10 +55,10 @@ def test_parse_media_reads_map_segments_and_byte_ranges() -> None:
     [
         ("", "EXTM3U"),
         ("#EXTM3U\n#EXTINF:2,\na.ts\n", "TARGETDURATION"),
-        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n", "no segments"),
-        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\na.ts\n", "no #EXTINF"),
-        ("#EXTM3U\n#EXT-X-TARGETDURATION:two\n#EXTINF:2,\na.ts\n", "malformed"),
-        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:BYTERANGE=\"1@0\"\n", "malformed"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n", "no segment"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\na.ts\n", "no EXTINF"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:two\n#EXTINF:2,\na.ts\n", "TARGETDURATION 'two'"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:BYTERANGE=\"1@0\"\n", "no URI"),
     ],
 )
 def test_parse_media_refuses_what_is_not_a_vod_playlist(text: str, reason: str) -> None:

@@ -1,11 +1,11 @@
-"""The pure HLS playlist reader used by the failover client."""
+"""The one pure HLS playlist reader (the packager's and the failover client's)."""
 
 from __future__ import annotations
 
 import pytest
 
 from vcdn.errors import ClientError
-from vcdn.hlsplaylist import Part, parse_attributes, parse_master, parse_media
+from vcdn.hlsplaylist import Part, Segment, parse_attributes, parse_master, parse_media
 
 MASTER = """#EXTM3U
 #EXT-X-VERSION:7
@@ -62,7 +62,8 @@ def test_media_playlist_lists_init_and_segments_in_order() -> None:
 def test_byteranges_follow_the_previous_range_when_no_offset_is_given() -> None:
     media = parse_media(SINGLE)
     assert media.init == Part("media.mp4", 0, 800)
-    assert media.segments == (Part("media.mp4", 800, 1000), Part("media.mp4", 1800, 500))
+    assert media.segments == (Segment("media.mp4", 800, 1000, 4.0),
+                              Segment("media.mp4", 1800, 500, 4.0))
     assert media.segments[1].range_header == "bytes=1800-2299"
     assert Part("x").range_header is None
 
@@ -75,6 +76,8 @@ def test_byteranges_follow_the_previous_range_when_no_offset_is_given() -> None:
         ("#EXTM3U\n#EXT-X-VERSION:3\n", parse_master, "no variant"),
         ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=abc\nx.m3u8\n", parse_master, "BANDWIDTH"),
         ("#EXTM3U\n#EXT-X-TARGETDURATION:4\n", parse_media, "no segment"),
+        ("#EXTM3U\n#EXTINF:1,\nseg.m4s\n", parse_media, "no EXT-X-TARGETDURATION"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:2.5\n#EXTINF:1,\na.ts\n", parse_media, "whole"),
         ("#EXTM3U\nseg.m4s\n", parse_media, "no EXTINF"),
         ("#EXTM3U\n#EXTINF:x,\nseg.m4s\n", parse_media, "duration"),
         ("#EXTM3U\n#EXTINF:1,\n#EXT-X-BYTERANGE:12\nm.mp4\n", parse_media, "no earlier range"),
