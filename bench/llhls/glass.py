@@ -119,14 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         run_ = Run(args.record, settings={"seconds": args.seconds, "segment_seconds": 2.0,
                                           "part_seconds": 0.333})
         theirs = {"latency_s": result["live"]["latencies"]} if "live" in result else None
+        # The targets: p50 <= 3 s and p95 <= 4 s, with 0 stalls in 120 s (a stall
+        # or a fatal error counts as an error, which fails both cases).
+        notes = (f"hls.js lowLatencyMode in headless Chromium through one appliance, "
+                 f"{args.seconds:g} s, {len(ll['latencies'])} samples, {ll['stalls']} stalls")
         run_.case(
             "llhls_glass_latency", ours={"latency_s": ll["latencies"] or [0.0]},
             theirs=theirs, server="vcdn normal live" if theirs else None,
             ratio_of="latency_s" if theirs else None, target_of="latency_s", target="<= 3",
             errors=ll["stalls"] + len(ll["fatal"]),
             correct=ok, unit="s", stalls=ll["stalls"], p95_s=ll["p95_s"],
-            notes=f"hls.js lowLatencyMode in headless Chromium through one appliance, "
-                  f"{args.seconds:g} s",
+            notes=notes + "; p50 of the samples",
+        )
+        run_.case(
+            "llhls_glass_latency_p95", ours={"p95_s": [ll["p95_s"]]},
+            target_of="p95_s", target="<= 4", errors=ll["stalls"] + len(ll["fatal"]),
+            correct=ok, unit="s", stalls=ll["stalls"], notes=notes + "; p95 of the samples",
         )
         run_.save()
     return 0 if ok else 1
