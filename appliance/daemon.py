@@ -7,35 +7,33 @@
     stop:   SIGTERM/SIGINT → state `draining` (told to the control plane at once), stop
             accepting, let requests in flight finish within `drain_timeout`, then stop
 
-The `Appliance` object is also what the admin API drives (`admin.Controls`).
+The `Appliance` object is also what the admin API drives (`admin.Controls`). It wires
+the parts together; what a heartbeat says is `appliance.heartbeat`, the fill loop
+`appliance.fill_loop`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import shutil
 import signal
 import ssl
 import time
-from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
 
-from appliance import checks
 from appliance.acme import Renewer
 from appliance.admin import make_admin_app
 from appliance.bgp_speaker import BgpSpeaker
 from appliance.control_loop import ControlLoop
 from appliance.fill import Filler
+from appliance.fill_loop import FillLoop
+from appliance.heartbeat import Beats, disk_free
 from appliance.metrics import ApplianceMetrics
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
@@ -45,17 +43,15 @@ from edge.workers import start_edge
 from vcdn import acme_http
 from vcdn.acme_http import Challenges
 from vcdn.control_client import ControlClient
-from vcdn.errors import ClientError, ConfigError, StoreError, UpstreamError
+from vcdn.errors import ConfigError
 from vcdn.httpserve.server import start
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
-from vcdn.schemas import Check, FillManifest, Heartbeat, Load, decode, encode
+from vcdn.schemas import Heartbeat
 from vcdn.tls_io import CertStore, CertWatch, client_connector, listener
 from vcdn.tokens import KeyRing
 
 log = logging.getLogger("vcdn.appliance")
-MANIFEST_FILE: Final = "fill-manifest.json"  # the last manifest, so a restart can resume
-REGISTRATION_GRACE: Final = 10.0
 FAREWELL_TIMEOUT: Final = 3.0  # the last "draining" beat may delay the stop this long
 
 
@@ -90,10 +86,8 @@ class Appliance:
         self.urls: dict[str, str] = {}
         self._stop = asyncio.Event()
         self._fill_now = asyncio.Event()
-        self._checks: dict[str, Check] = {}
-        self._pending_titles: Counter[str] = Counter()
-        self._last_load = (time.monotonic(), 0, 0)
         self._runners: list[web.AppRunner] = []
+        self.beats = Beats(settings, self.edge, self.status, self.metrics, self._connections)
         self.control: ControlLoop | None = None
         self.filler: Filler | None = None
         self.learned: tuple[str, ...] = ()
@@ -116,18 +110,18 @@ class Appliance:
 
     def summary(self) -> dict[str, Any]:
         s = self.edge.store.stats()
-        disk_free = _disk_free(self.settings.cache_dir)
+        disk = disk_free(self.settings.cache_dir)
         stats = self.edge.stats
         out = self.status.snapshot()
         out["cache"] = {
             "objects": s.objects, "bytes_used": s.bytes_used, "capacity": s.capacity,
-            "free_bytes": s.free_bytes, "disk_free": disk_free,
+            "free_bytes": s.free_bytes, "disk_free": disk,
         }
         out["served"] = {
             "hit_ratio": stats.hit_ratio, "bytes": stats.sent, "hits": stats.hits,
             "misses": stats.misses, "connections": self._connections(),
         }
-        out["checks"] = {k: {"ok": v.ok, "detail": v.detail} for k, v in self._checks.items()}
+        out["checks"] = {k: {"ok": v.ok, "detail": v.detail} for k, v in self.beats.checks.items()}
         out["urls"] = dict(self.urls)
         if self.bgp is not None:
             out["bgp"] = {
@@ -173,106 +167,7 @@ class Appliance:
         return len(runner.server.connections) if runner and runner.server else 0
 
     async def collect(self, session: aiohttp.ClientSession) -> Heartbeat:
-        s = self.settings
-        store = await self.edge.run(self.edge.store.stats)
-        writable, room = await asyncio.gather(
-            asyncio.to_thread(checks.disk_writable, s.cache_dir),
-            asyncio.to_thread(checks.free_space, s.cache_dir, s.cache_free_floor),
-        )
-        upstream = await checks.upstream(session, s.origin_url, self.status.upstream)
-        self._checks = {"disk_writable": writable, "free_space": room, "upstream": upstream}
-        self.metrics.upstream_up.labels("any").set(1 if upstream.ok else 0)
-        stats = self.edge.stats
-        now = time.monotonic()
-        then, requests_then, sent_then = self._last_load
-        requests = stats.hits + stats.misses
-        elapsed = max(now - then, 1e-3)
-        self._last_load = (now, requests, stats.sent)
-        self._pending_titles.update(stats.take_title_requests())
-        return Heartbeat(
-            state=self.status.health,
-            load=Load(
-                requests_per_s=round((requests - requests_then) / elapsed, 3),
-                bytes_per_s=round((stats.sent - sent_then) / elapsed, 1),
-                connections=self._connections(),
-            ),
-            # What the cache may still take: its budget, unless the disk has less.
-            free_bytes=min(store.free_bytes, _disk_free(s.cache_dir)),
-            used_bytes=store.bytes_used,
-            objects=store.objects,
-            bytes_served=stats.sent,
-            hit_ratio=round(min(1.0, max(0.0, stats.hit_ratio)), 4),
-            title_requests=dict(self._pending_titles),
-            checks=dict(self._checks),
-        )
-
-    def _beat_sent(self) -> None:
-        self._pending_titles.clear()
-
-    # --- fill loop ---------------------------------------------------------------------
-
-    def _manifest_path(self) -> Path:
-        return self.settings.cache_dir / MANIFEST_FILE
-
-    def _load_manifest(self) -> FillManifest | None:
-        try:
-            return decode(FillManifest, json.loads(self._manifest_path().read_text()))
-        except (OSError, ValueError, ClientError):
-            return None
-
-    def _save_manifest(self, manifest: FillManifest) -> None:
-        path = self._manifest_path()
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(encode(manifest)))
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a full disk: we still have it in memory
-
-    async def _wait(self, event_: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await event_.wait()
-
-    async def fill_loop(self, api: ControlClient) -> None:
-        assert self.filler is not None
-        s = self.settings
-        window = s.window
-        manifest = await asyncio.to_thread(self._load_manifest)
-        # The control plane answers 404 for an appliance it does not know yet: give the
-        # first registration a moment rather than wait a whole fill interval after a 404.
-        if self.control is not None:
-            await self._wait(self.control.registered, min(s.fill_interval, REGISTRATION_GRACE))
-        while True:
-            fetched = False
-            forced = self._fill_now.is_set()
-            self._fill_now.clear()
-            now = datetime.now()
-            self.status.fill.window_open = window.is_open(now)
-            try:
-                manifest = await api.fill_manifest(s.id)
-                fetched = True
-                self.status.fill.manifest_at = time.time()
-                await asyncio.to_thread(self._save_manifest, manifest)
-            except (UpstreamError, ClientError) as exc:
-                self.status.fill.last_error = f"fill manifest: {exc}"
-                event(log, "fill_manifest_failed", logging.WARNING, error=str(exc),
-                      have_previous=manifest is not None)
-            if manifest is not None:
-                try:
-                    await self.filler.run(manifest, download=forced or self.status.fill.window_open)
-                except StoreError as exc:
-                    self.status.fill.last_error = str(exc)
-                    event(log, "fill_failed", logging.ERROR, error=str(exc))
-                except Exception as exc:  # never let one bad pass stop the fill (or serving)
-                    self.status.fill.last_error = f"fill pass failed: {exc!r}"
-                    log.exception("fill_pass_error")
-            delay = s.fill_interval
-            if not fetched:  # retry sooner, like the heartbeat does
-                delay = min(delay, max(1.0, 2 * s.heartbeat_interval))
-            if not self.status.fill.window_open:
-                delay = min(delay, max(1.0, window.seconds_until_open(datetime.now())))
-            await self._wait(self._fill_now, delay)
+        return await self.beats.collect(session)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -342,12 +237,14 @@ class Appliance:
                                 session=session)
             self.filler = Filler(s, self.edge.store, session, self.status, self.metrics,
                                  run=self.edge.run)
+            fills = FillLoop(s, self.filler, self.status, self._fill_now)
 
             async def collect() -> Heartbeat:
                 return await self.collect(session)
 
             self.control = ControlLoop(s, api, self.status, self.metrics, collect,
-                                       on_consumed=self._beat_sent, learned=lambda: self.learned)
+                                       on_consumed=self.beats.consumed,
+                                       learned=lambda: self.learned)
             await self._start_servers(edge_app, admin_app)
             self.status.state = "draining" if self.edge.draining else "serving"
             event(log, "listening", appliance=s.id, site=s.site, public=self.urls["public"],
@@ -355,7 +252,8 @@ class Appliance:
             if ready is not None:
                 ready(dict(self.urls))
             async with asyncio.TaskGroup() as tg:
-                loops = [tg.create_task(self.control.run()), tg.create_task(self.fill_loop(api))]
+                loops = [tg.create_task(self.control.run()),
+                         tg.create_task(fills.run(api, self.control.registered))]
                 if self.bgp is not None:
                     loops.append(tg.create_task(self.bgp.run()))
                 if self.cert_watch is not None:
@@ -386,13 +284,6 @@ class Appliance:
             await runner.cleanup()
         await session.close()
         event(log, "stopped", seconds=round(time.monotonic() - started, 3))
-
-
-def _disk_free(path: Path) -> int:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return 0
 
 
 def run(
