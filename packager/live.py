@@ -118,16 +118,14 @@ def run_live(
     client = IngestClient(req.origin, req.title, req.token)
     spool = Path(tempfile.mkdtemp(prefix=f"vcdn-live-{req.title}."))
     try:
-        # Low-latency events keep their sound in each rendition (`packager.llpublish`).
-        low_latency = req.part_seconds > 0
         for name in spool_directories(rungs, source):
             (spool / name).mkdir()
         slot = first_slot(time.time(), req.segment_seconds)
         argv = live_command(req.source, source, rungs, options, spool, slot, ffmpeg)
         up = Uploader(client, spool, rungs, source.video.fps, source.audio is not None,
-                      req.segment_seconds, req.window, separate_audio=not low_latency)
+                      req.segment_seconds, req.window)
         ll = None
-        if low_latency:
+        if req.part_seconds > 0:
             ll = LowLatencyOutputs.create(
                 req.source, source, rungs, options, spool, slot, ffmpeg, origin=req.origin,
                 title=req.title, token=req.token, part_seconds=req.part_seconds,

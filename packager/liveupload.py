@@ -9,8 +9,8 @@ the segments it keeps, which may come from another pipeline.
 An event with sound has its own audio rendition (``audio/``, `packager.livegraph`),
 published like a video one; the master playlist names it as an ``EXT-X-MEDIA`` audio
 group every variant refers to, and the event document (``audio``) tells the origin it
-exists so that its DASH manifest has an audio adaptation set. Low-latency events keep
-their sound muxed into each rendition (`packager.llpublish`).
+exists so that its DASH manifest has an audio adaptation set. Low-latency events have
+the same audio rendition, whose parts and segments `packager.llpublish` sends.
 """
 
 from __future__ import annotations
@@ -67,22 +67,20 @@ class Uploader:
     edge_msn: int = -1
     announced: bool = False
     part_seconds: float = 0.0  # low-latency: the part target announced in the event
-    #: The sound is its own rendition (``audio/``) rather than muxed into every rung.
-    separate_audio: bool = False
     states: list[RungState] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.states = [RungState(r) for r in self.rungs]
-        if self.has_audio and self.separate_audio:
-            self.states.append(RungState(None))
+        if self.has_audio:
+            self.states.append(RungState(None))  # the sound is its own rendition
 
     @property
     def _audio_state(self) -> RungState | None:
         return next((st for st in self.states if st.rung is None), None)
 
     def audio_kbps(self) -> int:
-        """The audio bitrate a variant adds: its own rung's, or the shared rendition's
-        (the best rung's, `packager.graph.audio_output_options`)."""
+        """The audio rendition's bitrate: the best rung's, as
+        `packager.graph.audio_output_options` encodes it."""
         return max((r.audio_kbps for r in self.rungs), default=0)
 
     def renditions(self) -> list[Rendition]:
@@ -90,12 +88,11 @@ class Uploader:
         codecs include it (RFC 8216 §4.3.4.2), as `vcdn package`'s do."""
         out = []
         audio_st = self._audio_state
+        audio = self.audio_kbps() if audio_st is not None else 0
         for st in self.states:
             r = st.rung
             if r is None:
                 continue
-            audio = (self.audio_kbps() if audio_st is not None else r.audio_kbps
-                     ) if self.has_audio else 0
             codecs = st.codecs or ""
             if audio_st is not None and audio_st.codecs:
                 codecs = f"{codecs},{audio_st.codecs}"
@@ -146,8 +143,7 @@ class Uploader:
             if st.rung is None:
                 st.codecs = audio_codec_from_probe(data)
             else:
-                muxed = self.has_audio and self._audio_state is None
-                st.codecs = codecs_from_probe(data, muxed)
+                st.codecs = codecs_from_probe(data, False)  # video only: CMAF
         return True
 
     def segment_sent(self, rendition: str, msn: int) -> None:

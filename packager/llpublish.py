@@ -16,6 +16,13 @@ thread per rendition reads the pipe, cuts it with `packager.parts` and publishes
 
 A segment that began before the event was announced is not published (its parts could
 not be): publishing starts with the next one.
+
+An event with sound has one more output, the audio rendition (``audio/``, as in normal
+live): AAC in a fragmented MP4 of one fragment per AAC frame, cut by
+`packager.parts.AudioCutter` into parts of whole frames and segments on the same slot
+boundaries, and published the same way. At the end of the input its last segment is held
+back unless a video rendition published that number too (the audio muxer's last
+milliseconds are a segment of their own).
 """
 
 from __future__ import annotations
@@ -31,11 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from packager.graph import EncodeOptions, ladder_graph, output_options
+from packager.graph import (
+    AUDIO_DIR,
+    EncodeOptions,
+    audio_output_options,
+    ladder_graph,
+    output_options,
+)
 from packager.ingest_client import IngestClient
 from packager.ladder import Rung
 from packager.livegraph import LiveSource, slot_time
 from packager.parts import (
+    AudioCutter,
     BoxError,
     BoxSplitter,
     Cutter,
@@ -67,33 +81,56 @@ def part_target(part_seconds: float, fps: float) -> float:
     return math.ceil(frames / fps * 1000) / 1000
 
 
-def ll_output_options(rung: Rung, source: Source, options: EncodeOptions) -> dict[str, Any]:
-    """`vcdn package`'s encoder options with a fragmented MP4 muxer writing pipe `fd`."""
-    opts = output_options(rung, source, options, Path("."))
+#: A fragmented MP4 written into a pipe, one fragment per frame, flushed at once.
+_FRAGMENTED: Final = {
+    "f": "mp4",
+    "movflags": "+empty_moov+default_base_moof+frag_every_frame",
+    "flush_packets": 1,
+}
+
+
+def ll_output_options(
+    rung: Rung, source: Source, options: EncodeOptions, *, shared_audio: bool = False
+) -> dict[str, Any]:
+    """`vcdn package`'s encoder options with a fragmented MP4 muxer writing pipe `fd`;
+    the rung's own AAC encoder unless the event has a `shared_audio` rendition."""
+    opts = output_options(rung, source, options, Path("."), shared_audio=shared_audio)
     for key in _HLS_KEYS:
         opts.pop(key, None)
-    opts.update({
-        "f": "mp4",
-        "tune": "zerolatency",
-        "movflags": "+empty_moov+default_base_moof+frag_every_frame",
-        "flush_packets": 1,
-    })
+    opts.update({"tune": "zerolatency", **_FRAGMENTED})
+    return opts
+
+
+def ll_audio_options(rungs: tuple[Rung, ...], options: EncodeOptions) -> dict[str, Any]:
+    """The audio rendition's AAC encoder (`packager.graph.audio_output_options`) with the
+    same fragmented MP4 muxer."""
+    opts = audio_output_options(rungs, options, Path("."))
+    for key in _HLS_KEYS:
+        opts.pop(key, None)
+    opts.update(_FRAGMENTED)
     return opts
 
 
 def ll_command(
     live: LiveSource, source: Source, rungs: tuple[Rung, ...], options: EncodeOptions,
-    fds: list[int], ffmpeg_cmd: str,
+    fds: list[int], ffmpeg_cmd: str, audio_fd: int | None = None,
 ) -> list[str]:
+    """One output per rung into `fds`; with `audio_fd` (an event with sound) the audio
+    is its own output into that pipe, not muxed into each rung."""
     import ffmpeg
 
     by_name = {r.name: fd for r, fd in zip(rungs, fds, strict=True)}
+    shared = audio_fd is not None and source.audio is not None
+    audio = None
+    if shared and audio_fd is not None:
+        audio = (Path(f"pipe:{audio_fd}"), ll_audio_options(rungs, options))
     graph = ladder_graph(
         ffmpeg.input(live.target, **live.input_kwargs()),
         source,
         rungs,
         lambda rung: (Path(f"pipe:{by_name[rung.name]}"),
-                      ll_output_options(rung, source, options)),
+                      ll_output_options(rung, source, options, shared_audio=shared)),
+        audio,
     )
     return list(graph.compile(cmd=ffmpeg_cmd))
 
@@ -125,9 +162,10 @@ class PartPut:
 
 @dataclass(slots=True)
 class RenditionStream:
-    """Reads one rendition's pipe and publishes its init, parts and segments."""
+    """Reads one rendition's pipe and publishes its init, parts and segments: a video
+    rung, or the audio rendition (`rung` None)."""
 
-    rung: Rung
+    rung: Rung | None
     fd: int
     spool: Path
     origin: str
@@ -148,9 +186,17 @@ class RenditionStream:
     _segment: bytearray = field(default_factory=bytearray)
     _publishing: bool = False
     _thread: threading.Thread | None = None
+    #: The newest segment this stream published.
+    last_msn: int = -1
+    #: The audio stream's video streams: its last segment must have a video one.
+    peers: list[RenditionStream] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.rung.name if self.rung is not None else AUDIO_DIR
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"ll-{self.rung.name}",
+        self._thread = threading.Thread(target=self._run, name=f"ll-{self.name}",
                                         daemon=True)
         self._thread.start()
 
@@ -163,7 +209,7 @@ class RenditionStream:
         try:
             self._read()
         except (BoxError, OSError) as exc:
-            self.error = f"{self.rung.name}: {exc}"
+            self.error = f"{self.name}: {exc}"
         finally:
             self._abort_part()
             self._client.close()
@@ -174,7 +220,7 @@ class RenditionStream:
         splitter = BoxSplitter()
         head: list[bytes] = []
         tracks: dict[int, Track] | None = None
-        cutter: Cutter | None = None
+        cutter: Cutter | AudioCutter | None = None
         offsets: dict[int, int] = {}
         ticks: dict[int, int] = {}
         moof = b""
@@ -190,7 +236,11 @@ class RenditionStream:
                         offsets = {t.track_id: round(start * t.timescale) for t in tracks.values()}
                         ticks = {t.track_id: round(t.timescale / self.fps)
                                  for t in tracks.values() if t.kind == "vide"}
-                        cutter = Cutter(tracks, self.segment_seconds, self.part_seconds, self.fps)
+                        if self.rung is None:
+                            cutter = AudioCutter(tracks, self.segment_seconds, self.part_seconds)
+                        else:
+                            cutter = Cutter(tracks, self.segment_seconds, self.part_seconds,
+                                            self.fps)
                     continue
                 if kind == b"moof":
                     moof = data
@@ -201,10 +251,22 @@ class RenditionStream:
                         self._handle(ev)
         if cutter is not None:
             for ev in cutter.finish():
+                if isinstance(ev, SegmentClosed) and not self._last_wanted(ev.msn):
+                    continue
                 self._handle(ev)
 
+    def _last_wanted(self, msn: int) -> bool:
+        """Whether the input's last segment goes out: always for video; for the audio
+        only if a video rendition published that number (the audio muxer's last few
+        milliseconds past the video are a segment no video segment will join)."""
+        if not self.peers:
+            return True
+        for peer in self.peers:
+            peer.join(10.0)  # ffmpeg has closed every pipe: they are finishing too
+        return msn <= max(p.last_msn for p in self.peers)
+
     def _write_init(self, init: bytes) -> None:
-        path = self.spool / self.rung.name / "init.mp4"
+        path = self.spool / self.name / "init.mp4"
         tmp = path.with_name(".init.mp4.tmp")
         tmp.write_bytes(init)
         os.replace(tmp, path)
@@ -237,7 +299,7 @@ class RenditionStream:
 
     def _open_part(self, msn: int, index: int) -> None:
         assert self._client is not None
-        path = self._client.base + f"{self.rung.name}/part_{msn}_{index}.m4s"
+        path = self._client.base + f"{self.name}/part_{msn}_{index}.m4s"
         try:
             self._put = PartPut(self._connection(), path, self.token, self.owner)
         except (OSError, http.client.HTTPException):
@@ -279,8 +341,9 @@ class RenditionStream:
         body = bytes(self._segment)
         self._segment = bytearray()
         with contextlib.suppress(ClientError, UpstreamError):
-            self._client.put(f"{self.rung.name}/seg_{msn}.m4s", body, MP4)
-        self.on_segment(self.rung.name, msn)
+            self._client.put(f"{self.name}/seg_{msn}.m4s", body, MP4)
+        self.last_msn = max(self.last_msn, msn)
+        self.on_segment(self.name, msn)
 
 
 @dataclass(slots=True)
@@ -298,7 +361,8 @@ class LowLatencyOutputs:
         spool: Path, slot: int, ffmpeg_cmd: str, *, origin: str, title: str, token: str,
         part_seconds: float, on_segment: Callable[[str, int], None],
     ) -> LowLatencyOutputs:
-        pipes = [os.pipe() for _ in rungs]
+        members: list[Rung | None] = [*rungs, *([None] if source.audio is not None else [])]
+        pipes = [os.pipe() for _ in members]
         announced = threading.Event()
         owner = secrets.token_hex(8)
         streams = [
@@ -306,10 +370,16 @@ class LowLatencyOutputs:
                 rung, r, spool, origin, title, token, options.segment_seconds, part_seconds,
                 source.video.fps, slot, announced, on_segment, owner,
             )
-            for rung, (r, _w) in zip(rungs, pipes, strict=True)
+            for rung, (r, _w) in zip(members, pipes, strict=True)
         ]
-        argv = ll_command(live, source, rungs, options, [w for _r, w in pipes], ffmpeg_cmd)
-        return LowLatencyOutputs(argv, tuple(w for _r, w in pipes), streams, announced)
+        for stream in streams:
+            if stream.rung is None:
+                stream.peers = [s for s in streams if s.rung is not None]
+        writers = [w for _r, w in pipes]
+        audio_fd = writers[len(rungs)] if source.audio is not None else None
+        argv = ll_command(live, source, rungs, options, writers[: len(rungs)], ffmpeg_cmd,
+                          audio_fd)
+        return LowLatencyOutputs(argv, tuple(writers), streams, announced)
 
     def start(self) -> None:
         for s in self.streams:

@@ -20,6 +20,12 @@ as soon as the frame is encoded. This module turns that byte stream into:
 The cutter emits a part as it grows (`PartOpened`, `PartData`, `PartClosed`) so that the
 uploader can stream it to the origin while ffmpeg is still encoding its later frames:
 that is what a preload-hinted part is.
+
+`AudioCutter` does the same for an event's separate audio rendition (a stream with one
+sound track, every sample a sync sample): parts of as many whole AAC frames as fit in
+`part_seconds`, and segments that start at the first frame at or after each slot
+boundary (N x SEG on the shared timeline, less half a frame), so that audio segment N is
+the stretch of video segment N.
 """
 
 from __future__ import annotations
@@ -133,7 +139,8 @@ class Track:
 
 def parse_init(data: bytes) -> dict[int, Track]:
     """Tracks of an init segment (``ftyp`` + ``moov``) by id; BoxError without a video
-    track, since parts and segments are cut at video frames."""
+    or a sound track (parts and segments are cut at video frames, or at audio frames in
+    an audio rendition)."""
     defaults: dict[int, tuple[int, int]] = {}
     for _b, s, e in _children(data, (b"moov", b"mvex", b"trex")):
         defaults[_u32(data, s + 4, e)] = (_u32(data, s + 12, e), _u32(data, s + 20, e))
@@ -152,8 +159,8 @@ def parse_init(data: bytes) -> dict[int, Track]:
         if track_id and timescale:
             duration, flags = defaults.get(track_id, (0, 0))
             tracks[track_id] = Track(track_id, timescale, kind, duration, flags)
-    if not any(t.kind == "vide" for t in tracks.values()):
-        raise BoxError("the init segment has no video track")
+    if not any(t.kind in ("vide", "soun") for t in tracks.values()):
+        raise BoxError("the init segment has no video or sound track")
     return tracks
 
 
@@ -362,7 +369,10 @@ class Cutter:
     _first: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._video = next(t for t in self.tracks.values() if t.kind == "vide")
+        video = next((t for t in self.tracks.values() if t.kind == "vide"), None)
+        if video is None:
+            raise BoxError("the stream has no video track to cut at")
+        self._video = video
 
     def feed(self, frag: Fragment) -> list[Event]:
         run = frag.run(self._video.track_id)
@@ -426,3 +436,71 @@ class Cutter:
         out.append(SegmentClosed(seg.msn, self._end - seg.start, seg.parts))
         self._seg = None
         return out
+
+
+@dataclass(slots=True)
+class AudioCutter:
+    """An audio rendition's fragments → parts and segments, on the shared timeline.
+
+    Every AAC frame is a sync sample, so every part is independent and a segment may
+    open at any frame. A part closes once the next frame would take it past
+    `part_seconds` (15 frames of 1024 samples at 48 kHz, 0.32 s, for 0.333 s): a part
+    never exceeds the playlist's PART-TARGET, which comes from the video's frame rate.
+    The segment of number N opens at the first frame at or after N x SEG (less half a
+    frame) and closes when a frame at or after (N+1) x SEG arrives, so the boundaries
+    never drift from the video's, whatever the frame length."""
+
+    tracks: dict[int, Track]
+    segment_seconds: float
+    part_seconds: float
+    _audio: Track = field(init=False)
+    _seg: _Open | None = field(default=None, init=False)
+    _end: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        audio = next((t for t in self.tracks.values() if t.kind == "soun"), None)
+        if audio is None:
+            raise BoxError("the audio stream has no sound track")
+        self._audio = audio
+
+    def _close(self, seg: _Open, at: float) -> list[Event]:
+        out: list[Event] = []
+        if seg.part_start is not None:
+            out.append(PartClosed(seg.msn, seg.parts, at - seg.part_start))
+            seg.parts += 1
+            seg.part_start = None
+        out.append(SegmentClosed(seg.msn, at - seg.start, seg.parts))
+        self._seg = None
+        return out
+
+    def feed(self, frag: Fragment) -> list[Event]:
+        run = frag.run(self._audio.track_id)
+        if run is None:
+            return []
+        scale = self._audio.timescale
+        start = run.decode_time / scale
+        end = (run.decode_time + run.duration) / scale
+        frame = (end - start) / max(1, run.samples)
+        out: list[Event] = []
+        seg = self._seg
+        if seg is not None and start >= (seg.msn + 1) * self.segment_seconds - frame / 2:
+            out += self._close(seg, start)
+            seg = None
+        if seg is None:
+            seg = self._seg = _Open(round(start / self.segment_seconds), start)
+        if seg.part_start is None:
+            seg.part_start = start
+            out.append(PartOpened(seg.msn, seg.parts, True, frag.data))
+        else:
+            out.append(PartData(seg.msn, seg.parts, frag.data))
+        self._end = end
+        if end + frame - seg.part_start > self.part_seconds + 1e-9:
+            out.append(PartClosed(seg.msn, seg.parts, end - seg.part_start))
+            seg.parts += 1
+            seg.part_start = None
+        return out
+
+    def finish(self) -> list[Event]:
+        """The stream ended: close what is open (a last, shorter part and segment)."""
+        seg = self._seg
+        return [] if seg is None else self._close(seg, self._end)

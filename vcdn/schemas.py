@@ -190,8 +190,8 @@ class LiveEvent:
     ended: bool = False
     #: Low-latency HLS: the part target in seconds (0: segments only).
     part_seconds: float = 0.0
-    #: The separate audio rendition; None when the renditions carry their sound muxed
-    #: (low-latency events) or the event has none.
+    #: The separate audio rendition; None when the event has no sound (or comes from a
+    #: pipeline that muxed it into every rendition).
     audio: LiveAudio | None = None
 
 

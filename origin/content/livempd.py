@@ -18,8 +18,9 @@ hole.
 An event with a separate audio rendition (the event's ``audio``) gets a second
 adaptation set for it, addressed the same way; the video Representations then state the
 video's own codec and bandwidth (a rendition's HLS figures include the audio it is played
-with). An event whose renditions carry their sound muxed (low-latency events) has
-multiplexed Representations, which the schema allows but DASH players do not play.
+with). An event whose renditions carry their sound muxed (an event document without
+``audio``) has multiplexed Representations, which the schema allows but DASH players do
+not play.
 """
 
 from __future__ import annotations

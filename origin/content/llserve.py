@@ -32,7 +32,7 @@ from typing import Final
 from aiohttp import web
 
 from origin.content.fmp4 import BoxError, parse_segment
-from origin.content.live import LiveTitle, LiveTitles
+from origin.content.live import LiveTitle, LiveTitles, rendition_names
 from origin.content.llplaylist import (
     ERROR_CACHE_CONTROL,
     HOLD_TARGETS,
@@ -269,8 +269,8 @@ class LowLatency:
         if state.ended:
             return await _ended(request, state, rendition)
         reports = [
-            self.view(state, r.name).report(f"../{r.name}/{PLAYLIST}")
-            for r in state.event.renditions if r.name != rendition
+            self.view(state, name).report(f"../{name}/{PLAYLIST}")
+            for name in rendition_names(state.event) if name != rendition
         ]
         text = render(view, reports, skip=d.skip is not None).encode()
         cc = blocking_cache_control(view.target_duration) if d.blocking else LIVE_CACHE_CONTROL

@@ -60,6 +60,8 @@ async def test_low_latency_live_plays_through_an_appliance_within_seconds(
     # hls.js used the low-latency machinery: parts and blocking reloads, through appliances.
     assert any("/part_" in u for u in requests), requests[-20:]
     assert any("_HLS_msn=" in u and "_HLS_part=" in u for u in requests), requests[-20:]
+    # The sound is the audio group's rendition, with parts of its own.
+    assert any("/ll/audio/part_" in u for u in requests), requests[-20:]
     page.requests = requests  # type: ignore[attr-defined]
     hosts = segment_hosts(page) | {urlsplit(u).netloc for u in requests if "/part_" in u}
     assert hosts and hosts <= appliance_hosts(cluster), hosts

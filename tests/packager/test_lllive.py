@@ -50,6 +50,14 @@ def test_low_latency_event_publishes_parts_as_they_are_made(origin) -> None:
         # Parts of one segment: INDEPENDENT on the first only (keyframes at segment starts).
         independent = re.findall(r'URI="part_\d+_(\d+)\.m4s",INDEPENDENT=YES', blocked)
         assert independent and set(independent) == {"0"}, blocked
+        # The sound: its own rendition with parts of whole AAC frames, every one
+        # independent, none longer than the target; reported beside the video.
+        assert re.search(r'#EXT-X-RENDITION-REPORT:URI="\.\./audio/index\.m3u8"', blocked)
+        sound = get(f"{url}/v/ll/audio/index.m3u8")
+        audio_parts = re.findall(r"#EXT-X-PART:DURATION=([\d.]+),URI=\"[^\"]+\"(,INDEPENDENT=YES)?",
+                                 sound)
+        assert audio_parts and all(flag for _, flag in audio_parts), sound
+        assert all(float(d) <= 0.25 for d, _ in audio_parts), sound
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     finally:
@@ -60,6 +68,7 @@ def test_low_latency_event_publishes_parts_as_they_are_made(origin) -> None:
     assert final.rstrip().endswith("#EXT-X-ENDLIST") and "EXT-X-PART" not in final
     numbers = msns(final)
     assert len(numbers) >= 4 and numbers == list(range(numbers[0], numbers[-1] + 1)), final
+    assert msns(get(f"{url}/v/ll/audio/index.m3u8")) == numbers
     play = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", f"{url}/v/ll/master.m3u8", "-map", "0", "-f", "null", "-"],
         capture_output=True, text=True, timeout=60,

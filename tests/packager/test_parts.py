@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from packager.parts import (
     NON_SYNC,
+    AudioCutter,
     BoxError,
     BoxSplitter,
     Cutter,
@@ -211,6 +212,70 @@ def test_a_stream_that_does_not_start_on_a_keyframe_waits_for_one() -> None:
         events += cutter.feed(parse_fragment(data, tracks))
     opened = [e for e in events if isinstance(e, PartOpened)]
     assert [(e.index, e.independent) for e in opened] == [(0, True)]
+
+
+def audio_init() -> bytes:
+    """An audio rendition's init segment: one sound track."""
+    tkhd = full(b"tkhd", 0, 3, struct.pack(">IIII", 0, 0, AUDIO, 0) + bytes(64))
+    mdhd = full(b"mdhd", 0, 0, struct.pack(">IIII", 0, 0, ASCALE, 0) + bytes(4))
+    hdlr = full(b"hdlr", 0, 0, struct.pack(">I4s", 0, b"soun") + bytes(13))
+    trex = full(b"trex", 0, 0, struct.pack(">IIIII", AUDIO, 1, 0, 0, 0))
+    moov = box(b"moov", box(b"trak", tkhd + box(b"mdia", mdhd + hdlr)) + box(b"mvex", trex))
+    return box(b"ftyp", b"iso6" + bytes(4)) + moov
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([1.0, 2.0]), st.sampled_from([0.2, 0.25, 0.333, 0.5]),
+       st.integers(min_value=0, max_value=2047), st.integers(min_value=1, max_value=400),
+       st.booleans())
+def test_audio_parts_fit_the_target_and_segments_keep_to_the_slot_boundaries(
+    seg: float, part: float, lead: int, frames: int, per_sample: bool
+) -> None:
+    """AAC frames (1024 samples at 48 kHz) from a little before a slot boundary: every
+    part independent, whole frames, never longer than `part_seconds`; the parts of a
+    segment concatenate to it; segment N opens at the first frame at or after N x SEG
+    (less half a frame), numbers consecutive from the slot, so the audio never drifts
+    off the video's boundaries."""
+    tracks = parse_init(audio_init())
+    slot = 900_000
+    base = round(slot * seg * ASCALE) - lead  # encoder priming: a little before the slot
+    cutter = AudioCutter(tracks, seg, part)
+    events: list[object] = []
+    for i in range(frames):
+        data = fragment(i + 1, AUDIO, base + i * 1024, 1024, True, bytes([i % 256]), per_sample)
+        events += cutter.feed(parse_fragment(data, tracks))
+    events += cutter.finish()
+    parts: dict[tuple[int, int], bytes] = {}
+    starts: dict[int, float] = {}
+    segments: list[SegmentClosed] = []
+    t = base / ASCALE
+    frame = 1024 / ASCALE
+    for ev in events:
+        if isinstance(ev, PartOpened):
+            assert ev.independent
+            parts[(ev.msn, ev.index)] = ev.data
+            starts.setdefault(ev.msn, t)
+        elif isinstance(ev, PartData):
+            parts[(ev.msn, ev.index)] += ev.data
+        elif isinstance(ev, PartClosed):
+            assert ev.duration <= part + 1e-9 and ev.duration > 0
+            t += ev.duration
+        elif isinstance(ev, SegmentClosed):
+            segments.append(ev)
+    assert [s.msn for s in segments] == list(range(slot, slot + len(segments)))
+    assert sum(len(b) for b in parts.values()) == sum(
+        len(fragment(i + 1, AUDIO, 0, 1024, True, b"x", per_sample)) for i in range(frames))
+    for msn, start in starts.items():
+        if msn > slot:
+            assert msn * seg - frame / 2 <= start + 1e-9 < msn * seg + frame / 2 + 1e-9
+
+
+def test_an_init_with_neither_video_nor_sound_is_refused() -> None:
+    assert [t.kind for t in parse_init(audio_init()).values()] == ["soun"]
+    with pytest.raises(BoxError):
+        parse_init(audio_init().replace(b"soun", b"text"))
+    with pytest.raises(BoxError):
+        Cutter(parse_init(audio_init()), 2.0, 0.333, 30.0)  # video parts need video
 
 
 @pytest.mark.parametrize("junk", [
