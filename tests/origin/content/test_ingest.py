@@ -377,3 +377,14 @@ async def test_an_event_with_sound_keeps_its_audio_rendition_and_the_mpd_an_audi
     async with again.get(f"/v/{TITLE}/manifest.json") as r:
         files = {f["path"] for f in (await r.json(content_type=None))["files"]}
     assert {f"{AUDIO}/init.mp4", f"{AUDIO}/seg_{SLOT}.m4s", "manifest.mpd"} <= files
+
+
+@pytest.mark.parametrize("name", [RENDITION, "../x", ""])
+async def test_an_audio_rendition_needs_a_name_of_its_own(client: TestClient, name: str) -> None:
+    """The audio's name is a directory like a rendition's: the same rules, and not one a
+    video rendition already has (their segments would overwrite each other)."""
+    doc = av_event_doc()
+    doc["audio"] = {**doc["audio"], "name": name}  # type: ignore[dict-item]
+    assert await put(client, "live.json", json.dumps(doc).encode()) == 400
+    root = Path(client.server.app[SETTINGS_KEY].root)
+    assert not (root / TITLE).exists()
