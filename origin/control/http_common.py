@@ -33,18 +33,70 @@ T = TypeVar("T")
 log = logging.getLogger("vcdn.control")
 
 Clock = Callable[[], float]
-# Short, so that a revocation from the CLI or another control server takes effect within
-# a second; a revocation through this server's API clears the cache at once.
+# How often a server asks the store whether any token was revoked (`token_epoch`): a
+# revocation from the CLI or another control server takes effect within this; one
+# through this server's API clears the cache at once.
 TOKEN_CACHE_SECONDS: Final = 1.0
+# How long a decision is kept however quiet the epoch: a bound on trusting the triggers.
+TOKEN_CACHE_MAX_AGE: Final = 600.0
+TOKEN_CACHE_MAX: Final = 200_000  # entries (a large fleet's tokens); past it, start over
 JSON_TYPE: Final = "application/json"
 READ_CHUNK: Final = 64 * 1024
 
 
 @dataclass
 class TokenCache:
-    """Known tokens for a second, so that a burst of requests costs one token query."""
+    """Who each known token is, kept while no token anywhere is revoked.
+
+    An appliance beats every 10 s; a cache of one second saved nothing, and the token
+    query was the costliest part of a beat (a round trip and a PostgreSQL backend's
+    work). Instead every decision stays until the store's `token_epoch` moves (any
+    token deleted or changed, by anyone), which is read at most every
+    `TOKEN_CACHE_SECONDS`: one query a second per server, whatever the fleet.
+    """
 
     entries: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    epoch: int | None = None  # the store's token_epoch at the last check
+    checked: float = float("-inf")  # monotonic time of that check
+    generation: int = 0  # advanced by every clear: a lookup begun before it is not kept
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.generation += 1
+
+    async def check(self, store: Store) -> None:
+        """Drop everything if a token was revoked since the last check (at most one
+        store query per `TOKEN_CACHE_SECONDS`, shared by every request waiting)."""
+        if time.monotonic() - self.checked < TOKEN_CACHE_SECONDS:
+            return
+        async with self.lock:
+            if time.monotonic() - self.checked < TOKEN_CACHE_SECONDS:
+                return  # another request checked while this one waited
+            started = time.monotonic()
+            epoch = await store.token_epoch()  # StoreError: no check, nothing trusted
+            if epoch != self.epoch:
+                self.clear()
+                self.epoch = epoch
+            self.checked = started
+
+    def get(self, digest: str) -> Principal | None:
+        hit = self.entries.get(digest)
+        if hit is None:
+            return None
+        if hit[1] <= time.monotonic():
+            del self.entries[digest]
+            return None
+        return hit[0]
+
+    def put(self, digest: str, principal: Principal, generation: int) -> None:
+        """Keep a decision looked up while the cache was at `generation`; a lookup that
+        a revocation overtook (the cache was cleared meanwhile) is not kept."""
+        if generation != self.generation:
+            return
+        if len(self.entries) >= TOKEN_CACHE_MAX:
+            self.entries.clear()
+        self.entries[digest] = (principal, time.monotonic() + TOKEN_CACHE_MAX_AGE)
 
 
 @dataclass
@@ -187,16 +239,16 @@ async def caller(request: web.Request) -> Principal | None:
     found = app[BOOTSTRAP].get(digest)
     if found is not None:
         return found
-    cache = app[TOKENS].entries
-    now = time.monotonic()
+    cache = app[TOKENS]
+    store = app[STORE]
+    await cache.check(store)
     hit = cache.get(digest)
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    principal = await app[STORE].principal(digest)
+    if hit is not None:
+        return hit
+    generation = cache.generation
+    principal = await store.principal(digest)
     if principal is not None:
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[digest] = (principal, now + TOKEN_CACHE_SECONDS)
+        cache.put(digest, principal, generation)
     return principal
 
 
@@ -231,7 +283,7 @@ def check_client_certificate(request: web.Request, who: Principal) -> None:
 
 def forget_tokens(request: web.Request) -> None:
     """A token was revoked here: no cached copy may outlive it on this server."""
-    request.app[TOKENS].entries.clear()
+    request.app[TOKENS].clear()
 
 
 def query_float(request: web.Request, name: str, default: float) -> float:

@@ -13,6 +13,7 @@ from typing import Final
 from origin.control.migrations_base import Migration
 from origin.control.migrations_keys import TITLE_KEYS
 from origin.control.migrations_replicas import FILL_PLANS, POPULARITY_STAMP
+from origin.control.migrations_tokens import TOKEN_EPOCH
 
 _V1_TABLES: Final = """
 CREATE TABLE titles (
@@ -104,6 +105,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     FILL_PLANS,
     POPULARITY_STAMP,
     TITLE_KEYS,
+    TOKEN_EPOCH,
     # The HTTPS URL an appliance serves players at, beside its plain `public_url`
     # (which peers fill from); '' for an appliance without TLS. Additive.
     Migration(

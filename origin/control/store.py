@@ -303,6 +303,12 @@ class Store(Protocol):
 
     async def principal(self, token_hash: str) -> Principal | None: ...
 
+    async def token_epoch(self) -> int:
+        """A counter that moves whenever any token is revoked or changed, by anyone
+        sharing this database (triggers advance it): cached token decisions made before
+        it moved may be stale."""
+        ...
+
     async def list_tokens(self) -> list[TokenInfo]:
         """Every stored token (its hash, never the token), oldest first."""
         ...

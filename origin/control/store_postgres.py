@@ -107,6 +107,16 @@ async def deltas_off_loop(
     return await asyncio.to_thread(deltas_json, beats, sites, half_life)
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on release beyond asyncpg's own rollback of an open
+    transaction: nothing. The default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET
+    ALL) is one more round trip on every release, as much as the query it follows, and
+    this store leaves no session state behind: no SET, LISTEN, cursor outside a
+    transaction or session-level advisory lock (the jobs lease has a connection of its
+    own; migrations take a transaction-level lock)."""
+    return None
+
+
 def appliance_from_record(r: asyncpg.Record) -> ApplianceRecord:
     return appliance_from_row(tuple(r))
 
@@ -128,6 +138,7 @@ class PostgresStore(PostgresPlans):
                 max_size=POOL_MAX,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=30,
+                reset=keep_session,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise StoreError(f"Cannot connect to PostgreSQL at {redact(url)}: {exc}.") from None
@@ -435,3 +446,7 @@ class PostgresStore(PostgresPlans):
                 "SELECT role, subject FROM tokens WHERE hash = $1", token_hash
             )
         return None if row is None else Principal(check_role(row["role"]), row["subject"])
+
+    async def token_epoch(self) -> int:
+        async with self._conn() as conn:
+            return int(await conn.fetchval("SELECT epoch FROM token_epoch"))

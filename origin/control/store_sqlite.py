@@ -510,3 +510,10 @@ class SqliteStore(SqlitePlans):
             return None if row is None else Principal(check_role(row[0]), row[1])
 
         return await self._run(q)
+
+    async def token_epoch(self) -> int:
+        def q() -> int:
+            (epoch,) = self._db().execute("SELECT epoch FROM token_epoch").fetchone()
+            return int(epoch)
+
+        return await self._run(q)

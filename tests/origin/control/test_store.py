@@ -139,6 +139,56 @@ async def test_tokens_are_stored_listed_and_deleted_by_hash(db_url: str) -> None
         await store.close()
 
 
+async def test_every_token_revocation_advances_the_epoch_whoever_makes_it(db_url: str) -> None:
+    """Servers cache token decisions until `token_epoch` moves: a deletion or change of a
+    token row by any path (the store, the CLI, plain SQL) must advance it; a new token
+    need not (unknown tokens are never cached)."""
+    from origin.control.auth import Principal
+
+    store = await open_store(db_url)
+    try:
+        start = await store.token_epoch()
+        await store.add_token("ab" * 32, Principal("appliance", "a1"), "box", 5.0)
+        await store.add_token("ac" * 32, Principal("appliance", "a1"), "box", 5.0)
+        await store.add_token("cd" * 32, Principal("steering"), "", 6.0)
+        assert await store.token_epoch() == start
+        assert await store.delete_token("cd" * 32) is True
+        after_delete = await store.token_epoch()
+        assert after_delete > start
+        assert await store.revoke_subject("a1") == 2  # triggers do not change the count
+        after_revoke = await store.token_epoch()
+        assert after_revoke > after_delete
+        await store.add_token("ef" * 32, Principal("operator"), "", 7.0)
+        assert await store.token_epoch() == after_revoke
+    finally:
+        await store.close()
+    # Plain SQL, as an administrator or another tool would revoke.
+    if db_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+        try:
+            with conn:
+                conn.execute("UPDATE tokens SET subject = 'a9'")
+                updated = conn.execute("SELECT epoch FROM token_epoch").fetchone()[0]
+                conn.execute("DELETE FROM tokens")
+                deleted = conn.execute("SELECT epoch FROM token_epoch").fetchone()[0]
+        finally:
+            conn.close()
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(db_url)
+        try:
+            await conn.execute("UPDATE tokens SET label = 'x'")
+            updated = await conn.fetchval("SELECT epoch FROM token_epoch")
+            await conn.execute("DELETE FROM tokens")
+            deleted = await conn.fetchval("SELECT epoch FROM token_epoch")
+        finally:
+            await conn.close()
+    assert after_revoke < updated < deleted
+
+
 def test_the_direct_appliance_json_equals_the_generic_encoding() -> None:
     from origin.control.store import ApplianceRecord
     from vcdn.schemas import Load, encode
@@ -175,3 +225,33 @@ async def test_a_beat_without_history_text_updates_state_but_adds_no_history_row
         assert {s.title: s.score for s in await store.scores("s1")} == {"t": 2.0}
     finally:
         await store.close()
+
+
+async def test_a_pooled_postgres_connection_goes_back_without_a_reset_round_trip(
+    postgres_url: str, postgres_schema_url: str
+) -> None:
+    """asyncpg's default release runs a reset statement: a second round trip (and a
+    backend's work) after every query, which doubled what a heartbeat cost PostgreSQL.
+    The store leaves no session state, so the last statement a backend saw is ours."""
+    import uuid
+
+    import asyncpg
+
+    from tests.origin.control.conftest import with_query
+
+    name = f"vcdn-test-{uuid.uuid4().hex[:8]}"
+    store = await open_store(with_query(postgres_schema_url, application_name=name))
+    try:
+        assert await store.principal("ab" * 32) is None
+        assert await store.token_epoch() >= 0
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            last = await conn.fetch(
+                "SELECT query FROM pg_stat_activity WHERE application_name = $1", name
+            )
+        finally:
+            await conn.close()
+    finally:
+        await store.close()
+    assert last and all("RESET ALL" not in r["query"] for r in last), last
+    assert any("token_epoch" in r["query"] for r in last), last

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from origin.control.auth import Principal, hash_token, parse_bootstrap
-from origin.control.http_common import BEATS
+from origin.control.http_common import BEATS, STORE, TOKEN_CACHE_SECONDS, TOKENS, TokenCache
 from origin.control.settings import ControlSettings
 from origin.control.store import open_store
 from tests.origin.control.conftest import Api, enroll, manifest, registration
@@ -123,6 +123,66 @@ async def test_a_decommissioned_appliance_cannot_come_back_with_its_old_token(ap
     status, rotated = await api.call("POST", "/api/v1/enrollments/a1/token")
     assert status == 201 and rotated["revoked"] == 0
     assert (await reg(api, rotated["token"], "a1"))[0] == 201
+
+
+async def test_a_cached_token_costs_no_query_until_a_token_is_revoked_anywhere(api: Api) -> None:
+    """Appliances beat every 10 s: a decision kept for one second saved nothing. The
+    decision stays until the store's token epoch moves; a revocation made elsewhere (the
+    CLI, another replica: here a second store on the same database) still takes effect
+    at the next check, TOKEN_CACHE_SECONDS at most after it."""
+    token = await enroll(api, "a1")
+    assert (await reg(api, token, "a1"))[0] == 201
+    app = api.client.app
+    store, cache = app[STORE], app[TOKENS]
+    looked_up: list[str] = []
+    real = store.principal
+
+    async def counted(digest: str) -> Principal | None:
+        looked_up.append(digest)
+        return await real(digest)
+
+    store.principal = counted  # type: ignore[method-assign]
+    cache.clear()  # registering cached it already
+    beat = ("PUT", "/api/v1/appliances/a1/heartbeat")
+    assert (await api.call(*beat, token, json={"state": "healthy"}))[0] == 200
+    await asyncio.sleep(TOKEN_CACHE_SECONDS + 0.1)  # the epoch is read again, unchanged
+    assert (await api.call(*beat, token, json={"state": "healthy"}))[0] == 200
+    assert looked_up == [hash_token(token)]
+    elsewhere = await open_store(api.settings.db)
+    try:
+        assert await elsewhere.revoke_subject("a1") == 1
+    finally:
+        await elsewhere.close()
+    cache.checked = float("-inf")
+    assert (await api.call(*beat, token, json={"state": "healthy"}))[0] == 401
+
+
+async def test_a_revocation_elsewhere_is_seen_within_the_check_interval(api: Api) -> None:
+    token = await enroll(api, "a1")
+    assert (await reg(api, token, "a1"))[0] == 201
+    beat = ("PUT", "/api/v1/appliances/a1/heartbeat")
+    assert (await api.call(*beat, token, json={"state": "healthy"}))[0] == 200  # now cached
+    elsewhere = await open_store(api.settings.db)
+    try:
+        await elsewhere.revoke_subject("a1")
+    finally:
+        await elsewhere.close()
+    revoked = time.monotonic()
+    while (await api.call(*beat, token, json={"state": "healthy"}))[0] == 200:
+        assert time.monotonic() - revoked < 2.0, "a revoked token still works after 2 s"
+        await asyncio.sleep(0.05)
+
+
+def test_a_lookup_overtaken_by_a_revocation_is_not_cached() -> None:
+    """A token query that began before this server cleared its cache (a revocation) may
+    carry the revoked answer: it must not be kept past the clear."""
+    cache = TokenCache()
+    before = cache.generation
+    cache.clear()  # the revocation lands while the lookup is in flight
+    cache.put("ab" * 32, Principal("appliance", "a1"), before)
+    assert cache.get("ab" * 32) is None
+    cache.put("ab" * 32, Principal("appliance", "a1"), cache.generation)
+    assert cache.get("ab" * 32) == Principal("appliance", "a1")
 
 
 async def test_rotation_and_revocation_take_effect_at_once(api: Api) -> None:
