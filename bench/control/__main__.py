@@ -2,7 +2,8 @@
 `vcdn control` on SQLite, on PostgreSQL, and as 2 replicas on one PostgreSQL, with nginx
 answering the same requests with a canned ack as the HTTP floor, in the same run.
 
-For each target: register the fleet (not timed), then a bounded run of steady heartbeats;
+For each target: register the fleet and let every appliance beat once (not timed: a first
+beat also looks up its token and its appliance), then a bounded run of steady heartbeats;
 we print sustained heartbeats/s, p50/p99 latency seen by the clients, and CPU as a share
 of one core: the server processes (from /proc/PID/stat) and, on PostgreSQL, the backends
 serving them (found by the run's `application_name` in pg_stat_activity), since a figure
@@ -92,6 +93,11 @@ async def measure(
     pg: BackendCpu | None = None,
     tokens: Sequence[str] = (APPLIANCE_TOKEN,),
 ) -> Row:
+    if args.warmup > 0:  # every appliance beats once, unmeasured: the steady state
+        await heartbeat_load(
+            [s.url for s in servers], tokens, appliances=appliances,
+            interval=args.interval, seconds=args.warmup,
+        )
     before = [cpu_seconds(s.proc.pid) for s in servers]
     load_before = own_cpu()
     if pg is not None:
@@ -240,6 +246,7 @@ def record(rows: list[Row], args: argparse.Namespace) -> None:
         "control",
         settings={
             "interval": args.interval, "seconds": args.seconds, "poll": args.poll,
+            "warmup": args.warmup,
             "load_cpu": LOAD_CPU, "server_cpu": SERVER_CPU, "replicas": args.replicas,
         },
     )
@@ -318,6 +325,13 @@ def main() -> int:
         help="targets among sqlite, postgres, replicas (2 instances on one PostgreSQL)",
     )
     p.add_argument("--postgres", default=os.environ.get("VCDN_TEST_POSTGRES") or DEFAULT_PG)
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds of beats before measuring (default: one interval, so that every "
+        "appliance has beaten once: a first beat also looks up its token and appliance)",
+    )
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx baseline")
     p.add_argument("--no-record", action="store_true", help="print only, write no results")
     p.add_argument(
@@ -327,9 +341,13 @@ def main() -> int:
         help="also GET /appliances every POLL seconds, as steering does (0: off)",
     )
     args = p.parse_args()
+    if args.warmup is None:
+        args.warmup = args.interval
     fleets = (args.appliances, args.replica_appliances)
     if not all(1 <= n <= 100_000 for n in fleets) or not 0 < args.seconds <= 600:
         p.error("need 1-100000 appliances and 0 < seconds <= 600")
+    if not 0 <= args.warmup <= 600:
+        p.error("need 0 <= warmup <= 600")
     if args.interval <= 0 or not 1 <= args.replicas <= 8:
         p.error("need a positive interval and 1-8 replicas")
     unknown = set(args.stores) - set(STORES)
