@@ -85,6 +85,7 @@ class Fill:
     __slots__ = (
         "_changed",
         "_claimed",
+        "_on_whole",
         "done",
         "draft",
         "entry",
@@ -114,6 +115,8 @@ class Fill:
         self.generation = 0
         self._claimed = False
         self._changed = asyncio.Event()
+        #: Called once, synchronously, when every byte of a declared length is written.
+        self._on_whole: list[Callable[[], None]] = []
 
     @property
     def size(self) -> int | None:
@@ -131,9 +134,25 @@ class Fill:
     def advance(self, total: int) -> None:
         self.written = total
         self._notify()
+        if self._on_whole and self.whole:
+            listeners, self._on_whole = self._on_whole, []
+            for listener in listeners:
+                listener()
+
+    @property
+    def whole(self) -> bool:
+        """Every byte of the declared length is in the file (which is still open)."""
+        draft = self.draft
+        return draft is not None and 0 <= draft.size <= self.written and not self.done
+
+    def when_whole(self, listener: Callable[[], None]) -> None:
+        """Call `listener` in the very turn of the loop the last byte lands (an LL-HLS
+        crowd's answer leaves then, `edge.llcrowd`), without a task waking up for it."""
+        self._on_whole.append(listener)
 
     def finish(self, entry: Entry | None, error: BaseException | None = None) -> None:
         self.done = True
+        self._on_whole = []
         self.entry = entry
         self.error = error
         if not self.ready.done():
@@ -393,11 +412,13 @@ class Fills:
             raise StoreError(f"Cannot write to the cache: {exc.strerror}.") from None
         fill.draft = draft
         fill.ready.set_result(fill)
-        # Let this worker's waiters send their headers before we tell the other workers
-        # (the sidecar costs a write and a rename); they wait on the lock meanwhile. Two
-        # turns of the loop: one for the shield around `ready`, one for the waiter itself.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        if not blocking_key(fill.key):
+            # Let this worker's waiters send their headers before we tell the other workers
+            # (the sidecar costs a write and a rename); they wait on the lock meanwhile. Two
+            # turns of the loop: one for the shield around `ready`, one for the waiter
+            # itself. A blocking playlist's waiters are a crowd answered with the body.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         written = 0
         resumes = 0
         try:

@@ -5,12 +5,14 @@ part open (`edge.llhls`), and when the part arrives they are all answered at onc
 normal miss path each of them costs a request handler, a response object, a head of its
 own and two wake-ups (head, then body), and the answers of the last players leave the
 edge behind the next requests of the first ones. Instead, the requests that find the
-blocking fill of their key in flight in this worker join one `Crowd`: when the fill's
-body is whole (the upstream's answer, or another worker's file of it) the answer is
-serialised once and the same bytes are written to every waiting connection in one pass
-of the event loop, before any waiter's handler resumes (each then only returns
-`AlreadySent`). The fill is the ordinary coalesced one, so the origin still sees one
-request per (playlist, msn, part, skip) per appliance.
+blocking fill of their key in flight in this worker join one `Crowd`: in the very turn
+of the event loop the fill's last byte lands (the upstream's answer, or another worker's
+file of it; `Fill.when_whole`, no task woken for it), the answer is serialised once and
+the same bytes are written to every waiting connection in one pass, before any waiter's
+handler resumes (each then only returns `AlreadySent`). The leader of a blocking fill
+does not yield to the loop between the upstream's answer and its body for that. The fill
+is the ordinary coalesced one, so the origin still sees one request per (playlist, msn,
+part, skip) per appliance.
 
 Anything unusual takes the normal path (`edge.app.serve`): a request with a range,
 conditional or cache directives; a fill that fails, varies, or is not storable (the
@@ -121,32 +123,37 @@ class Crowds:
         if fill is None:
             return None
         crowd = self._crowds.get(key)
-        if crowd is None or crowd.fill is not fill:
-            crowd = self._crowds[key] = Crowd(fill, title)
-            task = asyncio.create_task(self._deliver(key, crowd))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif crowd.answer:
+        if crowd is not None and crowd.fill is fill and crowd.answer:
             transport.write(crowd.answer)  # the fill is still being published: same bytes
             self._count(crowd, 1, crowd.fill.draft)
             return crowd.body_length
+        if crowd is None or crowd.fill is not fill:
+            crowd = self._crowds[key] = Crowd(fill, title)
+            task = asyncio.create_task(self._watch(key, crowd))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            fill.when_whole(lambda: self._whole(crowd))
         crowd.members.append(transport)
+        if fill.whole:
+            self._whole(crowd)  # it landed before anyone here waited for it
         sent = await asyncio.shield(crowd.answered)
         return sent if sent >= 0 else None
 
-    async def _deliver(self, key: str, crowd: Crowd) -> None:
-        sent = -1
+    async def _watch(self, key: str, crowd: Crowd) -> None:
+        """Until the fill ends: a crowd it did not answer (it failed, was refused, had no
+        length, or was stored already) takes the normal path."""
+        fill = crowd.fill
         try:
-            whole = await self._whole(crowd.fill)
-            if isinstance(whole, Pass):
+            try:
+                outcome = await asyncio.shield(fill.ready)
+            except Exception:
+                outcome = None  # the fill failed: each member hears so on the normal path
+            if isinstance(outcome, Pass):
                 # The first requester keeps the origin's refusal: let it, so that the
                 # crowd is answered from it rather than asking the origin once each.
                 await shared_refusal(self._edge.negative, key)
-            elif whole is not None:
-                draft, body = whole
-                sent = self._answer(crowd, draft, body)
-                crowd.answered.set_result(sent)
-                await crowd.fill.finished()
+            elif outcome is fill:
+                await fill.finished()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -155,35 +162,28 @@ class Crowds:
             if self._crowds.get(key) is crowd:
                 del self._crowds[key]
             if not crowd.answered.done():
-                crowd.answered.set_result(sent)
+                crowd.answered.set_result(-1)
 
-    async def _whole(self, fill: Fill) -> tuple[Entry, bytes] | Pass | None:
-        """The fill's head and whole body, a Pass (not storable), or None (normal path)."""
+    def _whole(self, crowd: Crowd) -> None:
+        """The fill's last byte landed (its file still open): answer every member now.
+        Called from inside the fill: whatever goes wrong here must not fail it."""
         try:
-            outcome = await asyncio.shield(fill.ready)
+            self._answer_whole(crowd)
         except Exception:
-            return None  # the fill failed: each member hears so on the normal path
-        if isinstance(outcome, Pass):
-            return outcome
-        if outcome is not fill or fill.done:
-            return None  # already stored: a hit on the normal path
-        draft = fill.draft
-        if draft is None or not 0 <= draft.size <= BODY_MAX or any(
-            name.lower() == "vary" for name, _ in draft.headers
-        ):
-            return None
-        fd = os.dup(fill.fd)  # no await since `fill.done` was checked: the fd is open
+            log.exception("crowd_failed", extra={"fields": {"key": crowd.fill.key}})
+
+    def _answer_whole(self, crowd: Crowd) -> None:
+        fill, draft = crowd.fill, crowd.fill.draft
+        if crowd.answered.done() or draft is None or not fill.whole:
+            return
+        if draft.size > BODY_MAX or any(name.lower() == "vary" for name, _ in draft.headers):
+            return
         try:
-            while fill.written < draft.size:
-                if fill.done:
-                    return None
-                await fill.wait_beyond(fill.written)
-            body = os.pread(fd, draft.size, 0)
-        except Exception:
-            return None
-        finally:
-            os.close(fd)
-        return (draft, body) if len(body) == draft.size else None
+            body = os.pread(fill.fd, draft.size, 0)
+        except OSError:
+            return
+        if len(body) == draft.size:
+            crowd.answered.set_result(self._answer(crowd, draft, body))
 
     def _answer(self, crowd: Crowd, draft: Entry, body: bytes) -> int:
         """Serialise once, write to every member in one pass; the body length."""

@@ -1,6 +1,7 @@
-"""A crowd of players blocking on the same LL-HLS playlist request, behind a real edge
-listener (hit fast path and request hook installed, as `vcdn edge` runs): one upstream
-request, one serialised answer for the whole crowd, the same bytes to every player."""
+"""A crowd of players blocking on the same LL-HLS playlist request, behind real edge
+listeners (hit fast path and request hook installed, as `vcdn edge` runs): one upstream
+request, one serialised answer per worker for the whole crowd, the same bytes to every
+player. Two edges on one cache directory are two workers of one appliance."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ CROWD = 60
 @pytest.fixture
 async def ll(
     aiohttp_server: Any, tmp_path: Path
-) -> AsyncIterator[tuple[str, str, Counter[str], web.Application]]:
-    """(origin URL, edge URL, origin GETs by path and query, the edge app)."""
+) -> AsyncIterator[tuple[str, list[str], Counter[str], list[web.Application]]]:
+    """(origin URL, two edge workers' URLs, origin GETs by path and query, their apps)."""
     root = tmp_path / "origin"
     root.mkdir()
     counts: Counter[str] = Counter()
@@ -50,17 +51,21 @@ async def ll(
     origin_app.middlewares.insert(0, count)
     origin = await aiohttp_server(origin_app)
     origin_url = str(origin.make_url("")).rstrip("/")
-    settings = edge_settings(tmp_path, origin_url, port=0)
-    app = make_app(settings)
-    runner, url = await start_edge(app, settings)
+    settings = edge_settings(tmp_path, origin_url, port=0)  # one cache directory for both
+    apps = [make_app(settings), make_app(settings)]
+    started = [await start_edge(app, settings) for app in apps]
     try:
-        yield origin_url, url, counts, app
+        yield origin_url, [url for _, url in started], counts, apps
     finally:
-        await runner.cleanup()
+        for runner, _ in started:
+            await runner.cleanup()
 
 
-async def test_a_blocking_crowd_gets_one_rendering_and_one_upstream_request(ll: Any) -> None:
-    origin_url, url, counts, app = ll
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_blocking_crowd_gets_one_rendering_and_one_upstream_request(
+    ll: Any, workers: int
+) -> None:
+    origin_url, urls, counts, apps = ll
     media = encode_ll()
     connector = aiohttp.TCPConnector(limit=0)  # one connection per player
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -70,26 +75,29 @@ async def test_a_blocking_crowd_gets_one_rendering_and_one_upstream_request(ll: 
                                    headers=AUTH) as r:
                 return r.status
 
-        async def get(path: str) -> tuple[int, bytes, str]:
-            async with session.get(url + signed(path, TITLE)) as r:
+        async def get(i: int, path: str) -> tuple[int, bytes, str]:
+            async with session.get(urls[i % workers] + signed(path, TITLE)) as r:
                 return r.status, await r.read(), r.headers.get("Cache-Status", "")
 
         await standard_state(put, media)
         query = f"_HLS_msn={S + 9}&_HLS_part=2"
-        # The first request starts the fill; the rest find it in flight and join it.
-        first = asyncio.create_task(get(f"{PLAYLIST}?{query}"))
+        # The first request of each worker starts its fill (the second worker's follows
+        # the first's); the rest find it in flight and join it.
+        firsts = [asyncio.create_task(get(i, f"{PLAYLIST}?{query}")) for i in range(workers)]
         await asyncio.sleep(0.2)
-        waiting = [asyncio.create_task(get(f"{PLAYLIST}?{query}")) for _ in range(CROWD - 1)]
+        waiting = [asyncio.create_task(get(i, f"{PLAYLIST}?{query}"))
+                   for i in range(CROWD - workers)]
         await asyncio.sleep(0.3)
-        assert not first.done() and not any(t.done() for t in waiting)
+        assert not any(t.done() for t in (*firsts, *waiting))
         await publish(put, media, S + 9, range(2, 3), segment=False)
-        answers = await asyncio.wait_for(asyncio.gather(first, *waiting), 10)
-    edge = app[EDGE_KEY]
-    await settle(app)
+        answers = await asyncio.wait_for(asyncio.gather(*firsts, *waiting), 10)
+    for app in apps:
+        await settle(app)
     assert {a[0] for a in answers} == {200}
     assert len({a[1] for a in answers}) == 1 and f"part_{S + 9}_2.m4s" in answers[0][1].decode()
     assert counts[f"{PLAYLIST}?{query}"] == 1, counts
-    # Everyone who joined the fill in flight was answered from one serialisation.
-    assert edge.crowds.renders == 1
-    assert edge.crowds.answered == CROWD - 1
-    assert sum("collapsed" in a[2] for a in answers) == CROWD - 1
+    # Everyone who joined a fill in flight was answered from one serialisation per worker.
+    crowds = [app[EDGE_KEY].crowds for app in apps[:workers]]
+    assert [c.renders for c in crowds] == [1] * workers
+    assert sum(c.answered for c in crowds) == CROWD - workers
+    assert sum("collapsed" in a[2] for a in answers) == CROWD - workers
