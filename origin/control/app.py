@@ -1,7 +1,7 @@
 """The control-plane aiohttp application: wiring only.
 
 `make_app(settings)` opens the store in a cleanup context (so tests and the CLI share one
-lifecycle), mounts the handlers, the OpenAPI document, /healthz and /metrics, and runs
+lifecycle), mounts the route table (`origin.control.api`: handlers and OpenAPI document), and runs
 the heartbeat-history pruner in the background.
 """
 
@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from origin.control import http_appliances, http_enrollments, http_keys, http_titles
+from origin.control import api, http_keys
 from origin.control.auth import parse_bootstrap
 from origin.control.beats import HeartbeatBuffer
 from origin.control.health import Liveness
@@ -35,16 +35,14 @@ from origin.control.http_common import (
     TokenCache,
     errors_middleware,
     log,
-    respond,
 )
+from origin.control.http_meta import DOCUMENT
 from origin.control.jobs import JOBS, JobState, run_jobs
-from origin.control.openapi import document_text
-from origin.control.planning import http as planning_http
+from origin.control.routetable import mount
 from origin.control.settings import ControlSettings
 from origin.control.store import Store, open_store
-from origin.control.web.routes import add_routes as add_web_routes
 from vcdn.logs import event
-from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
+from vcdn.metrics import REGISTRY_KEY, new_registry
 
 LATENCY_BUCKETS: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -63,26 +61,6 @@ async def metrics_middleware(
     request.app[REQUESTS].labels(request.method, name, str(response.status)).inc()
     request.app[LATENCY].labels(request.method, name).observe(time.perf_counter() - start)
     return response
-
-
-async def healthz(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    version = await store.schema_version()
-    jobs = request.app[JOBS]
-    return respond(
-        {
-            "status": "ok",
-            "store": store.kind,
-            "schema_version": version,
-            # Whether this replica runs the periodic jobs, and the plan every replica serves.
-            "jobs": {"leader": jobs.leader, "takeovers": jobs.takeovers, "plans": jobs.plans},
-            "plan_epoch": await store.plan_epoch(),
-        }
-    )
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.Response(text=document_text(), content_type="application/json")
 
 
 class BeatStats:
@@ -176,13 +154,7 @@ def make_app(
                 await app[STORE].close()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_routes(http_titles.routes)
-    app.router.add_routes(http_keys.routes)
-    app.router.add_routes(http_appliances.routes)
-    app.router.add_routes(http_enrollments.routes)
-    app.router.add_routes(planning_http.routes)
-    app.router.add_get("/api/v1/openapi.json", openapi)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler)
-    add_web_routes(app)  # the player and operator dashboard (static pages, hls.js)
+    # The API, the player and the operator dashboard, and the document of all of them.
+    mount(app, api.table())
+    app[DOCUMENT] = api.document_text()
     return app

@@ -54,9 +54,6 @@ HISTORY_LIMIT: Final = 1000
 SCORES_LIMIT: Final = 10_000
 PAGE_MAX: Final = 5000  # appliances in one page of GET /appliances
 
-routes = web.RouteTableDef()
-
-
 def view(request: web.Request, record: ApplianceRecord, now: float) -> ApplianceView:
     state = health.state(record.last_heartbeat, record.reported_state, now, request.app[LIVENESS])
     return record.view(state)
@@ -113,7 +110,6 @@ async def check_authority(
     return registration
 
 
-@routes.post("/api/v1/appliances")
 async def register(request: web.Request) -> web.Response:
     who = await require(request, REGISTRARS)  # 401 before reading a body from a stranger
     registration = await read_body(request, Registration)
@@ -138,7 +134,6 @@ async def register(request: web.Request) -> web.Response:
     return respond(encode(view(request, record, now)), status=201 if created else 200)
 
 
-@routes.delete("/api/v1/appliances/{id}")
 async def decommission(request: web.Request) -> web.Response:
     """An operator retires an appliance: steering and fill plans stop seeing it, and the
     tokens bound to it stop working, so the retired box (or whoever took it) cannot simply
@@ -158,7 +153,6 @@ async def decommission(request: web.Request) -> web.Response:
     return respond({"deleted": appliance, "revoked": revoked})
 
 
-@routes.put("/api/v1/appliances/{id}/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, BEATERS, appliance=appliance)
@@ -176,7 +170,6 @@ async def heartbeat(request: web.Request) -> web.Response:
     return respond({"state": state, "heartbeat_interval": request.app[SETTINGS].heartbeat_interval})
 
 
-@routes.get("/api/v1/appliances")
 async def list_appliances(request: web.Request) -> web.Response:
     """Every appliance, or with `limit` one page of them in id order: `next` is the id to
     pass as `after` for the following page (null on the last). A page is built on the
@@ -222,7 +215,6 @@ async def catalog(request: web.Request) -> list[TitleManifest]:
     return (await catalog_of(request.app[STORE], request.app[CATALOG]))[0]
 
 
-@routes.get("/api/v1/appliances/{id}/fill-manifest")
 async def fill_manifest(request: web.Request) -> web.Response:
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, FILLERS, appliance=appliance)
@@ -241,7 +233,6 @@ async def fill_manifest(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/json")
 
 
-@routes.get("/api/v1/appliances/{id}/heartbeats")
 async def heartbeat_history(request: web.Request) -> web.Response:
     await require(request, OPERATORS)
     appliance = check_id(request.match_info["id"], "appliance id")
@@ -259,7 +250,6 @@ async def heartbeat_history(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/popularity")
 async def scores(request: web.Request) -> web.Response:
     await require(request, SCORE_READERS)
     only_query(request, "site", "limit")

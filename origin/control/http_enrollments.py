@@ -37,9 +37,6 @@ OPERATORS: Final = frozenset({"operator"})
 READERS: Final = frozenset({"operator", "appliance"})
 MAX_LABEL: Final = 200
 
-routes = web.RouteTableDef()
-
-
 def as_json(e: EnrollmentRecord) -> dict[str, Any]:
     return {
         "id": e.id,
@@ -77,7 +74,6 @@ async def enrolled(request: web.Request, appliance: str) -> EnrollmentRecord:
     return record
 
 
-@routes.post("/api/v1/enrollments")
 async def enroll(request: web.Request) -> web.Response:
     await require(request, OPERATORS)
     body = await read_body(request, Enrollment)
@@ -96,14 +92,12 @@ async def enroll(request: web.Request) -> web.Response:
     return respond({"enrollment": as_json(record), "token": token}, status=201)
 
 
-@routes.get("/api/v1/enrollments")
 async def list_enrollments(request: web.Request) -> web.Response:
     await require(request, OPERATORS)
     records = await request.app[STORE].list_enrollments()
     return respond({"enrollments": [as_json(e) for e in records]})
 
 
-@routes.get("/api/v1/enrollments/{id}")
 async def get_enrollment(request: web.Request) -> web.Response:
     """The operator, or the appliance itself (it filters BGP-learned prefixes by this)."""
     appliance = check_id(request.match_info["id"], "appliance id")
@@ -111,7 +105,6 @@ async def get_enrollment(request: web.Request) -> web.Response:
     return respond(as_json(await enrolled(request, appliance)))
 
 
-@routes.put("/api/v1/enrollments/{id}")
 async def update_enrollment(request: web.Request) -> web.Response:
     """Change site, prefixes or label; the registered record shrinks to what is approved."""
     appliance = check_id(request.match_info["id"], "appliance id")
@@ -138,7 +131,6 @@ async def update_enrollment(request: web.Request) -> web.Response:
     return respond(as_json(record))
 
 
-@routes.post("/api/v1/enrollments/{id}/token")
 async def rotate(request: web.Request) -> web.Response:
     """A new token for the appliance; every older one stops working now."""
     appliance = check_id(request.match_info["id"], "appliance id")
@@ -151,7 +143,6 @@ async def rotate(request: web.Request) -> web.Response:
     return respond({"appliance": appliance, "token": token, "revoked": revoked}, status=201)
 
 
-@routes.delete("/api/v1/enrollments/{id}/token")
 async def revoke(request: web.Request) -> web.Response:
     """Every token of the appliance stops working now (a box was stolen or retired)."""
     appliance = check_id(request.match_info["id"], "appliance id")

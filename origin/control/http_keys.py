@@ -67,9 +67,6 @@ class SigningKeys:
 
 SIGNING_KEYS = web.AppKey("control_signing_keys", SigningKeys)
 
-routes = web.RouteTableDef()
-
-
 def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -114,7 +111,6 @@ def clearkey_license(keys: list[ContentKey], kind: str) -> dict[str, Any]:
     }
 
 
-@routes.put("/api/v1/titles/{id}/keys/{kid}")
 async def put_key(request: web.Request) -> web.Response:
     who = await require(request, WRITERS)
     title = check_id(request.match_info["id"], "title")
@@ -164,7 +160,6 @@ def _check_token(request: web.Request) -> tuple[str, str] | web.Response:
     return token, title
 
 
-@routes.get("/k/{token}/{title}/{kid}")
 async def get_key(request: web.Request) -> web.Response:
     checked = _check_token(request)
     if isinstance(checked, web.Response):
@@ -179,7 +174,6 @@ async def get_key(request: web.Request) -> web.Response:
                         headers=_headers())
 
 
-@routes.post("/k/{token}/{title}/clearkey")
 async def clearkey(request: web.Request) -> web.Response:
     checked = _check_token(request)
     if isinstance(checked, web.Response):
@@ -204,9 +198,6 @@ async def clearkey(request: web.Request) -> web.Response:
     return resp
 
 
-@routes.get("/k/{tail:[\\s\\S]*}")
-@routes.post("/k/{tail:[\\s\\S]*}")
-@routes.options("/k/{tail:[\\s\\S]*}")
 async def other(request: web.Request) -> web.Response:
     """CORS preflight of a license POST (a JSON body makes the request non-simple); any
     other /k/ request (no token, a path of the wrong shape) gets the same bare 403."""

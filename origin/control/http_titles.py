@@ -27,9 +27,6 @@ from vcdn.schemas import TitleManifest
 WRITERS: Final = frozenset({"packager", "operator"})
 READERS: Final = frozenset({"operator", "packager", "steering", "appliance"})
 
-routes = web.RouteTableDef()
-
-
 async def popularity_totals(request: web.Request, title: str | None = None) -> dict[str, float]:
     """{title: score summed over sites, decayed to now}."""
     await request.app[BEATS].flush()
@@ -37,7 +34,6 @@ async def popularity_totals(request: web.Request, title: str | None = None) -> d
     return await request.app[STORE].title_totals(request.app[CLOCK](), half_life, title)
 
 
-@routes.post("/api/v1/titles")
 async def post_title(request: web.Request) -> web.Response:
     who = await require(request, WRITERS)
     manifest = await read_body(request, TitleManifest)
@@ -64,7 +60,6 @@ async def post_title(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/titles")
 async def list_titles(request: web.Request) -> web.Response:
     await require(request, READERS)
     summaries = await request.app[STORE].list_titles()
@@ -74,7 +69,6 @@ async def list_titles(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/titles/{id}")
 async def get_title(request: web.Request) -> web.Response:
     await require(request, READERS)
     # A malformed id is a 400 before any query; a well-formed unknown one a 404.

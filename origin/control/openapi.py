@@ -1,4 +1,6 @@
-"""The OpenAPI 3.1 document of the control API, generated from the schema dataclasses.
+"""The OpenAPI 3.1 document of the control API: its schemas, generated from the schema
+dataclasses, and the helpers its route table (`origin.control.api`) describes operations
+with; `build` puts the two together.
 
 Types come from `vcdn.schemas` (the same classes `decode` checks against), so the document
 cannot drift from the decoder; the few checks `validate.py` adds on top are restated in
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import json
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, Final, Literal, get_args, get_origin
 
+from origin.control.routetable import Route, paths
 from origin.control.settings import ControlSettings
 from origin.control.validate import (
     ID_PATTERN,
@@ -25,7 +27,6 @@ from origin.control.validate import (
     MAX_SIZE,
     SHA256_PATTERN,
 )
-from origin.control.web.routes import OPENAPI_PATHS as WEB_PATHS
 from vcdn.schemas import (
     ApplianceView,
     Check,
@@ -140,7 +141,7 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
     }
 
 
-def _ref(name: str) -> dict[str, Any]:
+def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -195,7 +196,7 @@ def _components() -> dict[str, Any]:
             "popularity": NUMBER,
         }
     )
-    schemas["TitleList"] = _obj({"titles": {"type": "array", "items": _ref("TitleSummary")}})
+    schemas["TitleList"] = _obj({"titles": {"type": "array", "items": ref("TitleSummary")}})
     schemas["TitleRegistered"] = _obj(
         {
             "title": STRING,
@@ -206,7 +207,7 @@ def _components() -> dict[str, Any]:
     )
     schemas["ApplianceList"] = _obj(
         {
-            "appliances": {"type": "array", "items": _ref("ApplianceView")},
+            "appliances": {"type": "array", "items": ref("ApplianceView")},
             "heartbeat_interval": NUMBER,
             "generated_at": NUMBER,
             "next": {
@@ -227,7 +228,7 @@ def _components() -> dict[str, Any]:
             "appliance": STRING,
             "heartbeats": {
                 "type": "array",
-                "items": _obj({"at": NUMBER, "heartbeat": _ref("Heartbeat")}),
+                "items": _obj({"at": NUMBER, "heartbeat": ref("Heartbeat")}),
             },
         }
     )
@@ -254,12 +255,12 @@ def _components() -> dict[str, Any]:
     )
     schemas["Enrolled"] = _obj(
         {
-            "enrollment": _ref("EnrollmentView"),
+            "enrollment": ref("EnrollmentView"),
             "token": {"type": "string", "description": "The appliance's token, shown once."},
         }
     )
     schemas["EnrollmentList"] = _obj(
-        {"enrollments": {"type": "array", "items": _ref("EnrollmentView")}}
+        {"enrollments": {"type": "array", "items": ref("EnrollmentView")}}
     )
     schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
     schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
@@ -305,8 +306,8 @@ def _components() -> dict[str, Any]:
     return schemas
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+def error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
 
 
 ERRORS: Final = {
@@ -320,7 +321,7 @@ ERRORS: Final = {
 }
 
 
-def _op(
+def op(
     summary: str,
     ok: dict[str, Any],
     *,
@@ -331,7 +332,7 @@ def _op(
 ) -> dict[str, Any]:
     responses = dict(ok)
     for code in codes.split():
-        responses[code] = _error(ERRORS[code])
+        responses[code] = error(ERRORS[code])
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if roles:
         op["description"] = f"Roles: {roles}."
@@ -340,13 +341,13 @@ def _op(
     if body:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
+            "content": {"application/json": {"schema": ref(body)}},
         }
     return op
 
 
-def _json(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+def json_response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref(schema)}}}
 
 
 ID_PARAM: Final = {
@@ -373,9 +374,8 @@ DENIED: Final = (
 )
 
 
-@functools.cache
-def _document() -> dict[str, Any]:
-    w = "400 401 403 413 503"
+def build(routes: Iterable[Route]) -> dict[str, Any]:
+    """The OpenAPI document of `routes` (the app's route table, `origin.control.api`)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -384,322 +384,9 @@ def _document() -> dict[str, Any]:
             "description": "Catalog, appliances, heartbeats, popularity and fill manifests.",
         },
         "security": [{"bearer": []}],
-        "paths": {
-            "/api/v1/titles": {
-                "post": _op(
-                    "Register or replace a title (from `vcdn package --control`).",
-                    {
-                        "200": _json("Replaced.", "TitleRegistered"),
-                        "201": _json("Registered.", "TitleRegistered"),
-                    },
-                    body="TitleManifest",
-                    codes=w,
-                    roles="packager, operator",
-                ),
-                "get": _op(
-                    "List titles.", {"200": _json("Title summaries.", "TitleList")}, roles="any"
-                ),
-            },
-            "/api/v1/titles/{id}": {
-                "get": _op(
-                    "A title's manifest and its popularity.",
-                    {"200": _json("The manifest.", "TitleDetail")},
-                    codes="400 401 403 404 503",
-                    params=[ID_PARAM],
-                    roles="any",
-                ),
-            },
-            "/api/v1/titles/{id}/keys/{kid}": {
-                "put": _op(
-                    "Store a content key of an encrypted title (`vcdn package --encrypt`), "
-                    "before the title is published. Keys live only in the control database.",
-                    {
-                        "200": _json("Replaced.", "KeyRegistered"),
-                        "201": _json("Stored.", "KeyRegistered"),
-                    },
-                    body="KeyRegistration",
-                    codes=w,
-                    params=[ID_PARAM, KID_PARAM],
-                    roles="packager, operator",
-                ),
-            },
-            "/k/{token}/{title}/{kid}": {
-                "get": {
-                    "summary": "The 16-byte content key (HLS AES-128 key URI, RFC 8216 5.2) "
-                    "for a player whose signed playback token is valid for the title.",
-                    "security": [],
-                    "parameters": [
-                        *KEY_PARAMS,
-                        {"name": "kid", "in": "path", "required": True,
-                         "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": {"description": "The key; Cache-Control: no-store.",
-                                "content": {"application/octet-stream": {
-                                    "schema": {"type": "string", "format": "binary"}}}},
-                        "403": {"description": DENIED},
-                        "404": _error("The token is valid but the title has no such key."),
-                        "503": _error(ERRORS["503"]),
-                    },
-                },
-            },
-            "/k/{token}/{title}/clearkey": {
-                "post": {
-                    "summary": "A W3C ClearKey license (EME) for a player whose signed playback "
-                    "token is valid for the title.",
-                    "security": [],
-                    "parameters": KEY_PARAMS,
-                    "requestBody": {"required": True, "content": {
-                        "application/json": {"schema": _ref("ClearKeyRequest")}}},
-                    "responses": {
-                        "200": _json("The keys asked for that the title has.",
-                                     "ClearKeyLicense"),
-                        "400": _error(ERRORS["400"]),
-                        "403": {"description": DENIED},
-                        "404": _error("The token is valid but the title has none of the keys."),
-                        "413": _error(ERRORS["413"]),
-                        "503": _error(ERRORS["503"]),
-                    },
-                },
-            },
-            "/k/{tail}": {
-                **{
-                    method: {
-                        "summary": "Any other key-service URL (no token, a wrong shape): 403.",
-                        "security": [],
-                        "parameters": [{"name": "tail", "in": "path", "required": True,
-                                        "schema": {"type": "string"}}],
-                        "responses": {"403": {"description": DENIED}},
-                    }
-                    for method in ("get", "post")
-                },
-                "options": {
-                    "summary": "CORS preflight of the license POST.",
-                    "security": [],
-                    "parameters": [{"name": "tail", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "responses": {"204": {"description": "Allowed methods and headers."}},
-                },
-            },
-            "/api/v1/appliances": {
-                "post": _op(
-                    "Register an appliance (idempotent: the same id updates it).",
-                    {
-                        "200": _json("Updated.", "ApplianceView"),
-                        "201": _json("Registered.", "ApplianceView"),
-                    },
-                    body="Registration",
-                    codes=w,
-                    roles="appliance, operator",
-                ),
-                "get": _op(
-                    "Every appliance with its computed state (for steering); with `limit`, "
-                    "one page in id order after `after`.",
-                    {"200": _json("Appliances.", "ApplianceList")},
-                    codes="400 401 403 503",
-                    roles="steering, operator, appliance",
-                    params=[
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
-                        },
-                        {
-                            "name": "after",
-                            "in": "query",
-                            "schema": {"type": "string", "pattern": ID_PATTERN},
-                            "description": "The `next` of the previous page.",
-                        },
-                    ],
-                ),
-            },
-            "/api/v1/enrollments": {
-                "post": _op(
-                    "Enrol an appliance: id, site, approved client prefixes; returns its token.",
-                    {"201": _json("Enrolled; the token is shown only here.", "Enrolled")},
-                    body="Enrollment",
-                    codes="400 401 403 409 413 503",
-                    roles="operator",
-                ),
-                "get": _op(
-                    "Every enrolled appliance.",
-                    {"200": _json("Enrolments.", "EnrollmentList")},
-                    roles="operator",
-                ),
-            },
-            "/api/v1/enrollments/{id}": {
-                "get": _op(
-                    "One enrolment (the appliance reads its approved prefixes here).",
-                    {"200": _json("The enrolment.", "EnrollmentView")},
-                    codes="400 401 403 404 503",
-                    params=[ID_PARAM],
-                    roles="operator, appliance (its own id)",
-                ),
-                "put": _op(
-                    "Change site, approved prefixes or label; the registration shrinks to fit.",
-                    {"200": _json("The enrolment.", "EnrollmentView")},
-                    body="Enrollment",
-                    codes="400 401 403 404 409 413 503",
-                    params=[ID_PARAM],
-                    roles="operator",
-                ),
-            },
-            "/api/v1/enrollments/{id}/token": {
-                "post": _op(
-                    "Rotate: a new token for the appliance; every older one stops working now.",
-                    {"201": _json("The new token, shown only here.", "TokenIssued")},
-                    codes="400 401 403 404 503",
-                    params=[ID_PARAM],
-                    roles="operator",
-                ),
-                "delete": _op(
-                    "Revoke every token of the appliance, now.",
-                    {"200": _json("Revoked.", "TokensRevoked")},
-                    codes="400 401 403 404 503",
-                    params=[ID_PARAM],
-                    roles="operator",
-                ),
-            },
-            "/api/v1/appliances/{id}": {
-                "delete": _op(
-                    "Decommission an appliance: forget it and its heartbeat history, revoke "
-                    "its tokens.",
-                    {"200": _json("Deleted.", "Deleted")},
-                    codes="400 401 403 404 503",
-                    params=[ID_PARAM],
-                    roles="operator",
-                ),
-            },
-            "/api/v1/appliances/{id}/heartbeat": {
-                "put": _op(
-                    "Report health, load and per-title requests.",
-                    {"200": _json("The state the control plane now sees.", "HeartbeatAck")},
-                    body="Heartbeat",
-                    codes="400 401 403 404 413 503",
-                    params=[ID_PARAM],
-                    roles="appliance",
-                ),
-            },
-            "/api/v1/appliances/{id}/fill-manifest": {
-                "get": _op(
-                    "What this appliance should hold, most popular first.",
-                    {"200": _json("The fill manifest.", "FillManifest")},
-                    codes="400 401 403 404 503",
-                    params=[ID_PARAM],
-                    roles="appliance (its own id), operator",
-                ),
-            },
-            "/api/v1/appliances/{id}/heartbeats": {
-                "get": _op(
-                    "Stored heartbeats, oldest first.",
-                    {"200": _json("Heartbeat history.", "HeartbeatHistory")},
-                    codes="400 401 403 404 503",
-                    roles="operator",
-                    params=[
-                        ID_PARAM,
-                        {
-                            "name": "since",
-                            "in": "query",
-                            "schema": {"type": "number"},
-                            "description": "Unix time; default 0.",
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        },
-                    ],
-                ),
-            },
-            "/api/v1/popularity": {
-                "get": _op(
-                    "Decayed per-title, per-site popularity scores, highest first.",
-                    {"200": _json("Scores.", "Popularity")},
-                    codes="400 401 403 503",
-                    roles="operator, steering",
-                    params=[
-                        {
-                            "name": "site",
-                            "in": "query",
-                            "schema": {"type": "string", "pattern": ID_PATTERN},
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-                        },
-                    ],
-                ),
-            },
-            "/api/v1/popularity/predicted": {
-                "get": _op(
-                    "Predicted demand per title at a site, highest first: decayed counts, a "
-                    "share of other sites', and a boost for titles about to premiere "
-                    "(origin.control.planning).",
-                    {"200": _json("Predictions.", "PredictedPopularity")},
-                    codes="400 401 403 503",
-                    roles="operator, steering",
-                    params=[
-                        {
-                            "name": "site",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": ID_PATTERN},
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-                        },
-                    ],
-                ),
-            },
-            "/api/v1/openapi.json": {
-                "get": {
-                    "summary": "This document.",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1 document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                },
-            },
-            "/healthz": {
-                "get": {
-                    "summary": "Liveness, with the store kind and schema version.",
-                    "security": [],
-                    "responses": {"200": _json("Up.", "Health"), "503": _error(ERRORS["503"])},
-                },
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics.",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "Text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                },
-            },
-            **WEB_PATHS,  # the player and dashboard pages (origin/control/web)
-        },
+        "paths": paths(routes),
         "components": {
             "schemas": _components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
-
-
-def document() -> dict[str, Any]:
-    """The OpenAPI document (a fresh copy: callers may not change the cached one)."""
-    return copy.deepcopy(_document())
-
-
-@functools.cache
-def document_text() -> str:
-    """The document as JSON text, serialised once."""
-    return json.dumps(_document(), separators=(",", ":"))

@@ -26,10 +26,7 @@ from origin.control.planning.predict import predict
 from origin.control.validate import check_id
 from vcdn.errors import ClientError
 
-routes = web.RouteTableDef()
 
-
-@routes.get("/api/v1/popularity/predicted")
 async def predicted(request: web.Request) -> web.Response:
     await require(request, SCORE_READERS)
     only_query(request, "site", "limit")

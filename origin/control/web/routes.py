@@ -4,9 +4,8 @@ The pages are static: all their data comes from public APIs the browser calls it
 control API with the operator's bearer token, steering's playback API, the appliances), so
 this module holds no logic and reads no database. hls.js is installed from the npm
 registry into ``node_modules/`` by ``make install`` (``npm ci``); it is never copied into
-the repository. `add_routes(app)` is the one line the control app needs, and
-`OPENAPI_PATHS` documents these routes in the control API's OpenAPI document (which lists
-every route the app serves).
+the repository. `routes()` is what the control app's route table (`origin.control.api`)
+takes from here: each route with its OpenAPI operation, so the document lists these too.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
+
+from origin.control.routetable import Route
 
 HERE: Final = Path(__file__).resolve().parent
 STATIC: Final = HERE / "static"
@@ -56,46 +57,6 @@ def _file(path: Path) -> web.FileResponse:
     return response
 
 
-def make_handlers(node_modules: Path) -> web.RouteTableDef:
-    routes = web.RouteTableDef()
-
-    for url, name in PAGES.items():
-
-        async def page(request: web.Request, name: str = name) -> web.StreamResponse:
-            return _file(FILES[name])
-
-        routes.get(url, allow_head=False)(page)
-
-    for name, relative in VENDORED.items():
-
-        async def vendored(
-            request: web.Request, name: str = name, relative: Path = relative
-        ) -> web.StreamResponse:
-            path = node_modules / relative
-            if not path.is_file():
-                raise web.HTTPNotFound(
-                    text=f"{name} is not installed: run `make install` (or `npm ci` in the "
-                    "repository root), which fetches it from the npm registry."
-                )
-            return _file(path)
-
-        routes.get(f"/static/{name}", allow_head=False)(vendored)
-
-    @routes.get("/static/{name}", allow_head=False)
-    async def static(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in FILES:
-            raise web.HTTPNotFound(text=f"No static file named {name[:64]!r}.")
-        return _file(FILES[name])
-
-    return routes
-
-
-def add_routes(app: web.Application, node_modules: Path = NODE_MODULES) -> None:
-    """Mount `/` and `/dashboard`, `/player` and `/static/...` on `app`."""
-    app.router.add_routes(make_handlers(node_modules))
-
-
 STRING: Final = {"type": "string"}
 
 
@@ -119,7 +80,7 @@ def _missing(description: str) -> dict[str, Any]:
     }
 
 
-OPENAPI_PATHS: Final[dict[str, Any]] = {
+_OPERATIONS: Final[dict[str, Any]] = {
     "/": _page("The operator dashboard (the site's front page)."),
     "/dashboard": _page(
         "The operator dashboard: appliances, sites, history charts. Pass the operator token "
@@ -167,3 +128,42 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
         }
     },
 }
+
+
+def routes(node_modules: Path = NODE_MODULES) -> list[Route]:
+    """`/`, `/dashboard`, `/player` and `/static/...`, scripts from `node_modules`."""
+    out: list[Route] = []
+
+    for url, name in PAGES.items():
+
+        async def page(request: web.Request, name: str = name) -> web.StreamResponse:
+            return _file(FILES[name])
+
+        out.append(Route("GET", url, page, _OPERATIONS[url]["get"], head=False))
+
+    for name, relative in VENDORED.items():
+
+        async def vendored(
+            request: web.Request, name: str = name, relative: Path = relative
+        ) -> web.StreamResponse:
+            path = node_modules / relative
+            if not path.is_file():
+                raise web.HTTPNotFound(
+                    text=f"{name} is not installed: run `make install` (or `npm ci` in the "
+                    "repository root), which fetches it from the npm registry."
+                )
+            return _file(path)
+
+        url = f"/static/{name}"
+        out.append(Route("GET", url, vendored, _OPERATIONS[url]["get"], head=False))
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in FILES:
+            raise web.HTTPNotFound(text=f"No static file named {name[:64]!r}.")
+        return _file(FILES[name])
+
+    out.append(
+        Route("GET", "/static/{name}", static, _OPERATIONS["/static/{name}"]["get"], head=False)
+    )
+    return out
