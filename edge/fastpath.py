@@ -1,26 +1,22 @@
 """The hit decision of the edge, pure but for reads: request head → whole answer or "not mine".
 
-`answer(edge, method, target, headers, keep_alive)` routes an appliance or proxy target
-(token checked, the verified route remembered), finds a fresh stored object this worker
-holds, plans the answer with the shared planner (`vcdn.httpserve.plan`) and serialises
-its head with the one serialiser (`vcdn.httpserve.wire`): the answer's bytes (a body of at
-most `FAST_BODY` from RAM or one pread), a `Large` (head, file and plan of a body to send
-with sendfile), or None (a miss, a bad token, client cache directives: aiohttp decides).
+`answer(edge, head)` routes an appliance or proxy target (token checked, the verified
+route remembered), finds a fresh stored object this worker holds and answers it with the
+one hit planner of the origin and the edge (`vcdn.httpserve.hit`): the answer's bytes (a
+body from RAM or one pread), a `Large` (a body sent from its file), or None (a miss, a
+bad token, client cache directives: aiohttp decides).
 
-Its callers are the hit connection protocol (`vcdn.httpserve.hitproto`, through
-`head_answer`) and, for connections
-aiohttp owns, the one request-level hook of `vcdn.httpserve.hot`
-(`install_request_fast_path`).
+Its callers are the hit connection protocol (`vcdn.httpserve.hitproto`) and, for
+connections aiohttp owns, the request-level hook (`vcdn.httpserve.hot.install_answer`),
+behind which `install_crowds` answers blocking LL-HLS playlist requests as one crowd.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
@@ -31,69 +27,47 @@ from edge.llhls import fast_query
 from edge.serve import cache_control_of, on_disk, read_small
 from edge.store import Entry, object_key
 from vcdn import tokens
-from vcdn.errors import NotFound, VcdnError
+from vcdn.errors import VcdnError
 from vcdn.httpserve.fasthead import Head
-from vcdn.httpserve.hit import Answer, Large
+from vcdn.httpserve.hit import Answer, Large, Prepared, deliver, file_opener, plan_hit
 from vcdn.httpserve.hot import AlreadySent, install_hook
-from vcdn.httpserve.plan import Plan, plan_stored
-from vcdn.httpserve.send import direct_socket, read_spans, send_direct
-from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
+from vcdn.httpserve.wire import StoredHead
 from vcdn.titles import is_valid_title
 
 if TYPE_CHECKING:
     from edge.app import Edge
 
-#: Bodies up to this size go out with their head in one write; larger ones from a task.
-FAST_BODY: Final = 256 * 1024
-#: Spans read from disk from this size on go out with sendfile, not pread and a copy.
-DIRECT_MIN: Final = 16 * 1024
-_CONDITIONAL: Final = frozenset(
-    {"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
-)
-#: Response heads of plain 200 answers, by (object file, response time, method): a new
+#: What the planner keeps per stored version, by (object file, response time): a new
 #: version of an object has a new file name and a 304 refresh a new response time, so
 #: entries never go stale, they only stop being asked for.
-_HEADS: dict[tuple[str, float, str], tuple[bytes, int]] = {}
-_HEADS_MAX: Final = 50_000
-#: The fixed part of every answer's head, by (object file, response time), likewise.
-_STORED: dict[tuple[str, float], StoredHead] = {}
+_PREPARED: dict[tuple[str, float], Prepared] = {}
+_PREPARED_MAX: Final = 50_000
 #: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
 _ROUTES_MAX: Final = 100_000
 
 
-
-
 def head_answer(edge: Edge) -> Answer:
-    """The edge's `Answer` for the hit connection protocol (`vcdn.httpserve.hitproto`)."""
+    """The edge's `vcdn.httpserve.hit.Answer`."""
 
     def on_head(head: Head) -> bytes | Large | None:
-        return answer(edge, head.method, head.target, head.headers, head.keep_alive,
-                      allow_large=True)
+        return answer(edge, head)
 
     return on_head
 
 
-def answer(
-    edge: Edge,
-    method: str,
-    raw: str,
-    hdrs: Mapping[str, str],
-    keep_alive: bool,
-    *,
-    allow_large: bool = False,
-) -> bytes | Large | None:
-    """The whole response to a GET/HEAD if it is a fresh small hit this worker holds;
-    with `allow_large`, a `Large` for a fresh hit with a bigger body."""
+def answer(edge: Edge, head: Head) -> bytes | Large | None:
+    """The whole answer to a GET/HEAD if it is a fresh hit this worker holds, else None."""
     edge.check_purges()
     settings = edge.settings
     now = time.time()
+    raw, hdrs = head.target, head.headers
     if settings.mode == "proxy":
         # Keys are raw paths; requests with credentials are never answered from the cache.
         if "Authorization" in hdrs:
             return None
         if settings.query_policy == "ignore":
             raw = raw.partition("?")[0]
-        return _hit(edge, method, raw, "", hdrs, keep_alive, allow_large, now)
+        return _hit(edge, head, raw, "", now)
     route = edge.fast_routes.get(raw)
     if route is None:
         route = _route(edge, raw, now)
@@ -106,7 +80,7 @@ def answer(
     key, title, expires = route
     if expires < now:
         return None  # the token expired: the full path answers 403 and logs why
-    return _hit(edge, method, key, title, hdrs, keep_alive, allow_large, now)
+    return _hit(edge, head, key, title, now)
 
 
 def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
@@ -138,78 +112,33 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
     return object_key(title, path) + suffix, title, expires
 
 
-def _hit(
-    edge: Edge,
-    method: str,
-    key: str,
-    title: str,
-    hdrs: Mapping[str, str],
-    keep_alive: bool,
-    allow_large: bool,
-    now: float,
-) -> bytes | Large | None:
+def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | Large | None:
     entry = edge.store.get(key)
     if entry is None:
         return None
+    hdrs = head.headers
     age = now - entry.response_time + entry.initial_age
     if entry.lifetime <= age or "Cache-Control" in hdrs or "Pragma" in hdrs:
         return None  # stale, or the client has cache directives: the full path decides
+    if entry.cache_control and "no-cache" in entry.cache_control:
+        return None
     file = edge.store.file_str(entry)
-    plain = not any(name in hdrs for name in _CONDITIONAL)
-    cached = _HEADS.get((entry.file, entry.response_time, method)) if plain else None
-    if cached is not None:
-        prefix, length = cached
-        if method == "HEAD":
-            body = b""
-            if not on_disk(file):
-                return None
-        else:
-            body = _small(entry, edge, file) if length <= edge.ram.object_max else None
+    data, plan = plan_hit(head.method, hdrs, entry, _prepared(entry, edge.settings.live), now,
+                          age=age, keep_alive=head.keep_alive)
+    body = None
+    if plan.has_body:
+        if entry.size <= edge.ram.object_max:
+            body = _small(entry, edge, file)
             if body is None:
                 return None
-    else:
-        if entry.cache_control and "no-cache" in entry.cache_control:
-            return None
-        plan = plan_stored(method, hdrs, entry)
-        from_disk = plan.has_body and entry.size > edge.ram.object_max
-        if plan.content_length > FAST_BODY or (
-            allow_large and from_disk and plan.content_length >= DIRECT_MIN
-        ):
-            if not allow_large or not on_disk(file):
-                return None
-            edge.store.touch(entry.key, now)
-            edge.stats.fast_hit(title, plan.content_length if plan.has_body else 0)
-            head = _prefix(plan, entry, edge.settings.live) + _tail(age, now, keep_alive)
-            return Large(head, file, plan)
-        body = b""
-        if plan.has_body and entry.size <= edge.ram.object_max:
-            data = _small(entry, edge, file)
-            if data is None:
-                return None
-            if plan.multipart is not None:
-                body = plan.multipart.assemble(data)
-            else:
-                r = plan.spans[0]
-                body = data if r.length == len(data) else data[r.first : r.last + 1]
-        elif plan.has_body:
-            # A small part of a large object (a 64 KiB range): one pread per span.
-            spans = _pread_spans(file, plan)
-            if spans is None:
-                return None
-            body = spans
-        elif plan.status in (200, 206) and not on_disk(file):
-            return None
-        prefix = _prefix(plan, entry, edge.settings.live)
-        if plain and plan.status == 200 and plan.content_length <= edge.ram.object_max:
-            if len(_HEADS) >= _HEADS_MAX:
-                _HEADS.clear()
-            _HEADS[(entry.file, entry.response_time, method)] = (
-                prefix,
-                plan.content_length,
-            )
+    elif plan.status in (200, 206) and not on_disk(file):
+        return None  # a HEAD of an object purged by another worker
+    reply = deliver(data, plan, body, file_opener(file))
+    if reply is None or (type(reply) is Large and not on_disk(file)):
+        return None  # purged or evicted by another worker: the full path fills again
     edge.store.touch(entry.key, now)
-    edge.stats.fast_hit(title, len(body))
-    return b"".join((prefix, _tail(age, now, keep_alive), body))
+    edge.stats.fast_hit(title, plan.content_length if plan.has_body else 0)
+    return reply
 
 
 def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
@@ -231,77 +160,26 @@ def stored_head(entry: Entry, live: bool) -> StoredHead:
     )
 
 
-def _prefix(plan: Plan, entry: Entry, live: bool) -> bytes:
+def _prepared(entry: Entry, live: bool) -> Prepared:
     key = (entry.file, entry.response_time)
-    stored = _STORED.get(key)
-    if stored is None:
-        if len(_STORED) >= _HEADS_MAX:
-            _STORED.clear()
-        stored = _STORED[key] = stored_head(entry, live)
-    return head_prefix(plan, stored)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.clear()
+        prepared = _PREPARED[key] = Prepared.of(entry, stored_head(entry, live))
+    return prepared
 
 
-def _tail(age: float, now: float, keep_alive: bool) -> bytes:
-    return head_tail(now, age=age, keep_alive=keep_alive)
+def install_crowds(server: web.Server, edge: Edge) -> None:
+    """On connections aiohttp owns, a GET that is not a hit but a blocking LL-HLS playlist
+    request whose fill is in flight is answered with the rest of its crowd, one
+    serialisation for all (`edge.llcrowd`). Install before `install_answer`, so hits
+    are looked at first."""
 
+    async def join(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
+        if request.method != "GET":
+            return None
+        sent = await edge.crowds.join(request.raw_path, request.headers, transport)
+        return AlreadySent(200, sent) if sent is not None else None
 
-def _pread_spans(path: str, plan: Plan) -> bytes | None:
-    """The planned spans read from disk (`vcdn.httpserve.send.read_spans`); None if the
-    file went or is shorter than planned."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        return read_spans(fd, plan)
-    except NotFound:
-        return None
-    finally:
-        os.close(fd)
-
-
-async def _send_large(
-    request: web.BaseRequest, transport: Any, sock: Any, large: Large
-) -> AlreadySent:
-    """Head through the transport, body with sendfile(2) (`vcdn.httpserve.send`)."""
-    try:
-        fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        transport.abort()  # counted as a hit already; the file went between stat and open
-        raise ConnectionResetError("object evicted while being sent") from None
-    try:
-        if large.plan.has_body:
-            await send_direct(
-                transport, request.writer, sock, fd, large.plan, lambda: transport.write(large.head)
-            )
-        else:
-            transport.write(large.head)
-    finally:
-        os.close(fd)
-    return AlreadySent(large.plan.status, large.plan.content_length)
-
-
-def install_request_fast_path(server: web.Server, edge: Edge) -> None:
-    """The same answers for connections aiohttp owns (after a hand-off, or when the edge
-    runs on another site), through the one request-level hook (`vcdn.httpserve.hot`)."""
-
-    async def hit(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
-        sock = direct_socket(transport)
-        reply = answer(
-            edge, request.method, request.raw_path, request.headers, True,
-            allow_large=sock is not None,
-        )
-        if isinstance(reply, bytes):
-            transport.write(reply)
-            return AlreadySent(200, len(reply))
-        if reply is not None:
-            return await _send_large(request, transport, sock, reply)
-        if request.method == "GET":
-            # A blocking LL-HLS playlist request whose fill is in flight: answered with
-            # the rest of its crowd, one serialisation for all (`edge.llcrowd`).
-            sent = await edge.crowds.join(request.raw_path, request.headers, transport)
-            if sent is not None:
-                return AlreadySent(200, sent)
-        return None
-
-    install_hook(server, hit)
+    install_hook(server, join)

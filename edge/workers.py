@@ -27,6 +27,7 @@ from edge.settings import EdgeSettings
 from vcdn.errors import ConfigError
 from vcdn.httplimits import install as install_limits
 from vcdn.httpserve.hitproto import HitSite
+from vcdn.httpserve.hot import install_answer
 from vcdn.httpserve.server import BACKLOG
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
@@ -63,7 +64,7 @@ async def start_edge(
     The appliance passes its own drain timeout as `shutdown_timeout`.
     """
     from edge.app import EDGE_KEY
-    from edge.fastpath import head_answer, install_request_fast_path
+    from edge.fastpath import head_answer, install_crowds
 
     limits = settings.http_limits()
     grace = DRAIN_SECONDS if shutdown_timeout is None else shutdown_timeout
@@ -73,10 +74,11 @@ async def start_edge(
     )
     await runner.setup()
     assert runner.server is not None
-    install_request_fast_path(runner.server, app[EDGE_KEY])
+    edge = app[EDGE_KEY]
+    install_crowds(runner.server, edge)
+    install_answer(runner.server, head_answer(edge))
     install_limits(runner.server, limits)  # outermost: hits answered before routing too
     sock, port = _reserve(settings.host, settings.port)
-    edge = app[EDGE_KEY]
 
     def handed_off() -> None:
         edge.stats.handoffs += 1

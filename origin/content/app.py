@@ -29,7 +29,8 @@ from origin.content.metrics import OriginMetrics
 from origin.content.settings import OriginSettings
 from vcdn.errors import NotFound
 from vcdn.httpserve.cors import ALLOWED_METHODS, preflight_headers
-from vcdn.httpserve.hot import HotCache, install_fast_path
+from vcdn.httpserve.hit import Answer
+from vcdn.httpserve.hot import HotCache
 from vcdn.httpserve.media import IMMUTABLE, cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
 from vcdn.httpserve.paths import open_under, safe_relpath
@@ -188,15 +189,16 @@ def make_app(settings: OriginSettings) -> web.Application:
     app[ROOT_KEY] = root
     app[ROOT_PATH_KEY] = Path(root)
     app[CATALOG_KEY] = Catalog(Path(root))
+    registry = new_registry()
+    app[REGISTRY_KEY] = registry
+    app[METRICS_KEY] = OriginMetrics(registry)
     app[HOT_KEY] = OriginHot(
-        HotCache(settings.hot_capacity, settings.hot_object_max), Path(root), app[CATALOG_KEY]
+        HotCache(settings.hot_capacity, settings.hot_object_max), Path(root), app[CATALOG_KEY],
+        app[METRICS_KEY],
     )
     app[LIVE_KEY] = LiveTitles(Path(root), settings.live_grace)
     app[LL_KEY] = LowLatency(app[LIVE_KEY], settings.max_ingest_bytes)
     app.cleanup_ctx.append(_root_fd)
-    registry = new_registry()
-    app[REGISTRY_KEY] = registry
-    app[METRICS_KEY] = OriginMetrics(registry)
     for method in ALLOWED_METHODS.split(", "):
         app.router.add_route(method, "/v/{tail:.*}", serve_content)
     app.router.add_route("PUT", "/v/{tail:.*}", ingest_content)
@@ -205,12 +207,8 @@ def make_app(settings: OriginSettings) -> web.Application:
     return app
 
 
-def install_hot_path(app: web.Application, server: web.Server) -> None:
-    """Serve hot small files from RAM before routing (`vcdn.httpserve.hot`); the hits are
-    counted in the same metrics as the normal path."""
-    metrics = app[METRICS_KEY]
-
-    def on_sent(request: web.BaseRequest, status: int, body_bytes: int) -> None:
-        metrics.count(status, body_bytes, hot=True)
-
-    install_fast_path(server, app[HOT_KEY].lookup, on_sent)
+def hit_answer(app: web.Application) -> Answer:
+    """The origin's hits (hot files, `origin.content.hotpath`) for `vcdn.httpserve.server`:
+    answered by the hit connection protocol and before routing, counted in the same
+    metrics as the normal path."""
+    return app[HOT_KEY].answer

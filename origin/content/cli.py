@@ -51,7 +51,7 @@ def build_settings(argv: list[str]) -> OriginSettings:
 
 
 async def serve(settings: OriginSettings) -> None:
-    from origin.content.app import install_hot_path, make_app
+    from origin.content.app import hit_answer, make_app
 
     limits = settings.http_limits()
 
@@ -63,7 +63,7 @@ async def serve(settings: OriginSettings) -> None:
     app = make_app(settings)
     await run_until_signal(
         app, settings.host, settings.port, limits, ready,
-        on_server=lambda server: install_hot_path(app, server), tls=settings,
+        answer=hit_answer(app), tls=settings,
     )
     event(log, "stopped")
 

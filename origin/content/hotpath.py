@@ -1,5 +1,6 @@
-"""The origin's hot small files: filled by the normal handler, served by
-`vcdn.httpserve.hot`'s fast path, re-checked against the disk at most once a second.
+"""The origin's hot files: filled by the normal handler, answered by the one hit planner
+(`vcdn.httpserve.hit`) in the hit connection protocol, re-checked against the disk at
+most once a second.
 
 A file rewritten or republished (new inode, size, mtime or manifest checksum) drops out
 of RAM at the next check and the normal handler serves and re-caches it; a deleted file
@@ -16,7 +17,10 @@ from typing import Final
 from aiohttp import web
 
 from origin.content.catalog import Catalog
+from origin.content.metrics import OriginMetrics
 from vcdn.errors import NotFound
+from vcdn.httpserve.fasthead import Head
+from vcdn.httpserve.hit import Large, deliver, plan_hit
 from vcdn.httpserve.hot import HotCache, HotEntry, build_entry
 from vcdn.httpserve.paths import open_under
 
@@ -24,11 +28,27 @@ RECHECK_SECONDS: Final = 1.0
 
 
 class OriginHot:
-    def __init__(self, cache: HotCache, root: Path, catalog: Catalog) -> None:
+    def __init__(
+        self, cache: HotCache, root: Path, catalog: Catalog, metrics: OriginMetrics
+    ) -> None:
         self.cache = cache
         self.root = root
         self.catalog = catalog
+        self.metrics = metrics
         self.root_fd = -1  # set while the app runs
+
+    def answer(self, head: Head) -> bytes | Large | None:
+        """The origin's `vcdn.httpserve.hit.Answer`: a hot file's answer, or None."""
+        entry = self.lookup(head.target)
+        if entry is None:
+            return None
+        data, plan = plan_hit(head.method, head.headers, entry, entry.prepared, time.time(),
+                              keep_alive=head.keep_alive)
+        reply = deliver(data, plan, entry.body, entry.open_file)
+        if reply is not None:
+            self.metrics.count(plan.status, plan.content_length if plan.has_body else 0,
+                               hot=True)
+        return reply
 
     def in_ram(self, request: web.BaseRequest, size: int) -> bool:
         """Whether to read this file whole and keep it in RAM."""
@@ -66,8 +86,8 @@ class OriginHot:
         )
         self.cache.put(request.raw_path, entry)
 
-    def lookup(self, request: web.BaseRequest) -> HotEntry | None:
-        key = request.raw_path
+    def lookup(self, key: str) -> HotEntry | None:
+        """The entry of a raw request target, re-checked against the disk if due."""
         entry = self.cache.get(key)
         if entry is None:
             return None

@@ -35,7 +35,7 @@ Server = Callable[[Path, dict[str, Any]], Awaitable[tuple[web.AppRunner, str]]]
 
 
 async def _origin(tmp: Path, kw: dict[str, Any]) -> tuple[web.AppRunner, str]:
-    from origin.content.app import install_hot_path, make_app
+    from origin.content.app import hit_answer, make_app
     from origin.content.settings import OriginSettings
     from vcdn.httpserve.server import start
 
@@ -43,7 +43,7 @@ async def _origin(tmp: Path, kw: dict[str, Any]) -> tuple[web.AppRunner, str]:
     settings = OriginSettings(root=tmp, port=0, max_ingest_bytes=1024, **kw)
     app = make_app(settings)
     return await start(
-        app, "127.0.0.1", 0, settings.http_limits(), on_server=lambda s: install_hot_path(app, s)
+        app, "127.0.0.1", 0, settings.http_limits(), answer=hit_answer(app)
     )
 
 

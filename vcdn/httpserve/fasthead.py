@@ -15,6 +15,7 @@ meaning would change when combined, and heads larger or with more fields than th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,8 +47,9 @@ class Head:
     method: str
     #: The raw target as sent (still percent-encoded), query included.
     target: str
-    #: Canonical-case names (``If-None-Match``), as the planner looks them up.
-    headers: dict[str, str]
+    #: Canonical-case names (``If-None-Match``), as the planner looks them up (or
+    #: aiohttp's case-insensitive headers, for a request it parsed).
+    headers: Mapping[str, str]
     keep_alive: bool
 
 

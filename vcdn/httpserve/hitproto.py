@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vcdn.errors import VcdnError
 from vcdn.httplimits import HEAD_TIMEOUT_RESPONSE, HttpLimits
 from vcdn.httpserve.body import SocketSink, direct_socket, send_head_and_body
 from vcdn.httpserve.fasthead import parse_head
@@ -243,8 +244,8 @@ class HitProtocol(asyncio.Protocol):
         if transport.get_write_buffer_size() or (plan.has_body and plan.multipart is not None):
             return (-1, 0)
         try:
-            fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = large.open_file()
+        except (OSError, VcdnError):
             return (-1, 0)  # the task aborts the connection
         head, done = large.head, 0
         try:
@@ -273,8 +274,8 @@ class HitProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         try:
-            fd = os.open(large.file, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = large.open_file()
+        except (OSError, VcdnError):
             transport.abort()  # counted as a hit already; evicted between stat and open
             return
         try:

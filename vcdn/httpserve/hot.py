@@ -1,28 +1,15 @@
-"""The fast path for hot objects: answers built without routing, small ones prebuilt in RAM.
+"""Hot representations and the request-level hook: hits on connections aiohttp owns.
 
 Open Connect keeps its hottest files in memory; in Python the cost per request is the
 framework's (request object, router, middlewares, response object, header
-serialisation), not the bytes'. So a GET/HEAD over a keep-alive HTTP/1.1 connection for
-an object the owner's `lookup` knows is answered here, before aiohttp routes it:
+serialisation), not the bytes'. Hits are answered by the hit connection protocol
+(`vcdn.httpserve.hitproto`) with the one planner (`vcdn.httpserve.hit`); a connection
+handed to aiohttp (after a miss, or odd framing) keeps getting the same answers through
+`install_answer`, the one hook that sees every keep-alive HTTP/1.1 GET/HEAD before
+aiohttp routes it. HTTP/1.0 and other methods fall through to the application.
 
-* small objects held in RAM, plain request (no Range, no conditional): the status line
-  and fields were serialised when the object entered the cache; a hit is one
-  ``transport.write`` of ``head + Date + body``;
-* any other request on a known object (ranges, conditionals, HEAD, large files kept on
-  disk): the same pure planner as the normal path (`vcdn.httpserve.plan`), its fields
-  serialised here next to the precomputed ones, the body from RAM, from ``pread`` or
-  with sendfile (`vcdn.httpserve.send.send_direct`).
-
-HTTP/1.0, ``Connection: close``, other methods and unknown paths fall through to the
-normal aiohttp application, which sends the same fields.
-
-    cache = HotCache(capacity=64 << 20, object_max=256 << 10)
-    install_fast_path(runner.server, lookup)   # after runner.setup(), before site.start()
-
-`lookup(request) -> HotEntry | None` is the owner's: it decides what is hot and when an
-entry is stale (the origin re-stats a file at most once per second). Heads come from the
-one serialiser (`vcdn.httpserve.wire`), the RAM from the one tier (`vcdn.httpserve.ram`),
-and `install_hook` is the one request-level hook the edge uses too.
+`HotEntry` is a hot file of the origin (in RAM, or on disk with its opener) and
+`HotCache` the RAM tier (`vcdn.httpserve.ram`) that holds them.
 """
 
 from __future__ import annotations
@@ -39,45 +26,33 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from vcdn.errors import VcdnError
+from vcdn.httpserve.body import SEND_TIMEOUT, send_head_and_body
+from vcdn.httpserve.fasthead import Head
+from vcdn.httpserve.hit import Answer, OpenFile, Prepared
 from vcdn.httpserve.middleware import CLIENT_CLOSED
-from vcdn.httpserve.plan import Plan, plan_stored
 from vcdn.httpserve.ram import RamTier
-from vcdn.httpserve.send import (
-    SEND_TIMEOUT,
-    SMALL_BODY,
-    direct_socket,
-    read_spans,
-    send_direct,
-)
-from vcdn.httpserve.validators import format_http_date
-from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
+from vcdn.httpserve.wire import StoredHead
 
 #: Answers buffered in the transport beyond this wait for the client to read (flow control).
 DRAIN_ABOVE: Final = 256 * 1024
-#: A request carrying any of these needs the planner (RFC 9110 §13, §14), not the prebuilt head.
-NEEDS_PLANNER: Final = (
-    "Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class HotEntry:
-    """A hot representation: in RAM (`body`) or on disk (`open_file` opens it).
+    """A hot representation of the origin: in RAM (`body`) or on disk (`open_file`).
 
-    `head` is the prebuilt plain 200 without its per-answer tail; `stored` what every
-    other answer (206, 304, ...) adds to what the planner decides.
+    `prepared` is what the hit planner (`vcdn.httpserve.hit`) keeps per representation.
     """
 
-    head: bytes
     body: bytes | None
     size: int
     etag: str
     last_modified: float | None
     content_type: str
-    stored: StoredHead
+    prepared: Prepared
     stamp: Any  # the owner's validator, e.g. (inode, size, mtime_ns)
     checked: float  # monotonic time the owner last validated it
-    open_file: Callable[[], int] | None = None
+    open_file: OpenFile
 
     def revalidated(self, now: float) -> HotEntry:
         return dataclasses.replace(self, checked=now)
@@ -85,10 +60,8 @@ class HotEntry:
     @property
     def cost(self) -> int:
         """Bytes of RAM this entry holds."""
-        return len(self.head) + len(self.stored.fixed) + (len(self.body) if self.body else 0) + 200
-
-    def plan(self, method: str, headers: Any) -> Plan:
-        return plan_stored(method, headers, self)
+        p = self.prepared
+        return len(p.plain) + len(p.stored.fixed) + (len(self.body) if self.body else 0) + 400
 
 
 def build_entry(
@@ -99,33 +72,30 @@ def build_entry(
     content_type: str,
     cache_control: str | None,
     stamp: Any,
+    open_file: OpenFile,
     size: int | None = None,
-    open_file: Callable[[], int] | None = None,
     extra_headers: Iterable[tuple[str, str]] = (),
     now: float | None = None,
 ) -> HotEntry:
     """An entry whose answers carry the same fields `vcdn.httpserve.send` would send.
 
-    Give `body` (kept in RAM), or None with `size` and `open_file` (served from disk).
+    Give `body` (kept in RAM), or None with `size` (served from disk through `open_file`).
     """
-    if body is None and (size is None or open_file is None):
-        raise ValueError("a file-backed entry needs size and open_file")
+    if body is None and size is None:
+        raise ValueError("a file-backed entry needs its size")
     length = len(body) if body is not None else size
     assert length is not None
-    stored = StoredHead.of(extra_headers, cache_control)
-    validators = [("Accept-Ranges", "bytes"), ("ETag", etag)]
-    if last_modified is not None:
-        validators.append(("Last-Modified", format_http_date(int(last_modified))))
-    validators += [("Content-Type", content_type), ("Content-Length", str(length))]
-    head = head_prefix(Plan(200, tuple(validators), content_length=length), stored)
+    prepared = Prepared.fields(
+        StoredHead.of(extra_headers, cache_control), size=length, etag=etag,
+        last_modified=last_modified, content_type=content_type,
+    )
     return HotEntry(
-        head=head,
         body=body,
         size=length,
         etag=etag,
         last_modified=last_modified,
         content_type=content_type,
-        stored=stored,
+        prepared=prepared,
         stamp=stamp,
         checked=time.monotonic() if now is None else now,
         open_file=open_file,
@@ -199,83 +169,31 @@ def install_hook(server: web.Server, answer: HitAnswer) -> None:
     server.request_handler = handler
 
 
-Lookup = Callable[[web.BaseRequest], HotEntry | None]
-#: Called after a fast-path answer: (request, status, body bytes sent).
-OnSent = Callable[[web.BaseRequest, int, int], None]
+def install_answer(server: web.Server, answer: Answer) -> None:
+    """The owner's hit answers (the same as the hit protocol's) for requests aiohttp
+    parsed; a `Large` goes out with sendfile, or pread and write over TLS."""
 
-
-def install_fast_path(server: web.Server, lookup: Lookup, on_sent: OnSent | None = None) -> None:
-    """Answer GET/HEAD of hot objects from `lookup` before aiohttp routes them."""
-
-    async def answer(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
-        entry = lookup(request)
-        if entry is None:
+    async def hit(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
+        reply = answer(Head(request.method, request.raw_path, request.headers, True))
+        if reply is None:
             return None
-        sent = await _answer(request, transport, entry, time.time())
-        if sent is not None and on_sent is not None:
-            on_sent(request, sent.status, sent.content_length)
-        return sent
-
-    install_hook(server, answer)
-
-
-def _plain(headers: Any) -> bool:
-    """No field of `NEEDS_PLANNER` (unrolled: case-insensitive lookups, no generator)."""
-    get = headers.get
-    return (
-        get("Range") is None
-        and get("If-None-Match") is None
-        and get("If-Modified-Since") is None
-        and get("If-Match") is None
-        and get("If-Unmodified-Since") is None
-        and get("If-Range") is None
-    )
-
-
-async def _answer(
-    request: web.BaseRequest, transport: asyncio.Transport, entry: HotEntry, now: float
-) -> AlreadySent | None:
-    """Send the answer; None when the entry's file vanished (the slow path will 404)."""
-    headers = request.headers
-    head_only = request.method == "HEAD"
-    if entry.body is not None and _plain(headers):
-        # The commonest request of all: one write of prebuilt bytes.
-        if head_only:
-            transport.write(entry.head + head_tail(now))
-            return AlreadySent(200, 0)
-        transport.write(b"".join((entry.head, head_tail(now), entry.body)))
-        return AlreadySent(200, entry.size)
-    plan = entry.plan(request.method, headers)
-    head = head_prefix(plan, entry.stored) + head_tail(now)
-    if not plan.has_body:
-        transport.write(head)
-        return AlreadySent(plan.status, 0)
-    if entry.body is not None:
-        if plan.multipart is not None:
-            transport.write(head + plan.multipart.assemble(entry.body))
-        else:
-            r = plan.spans[0]
-            transport.write(b"".join((head, memoryview(entry.body)[r.first : r.last + 1])))
+        if isinstance(reply, bytes):
+            transport.write(reply)
+            return AlreadySent(200, len(reply))
+        plan = reply.plan
+        try:
+            fd = reply.open_file()
+        except (OSError, VcdnError):
+            transport.abort()  # counted as a hit already; the file went between look and open
+            raise ConnectionResetError("file gone while being sent") from None
+        try:
+            await send_head_and_body(transport, reply.head, fd, plan, request.writer.drain)
+        except (OSError, EOFError, TimeoutError) as exc:
+            # The head promised a length we cannot deliver (RFC 9112 §6.3).
+            transport.abort()
+            raise ConnectionResetError(f"response body aborted: {exc}") from None
+        finally:
+            os.close(fd)
         return AlreadySent(plan.status, plan.content_length)
-    assert entry.open_file is not None
-    try:
-        fd = entry.open_file()
-    except VcdnError:
-        return None
-    try:
-        sock = direct_socket(transport)
-        if plan.content_length <= SMALL_BODY or sock is None:
-            if plan.content_length > SMALL_BODY:
-                return None  # TLS and large: let aiohttp stream it
-            try:
-                data = read_spans(fd, plan)
-            except VcdnError:
-                return None  # changed under us: the normal path re-reads and re-plans
-            transport.write(head + data)
-        else:
-            await send_direct(
-                transport, request.writer, sock, fd, plan, lambda: transport.write(head)
-            )
-    finally:
-        os.close(fd)
-    return AlreadySent(plan.status, plan.content_length)
+
+    install_hook(server, hit)

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from origin.content import hotpath
-from origin.content.app import install_hot_path, make_app
+from origin.content.app import hit_answer, make_app
 from origin.content.settings import OriginSettings
 from tests.http_cases import CASES, Case, Resource, check
 from tests.origin.content.conftest import TITLE
@@ -25,7 +25,7 @@ async def hot_origin(store) -> AsyncIterator[tuple[str, Path, dict[str, bytes]]]
     root, files = store
     app = make_app(OriginSettings(root=root))
     runner, url = await start(
-        app, "127.0.0.1", 0, HttpLimits(), on_server=lambda s: install_hot_path(app, s)
+        app, "127.0.0.1", 0, HttpLimits(), answer=hit_answer(app)
     )
     try:
         yield url, root, files
@@ -156,7 +156,7 @@ async def test_pipelining_without_reading_is_flow_controlled(store) -> None:
     (root / TITLE / "v1" / "hot.m4s").write_bytes(body)
     app = make_app(OriginSettings(root=root))
     runner, url = await start(
-        app, "127.0.0.1", 0, HttpLimits(), on_server=lambda s: install_hot_path(app, s)
+        app, "127.0.0.1", 0, HttpLimits(), answer=hit_answer(app)
     )
     try:
         async with aiohttp.ClientSession() as s:
