@@ -93,6 +93,7 @@ class Edge:
         self.negative = NegativeCache()
         #: The store's purge generation this worker's memory is consistent with.
         self._generation = self.store.generation.read()
+        self._purges = self.store.generation.purges()
         #: Whole fills started behind a range pass-through (kept so they are not lost).
         self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
@@ -109,10 +110,11 @@ class Edge:
         current = self.store.generation.read()
         if current != self._generation:
             self._generation = current
+            purges, self._purges = self._purges, self.store.generation.purges()
             self.ram.clear()
             self.negative.clear()
             if self.fills is not None:
-                self.fills.detach()
+                self.fills.detach(purge=purges != self._purges)
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
         """New signing keys (a reload): forget the fast path's verified URLs with the old."""

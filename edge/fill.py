@@ -93,6 +93,7 @@ class Fill:
         "fd",
         "generation",
         "key",
+        "mark",
         "ready",
         "source",
         "written",
@@ -111,8 +112,10 @@ class Fill:
         self.error: BaseException | None = None
         self.entry: Entry | None = None
         self.source = "origin"
-        #: The store's purge generation when the fill began (a purge since: not stored).
+        #: The store's purge counter when the fill began (a purge since: not stored).
         self.generation = 0
+        #: The key's last invalidation then (`CacheStore.removal_mark`; a new one: not stored).
+        self.mark = 0
         self._claimed = False
         self._changed = asyncio.Event()
         #: Called once, synchronously, when every byte of a declared length is written.
@@ -250,11 +253,17 @@ class Fills:
     def inflight(self, key: str) -> Fill | None:
         return self._inflight.get(key)
 
-    def detach(self) -> None:
-        """Let no new request join a fill under way (a purge happened): they start fills
-        of their own, which ask the index and the upstream again. Readers already
-        streaming a fill go on to its end."""
-        self._inflight.clear()
+    def detach(self, *, purge: bool = True) -> None:
+        """Let no new request join a fill under way that a purge (`purge`) or an
+        invalidation of its URL dooms: they start fills of their own, which ask the index
+        and the upstream again. Readers already streaming a fill go on to its end. The
+        fills of other URLs stay joinable (else their next requests would fetch again)."""
+        if purge:
+            self._inflight.clear()
+            return
+        for key, fill in list(self._inflight.items()):
+            if self.store.removal_mark(key) != fill.mark:
+                del self._inflight[key]
 
     async def obtain(
         self,
@@ -275,7 +284,8 @@ class Fills:
         fill = self._inflight.get(key)
         if fill is None:
             fill = Fill(key)
-            fill.generation = self.store.generation.read()
+            fill.generation = self.store.generation.purges()
+            fill.mark = self.store.removal_mark(key)
             self._inflight[key] = fill
             task = asyncio.create_task(
                 self._drive(fill, title, path, target, stale, headers or {"Via": VIA})
@@ -446,7 +456,7 @@ class Fills:
                 raise IntegrityError(f"{resp.name} sent {written} of {length} bytes.")
             entry = await self._run(
                 self.store.publish, dataclasses.replace(draft, size=written), part, fd=fill.fd,
-                generation=fill.generation,
+                generation=fill.generation, mark=fill.mark,
             )
         except BaseException as exc:
             resp.close()
@@ -473,9 +483,9 @@ class Fills:
         primary = vary.primary_of(entry.key)
         if entry.key == primary:
             if self.store.variants(primary):
-                await self._run(self.store.remove_variants, primary)
+                await self._run(self.store.remove_variants, primary, invalidate=False)
         elif self.store.get(primary) is not None or self.store.peek(primary) is not None:
-            await self._run(self.store.remove, primary)
+            await self._run(self.store.remove, primary, invalidate=False)
 
     async def _resume(
         self, target: Target, draft: Entry, offset: int, length: int, cause: UpstreamError

@@ -40,12 +40,16 @@ from typing import Final
 
 from edge.eviction import LRU, EvictionPolicy
 from edge.generation import Generation
+from edge.vary import primary_of
 from vcdn.checksums import sha256_file
 from vcdn.errors import DiskFull, IntegrityError, StoreError
 
 COPY_CHUNK: Final = 1024 * 1024
 #: Entries (headers and all) a worker keeps in memory; the rest are read from the index.
 ENTRY_CACHE: Final = 20_000
+#: How long an invalidation is remembered for the fills of its URL under way (seconds):
+#: a fill that lasts longer and spans an invalidation may still be published.
+REMOVALS_KEPT: Final = 86_400.0
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS objects (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,6 +79,11 @@ CREATE TABLE IF NOT EXISTS totals (
 );
 INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
 CREATE TABLE IF NOT EXISTS pinned_titles (title TEXT PRIMARY KEY);
+-- The last invalidation of each URL (its primary key): a fill of that URL which began
+-- before it is not published (`removal_mark`). Ids are never reused (AUTOINCREMENT).
+CREATE TABLE IF NOT EXISTS removals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, at REAL NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS objects_ins AFTER INSERT ON objects BEGIN
     UPDATE totals SET bytes = bytes + NEW.size, count = count + 1;
 END;
@@ -397,11 +406,12 @@ class CacheStore:
         ).fetchall()
         return [_row_entry(row) for row in rows]
 
-    def remove_variants(self, primary: str) -> int:
-        """Remove every Vary variant of `primary` (a plain answer or an unsafe method
-        replaced them)."""
+    def remove_variants(self, primary: str, *, invalidate: bool = True) -> int:
+        """Remove every Vary variant of `primary` (an unsafe method, or a plain answer
+        with `invalidate=False`, replaced them)."""
         return self._delete(
-            "key > ? AND key < ?", (primary + "\n", primary + "\x0b"), always=False
+            "key > ? AND key < ?", (primary + "\n", primary + "\x0b"), always=False,
+            invalidate=invalidate,
         )
 
     def forget(self, key: str) -> None:
@@ -441,14 +451,21 @@ class CacheStore:
     # --- writes ------------------------------------------------------------------------
 
     def publish(
-        self, draft: Entry, part: Path, *, fd: int | None = None, generation: int | None = None
+        self,
+        draft: Entry,
+        part: Path,
+        *,
+        fd: int | None = None,
+        generation: int | None = None,
+        mark: int | None = None,
     ) -> Entry:
         """Make the fully written temp file `part` the object `draft.key` (see module doc).
 
         Raises IntegrityError when the bytes disagree with `draft.size` or `draft.sha256`
         (the temp file is then removed), DiskFull when nothing can be evicted to make room,
-        Purged when `generation` (read when the fill began) is no longer current: a purge
-        came in between, and its bytes must not come back.
+        Purged when `generation` (`Generation.purges`, read when the fill began) is no
+        longer current, or `mark` (`removal_mark`, read then) no longer the URL's: a purge
+        or an invalidation of this URL came in between, and its bytes must not come back.
         """
         try:
             size = os.fstat(fd).st_size if fd is not None else os.stat(part).st_size
@@ -480,8 +497,10 @@ class CacheStore:
             stale_files: list[str] = []
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if generation is not None and self.generation.read() != generation:
+                if generation is not None and self.generation.purges() != generation:
                     raise Purged(f"{draft.key!r} was purged while it was being filled.")
+                if mark is not None and _mark(self._db, draft.key) != mark:
+                    raise Purged(f"{draft.key!r} was invalidated while it was being filled.")
                 old = self._db.execute(
                     "SELECT file, size FROM objects WHERE key = ?", (draft.key,)
                 ).fetchone()
@@ -654,8 +673,16 @@ class CacheStore:
             self._entries[key] = entry
             return entry
 
-    def remove(self, key: str) -> bool:
-        return self._delete("key = ?", (key,), always=False) > 0
+    def remove(self, key: str, *, invalidate: bool = True) -> bool:
+        """Remove `key` on purpose. An invalidation (RFC 9111 §4.4) also dooms the fills of
+        its URL under way in any worker; a plain answer superseding a variant
+        (`invalidate=False`) does not."""
+        return self._delete("key = ?", (key,), always=False, invalidate=invalidate) > 0
+
+    def removal_mark(self, key: str) -> int:
+        """Which invalidation of `key`'s URL is the last one (0: none): read when a fill
+        begins and handed to `publish`. For the loop thread only, like `peek`."""
+        return _mark(self._reader, key)
 
     def purge(self, *, title: str | None = None, prefix: str | None = None) -> int:
         """Remove every object of `title`, or every object whose key starts with `prefix`."""
@@ -666,11 +693,14 @@ class CacheStore:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # type: ignore[union-attr]
         return self._delete("key LIKE ? ESCAPE '\\'", (escaped + "%",))
 
-    def _delete(self, where: str, args: tuple[str, ...], *, always: bool = True) -> int:
+    def _delete(
+        self, where: str, args: tuple[str, ...], *, always: bool = True, invalidate: bool = True
+    ) -> int:
         """Remove on purpose (a purge, an invalidation): under the write lock, so a fill
         publishing now waits and then sees the new generation (`edge.generation`). A
-        purge bumps it even when nothing is stored yet (a fill may be under way); a
-        single-key invalidation only when it removed something."""
+        purge (`always`) bumps it, and the purge counter, even when nothing is stored yet
+        (a fill may be under way); a single-key removal bumps only the first, and only
+        when it removed something, and an invalidation records the URL in `removals`."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -678,8 +708,15 @@ class CacheStore:
                     f"SELECT key, file FROM objects WHERE {where}", args
                 ).fetchall()
                 self._db.execute(f"DELETE FROM objects WHERE {where}", args)
+                if rows and invalidate and not always:
+                    now = time.time()
+                    self._db.execute("DELETE FROM removals WHERE at < ?", (now - REMOVALS_KEPT,))
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO removals (key, at) VALUES (?, ?)",
+                        [(k, now) for k in {primary_of(key) for key, _ in rows}],
+                    )
                 if rows or always:
-                    self.generation.bump()
+                    self.generation.bump(purge=always)
                 self._db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -747,6 +784,11 @@ class CacheStore:
 
 class Purged(StoreError):
     """A fill finished after a purge of its object: not stored."""
+
+
+def _mark(db: sqlite3.Connection, key: str) -> int:
+    row = db.execute("SELECT id FROM removals WHERE key = ?", (primary_of(key),)).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def _unlink(path: Path) -> None:
