@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from vcdn.control_client import ApplianceList
 from vcdn.control_client import ControlClient as SharedClient
 from vcdn.errors import ClientError, NotFound, UpstreamError, UpstreamTimeout
+from vcdn.responses import ApplianceList
 
 TIMEOUT_SECONDS: Final = 5.0
 

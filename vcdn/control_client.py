@@ -29,7 +29,6 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -49,8 +48,8 @@ from vcdn.errors import (
     UpstreamTimeout,
     VcdnError,
 )
+from vcdn.responses import ApplianceList, HeartbeatAck, TitleSummary
 from vcdn.schemas import (
-    ApplianceState,
     ApplianceView,
     Enrollment,
     EnrollmentView,
@@ -80,40 +79,6 @@ _BY_STATUS: Final[dict[int, type[ClientError]]] = {
     409: Conflict,
     413: PayloadTooLarge,
 }
-
-
-@dataclass(frozen=True)
-class HeartbeatAck:
-    """What the control plane answers to a heartbeat."""
-
-    state: ApplianceState
-    heartbeat_interval: float
-
-
-@dataclass(frozen=True)
-class ApplianceList:
-    """`GET /appliances`: every appliance with its computed state; `next`: the cursor of
-    the following page (paged form only, None on the last page)."""
-
-    appliances: list[ApplianceView]
-    heartbeat_interval: float
-    generated_at: float
-    next: str | None = None
-
-
-@dataclass(frozen=True)
-class TitleSummary:
-    title: str
-    duration: float
-    format: str
-    live: bool
-    version: int
-    renditions: int
-    files: int
-    total_bytes: int
-    registered_at: float
-    updated_at: float
-    popularity: float
 
 
 def _id(value: str) -> str:

@@ -36,6 +36,7 @@ from origin.control.validate import check_id, check_registration
 from vcdn.errors import Forbidden, NotFound, VcdnError
 from vcdn.logs import event
 from vcdn.prefixes import check_approved, check_width
+from vcdn.responses import Deleted, Popularity, Score
 from vcdn.schemas import (
     ApplianceState,
     ApplianceView,
@@ -150,7 +151,7 @@ async def decommission(request: web.Request) -> web.Response:
     revoked = await store.revoke_subject(appliance)
     forget_tokens(request)
     event(log, "appliance_deleted", appliance=appliance, revoked=revoked)
-    return respond({"deleted": appliance, "revoked": revoked})
+    return respond(encode(Deleted(appliance, revoked)))
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -167,6 +168,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     await beats.add(Beat(appliance, now, beat, text))
     state = health.state(now, beat.state, now, request.app[LIVENESS])
+    # `responses.HeartbeatAck`, built directly: every appliance sends one every interval.
     return respond({"state": state, "heartbeat_interval": request.app[SETTINGS].heartbeat_interval})
 
 
@@ -261,12 +263,5 @@ async def scores(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     half_life = request.app[SETTINGS].popularity_half_life
     current = popularity.current(await request.app[STORE].scores(site), now, half_life)
-    return respond(
-        {
-            "generated_at": now,
-            "half_life": half_life,
-            "scores": [
-                {"title": s.title, "site": s.site, "score": s.score} for s in current[:limit]
-            ],
-        }
-    )
+    top = [Score(s.title, s.site, s.score) for s in current[:limit]]
+    return respond(encode(Popularity(now, half_life, top)))

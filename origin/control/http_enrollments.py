@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
@@ -31,21 +31,15 @@ from origin.control.validate import check_id
 from vcdn.errors import ClientError, Conflict, NotFound
 from vcdn.logs import event
 from vcdn.prefixes import check_width, keep_approved
-from vcdn.schemas import Enrollment
+from vcdn.responses import Enrolled, EnrollmentList, TokenIssued, TokensRevoked
+from vcdn.schemas import Enrollment, EnrollmentView, encode
 
 OPERATORS: Final = frozenset({"operator"})
 READERS: Final = frozenset({"operator", "appliance"})
 MAX_LABEL: Final = 200
 
-def as_json(e: EnrollmentRecord) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "site": e.site,
-        "prefixes": e.prefixes,
-        "label": e.label,
-        "created_at": e.created_at,
-        "updated_at": e.updated_at,
-    }
+def view_of(e: EnrollmentRecord) -> EnrollmentView:
+    return EnrollmentView(e.id, e.site, e.prefixes, e.label, e.created_at, e.updated_at)
 
 
 def checked(request: web.Request, body: Enrollment) -> list[str]:
@@ -89,20 +83,20 @@ async def enroll(request: web.Request) -> web.Response:
     await store.put_enrollment(record)
     token = await mint(request, body.id, body.label or f"enrolled {time.strftime('%Y-%m-%d')}")
     event(log, "appliance_enrolled", appliance=body.id, site=body.site, prefixes=len(prefixes))
-    return respond({"enrollment": as_json(record), "token": token}, status=201)
+    return respond(encode(Enrolled(view_of(record), token)), status=201)
 
 
 async def list_enrollments(request: web.Request) -> web.Response:
     await require(request, OPERATORS)
     records = await request.app[STORE].list_enrollments()
-    return respond({"enrollments": [as_json(e) for e in records]})
+    return respond(encode(EnrollmentList([view_of(e) for e in records])))
 
 
 async def get_enrollment(request: web.Request) -> web.Response:
     """The operator, or the appliance itself (it filters BGP-learned prefixes by this)."""
     appliance = check_id(request.match_info["id"], "appliance id")
     await require(request, READERS, appliance=appliance)
-    return respond(as_json(await enrolled(request, appliance)))
+    return respond(encode(view_of(await enrolled(request, appliance))))
 
 
 async def update_enrollment(request: web.Request) -> web.Response:
@@ -128,7 +122,7 @@ async def update_enrollment(request: web.Request) -> web.Response:
             event(log, "appliance_narrowed", appliance=appliance, dropped=dropped,
                   site=body.site)
     event(log, "enrollment_changed", appliance=appliance, site=body.site, prefixes=len(prefixes))
-    return respond(as_json(record))
+    return respond(encode(view_of(record)))
 
 
 async def rotate(request: web.Request) -> web.Response:
@@ -140,7 +134,7 @@ async def rotate(request: web.Request) -> web.Response:
     forget_tokens(request)
     token = await mint(request, appliance, record.label or "rotated")
     event(log, "appliance_token_rotated", appliance=appliance, revoked=revoked)
-    return respond({"appliance": appliance, "token": token, "revoked": revoked}, status=201)
+    return respond(encode(TokenIssued(appliance, token, revoked)), status=201)
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -151,4 +145,4 @@ async def revoke(request: web.Request) -> web.Response:
     revoked = await request.app[STORE].revoke_subject(appliance)
     forget_tokens(request)
     event(log, "appliance_token_revoked", appliance=appliance, revoked=revoked)
-    return respond({"appliance": appliance, "revoked": revoked})
+    return respond(encode(TokensRevoked(appliance, revoked)))

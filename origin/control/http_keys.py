@@ -39,6 +39,8 @@ from vcdn import tokens
 from vcdn.errors import BadToken, ClientError, NotFound
 from vcdn.httpserve.cors import ALLOW_ORIGIN
 from vcdn.logs import event
+from vcdn.responses import ClearKey, ClearKeyLicense, KeyRegistered
+from vcdn.schemas import encode
 from vcdn.titles import is_valid_title
 from vcdn.tokens import KeyRing
 
@@ -102,13 +104,9 @@ def clearkey_kids(body: Any) -> list[str]:
 
 def clearkey_license(keys: list[ContentKey], kind: str) -> dict[str, Any]:
     """The W3C ClearKey license (a JSON Web Key set) for `keys`."""
-    return {
-        "keys": [
-            {"kty": "oct", "k": b64url(bytes.fromhex(k.key)), "kid": b64url(bytes.fromhex(k.kid))}
-            for k in keys
-        ],
-        "type": kind,
-    }
+    return encode(ClearKeyLicense([
+        ClearKey("oct", b64url(bytes.fromhex(k.key)), b64url(bytes.fromhex(k.kid))) for k in keys
+    ], kind))
 
 
 async def put_key(request: web.Request) -> web.Response:
@@ -134,8 +132,7 @@ async def put_key(request: web.Request) -> web.Response:
     )
     event(log, "key_registered", title=title, kid=kid, scheme=scheme, created=created,
           role=who.role)
-    return respond({"title": title, "kid": kid, "created": created},
-                   status=201 if created else 200)
+    return respond(encode(KeyRegistered(title, kid, created)), status=201 if created else 200)
 
 
 def _denied(request: web.Request, title: str, reason: str) -> web.Response:

@@ -22,7 +22,8 @@ from origin.control.http_common import (
 from origin.control.validate import check_id, check_title
 from vcdn.errors import NotFound
 from vcdn.logs import event
-from vcdn.schemas import TitleManifest
+from vcdn.responses import TitleList, TitleRegistered, TitleSummary
+from vcdn.schemas import TitleManifest, encode
 
 WRITERS: Final = frozenset({"packager", "operator"})
 READERS: Final = frozenset({"operator", "packager", "steering", "appliance"})
@@ -49,24 +50,17 @@ async def post_title(request: web.Request) -> web.Response:
         files=len(manifest.files),
         bytes=manifest.total_bytes,
     )
-    return respond(
-        {
-            "title": manifest.title,
-            "created": created,
-            "files": len(manifest.files),
-            "total_bytes": manifest.total_bytes,
-        },
-        status=201 if created else 200,
-    )
+    answer = TitleRegistered(manifest.title, created, len(manifest.files), manifest.total_bytes)
+    return respond(encode(answer), status=201 if created else 200)
 
 
 async def list_titles(request: web.Request) -> web.Response:
     await require(request, READERS)
     summaries = await request.app[STORE].list_titles()
     totals = await popularity_totals(request)
-    return respond(
-        {"titles": [asdict(s) | {"popularity": totals.get(s.title, 0.0)} for s in summaries]}
-    )
+    return respond(encode(TitleList([
+        TitleSummary(**asdict(s), popularity=totals.get(s.title, 0.0)) for s in summaries
+    ])))
 
 
 async def get_title(request: web.Request) -> web.Response:

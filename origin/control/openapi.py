@@ -27,6 +27,7 @@ from origin.control.validate import (
     MAX_SIZE,
     SHA256_PATTERN,
 )
+from vcdn import responses
 from vcdn.schemas import (
     ApplianceView,
     Check,
@@ -42,6 +43,33 @@ from vcdn.schemas import (
     TitleManifest,
 )
 
+#: The answers (and the key service's two request bodies), `vcdn.responses`.
+RESPONSES: Final = (
+    responses.TitleSummary,
+    responses.TitleList,
+    responses.TitleRegistered,
+    responses.KeyRegistration,
+    responses.KeyRegistered,
+    responses.ClearKeyRequest,
+    responses.ClearKey,
+    responses.ClearKeyLicense,
+    responses.HeartbeatAck,
+    responses.ApplianceList,
+    responses.StoredHeartbeat,
+    responses.HeartbeatHistory,
+    responses.Deleted,
+    responses.Score,
+    responses.Popularity,
+    responses.PredictedScore,
+    responses.PredictedPopularity,
+    responses.Enrolled,
+    responses.EnrollmentList,
+    responses.TokenIssued,
+    responses.TokensRevoked,
+    responses.JobsStatus,
+    responses.Health,
+    responses.Error,
+)
 INT64: Final = {"minimum": -(2**63), "maximum": 2**63 - 1}
 NON_NEGATIVE: Final = {"minimum": 0}
 PATH: Final = {
@@ -51,6 +79,8 @@ PATH: Final = {
     "description": "A relative path inside the title; '.' and '..' segments are rejected.",
 }
 ID: Final = {"pattern": ID_PATTERN}
+HEX32: Final = {"pattern": "^[0-9a-f]{32}$"}
+B64: Final = {"pattern": "^[A-Za-z0-9_-]{22}$"}
 
 CONSTRAINTS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("TitleManifest", "title"): ID,
@@ -82,6 +112,20 @@ CONSTRAINTS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("Load", "requests_per_s"): NON_NEGATIVE,
     ("Load", "bytes_per_s"): NON_NEGATIVE,
     ("Load", "connections"): NON_NEGATIVE,
+    ("ApplianceList", "next"): {
+        "description": "Paged form only: the `after` of the next page; null on the last.",
+    },
+    ("KeyRegistration", "key"): HEX32,
+    ("KeyRegistered", "kid"): HEX32,
+    ("ClearKeyRequest", "kids"): {
+        "minItems": 1, "maxItems": 16,
+        "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}(==)?$"},
+    },
+    ("ClearKey", "k"): B64,
+    ("ClearKey", "kid"): B64,
+    ("Enrolled", "token"): {"description": "The appliance's token, shown once."},
+    ("Error", "error"): {"description": "A stable machine-readable code."},
+    ("Error", "detail"): {"description": "A sentence saying what to fix."},
 }
 
 
@@ -132,23 +176,11 @@ def dataclass_schema(cls: type) -> dict[str, Any]:
     return out
 
 
-def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(props) if required is None else required,
-        "additionalProperties": False,
-    }
-
-
 def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
 NUMBER: Final = {"type": "number"}
-STRING: Final = {"type": "string"}
-INTEGER: Final = {"type": "integer"}
-BOOLEAN: Final = {"type": "boolean"}
 
 
 def _components() -> dict[str, Any]:
@@ -167,6 +199,7 @@ def _components() -> dict[str, Any]:
             ApplianceView,
             FillTitle,
             FillManifest,
+            *RESPONSES,
         )
     }
     # Heartbeat title counts are keyed by title id and never negative.
@@ -181,128 +214,6 @@ def _components() -> dict[str, Any]:
     detail["properties"]["popularity"] = NUMBER
     detail["required"] = [*detail["required"], "popularity"]
     schemas["TitleDetail"] = detail
-    schemas["TitleSummary"] = _obj(
-        {
-            "title": STRING,
-            "duration": NUMBER,
-            "format": {"type": "string", "enum": ["fmp4", "ts"]},
-            "live": {"type": "boolean"},
-            "version": INTEGER,
-            "renditions": INTEGER,
-            "files": INTEGER,
-            "total_bytes": INTEGER,
-            "registered_at": NUMBER,
-            "updated_at": NUMBER,
-            "popularity": NUMBER,
-        }
-    )
-    schemas["TitleList"] = _obj({"titles": {"type": "array", "items": ref("TitleSummary")}})
-    schemas["TitleRegistered"] = _obj(
-        {
-            "title": STRING,
-            "created": {"type": "boolean"},
-            "files": INTEGER,
-            "total_bytes": INTEGER,
-        }
-    )
-    schemas["ApplianceList"] = _obj(
-        {
-            "appliances": {"type": "array", "items": ref("ApplianceView")},
-            "heartbeat_interval": NUMBER,
-            "generated_at": NUMBER,
-            "next": {
-                "type": ["string", "null"],
-                "description": "Paged form only: the `after` of the next page; null on the last.",
-            },
-        },
-        required=["appliances", "heartbeat_interval", "generated_at"],
-    )
-    schemas["HeartbeatAck"] = _obj(
-        {
-            "state": {"type": "string", "enum": ["healthy", "stale", "draining", "down"]},
-            "heartbeat_interval": NUMBER,
-        }
-    )
-    schemas["HeartbeatHistory"] = _obj(
-        {
-            "appliance": STRING,
-            "heartbeats": {
-                "type": "array",
-                "items": _obj({"at": NUMBER, "heartbeat": ref("Heartbeat")}),
-            },
-        }
-    )
-    schemas["Popularity"] = _obj(
-        {
-            "generated_at": NUMBER,
-            "half_life": NUMBER,
-            "scores": {
-                "type": "array",
-                "items": _obj({"title": STRING, "site": STRING, "score": NUMBER}),
-            },
-        }
-    )
-    schemas["PredictedPopularity"] = _obj(
-        {
-            "generated_at": NUMBER,
-            "site": STRING,
-            "half_life": NUMBER,
-            "predicted": {
-                "type": "array",
-                "items": _obj({"title": STRING, "score": NUMBER}),
-            },
-        }
-    )
-    schemas["Enrolled"] = _obj(
-        {
-            "enrollment": ref("EnrollmentView"),
-            "token": {"type": "string", "description": "The appliance's token, shown once."},
-        }
-    )
-    schemas["EnrollmentList"] = _obj(
-        {"enrollments": {"type": "array", "items": ref("EnrollmentView")}}
-    )
-    schemas["TokenIssued"] = _obj({"appliance": STRING, "token": STRING, "revoked": INTEGER})
-    schemas["TokensRevoked"] = _obj({"appliance": STRING, "revoked": INTEGER})
-    schemas["Deleted"] = _obj({"deleted": STRING, "revoked": INTEGER})
-    schemas["Health"] = _obj(
-        {
-            "status": STRING,
-            "store": STRING,
-            "schema_version": INTEGER,
-            # This replica's view of the periodic jobs; the plan epoch all replicas serve.
-            "jobs": _obj({"leader": BOOLEAN, "takeovers": INTEGER, "plans": INTEGER}),
-            "plan_epoch": INTEGER,
-        }
-    )
-    hex32 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
-    b64 = {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"}
-    schemas["KeyRegistration"] = _obj(
-        {"scheme": {"type": "string", "enum": ["aes-128", "cenc"]}, "key": hex32}
-    )
-    schemas["KeyRegistered"] = _obj({"title": STRING, "kid": hex32, "created": BOOLEAN})
-    schemas["ClearKeyRequest"] = _obj(
-        {
-            "kids": {"type": "array", "minItems": 1, "maxItems": 16,
-                     "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}(==)?$"}},
-            "type": {"type": "string", "enum": ["temporary", "persistent-license"]},
-        },
-        required=["kids"],
-    )
-    schemas["ClearKeyLicense"] = _obj(
-        {
-            "keys": {"type": "array", "items": _obj(
-                {"kty": {"type": "string", "enum": ["oct"]}, "k": b64, "kid": b64}
-            )},
-            "type": STRING,
-        }
-    )
-    schemas["Error"] = _obj(
-        {
-            "error": {"type": "string", "description": "A stable machine-readable code."},
-            "detail": {"type": "string", "description": "A sentence saying what to fix."},
-        }
-    )
     return schemas
 
 

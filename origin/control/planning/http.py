@@ -25,6 +25,8 @@ from origin.control.http_common import (
 from origin.control.planning.predict import predict
 from origin.control.validate import check_id
 from vcdn.errors import ClientError
+from vcdn.responses import PredictedPopularity, PredictedScore
+from vcdn.schemas import encode
 
 
 async def predicted(request: web.Request) -> web.Response:
@@ -43,11 +45,5 @@ async def predicted(request: web.Request) -> web.Response:
     totals = await store.title_totals(now, half_life)
     demand = predict(own, await catalog(request), [site], now, global_table=totals)[site]
     ranked = sorted(demand.items(), key=lambda item: (-item[1], item[0]))[:limit]
-    return respond(
-        {
-            "generated_at": now,
-            "site": site,
-            "half_life": half_life,
-            "predicted": [{"title": t, "score": s} for t, s in ranked],
-        }
-    )
+    top = [PredictedScore(t, s) for t, s in ranked]
+    return respond(encode(PredictedPopularity(now, site, half_life, top)))
