@@ -14,7 +14,6 @@ behind which `install_crowds` answers blocking LL-HLS playlist requests as one c
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -24,18 +23,17 @@ from edge import cachestatus
 from edge.fill import VIA
 from edge.keys import video_path
 from edge.llhls import fast_query
+from edge.routing import resolve
 from edge.serve import cache_control_of, on_disk, read_small
 from edge.store import Entry, object_key
-from vcdn import tokens
 from vcdn.errors import VcdnError
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.hit import Answer, Large, Prepared, deliver, file_opener, plan_hit
 from vcdn.httpserve.hot import AlreadySent, install_hook
 from vcdn.httpserve.wire import StoredHead
-from vcdn.titles import is_valid_title
 
 if TYPE_CHECKING:
-    from edge.app import Edge
+    from edge.engine import Edge
 
 #: What the planner keeps per stored version, by (object file, response time): a new
 #: version of an object has a new file name and a 304 refresh a new response time, so
@@ -84,32 +82,18 @@ def answer(edge: Edge, head: Head) -> bytes | Large | None:
 
 
 def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
-    """(cache key, title, valid until) of an appliance URL, or None if the full path
-    must answer it. Remembered per raw target (token included) by the caller, since a
-    player asks for the same URLs over and over."""
+    """(cache key, title, valid until) of an appliance URL (`edge.routing.resolve`), or
+    None if the application must answer it. Remembered per raw target (token included)
+    by the caller, since a player asks for the same URLs over and over."""
     raw, suffix = fast_query(raw)  # LL-HLS directives are part of the key (edge.llhls)
     if suffix is None:
         return None
-    parts = raw.split("/", 4)
     try:
-        if len(parts) == 5 and parts[1] == "s":
-            _, _, token, title, rest = parts
-            if not is_valid_title(title):
-                return None
-            kid = tokens.verify(token, title, edge.keys, now).key_id
-            # Remembered until the token or its key expires, whichever is first.
-            expires = min(float(tokens.parse(token).expires), edge.keys.valid_until(kid))
-        elif len(parts) >= 4 and parts[1] == "v" and edge.settings.auth == "none":
-            _, _, title, rest = raw.split("/", 3)
-            if not is_valid_title(title):
-                return None
-            expires = math.inf
-        else:
-            return None
-        path = video_path(rest)
+        route = resolve(raw, edge.keys, edge.settings.auth, now)
+        path = video_path(route.rest)
     except VcdnError:
         return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    return object_key(title, path) + suffix, title, expires
+    return object_key(route.title, path) + suffix, route.title, route.valid_until
 
 
 def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | Large | None:

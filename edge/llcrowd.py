@@ -39,7 +39,7 @@ from vcdn.httpserve.plan import plan_stored
 from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
 
 if TYPE_CHECKING:
-    from edge.app import Edge
+    from edge.engine import Edge
 
 log = logging.getLogger("vcdn.edge.llcrowd")
 
