@@ -10,8 +10,15 @@ preload-hinted part, streamed, as soon as the hint names it.
 
 Printed and recorded: failed requests; origin requests per blocking playlist key
 (playlist, msn, part, skip) and per part (the issue's target: at most 1 per appliance);
-how long after a part was whole at the origin the blocking answer naming it reached the
-players (p50/p99; target p99 <= 50 ms from the edge); first byte of the hinted part.
+how long after the upstream's answer (the part's arrival) reached the edge each waiting
+player's blocking answer left it, as the edge itself measures it
+(`vcdn_edge_blocking_answer_seconds`, summed over its workers; the issue's target: p99
+<= 50 ms; a bucket's upper bound, so "at most"); how many answers the edge serialised per
+part; CPU time per part of the edge, the players, the origin and the pipeline (figures a
+loaded machine does not distort the way it does wall-clock delays); and, end to end, how
+long after a part was whole at the origin the answer naming it reached a player that was
+waiting for it (this includes the players' own processes, on the same cores as the edge:
+the load generator is the largest CPU user of the run), and the hinted part's first byte.
 Bounded: `--seconds` of play, every request under a timeout, loopback only. The players
 run in `--player-processes` processes of their own (not in the origin's event loop);
 times are compared on the wall clock of this one machine.
@@ -380,13 +387,18 @@ def main(argv: list[str] | None = None) -> int:
                                           "edge_workers": args.workers})
         run_.case(
             "llhls_answer_after_part",
-            ours={"answer_ms": result["answer_ms"] or [0.0],
-                  "answer_p99_ms": [result["answer_after_part_p99_ms"]]},
-            target_of="answer_p99_ms", target="<= 50",
+            ours={"edge_p99_ms": [result["edge_answer_p99_ms_at_most"]],
+                  "edge_p50_ms": [result["edge_answer_p50_ms_at_most"]],
+                  "player_answer_ms": result["answer_ms"] or [0.0],
+                  "player_p99_ms": [result["answer_after_part_p99_ms"]]},
+            target_of="edge_p99_ms", target="<= 50",
             errors=result["failures"], correct=collapsed, unit="ms",
             notes=f"{args.players} low-latency players, {args.seconds:g} s, 2 s segments, "
-                  f"0.333 s parts, one edge ({args.workers} workers)",
-            **{k: v for k, v in summary.items() if k not in ("players", "seconds")},
+                  f"0.333 s parts, one edge ({args.workers} workers); edge_p99_ms: the "
+                  "upstream answer's arrival at the edge to each waiting player's answer "
+                  "leaving it (the edge's histogram); player_*: part whole at the origin "
+                  "to the answer read by a waiting player",
+            **{k: v for k, v in summary.items() if k not in ("players", "seconds", "logs")},
         )
         run_.case(
             "llhls_origin_requests",
