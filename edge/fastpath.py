@@ -156,14 +156,14 @@ def _prepared(entry: Entry, live: bool) -> Prepared:
 
 def install_crowds(server: web.Server, edge: Edge) -> None:
     """On connections aiohttp owns, a GET that is not a hit but a blocking LL-HLS playlist
-    request whose fill is in flight is answered with the rest of its crowd, one
-    serialisation for all (`edge.llcrowd`). Install before `install_answer`, so hits
-    are looked at first."""
+    request or a growing part (the preload hint) whose fill is in flight is answered with
+    the rest of its crowd, one serialisation for all (`edge.llcrowd`). Install before
+    `install_answer`, so hits are looked at first."""
 
     async def join(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
         if request.method != "GET":
             return None
-        sent = await edge.crowds.join(request.raw_path, request.headers, transport)
+        sent = await edge.crowds.join_any(request.raw_path, request.headers, transport)
         return AlreadySent(200, sent) if sent is not None else None
 
     install_hook(server, join)

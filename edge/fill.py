@@ -85,9 +85,10 @@ class Fill:
     __slots__ = (
         "_changed",
         "_claimed",
-        "_on_whole",
+        "_watchers",
         "done",
         "draft",
+        "ended",
         "entry",
         "error",
         "fd",
@@ -118,8 +119,10 @@ class Fill:
         self.mark = 0
         self._claimed = False
         self._changed = asyncio.Event()
-        #: Called once, synchronously, when every byte of a declared length is written.
-        self._on_whole: list[Callable[[], None]] = []
+        #: True once the upstream's body ended whole (before it is published).
+        self.ended = False
+        #: Called synchronously whenever the fill changes (`watch`).
+        self._watchers: list[Callable[[], None]] = []
 
     @property
     def size(self) -> int | None:
@@ -137,10 +140,11 @@ class Fill:
     def advance(self, total: int) -> None:
         self.written = total
         self._notify()
-        if self._on_whole and self.whole:
-            listeners, self._on_whole = self._on_whole, []
-            for listener in listeners:
-                listener()
+
+    def body_ended(self) -> None:
+        """The upstream's body ended whole; the object is about to be published."""
+        self.ended = True
+        self._notify()
 
     @property
     def whole(self) -> bool:
@@ -148,14 +152,14 @@ class Fill:
         draft = self.draft
         return draft is not None and 0 <= draft.size <= self.written and not self.done
 
-    def when_whole(self, listener: Callable[[], None]) -> None:
-        """Call `listener` in the very turn of the loop the last byte lands (an LL-HLS
-        crowd's answer leaves then, `edge.llcrowd`), without a task waking up for it."""
-        self._on_whole.append(listener)
+    def watch(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (which must not raise) in the very turn of the loop the fill
+        changes: bytes written, body ended, fill done. An LL-HLS crowd's answer leaves
+        then (`edge.llcrowd`), without a task waking up for it."""
+        self._watchers.append(listener)
 
     def finish(self, entry: Entry | None, error: BaseException | None = None) -> None:
         self.done = True
-        self._on_whole = []
         self.entry = entry
         self.error = error
         if not self.ready.done():
@@ -169,6 +173,10 @@ class Fill:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        for listener in self._watchers:
+            listener()
+        if self.done:
+            self._watchers = []
 
     async def finished(self) -> None:
         """Wait until the fill has ended, whatever its outcome."""
@@ -454,6 +462,7 @@ class Fills:
                     resp = await self._resume(target, draft, written, length, exc)
             if length is not None and written != length:
                 raise IntegrityError(f"{resp.name} sent {written} of {length} bytes.")
+            fill.body_ended()
             entry = await self._run(
                 self.store.publish, dataclasses.replace(draft, size=written), part, fd=fill.fd,
                 generation=fill.generation, mark=fill.mark,

@@ -21,7 +21,7 @@ from edge.workers import start_edge
 from origin.content.app import make_app as make_origin_app
 from origin.content.settings import OriginSettings
 from tests.edge.conftest import edge_settings, settle, signed
-from tests.live_media import encode_ll
+from tests.live_media import RENDITION, encode_ll
 from tests.llhls_rules import PLAYLIST, TOKEN, S, publish, standard_state
 
 pytestmark = pytest.mark.slow  # encodes its media once with ffmpeg
@@ -101,3 +101,96 @@ async def test_a_blocking_crowd_gets_one_rendering_and_one_upstream_request(
     assert [c.renders for c in crowds] == [1] * workers
     assert sum(c.answered for c in crowds) == CROWD - workers
     assert sum("collapsed" in a[2] for a in answers) == CROWD - workers
+
+
+async def test_the_hinted_part_streams_to_its_crowd_from_one_head(ll: Any) -> None:
+    origin_url, urls, counts, apps = ll
+    media = encode_ll()
+    body = media.parts[S + 9][2]
+    half = len(body) // 2
+    path = f"{RENDITION}/part_{S + 9}_2.m4s"
+    loop = asyncio.get_running_loop()
+    firsts: list[float] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def put(path: str, body: bytes) -> int:
+            async with session.put(f"{origin_url}/v/{TITLE}/{path}", data=body,
+                                   headers=AUTH) as r:
+                return r.status
+
+        async def player() -> tuple[bytes, str]:
+            async with session.get(urls[0] + signed(path, TITLE)) as r:
+                assert r.status == 200
+                data = b""
+                async for piece in r.content.iter_any():
+                    if not data:
+                        firsts.append(loop.time())
+                    data += piece
+                return data, r.headers.get("Cache-Status", "")
+
+        await standard_state(put, media)
+        # The first asks before the part starts (it starts the fill); the rest join it.
+        players = [asyncio.create_task(player())]
+        await asyncio.sleep(0.2)
+        players += [asyncio.create_task(player()) for _ in range(CROWD - 1)]
+        await asyncio.sleep(0.3)
+        second = 0.0
+
+        async def pieces() -> AsyncIterator[bytes]:
+            nonlocal second
+            yield body[:half]
+            await asyncio.sleep(0.6)
+            second = loop.time()
+            yield body[half:]
+
+        async with session.put(f"{origin_url}/v/{TITLE}/{path}", data=pieces(),
+                               headers=AUTH) as r:
+            assert r.status == 201
+        got = await asyncio.wait_for(asyncio.gather(*players), 10)
+    assert all(g[0] == body for g in got)
+    assert len(firsts) == CROWD and max(firsts) < second, "players waited for the whole part"
+    assert counts[path] == 1
+    crowds = apps[0][EDGE_KEY].crowds
+    assert crowds.renders == 1 and crowds.answered == CROWD - 1
+    assert sum("collapsed" in g[1] for g in got) == CROWD - 1
+
+
+async def test_a_part_that_fails_cuts_its_whole_crowd_off(ll: Any) -> None:
+    origin_url, urls, _, apps = ll
+    media = encode_ll()
+    bogus = bytes(4000)  # not a box: the origin refuses it once whole and cuts its readers
+    path = f"{RENDITION}/part_{S + 9}_2.m4s"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def put(path: str, body: bytes) -> int:
+            async with session.put(f"{origin_url}/v/{TITLE}/{path}", data=body,
+                                   headers=AUTH) as r:
+                return r.status
+
+        async def player() -> str:
+            try:
+                async with session.get(urls[0] + signed(path, TITLE)) as r:
+                    await r.read()
+                    return f"whole {r.status}"
+            except aiohttp.ClientError as exc:
+                return type(exc).__name__
+
+        await standard_state(put, media)
+        players = [asyncio.create_task(player())]
+        await asyncio.sleep(0.2)
+        players += [asyncio.create_task(player()) for _ in range(19)]
+        await asyncio.sleep(0.3)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            yield bogus[:2000]
+            await asyncio.sleep(0.3)
+            yield bogus[2000:]
+
+        async with session.put(f"{origin_url}/v/{TITLE}/{path}", data=pieces(),
+                               headers=AUTH) as r:
+            assert r.status == 422
+        outcomes = await asyncio.wait_for(asyncio.gather(*players), 10)
+    assert not any(o.startswith("whole 200") for o in outcomes), outcomes
+    assert apps[0][EDGE_KEY].crowds.renders == 1
