@@ -8,7 +8,8 @@ bad token, client cache directives: aiohttp decides).
 
 Its callers are the hit connection protocol (`vcdn.httpserve.hitproto`) and, for
 connections aiohttp owns, the request-level hook (`vcdn.httpserve.hot.install_answer`),
-behind which `install_crowds` answers blocking LL-HLS playlist requests as one crowd.
+behind which `install_crowds` answers blocking LL-HLS playlist requests and growing parts
+as one crowd.
 """
 
 from __future__ import annotations
