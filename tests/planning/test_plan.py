@@ -175,3 +175,37 @@ def test_an_appliance_asking_before_its_first_heartbeat_still_gets_a_plan(
     fleet_ = [appliance("a0", 3000 * MB, state=state), appliance("a1", 3000 * MB)]
     got = manifest_for("a0", popularity(), catalog(), fleet_, {}, now=NOW)
     assert bool(got.titles) is planned
+
+
+def test_peers_are_the_rest_of_the_healthy_site_in_the_titles_ranking() -> None:
+    """The whole list, not only its holders' prefix: every other healthy appliance of the
+    site, in the order `rank` gives that set (steering's order)."""
+    cap = 3000 * MB
+    site = [appliance(f"a{i}", cap) for i in range(6)] + [
+        appliance("sick", cap, state="stale"),
+        appliance("leaving", cap, state="draining"),
+        appliance("b0", cap, site="s2"),
+    ]
+    plans = plan_fill(popularity(), catalog(), site, None, now=NOW)
+    healthy = [f"a{i}" for i in range(6)]
+    checked = 0
+    for a in healthy:
+        others = [h for h in healthy if h != a]
+        for t in plans[a].titles:
+            assert t.peers == [f"http://{h}.test" for h in rank(t.title, others)], (a, t.title)
+            checked += 1
+    assert checked >= 10
+
+
+def test_a_stored_manifest_reads_back_equal_to_the_strict_decoding() -> None:
+    """Planning reads every stored manifest back without the strict decoder: it must
+    rebuild the very manifest written, as the strict decoder would."""
+    import json
+
+    from origin.control.planning.shared import manifest_from_trusted, manifest_json
+
+    plans = plan_fill(popularity(), catalog(), fleet(), None, now=NOW)
+    for m in plans.values():
+        text = manifest_json(m)
+        assert json.loads(text) == encode(m)
+        assert manifest_from_trusted(text) == m == decode(FillManifest, json.loads(text))

@@ -128,6 +128,8 @@ def plan_fill(
             settings.rules,
         )
         urls = {a.id: a.public_url for a in healthy}
+        key = tuple(urls)  # the healthy ids in order, as place_site ranked them
+        ranked_urls: dict[str, list[str]] = {}
         for a in members:
             if a.state != "healthy":
                 old = (previous or {}).get(a.id)
@@ -140,18 +142,25 @@ def plan_fill(
                 )
                 continue
             titles = sorted(site_plan.held[a.id], key=lambda t: (-demand[site][t], t))
-            others = tuple(i for i in urls if i != a.id)
             fill_titles = []
             for t in titles:
-                holders = [h for h in site_plan.holders[t] if h != a.id]
-                rest = [h for h in ranking(t, others) if h not in holders]
+                # Peers: the other holders, then the rest of the site, in ranking order.
+                # The holders are a prefix of the title's ranking, and a subset of a
+                # rendezvous ranking keeps its order: that is the ranking without this
+                # appliance, sliced once per title (ranking each appliance's "others"
+                # apart hashed the whole site again for every appliance and title).
+                order = ranking(t, key)
+                peers = ranked_urls.get(t)
+                if peers is None:
+                    peers = ranked_urls[t] = [urls[h] for h in order]
+                mine = order.index(a.id)
                 fill_titles.append(
                     FillTitle(
                         title=t,
                         score=demand[site][t],
                         bytes=sizes[t],
                         files=list(by_title[t].files),
-                        peers=[urls[h] for h in holders + rest],
+                        peers=peers[:mine] + peers[mine + 1 :],
                     )
                 )
             out[a.id] = FillManifest(
