@@ -222,14 +222,16 @@ async def fill_manifest(request: web.Request) -> web.Response:
     await require(request, FILLERS, appliance=appliance)
     store = request.app[STORE]
     await request.app[BEATS].flush()
-    await known_appliance(request, appliance)
+    me = await known_appliance(request, appliance)
     now = request.app[CLOCK]()
-    everyone = [view(request, r, now) for r in await store.list_appliances()]
+    # Only its site: a plan depends on nothing else of the fleet (and 10,000 appliances
+    # asking every few minutes must not each read all 10,000).
+    site = [view(request, r, now) for r in await store.site_appliances(me.site)]
     titles, stamp = await catalog_of(store, request.app[CATALOG])
     # Placement across the site by the steering ranking, stable from the stored plan
     # (origin.control.planning, docs/cachesim.md); stored so every replica gives the same.
     text = await manifest_text(
-        store, appliance, everyone, titles, stamp, now,
+        store, appliance, site, titles, stamp, now,
         request.app[SETTINGS].popularity_half_life,
     )
     return web.Response(text=text, content_type="application/json")

@@ -272,6 +272,11 @@ class Store(Protocol):
         (a page of `GET /appliances`; None: from the first, all)."""
         ...
 
+    async def site_appliances(self, site: str) -> list[ApplianceRecord]:
+        """The appliances of one site, in id order: what one appliance's fill plan
+        reads (by the site index, not the whole fleet)."""
+        ...
+
     async def record_heartbeats(
         self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
     ) -> int:

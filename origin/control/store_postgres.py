@@ -291,6 +291,13 @@ class PostgresStore(PostgresPlans):
                 )
         return [appliance_from_record(r) for r in rows]
 
+    async def site_appliances(self, site: str) -> list[ApplianceRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE site = $1 ORDER BY id", site
+            )
+        return [appliance_from_record(r) for r in rows]
+
     async def record_heartbeats(
         self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
     ) -> int:

@@ -323,6 +323,16 @@ class SqliteStore(SqlitePlans):
 
         return await self._run(q)
 
+    async def site_appliances(self, site: str) -> list[ApplianceRecord]:
+        def q() -> list[ApplianceRecord]:
+            rows = self._db().execute(
+                f"SELECT {_APPLIANCE_COLUMNS} FROM appliances WHERE site = ? ORDER BY id",
+                (site,),
+            )
+            return [appliance_from_row(r) for r in rows]
+
+        return await self._run(q)
+
     async def record_heartbeats(
         self, beats: Sequence[Beat], half_life: float, *, keep_rows: int | None = None
     ) -> int:

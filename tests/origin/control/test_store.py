@@ -255,3 +255,15 @@ async def test_a_pooled_postgres_connection_goes_back_without_a_reset_round_trip
         await store.close()
     assert last and all("RESET ALL" not in r["query"] for r in last), last
     assert any("token_epoch" in r["query"] for r in last), last
+
+
+async def test_a_sites_appliances_are_read_without_the_rest_of_the_fleet(db_url: str) -> None:
+    store = await open_store(db_url)
+    try:
+        for id_, site in [("b2", "s2"), ("a1", "s1"), ("b1", "s2"), ("c1", "s10")]:
+            await store.put_appliance(decode(Registration, registration(id_, site=site)), 0.0)
+        assert [r.id for r in await store.site_appliances("s2")] == ["b1", "b2"]
+        assert [r.id for r in await store.site_appliances("s1")] == ["a1"]
+        assert await store.site_appliances("nowhere") == []
+    finally:
+        await store.close()
