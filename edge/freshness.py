@@ -19,9 +19,17 @@ from vcdn.httpserve.validators import parse_http_date
 #: figure the RFC cites, capped at a day so that a forgotten object still gets rechecked.
 HEURISTIC_FRACTION: Final = 0.1
 HEURISTIC_CAP: Final = 86400.0
-#: Statuses we store. RFC 9111 allows more (§3), but a video edge gains nothing from
-#: caching redirects or errors and each stored status is one more thing to get wrong.
+#: Statuses we store on disk. RFC 9111 allows more (§3): other final answers are kept
+#: briefly in memory instead (`negative_lifetime`, edge.negative), never partial ones.
 STORABLE_STATUSES: Final = frozenset({200})
+#: RFC 9110 §15.1: statuses a cache may give a heuristic lifetime (§4.2.2) when the
+#: answer has no explicit one.
+HEURISTICALLY_CACHEABLE: Final = frozenset(
+    {200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
+)
+#: Answers never kept in memory: 200 goes to disk, 206 is a part of something, 304 has
+#: no representation of its own.
+NOT_KEPT: Final = frozenset({200, 206, 304})
 #: §7.6.1 of RFC 9110: hop-by-hop fields never travel past one connection.
 HOP_BY_HOP: Final = frozenset(
     {
@@ -228,14 +236,15 @@ def negative_lifetime(
     now: float,
     cap: float,
 ) -> float:
-    """How long an error answer may be kept (0: not at all), at most `cap` seconds.
+    """How long a final answer other than 200 may be kept in memory (0: not at all), at
+    most `cap` seconds: errors, and the other 2xx and 3xx answers (203, 204, redirects).
 
-    §3 allows explicit freshness or, for heuristically cacheable statuses (404, 410, …),
-    a heuristic; we take only the explicit kind, since a heuristic 404 would hide a live
-    segment that appears a moment later. Never for no-store, private, no-cache,
-    Set-Cookie or Authorization; Vary would need variants, so no.
+    §3 allows explicit freshness or, for heuristically cacheable statuses (404, 410, 301,
+    …), a heuristic; for errors we take only the explicit kind, since a heuristic 404
+    would hide a live segment that appears a moment later. Never for no-store, private,
+    no-cache, Set-Cookie or Authorization; Vary would need variants, so no.
     """
-    if status < 400 or cap <= 0:
+    if status < 200 or status in NOT_KEPT or cap <= 0:
         return 0.0
     cc, _ = response_directives(headers)
     if "must-understand" in cc and status not in UNDERSTOOD:
@@ -252,7 +261,8 @@ def negative_lifetime(
     ):
         return 0.0
     explicit = "max-age" in cc or "s-maxage" in cc or _get(headers, "Expires") is not None
-    return min(cap, policy(headers, now).lifetime) if explicit else 0.0
+    heuristic = status < 400 and status in HEURISTICALLY_CACHEABLE
+    return min(cap, policy(headers, now).lifetime) if explicit or heuristic else 0.0
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:

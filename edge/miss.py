@@ -173,15 +173,18 @@ def _blocking_answered(edge: Edge, arrived: float) -> None:
 async def _keep_negative(
     edge: Edge, key: str, request: web.Request, up: Any
 ) -> Negative | None:
-    """Keep an error answer the upstream allows a cache to keep (edge.negative), or None
-    (the caller relays `up`, still unread)."""
+    """Keep a non-200 answer (an error, a redirect, a 203 or 204) the upstream allows a
+    cache to keep (edge.negative), or None (the caller relays `up`, still unread)."""
     lifetime = freshness.negative_lifetime(
         up.status, request.headers, up.headers, up.response_time, edge.settings.negative_ttl
     )
     length = up.headers.get("Content-Length", "")
-    if lifetime <= 0 or not length.isdigit() or int(length) > BODY_MAX:
+    bodiless = up.status == 204  # RFC 9110 §15.3.5: no content, whatever the length says
+    if lifetime <= 0 or not (bodiless or (length.isdigit() and int(length) <= BODY_MAX)):
         return None
-    body = await up.read(BODY_MAX)
+    body = await up.read(BODY_MAX)  # also ends a 204's exchange with the upstream
+    if bodiless:
+        body = b""
     item = Negative(
         status=up.status,
         headers=tuple(freshness.end_to_end(up.headers.items()))

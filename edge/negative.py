@@ -1,9 +1,10 @@
-"""A short per-key memory of error answers the upstream lets a cache keep.
+"""A short per-key memory of non-200 answers the upstream lets a cache keep.
 
 A URL that keeps failing (a 404 page with max-age, a 5xx that says how long it holds)
-would otherwise cost an upstream request, with retries, for every client that asks.
-Only what `freshness.negative_lifetime` allows is kept (RFC 9111 §3: explicit freshness,
-no per-user answers), for seconds, in memory, small bodies only, bounded in count; it is
+would otherwise cost an upstream request, with retries, for every client that asks; so
+would a redirect or a 204. Only what `freshness.negative_lifetime` allows is kept (RFC
+9111 §3: explicit freshness, or a heuristic for the heuristically cacheable 2xx/3xx; no
+per-user answers), for seconds, in memory, small bodies only, bounded in count; it is
 per worker and lost on restart, which is harmless for answers this short-lived.
 """
 
