@@ -329,6 +329,11 @@ async def run(players: int, seconds: float, workers: int, procs: int) -> dict[st
         "edge_waiters_per_render": edge_answers / max(1.0, scraped["renders"]),
         "cpu_ms_per_part": {k: round(v * 1000 / parts_made, 2) for k, v in cpu.items()},
         "edge_cpu_us_per_blocking_answer": cpu["edge"] * 1e6 / max(1.0, edge_answers),
+        # Per request served (a blocking answer or a part): comparable between runs in
+        # which a different share of the players kept up with the live edge.
+        "cpu_us_per_request": {
+            k: round(v * 1e6 / max(1, stats.playlists + stats.parts), 1) for k, v in cpu.items()
+        },
         "players": players,
         "seconds": seconds,
         "edge_workers": workers,
