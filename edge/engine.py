@@ -58,6 +58,7 @@ class Edge:
         #: The store's purge generation this worker's memory is consistent with.
         self._generation = self.store.generation.read()
         self._purges = self.store.generation.purges()
+        self._removals = self.store.last_removal()
         #: Whole fills started behind a range pass-through (kept so they are not lost).
         self.background: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
@@ -70,15 +71,24 @@ class Edge:
     def check_purges(self) -> None:
         """Before answering anything: if some process purged or invalidated objects since
         we last looked (`edge.generation`), drop what this worker holds beyond the index:
-        RAM copies, kept error answers, and fills a new request could still join."""
+        RAM copies, kept answers, and fills a new request could still join. After a purge,
+        all of them; after invalidations, the kept answers and fills of those URLs only
+        (`CacheStore.removed_since`): they are the only copy of a kept answer, and an
+        unrelated URL's would otherwise be asked for again."""
         current = self.store.generation.read()
         if current != self._generation:
             self._generation = current
             purges, self._purges = self._purges, self.store.generation.purges()
+            purged = purges != self._purges
             self.ram.clear()
-            self.negative.clear()
+            if purged:
+                self.negative.clear()
+            else:
+                self._removals, keys = self.store.removed_since(self._removals)
+                for key in keys:
+                    self.negative.drop(key)
             if self.fills is not None:
-                self.fills.detach(purge=purges != self._purges)
+                self.fills.detach(purge=purged)
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
         """New signing keys (a reload): forget the fast path's verified URLs with the old."""

@@ -679,6 +679,19 @@ class CacheStore:
         (`invalidate=False`) does not."""
         return self._delete("key = ?", (key,), always=False, invalidate=invalidate) > 0
 
+    def removed_since(self, last: int) -> tuple[int, list[str]]:
+        """The URLs invalidated after the invalidation `last` (0: from the start), and the
+        newest one's id: what a worker drops from its memory of kept answers. For the loop
+        thread only, like `peek`."""
+        rows = self._reader.execute(
+            "SELECT id, key FROM removals WHERE id > ?", (last,)
+        ).fetchall()
+        return max((row[0] for row in rows), default=last), [key for _, key in rows]
+
+    def last_removal(self) -> int:
+        """The newest invalidation's id (0: none yet); where `removed_since` starts."""
+        return int(self._reader.execute("SELECT coalesce(max(id), 0) FROM removals").fetchone()[0])
+
     def removal_mark(self, key: str) -> int:
         """Which invalidation of `key`'s URL is the last one (0: none): read when a fill
         begins and handed to `publish`. For the loop thread only, like `peek`."""

@@ -122,3 +122,30 @@ async def test_post_elsewhere_during_a_fill_keeps_it(aiohttp_server: Any, tmp_pa
             assert "hit" in r.headers.get("Cache-Status", "")
     assert origin.count("/slow") == 1
     assert origin.count("/b") == 1
+
+
+async def test_post_elsewhere_keeps_kept_answers(aiohttp_server: Any, tmp_path: Path) -> None:
+    """A kept non-200 answer (edge.negative) is this worker's only copy: an invalidation
+    of another URL must not drop it (before: every one dropped them all)."""
+    origin = ScriptedOrigin()
+    cc = {"Cache-Control": "max-age=60"}
+    origin.scripts["/gone"] = Script(b"gone", status=404, headers=cc)
+    origin.scripts["/moved"] = Script(b"moved", status=301, headers={**cc, "Location": "/x"})
+    origin.scripts["/b"] = Script(b"b", headers=cc)
+    up = await aiohttp_server(origin.app)
+    settings = edge_settings(tmp_path, str(up.make_url("")).rstrip("/"), auth="none",
+                             mode="proxy", signing_keys="")
+    proxy = await aiohttp_server(make_app(settings))
+    async with aiohttp.ClientSession() as s:
+        for path in ("/b", "/gone", "/moved"):
+            async with s.get(proxy.make_url(path), allow_redirects=False) as r:
+                await r.read()
+        await settle(proxy.app)
+        async with s.post(proxy.make_url("/b"), data=b"x") as r:
+            assert r.status == 200
+        for path, status in (("/gone", 404), ("/moved", 301), ("/b", 200)):
+            async with s.get(proxy.make_url(path), allow_redirects=False) as r:
+                assert r.status == status
+                await r.read()
+    assert origin.count("/gone") == origin.count("/moved") == 1
+    assert origin.count("/b") == 2  # invalidated (RFC 9111 §4.4)
