@@ -2,10 +2,13 @@
 
     vcdn edge --cache-dir DIR --capacity 10GiB --upstream URL [--peer URL ...]
               [--auth tokens|none] [--host H] [--port P] [--workers N] [--config FILE]
+              [--tls-cert FILE --tls-key FILE [--tls-port P]]
 
 ``--auth none`` makes it a plain RFC 9111 caching reverse proxy that maps every path onto
 the upstream (a parent tier); ``--auth tokens`` (the default) serves signed video URLs
 with keys from ``VCDN_SIGNING_KEYS`` or the settings file, never from the command line.
+``--tls-cert``/``--tls-key`` serve HTTPS: on ``--port``, or on ``--tls-port`` beside plain
+HTTP on ``--port`` (more chains for SNI in ``tls_certs``), every worker on both.
 Prints one line saying where it listens, logs JSON, and drains on SIGTERM/SIGINT.
 """
 
@@ -22,6 +25,7 @@ from edge.store import CacheStore
 from vcdn.errors import ConfigError
 from vcdn.logs import event, setup_logging
 from vcdn.settings import load_settings
+from vcdn.tls import add_tls_args, tls_overrides
 
 log = logging.getLogger("vcdn.edge")
 
@@ -54,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     p.add_argument("--workers", type=int, help="processes sharing the port (default: CPUs)")
+    add_tls_args(p)
     p.add_argument("--config", type=Path, help="TOML settings file")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning or error")
     return p.parse_args(argv)
@@ -75,6 +80,7 @@ def build_settings(argv: list[str]) -> EdgeSettings:
         "port": args.port,
         "workers": args.workers,
         "log_level": args.log_level,
+        **tls_overrides(args),
     }
     overrides["config_file"] = args.config
     return load_settings(EdgeSettings, args.config, overrides=overrides)

@@ -14,13 +14,16 @@ from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
 from vcdn.keyreload import read_keys
 from vcdn.settings import Bytes
+from vcdn.tls import TlsOptions
 from vcdn.tokens import KeyRing
 
 
 @dataclass(frozen=True)
-class EdgeSettings(HttpLimits):
+class EdgeSettings(HttpLimits, TlsOptions):
     """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; the fast path keeps
-    them too."""
+    them too. TLS (`vcdn.tls.TlsOptions`): with `tls_cert`/`tls_key` the video listener
+    speaks HTTPS on `port`, or on `tls_port` beside plain HTTP on `port`; hits take the
+    same hit protocol on both (`edge.hitproto`)."""
 
     cache_dir: Path
     #: Parent edge or origin base URL (``http://origin:8000``).
@@ -101,6 +104,24 @@ class EdgeSettings(HttpLimits):
             )
         if self.workers < 0:
             raise ConfigError("Setting 'workers' must be 0 (one per CPU) or more.")
+        self.check_tls()
+
+    def check_tls(self) -> None:
+        """The TLS settings of the video listener make sense together (ConfigError)."""
+        pairs = self.cert_pairs()  # a lone cert or key, or a bad 'tls_certs' item
+        if self.tls_port is None:
+            return
+        if not pairs:
+            raise ConfigError(
+                "Setting 'tls_port' needs a certificate: set 'tls_cert' and 'tls_key' "
+                "(--tls-cert, --tls-key).")
+        if not 0 <= self.tls_port <= 65535:
+            raise ConfigError(
+                f"Setting 'tls_port' must be a TCP port number (0-65535), got {self.tls_port}.")
+        if self.tls_port == self.port and self.port != 0:
+            raise ConfigError(
+                f"Settings 'port' and 'tls_port' are both {self.port}: HTTP and HTTPS need "
+                "a port each.")
 
     def keys(self) -> KeyRing:
         return read_keys(self.signing_keys, self.signing_keys_file)

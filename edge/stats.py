@@ -72,7 +72,7 @@ class EdgeStats:
             registry=registry,
         )
         #: What /metrics renders: every worker's counters when they share (`vcdn.metrics`).
-        self.scrape = scrape_registry(registry, _StoreCollector(store))
+        self.scrape = scrape_registry(registry, _StoreCollector(store), _TlsCollector())
         # Labelled children looked up once: labels() costs more than inc() on a hot path.
         self._hit = self.requests.labels("hit")
         self._cache_bytes = self.bytes.labels("cache")
@@ -138,3 +138,19 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "vcdn_edge_cache_capacity_bytes", "Cache capacity.", value=s.capacity
         )
+
+
+class _TlsCollector(Collector):
+    """Which send path TLS hits take in this process (`vcdn.tls_io.tls_send_path`):
+    ``ktls+sendfile`` where the kernel encrypts, else ``pread+write``."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from vcdn.tls_io import SEND_COPY, SEND_KTLS, tls_send_path
+
+        used = tls_send_path()
+        family = GaugeMetricFamily(
+            "vcdn_edge_tls_send_path", "1 for the send path TLS hit bodies take.",
+            labels=["path"])
+        for path in (SEND_KTLS, SEND_COPY):
+            family.add_metric([path], 1 if path == used else 0)
+        yield family

@@ -1,10 +1,12 @@
 """Running N edge workers on one port (SO_REUSEPORT) over one disk cache.
 
 The parent binds the address first (so ``--port 0`` resolves to one real port that every
-worker shares), forks the workers before any event loop exists, prints the ready line
-once all of them listen, forwards SIGTERM/SIGINT, and restarts a worker that dies on its
-own. Each worker is a complete edge: its own event loop (uvloop), aiohttp server, upstream
-session and in-memory view of the shared store; `edge.fill` keeps fills single across them.
+worker shares, and ``tls_port`` likewise), forks the workers before any event loop exists,
+prints the ready lines once all of them listen, forwards SIGTERM/SIGINT/SIGHUP, and
+restarts a worker that dies on its own. Each worker is a complete edge: its own event loop
+(uvloop), aiohttp server, upstream session and in-memory view of the shared store;
+`edge.fill` keeps fills single across them. With TLS every worker listens on both ports,
+and reloads its certificates itself (SIGHUP, file change: `vcdn.tls_io.CertWatch`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -32,6 +35,7 @@ from vcdn.httpserve.server import BACKLOG
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.metrics import share_across_processes
+from vcdn.tls_io import CertStore, CertWatch, kernel_tls, listener, tls_send_path
 
 log = logging.getLogger("vcdn.edge")
 #: A worker that keeps dying this soon after start is not restarted in a tight loop.
@@ -41,27 +45,57 @@ DRAIN_SECONDS: Final = 10.0
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
 
 
-def _reserve(host: str, port: int) -> tuple[socket.socket, int]:
+def _reserve(host: str, port: int, key: str = "port") -> tuple[socket.socket, int]:
+    """A bound (not yet listening) SO_REUSEPORT socket. TCP_NODELAY on it passes on to
+    every accepted socket, so a TLS handshake's flights do not wait on Nagle and the
+    peer's delayed ACK (`vcdn.httpserve.server._tls_socket`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"Cannot listen on {host}:{port} (settings 'host' and 'port'): {exc.strerror or exc}."
+            f"Cannot listen on {host}:{port} (settings 'host' and '{key}'): "
+            f"{exc.strerror or exc}."
         ) from None
     return sock, sock.getsockname()[1]
 
 
-async def start_edge(
-    app: web.Application, settings: EdgeSettings, *, shutdown_timeout: float | None = None
-) -> tuple[web.AppRunner, str]:
-    """Start `app` on its own SO_REUSEPORT socket; connections begin on the hit fast path.
+@dataclass
+class Listeners:
+    """What `start_listeners` started: one runner, its URLs (HTTP first) and the
+    certificates its HTTPS listener serves (to reload; None without TLS)."""
 
-    The appliance passes its own drain timeout as `shutdown_timeout`.
+    runner: web.AppRunner
+    urls: list[str]
+    certs: CertStore | None
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+async def start_listeners(
+    app: web.Application,
+    settings: EdgeSettings,
+    *,
+    shutdown_timeout: float | None = None,
+    certs: CertStore | None = None,
+    https: bool = True,
+) -> Listeners:
+    """Start `app` on its own SO_REUSEPORT sockets; connections begin on the hit protocol.
+
+    Plain HTTP on `port`; with a certificate (`certs`, else the settings' chains), HTTPS
+    on `tls_port` beside it, or on `port` alone when there is no `tls_port`. Both
+    listeners run the same hit protocol (`vcdn.httpserve.hitproto`) and hand misses to the same
+    aiohttp app. ``https=False`` starts only the plain listener (`add_https` adds the
+    other later: the appliance answers ACME's HTTP-01 on it first). The appliance
+    passes its own drain timeout as `shutdown_timeout`.
     """
     from edge.app import EDGE_KEY
     from edge.fastpath import head_answer, install_crowds
@@ -78,23 +112,76 @@ async def start_edge(
     install_crowds(runner.server, edge)
     install_answer(runner.server, head_answer(edge))
     install_limits(runner.server, limits)  # outermost: hits answered before routing too
-    sock, port = _reserve(settings.host, settings.port)
+    tls_on_port = settings.tls_port is None and bool(settings.cert_pairs())
+    try:
+        if tls_on_port and certs is None:
+            certs = listener(settings.cert_pairs(), settings.tls_client_ca)
+        first = await _site(runner, app, settings, settings.port, "port", grace,
+                            certs if tls_on_port else None)
+        out = Listeners(runner, [first], certs if tls_on_port else None)
+        if https and not tls_on_port and settings.tls_port is not None:
+            await add_https(out, app, settings, certs, shutdown_timeout=grace)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return out
+
+
+async def add_https(
+    listeners: Listeners,
+    app: web.Application,
+    settings: EdgeSettings,
+    certs: CertStore | None = None,
+    *,
+    shutdown_timeout: float | None = None,
+) -> str:
+    """The HTTPS listener on `tls_port` for started `listeners` (its URL is appended)."""
+    assert settings.tls_port is not None
+    if certs is None:
+        certs = listener(settings.cert_pairs(), settings.tls_client_ca)
+    grace = DRAIN_SECONDS if shutdown_timeout is None else shutdown_timeout
+    url = await _site(listeners.runner, app, settings, settings.tls_port, "tls_port", grace,
+                      certs)
+    listeners.urls.append(url)
+    listeners.certs = certs
+    return url
+
+
+async def _site(
+    runner: web.AppRunner, app: web.Application, settings: EdgeSettings, port: int,
+    key: str, grace: float, certs: CertStore | None,
+) -> str:
+    from edge.app import EDGE_KEY
+    from edge.fastpath import head_answer
+
+    edge = app[EDGE_KEY]
 
     def handed_off() -> None:
         edge.stats.handoffs += 1
 
+    sock, bound = _reserve(settings.host, port, key)
     site = HitSite(
-        runner,
-        sock,
-        head_answer(edge),
-        limits=limits,
-        shutdown_timeout=grace,
-        backlog=BACKLOG,
-        on_handoff=handed_off,
+        runner, sock, head_answer(edge), limits=settings.http_limits(), shutdown_timeout=grace,
+        backlog=BACKLOG, on_handoff=handed_off,
+        ssl_context=certs.context if certs is not None else None,
     )
-    await site.start()
-    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return runner, f"http://{shown}:{port}"
+    try:
+        await site.start()
+    except BaseException:
+        sock.close()
+        raise
+    if certs is not None:
+        event(log, "tls_listening", port=bound, chains=[str(p.cert) for p in certs.certs.pairs],
+              send_path=tls_send_path(), kernel_tls=kernel_tls().detail)
+    return _url("https" if certs is not None else "http", settings.host, bound)
+
+
+async def start_edge(
+    app: web.Application, settings: EdgeSettings, *, shutdown_timeout: float | None = None
+) -> tuple[web.AppRunner, str]:
+    """`start_listeners`, returning the runner and the first listener's URL."""
+    out = await start_listeners(app, settings, shutdown_timeout=shutdown_timeout)
+    return out.runner, out.urls[0]
 
 
 def _watch(app: web.Application, settings: EdgeSettings, reload: Reload | None) -> KeyWatch:
@@ -112,7 +199,8 @@ def _watch(app: web.Application, settings: EdgeSettings, reload: Reload | None) 
 
 async def serve(settings: EdgeSettings, ready: int | None, reload: Reload | None = None) -> None:
     """One worker: serve until SIGTERM/SIGINT, then drain and stop; SIGHUP (or a change
-    of the settings or keys file) reloads the signing keys."""
+    of the settings or keys file) reloads the signing keys, and the TLS chains (or a
+    change of one of their files): new handshakes get them, open connections keep theirs."""
     from edge.app import make_app
 
     loop = asyncio.get_running_loop()
@@ -120,21 +208,24 @@ async def serve(settings: EdgeSettings, ready: int | None, reload: Reload | None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = make_app(settings)
-    runner, url = await start_edge(app, settings)
-    watcher = asyncio.create_task(_watch(app, settings, reload).run())
+    out = await start_listeners(app, settings)
+    watchers = [asyncio.create_task(_watch(app, settings, reload).run())]
+    if out.certs is not None:
+        watchers.append(asyncio.create_task(CertWatch(out.certs).run()))
     try:
         if ready is not None:
-            os.write(ready, url.encode() + b"\n")
+            os.write(ready, " ".join(out.urls).encode() + b"\n")
         else:
-            print(
-                f"vcdn edge listening on {url} (1 worker, cache {settings.cache_dir})", flush=True
-            )
-        event(log, "listening", url=url, pid=os.getpid())
+            for url in out.urls:
+                print(f"vcdn edge listening on {url} (1 worker, cache {settings.cache_dir})",
+                      flush=True)
+        event(log, "listening", urls=out.urls, pid=os.getpid())
         await stop.wait()
         event(log, "draining", pid=os.getpid())
     finally:
-        watcher.cancel()
-        await runner.cleanup()
+        for watcher in watchers:
+            watcher.cancel()
+        await out.runner.cleanup()
 
 
 def _worker_main(settings: EdgeSettings, ready: int | None, reload: Reload | None) -> None:
@@ -151,8 +242,11 @@ def _spawn(settings: EdgeSettings, ready: int | None, reload: Reload | None) -> 
     if pid == 0:
         code = 0
         try:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            # A reload forwarded before this worker's loop listens for SIGHUP must not
+            # kill it (SIGHUP's default action): ignored until `KeyWatch` takes it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by spawn()
             _worker_main(settings, ready, reload)
         except BaseException:
@@ -172,7 +266,13 @@ def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> i
         _worker_main(settings, None, reload)
         return 0
     reserved, port = _reserve(settings.host, settings.port)
+    held = [reserved]
     settings = dataclasses.replace(settings, port=port)
+    if settings.tls_port is not None:
+        # Port 0 resolved once, here, so that every worker shares the one HTTPS port too.
+        tls_sock, tls_port = _reserve(settings.host, settings.tls_port, "tls_port")
+        held.append(tls_sock)
+        settings = dataclasses.replace(settings, tls_port=tls_port)
     # Before the fork: every worker's counters in files any worker's /metrics sums.
     share_across_processes(settings.cache_dir / "metrics")
     r, w = os.pipe()
@@ -205,20 +305,18 @@ def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> i
     signal.signal(signal.SIGHUP, forward_hup)
     for _ in range(workers):
         spawn()
-    urls: list[str] = []
+    started: list[list[str]] = []  # each worker's URLs, one line per worker
     buf = b""
-    while len(urls) < workers:
+    while len(started) < workers:
         chunk = os.read(r, 4096)
         if not chunk:
             break
         buf += chunk
         *lines, buf = buf.split(b"\n")
-        urls += [line.decode() for line in lines if line]
-    if urls:
-        print(
-            f"vcdn edge listening on {urls[0]} ({workers} workers, cache {settings.cache_dir})",
-            flush=True,
-        )
+        started += [line.decode().split() for line in lines if line]
+    for url in started[0] if started else ():
+        print(f"vcdn edge listening on {url} ({workers} workers, cache {settings.cache_dir})",
+              flush=True)
     code = 0
     while children:
         try:
@@ -237,7 +335,8 @@ def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> i
             if stopping:  # told to stop during the pause: no new worker
                 continue
         spawn()
-    reserved.close()
+    for sock in held:
+        sock.close()
     os.close(r)
     os.close(w)
     return 0 if stopping else code

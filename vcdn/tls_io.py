@@ -18,6 +18,14 @@ across certificate reloads. Python 3.11's `ssl` has no binding for
 ``SSL_CTX_set_tlsext_ticket_key_cb``, so the ticket keys cannot be rotated in a running
 process: they rotate when the process restarts (and are never written to disk).
 
+Kernel TLS. With the Linux ``tls`` ULP the kernel encrypts records itself, and sendfile(2)
+could send page cache to a TLS client without a copy through user space; OpenSSL turns it
+on (``ssl.OP_ENABLE_KTLS``, Python 3.12+, OpenSSL 3 built with ktls) for sockets it owns.
+asyncio's and uvloop's TLS transports feed OpenSSL through memory BIOs, never the socket,
+so even where both exist their connections cannot hand encryption to the kernel.
+`kernel_tls` probes the three conditions once per process and says which send path TLS
+hits take (`tls_send_path`): here always pread + write through the transport.
+
 Client side. `client_context` verifies against the system store or a CA bundle
 (``ca_bundle`` setting, else ``VCDN_CA_BUNDLE``); there is no switch to turn
 verification off. `describe_failure` turns aiohttp's TLS errors into one sentence naming
@@ -28,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -195,6 +205,70 @@ class CertWatch:
                     self.check()
         finally:
             remove()
+
+
+# --- kernel TLS ----------------------------------------------------------------------
+
+#: <linux/tcp.h> TCP_ULP (Python's socket module has no name for it).
+TCP_ULP = 31
+#: What TLS hits are sent with, by `tls_send_path`.
+SEND_KTLS = "ktls+sendfile"
+SEND_COPY = "pread+write"
+
+
+@dataclass(frozen=True)
+class KernelTls:
+    """What the probe found: the kernel's ``tls`` ULP, Python's ``OP_ENABLE_KTLS``, and
+    whether the serving transports let OpenSSL own the socket (they do not)."""
+
+    ulp: bool
+    python: bool
+    transport: bool = False
+    detail: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.ulp and self.python and self.transport
+
+
+def probe_ulp() -> tuple[bool, str]:
+    """Can a connected TCP socket take the ``tls`` ULP? (True, "") or (False, why).
+
+    The ULP can only be set on an established connection, so a loopback pair is made and
+    dropped; ENOENT means the kernel has no ``tls`` module (or may not load it)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        with socket.create_connection(srv.getsockname(), timeout=2) as cli:
+            peer, _ = srv.accept()
+            with peer:
+                try:
+                    cli.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+                except OSError as exc:
+                    return False, f"setsockopt(TCP_ULP, 'tls'): {exc.strerror or exc}"
+        return True, ""
+    except OSError as exc:
+        return False, f"probe connection failed: {exc.strerror or exc}"
+    finally:
+        srv.close()
+
+
+@functools.cache
+def kernel_tls() -> KernelTls:
+    """The kernel TLS probe, once per process (a fork inherits the answer)."""
+    ulp, why = probe_ulp()
+    python = hasattr(ssl, "OP_ENABLE_KTLS")
+    reasons = [f"no kernel tls ULP ({why})"] if not ulp else []
+    if not python:
+        reasons.append("Python's ssl has no OP_ENABLE_KTLS (3.12+)")
+    reasons.append("asyncio TLS transports use memory BIOs: OpenSSL never owns the socket")
+    return KernelTls(ulp=ulp, python=python, detail="; ".join(reasons))
+
+
+def tls_send_path() -> str:
+    """How a TLS hit's body is sent in this process: `SEND_KTLS` or `SEND_COPY`."""
+    return SEND_KTLS if kernel_tls().usable else SEND_COPY
 
 
 # --- clients -------------------------------------------------------------------------

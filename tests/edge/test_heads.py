@@ -2,20 +2,25 @@
 
 Fast hit, large hit, the tail of a growing fill, a relay, 304, 416 and HEAD of objects
 that a real HTTP client fetches from a real edge over loopback; the only fields that
-differ are those the status itself defines (RFC 9110 §14.4, §15.4.5, §15.5.17)."""
+differ are those the status itself defines (RFC 9110 §14.4, §15.4.5, §15.5.17). The
+edge's HTTPS listener answers the same hits through the same hit protocol with the same
+fields."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 import aiohttp
+import trustme
 from aiohttp import web
 
 from edge.app import EDGE_KEY, make_app
-from edge.workers import start_edge
+from edge.workers import start_listeners
 from tests.edge.conftest import edge_settings, settle
 from tests.edge.scripted_origin import Script, ScriptedOrigin
+from tests.vcdn.tls_helpers import issue
 
 ETAG = '"v1"'
 ORIGIN_FIELDS = {
@@ -57,13 +62,22 @@ async def test_every_path_sends_the_same_fields(tmp_path: Path) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     up = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    ca = trustme.CA()
+    chain = issue(ca, tmp_path / "tls", "127.0.0.1")
     settings = edge_settings(tmp_path, up, auth="none", signing_keys="", port=0,
-                             range_fill_max=0)
+                             range_fill_max=0, tls_cert=chain.cert, tls_key=chain.key,
+                             tls_port=0)
     app = make_app(settings)
-    edge_runner, url = await start_edge(app, settings, shutdown_timeout=1.0)
+    listening = await start_listeners(app, settings, shutdown_timeout=1.0)
+    edge_runner, (url, tls_url) = listening.runner, listening.urls
+    assert url.startswith("http://") and tls_url.startswith("https://")
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
     names: dict[str, set[str]] = {}
+    over_tls: dict[str, set[str]] = {}
     try:
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession() as s, aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=client_ctx)) as tls:
             names["tail"] = await _names(s, "GET", f"{url}/v/t/big.m4s")
             await _names(s, "GET", f"{url}/v/t/small.m4s")
             await settle(app)
@@ -80,6 +94,19 @@ async def test_every_path_sends_the_same_fields(tmp_path: Path) -> None:
             names["relay"] = await _names(s, "GET", f"{url}/v/t/other.m4s",
                                           headers={"Range": "bytes=10-99"})
             assert origin.count("/v/t/other.m4s") == 1
+            # The same hits over HTTPS: the same hit protocol answers them (bodies through
+            # the TLS transport), with the same fields.
+            before = stats.fast_hits
+            over_tls["fast hit"] = await _names(tls, "GET", f"{tls_url}/v/t/small.m4s")
+            over_tls["large hit"] = await _names(tls, "GET", f"{tls_url}/v/t/big.m4s")
+            over_tls["304"] = await _names(tls, "GET", f"{tls_url}/v/t/big.m4s",
+                                           headers={"If-None-Match": ETAG})
+            over_tls["416"] = await _names(tls, "GET", f"{tls_url}/v/t/big.m4s",
+                                           headers={"Range": "bytes=99999999-"})
+            over_tls["HEAD"] = await _names(tls, "HEAD", f"{tls_url}/v/t/big.m4s")
+            assert stats.fast_hits == before + 5
+            over_tls["relay"] = await _names(tls, "GET", f"{tls_url}/v/t/other.m4s",
+                                             headers={"Range": "bytes=10-99"})
     finally:
         await edge_runner.cleanup()
         await runner.cleanup()
@@ -89,3 +116,5 @@ async def test_every_path_sends_the_same_fields(tmp_path: Path) -> None:
     for path, got in names.items():
         expected = reference - NOT_ON.get(path, set())
         assert got == expected, (path, sorted(got ^ expected))
+    for path, got in over_tls.items():
+        assert got == names[path], ("https", path, sorted(got ^ names[path]))

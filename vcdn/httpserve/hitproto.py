@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -336,9 +337,11 @@ class HitProtocol(asyncio.Protocol):
 
 
 class HitSite(web.BaseSite):
-    """A listening socket whose connections start in `HitProtocol`."""
+    """A listening socket whose connections start in `HitProtocol`; with `ssl_context`
+    they speak TLS first (the same protocol then sees the decrypted bytes, and its large
+    bodies go through the transport: `vcdn.httpserve.body.TransportSink`)."""
 
-    __slots__ = ("_answer", "_limits", "_on_handoff", "_sock")
+    __slots__ = ("_answer", "_limits", "_on_handoff", "_sock", "_ssl")
 
     def __init__(
         self,
@@ -350,25 +353,33 @@ class HitSite(web.BaseSite):
         shutdown_timeout: float,
         backlog: int,
         on_handoff: OnHandoff | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._sock = sock
         self._answer = answer
         self._limits = limits
         self._on_handoff = on_handoff
+        self._ssl = ssl_context
 
     @property
     def name(self) -> str:
         host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self._ssl is not None else 'http'}://{host}:{port}"
 
     async def start(self) -> None:
         await super().start()
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self._ssl is not None:
+            # A handshake is bounded like a request head: a client that opens connections
+            # and never finishes one holds no slot for long.
+            tls = {"ssl": self._ssl, "ssl_handshake_timeout": self._limits.header_timeout}
         self._server = await loop.create_server(
             lambda: HitProtocol(server, self._answer, self._limits, self._on_handoff),
             sock=self._sock,
             backlog=self._backlog,
+            **tls,
         )
