@@ -23,7 +23,7 @@ class EdgeSettings(HttpLimits, TlsOptions):
     """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; the fast path keeps
     them too. TLS (`vcdn.tls.TlsOptions`): with `tls_cert`/`tls_key` the video listener
     speaks HTTPS on `port`, or on `tls_port` beside plain HTTP on `port`; hits take the
-    same hit protocol on both (`edge.hitproto`)."""
+    same hit protocol on both (`vcdn.httpserve.hitproto`)."""
 
     cache_dir: Path
     #: Parent edge or origin base URL (``http://origin:8000``).
