@@ -39,6 +39,8 @@ FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--tls-url", "tls_url", str, "the HTTPS URL players reach this appliance at"),
     ("--tls-cert", "tls_cert", Path, "PEM certificate chain (admin_tls, ACME's output)"),
     ("--tls-key", "tls_key", Path, "PEM key of --tls-cert"),
+    ("--tls-port", "tls_port", int, "serve video over HTTPS on this port too (plain HTTP "
+     "stays on --port)"),
 )
 
 
@@ -86,7 +88,8 @@ def main(argv: list[str]) -> int:
     def ready(urls: dict[str, str]) -> None:
         print(
             f"vcdn appliance {settings.id} (site {settings.site}) listening on {urls['public']} "
-            f"(public {settings.public_url}), admin API on {urls['admin']}",
+            f"(public {settings.public_url}), admin API on {urls['admin']}"
+            + (f", HTTPS on {urls['public_tls']}" if "public_tls" in urls else ""),
             flush=True,
         )
 

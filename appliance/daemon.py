@@ -1,7 +1,8 @@
 """The appliance: the edge engine plus the control loops, under one lifecycle.
 
     start:  reconcile the cache with the disk (a crash may have left anything), start the
-            edge (public port) and the admin API (localhost), say where they listen
+            edge (public port; HTTPS on `tls_port` once the certificate is there, ACME
+            answered on the public port) and the admin API (localhost), say where they listen
     run:    under one asyncio.TaskGroup, the control loop (register, heartbeat) and the
             fill loop (manifest, window, fill); serving never waits on either
     stop:   SIGTERM/SIGINT → state `draining` (told to the control plane at once), stop
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,11 +36,11 @@ from appliance.fill import Filler
 from appliance.fill_loop import FillLoop
 from appliance.heartbeat import Beats, disk_free
 from appliance.metrics import ApplianceMetrics
-from appliance.settings import ApplianceSettings
+from appliance.settings import ApplianceSettings, derived_tls_url
 from appliance.state import Status
 from edge.app import Edge, make_app
 from edge.settings import EdgeSettings
-from edge.workers import start_edge
+from edge.workers import add_https, start_listeners
 from vcdn import acme_http
 from vcdn.acme_http import Challenges
 from vcdn.control_client import ControlClient
@@ -67,6 +68,9 @@ def edge_settings(s: ApplianceSettings) -> EdgeSettings:
         key_service=s.key_service or s.control_url.split(",")[0].strip(),
         host=s.host,
         port=s.port,
+        # The video listener's HTTPS port: the appliance's chains (and ACME's output).
+        **({"tls_cert": s.tls_cert, "tls_key": s.tls_key, "tls_certs": s.tls_certs,
+            "tls_port": s.tls_port} if s.tls_port is not None else {}),
         workers=1,
         read_timeout=s.upstream_timeout,
         log_level=s.log_level,
@@ -172,43 +176,56 @@ class Appliance:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def _start_servers(self, edge_app: web.Application, admin_app: web.Application) -> None:
+        """Plain HTTP first (ACME's HTTP-01 is answered there), then the certificates
+        (obtained when due), then HTTPS on `tls_port` through the same hit protocol and
+        the admin API; one certificate store for both TLS listeners, so one reload (ACME,
+        SIGHUP, a changed file) swaps them together."""
         s = self.settings
-        for name, app, host, port in (
-            ("public", edge_app, s.host, s.port),
-            ("admin", admin_app, s.admin_host, s.admin_port),
-        ):
-            try:
-                if name == "public":  # the edge's own listener: hits take its fast path
-                    runner, url = await start_edge(
-                        app, self.edge.settings, shutdown_timeout=s.drain_timeout
-                    )
-                else:
-                    runner, url = await start(app, host, port, s.http_limits(),
-                                              ssl_context=await self._admin_tls())
-            except OSError as exc:
-                key = "port" if name == "public" else "admin_port"
-                raise ConfigError(
-                    f"Cannot listen on {host}:{port} (setting '{key}'): {exc.strerror}."
-                ) from None
-            self._runners.append(runner)
-            self.urls[name] = url
+        public = await start_listeners(edge_app, self.edge.settings,
+                                       shutdown_timeout=s.drain_timeout, https=False)
+        self._runners.append(public.runner)
+        self.urls["public"] = public.urls[0]
+        certs = await self._certificates()
+        if s.tls_port is not None:
+            assert certs is not None
+            url = await add_https(public, edge_app, self.edge.settings, certs,
+                                  shutdown_timeout=s.drain_timeout)
+            self.urls["public_tls"] = url
+            if not s.tls_url:  # tls_port 0: the URL is known once bound
+                port = int(url.rsplit(":", 1)[1])
+                self.settings = s = dataclasses.replace(
+                    s, tls_url=derived_tls_url(s.public_url, port))
+                if self.control is not None:
+                    self.control.settings = s
+        try:
+            runner, url = await start(admin_app, s.admin_host, s.admin_port, s.http_limits(),
+                                      ssl_context=certs.context if s.admin_tls and certs
+                                      else None)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot listen on {s.admin_host}:{s.admin_port} (setting 'admin_port'): "
+                f"{exc.strerror}."
+            ) from None
+        self._runners.append(runner)
+        self.urls["admin"] = url
 
     def _certificate_issued(self) -> None:
         if self.cert_watch is not None:
             self.cert_watch.reload("acme")
 
-    async def _admin_tls(self) -> ssl.SSLContext | None:
-        """The admin listener's TLS context: the configured chains, obtained from ACME
-        first when there is none yet (the public port answers HTTP-01 by then)."""
+    async def _certificates(self) -> CertStore | None:
+        """The TLS listeners' certificates (video `tls_port`, `admin_tls`): the configured
+        chains, obtained from ACME first when there is none yet or renewal is due (the
+        public port answers HTTP-01 by then). None when no listener speaks TLS."""
         s = self.settings
         if self.renewer is not None and self.renewer.due_in() == 0:
             await self.renewer.renew()
-        if not s.admin_tls:
+        if not s.admin_tls and s.tls_port is None:
             return None
         self.certs = listener(s.cert_pairs())
         assert self.certs is not None
         self.cert_watch = CertWatch(self.certs)
-        return self.certs.context
+        return self.certs
 
     def set_keys(self, keys: KeyRing) -> None:
         """New signing keys: the edge verifies with them, the fill signs peer requests."""
@@ -247,7 +264,9 @@ class Appliance:
                                        learned=lambda: self.learned)
             await self._start_servers(edge_app, admin_app)
             self.status.state = "draining" if self.edge.draining else "serving"
+            s = self.settings  # tls_url may be known only now
             event(log, "listening", appliance=s.id, site=s.site, public=self.urls["public"],
+                  public_tls=self.urls.get("public_tls"), tls_url=s.tls_url,
                   admin=self.urls["admin"])
             if ready is not None:
                 ready(dict(self.urls))

@@ -36,8 +36,9 @@ SECRETS: Final = frozenset({"control_token", "operator_token", "signing_keys"})
 class ApplianceSettings(HttpLimits, TlsOptions):
     """Everything one appliance needs; see packaging/appliance.toml for each key. The
     listener limits (`vcdn.httplimits.HttpLimits`) hold for the public and admin ports;
-    the TLS settings (`vcdn.tls.TlsOptions`: certificates, `ca_bundle`) for the admin
-    port when `admin_tls` is on, and for every client the appliance runs."""
+    the TLS settings (`vcdn.tls.TlsOptions`: certificates, `ca_bundle`) for the video
+    listener's HTTPS port (`tls_port`), the admin port when `admin_tls` is on, and for
+    every client the appliance runs."""
 
     id: str
     site: str
@@ -84,7 +85,8 @@ class ApplianceSettings(HttpLimits, TlsOptions):
     bgp_router_id: str = ""  # empty: the local address (IPv4)
     bgp_port: int = 179
     # The HTTPS URL players reach this appliance at, registered beside `public_url`;
-    # steering hands it out instead when set.
+    # steering hands it out instead when set. Empty with `tls_port` (the video listener's
+    # HTTPS port): https://{public_url's host}:{tls_port}.
     tls_url: str = ""
     # Serve the admin API over HTTPS with the appliance's certificates.
     admin_tls: bool = False
@@ -151,13 +153,16 @@ def check(s: ApplianceSettings) -> ApplianceSettings:
         _check_url(getattr(s, key), key)
     if s.tls_url and (urlsplit(s.tls_url).scheme != "https" or not urlsplit(s.tls_url).hostname):
         raise ConfigError(f"Setting 'tls_url' must be an https:// URL, got {s.tls_url!r}.")
-    if s.tls_port is not None:
-        raise ConfigError(
-            "Setting 'tls_port' is not available on the appliance yet: its video listener "
-            "serves plain HTTP; use 'tls_url' with a TLS terminator in front, and "
-            "'admin_tls' for the admin API."
-        )
     s.cert_pairs()  # a lone cert or key, or a bad 'tls_certs' item
+    if s.tls_port is not None:
+        _check_port(s.tls_port, "tls_port")
+        if s.tls_cert is None:
+            raise ConfigError(
+                "Setting 'tls_port' needs 'tls_cert'/'tls_key' (the files, or where "
+                "'acme_directory' writes them).")
+        if s.tls_port != 0 and s.tls_port in (s.port, s.admin_port):
+            raise ConfigError(
+                f"Setting 'tls_port' ({s.tls_port}) must differ from 'port' and 'admin_port'.")
     if s.admin_tls and s.tls_cert is None and not s.acme_directory:
         raise ConfigError("Setting 'admin_tls' needs 'tls_cert'/'tls_key' or 'acme_directory'.")
     if s.acme_directory:
@@ -272,6 +277,15 @@ def load(
         file = getattr(s, key)
         if file is not None and not file.is_absolute():
             resolved[key] = base / file
+    if not s.tls_url and s.tls_port:
+        resolved["tls_url"] = derived_tls_url(s.public_url, s.tls_port)
     if resolved:
         s = dataclasses.replace(s, **resolved)
     return check(s)
+
+
+def derived_tls_url(public_url: str, tls_port: int) -> str:
+    """The video listener's HTTPS URL: `public_url`'s host on `tls_port`."""
+    host = urlsplit(public_url).hostname or ""
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}:{tls_port}"

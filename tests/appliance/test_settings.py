@@ -65,6 +65,9 @@ def test_a_complete_file_loads_with_sizes_and_window(tmp_path: Path) -> None:
           "asn": 0}, "'bgp_local_as'"),
         ({"bgp_neighbor": "192.0.2.1", "bgp_local_address": "192.0.2.2", "bgp_peer_as": 1,
           "asn": 5, "bgp_port": 0}, "'bgp_port'"),
+        ({"tls_port": 8443}, "'tls_port' needs 'tls_cert'"),
+        ({"tls_port": 8081, "tls_cert": "c.pem", "tls_key": "k.pem"}, "'tls_port'"),
+        ({"tls_port": 70000, "tls_cert": "c.pem", "tls_key": "k.pem"}, "'tls_port'"),
     ],
 )
 def test_bad_setting_is_a_config_error_naming_the_key(
@@ -72,6 +75,18 @@ def test_bad_setting_is_a_config_error_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=key):
         settings_mod.load(base(tmp_path, **extra), env={})
+
+
+def test_the_https_url_is_the_public_host_on_tls_port(tmp_path: Path) -> None:
+    s = settings_mod.load(base(tmp_path, tls_port=8443, tls_cert="c.pem", tls_key="k.pem",
+                               public_url="http://cache1.isp.example:8080"), env={})
+    assert s.tls_url == "https://cache1.isp.example:8443"
+    s = settings_mod.load(base(tmp_path, tls_port=8443, tls_cert="c.pem", tls_key="k.pem",
+                               public_url="http://[2001:db8::7]:8080"), env={})
+    assert s.tls_url == "https://[2001:db8::7]:8443"
+    s = settings_mod.load(base(tmp_path, tls_port=8443, tls_cert="c.pem", tls_key="k.pem",
+                               tls_url="https://video.example"), env={})
+    assert s.tls_url == "https://video.example"  # set explicitly (a terminator in front)
 
 
 def test_missing_required_setting_names_it(tmp_path: Path) -> None:
