@@ -20,8 +20,10 @@ long after a part was whole at the origin the answer naming it reached a player 
 waiting for it (this includes the players' own processes, on the same cores as the edge:
 the load generator is the largest CPU user of the run), and the hinted part's first byte.
 Bounded: `--seconds` of play, every request under a timeout, loopback only. The players
-run in `--player-processes` processes of their own (not in the origin's event loop);
-times are compared on the wall clock of this one machine.
+run in `--player-processes` processes of their own (not in the origin's event loop), on
+uvloop with a minimal keep-alive HTTP/1.1 client (`bench.llhls.rawhttp`: about 100 us of
+CPU per request where aiohttp's client took about 250); times are compared on the wall
+clock of this one machine.
 
     python -m bench.llhls --players 300 --seconds 60          # the issue's run
     python -m bench.llhls --players 30 --seconds 10 --no-record  # smoke
@@ -49,6 +51,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from bench.llhls.rawhttp import Client, HttpError
 from bench.procstat import cpu_seconds, free_port
 from bench.record import Run
 from origin.content.app import make_app as make_origin
@@ -80,19 +83,17 @@ def newest_part(text: str) -> tuple[int, int] | None:
     return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
-async def fetch_part(session: aiohttp.ClientSession, url: str, stats: Stats) -> None:
+async def fetch_part(client: Client, target: str, stats: Stats) -> None:
     started = time.monotonic()
+
+    def first() -> None:
+        stats.hint_first_byte_ms.append((time.monotonic() - started) * 1000)
+
     try:
-        async with session.get(url) as resp:
-            first = True
-            async for _ in resp.content.iter_any():
-                if first:
-                    stats.hint_first_byte_ms.append((time.monotonic() - started) * 1000)
-                    first = False
-            ok = resp.status == 200
-            status = f"part {resp.status}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        ok, status = False, f"part {type(exc).__name__}"
+        status_code, _ = await client.get(target, first)
+        ok, status = status_code == 200, f"part {status_code}"
+    except HttpError:
+        ok, status = False, "part error"
     if ok:
         stats.parts += 1
     else:
@@ -100,10 +101,10 @@ async def fetch_part(session: aiohttp.ClientSession, url: str, stats: Stats) -> 
         stats.statuses[status] += 1
 
 
-async def player(
-    session: aiohttp.ClientSession, base: str, deadline: float, stats: Stats
-) -> None:
-    playlist = f"{base}/v/{TITLE}/{RENDITION}/index.m3u8"
+async def player(base: str, deadline: float, stats: Stats) -> None:
+    host, _, port = base.removeprefix("http://").partition(":")
+    client = Client(host, int(port), REQUEST_TIMEOUT_S)
+    playlist = f"/v/{TITLE}/{RENDITION}/index.m3u8"
     await asyncio.sleep(random.uniform(0, 1.0))
     query = ""
     fetching: set[str] = set()
@@ -111,18 +112,17 @@ async def player(
     while time.monotonic() < deadline:
         sent = time.time()
         try:
-            async with session.get(playlist + query) as resp:
-                text = await resp.text()
-                ok = resp.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            ok, text = False, ""
+            status, body = await client.get(playlist + query)
+        except HttpError:
+            status, body = 0, b""
         received = time.time()
-        if not ok:
+        if status != 200:
             stats.failures += 1
-            stats.statuses[f"playlist {resp.status if text else 'error'}"] += 1
+            stats.statuses[f"playlist {status or 'error'}"] += 1
             query = ""
             await asyncio.sleep(0.3)
             continue
+        text = body.decode()
         stats.playlists += 1
         newest = newest_part(text)
         if newest is None:
@@ -133,10 +133,11 @@ async def player(
         hint = HINT_RE.search(text)
         if hint and hint.group(1) not in fetching:
             fetching.add(hint.group(1))
-            url = f"{base}/v/{TITLE}/{RENDITION}/{hint.group(1)}"
-            tasks.append(asyncio.create_task(fetch_part(session, url, stats)))
+            target = f"/v/{TITLE}/{RENDITION}/{hint.group(1)}"
+            tasks.append(asyncio.create_task(fetch_part(client, target, stats)))
         query = f"?_HLS_msn={newest[0]}&_HLS_part={newest[1] + 1}"
     await asyncio.gather(*tasks, return_exceptions=True)
+    client.close()
 
 
 def counting_origin(root: Path) -> tuple[web.Application, Counter[str], dict[tuple[int, int],
@@ -225,11 +226,8 @@ def pct(values: list[float], q: float) -> float:
 
 async def players_here(base: str, players: int, seconds: float) -> Stats:
     stats = Stats()
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        deadline = time.monotonic() + seconds
-        await asyncio.gather(*(player(session, base, deadline, stats) for _ in range(players)))
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(player(base, deadline, stats) for _ in range(players)))
     return stats
 
 
@@ -386,11 +384,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--players-only", metavar="BASE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.players_only:  # a child of drive_players: play, print the samples
-        stats = asyncio.run(players_here(args.players_only, args.players, args.seconds))
+        # uvloop, as the edge runs: the players are the run's largest CPU user, on the
+        # same cores as the edge they measure.
+        import uvloop
+
+        started_cpu = time.process_time()  # not the interpreter's start-up and imports
+        stats = uvloop.run(players_here(args.players_only, args.players, args.seconds))
         print(json.dumps({
             "answers": stats.answers, "hint_first_byte_ms": stats.hint_first_byte_ms,
             "playlists": stats.playlists, "parts": stats.parts, "failures": stats.failures,
-            "statuses": dict(stats.statuses), "cpu_s": time.process_time(),
+            "statuses": dict(stats.statuses), "cpu_s": time.process_time() - started_cpu,
         }))
         return 0
     if not 1 <= args.players <= 5000 or not 1 <= args.seconds <= 600 or not 1 <= args.workers <= 8:
