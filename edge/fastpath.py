@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
-from edge import cachestatus
+from edge import cachestatus, freshness
 from edge.fill import VIA
 from edge.keys import video_path
 from edge.llhls import fast_query
 from edge.routing import resolve
+from edge.selection import policy
 from edge.serve import cache_control_of, on_disk, read_small
 from edge.store import Entry, object_key
 from vcdn.errors import VcdnError
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.hit import Answer, Large, Prepared, deliver, file_opener, plan_hit
-from vcdn.httpserve.hot import AlreadySent, install_hook
+from vcdn.httpserve.hot import AlreadySent, install_hook, send_reply
 from vcdn.httpserve.wire import StoredHead
 
 if TYPE_CHECKING:
@@ -100,16 +103,44 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
 def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | Large | None:
     entry = edge.store.get(key)
     if entry is None:
+        # Not in this worker's memory: a miss, or an object another worker stored, which
+        # the application finds in the shared index (and this worker remembers after).
         return None
     hdrs = head.headers
     age = now - entry.response_time + entry.initial_age
-    if entry.lifetime <= age or "Cache-Control" in hdrs or "Pragma" in hdrs:
-        return None  # stale, or the client has cache directives: the full path decides
-    if entry.cache_control and "no-cache" in entry.cache_control:
+    if "Cache-Control" in hdrs or "Pragma" in hdrs:
+        # The client's own directives (RFC 9111 §5.2.1): max-age, min-fresh, max-stale...
+        if not freshness.judge(policy(entry), age, hdrs).fresh:
+            return None
+    elif entry.lifetime <= age or (entry.cache_control and "no-cache" in entry.cache_control):
+        return None  # stale, or to be revalidated first: a miss
+    reply = _planned(edge, entry, head.method, hdrs, head.keep_alive, now, age, None)
+    if reply is None:
         return None
+    edge.store.touch(entry.key, now)
+    edge.stats.fast_hit(title, reply[1])
+    return reply[0]
+
+
+def _planned(
+    edge: Edge,
+    entry: Entry,
+    method: str,
+    hdrs: Mapping[str, str],
+    keep_alive: bool,
+    now: float,
+    age: float,
+    status: str | None,
+) -> tuple[bytes | Large, int] | None:
+    """The one hit pipeline of a stored entry: the planner's answer and its body bytes,
+    or None when its file went. `status` is the Cache-Status entry if not a plain hit."""
     file = edge.store.file_str(entry)
-    data, plan = plan_hit(head.method, hdrs, entry, _prepared(entry, edge.settings.live), now,
-                          age=age, keep_alive=head.keep_alive)
+    live = edge.settings.live
+    prepared = (
+        _prepared(entry, live) if status is None
+        else Prepared.of(entry, stored_head(entry, live, status))
+    )
+    data, plan = plan_hit(method, hdrs, entry, prepared, now, age=age, keep_alive=keep_alive)
     body = None
     if plan.has_body:
         if entry.size <= edge.ram.object_max:
@@ -121,9 +152,27 @@ def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | La
     reply = deliver(data, plan, body, file_opener(file))
     if reply is None or (type(reply) is Large and not on_disk(file)):
         return None  # purged or evicted by another worker: the full path fills again
-    edge.store.touch(entry.key, now)
-    edge.stats.fast_hit(title, plan.content_length if plan.has_body else 0)
-    return reply
+    return reply, plan.content_length if plan.has_body else 0
+
+
+async def send_stored(
+    request: web.BaseRequest, edge: Edge, entry: Entry, status: str
+) -> tuple[AlreadySent, int] | None:
+    """A stored entry's answer on a connection aiohttp owns, through the same pipeline as
+    every hit: after a fill or a revalidation, a stale answer standing in for an upstream
+    error, a Vary variant. Returns the answer and its body bytes, or None (file gone)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    now = time.time()
+    keep_alive = request.keep_alive and request.version == HttpVersion11
+    age = freshness.current_age(entry.initial_age, entry.response_time, now)
+    planned = _planned(edge, entry, request.method, request.headers, keep_alive, now, age,
+                       status)
+    if planned is None:
+        return None
+    sent = await send_reply(request, transport, planned[0], keep_alive=keep_alive)
+    return sent, planned[1]
 
 
 def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
@@ -137,10 +186,10 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
     return body
 
 
-def stored_head(entry: Entry, live: bool) -> StoredHead:
+def stored_head(entry: Entry, live: bool, status: str = cachestatus.HIT) -> StoredHead:
     """What every answer from `entry` carries besides the planner's fields, Age and Date."""
     return StoredHead.of(
-        (*entry.headers, ("Via", VIA), ("Cache-Status", cachestatus.HIT)),
+        (*entry.headers, ("Via", VIA), ("Cache-Status", status)),
         cache_control_of(entry, live),
     )
 

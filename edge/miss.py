@@ -18,14 +18,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from edge import forwarding, freshness, targeted
+from edge import cachestatus, forwarding, freshness, targeted
 from edge.engine import Edge, mark
+from edge.fastpath import send_stored
 from edge.fill import VIA, FillFailed, Pass, Tail
 from edge.llhls import blocking_key, shared_refusal
 from edge.llstream import send_growing, streams
 from edge.negative import BODY_MAX, Negative
 from edge.selection import policy, selects, shareable, variant
-from edge.serve import plan_for, relay, send_hit, send_tail
+from edge.serve import plan_for, relay, send_tail
 from edge.store import Entry
 from edge.upstream import Upstream
 from vcdn.errors import UpstreamError, VcdnError
@@ -288,10 +289,10 @@ async def _hit(
     request: web.Request, edge: Edge, entry: Entry, title: str, result: str,
     *, had_stale: bool = False,
 ) -> web.StreamResponse | None:
-    mark(request, result, had_stale=had_stale, stored=result == "miss")
-    done = await send_hit(
-        request, entry, str(edge.store.file_path(entry)), ram=edge.ram, live=edge.settings.live
-    )
+    """A stored entry's answer through the one hit pipeline (`edge.fastpath.send_stored`);
+    None when its file went (evicted or purged by another worker)."""
+    status = cachestatus.value(result, had_stale=had_stale, stored=result == "miss")
+    done = await send_stored(request, edge, entry, status)
     if done is None:
         edge.store.forget(entry.key)
         return None

@@ -1,9 +1,10 @@
-"""Sending responses: hits (sendfile or RAM), growing fills (pread as bytes land), relays.
+"""Sending what is not a stored answer: growing fills (pread as bytes land) and relays.
 
-Hits go through `vcdn.httpserve.send` (one planner and one sendfile path for the origin
-and the edge). A growing fill is planned the same way, then each span is streamed from
-the temp file as the fill advances; a failure after the headers left aborts the
-connection, since a short body under a promised Content-Length would be taken as whole.
+Every answer from a stored object goes through the one hit pipeline (`edge.fastpath`,
+`vcdn.httpserve.hit`). A growing fill is planned by the same planner, then each span is
+streamed from the temp file as the fill advances; a failure after the headers left
+aborts the connection, since a short body under a promised Content-Length would be
+taken as whole.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vcdn.httpserve import media
 from vcdn.httpserve.cors import RESPONSE_HEADERS
 from vcdn.httpserve.plan import Plan, plan_stored
 from vcdn.httpserve.ram import RamTier
-from vcdn.httpserve.send import SEND_TIMEOUT, send_bytes, send_file
+from vcdn.httpserve.send import SEND_TIMEOUT
 
 CHUNK: Final = 256 * 1024
 
@@ -48,55 +49,6 @@ class RamCache(RamTier[bytes]):
             super().put(file, body, len(body), body=len(body))
 
 
-async def send_hit(
-    request: web.Request, entry: Entry, path: str, *, ram: RamCache, live: bool
-) -> tuple[web.StreamResponse, int] | None:
-    """Answer from a stored object; None when its file vanished (evicted elsewhere)."""
-    now = time.time()
-    cc = cache_control_of(entry, live)
-    extra = extra_headers(entry, now)
-    body = ram.get(entry.file) if entry.size <= ram.object_max else None
-    if body is not None and not on_disk(path):
-        return None  # purged or evicted by another worker: RAM must not outlive the disk
-    if body is None and entry.size <= ram.object_max:
-        body = read_small(path, entry.size)
-        if body is None:
-            return None
-        ram.put(entry.file, body)
-    plan = plan_stored(request.method, request.headers, entry)
-    if body is not None:
-        resp = await send_bytes(
-            request,
-            body,
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            content_type=entry.content_type,
-            cache_control=cc,
-            extra_headers=extra,
-            plan=plan,
-        )
-        return resp, _body_bytes(plan)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        resp = await send_file(
-            request,
-            fd,
-            size=entry.size,
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            content_type=entry.content_type,
-            cache_control=cc,
-            extra_headers=extra,
-            plan=plan,
-        )
-    finally:
-        os.close(fd)
-    return resp, _body_bytes(plan)
-
-
 def on_disk(path: str) -> bool:
     """Is the object's file still there? (A purge in another worker may have removed it.)"""
     try:
@@ -117,10 +69,6 @@ def read_small(path: str, size: int) -> bytes | None:
     finally:
         os.close(fd)
     return body if len(body) == size else None
-
-
-def _body_bytes(plan: Plan) -> int:
-    return plan.content_length if plan.has_body else 0
 
 
 def _response(plan: Plan, headers: Iterable[tuple[str, str]]) -> web.StreamResponse:

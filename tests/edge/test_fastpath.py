@@ -74,6 +74,27 @@ async def test_table_on_fast_hits(fast: str, origin_root: Path, path: str) -> No
                 assert _fast_hits() == before + 1, case
 
 
+@pytest.mark.parametrize(("directives", "hit"), [
+    ({"Cache-Control": "max-age=3600"}, True),
+    ({"Cache-Control": "max-stale"}, True),
+    ({"Cache-Control": "no-cache"}, False),
+    ({"Pragma": "no-cache"}, False),
+])
+async def test_client_cache_directives_are_judged_by_the_hit_path(
+    fast: str, origin_root: Path, directives: dict[str, str], hit: bool
+) -> None:
+    """A fresh object asked for with request directives that allow it (RFC 9111 §5.2.1)
+    is a hit of the one pipeline; no-cache goes to the application to revalidate."""
+    data = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, data)
+    before = _fast_hits()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(fast + signed(SMALL), headers=directives) as r:
+            assert r.status == 200 and await r.read() == data
+            assert ("; hit" in r.headers["Cache-Status"]) == hit
+    assert _fast_hits() == before + (1 if hit else 0)
+
+
 async def _exchange(url: str, payload: bytes, expect: int) -> list[tuple[int, bytes]]:
     """Write `payload` at once; read `expect` responses (status, body) in order."""
     host, port = url.removeprefix("http://").split(":")

@@ -1,10 +1,10 @@
 """One head serialiser: the answers of every path carry the same header fields.
 
-Fast hit, large hit, the tail of a growing fill, a relay, 304, 416 and HEAD of objects
-that a real HTTP client fetches from a real edge over loopback; the only fields that
-differ are those the status itself defines (RFC 9110 §14.4, §15.4.5, §15.5.17). The
-edge's HTTPS listener answers the same hits through the same hit protocol with the same
-fields."""
+Fast hit, large hit, a miss answered once its fill landed, the tail of a growing fill, a
+relay, 304, 416 and HEAD of objects that a real HTTP client fetches from a real edge over
+loopback; the only fields that differ are those the status itself defines (RFC 9110
+§14.4, §15.4.5, §15.5.17). The edge's HTTPS listener answers the same hits through the
+same hit protocol with the same fields."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ async def test_every_path_sends_the_same_fields(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s, aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=client_ctx)) as tls:
             names["tail"] = await _names(s, "GET", f"{url}/v/t/big.m4s")
-            await _names(s, "GET", f"{url}/v/t/small.m4s")
+            names["miss"] = await _names(s, "GET", f"{url}/v/t/small.m4s")
             await settle(app)
             stats = app[EDGE_KEY].stats
             before = stats.fast_hits

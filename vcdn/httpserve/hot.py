@@ -28,7 +28,7 @@ from aiohttp.http import HttpVersion11
 from vcdn.errors import VcdnError
 from vcdn.httpserve.body import SEND_TIMEOUT, send_head_and_body
 from vcdn.httpserve.fasthead import Head
-from vcdn.httpserve.hit import Answer, OpenFile, Prepared
+from vcdn.httpserve.hit import Answer, Large, OpenFile, Prepared
 from vcdn.httpserve.middleware import CLIENT_CLOSED
 from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.wire import StoredHead
@@ -175,25 +175,33 @@ def install_answer(server: web.Server, answer: Answer) -> None:
 
     async def hit(request: web.BaseRequest, transport: asyncio.Transport) -> AlreadySent | None:
         reply = answer(Head(request.method, request.raw_path, request.headers, True))
-        if reply is None:
-            return None
-        if isinstance(reply, bytes):
-            transport.write(reply)
-            return AlreadySent(200, len(reply))
-        plan = reply.plan
-        try:
-            fd = reply.open_file()
-        except (OSError, VcdnError):
-            transport.abort()  # counted as a hit already; the file went between look and open
-            raise ConnectionResetError("file gone while being sent") from None
-        try:
-            await send_head_and_body(transport, reply.head, fd, plan, request.writer.drain)
-        except (OSError, EOFError, TimeoutError) as exc:
-            # The head promised a length we cannot deliver (RFC 9112 §6.3).
-            transport.abort()
-            raise ConnectionResetError(f"response body aborted: {exc}") from None
-        finally:
-            os.close(fd)
-        return AlreadySent(plan.status, plan.content_length)
+        return None if reply is None else await send_reply(request, transport, reply)
 
     install_hook(server, hit)
+
+
+async def send_reply(
+    request: web.BaseRequest, transport: asyncio.Transport, reply: bytes | Large,
+    *, keep_alive: bool = True,
+) -> AlreadySent:
+    """Send a planned answer (`vcdn.httpserve.hit.deliver`) on a connection aiohttp owns
+    and tell aiohttp it went out; raises `ConnectionResetError` (the connection aborted)
+    when the body cannot be delivered."""
+    if isinstance(reply, bytes):
+        transport.write(reply)
+        return AlreadySent(200, len(reply), keep_alive=keep_alive)
+    plan = reply.plan
+    try:
+        fd = reply.open_file()
+    except (OSError, VcdnError):
+        transport.abort()  # counted as a hit already; the file went between look and open
+        raise ConnectionResetError("file gone while being sent") from None
+    try:
+        await send_head_and_body(transport, reply.head, fd, plan, request.writer.drain)
+    except (OSError, EOFError, TimeoutError) as exc:
+        # The head promised a length we cannot deliver (RFC 9112 §6.3).
+        transport.abort()
+        raise ConnectionResetError(f"response body aborted: {exc}") from None
+    finally:
+        os.close(fd)
+    return AlreadySent(plan.status, plan.content_length, keep_alive=keep_alive)
