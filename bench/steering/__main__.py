@@ -11,6 +11,13 @@ against gdnsd with 2 UDP threads, both on CPUs 0-1 (which dnsperf shares: on a 2
 machine this case measures sharing as much as scaling). A p99 run at half vcdn's
 uncached maximum rate, for vcdn and gdnsd at the same rate.
 
+Every run also reads the server's CPU time and dnsperf's: a q/s ratio compares servers
+only when both are the limit, and one dnsperf on one core tops out near gdnsd's own rate
+(on some machines well below it: gdnsd then idles part of its core). The
+`uncached_per_core` case is the same runs as answered queries per server CPU second,
+the capacity per core whatever bounded the run; each case lists the server's and
+dnsperf's share of a core per run, so a load-generator-bound run shows as such.
+
 Correctness during every run: a sampler sends its own uncached queries (networks not in
 the file) and checks each answer: vcdn's must equal, byte for byte, the reference
 `select` path run in this process on the same view; gdnsd's must be NOERROR with one of
@@ -41,6 +48,7 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 
+from bench.procstat import cpu_seconds
 from bench.record import Run
 from bench.steering import gdnsd, queries
 from tests.steering.fakes import FakeControl, appliance
@@ -63,6 +71,27 @@ class Result:
     lost: int
     sent: int
     p99_ms: float | None = None
+    seconds: float = 0.0  # the measured dnsperf run
+    server_cpu: float = 0.0  # CPU seconds of the server's process tree during it
+    loadgen_cpu: float = 0.0  # CPU seconds of dnsperf during it
+
+    @property
+    def answered(self) -> float:
+        return self.qps * self.seconds
+
+    @property
+    def server_us_per_query(self) -> float:
+        """Server CPU per answered query: its one-core capacity is 1 / this, whatever
+        bounded the run (the load generator, a shared machine)."""
+        return 1e6 * self.server_cpu / self.answered if self.answered else float("nan")
+
+    @property
+    def server_pct(self) -> float:
+        return 100.0 * self.server_cpu / self.seconds if self.seconds else 0.0
+
+    @property
+    def loadgen_pct(self) -> float:
+        return 100.0 * self.loadgen_cpu / self.seconds if self.seconds else 0.0
 
 
 def free_port() -> int:
@@ -85,7 +114,13 @@ def dnsperf(port: int, qfile: Path, seconds: float, rate: int | None = None,
         cmd += ["-Q", str(rate)]
     if verbose:
         cmd += ["-v"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    # Popen and wait4 rather than run: dnsperf's own CPU time (rusage) comes with its exit.
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
 
     def num(label: str) -> float:
         m = re.search(rf"{label}:\s+([\d.]+)", out)
@@ -98,7 +133,24 @@ def dnsperf(port: int, qfile: Path, seconds: float, rate: int | None = None,
     share = int(noerror.group(1)) / completed if noerror and completed else 0.0
     # Only NOERROR answers count as answered.
     return Result("", num("Queries per second") * share, num(r"Average Latency \(s\)") * 1000,
-                  int(num("Queries lost")), int(num("Queries sent"))), latencies
+                  int(num("Queries lost")), int(num("Queries sent")),
+                  seconds=num("Run time \\(s\\)") or seconds,
+                  loadgen_cpu=usage.ru_utime + usage.ru_stime), latencies
+
+
+SATURATED_PCT = 90.0  # a server below this share of its core was not the limit
+
+
+def per_cpu_s(m: Measured) -> float:
+    r = m.result
+    return r.answered / r.server_cpu if r.server_cpu > 0 else float("nan")
+
+
+def cpu_of(runs: list[Measured]) -> dict[str, list[float]]:
+    """Who was the limit in each run: the server's and dnsperf's share of a core."""
+    return {"server_cpu_pct": [m.result.server_pct for m in runs],
+            "server_us_per_query": [m.result.server_us_per_query for m in runs],
+            "loadgen_cpu_pct": [m.result.loadgen_pct for m in runs]}
 
 
 def p99(values: list[float]) -> float | None:
@@ -193,8 +245,10 @@ def measure(name: str, cmd: list[str], port: int, qfile: Path, warm: Path, secon
         dnsperf(port, warm, 1, cpus=loadgen_cpus, clients=clients)
         sampler = Sampler(port, samples, check)
         sampler.start()
+        before = cpu_seconds(proc.pid)
         result, lat = dnsperf(port, qfile, seconds, rate=rate, verbose=rate is not None,
                               cpus=loadgen_cpus, clients=clients)
+        result.server_cpu = cpu_seconds(proc.pid) - before
         sampler.stop.set()
         sampler.join(5)
         result.name = name
@@ -332,9 +386,12 @@ def main(argv: list[str] | None = None) -> int:
                         samples, check, server_cpus=cpus, loadgen_cpus=loadgen, rate=rate,
                         env=e, log=tmp / f"{server}-{port}-{i}.log")
             s = m.sampler
-            print(f"  {qfile.stem:<9} {m.result.name:<9} {m.result.qps:>9.0f} q/s answered, "
-                  f"lost {m.result.lost}/{m.result.sent}, p99 {m.result.p99_ms} ms, sampled "
-                  f"{s.ok} ok {s.wrong} wrong {s.timeouts} timed out", flush=True)
+            r = m.result
+            print(f"  {qfile.stem:<9} {r.name:<9} {r.qps:>9.0f} q/s answered, "
+                  f"lost {r.lost}/{r.sent}, p99 {r.p99_ms} ms, sampled "
+                  f"{s.ok} ok {s.wrong} wrong {s.timeouts} timed out; server CPU "
+                  f"{r.server_pct:.0f}% ({r.server_us_per_query:.2f} us/query), dnsperf CPU "
+                  f"{r.loadgen_pct:.0f}%", flush=True)
             out.append(m)
         return out
 
@@ -343,20 +400,38 @@ def main(argv: list[str] | None = None) -> int:
         wrong = sum(m.sampler.wrong for m in ours + theirs)
         unchecked = any(m.sampler.ok == 0 for m in ours + theirs)
         run.case(name, ours={"qps": [m.result.qps for m in ours],
-                             "lost": [m.result.lost for m in ours]},
+                             "lost": [m.result.lost for m in ours], **cpu_of(ours)},
                  theirs={"qps": [m.result.qps for m in theirs],
-                         "lost": [m.result.lost for m in theirs]},
+                         "lost": [m.result.lost for m in theirs], **cpu_of(theirs)},
                  server="gdnsd", ratio_of="qps", target=target, errors=wrong,
                  correct=wrong == 0 and not unchecked, unit="queries/s", notes=notes,
                  title=title, sampled={
                      "ours": [vars_of(m.sampler) for m in ours],
                      "theirs": [vars_of(m.sampler) for m in theirs]})
 
+    def per_core(name: str, ours: list[Measured], theirs: list[Measured], target: str,
+                 title: str) -> None:
+        """The same runs as capacity per core: answered queries per CPU second of the
+        server. A q/s ratio compares what the load generator could drive when it, not
+        the server, is the limit (one dnsperf on one core tops out near gdnsd's rate:
+        gdnsd then idles part of its core and looks slower than it is)."""
+        wrong = sum(m.sampler.wrong for m in ours + theirs)
+        bound = [m for m in theirs if m.result.server_pct < SATURATED_PCT]
+        run.case(name, ours={"queries_per_cpu_s": [per_cpu_s(m) for m in ours]},
+                 theirs={"queries_per_cpu_s": [per_cpu_s(m) for m in theirs]},
+                 server="gdnsd", ratio_of="queries_per_cpu_s", target=target, errors=wrong,
+                 correct=wrong == 0, unit="queries per CPU second", title=title,
+                 notes="answered queries / server CPU seconds in the same runs; "
+                 f"gdnsd below {SATURATED_PCT:g}% of its core (load-generator bound) in "
+                 f"{len(bound)} of {len(theirs)} runs")
+
     try:
         g_un = series("gdnsd", uncached, cached)
         v_un = series("vcdn", uncached, cached)
         case("uncached", v_un, g_un, ">= 0.5", "every query a new /24 (/48), 0x20 names; "
              "one core each", "Steering DNS, uncached (headline), 1 core")
+        per_core("uncached_per_core", v_un, g_un, ">= 0.5",
+                 "Steering DNS, uncached, queries per CPU second")
         g_ca = series("gdnsd", cached, cached)
         v_ca = series("vcdn", cached, cached)
         case("cached", v_ca, g_ca, ">= 0.8", "2,000 /24s repeated byte for byte: vcdn's "
