@@ -39,7 +39,8 @@ QUICK: dict[str, list[str]] = {
     "cachesim": [],
     # The HTTP caching conformance suite, edge and nginx (about 50 s).
     "conformance": [],
-    # TLS handshakes/s, the origin's HTTPS listener against nginx (about 40 s).
+    # TLS handshakes/s (the origin's HTTPS listener) and the edge's HTTPS hits (16 KiB,
+    # 2 MiB, unaligned 64 KiB ranges, playlists), each against nginx HTTPS (about 90 s).
     "tls": ["--seconds", "2", "--rounds", "2"],
 }
 

@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import os
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ class Sampler:
     case: Case
     root: Path
     seed: int = 1
+    #: For an https:// prefix: the context that verifies the server (bench.tls).
+    ssl_context: ssl.SSLContext | None = None
     checks: int = 0
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -108,11 +111,17 @@ class Sampler:
         if problem:
             self.failures.append(f"GET {path} ({rh}): {problem}")
 
+    def connect(self) -> http.client.HTTPConnection:
+        u = urlsplit(self.url_prefix)
+        if u.scheme == "https":
+            return http.client.HTTPSConnection(u.hostname or "127.0.0.1", u.port, timeout=10,
+                                               context=self.ssl_context)
+        return http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+
     def _loop(self) -> None:
         os.sched_setaffinity(0, {int(LOAD_CPU)})  # this thread only (Linux: tid 0 = caller)
         rng = random.Random(self.seed)
-        u = urlsplit(self.url_prefix)
-        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+        conn = self.connect()
         try:
             while not self._stop.is_set() and len(self.failures) < 20:
                 self.once(conn, rng)

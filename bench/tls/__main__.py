@@ -1,4 +1,4 @@
-"""`python -m bench.tls`: TLS handshakes per second, `vcdn origin` against nginx, same run.
+"""`python -m bench.tls`: TLS handshakes/s and HTTPS hits, vcdn against nginx, same run.
 
 Both serve HTTPS with the same certificate (a P-256 chain from `onebox.localca`), TLS 1.2
 and 1.3 only, one worker, pinned to core 0; `openssl s_time` (one connection at a time,
@@ -10,11 +10,13 @@ on core 1) opens connections for `--seconds` and fetches ``/healthz`` on each:
 
 For each TLS version and mode, rounds alternate between the two servers (median kept);
 we print handshakes/s, the server's CPU time per handshake (from /proc) and the ratio to
-nginx. The edge's HTTPS hits (16 KiB, 2 MiB, ranges) belong to the edge's own listener,
-which does not serve TLS yet; this measures the shared TLS listener code (`vcdn.tls`).
+nginx. Then the edge's HTTPS hits (`bench.tls.hits`): `vcdn edge --tls-port` against
+nginx HTTPS for 16 KiB and 2 MiB objects, 64 KiB ranges at an unaligned offset of 2 MiB
+objects and playlists, keep-alive, bodies sha256-checked under load, CPU per request.
 
     python -m bench.tls                       # 3 rounds x 3 s per case
     python -m bench.tls --seconds 2 --rounds 1 --versions 1.3
+    python -m bench.tls --parts hits --cases 2m,16k
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from pathlib import Path
 
 from bench.procstat import cpu_seconds, free_port
 from bench.record import Run
+from bench.tls import hits
 from onebox import localca
 from vcdn.tls_io import client_context
 
-#: The issue's target for resumed handshakes; full handshakes are shown without one.
+#: The issue's target for resumed handshakes; full handshakes are shown without one (the
+#: hit cases' targets are in `bench.tls.hits`).
 TARGETS = {"resumed": ">= 0.5"}
 _DONE = re.compile(r"(\d+) connections in \d+ real seconds")
 
@@ -138,19 +142,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=3, help="seconds per s_time run")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
     p.add_argument("--versions", default="1.3,1.2", help="TLS versions, e.g. 1.3,1.2")
+    p.add_argument("--parts", default="handshakes,hits", help="handshakes, hits or both")
+    p.add_argument("--cases", default=",".join(hits.CASES), help="hit cases")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections (hits)")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
     if not 1 <= args.seconds <= 60 or not 1 <= args.rounds <= 10:
         p.error("--seconds must be 1-60 and --rounds 1-10")
-    for tool in ("nginx", "openssl", "taskset"):
+    for tool in ("nginx", "openssl", "taskset", *(("wrk",) if "hits" in parts else ())):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench.tls needs {tool}; `make bench-tools` installs it.")
     run = Run("tls", settings=vars(args))
     with tempfile.TemporaryDirectory(prefix="vcdn-bench-tls-") as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # nginx workers run as nobody
         ca = localca.ensure(work / "ca", ["127.0.0.1", "localhost"])
-        servers = start_servers(work, ca)
+        servers = start_servers(work, ca) if "handshakes" in parts else []
         try:
-            for version in args.versions.split(","):
+            for version in args.versions.split(",") if servers else ():
                 for mode in ("full", "resumed"):
                     got: dict[str, list[Sample]] = {s.name: [] for s in servers}
                     for _ in range(args.rounds):
@@ -176,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                     s.proc.wait(10)
                 except subprocess.TimeoutExpired:
                     s.proc.kill()
+        if "hits" in parts:
+            hits.run_hits(run, work, ca, seconds=args.seconds, rounds=args.rounds,
+                          connections=args.connections, cases=tuple(args.cases.split(",")))
     run.save()
     return 0 if all(c.valid for c in run.cases) else 1
 
