@@ -69,8 +69,9 @@ class ClusterConfig:
     site_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: SITE_PREFIXES)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # HTTPS for control and steering (and the origin, for players) with a local CA
-    # (data/tls/ca.pem) that every client here verifies against; the appliances' video
-    # port stays HTTP until the edge's listener serves TLS.
+    # (data/tls/ca.pem) that every client here verifies against; the appliances serve
+    # video over HTTPS on a second port (steering hands out those https:// URLs) and
+    # keep plain HTTP on the first (peers' fill).
     tls: bool = False
 
 
@@ -112,6 +113,7 @@ class ApplianceSlot:
     cache_dir: Path
     proc: Proc | None = None
     token: str = ""  # bound to this appliance by its enrolment
+    tls_port: int = 0  # video over HTTPS (`vcdn up --tls`); 0: none
 
     @property
     def url(self) -> str:
@@ -163,6 +165,7 @@ class Cluster:
                     id=aid, site=site, host=host,
                     port=port() if ports else free_port(host=host),
                     admin_port=port(),
+                    tls_port=(port() if ports else free_port(host=host)) if config.tls else 0,
                     config=self.data / "appliances" / f"{aid}.toml",
                     cache_dir=self.data / "appliances" / aid / "cache",
                 )
@@ -371,6 +374,9 @@ heartbeat_interval = {self.config.heartbeat_interval}
 upstream_timeout = 5.0
 drain_timeout = {self.config.drain_timeout}
 """
+        if self.ca is not None and slot.tls_port:
+            text += (f'tls_port = {slot.tls_port}\ntls_cert = "{self.ca.cert}"\n'
+                     f'tls_key = "{self.ca.key}"\n')
         slot.config.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(slot.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -88,7 +88,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--tls", action="store_true",
         help="HTTPS for control and steering with a local CA (DATA/tls/ca.pem) that every "
-        "client verifies; the appliances' video port stays HTTP for now",
+        "client verifies, and video over HTTPS from the appliances",
     )
     args = p.parse_args(argv)
     if not 1 <= args.appliances <= MAX_APPLIANCES:
@@ -139,7 +139,7 @@ async def bring_up(
     say(f"services up in {time.monotonic() - started:.1f} s")
     if cluster.ca_bundle is not None:
         say(f"TLS: control and steering over HTTPS, verified against the local CA "
-            f"{cluster.ca_bundle}; the appliances' video port is still plain HTTP")
+            f"{cluster.ca_bundle}; the appliances serve video over HTTPS too")
     manifest = await packaging
     async with aiohttp.ClientSession(connector=client_connector(cluster.ca_bundle)) as session:
         await register(session, cluster, args.title)

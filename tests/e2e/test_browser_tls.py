@@ -1,7 +1,8 @@
 """hls.js in headless Chromium plays over HTTPS from an https:// page: `vcdn up --tls`'s
-cluster (local CA) with no appliance, so steering hands out the origin's HTTPS URL. The
-browser trusts the local CA's server key through --ignore-certificate-errors-spki-list
-(its SPKI hash only, never every certificate)."""
+cluster (local CA) with one appliance, whose video listener serves HTTPS, so steering
+hands out its https:// URL and every segment comes from it. The browser trusts the local
+CA's server key through --ignore-certificate-errors-spki-list (its SPKI hash only, never
+every certificate)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from onebox.cluster import Cluster, ClusterConfig
-from onebox.demo import register
+from onebox.demo import register, wait_for_fleet
 from tests.e2e.conftest import TITLE, Packaged, artifacts, seed_origin
 from tests.e2e.test_browser import ARGS, CHROMIUM, check_browser_files, need, played
 from vcdn.tls_io import client_connector
@@ -40,13 +41,14 @@ async def test_hlsjs_plays_over_https_from_an_https_page(tmp_path: Path,
         need("playwright", "`make install` installs the test extras")
     check_browser_files()
     seed_origin(tmp_path, packaged)
-    cluster = Cluster(ClusterConfig(data=tmp_path, appliances=0, tls=True))
+    cluster = Cluster(ClusterConfig(data=tmp_path, appliances=1, tls=True))
     try:
         await cluster.start()
         assert cluster.ca is not None
         async with aiohttp.ClientSession(
                 connector=client_connector(cluster.ca_bundle)) as session:
             await register(session, cluster, TITLE)
+            await wait_for_fleet(session, cluster)
         spki = spki_hash(cluster.ca.cert.read_bytes())
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -66,8 +68,8 @@ async def test_hlsjs_plays_over_https_from_an_https_page(tmp_path: Path,
                 await played(page, 3.0)
                 segments = [u for u in requests if u.endswith((".m4s", ".ts", "init.mp4"))]
                 assert segments and all(u.startswith("https://") for u in segments), segments
-                assert {urlsplit(u).netloc for u in segments} == {
-                    urlsplit(cluster.player_origin_url).netloc}
+                slot = cluster.slots[0]  # through the appliance's HTTPS listener
+                assert {urlsplit(u).netloc for u in segments} == {f"{slot.host}:{slot.tls_port}"}
                 # Nothing in clear: every network request of the page is HTTPS (MSE's blob:
                 # URLs are local).
                 assert not [u for u in requests if u.startswith("http://")], requests
