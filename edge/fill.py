@@ -19,6 +19,10 @@ readers that already sent headers abort their connections rather than send short
 A response the cache may not store (no-store, private, an error status, Vary) is handed
 to exactly one waiter as a pass-through; the other waiters fetch for themselves, as a
 cache must not share what it may not store.
+
+What to do with the upstream's answer is decided apart, pure (`edge.fill_decision`); the
+lock is `edge.fill_locks`, the sidecar `edge.fill_sidecar`, what waiters hold
+`edge.fill_state`. This module is the state machine that drives them.
 """
 
 from __future__ import annotations
@@ -26,26 +30,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
-import json
 import logging
 import os
 import secrets
-import struct
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from edge import freshness, vary
+from edge import vary
+from edge.fill_decision import NotStorable, Revalidated, conditional, decide
+from edge.fill_locks import KeyLocks
+from edge.fill_sidecar import read_meta, write_meta
+from edge.fill_state import Fill, FillFailed, Pass, Tail
 from edge.forwarding import VIA
 from edge.llhls import blocking_key
-from edge.revalidate import refreshed
-from edge.store import CacheStore, Entry, key_hash
+from edge.store import CacheStore, Entry
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
 from vcdn.errors import IntegrityError, StoreError, UpstreamError, VcdnError
-from vcdn.httpserve.validators import format_http_date, parse_http_date
 from vcdn.logs import event
 
 log = logging.getLogger("vcdn.edge.fill")
@@ -57,182 +59,6 @@ LOCK_POLL_EVERY: Final = 10
 META_WAIT: Final = 30.0
 #: A body that breaks off is resumed with a range request at most this many times.
 MAX_RESUMES: Final = 2
-_LOCK_SPAN: Final = 1 << 40
-
-
-class FillFailed(UpstreamError):
-    """The fill this request was waiting on failed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Pass:
-    """A response the cache will not store, for the one waiter that claimed it."""
-
-    response: UpstreamResponse
-
-
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """A growing object to stream: the fill and a private fd on its file (caller closes)."""
-
-    fill: Fill
-    fd: int
-
-
-class Fill:
-    """One object being fetched: its headers (`draft`), bytes written so far, outcome."""
-
-    __slots__ = (
-        "_changed",
-        "_claimed",
-        "_watchers",
-        "done",
-        "draft",
-        "ended",
-        "entry",
-        "error",
-        "fd",
-        "generation",
-        "key",
-        "mark",
-        "ready",
-        "source",
-        "written",
-    )
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        loop = asyncio.get_running_loop()
-        #: Resolves to an Entry (a hit: filled elsewhere or revalidated), to this Fill
-        #: (stream it), or to a Pass (not storable), or raises.
-        self.ready: asyncio.Future[Entry | Fill | Pass] = loop.create_future()
-        self.draft: Entry | None = None
-        self.fd = -1
-        self.written = 0
-        self.done = False
-        self.error: BaseException | None = None
-        self.entry: Entry | None = None
-        self.source = "origin"
-        #: The store's purge counter when the fill began (a purge since: not stored).
-        self.generation = 0
-        #: The key's last invalidation then (`CacheStore.removal_mark`; a new one: not stored).
-        self.mark = 0
-        self._claimed = False
-        self._changed = asyncio.Event()
-        #: True once the upstream's body ended whole (before it is published).
-        self.ended = False
-        #: Called synchronously whenever the fill changes (`watch`).
-        self._watchers: list[Callable[[], None]] = []
-
-    @property
-    def size(self) -> int | None:
-        """The object's size if the upstream declared it (else known only when done)."""
-        if self.done and self.error is None:
-            return self.written
-        return self.draft.size if self.draft is not None and self.draft.size >= 0 else None
-
-    def claim(self) -> bool:
-        """True for the first waiter only (the one that gets a pass-through)."""
-        first = not self._claimed
-        self._claimed = True
-        return first
-
-    def advance(self, total: int) -> None:
-        self.written = total
-        self._notify()
-
-    def body_ended(self) -> None:
-        """The upstream's body ended whole; the object is about to be published."""
-        self.ended = True
-        self._notify()
-
-    @property
-    def whole(self) -> bool:
-        """Every byte of the declared length is in the file (which is still open)."""
-        draft = self.draft
-        return draft is not None and 0 <= draft.size <= self.written and not self.done
-
-    def watch(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (which must not raise) in the very turn of the loop the fill
-        changes: bytes written, body ended, fill done. An LL-HLS crowd's answer leaves
-        then (`edge.llcrowd`), without a task waking up for it."""
-        self._watchers.append(listener)
-
-    def finish(self, entry: Entry | None, error: BaseException | None = None) -> None:
-        self.done = True
-        self.entry = entry
-        self.error = error
-        if not self.ready.done():
-            if error is not None:
-                self.ready.set_exception(error)
-                self.ready.exception()  # retrieved: nobody may be waiting
-            elif entry is not None:
-                self.ready.set_result(entry)
-        self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-        for listener in self._watchers:
-            listener()
-        if self.done:
-            self._watchers = []
-
-    async def finished(self) -> None:
-        """Wait until the fill has ended, whatever its outcome."""
-        while not self.done:
-            await self._changed.wait()
-
-    async def wait_beyond(self, offset: int) -> int:
-        """Wait until more than `offset` bytes are written (or the fill ends); the count."""
-        while self.written <= offset and not self.done:
-            await self._changed.wait()
-        if self.written <= offset and self.error is not None:
-            raise FillFailed(f"The fill of {self.key!r} failed: {self.error}.")
-        return self.written
-
-
-class KeyLocks:
-    """One exclusive lock per key across processes: a byte of a shared lock file.
-
-    Open-file-description locks (F_OFD_SETLK) conflict between any two open files, in one
-    process or two, and vanish when the holder dies, so `kill -9` of a leader frees its
-    objects for another worker.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-
-    @staticmethod
-    def offset(key: str) -> int:
-        return int(key_hash(key)[:10], 16) % _LOCK_SPAN
-
-    def _op(self, kind: int, offset: int) -> bool:
-        flock = struct.pack("hhqqi4x", kind, os.SEEK_SET, offset, 1, 0)
-        try:
-            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, flock)
-        except (BlockingIOError, PermissionError):
-            return False
-        return True
-
-    def try_acquire(self, key: str) -> bool:
-        return self._op(fcntl.F_WRLCK, self.offset(key))
-
-    def release(self, key: str) -> None:
-        self._op(fcntl.F_UNLCK, self.offset(key))
-
-    def held_elsewhere(self, key: str) -> bool:
-        """True while another open file holds the key's lock (probe by taking it)."""
-        off = self.offset(key)
-        if self._op(fcntl.F_WRLCK, off):
-            self._op(fcntl.F_UNLCK, off)
-            return False
-        return True
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 Target = Callable[[Upstream], str]
 Run = Callable[..., "asyncio.Future[object]"]
 
@@ -379,12 +205,7 @@ class Fills:
         stale: Entry | None,
         request: Mapping[str, str],
     ) -> None:
-        headers = dict(request)
-        if stale is not None:
-            if stale.etag:
-                headers["If-None-Match"] = stale.etag
-            if stale.last_modified is not None:
-                headers["If-Modified-Since"] = format_http_date(stale.last_modified)
+        headers = conditional(request, stale)
         part, meta = self.store.temp_paths(fill.key)
         fill_id = secrets.token_hex(4)
         part = part.with_name(f"{part.stem}.{fill_id}.part")
@@ -399,30 +220,25 @@ class Fills:
         fill.source = resp.source
         if resp.status != 200:
             await _discard(opening, part)
-        if resp.status == 304 and stale is not None:
+        decision = decide(
+            key=fill.key, title=title, path=path, status=resp.status, headers=resp.headers,
+            request_time=resp.request_time, response_time=resp.response_time, stale=stale,
+            capacity=self.store.capacity, request=request, content_type=self._content_type,
+        )
+        if isinstance(decision, Revalidated):
+            assert stale is not None
             resp.close()
-            changes = refreshed(
-                stale, resp.headers.items(), resp.request_time, resp.response_time
-            )
-            entry = await self._run(self.store.refresh, fill.key, **changes)
+            entry = await self._run(self.store.refresh, fill.key, **decision.changes)
             fill.finish(entry or stale)
             event(log, "revalidated", key=fill.key, source=resp.source)
             return
-        ok, why = freshness.storable("GET", resp.status, {}, resp.headers)
-        length = _content_length(resp.headers)
-        if ok and length is not None and length > self.store.capacity:
-            ok, why = False, "larger than the cache"
-        if not ok:
+        if isinstance(decision, NotStorable):
             if resp.status == 200:
                 await _discard(opening, part)
-            event(log, "not_stored", key=fill.key, status=resp.status, reason=why)
+            event(log, "not_stored", key=fill.key, status=resp.status, reason=decision.reason)
             fill.ready.set_result(Pass(resp))
             return
-        # A Vary response is stored as a variant, keyed by the fields this fill sent.
-        store_key = vary.storage_key(
-            vary.primary_of(fill.key), ", ".join(resp.headers.getall("Vary", [])), request
-        )
-        draft = self._draft(store_key or fill.key, title, path, resp, length)
+        draft, length = decision.draft, decision.length
         try:
             fill.fd = await opening
         except OSError as exc:
@@ -440,7 +256,7 @@ class Fills:
         written = 0
         resumes = 0
         try:
-            _write_meta(meta, draft, fill_id, resp.source, fill.generation)
+            write_meta(meta, draft, fill_id, resp.source, fill.generation)
             while True:
                 try:
                     async for chunk in resp.chunks():
@@ -519,32 +335,10 @@ class Fills:
         event(log, "fill_resumed", key=draft.key, offset=offset, source=resp.source)
         return resp
 
-    def _draft(
-        self, key: str, title: str, path: str, resp: UpstreamResponse, length: int | None
-    ) -> Entry:
-        h = resp.headers
-        lm_text = h.get("Last-Modified")
-        lm = parse_http_date(lm_text) if lm_text else None
-        pol = freshness.policy(h, resp.response_time)
-        return Entry(
-            key=key,
-            title=title,
-            path=path,
-            size=-1 if length is None else length,
-            content_type=h.get("Content-Type") or self._content_type(path),
-            etag=h.get("ETag"),
-            last_modified=float(lm) if lm is not None else None,
-            cache_control=", ".join(h.getall("Cache-Control", [])) or None,
-            headers=tuple(freshness.end_to_end(_with_expires(h))),
-            response_time=resp.response_time,
-            initial_age=freshness.initial_age(h, resp.request_time, resp.response_time),
-            lifetime=pol.lifetime,
-        )
-
     async def _follow(self, fill: Fill) -> bool:
         """Follow another worker's fill of this key; False to try to lead again."""
         part_path, meta_path = self.store.temp_paths(fill.key)
-        fill_id, draft, source = _read_meta(meta_path, fill.generation)
+        fill_id, draft, source = read_meta(meta_path, fill.generation)
         if fill_id is None or draft is None:
             if not self.locks.held_elsewhere(fill.key):
                 return False
@@ -597,38 +391,3 @@ async def _discard(opening: asyncio.Future[int], part: Path) -> None:
     os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(part)
-
-
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    text = headers.get("Content-Length")
-    if text is None or not text.strip().isdigit():
-        return None
-    return int(text.strip())
-
-
-def _with_expires(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    return list(headers.items())
-
-
-def _write_meta(path: Path, draft: Entry, fill_id: str, source: str, generation: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    doc = {
-        "fill_id": fill_id, "source": source, "generation": generation,
-        "entry": dataclasses.asdict(draft),
-    }
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
-
-
-def _read_meta(path: Path, generation: int) -> tuple[str | None, Entry | None, str | None]:
-    """The sidecar of another worker's fill, if that fill began in `generation` (one that
-    began before a purge must not be followed: its bytes are the purged ones)."""
-    try:
-        doc = json.loads(path.read_text())
-        if doc.get("generation") != generation:
-            return None, None, None
-        fields = doc["entry"]
-        fields["headers"] = tuple(tuple(p) for p in fields["headers"])
-        return str(doc["fill_id"]), Entry(**fields), doc.get("source")
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None, None, None
