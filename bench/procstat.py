@@ -4,18 +4,12 @@ CPU time it has used, so each benchmark can print CPU per request next to throug
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Final
 
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tree(pid: int) -> list[int]:

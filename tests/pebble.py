@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -21,13 +20,8 @@ from pathlib import Path
 
 import trustme
 
+from onebox.procs import free_port
 from tests.conftest import require_tool
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -46,11 +40,11 @@ def pebble(where: Path, http_port: int) -> Iterator[Pebble]:
     ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
         str(where / "pebble.pem"))
     ca.cert_pem.write_to_path(str(where / "pebble-ca.pem"))
-    port, mgmt = _free_port(), _free_port()
+    port, mgmt = free_port(), free_port()
     config = {"pebble": {
         "listenAddress": f"127.0.0.1:{port}", "managementListenAddress": f"127.0.0.1:{mgmt}",
         "certificate": str(where / "pebble.pem"), "privateKey": str(where / "pebble.pem"),
-        "httpPort": http_port, "tlsPort": _free_port(), "ocspResponderURL": "",
+        "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "",
         "externalAccountBindingRequired": False,
     }}
     (where / "pebble.json").write_text(json.dumps(config))

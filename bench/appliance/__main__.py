@@ -38,9 +38,9 @@ from appliance.metrics import ApplianceMetrics
 from appliance.settings import ApplianceSettings
 from appliance.state import Status
 from bench.edge.targets import nginx
-from bench.procstat import free_port
 from bench.record import Run
 from edge.store import CacheStore, object_key
+from onebox.procs import free_port
 from vcdn.metrics import new_registry
 from vcdn.schemas import FileEntry, FillManifest, FillTitle
 from vcdn.settings import parse_bytes

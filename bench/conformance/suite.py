@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from onebox.procs import free_port
+
 REPO: Final = Path(__file__).resolve().parents[2]
 HERE: Final = REPO / "tests" / "conformance"
 PACKAGE: Final = REPO / "node_modules" / "http-cache-tests"
@@ -102,10 +104,6 @@ class Summary:
         return ", ".join(f"{self.counts[k]} {k}" for k in order if self.counts.get(k))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check_installed() -> None:

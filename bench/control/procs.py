@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from bench.procstat import free_port
+from onebox.procs import free_port
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 ACK: Final = '{"state":"healthy","heartbeat_interval":10.0}'

@@ -36,8 +36,9 @@ from urllib.parse import urlsplit
 from bench.edge import content, wrk
 from bench.edge.check import Sampler
 from bench.edge.targets import TARGETS, Target
-from bench.procstat import cpu_seconds, free_port, tree
+from bench.procstat import cpu_seconds, tree
 from bench.record import Run
+from onebox.procs import free_port
 
 #: The README's targets per case (ratio of req/s to nginx).
 TARGET_RATIO = {"2m": ">= 0.8"}

@@ -41,8 +41,8 @@ from bench.edge.targets import (
     Target,
     wait_ready,
 )
-from bench.procstat import free_port
 from bench.record import Run
+from onebox.procs import free_port
 
 KEYS: Final = "bench:bench-secret-0123456789"
 #: Requests per new token for edge-signed-fresh (a player's few segments per token).

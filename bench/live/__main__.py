@@ -41,8 +41,8 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from bench.procstat import free_port
 from bench.record import Run
+from onebox.procs import free_port
 from origin.content.app import make_app as make_origin
 from origin.content.settings import OriginSettings
 

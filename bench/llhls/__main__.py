@@ -52,8 +52,9 @@ import aiohttp
 from aiohttp import web
 
 from bench.llhls.rawhttp import Client, HttpError
-from bench.procstat import cpu_seconds, free_port
+from bench.procstat import cpu_seconds
 from bench.record import Run
+from onebox.procs import free_port
 from origin.content.app import make_app as make_origin
 from origin.content.settings import OriginSettings
 

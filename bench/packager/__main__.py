@@ -27,7 +27,6 @@ import os
 import resource
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Final
 
 from bench.record import Run
+from onebox.procs import free_port
 from packager.ladder import DEFAULT_HEIGHTS, Geometry, Rung, plan
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -105,10 +105,6 @@ def _audio_args(rungs: tuple[Rung, ...], out: Path) -> str:
                              name=AUDIO)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

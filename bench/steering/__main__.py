@@ -51,6 +51,7 @@ import dns.rcode
 from bench.procstat import cpu_seconds
 from bench.record import Run
 from bench.steering import gdnsd, queries
+from onebox.procs import free_port
 from tests.steering.fakes import FakeControl, appliance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,13 +94,6 @@ class Result:
     def loadgen_pct(self) -> float:
         return 100.0 * self.loadgen_cpu / self.seconds if self.seconds else 0.0
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-        u.bind(("127.0.0.1", 0))
-        return int(u.getsockname()[1])
 
 
 def dnsperf(port: int, qfile: Path, seconds: float, rate: int | None = None,
@@ -377,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                loadgen: str | None = None) -> list[Measured]:
         out = []
         for i in range(args.repeat):
-            port = free_port()
+            port = free_port(socket.SOCK_DGRAM)
             if server == "vcdn":
                 cmd, check, e = vcdn_cmd(port, workers), check_vcdn, env
             else:

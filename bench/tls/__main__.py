@@ -32,10 +32,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procstat import cpu_seconds, free_port
+from bench.procstat import cpu_seconds
 from bench.record import Run
 from bench.tls import hits
 from onebox import localca
+from onebox.procs import free_port
 from vcdn.tls_io import client_context
 
 #: The issue's target for resumed handshakes; full handshakes are shown without one (the

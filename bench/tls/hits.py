@@ -25,9 +25,10 @@ from typing import Final
 from bench.edge import content, wrk
 from bench.edge.check import Sampler
 from bench.edge.targets import LOAD_CPU, REPO, SERVER_CPU
-from bench.procstat import cpu_seconds, free_port
+from bench.procstat import cpu_seconds
 from bench.record import Run
 from onebox import localca
+from onebox.procs import free_port
 from vcdn.tls import INTERMEDIATE_CIPHERS
 
 CASES: Final = ("16k", "2m", "range_unaligned", "playlist")

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import ssl
 import sys
 import time
@@ -42,10 +41,6 @@ SIGNING_KEYS = "k1:signing-secret-0123456789"
 ADMIN_TOKEN = "admin-operator-token-0123"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_title(root: Path, title: str, files: dict[str, bytes]) -> TitleManifest:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import aiohttp
 
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     appliance_toml,
     blob,
-    free_port,
     make_title,
     run_appliance,
     signed,

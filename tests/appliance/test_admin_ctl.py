@@ -11,13 +11,13 @@ import pytest
 
 from appliance import settings as settings_mod
 from appliance.ctl import format_status
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     ADMIN_TOKEN,
     Served,
     api,
     appliance_toml,
     blob,
-    free_port,
     make_popular,
     make_title,
     publish,

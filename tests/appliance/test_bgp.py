@@ -14,11 +14,11 @@ import pytest
 from appliance import settings as settings_mod
 from appliance.bgp import BgpEvent, BgpPeer, Rib, exabgp_config, parse_line
 from appliance.ctl import format_status
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     Served,
     api,
     appliance_toml,
-    free_port,
     run_appliance,
     until,
 )

@@ -9,12 +9,12 @@ from pathlib import Path
 import aiohttp
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     Served,
     api,
     appliance_toml,
     blob,
-    free_port,
     make_popular,
     make_title,
     publish,

@@ -12,13 +12,13 @@ from typing import Final
 import pytest
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     OPERATOR,
     Served,
     api,
     appliance_toml,
     blob,
-    free_port,
     make_popular,
     make_title,
     publish,

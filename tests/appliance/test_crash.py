@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 
 from edge.store import CacheStore
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     Served,
     appliance_toml,
     blob,
-    free_port,
     make_popular,
     make_title,
     publish,

@@ -7,13 +7,13 @@ from pathlib import Path
 import aiohttp
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     ADMIN_TOKEN,
     Served,
     api,
     appliance_toml,
     blob,
-    free_port,
     make_popular,
     make_title,
     publish,

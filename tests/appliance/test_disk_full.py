@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     ADMIN_TOKEN,
     Served,
     appliance_toml,
     blob,
-    free_port,
     make_popular,
     make_title,
     publish,

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from appliance.download import fetch_verified
 from appliance.pacing import TokenBucket
-from tests.appliance.conftest import Served, blob, free_port, serve_app
+from onebox.procs import free_port
+from tests.appliance.conftest import Served, blob, serve_app
 from vcdn.errors import IntegrityError, UpstreamError, UpstreamStatus, UpstreamTimeout
 from vcdn.schemas import FileEntry
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.appliance.conftest import appliance_toml, free_port, run_appliance, signed
+from onebox.procs import free_port
+from tests.appliance.conftest import appliance_toml, run_appliance, signed
 from tests.conftest import require_tool
 from tests.edge.test_ffmpeg import TITLE, _package, _run
 from tests.vcdn.tls_helpers import ca_file, issue

@@ -10,12 +10,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     SIGNING_KEYS,
     Served,
     appliance_toml,
     blob,
-    free_port,
     make_title,
     publish,
     signed,

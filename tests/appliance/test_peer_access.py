@@ -10,10 +10,10 @@ import aiohttp
 from aiohttp import web
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     Served,
     appliance_toml,
-    free_port,
     run_appliance,
     serve_app,
     signed,

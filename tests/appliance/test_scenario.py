@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     OPERATOR,
     PACKAGER,
@@ -27,7 +28,6 @@ from tests.appliance.conftest import (
     api,
     appliance_toml,
     enroll,
-    free_port,
     signed,
     start_proc,
     until,

@@ -11,10 +11,10 @@ import aiohttp
 import trustme
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     OPERATOR,
     appliance_toml,
-    free_port,
     run_appliance,
     start_control,
     until,

@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from appliance import settings as settings_mod
+from onebox.procs import free_port
 from tests.appliance.conftest import (
     Running,
     Served,
@@ -18,7 +19,6 @@ from tests.appliance.conftest import (
     appliance_toml,
     blob,
     enroll,
-    free_port,
     make_popular,
     make_title,
     publish,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.appliance.conftest import free_port
+from onebox.procs import free_port
 from tests.conftest import ROOT
 from tests.pebble import pebble
 from vcdn.acme_client import renew_due
