@@ -73,6 +73,10 @@ def edge_settings(s: ApplianceSettings) -> EdgeSettings:
             "tls_port": s.tls_port} if s.tls_port is not None else {}),
         workers=1,
         read_timeout=s.upstream_timeout,
+        # The engine's own fills (origin, peers) verify as the appliance's clients do.
+        ca_bundle=s.ca_bundle,
+        tls_client_cert=s.tls_client_cert,
+        tls_client_key=s.tls_client_key,
         log_level=s.log_level,
         **vars(s.http_limits()),
     )

@@ -28,6 +28,7 @@ from edge.upstream import HttpUpstream, Tuning, Upstream, UpstreamChain
 from vcdn import peering, tokens
 from vcdn.httpserve import media
 from vcdn.metrics import new_registry
+from vcdn.tls_io import client_connector
 
 T = TypeVar("T")
 FLUSH_EVERY: Final = 5.0
@@ -104,7 +105,11 @@ class Edge:
         s = self.settings
         if upstreams is None:
             self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                # https:// upstreams and peers are verified against `ca_bundle` (else
+                # VCDN_CA_BUNDLE, else the system store), presenting the client
+                # certificate when one is configured.
+                connector=client_connector(s.ca_bundle, s.tls_client_cert, s.tls_client_key,
+                                           limit=0, ttl_dns_cache=60),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -35,13 +36,15 @@ from vcdn.httpserve.server import BACKLOG
 from vcdn.keyreload import KeyWatch
 from vcdn.logs import event
 from vcdn.metrics import share_across_processes
-from vcdn.tls_io import CertStore, CertWatch, kernel_tls, listener, tls_send_path
+from vcdn.tls_io import CertStore, CertWatch, kernel_tls, listener, load_certs, tls_send_path
 
 log = logging.getLogger("vcdn.edge")
 #: A worker that keeps dying this soon after start is not restarted in a tight loop.
 RESTART_PAUSE: Final = 1.0
 Reload = Callable[[], EdgeSettings]
 DRAIN_SECONDS: Final = 10.0
+#: How often the parent looks for a worker that died before it listened.
+START_POLL: Final = 0.5
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -237,6 +240,18 @@ def _worker_main(settings: EdgeSettings, ready: int | None, reload: Reload | Non
         pass
 
 
+def _reap(children: dict[int, float]) -> None:
+    """Wait for every child still recorded (each was told to stop)."""
+    while children:
+        try:
+            pid, _ = os.wait()
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        children.pop(pid, None)
+
+
 def _spawn(settings: EdgeSettings, ready: int | None, reload: Reload | None) -> int:
     pid = os.fork()
     if pid == 0:
@@ -265,6 +280,8 @@ def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> i
     if workers <= 1:
         _worker_main(settings, None, reload)
         return 0
+    if settings.cert_pairs():
+        load_certs(settings.cert_pairs(), settings.tls_client_ca)  # one line, not N workers'
     reserved, port = _reserve(settings.host, settings.port)
     held = [reserved]
     settings = dataclasses.replace(settings, port=port)
@@ -307,7 +324,21 @@ def run(settings: EdgeSettings, workers: int, reload: Reload | None = None) -> i
         spawn()
     started: list[list[str]] = []  # each worker's URLs, one line per worker
     buf = b""
-    while len(started) < workers:
+    while len(started) < workers and not stopping:
+        # A worker that dies before it listens (a port it cannot bind, a certificate it
+        # cannot load) would leave this loop waiting for its line for ever.
+        if not select.select([r], [], [], START_POLL)[0]:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                children.pop(pid, None)
+                event(log, "worker_failed_to_start", logging.ERROR, pid=pid,
+                      exit=os.waitstatus_to_exitcode(status))
+                forward(signal.SIGTERM, None)
+                _reap(children)
+                for sock in held:
+                    sock.close()
+                return 1
+            continue
         chunk = os.read(r, 4096)
         if not chunk:
             break

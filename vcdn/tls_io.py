@@ -75,7 +75,10 @@ def server_context(pair: CertPair | None = None, client_ca: Path | None = None
         try:
             ctx.load_cert_chain(pair.cert, pair.key)
         except FileNotFoundError as exc:
-            raise ConfigError(f"TLS file '{exc.filename}' does not exist.") from None
+            # ssl leaves `filename` unset: name the first of the pair that is missing.
+            missing = exc.filename or next(
+                (p for p in (pair.cert, pair.key) if not p.exists()), pair.cert)
+            raise ConfigError(f"TLS file '{missing}' does not exist.") from None
         except ssl.SSLError as exc:
             raise ConfigError(
                 f"TLS chain '{pair.cert}' and key '{pair.key}' are not a PEM certificate "

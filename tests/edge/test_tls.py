@@ -2,7 +2,8 @@
 HTTP on --port and HTTPS on --tls-port; curl --cacert gets hits, ranges, 304, 416 and HEAD
 with the bytes and the head fields of plain HTTP; openssl s_client sees the policy; a
 certificate swap (SIGHUP, a changed file) keeps open connections and serves new ones with
-the new certificate; bad TLS settings stop start-up with a sentence naming the setting."""
+the new certificate; bad TLS settings stop start-up with a sentence naming the setting; fills
+from an https:// upstream verify it against `ca_bundle`."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ import ssl
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 import trustme
+from aiohttp import web
 
+from edge.app import make_app
 from edge.settings import EdgeSettings
+from edge.workers import start_edge
 from tests.conftest import ROOT, require_tool
+from tests.edge.conftest import edge_settings
 from tests.edge.scripted_origin import Script, ScriptedOrigin
-from tests.vcdn.tls_helpers import issue, peer_names, run, s_client
+from tests.vcdn.tls_helpers import ca_file, issue, peer_names, run, s_client
 from vcdn.errors import ConfigError
 
 pytestmark = pytest.mark.slow
@@ -160,3 +166,50 @@ def test_bad_tls_settings_are_refused(tmp_path: Path, kw: dict[str, object],
                                       message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         EdgeSettings(cache_dir=tmp_path, upstream="http://127.0.0.1:1", auth="none", **kw)  # type: ignore[arg-type]
+
+
+async def test_fills_from_an_https_upstream_verify_against_ca_bundle(tmp_path: Path) -> None:
+    """The engine's upstream session trusts `ca_bundle`: with it the fill works; without
+    it (the system store) the same upstream is refused and nothing is stored."""
+    origin = ScriptedOrigin()
+    origin.scripts["/v/t/seg.m4s"] = Script(body=DATA[:50_000], headers=dict(HEADERS), etag=ETAG)
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    runner = web.AppRunner(origin.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    upstream = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        for name, bundle, want in (("trusted", ca_file(ca, tmp_path / "ca"), 200),
+                                   ("untrusted", None, 502)):
+            settings = edge_settings(tmp_path / name, upstream, auth="none", signing_keys="",
+                                     port=0, ca_bundle=bundle, retries=0)
+            edge_runner, url = await start_edge(make_app(settings), settings,
+                                                shutdown_timeout=1.0)
+            try:
+                async with aiohttp.ClientSession() as s, s.get(f"{url}/v/t/seg.m4s") as resp:
+                    body = await resp.read()
+                    assert resp.status == want, (name, resp.status, body[:200])
+                    if want == 200:
+                        assert body == DATA[:50_000]
+            finally:
+                await edge_runner.cleanup()
+    finally:
+        await runner.cleanup()
+    assert origin.count("/v/t/seg.m4s") == 1  # the untrusted edge never got an answer
+
+
+async def test_a_missing_certificate_stops_the_workers_parent_in_one_line(
+        tmp_path: Path) -> None:
+    """Checked before any worker starts: one sentence naming the file, exit 1, no hang
+    waiting for workers that died."""
+    key = issue(trustme.CA(), tmp_path / "tls", "127.0.0.1").key
+    code, out = await run(
+        sys.executable, "-m", "vcdn.cli", "edge", "--cache-dir", str(tmp_path / "cache"),
+        "--upstream", "http://127.0.0.1:1", "--auth", "none", "--port", "0", "--tls-port", "0",
+        "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(key), "--workers", "2",
+        within=30)
+    assert code == 1, out
+    assert f"TLS file '{tmp_path / 'missing.pem'}' does not exist." in out, out
