@@ -32,7 +32,7 @@ from onebox.hlsclient import FailoverClient, PlayReport
 from onebox.procs import run_to_end, vcdn_argv
 from vcdn.errors import VcdnError
 from vcdn.schemas import TitleManifest, decode
-from vcdn.tokens import parse_keys, sign
+from vcdn.tokens import parse_keys
 
 DEMO_TITLE: Final = "demo"
 DEMO_LADDER: Final = "720,480,360"
@@ -218,9 +218,8 @@ async def planned_holders(
 
 
 def signed_url(cluster: Cluster, base: str, title: str, path: str) -> str:
-    keys = parse_keys(cluster.secrets.signing_keys)
-    key_id, key = next(iter(keys.items()))
-    token = sign(title, key_id=key_id, key=key, expires=int(time.time()) + 600)
+    token = parse_keys(cluster.secrets.signing_keys).sign_current(title, time.time(), 600)
+    assert token is not None, "the cluster's signing keys are valid from now on"
     return f"{base}/s/{token}/{title}/{path}"
 
 

@@ -41,6 +41,7 @@ from bench.edge.targets import nginx
 from bench.record import Run
 from edge.store import CacheStore, object_key
 from onebox.procs import free_port
+from vcdn.checksums import sha256_file
 from vcdn.metrics import new_registry
 from vcdn.schemas import FileEntry, FillManifest, FillTitle
 from vcdn.settings import parse_bytes
@@ -92,14 +93,6 @@ def run_curl(base: str, entries: list[FileEntry], work: Path, concurrency: int) 
     return Result("curl", wall, cpu, sum(e.size for e in entries))
 
 
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 async def run_fill(origin: str, entries: list[FileEntry], work: Path, concurrency: int) -> Result:
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
@@ -125,7 +118,7 @@ async def run_fill(origin: str, entries: list[FileEntry], work: Path, concurrenc
             raise RuntimeError("the fill did not complete")
         for e in entries:  # every stored byte, read back from the cache store's own file
             entry = store.get(object_key(TITLE, e.path))
-            if entry is None or _sha_file(Path(store.file_str(entry))) != e.sha256:
+            if entry is None or sha256_file(Path(store.file_str(entry))) != e.sha256:
                 raise RuntimeError(f"the cache holds wrong bytes for {e.path}")
     finally:
         store.close()
