@@ -14,6 +14,10 @@ origin, then stored after `victims` made room. Policies:
   holding it or else the origin, at `fill_bps`, only while the window is open (the
   appliance's `FillWindow`). Objects of a pinned title fetched on a miss are pinned too,
   as in the store.
+- ``ours-oracle``: the same, except that the planner is handed the true future: each
+  title's bytes requested at the site in the 24 hours after the window opens, with no
+  smoothing, no stickiness and no premiere boost (`ORACLE_PLAN`). What whole-title
+  planning could reach with a perfect forecast.
 - ``belady``, ``belady-size``: the feasible offline policies (`bench.cachesim.belady`),
   on-demand; the upper bounds on the offline optimum are `bench.cachesim.bounds`.
 - ``belady-fill``: a feasible *prefetching* clairvoyant, held to the same fill window and
@@ -41,12 +45,26 @@ from bench.cachesim.belady import NEVER, Belady, BeladySize
 from bench.cachesim.trace import DAY, EPOCH, HOUR, Trace
 from edge.policies import make_policy
 from origin.control.planning import PlanSettings, plan_fill
-from origin.control.planning.predict import DecayedCounts
+from origin.control.planning.placement import PlacementRules
+from origin.control.planning.predict import DecayedCounts, ReleaseBoost
 from vcdn.schemas import ApplianceView, FillManifest
 
 SITE: Final = "site1"
 OFFLINE: Final = {"belady": Belady, "belady-size": BeladySize, "belady-fill": Belady}
 HALF_LIFE: Final = 12 * HOUR  # origin.control.settings: popularity_half_life default
+PLANNED: Final = ("ours", "ours-oracle")
+
+
+def oracle_plan(plan: PlanSettings) -> PlanSettings:
+    """`plan` for a planner that knows tomorrow: the true demand needs no memory, no
+    stickiness and no premiere guess (the boost's reference is the smallest title's demand
+    and it fades in a second, so truth always wins)."""
+    return PlanSettings(
+        rules=PlacementRules(spread=plan.rules.spread, headroom=plan.rules.headroom,
+                             stickiness=0.0),
+        boost=ReleaseBoost(lead=plan.boost.lead, rank=10**9, fade=1.0),
+        global_weight=plan.global_weight, memory=0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,7 +127,7 @@ def next_requests(trace: Trace) -> np.ndarray:
 
 def make(policy: str) -> object:
     """The real policy object for a simulator policy name (`edge.policies`)."""
-    return make_policy("popularity" if policy == "ours" else policy)
+    return make_policy("popularity" if policy in PLANNED else policy)
 
 
 class _Box:
@@ -138,7 +156,10 @@ def replay(
     cat = trace.catalog
     n = len(trace.appliances)
     capacity = int(cache_share * cat.bytes / n)
-    planned = policy == "ours"
+    planned = policy in PLANNED
+    oracle_planner = policy == "ours-oracle"
+    plan_settings = oracle_plan(site.plan) if oracle_planner else site.plan
+    counting = planned and not oracle_planner
     clairvoyant_fill = policy == "belady-fill"
     if policy in OFFLINE:
         boxes = [_Box(OFFLINE[policy]()) for _ in range(n)]
@@ -283,6 +304,14 @@ def replay(
                 box.queue.append(key)
         next_fill = advance(t_hour)
 
+    def future(t_hour: float) -> dict[str, dict[str, float]]:
+        """The site's true demand in the next 24 hours: bytes requested per title."""
+        lo = int(np.searchsorted(trace.time, t_hour, side="left"))
+        hi = int(np.searchsorted(trace.time, t_hour + DAY, side="left"))
+        got = np.bincount(trace.title[lo:hi], weights=cat.sizes[trace.obj[lo:hi]],
+                          minlength=len(cat.names))
+        return {SITE: {cat.names[i]: float(got[i]) for i in np.flatnonzero(got).tolist()}}
+
     def hour_tick(t_hour: float) -> None:
         nonlocal manifests, next_fill
         if clairvoyant_fill and int(t_hour // HOUR) % 24 == open_hour:
@@ -295,8 +324,8 @@ def replay(
         counts.clear()
         if int(t_hour // HOUR) % 24 == open_hour:
             new = plan_fill(
-                history.table(now), cat.manifests, views, manifests, now=now,
-                settings=site.plan,
+                future(t_hour) if oracle_planner else history.table(now), cat.manifests,
+                views, manifests, now=now, settings=plan_settings,
             )
             if t_hour >= measure_from and manifests is not None:
                 old = {a: {x.title for x in m.titles} for a, m in manifests.items()}
@@ -329,7 +358,7 @@ def replay(
         box = boxes[b]
         size = sizes[key]
         ti = titles[i]
-        if planned:
+        if counting:
             counts[ti] = counts.get(ti, 0) + 1
         measured = t >= measure_from
         if nxt is not None:
