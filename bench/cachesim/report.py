@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 from bench.cachesim.replay import Result, SiteConfig
 
 LABELS: Final = {"lru": "LRU", "lfu": "LFU", "s3fifo": "S3-FIFO", "ours": "ours",
-                 "belady": "Belady (offline)"}
+                 "belady": "Belady (offline)", "ours-oracle": "ours, true next day",
+                 "belady-size": "Belady-Size", "belady-fill": "Belady + clairvoyant fill"}
 BEGIN: Final = "<!-- cachesim:begin (written by python -m bench.cachesim) -->"
 END: Final = "<!-- cachesim:end -->"
 TB: Final = 1e12
@@ -136,6 +137,36 @@ def plot(results: Sequence[Result], alphas: Sequence[float], sizes: Sequence[flo
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("vcdn cachesim: byte hit ratio vs cache size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_held_out(held: Mapping[int, Mapping[str, float]], path: Path) -> None:
+    """Mean byte hit ratio per policy and bound over the held-out seeds, with each seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.cachesim.study import ALPHA, BOUNDS, POLICIES, SHARE
+
+    seeds = sorted(held)
+    names = [p for p in (*POLICIES, *BOUNDS) if seeds and p in held[seeds[0]]]
+    short = {**LABELS, "belady": "Belady", "pfoo-l": "PFOO-L\n(demand bound)",
+             "fair-bound": "prefetching\nbound", "ours-oracle": "ours,\ntrue next day",
+             "belady-fill": "Belady +\nclairvoyant fill"}
+    fig, ax = plt.subplots(figsize=(9.5, 4.4))
+    for i, p in enumerate(names):
+        xs = [held[s][p] for s in seeds]
+        ax.bar(i, sum(xs) / len(xs), color="#8fb3d9" if p in BOUNDS else "#3b6ea8")
+        ax.plot([i] * len(xs), xs, "k.", markersize=4)
+    ax.set_xticks(range(len(names)), [short.get(p, p) for p in names], fontsize=8)
+    ax.set_ylabel("byte hit ratio")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"held-out seeds {', '.join(map(str, seeds))}: cache = {SHARE:.0%} of the "
+                 f"catalog, α = {ALPHA} (bars: mean; dots: seeds; light: upper bounds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -20,7 +20,8 @@ TINY = TraceConfig(seed=3, titles=400, days=2, sessions_per_day=600, releases_pe
 def results() -> dict[str, Result]:
     trace = make_trace(TINY)
     oracle = next_requests(trace)
-    return {p: replay(trace, p, 0.10, oracle=oracle) for p in (*ONLINE, "ours", "belady")}
+    return {p: replay(trace, p, 0.10, oracle=oracle)
+            for p in (*ONLINE, "ours", "ours-oracle", "belady")}
 
 
 def test_ratios_are_ratios_and_the_site_serves_at_least_its_hits(
@@ -45,6 +46,14 @@ def test_ours_serves_premieres_from_cache_better_than_on_demand_policies(
     """The release boost fills a title before its premiere, so its first day hits."""
     for p in ONLINE:
         assert results["ours"].premiere_hit_ratio > results[p].premiere_hit_ratio, p
+
+
+def test_the_planner_told_the_true_next_day_fills_and_beats_the_one_that_guesses(
+    results: dict[str, Result],
+) -> None:
+    oracle = results["ours-oracle"]
+    assert oracle.fill_moved > 0 and len(oracle.planned_moved) == TINY.days
+    assert oracle.hit_ratio > results["ours"].hit_ratio > results["lru"].hit_ratio
 
 
 def test_only_ours_fills_at_night_and_its_fills_run_inside_the_window(
@@ -72,21 +81,29 @@ def test_nobody_watches_a_release_before_its_premiere() -> None:
     assert trace.time.max() < TINY.total_days * DAY
 
 
-def test_the_command_prints_tables_and_writes_the_doc_and_plot(tmp_path, capsys) -> None:
-    code = cachesim_main([
-        "--titles", "300", "--days", "1", "--sessions-per-day", "300", "--sizes", "0.1",
-        "--alphas", "0.8", "--jobs", "1", "--out", str(tmp_path),
-    ])
+SMALL_RUN = ["--titles", "300", "--days", "1", "--sessions-per-day", "300", "--seeds", "6",
+             "--no-exact", "--jobs", "1"]
+
+
+def test_the_command_reports_held_out_seeds_sensitivity_and_writes_the_doc(
+    tmp_path, capsys
+) -> None:
+    code = cachesim_main([*SMALL_RUN, "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "Byte hit ratio, α = 0.8" in out and "Targets" in out
+    assert "held-out seed 6 " in out and "Targets on the held-out seeds" in out
+    for row in ("| ours |", "| Belady-Size |", "| ours, planner told the true next day |",
+                "prefetching bound", "| ours ≥ LRU + 10 points |",
+                "| releases always in the top 50 |", "| no series binges |",
+                "| all five off (the planner's world) |"):
+        assert row in out, row
     assert (tmp_path / "cachesim.png").stat().st_size > 1000
     doc = (tmp_path / "cachesim.md").read_text()
     assert "| ours |" in doc
     # A rerun replaces the generated block instead of appending another.
-    cachesim_main(["--titles", "300", "--days", "1", "--sessions-per-day", "300", "--sizes",
-                   "0.1", "--alphas", "0.8", "--jobs", "1", "--out", str(tmp_path)])
-    assert (tmp_path / "cachesim.md").read_text().count("Byte hit ratio") == 1
+    cachesim_main([*SMALL_RUN, "--no-sensitivity", "--out", str(tmp_path)])
+    doc = (tmp_path / "cachesim.md").read_text()
+    assert doc.count("Byte hit ratio on the held-out") == 1 and "Sensitivity" not in doc
 
 
 @pytest.mark.parametrize(
@@ -98,6 +115,7 @@ def test_the_command_prints_tables_and_writes_the_doc_and_plot(tmp_path, capsys)
         (["--appliances", "1"], "at least 2"),
         (["--fill-window", "nightly"], "HH:MM-HH:MM"),
         (["--titles", "20"], "too small"),
+        (["--seeds", "x"], "list of seeds"),
         (["--headroom", "1.5"], "headroom"),
         (["--half-life-hours", "0"], "positive"),
     ],
