@@ -1,10 +1,11 @@
 """`python -m bench.cachesim.tune`: choose the planner's settings on the tuning seeds only.
 
 Coordinate search over the planner's knobs (`KNOBS`): starting from the current settings,
-each knob in turn takes every value of its grid with the others held, and the best mean
-byte hit ratio of ``ours`` over `TUNING_SEEDS` (cache = 10% of the catalog, α = 0.8, the
-target's setting) is kept; passes repeat until one changes nothing or the time budget is
-spent. A change must gain at least `MIN_GAIN` to be taken, so noise does not move a knob.
+each knob in turn takes every value of its grid with the others held, and the value with
+the best mean byte hit ratio of ``ours`` over `TUNING_SEEDS` (cache = 10% of the catalog,
+α = 0.8, the target's setting) is kept if it gains at least `MIN_GAIN` over the current
+one, so noise does not move a knob; passes repeat until one changes nothing or the time
+budget is spent.
 
 The seeds the benchmark reports (`bench.cachesim.heldout.HELD_OUT`) are never replayed
 here: the chosen settings are frozen in the planner's defaults and judged on those.
@@ -97,17 +98,18 @@ def search(start: PlanSettings, objective: Callable[[PlanSettings], float], budg
     while changed:
         changed = False
         for name, (grid, get, put) in KNOBS.items():
+            top, top_score = best, best_score
             for value in grid:
                 if time.monotonic() >= deadline:
                     log("time budget spent")
                     return best, best_score
-                if value == get(best):
-                    continue
                 candidate = put(best, value)
                 got = score(candidate)
-                if got >= best_score + MIN_GAIN:
-                    best, best_score, changed = candidate, got, True
-                    log(f"-> {name} = {value:g}")
+                if got > top_score:
+                    top, top_score = candidate, got
+            if top_score >= best_score + MIN_GAIN:
+                best, best_score, changed = top, top_score, True
+                log(f"-> {name} = {get(best):g}")
     return best, best_score
 
 
