@@ -47,7 +47,7 @@ LABELS: Final = {
 #: trace knob -> what turning it off means
 KNOBS: Final = {
     "release_flops": "releases always in the top 50",
-    "steering_noise": "steering split exactly the planner's 80/20",
+    "steering_noise": "steering a flat 80/20 (no per-title or peak-hour spill)",
     "diurnal": "no weekend or daypart demand",
     "series": "no series binges",
     "file_skew": "one rendition mix, no resumed sessions",

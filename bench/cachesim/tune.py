@@ -65,22 +65,26 @@ def describe(s: PlanSettings) -> str:
     return ", ".join(f"{k} {get(s):g}" for k, (_, get, _) in KNOBS.items())
 
 
-def _one(seed: int, settings: PlanSettings) -> float:
+def _one(seed: int, settings: PlanSettings, policy: str = "ours") -> float:
     trace = _traces.get(seed)
     if trace is None:
         trace = _traces[seed] = make_trace(TraceConfig(seed=seed))
-    return replay(trace, "ours", SHARE, SiteConfig(plan=settings)).hit_ratio
+    site = (SiteConfig(oracle_rules=settings.rules) if policy == "ours-oracle"
+            else SiteConfig(plan=settings))
+    return replay(trace, policy, SHARE, site).hit_ratio
 
 
 def evaluate(pool: ProcessPoolExecutor | None, settings: PlanSettings,
-             seeds: tuple[int, ...]) -> float:
+             seeds: tuple[int, ...], policy: str = "ours") -> float:
     if pool is None:
-        return sum(_one(s, settings) for s in seeds) / len(seeds)
-    return sum(pool.map(_one, seeds, [settings] * len(seeds))) / len(seeds)
+        return sum(_one(s, settings, policy) for s in seeds) / len(seeds)
+    n = len(seeds)
+    return sum(pool.map(_one, seeds, [settings] * n, [policy] * n)) / n
 
 
 def search(start: PlanSettings, objective: Callable[[PlanSettings], float], budget: float,
-           log: Callable[[str], None] = print) -> tuple[PlanSettings, float]:
+           log: Callable[[str], None] = print, knobs: tuple[str, ...] = tuple(KNOBS)
+           ) -> tuple[PlanSettings, float]:
     """Coordinate search from `start` maximising `objective` within `budget` seconds;
     returns the best settings and their score (each distinct setting is scored once)."""
     deadline = time.monotonic() + budget
@@ -97,7 +101,8 @@ def search(start: PlanSettings, objective: Callable[[PlanSettings], float], budg
     changed = True
     while changed:
         changed = False
-        for name, (grid, get, put) in KNOBS.items():
+        for name in knobs:
+            grid, get, put = KNOBS[name]
             top, top_score = best, best_score
             for value in grid:
                 if time.monotonic() >= deadline:
@@ -117,14 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.cachesim.tune", description=__doc__)
     ap.add_argument("--budget-minutes", type=float, default=30.0)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--policy", choices=("ours", "ours-oracle"), default="ours",
+                    help="ours-oracle: the planner told the true next day (it ignores "
+                         "stickiness, memory and the boost: tune it with --knobs)")
+    ap.add_argument("--knobs", default=",".join(KNOBS),
+                    help=f"comma-separated subset of {', '.join(KNOBS)}")
     args = ap.parse_args(argv)
+    knobs = tuple(k.strip() for k in args.knobs.split(",") if k.strip())
+    if not knobs or any(k not in KNOBS for k in knobs):
+        ap.error(f"--knobs: choose from {', '.join(KNOBS)}")
     start = PlanSettings()
     print(f"tuning on seeds {', '.join(map(str, TUNING_SEEDS))} "
-          f"(ours, cache {SHARE:.0%}, α 0.8); start: {describe(start)}")
+          f"({args.policy}, cache {SHARE:.0%}, α 0.8); start: {describe(start)}")
     pool = ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 else None
     try:
-        best, got = search(start, lambda s: evaluate(pool, s, TUNING_SEEDS),
-                           args.budget_minutes * 60)
+        best, got = search(start, lambda s: evaluate(pool, s, TUNING_SEEDS, args.policy),
+                           args.budget_minutes * 60, knobs=knobs)
     finally:
         if pool is not None:
             pool.shutdown()
