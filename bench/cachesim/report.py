@@ -166,7 +166,8 @@ def plot_held_out(held: Mapping[int, Mapping[str, float]], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"held-out seeds {', '.join(map(str, seeds))}: cache = {SHARE:.0%} of the "
-                 f"catalog, α = {ALPHA} (bars: mean; dots: seeds; light: upper bounds)")
+                 f"catalog, α = {ALPHA}\n(bars: mean; dots: seeds; light: upper bounds)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
