@@ -34,7 +34,7 @@ from vcdn.httpserve.hot import HotCache
 from vcdn.httpserve.media import IMMUTABLE, cache_control, media_type
 from vcdn.httpserve.middleware import error_middleware
 from vcdn.httpserve.paths import open_under, safe_relpath
-from vcdn.httpserve.send import send_bytes, send_file
+from vcdn.httpserve.send import send_file
 from vcdn.httpserve.validators import parse_etag, parse_etag_list, weak_match
 from vcdn.metrics import REGISTRY_KEY, metrics_handler, new_registry
 
@@ -103,15 +103,15 @@ async def serve_content(request: web.Request) -> web.StreamResponse:
                     fd, st, etag = _reopen(app, title, inner, fd)
                 held = time.monotonic() - started
             cc = app[LIVE_KEY].playlist_cache_control(title, inner, held) or cc
-        elif hot.in_ram(request, st.st_size):
-            body = read_whole(fd, st.st_size)
-            hot.remember(request, title, inner, st, body, etag=etag, content_type=ctype,
-                         cache_control=cc)
-            return await send_bytes(request, body, etag=etag, last_modified=st.st_mtime,
-                                    content_type=ctype, cache_control=cc)
-        elif hot.eligible(request):  # large: remember where it is, serve it from disk
-            hot.remember(request, title, inner, st, None, etag=etag, content_type=ctype,
-                         cache_control=cc)
+        elif hot.eligible(request):
+            # Small: read whole and kept in RAM; large: remembered where it is. Either way
+            # answered by the same pipeline as its hits (`vcdn.httpserve.hit`).
+            body = read_whole(fd, st.st_size) if hot.in_ram(request, st.st_size) else None
+            entry = hot.remember(request, title, inner, st, body, etag=etag,
+                                 content_type=ctype, cache_control=cc)
+            sent = await hot.send(request, entry)
+            if sent is not None:
+                return sent
         resp = await send_file(
             request,
             fd,

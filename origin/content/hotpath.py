@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
 from origin.content.catalog import Catalog
 from origin.content.metrics import OriginMetrics
 from vcdn.errors import NotFound
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.hit import Large, deliver, plan_hit
-from vcdn.httpserve.hot import HotCache, HotEntry, build_entry
+from vcdn.httpserve.hot import HotCache, HotEntry, build_entry, send_reply
 from vcdn.httpserve.paths import open_under
 
 RECHECK_SECONDS: Final = 1.0
@@ -72,7 +73,7 @@ class OriginHot:
         etag: str,
         content_type: str,
         cache_control: str,
-    ) -> None:
+    ) -> HotEntry:
         rel = f"{title}/{inner}"
         entry = build_entry(
             body,
@@ -85,6 +86,21 @@ class OriginHot:
             stamp=(title, inner, st.st_ino, st.st_size, st.st_mtime_ns),
         )
         self.cache.put(request.raw_path, entry)
+        return entry
+
+    async def send(self, request: web.BaseRequest, entry: HotEntry) -> web.StreamResponse | None:
+        """The first answer of a file just remembered, through the same pipeline as its
+        hits (the same bytes); None when it cannot go that way (the caller sends it)."""
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return None
+        keep_alive = request.keep_alive and request.version == HttpVersion11
+        data, plan = plan_hit(request.method, request.headers, entry, entry.prepared,
+                              time.time(), keep_alive=keep_alive)
+        reply = deliver(data, plan, entry.body, entry.open_file)
+        if reply is None:
+            return None
+        return await send_reply(request, transport, reply, keep_alive=keep_alive, plan=plan)
 
     def lookup(self, key: str) -> HotEntry | None:
         """The entry of a raw request target, re-checked against the disk if due."""

@@ -30,6 +30,7 @@ from vcdn.httpserve.body import SEND_TIMEOUT, send_head_and_body
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.hit import Answer, Large, OpenFile, Prepared
 from vcdn.httpserve.middleware import CLIENT_CLOSED
+from vcdn.httpserve.plan import Plan
 from vcdn.httpserve.ram import RamTier
 from vcdn.httpserve.wire import StoredHead
 
@@ -182,13 +183,17 @@ def install_answer(server: web.Server, answer: Answer) -> None:
 
 async def send_reply(
     request: web.BaseRequest, transport: asyncio.Transport, reply: bytes | Large,
-    *, keep_alive: bool = True,
+    *, keep_alive: bool = True, plan: Plan | None = None,
 ) -> AlreadySent:
     """Send a planned answer (`vcdn.httpserve.hit.deliver`) on a connection aiohttp owns
-    and tell aiohttp it went out; raises `ConnectionResetError` (the connection aborted)
-    when the body cannot be delivered."""
+    and tell aiohttp it went out (with `plan`, its status and body length, for the
+    owner's metrics); raises `ConnectionResetError` (the connection aborted) when the
+    body cannot be delivered."""
     if isinstance(reply, bytes):
         transport.write(reply)
+        if plan is not None:
+            length = plan.content_length if plan.has_body else 0
+            return AlreadySent(plan.status, length, keep_alive=keep_alive)
         return AlreadySent(200, len(reply), keep_alive=keep_alive)
     plan = reply.plan
     try:
