@@ -9,9 +9,10 @@ sink with two operations, ``write(bytes)`` and ``span(fd, offset, count)``:
   waiting for the transport's flow control between chunks: what a TLS transport needs,
   since its bytes must pass through the TLS layer.
 
-`sink_for(transport, drain)` picks one. Both raise `OSError`/`EOFError`/`TimeoutError`
-when the body cannot be delivered; the caller then aborts the connection, since the head
-already promised a length (RFC 9112 §6.3).
+`send_head_and_body(transport, head, fd, plan, drain)` picks the sink. Both raise
+`OSError`/`EOFError`/`TimeoutError` when the body cannot be delivered; the caller then
+aborts the connection, since the head already promised a length (RFC 9112 §6.3).
+`read_spans(fd, plan)` reads a small planned body whole, to go out with its head.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
+from vcdn.errors import NotFound
 from vcdn.httpserve.plan import Plan
 
 #: One sendfile call sends at most this much, so one fast client cannot hog the loop.
@@ -51,6 +53,35 @@ async def write_body(sink: Sink, fd: int, plan: Plan) -> None:
         await sink.write(part.header)
         await sink.span(fd, part.range.first, part.range.length)
     await sink.write(plan.multipart.trailer)
+
+
+def pread_exact(fd: int, count: int, offset: int) -> bytes:
+    data = os.pread(fd, count, offset)
+    while len(data) < count:
+        more = os.pread(fd, count - len(data), offset + len(data))
+        if not more:
+            raise EOFError(f"file ended {count - len(data)} bytes early")
+        data += more
+    return data
+
+
+def read_spans(fd: int, plan: Plan) -> bytes:
+    """The body of `plan` read from `fd` (multipart framing included), for small bodies;
+    `NotFound` if the file is shorter than planned."""
+    try:
+        if plan.multipart is None:
+            r = plan.spans[0]
+            body = pread_exact(fd, r.length, r.first)
+        else:
+            chunks: list[bytes] = []
+            for part in plan.multipart.parts:
+                chunks.append(part.header)
+                chunks.append(pread_exact(fd, part.range.length, part.range.first))
+            chunks.append(plan.multipart.trailer)
+            body = b"".join(chunks)
+    except (OSError, EOFError) as exc:
+        raise NotFound(f"File cannot be read: {exc}.") from None
+    return body
 
 
 def direct_socket(transport: asyncio.BaseTransport | None) -> Any:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from vcdn.errors import VcdnError
+from vcdn.httpserve.body import read_spans
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.plan import Plan, Stored, plan_response, plan_stored
-from vcdn.httpserve.send import read_spans
 from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
 
 #: Spans read from disk below this size go out in one write with their head (a pread and

@@ -43,6 +43,8 @@ from vcdn.httpserve.body import (
     cork,
     direct_socket,
     flushed,
+    pread_exact,
+    read_spans,
     write_body,
 )
 from vcdn.httpserve.cors import RESPONSE_HEADERS
@@ -51,7 +53,9 @@ from vcdn.httpserve.wire import SERVER
 
 #: Bodies up to this size are read into memory and written with the headers at once.
 SMALL_BODY: Final = 64 * 1024
-__all__ = ["SEND_TIMEOUT", "SMALL_BODY", "direct_socket", "send_bytes", "send_file"]
+__all__ = [
+    "SEND_TIMEOUT", "SMALL_BODY", "direct_socket", "read_spans", "send_bytes", "send_file",
+]
 Headers = Iterable[tuple[str, str]]
 
 
@@ -164,35 +168,6 @@ async def send_file(
             os.close(fd)
 
 
-def _pread_exact(fd: int, count: int, offset: int) -> bytes:
-    data = os.pread(fd, count, offset)
-    while len(data) < count:
-        more = os.pread(fd, count - len(data), offset + len(data))
-        if not more:
-            raise EOFError(f"file ended {count - len(data)} bytes early")
-        data += more
-    return data
-
-
-def read_spans(fd: int, plan: Plan) -> bytes:
-    """The body of `plan` read from `fd` (multipart framing included), for small bodies;
-    `NotFound` if the file is shorter than planned."""
-    try:
-        if plan.multipart is None:
-            r = plan.spans[0]
-            body = _pread_exact(fd, r.length, r.first)
-        else:
-            chunks: list[bytes] = []
-            for part in plan.multipart.parts:
-                chunks.append(part.header)
-                chunks.append(_pread_exact(fd, part.range.length, part.range.first))
-            chunks.append(plan.multipart.trailer)
-            body = b"".join(chunks)
-    except (OSError, EOFError) as exc:
-        raise NotFound(f"File cannot be read: {exc}.") from None
-    return body
-
-
 async def _send_large(
     request: web.BaseRequest, resp: web.StreamResponse, fd: int, plan: Plan
 ) -> None:
@@ -252,7 +227,7 @@ async def _send_fallback(resp: web.StreamResponse, fd: int, plan: Plan) -> None:
     async def copy(offset: int, count: int) -> None:
         while count > 0:
             n = min(count, READ_CHUNK)
-            data = await loop.run_in_executor(None, _pread_exact, fd, n, offset)
+            data = await loop.run_in_executor(None, pread_exact, fd, n, offset)
             await resp.write(data)
             offset += n
             count -= n
