@@ -59,6 +59,9 @@ class Lease(Protocol):
     async def release(self) -> None: ...
 
 
+PLAN_CHUNK: Final = 500  # stored plans per INSERT of a planning run
+
+
 def lock_key(database: str, schema: str) -> int:
     """A signed 64-bit advisory-lock key for the jobs of one database and schema."""
     digest = hashlib.blake2b(f"vcdn control jobs {database} {schema}".encode(), digest_size=8)
@@ -268,17 +271,21 @@ class PostgresPlans:
             )
             if status != "UPDATE 1":
                 return False
-            if plans:
+            # In chunks, one transaction: the driver encodes a statement's parameters
+            # on the event loop at once, and 10,000 manifests (each listing its site's
+            # peers per title) are hundreds of megabytes: a second and more of stall.
+            for start in range(0, len(plans), PLAN_CHUNK):
+                chunk = plans[start : start + PLAN_CHUNK]
                 await conn.execute(
                     "INSERT INTO fill_plans "
                     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], "
                     "$4::float8[], $5::text[]) "
                     f"ON CONFLICT (appliance_id) DO UPDATE SET {_SET}",
-                    [p.appliance for p in plans],
-                    [p.epoch for p in plans],
-                    [p.inputs for p in plans],
-                    [p.generated_at for p in plans],
-                    [p.manifest for p in plans],
+                    [p.appliance for p in chunk],
+                    [p.epoch for p in chunk],
+                    [p.inputs for p in chunk],
+                    [p.generated_at for p in chunk],
+                    [p.manifest for p in chunk],
                 )
             await conn.execute(
                 "DELETE FROM fill_plans WHERE appliance_id NOT IN (SELECT id FROM appliances)"

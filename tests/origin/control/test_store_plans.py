@@ -8,7 +8,7 @@ import time
 import asyncpg
 
 from origin.control.store import open_store
-from origin.control.store_plans import PostgresLease, StoredPlan, lock_key
+from origin.control.store_plans import PLAN_CHUNK, PostgresLease, StoredPlan, lock_key
 from tests.origin.control.conftest import drop_schema, fresh_schema, manifest
 from vcdn.schemas import Registration, TitleManifest, decode
 
@@ -45,6 +45,25 @@ async def test_advancing_the_epoch_is_compare_and_set(db_url: str) -> None:
         assert await store.plan_epoch() == 1
         stored = await store.fill_plans(["a1", "gone"])
         assert {a: p.manifest for a, p in stored.items()} == {"a1": "job"}
+    finally:
+        await store.close()
+
+
+async def test_a_planning_run_larger_than_one_write_chunk_stores_every_plan(db_url: str) -> None:
+    store = await open_store(db_url)
+    try:
+        ids = [f"a{i:04d}" for i in range(PLAN_CHUNK * 2 + 7)]
+        for a in ids:
+            await store.put_appliance(
+                Registration(id=a, site="s1", public_url=f"http://{a}:1", capacity_bytes=10), 1.0
+            )
+        epoch = await store.plan_epoch()
+        plans = [plan(a, epoch + 1, "x", f"m-{a}") for a in ids]
+        assert await store.advance_plans(epoch, plans, 2.0)
+        stored = await store.fill_plans(ids)
+        assert {a: (p.epoch, p.manifest) for a, p in stored.items()} == {
+            a: (epoch + 1, f"m-{a}") for a in ids
+        }
     finally:
         await store.close()
 
