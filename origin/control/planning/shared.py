@@ -13,6 +13,7 @@ every site planned from the stored plans, written as the next epoch at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 from collections.abc import Sequence
@@ -160,7 +161,38 @@ def plan_rows(
     half_life: float,
     settings: PlanSettings,
 ) -> list[StoredPlan]:
-    """The stored plans of epoch `epoch` for the healthy appliances, pure."""
+    """The stored plans of epoch `epoch` for the healthy appliances, pure.
+
+    Without the cyclic garbage collector while it runs: a run over 10,000 appliances
+    allocates millions of short-lived containers (a site's peers for every title of every
+    appliance), which start full collections that each walk the whole heap holding the
+    interpreter lock (hundreds of ms the event loop cannot run, ~40 % of the run's CPU).
+    They hold no cycles and go by reference counting when the run ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan_rows(
+            everyone, catalog, stored, scores, totals, stamp, demand, epoch, now, half_life,
+            settings,
+        )
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _plan_rows(
+    everyone: Sequence[ApplianceView],
+    catalog: Sequence[TitleManifest],
+    stored: dict[str, StoredPlan],
+    scores: Sequence[popularity.Score],
+    totals: dict[str, float],
+    stamp: str,
+    demand: float,
+    epoch: int,
+    now: float,
+    half_life: float,
+    settings: PlanSettings,
+) -> list[StoredPlan]:
     table = popularity.by_site(popularity.current(scores, now, half_life))
     plans = plan_fill(
         table, catalog, everyone, memory_of(stored), now=now, settings=settings,
