@@ -112,6 +112,21 @@ async def _exchange(url: str, payload: bytes, expect: int) -> list[tuple[int, by
     return out
 
 
+async def test_http10_hit_is_answered_whole_and_closed(fast: str, origin_root: Path) -> None:
+    """An HTTP/1.0 request (which the hit protocol leaves to aiohttp) gets the stored
+    answer from the same pipeline, says Connection: close and is closed after it."""
+    data = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, data)
+    host, port = fast.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {signed(SMALL)} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    raw = await asyncio.wait_for(reader.read(), 10)  # to EOF: the edge closes
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in head
+    assert b"\r\nServer: vcdn" in head and body == data
+
+
 async def test_pipelined_hits_and_a_miss_stay_in_order(fast: str, origin_root: Path) -> None:
     """hit, miss (hands off to aiohttp), hit on one connection: three answers, in order."""
     small = (origin_root / TITLE / SMALL).read_bytes()
