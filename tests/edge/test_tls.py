@@ -213,3 +213,44 @@ async def test_a_missing_certificate_stops_the_workers_parent_in_one_line(
         within=30)
     assert code == 1, out
     assert f"TLS file '{tmp_path / 'missing.pem'}' does not exist." in out, out
+
+
+async def test_pipelined_https_ranges_keep_order_and_flow_control(tmp_path: Path) -> None:
+    """A client that pipelines 96 range requests over TLS before reading a byte: the hit
+    protocol writes each small range with its head in one write, stops reading while the
+    transport's buffer is full, and every answer arrives whole and in order."""
+    origin = ScriptedOrigin()
+    origin.scripts["/v/t/seg.m4s"] = Script(body=DATA, headers=dict(HEADERS), etag=ETAG)
+    runner = web.AppRunner(origin.app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    ca = trustme.CA()
+    chain = issue(ca, tmp_path / "tls", "127.0.0.1")
+    settings = edge_settings(tmp_path, f"http://127.0.0.1:{runner.addresses[0][1]}",
+                             auth="none", signing_keys="", port=0, tls_cert=chain.cert,
+                             tls_key=chain.key)
+    edge_runner, url = await start_edge(make_app(settings), settings, shutdown_timeout=1.0)
+    try:
+        assert url.startswith("https://")
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s, \
+                s.get(f"{url}/v/t/seg.m4s") as resp:
+            assert await resp.read() == DATA  # filled; what follows are hits
+        port = int(url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        starts = [(i * 16411) % (len(DATA) - 70_000) for i in range(96)]
+        writer.write(b"".join(
+            f"GET /v/t/seg.m4s HTTP/1.1\r\nHost: x\r\nRange: bytes={a}-{a + 65535}\r\n\r\n"
+            .encode() for a in starts))
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the edge meets a full buffer and stops reading
+        for a in starts:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 206"), head
+            assert f"Content-Range: bytes {a}-{a + 65535}/{len(DATA)}".encode() in head
+            assert await asyncio.wait_for(reader.readexactly(65536), 10) == DATA[a:a + 65536]
+        writer.close()
+    finally:
+        await edge_runner.cleanup()
+        await runner.cleanup()

@@ -22,7 +22,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -34,6 +34,10 @@ from vcdn.httpserve.hit import Answer, Large
 
 #: Called when a connection is handed to aiohttp (the owner counts hand-offs).
 OnHandoff = Callable[[], None]
+
+
+#: Over TLS, bodies up to this size go out with their head in one write, without a task.
+WRITE_THROUGH_MAX: Final = 256 * 1024
 
 
 class HitProtocol(asyncio.Protocol):
@@ -240,7 +244,7 @@ class HitProtocol(asyncio.Protocol):
         if self._out is None:
             sock = direct_socket(transport)
             if sock is None:
-                return (-1, 0)
+                return self._write_through(large)
             self._out = socket.socket(fileno=os.dup(sock.fileno()))
         if transport.get_write_buffer_size() or (plan.has_body and plan.multipart is not None):
             return (-1, 0)
@@ -269,6 +273,37 @@ class HitProtocol(asyncio.Protocol):
             return None
         finally:
             os.close(fd)
+        return None
+
+    def _write_through(self, large: Large) -> tuple[int, int] | None:
+        """No socket to write to (TLS): a body of one span up to `WRITE_THROUGH_MAX` (a
+        64 KiB range) is read with one pread and written with its head in one write,
+        without a task; (-1, 0) for `_send_large` otherwise. Flow control holds: if the
+        write fills the transport's buffer, `_process` stops reading until it drains."""
+        transport = self.transport
+        assert transport is not None
+        plan = large.plan
+        if self._paused or plan.multipart is not None or (
+                plan.has_body and plan.spans[0].length > WRITE_THROUGH_MAX):
+            return (-1, 0)
+        if not plan.has_body:
+            transport.write(large.head)
+            return None
+        try:
+            fd = large.open_file()
+        except (OSError, VcdnError):
+            return (-1, 0)  # the task aborts the connection
+        r = plan.spans[0]
+        try:
+            data = os.pread(fd, r.length, r.first)
+        except OSError:
+            data = b""
+        finally:
+            os.close(fd)
+        if len(data) != r.length:
+            transport.abort()  # the head promised a length we cannot deliver
+            return None
+        transport.write(large.head + data)
         return None
 
     async def _send_large(self, large: Large, keep_alive: bool, rest: tuple[int, int]) -> None:
