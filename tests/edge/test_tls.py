@@ -254,3 +254,23 @@ async def test_pipelined_https_ranges_keep_order_and_flow_control(tmp_path: Path
     finally:
         await edge_runner.cleanup()
         await runner.cleanup()
+
+
+async def test_the_edge_picks_a_chain_by_sni(tmp_path: Path) -> None:
+    """`tls_certs`: each further chain answers for its own names; others get the first."""
+    ca = trustme.CA()
+    first = issue(ca, tmp_path / "a", "video.example", "127.0.0.1")
+    other = issue(ca, tmp_path / "b", "cdn.isp.example")
+    ca_pem = ca_file(ca, tmp_path / "ca")
+    settings = edge_settings(tmp_path, "http://127.0.0.1:1", auth="none", signing_keys="",
+                             port=0, tls_port=0, tls_cert=first.cert, tls_key=first.key,
+                             tls_certs=(f"{other.cert}:{other.key}",))
+    edge_runner, url = await start_edge(make_app(settings), settings, shutdown_timeout=1.0)
+    try:
+        port = int(edge_runner.addresses[-1][1])
+        assert url.startswith("http://") and port != int(url.rsplit(":", 1)[1])
+        assert await peer_names(port, "cdn.isp.example", ca_pem) == "cdn.isp.example"
+        assert "video.example" in await peer_names(port, "video.example", ca_pem)
+        assert "video.example" in await peer_names(port, "unknown.example", ca_pem)
+    finally:
+        await edge_runner.cleanup()
