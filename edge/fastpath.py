@@ -110,7 +110,12 @@ def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | La
     age = now - entry.response_time + entry.initial_age
     if "Cache-Control" in hdrs or "Pragma" in hdrs:
         # The client's own directives (RFC 9111 §5.2.1): max-age, min-fresh, max-stale...
-        if not freshness.judge(policy(entry), age, hdrs).fresh:
+        # A request that forbids storing (no-store) is the application's: proxy mode
+        # passes it through, past the cache.
+        cc = hdrs.get("Cache-Control")
+        if (cc is not None and "no-store" in cc.lower()) or not freshness.judge(
+            policy(entry), age, hdrs
+        ).fresh:
             return None
     elif entry.lifetime <= age or (entry.cache_control and "no-cache" in entry.cache_control):
         return None  # stale, or to be revalidated first: a miss

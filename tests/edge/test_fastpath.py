@@ -238,7 +238,8 @@ async def test_connections_beyond_the_cap_are_closed(origin: TestServer, tmp_pat
 
 async def test_proxy_mode_hits_take_the_fast_path(aiohttp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A parent tier (proxy mode) answers fresh hits before routing too, replaying the
-    stored end-to-end fields; a request with Authorization never is."""
+    stored end-to-end fields; a request with Authorization, or one that forbids storing
+    (request no-store, passed through past the cache), never is."""
     from tests.edge.scripted_origin import Script, ScriptedOrigin
 
     origin = ScriptedOrigin()
@@ -269,7 +270,11 @@ async def test_proxy_mode_hits_take_the_fast_path(aiohttp_server, tmp_path: Path
             async with s.get(url + "/v/t/a.m4s?x=1", headers={"Authorization": "Bearer x"}) as r:
                 await r.read()
             assert _fast_hits() == before + 1
-            assert origin.count("/v/t/a.m4s?x=1") == 2  # the fill, and the authorized request
+            async with s.get(url + "/v/t/a.m4s?x=1", headers={"Cache-Control": "no-store"}) as r:
+                await r.read()
+            assert _fast_hits() == before + 1
+            # The fill, the authorized request and the no-store one.
+            assert origin.count("/v/t/a.m4s?x=1") == 3
     finally:
         await runner.cleanup()
 
