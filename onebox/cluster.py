@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from onebox import localca
+from onebox import acmeserver, localca
+from onebox.acmeserver import AcmePorts
 from onebox.localca import LocalCA
 from onebox.procs import Proc, free_port, stop_all, vcdn_argv
 from vcdn.control_client import ControlClient
@@ -73,6 +74,10 @@ class ClusterConfig:
     # video over HTTPS on a second port (steering hands out those https:// URLs) and
     # keep plain HTTP on the first (peers' fill).
     tls: bool = False
+    # With `tls`: the appliances' certificates from an ACME server (pebble, on loopback)
+    # over HTTP-01 instead of straight from the local CA; clients trust both
+    # (data/tls/bundle.pem).
+    acme: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,20 @@ class ApplianceSlot:
         return f"{self.host}:{self.port}"
 
 
+def common_free_port(hosts: list[str]) -> int:
+    """A TCP port free on every one of `hosts` now."""
+    while True:
+        candidate = free_port(host=hosts[0])
+        for host in hosts[1:]:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, candidate))
+                except OSError:
+                    break
+        else:
+            return candidate
+
+
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     """Our environment without any VCDN_* variable, so a user's shell cannot skew a service."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VCDN_")}
@@ -155,15 +174,23 @@ class Cluster:
         self.steering_http_port = port()
         self.steering_dns_port = port(socket.SOCK_DGRAM)
         self.slots: list[ApplianceSlot] = []
+        hosts = [config.appliance_hosts[i] if i < len(config.appliance_hosts)
+                 else f"127.0.0.{10 + i}" for i in range(config.appliances)]
+        self.acme_ports: AcmePorts | None = None
+        if config.tls and config.acme:
+            # Pebble validates HTTP-01 on one port: every appliance listens on it, each
+            # on its own address.
+            shared = port() if ports else common_free_port(hosts)
+            self.acme_ports = AcmePorts(port(), port(), port(), shared)
         for i in range(config.appliances):
             site = SITES[0] if i < (config.appliances + 1) // 2 else SITES[1]
-            hosts = config.appliance_hosts
-            host = hosts[i] if i < len(hosts) else f"127.0.0.{10 + i}"
+            host = hosts[i]
             aid = f"a{i + 1}"
             self.slots.append(
                 ApplianceSlot(
                     id=aid, site=site, host=host,
-                    port=port() if ports else free_port(host=host),
+                    port=(self.acme_ports.http01 if self.acme_ports is not None
+                          else port() if ports else free_port(host=host)),
                     admin_port=port(),
                     tls_port=(port() if ports else free_port(host=host)) if config.tls else 0,
                     config=self.data / "appliances" / f"{aid}.toml",
@@ -174,6 +201,7 @@ class Cluster:
         self.origin: Proc | None = None
         self.steering: Proc | None = None
         self.live: list[Proc] = []  # live pipelines started with `start_live`
+        self.acme: Proc | None = None  # pebble, with `acme`
         self.ca: LocalCA | None = None
         if config.tls:
             names = ["localhost", config.host, *(s.host for s in self.slots)]
@@ -181,8 +209,22 @@ class Cluster:
 
     @property
     def ca_bundle(self) -> Path | None:
-        """What clients of this cluster trust besides the system store (None: no TLS)."""
-        return self.ca.ca_cert if self.ca is not None else None
+        """What clients of this cluster trust besides the system store (None: no TLS):
+        the local CA, plus pebble's root when the appliances' certificates come by ACME."""
+        if self.ca is None:
+            return None
+        return self.data / "tls" / "bundle.pem" if self.acme_ports else self.ca.ca_cert
+
+    @property
+    def acme_root(self) -> Path:
+        """Pebble's issuing root (written once pebble is up): what the appliances'
+        certificates chain to."""
+        return self.data / "tls" / "pebble-root.pem"
+
+    @property
+    def acme_directory(self) -> str:
+        return acmeserver.directory_url(self.config.host, self.acme_ports) \
+            if self.acme_ports else ""
 
     def _tls_args(self) -> list[str]:
         if self.ca is None:
@@ -221,7 +263,7 @@ class Cluster:
         return self.data / "origin"
 
     def procs(self) -> list[Proc]:
-        out = [self.control, self.origin, self.steering] + [s.proc for s in self.slots]
+        out = [self.acme, self.control, self.origin, self.steering] + [s.proc for s in self.slots]
         return [p for p in out if p is not None]
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -238,6 +280,14 @@ class Cluster:
         enrolment gives it (issue 11: no appliance shares a credential with another).
         """
         self.build()
+        if self.acme is not None:
+            # First: every other service reads the bundle that holds pebble's root.
+            assert self.ca is not None and self.acme_ports is not None
+            await self.acme.start()
+            await self.acme.wait_healthy()
+            root = await acmeserver.fetch_root(self.ca, self.config.host, self.acme_ports)
+            acmeserver.write_bundle(self.ca, root, self.acme_root,
+                                    self.data / "tls" / "bundle.pem")
         core = [p for p in (self.control, self.origin, self.steering) if p is not None]
         for p in core:
             await p.start()
@@ -264,6 +314,9 @@ class Cluster:
         """The service processes (not started) and the appliances' settings files."""
         for d in (self.logs, self.origin_root, self.data / "appliances"):
             d.mkdir(parents=True, exist_ok=True)
+        if self.acme_ports is not None and self.ca is not None:
+            self.acme = acmeserver.proc(self.data / "acme", self.ca, self.config.host,
+                                        self.acme_ports, self.logs / "acme.log", self.env())
         self.control = Proc(
             "control",
             vcdn_argv(
@@ -374,7 +427,16 @@ heartbeat_interval = {self.config.heartbeat_interval}
 upstream_timeout = 5.0
 drain_timeout = {self.config.drain_timeout}
 """
-        if self.ca is not None and slot.tls_port:
+        if self.ca is not None and slot.tls_port and self.acme_ports is not None:
+            # A fresh certificate from this run's pebble (its root is new every start).
+            tls = slot.cache_dir.parent / "tls"
+            for old in (tls / "tls.crt", tls / "tls.key"):
+                old.unlink(missing_ok=True)
+            text += (f'tls_port = {slot.tls_port}\ntls_cert = "{tls / "tls.crt"}"\n'
+                     f'tls_key = "{tls / "tls.key"}"\n'
+                     f'acme_directory = "{self.acme_directory}"\n'
+                     f'acme_domains = ["{slot.host}"]\n')
+        elif self.ca is not None and slot.tls_port:
             text += (f'tls_port = {slot.tls_port}\ntls_cert = "{self.ca.cert}"\n'
                      f'tls_key = "{self.ca.key}"\n')
         slot.config.parent.mkdir(parents=True, exist_ok=True)
@@ -412,7 +474,7 @@ drain_timeout = {self.config.drain_timeout}
         await stop_all(self.live)
         edges = [s.proc for s in self.slots if s.proc]
         await stop_all(edges + ([self.steering] if self.steering else []))
-        await stop_all([p for p in (self.control, self.origin) if p])
+        await stop_all([p for p in (self.control, self.origin, self.acme) if p])
 
     def dead(self) -> list[Proc]:
         """Services that exited on their own."""

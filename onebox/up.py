@@ -26,6 +26,7 @@ from typing import IO, Any, Final
 
 import aiohttp
 
+from onebox import acmeserver
 from onebox.cluster import DEMO_NAME, Cluster, ClusterConfig
 from onebox.demo import (
     DEMO_TITLE,
@@ -88,7 +89,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--tls", action="store_true",
         help="HTTPS for control and steering with a local CA (DATA/tls/ca.pem) that every "
-        "client verifies, and video over HTTPS from the appliances",
+        "client verifies, and video over HTTPS from the appliances, whose certificates come "
+        "by ACME from a local pebble when it is installed",
     )
     args = p.parse_args(argv)
     if not 1 <= args.appliances <= MAX_APPLIANCES:
@@ -137,9 +139,16 @@ async def bring_up(
             await packaging
         raise
     say(f"services up in {time.monotonic() - started:.1f} s")
-    if cluster.ca_bundle is not None:
+    if cluster.ca is not None:
         say(f"TLS: control and steering over HTTPS, verified against the local CA "
-            f"{cluster.ca_bundle}; the appliances serve video over HTTPS too")
+            f"{cluster.ca.ca_cert}; the appliances serve video over HTTPS too")
+        if cluster.acme is not None:
+            say(f"TLS: the appliances' certificates came from ACME (pebble at "
+                f"{cluster.acme_directory}, HTTP-01); every client trusts {cluster.ca_bundle} "
+                "(the local CA plus pebble's root)")
+        else:
+            say("TLS: pebble (the ACME test server) not found, so the appliances' "
+                "certificates come straight from the local CA; `make demo` installs it")
     manifest = await packaging
     async with aiohttp.ClientSession(connector=client_connector(cluster.ca_bundle)) as session:
         await register(session, cluster, args.title)
@@ -201,6 +210,7 @@ async def run(args: argparse.Namespace) -> int:
             base_port=args.base_port,
             heartbeat_interval=args.heartbeat_interval,
             tls=args.tls,
+            acme=args.tls and acmeserver.available(),
         )
     )
     loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ import pytest
 from onebox.procs import free_port
 from tests.conftest import ROOT
 from tests.pebble import pebble
-from vcdn.acme_client import renew_due
+from vcdn.acme_client import renew_due, split_identifiers
 from vcdn.tls import certificate_names
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -23,6 +23,14 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 @pytest.mark.parametrize(("days", "due"), [(0, False), (59, False), (60, True), (89, True)])
 def test_renewal_is_due_at_two_thirds_of_the_lifetime(days: int, due: bool) -> None:
     assert renew_due(T0, T0 + dt.timedelta(days=90), T0 + dt.timedelta(days=days)) is due
+
+
+def test_addresses_are_ordered_as_ip_identifiers_and_names_as_dns() -> None:
+    import ipaddress
+
+    names, ips = split_identifiers(["cdn.example", "127.0.0.11", "::1"])
+    assert names == ["cdn.example"]
+    assert ips == [ipaddress.ip_address("127.0.0.11"), ipaddress.ip_address("::1")]
 
 
 def test_vcdn_cert_obtain_from_pebble(tmp_path: Path) -> None:
