@@ -7,9 +7,12 @@ point: there is nothing this parser accepts that the full parser would refuse.
 
 Refused here (None): other methods or versions, a request line that is not exactly three
 parts, absolute-form targets, bytes outside visible ASCII in the target, obs-fold,
-control characters in values, field names that are not tokens, any body framing
+control characters anywhere (a bare CR or LF included), field names that are not tokens, any body framing
 (Transfer-Encoding, a non-zero Content-Length), Expect, Upgrade, repeated fields whose
 meaning would change when combined, and heads larger or with more fields than the limits.
+
+Per request it costs a dictionary lookup when the same head bytes came before (keep-alive
+polling), and otherwise one pass over the head with field names canonicalised once.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-_TOKEN: Final = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_TARGET: Final = re.compile(rb"^/[\x21-\x7e]*$")
-_BAD_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET: Final = re.compile(rb"/[\x21-\x7e]*")
+#: Control characters other than HTAB, CR and LF, anywhere in the head; bare CR or LF
+#: (one not in a CRLF) are caught by counting.
+_BAD_BYTES: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: Fields that must appear at most once for us to read them without combining rules.
 _SINGLE: Final = frozenset(
     {
@@ -40,6 +45,13 @@ _SINGLE: Final = frozenset(
 )
 _REFUSE: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 MAX_FIELDS: Final = 100
+#: Field names as sent → (lowercase, canonical case), for the names clients use.
+_NAMES: dict[bytes, tuple[bytes, str]] = {}
+_NAMES_MAX: Final = 512
+#: Request heads parsed before (bounded; cleared when full) and the largest one kept.
+_HEADS: dict[bytes, Head] = {}
+_HEADS_MAX: Final = 4096
+_KEEP_HEAD_MAX: Final = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,43 +66,76 @@ class Head:
 
 
 def parse_head(data: bytes, max_bytes: int) -> Head | None:
-    """`data` is one request head without its final CRLF CRLF; None means "not ours"."""
+    """`data` is one request head without its final CRLF CRLF; None means "not ours".
+
+    A head seen before (a player polling its playlist on a keep-alive connection sends
+    the same bytes again) is answered from memory: parsing is pure, so the same bytes
+    give the same `Head`, whose `headers` are shared and must not be changed."""
     if len(data) > max_bytes:
         return None
+    head = _HEADS.get(data)
+    if head is None:
+        head = _parse(data)
+        if head is not None and len(data) <= _KEEP_HEAD_MAX:
+            if len(_HEADS) >= _HEADS_MAX:
+                _HEADS.clear()
+            _HEADS[data] = head
+    return head
+
+
+def _parse(data: bytes) -> Head | None:
+    if _BAD_BYTES.search(data) is not None:
+        return None
     lines = data.split(b"\r\n")
+    crlfs = len(lines) - 1
+    if data.count(b"\n") != crlfs or data.count(b"\r") != crlfs or crlfs > MAX_FIELDS:
+        return None  # a bare CR or LF, or too many fields
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1" or parts[0] not in (b"GET", b"HEAD"):
         return None
-    if not _TARGET.match(parts[1]) or len(lines) - 1 > MAX_FIELDS:
+    if _TARGET.fullmatch(parts[1]) is None:
         return None
     headers: dict[str, str] = {}
     seen: set[bytes] = set()
     keep_alive = True
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.match(name):
-            return None  # also catches obs-fold (a line starting with whitespace)
-        lower = name.lower()
-        if lower in _REFUSE:
+        if not colon:
             return None
+        known = _NAMES.get(name)
+        if known is None:
+            known = _name(name)
+            if known is None:
+                return None  # not a token (also obs-fold: a line starting with whitespace)
+        lower, canonical = known
         if lower in _SINGLE:
             if lower in seen:
                 return None
             seen.add(lower)
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            return None
-        if lower == b"content-length" and value != b"0":
-            return None
-        text = value.decode("latin-1")
+            if lower == b"content-length" and value.strip(b" \t") != b"0":
+                return None
+        text = value.strip(b" \t").decode("latin-1")
         if lower == b"connection":
             tokens = {t.strip().lower() for t in text.split(",")}
             if "close" in tokens:
                 keep_alive = False
             elif tokens - {"keep-alive", ""}:
                 return None  # hop-by-hop fields named in Connection: let aiohttp handle it
-        canonical = "-".join(p.capitalize() for p in name.decode("ascii").split("-"))
         headers[canonical] = f"{headers[canonical]}, {text}" if canonical in headers else text
     if b"host" not in seen:
         return None  # RFC 9112 §3.2: a 1.1 request without Host gets 400, from aiohttp
     return Head(parts[0].decode("ascii"), parts[1].decode("ascii"), headers, keep_alive)
+
+
+def _name(name: bytes) -> tuple[bytes, str] | None:
+    """(lowercase, canonical case) of a field name we read, remembered while there is
+    room; None for a name that is no token or that we refuse (`_REFUSE`)."""
+    if _TOKEN.fullmatch(name) is None:
+        return None
+    lower = name.lower()
+    if lower in _REFUSE:
+        return None
+    known = (lower, "-".join(p.capitalize() for p in name.decode("ascii").split("-")))
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = known
+    return known

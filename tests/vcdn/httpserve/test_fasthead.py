@@ -25,6 +25,11 @@ from vcdn.httpserve.fasthead import parse_head
         b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\x01b",
         b"GET /\xff HTTP/1.1\r\nHost: x",
         b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: upgrade",
+        # A bare LF or CR (not in a CRLF): in the target, a field name, a value.
+        b"GET /a\n HTTP/1.1\r\nHost: x",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX\n: y",
+        b"GET /a HTTP/1.1\r\nHost: x\ry",
+        b"GET /a HTTP/1.1\r\nHost: x\r",
     ],
 )
 def test_head_parser_refuses_what_is_not_plain(head: bytes) -> None:
@@ -50,3 +55,10 @@ def test_head_parser_reads_a_player_request() -> None:
 def test_head_parser_never_raises(data: bytes) -> None:
     """Arbitrary bytes give a Head or None, never an exception."""
     parse_head(data, 16384)
+
+
+def test_a_head_seen_before_gives_the_same_answer_and_limits_still_hold() -> None:
+    data = b"GET /p.m3u8 HTTP/1.1\r\nHost: e\r\nUser-Agent: player"
+    first = parse_head(data, 16384)
+    assert first is not None and parse_head(data, 16384) == first
+    assert parse_head(data, len(data) - 1) is None
