@@ -7,9 +7,10 @@ point: there is nothing this parser accepts that the full parser would refuse.
 
 Refused here (None): other methods or versions, a request line that is not exactly three
 parts, absolute-form targets, bytes outside visible ASCII in the target, obs-fold,
-control characters anywhere (a bare CR or LF included), field names that are not tokens, any body framing
-(Transfer-Encoding, a non-zero Content-Length), Expect, Upgrade, repeated fields whose
-meaning would change when combined, and heads larger or with more fields than the limits.
+control characters anywhere (a bare CR or LF included), field names that are not
+tokens, any body framing (Transfer-Encoding, a non-zero Content-Length), Expect, Upgrade,
+repeated fields whose meaning would change when combined, and heads larger or with more
+fields than the limits.
 
 Per request it costs a dictionary lookup when the same head bytes came before (keep-alive
 polling), and otherwise one pass over the head with field names canonicalised once.
