@@ -30,7 +30,7 @@ from aiohttp import web
 from edge.settings import EdgeSettings
 from vcdn.errors import ConfigError
 from vcdn.httplimits import install as install_limits
-from vcdn.httpserve.hitproto import HitSite
+from vcdn.httpserve.hitsite import HitSite
 from vcdn.httpserve.hot import install_answer
 from vcdn.httpserve.server import BACKLOG
 from vcdn.keyreload import KeyWatch

@@ -322,3 +322,30 @@ async def test_remembered_token_still_expires(fast: str, origin_root: Path) -> N
         await asyncio.sleep(max(0.0, expires + 1.05 - time.time()))
         async with s.get(url) as r:
             assert (r.status, await r.read()) == (403, b"")
+
+
+async def test_heads_in_pieces_and_whole_stay_on_the_protocol(
+    fast: str, origin_root: Path
+) -> None:
+    """A head that arrives in pieces (the first shorter than its blank line) and one that
+    arrives whole in one read are both answered by the hit protocol, in order."""
+    playlist = (origin_root / TITLE / "v1/index.m3u8").read_bytes()
+    await _warm(fast, "v1/index.m3u8", playlist)
+    req = f"GET {signed('v1/index.m3u8')} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    stats = APPS[0][EDGE_KEY].stats
+    before, hits = stats.handoffs, _fast_hits()
+    host, port = fast.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for piece in (req[:3], req[3:20], req[20:], req):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        for _ in range(2):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert await reader.readexactly(len(playlist)) == playlist
+    finally:
+        writer.close()
+    assert stats.handoffs == before
+    assert _fast_hits() == hits + 2

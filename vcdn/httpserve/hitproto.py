@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
@@ -52,6 +51,7 @@ class HitProtocol(asyncio.Protocol):
         "_head_timer",
         "_idle",
         "_last",
+        "_loop",
         "_on_handoff",
         "_out",
         "_paused",
@@ -83,6 +83,7 @@ class HitProtocol(asyncio.Protocol):
         self._sending: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last = 0.0
+        self._loop = asyncio.get_running_loop()
         #: Flow control: the transport's buffer is full (`pause_writing`).
         self._paused = False
         #: Reading stopped until the client reads what was written (pipelining).
@@ -120,7 +121,7 @@ class HitProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self._server.connection_made(self, transport)  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._last = loop.time()
         self._idle = loop.call_later(self._timeout, self._check_idle)
 
@@ -164,7 +165,7 @@ class HitProtocol(asyncio.Protocol):
         if not self._paused:
             return
         if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = self._loop.create_future()
         await self._drained
 
     def _check_idle(self) -> None:
@@ -181,11 +182,18 @@ class HitProtocol(asyncio.Protocol):
             self._idle = loop.call_later(left, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        self._buf += data
-        if self._closing:
+        if (self._buf or self._closing or self._sending is not None or self._blocked
+                or self._paused or not data.endswith(b"\r\n\r\n")
+                or data.find(b"\r\n\r\n") != len(data) - 4):
+            self._buf += data
+            if not self._closing and self._sending is None and not self._blocked:
+                self._process()
             return
-        if self._sending is None and not self._blocked:
-            self._process()
+        # The common case: exactly one whole head and nothing buffered, answered without
+        # going through the buffer.
+        if self._respond(data[:-4]) is None:
+            self._buf += data
+            self._hand_off()
 
     def _process(self) -> None:
         limit = self._head_limit
@@ -202,36 +210,45 @@ class HitProtocol(asyncio.Protocol):
                 elif self._buf and self._head_timer is None:
                     # A head in progress must end within the head timeout (slowloris);
                     # armed once per head, so dribbled bytes do not push it back.
-                    self._head_timer = asyncio.get_running_loop().call_later(
+                    self._head_timer = self._loop.call_later(
                         self._head_timeout, self._head_expired
                     )
                 return
-            head = parse_head(bytes(self._buf[:end]), limit)
-            reply = self._answer(head) if head is not None else None
-            if reply is None or head is None:
+            more = self._respond(bytes(self._buf[:end]))
+            if more is None:
                 self._hand_off()
                 return
             del self._buf[: end + 4]
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-            self._last = asyncio.get_running_loop().time()
-            if isinstance(reply, Large):
-                rest = self._send_now(reply)
-                if rest is None:
-                    if not head.keep_alive:
-                        self.transport.close()
-                        return
-                    continue
-                self.transport.pause_reading()
-                self._sending = asyncio.get_running_loop().create_task(
+            if not more:
+                return
+
+    def _respond(self, data: bytes) -> bool | None:
+        """Answer one request head (without its blank line): None if it is not ours (the
+        caller hands off, with the head still unread), else whether to read on."""
+        transport = self.transport
+        assert transport is not None
+        head = parse_head(data, self._head_limit)
+        reply = self._answer(head) if head is not None else None
+        if reply is None or head is None:
+            return None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._last = self._loop.time()
+        if type(reply) is Large:
+            rest = self._send_now(reply)
+            if rest is not None:
+                transport.pause_reading()
+                self._sending = self._loop.create_task(
                     self._send_large(reply, head.keep_alive, rest)
                 )
-                return
-            self.transport.write(reply)
-            if not head.keep_alive:
-                self.transport.close()
-                return
+                return False
+        else:
+            transport.write(reply)  # type: ignore[arg-type]
+        if not head.keep_alive:
+            transport.close()
+            return False
+        return True
 
     def _send_now(self, large: Large) -> tuple[int, int] | None:
         """Try the whole answer at once, without a task: head (MSG_MORE, so it leaves
@@ -340,7 +357,7 @@ class HitProtocol(asyncio.Protocol):
         if not keep_alive or self._closing:
             self.transport.close()
             return
-        self._last = asyncio.get_running_loop().time()
+        self._last = self._loop.time()
         self.transport.resume_reading()
         self._process()
 
@@ -369,52 +386,3 @@ class HitProtocol(asyncio.Protocol):
         if self._buf:
             handler.data_received(bytes(self._buf))
         self._buf.clear()
-
-
-class HitSite(web.BaseSite):
-    """A listening socket whose connections start in `HitProtocol`; with `ssl_context`
-    they speak TLS first (the same protocol then sees the decrypted bytes, and its large
-    bodies go through the transport: `vcdn.httpserve.body.TransportSink`)."""
-
-    __slots__ = ("_answer", "_limits", "_on_handoff", "_sock", "_ssl")
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        sock: Any,
-        answer: Answer,
-        *,
-        limits: HttpLimits,
-        shutdown_timeout: float,
-        backlog: int,
-        on_handoff: OnHandoff | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(runner, backlog=backlog)
-        self._sock = sock
-        self._answer = answer
-        self._limits = limits
-        self._on_handoff = on_handoff
-        self._ssl = ssl_context
-
-    @property
-    def name(self) -> str:
-        host, port = self._sock.getsockname()[:2]
-        return f"{'https' if self._ssl is not None else 'http'}://{host}:{port}"
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        loop = asyncio.get_running_loop()
-        tls: dict[str, Any] = {}
-        if self._ssl is not None:
-            # A handshake is bounded like a request head: a client that opens connections
-            # and never finishes one holds no slot for long.
-            tls = {"ssl": self._ssl, "ssl_handshake_timeout": self._limits.header_timeout}
-        self._server = await loop.create_server(
-            lambda: HitProtocol(server, self._answer, self._limits, self._on_handoff),
-            sock=self._sock,
-            backlog=self._backlog,
-            **tls,
-        )

@@ -26,7 +26,7 @@ from aiohttp import web
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits, install
 from vcdn.httpserve.hit import Answer
-from vcdn.httpserve.hitproto import HitSite
+from vcdn.httpserve.hitsite import HitSite
 from vcdn.httpserve.hot import install_answer
 from vcdn.logs import event
 from vcdn.tls import TlsOptions
