@@ -429,11 +429,12 @@ drain_timeout = {self.config.drain_timeout}
 """
         if self.ca is not None and slot.tls_port and self.acme_ports is not None:
             # A fresh certificate from this run's pebble (its root is new every start).
-            tls = slot.cache_dir.parent / "tls"
-            for old in (tls / "tls.crt", tls / "tls.key"):
+            cert = self.appliance_cert(slot)
+            key = cert.with_name("tls.key")
+            for old in (cert, key):
                 old.unlink(missing_ok=True)
-            text += (f'tls_port = {slot.tls_port}\ntls_cert = "{tls / "tls.crt"}"\n'
-                     f'tls_key = "{tls / "tls.key"}"\n'
+            text += (f'tls_port = {slot.tls_port}\ntls_cert = "{cert}"\n'
+                     f'tls_key = "{key}"\n'
                      f'acme_directory = "{self.acme_directory}"\n'
                      f'acme_domains = ["{slot.host}"]\n')
         elif self.ca is not None and slot.tls_port:
@@ -443,6 +444,13 @@ drain_timeout = {self.config.drain_timeout}
         fd = os.open(slot.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+
+    def appliance_cert(self, slot: ApplianceSlot) -> Path:
+        """The chain the appliance's HTTPS listener serves: its own from ACME, else the
+        local CA's."""
+        if self.acme_ports is None and self.ca is not None:
+            return self.ca.cert
+        return slot.cache_dir.parent / "tls" / "tls.crt"
 
     def appliance_proc(self, slot: ApplianceSlot) -> Proc:
         return Proc(

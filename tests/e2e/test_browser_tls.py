@@ -1,8 +1,9 @@
 """hls.js in headless Chromium plays over HTTPS from an https:// page: `vcdn up --tls`'s
-cluster (local CA) with one appliance, whose video listener serves HTTPS, so steering
-hands out its https:// URL and every segment comes from it. The browser trusts the local
-CA's server key through --ignore-certificate-errors-spki-list (its SPKI hash only, never
-every certificate)."""
+cluster (local CA, pebble for ACME) with one appliance, whose video listener serves HTTPS
+with the certificate pebble issued it over ACME, so steering hands out its https:// URL
+and every segment comes from it. The browser trusts the served keys (the local CA's
+server key, the appliance's ACME key) through --ignore-certificate-errors-spki-list
+(their SPKI hashes only, never every certificate)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from onebox.cluster import Cluster, ClusterConfig
 from onebox.demo import register, wait_for_fleet
+from tests.conftest import require_tool
 from tests.e2e.conftest import TITLE, Packaged, artifacts, seed_origin
 from tests.e2e.test_browser import ARGS, CHROMIUM, check_browser_files, need, played
 from vcdn.tls_io import client_connector
@@ -40,8 +42,9 @@ async def test_hlsjs_plays_over_https_from_an_https_page(tmp_path: Path,
     except ImportError:
         need("playwright", "`make install` installs the test extras")
     check_browser_files()
+    require_tool("pebble")
     seed_origin(tmp_path, packaged)
-    cluster = Cluster(ClusterConfig(data=tmp_path, appliances=1, tls=True))
+    cluster = Cluster(ClusterConfig(data=tmp_path, appliances=1, tls=True, acme=True))
     try:
         await cluster.start()
         assert cluster.ca is not None
@@ -49,7 +52,10 @@ async def test_hlsjs_plays_over_https_from_an_https_page(tmp_path: Path,
                 connector=client_connector(cluster.ca_bundle)) as session:
             await register(session, cluster, TITLE)
             await wait_for_fleet(session, cluster)
-        spki = spki_hash(cluster.ca.cert.read_bytes())
+        served = cluster.appliance_cert(cluster.slots[0]).read_bytes()
+        issuer = x509.load_pem_x509_certificate(served).issuer.rfc4514_string()
+        assert "Pebble" in issuer, issuer  # issued over ACME, not by the local CA
+        spki = ",".join(spki_hash(pem) for pem in (cluster.ca.cert.read_bytes(), served))
         async with async_playwright() as p:
             browser = await p.chromium.launch(
                 executable_path=CHROMIUM,
