@@ -391,6 +391,7 @@ async def play_title(
 ) -> PlayOutcome:
     urls = await playback_urls(session, cluster.steering_url, manifest.title)
     served_by = {s.netloc: s.id for s in cluster.slots}
+    served_by.update({f"{s.host}:{s.tls_port}": s.id for s in cluster.slots if s.tls_port})
     served_by[urlsplit(cluster.origin_url).netloc] = "origin"
     served_by[urlsplit(cluster.player_origin_url).netloc] = "origin"
     first = served_by.get(urlsplit(urls[0]).netloc, urlsplit(urls[0]).netloc)

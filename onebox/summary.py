@@ -63,4 +63,6 @@ def render_summary(data: dict[str, Any]) -> str:
         *([f"  live:       {pages['live_player']}"] if "live_player" in pages else []),
         f"(all up in {data['elapsed_s']:.1f} s)",
     ]
+    if data.get("tls"):
+        lines.insert(-1, f"TLS: {data['tls']}")
     return "\n".join(lines)

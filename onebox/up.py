@@ -169,12 +169,23 @@ async def bring_up(
         "appliances": scraped,
         "dns": dig,
         "pages": pages(cluster, args.title),
+        "tls": tls_line(cluster),
     }
     if args.live:
         data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"] + (
             "&latency=low" if args.low_latency else ""
         )
     return outcome, data
+
+
+def tls_line(cluster: Cluster) -> str:
+    """Where the HTTPS certificates came from and what to trust ("" without --tls)."""
+    if cluster.ca is None:
+        return ""
+    if cluster.acme is not None:
+        return (f"appliance certificates came from ACME (pebble, HTTP-01); trust "
+                f"{cluster.ca_bundle} (local CA + pebble's root)")
+    return f"appliance certificates from the local CA; trust {cluster.ca_bundle}"
 
 
 def pages(cluster: Cluster, title: str) -> dict[str, str]:

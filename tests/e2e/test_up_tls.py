@@ -41,6 +41,9 @@ def test_up_tls_runs_control_and_steering_on_a_local_ca(tmp_path: Path,
         bundle = tmp_path.resolve() / "tls" / "bundle.pem"
         assert "TLS: the appliances' certificates came from ACME (pebble at https://" in out
         assert f"every client trusts {bundle}" in out, out
+        assert f"TLS: appliance certificates came from ACME (pebble, HTTP-01); trust {bundle}" \
+            in out, out
+        assert "First steered URL, served by a" in out, out
         # The appliance serves a certificate from pebble: it verifies against pebble's
         # root alone, for the appliance's own address, and pebble's CA issued it.
         root = tmp_path / "tls" / "pebble-root.pem"

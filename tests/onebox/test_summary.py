@@ -48,3 +48,9 @@ def test_a_failed_play_says_so_and_lists_what_failed() -> None:
     assert "did NOT play cleanly" in text
     assert "FAILED (Server returned 403 Forbidden)" in text
     assert "FAILED: ['720p/seg_00003.m4s']" in text
+
+
+def test_with_tls_it_says_where_the_certificates_came_from() -> None:
+    text = render_summary({**data(), "tls": "appliance certificates came from ACME (pebble)"})
+    assert "TLS: appliance certificates came from ACME (pebble)\n(all up in" in text
+    assert "TLS:" not in render_summary(data())
