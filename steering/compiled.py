@@ -58,11 +58,17 @@ from steering.view import Node, Site, SteeringView
 SOURCES: Final = {4: (24,), 6: (48, 56)}
 MAX_TEMPLATES: Final = 100_000
 MAX_FALLBACK: Final = 100_000
+MAX_MEMO: Final = 1_000  # templates per plan and QTYPE, by the ranked indexes chosen
 _TWO64: Final = 2.0**64
-_CLASS_IN_OPT: Final = b"\x00\x01\x00\x00\x29"  # QCLASS IN, then the OPT RR's root name, TYPE 41
 
 Inputs = tuple[object, ...]
 Blake2b = type(hashlib.blake2b())
+# A prebuilt response: (the 10 header bytes after the ID, by the query's RD bit), the bytes
+# between the question and the echoed ECS address, the size without the question.
+_Template = tuple[tuple[bytes, bytes], bytes, int]
+# QTYPE, QCLASS IN, then the OPT RR's root name and TYPE 41: what a steered query holds
+# right after its name.
+_QTYPES: Final = {b"\x00\x01\x00\x01\x00\x00\x29": 1, b"\x00\x1c\x00\x01\x00\x00\x29": 28}
 
 
 def _text(version: int, addr: int) -> str:
@@ -180,15 +186,23 @@ class _Plan:
             self.chosen = {f: self.pick(b"", f, answers) for f in (4, 6)}
         # The common case: the first site alone fills the answer (enough appliances with a
         # distinct address of the family, none saturated), so the answer is its top
-        # `answers` by score: (hash keys, weights, addresses) per family.
-        self.top: dict[int, tuple[list[bytes], list[float], list[str]]] = {}
+        # `answers` by score. Per QTYPE (1: A, 28: AAAA): hash keys, weights, addresses;
+        # the keys paired with the negated weights (-w / x is (-w) / x, the same float)
+        # and the range of their indexes, built once; and a memo of response templates by
+        # the indexes chosen (`CompiledMap.answer_udp`).
+        self.top: dict[int, tuple[list[Blake2b], list[float], list[str],
+                                  list[tuple[Blake2b, float]], range,
+                                  dict[tuple[int, ...], _Template]]] = {}
         first = sites[0] if sites else None
         if first is not None and first.ranked and not any(first.saturated):
-            for f in (4, 6):
+            for f, qtype in ((4, 1), (6, 28)):
                 addrs = [(n.addrs4 if f == 4 else n.addrs6)[:1] for n in first.nodes]
                 flat = [a[0] for a in addrs if a]
                 if len(flat) == len(addrs) >= answers and len(set(flat)) == len(flat):
-                    self.top[f] = (first.keys, first.weights, flat)
+                    self.top[qtype] = (first.keys, first.weights, flat,
+                                       [(k, -w) for k, w in zip(first.keys, first.weights,
+                                                                strict=True)],
+                                       range(len(flat)), {})
 
     def pick(self, bucket: bytes, family: int, answers: int) -> tuple[str, ...]:
         chosen: list[str] = []
@@ -309,7 +323,10 @@ class CompiledMap:
         self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes, int]] = {}
         self._fallback: dict[tuple[int, int, int], tuple[tuple[str, ...], int]] = {}
         self._lookup: dict[bytes, tuple[list[int], list[_Plan | None], int, int, bytes]] = {}
-        self._shapes: dict[bytes, int] = {}
+        # By the bytes from the OPT RDLEN to the ECS scope: (query size without the name,
+        # block starts, their plans, the bucket text, the ECS family and source bytes).
+        self._shapes: dict[bytes, tuple[int, list[int], list[_Plan | None], bytes,
+                                        bytes]] = {}
         orders: dict[tuple[object, ...], tuple[list[Site], bool, bool]] = {}
         site_plans: dict[tuple[str, bool], _SitePlan] = {}
         for (version, source), lv in self.tables.leaves.items():
@@ -329,32 +346,68 @@ class CompiledMap:
             raw = source // 8
             shape = ((8 + raw).to_bytes(2, "big") + b"\x00\x08" + (4 + raw).to_bytes(2, "big")
                      + ecs_head + b"\x00")
-            self._shapes[shape] = raw
+            entry = self._lookup[ecs_head]
+            self._shapes[shape] = (35 + raw, entry[0], entry[1], entry[4], ecs_head)
         self.build_ms = (time.perf_counter() - started) * 1000
 
-    def answer_query(self, q: bytes, n: int) -> tuple[bytes, bytes] | None:
-        """(question, response after its 2 ID bytes) for a UDP query already known to be a
-        standard query (byte 2 without QR, opcode, AA, TC), one question and one
+    def answer_udp(self, q: bytes, n: int) -> bytes | None:
+        """The whole response to a UDP query already known to be a standard query (byte 2
+        is 0 or 1: no QR, opcode, AA, TC; RD either way), with one question and one
         additional record, whose name (`n` bytes at offset 12) is a service name; None
         unless it has exactly the plain shape `dns_wire.parse` accepts with one ECS
-        option at a compiled length (then the general path answers). The same call
-        `Responder.answer` makes after `parse`, without parsing:
+        option at a compiled length (then the general path answers). It answers as
+        `Responder.answer` does after `parse` and `answer`, reading the fields at their
+        fixed offsets instead of parsing:
 
             12 header | n name | 2 qtype | 2 qclass 1 | 00 0029 | 2 payload | ext-rcode
             | version 0 | 2 flags | RDLEN | 0008 | OPTLEN | family | source | scope 0 | addr
+
+        In the common case (the first site alone fills the answer) this is one dict
+        lookup for the shape, one bisection, the rendezvous hashes of that site's
+        appliances and one join of prebuilt bytes: no objects but the scores.
         """
-        raw = self._shapes.get(q[25 + n : 35 + n])
-        if (raw is None or len(q) != 35 + n + raw or q[14 + n : 19 + n] != _CLASS_IN_OPT
-                or q[22 + n]):
+        shape = self._shapes.get(q[25 + n : 35 + n])
+        if shape is None:
             return None
-        t = q[12 + n : 14 + n]
-        qtype = 1 if t == b"\x00\x01" else 28 if t == b"\x00\x1c" else 0
-        if not qtype:
+        size, starts, plans, bucket_of, head = shape
+        if len(q) != size + n or q[22 + n]:
             return None
-        payload = (q[19 + n] << 8) | q[20 + n]
-        question = q[12 : 16 + n]
-        rest = self.answer(q, question, qtype, q[31 + n :], payload if payload > 512 else 512)
-        return None if rest is None else (question, rest)
+        qtype = _QTYPES.get(q[12 + n : 19 + n])
+        if qtype is None:
+            return None
+        addr = q[35 + n :]
+        # The compiled lengths are whole bytes: the address bytes are the client's /L.
+        net = int.from_bytes(addr, "big")
+        plan = plans[bisect.bisect_right(starts, net) - 1]
+        top = None if plan is None else plan.top.get(qtype)
+        if top is None:  # the rarer plans: the parsed path's general code
+            payload = (q[19 + n] << 8) | q[20 + n]
+            rest = self.answer(q, q[12 : 16 + n], qtype, q[31 + n :],
+                               payload if payload > 512 else 512)
+            return None if rest is None else q[:2] + rest
+        _keys, _weights, addrs, pairs, indexes, memo = top
+        bucket = bucket_of % net  # b"4:%d/24": select's `Client.bucket` text
+        log = math.log
+        frombytes = int.from_bytes
+        scores = []
+        for k, negw in pairs:
+            h = k.copy()
+            h.update(bucket)
+            scores.append(negw / log((frombytes(h.digest(), "big") + 0.5) / _TWO64))
+        picked = tuple(sorted(indexes, key=scores.__getitem__, reverse=True)[: self._answers])
+        t = memo.get(picked)
+        if t is None:
+            chosen = tuple([addrs[j] for j in picked])
+            scope = plan.scope  # type: ignore[union-attr]  # `top` is the plan's
+            t = self._templates.get((qtype, chosen, scope, head))
+            if t is None:
+                t = self._template(q, q[12 : 16 + n], qtype, chosen, scope, q[31 + n :])
+            if len(memo) < MAX_MEMO:
+                memo[picked] = t
+        heads, tail, fixed = t
+        if fixed + 4 + n > 512 and fixed + 4 + n > ((q[19 + n] << 8) | q[20 + n]):
+            return None  # RFC 6891 §6.2.5: the careful path sets TC
+        return b"".join((q[:2], heads[q[2] & 1], q[12 : 16 + n], tail, addr))
 
     def _reference(self, version: int, addr: int, source: int,
                    family: int) -> tuple[tuple[str, ...], int]:
@@ -398,11 +451,11 @@ class CompiledMap:
         else:
             scope = plan.scope
             bucket = bucket_of % net  # b"4:%d/24": select's `Client.bucket` text
-            top = plan.top.get(family)
+            top = plan.top.get(qtype)
             if top is None:
                 chosen = plan.pick(bucket, family, self._answers)
             else:
-                keys, weights, addrs = top
+                keys, weights, addrs, *_ = top
                 log = math.log
                 frombytes = int.from_bytes
                 scores = []
@@ -423,7 +476,7 @@ class CompiledMap:
         return heads[q[2] & 1] + question + tail + raw
 
     def _template(self, q: bytes, question: bytes, qtype: int, chosen: tuple[str, ...],
-                  scope: int, ecs: bytes) -> tuple[tuple[bytes, bytes], bytes, int]:
+                  scope: int, ecs: bytes) -> _Template:
         """The same bytes `Responder._fill_steered` builds, split around the question and
         the echoed ECS address."""
         af = socket.AF_INET if qtype == 1 else socket.AF_INET6

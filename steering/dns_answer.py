@@ -158,16 +158,19 @@ class Responder:
             if (compiled is not None and len(q) > _SHORTEST_ECS and not q[2] & 0xFE
                     and q[4:12] == _ONE_ADDITIONAL):
                 for n, names in self._service_by_len:
-                    if q[12 : 12 + n].lower() in names:
-                        got = compiled.answer_query(q, n)
-                        if got is not None:
-                            question, rest = got
+                    name = q[12 : 12 + n]
+                    # A name as registered (lower case) may repeat byte for byte; a
+                    # 0x20-cased one would not: only the first is worth keeping.
+                    keep = name in names
+                    if keep or name.lower() in names:
+                        resp = compiled.answer_udp(q, n)
+                        if resp is not None:
                             self.compiled_answers += 1
-                            if question == question.lower():
+                            if keep:
                                 if len(self._exact) >= MAX_CACHE:
                                     self._exact = {}
-                                self._exact[(q[2:], ip)] = rest
-                            return q[:2] + rest
+                                self._exact[(q[2:], ip)] = resp[2:]
+                            return resp
                         break
         p = dns_wire.parse(q)
         if p is None:

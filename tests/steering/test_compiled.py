@@ -12,6 +12,8 @@ import dns.edns
 import dns.message
 import maxminddb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from steering.compiled import CompiledMap, build_tables
 from steering.dns_answer import Responder, ZoneConfig
@@ -49,13 +51,31 @@ def items() -> list[dict[str, Any]]:
     return out
 
 
-def make(view: SteeringView) -> tuple[Responder, Responder]:
+SPREAD_PREFIXES = ["10.0.0.0/16", "10.1.0.0/16", "10.2.0.0/16", "2001:db8:f00::/40"]
+
+
+def spread_items() -> list[dict[str, Any]]:
+    """Sites of four appliances with distinct loads, none saturated: the first site alone
+    fills every answer, ranked per client /24 (/56), the compiled path's common case."""
+    out = []
+    for s in range(3):
+        out += [appliance(f"s{s}-{j}", f"s{s}", f"http://127.0.{10 + s}.{j + 1}:8080",
+                          lat=-40.0 + 30 * s, lon=-100.0 + 60 * s, rps=500.0 * j,
+                          prefixes=[SPREAD_PREFIXES[s]] if j == 0 else [])
+                for j in range(4)]
+    out += [appliance(f"v6-{j}", "v6", f"http://[2001:db8:ff::{j + 1}]:8080", lat=48.0,
+                      lon=2.0, rps=700.0 * j, prefixes=[SPREAD_PREFIXES[3]] if j == 0 else [])
+            for j in range(4)]
+    return out
+
+
+def make(view: SteeringView, policy: Policy = POLICY) -> tuple[Responder, Responder]:
     zone = ZoneConfig.make("cdn.example.")
 
     def decide(c: Any) -> Any:
-        return select(c, view, GEO, POLICY, depth=2)
+        return select(c, view, GEO, policy, depth=2)
 
-    compiled = CompiledMap(view, GEO, POLICY, answers=2, ttl=zone.ttl,
+    compiled = CompiledMap(view, GEO, policy, answers=2, ttl=zone.ttl,
                            udp_payload=zone.udp_payload)
     return Responder(zone, decide), Responder(zone, decide, compiled)
 
@@ -63,6 +83,12 @@ def make(view: SteeringView) -> tuple[Responder, Responder]:
 @pytest.fixture(scope="module")
 def pair() -> tuple[Responder, Responder]:
     return make(build_view([decode(ApplianceView, a) for a in items()]))
+
+
+@pytest.fixture(scope="module")
+def spread() -> tuple[Responder, Responder]:
+    return make(build_view([decode(ApplianceView, a) for a in spread_items()]),
+                Policy(default_site="s0"))
 
 
 def query(net: str, rdtype: str, name: str = "edge.cdn.example.") -> bytes:
@@ -123,6 +149,17 @@ def test_random_sample_answers_as_the_reference(pair: tuple[Responder, Responder
     before = pair[1].compiled_answers
     check(pair, nets)
     assert pair[1].compiled_answers - before > len(nets)
+
+
+def test_spread_sites_answer_as_the_reference(spread: tuple[Responder, Responder]) -> None:
+    rng = random.Random(16)
+    nets = [str(ipaddress.ip_network((rng.getrandbits(32) >> 8 << 8, 24))) for _ in range(400)]
+    nets += [str(ipaddress.ip_network((0x20010DB80F00 << 80 | rng.getrandbits(32) << 72, 56)))
+             for _ in range(100)]
+    nets += [f"10.{s}.{rng.randrange(256)}.0/24" for s in range(3) for _ in range(50)]
+    before = spread[1].compiled_answers
+    check(spread, nets)
+    assert spread[1].compiled_answers - before > len(nets)
 
 
 def test_prefix_edges_longest_match_and_ipv6(pair: tuple[Responder, Responder]) -> None:
@@ -208,7 +245,56 @@ def _mutations() -> Iterator[tuple[str, bytes]]:
 
 @pytest.mark.parametrize(("case", "q"), list(_mutations()), ids=[c for c, _ in _mutations()])
 def test_queries_near_the_plain_shape_answer_as_the_general_path(
-    pair: tuple[Responder, Responder], case: str, q: bytes
+    pair: tuple[Responder, Responder], spread: tuple[Responder, Responder], case: str,
+    q: bytes
 ) -> None:
-    ref, fast = pair
-    assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1"), case
+    for ref, fast in (pair, spread):
+        assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1"), case
+
+
+def _case(name: bytes, rng: random.Random) -> bytes:
+    """`name` (wire form) with each letter's case drawn at random (0x20)."""
+    return bytes(b ^ 0x20 if 0x61 <= b <= 0x7A and rng.random() < 0.5 else b for b in name)
+
+
+@st.composite
+def plain_queries(draw: st.DrawFn) -> bytes:
+    """Queries in the plain shape the compiled path reads by offsets (random ID, RD bit,
+    0x20 name, A or AAAA, EDNS payload and flags, ECS /24, /48 or /56 anywhere, or near a
+    registered prefix), sometimes with one byte changed anywhere."""
+    version = draw(st.sampled_from((4, 6)))
+    source = 24 if version == 4 else draw(st.sampled_from((48, 56)))
+    width = 32 if version == 4 else 128
+    if draw(st.booleans()):
+        base = ipaddress.ip_network(draw(st.sampled_from(
+            [p for p in EDGE_PREFIXES + SPREAD_PREFIXES
+             if ipaddress.ip_network(p).version == version])))
+        addr = int(base.network_address) + draw(st.integers(0, base.num_addresses - 1))
+    else:
+        addr = draw(st.integers(0, (1 << width) - 1))
+    raw = (addr >> (width - source)).to_bytes(source // 8, "big")
+    ecs = bytes([0, 1 if version == 4 else 2, source, 0]) + raw
+    name = _case(b"\x04edge\x03cdn\x07example\x00", random.Random(draw(st.integers())))
+    qtype = draw(st.sampled_from((b"\x00\x01", b"\x00\x1c")))
+    opt = (b"\x00\x00\x29" + draw(st.integers(0, 65535)).to_bytes(2, "big") + b"\x00\x00"
+           + draw(st.sampled_from((b"\x00\x00", b"\x80\x00")))
+           + (4 + len(ecs)).to_bytes(2, "big") + b"\x00\x08"
+           + len(ecs).to_bytes(2, "big") + ecs)
+    q = (draw(st.binary(min_size=2, max_size=2)) + draw(st.sampled_from((b"\x00", b"\x01")))
+         + b"\x00\x00\x01\x00\x00\x00\x00\x00\x01" + name + qtype + b"\x00\x01" + opt)
+    if draw(st.integers(0, 3)) == 0:
+        at = draw(st.integers(2, len(q) - 1))
+        q = q[:at] + bytes([draw(st.integers(0, 255))]) + q[at + 1 :]
+    return q
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain_queries())
+def test_fast_path_equals_the_full_path_for_random_queries(
+        pair: tuple[Responder, Responder], spread: tuple[Responder, Responder],
+        q: bytes) -> None:
+    """Whatever a query holds, the compiled path's bytes (read by offsets) are the full
+    path's (parse, `select`, dnspython for anything else), or both say nothing; in both
+    views (the nested prefixes and shedding sites; the spread sites' common case)."""
+    for ref, fast in (pair, spread):
+        assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1")
