@@ -41,22 +41,43 @@ COMMON_FIELDS: Final = (*RESPONSE_HEADERS, ("Server", SERVER))
 
 
 class Clock:
-    """The Date value, rebuilt once a second rather than per response."""
+    """The Date value, rebuilt once a second rather than per response, and the head tails
+    made with it (`head_tail`), kept for that second by age and keep-alive."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_second", "_tails", "_text")
 
     def __init__(self) -> None:
         self._second = -1
         self._text = ""
+        self._tails: dict[int, bytes] = {}
 
     def date(self, now: float) -> str:
         second = int(now)
         if second != self._second:
             self._second = second
             self._text = formatdate(second, usegmt=True)
+            self._tails = {}
         return self._text
 
+    def tail(self, now: float, age: float | None, keep_alive: bool) -> bytes:
+        date = self.date(now)
+        whole = -1 if age is None else int(age) if age > 0 else 0
+        key = whole * 2 + keep_alive
+        tail = self._tails.get(key)
+        if tail is None:
+            text = f"Date: {date}\r\n"
+            if whole >= 0:
+                text = f"Age: {whole}\r\n" + text
+            if not keep_alive:
+                text += "Connection: close\r\n"
+            tail = (text + "\r\n").encode("latin-1")
+            if len(self._tails) < TAILS_MAX:
+                self._tails[key] = tail
+        return tail
 
+
+#: Distinct (age, keep-alive) tails kept per second.
+TAILS_MAX: Final = 4096
 CLOCK: Final = Clock()
 
 
@@ -91,9 +112,4 @@ def head_prefix(plan: Plan, stored: StoredHead) -> bytes:
 
 def head_tail(now: float, *, age: float | None = None, keep_alive: bool = True) -> bytes:
     """Age (when the answer comes from a cache), Date, Connection: close, blank line."""
-    tail = f"Date: {CLOCK.date(now)}\r\n"
-    if age is not None:
-        tail = f"Age: {int(age) if age > 0 else 0}\r\n" + tail
-    if not keep_alive:
-        tail += "Connection: close\r\n"
-    return (tail + "\r\n").encode("latin-1")
+    return CLOCK.tail(now, age, keep_alive)
