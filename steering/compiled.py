@@ -394,9 +394,15 @@ class CompiledMap:
             h = k.copy()
             h.update(bucket)
             scores.append(negw / log((frombytes(h.digest(), "big") + 0.5) / _TWO64))
-        picked = tuple(sorted(indexes, key=scores.__getitem__, reverse=True)[: self._answers])
+        # The best scores' indexes: sorting the floats alone is cheaper than sorting the
+        # indexes by them. With distinct values among the best this is the reference's
+        # stable order (an equal value further down takes the first index, as that order
+        # does); equal values among the best repeat an index, which no memo key holds.
+        best = sorted(scores, reverse=True)[: self._answers]
+        picked = tuple(map(scores.index, best))
         t = memo.get(picked)
         if t is None:
+            picked = tuple(sorted(indexes, key=scores.__getitem__, reverse=True)[: len(best)])
             chosen = tuple([addrs[j] for j in picked])
             scope = plan.scope  # type: ignore[union-attr]  # `top` is the plan's
             t = self._templates.get((qtype, chosen, scope, head))
