@@ -37,6 +37,8 @@ NAME: Final = 128  # sizeof(struct sockaddr_storage)
 MSG_WAITFORONE: Final = 0x10000
 POLL_SECONDS: Final = 0.2  # how often a waiting thread looks whether it should stop
 MAX_PEERS: Final = 100_000
+_SOCKADDR_IN: Final = 16
+_SOCKADDR_IN6: Final = 28
 
 
 class _Iovec(ctypes.Structure):
@@ -60,7 +62,6 @@ class _Mmsghdr(ctypes.Structure):
 
 
 _HDR: Final = ctypes.sizeof(_Mmsghdr)
-_NAMELEN_AT: Final = _Msghdr.msg_namelen.offset // 4  # in 32-bit words of one header
 _LEN_AT: Final = _Mmsghdr.msg_len.offset // 4
 _IOVLEN_AT: Final = _Iovec.iov_len.offset // 8  # in 64-bit words of one iovec
 
@@ -138,16 +139,21 @@ class BatchedUdp:
         in_base = ctypes.addressof(ctypes.c_char.from_buffer(inbuf))
         out_base = ctypes.addressof(ctypes.c_char.from_buffer(outbuf))
         name_base = ctypes.addressof(ctypes.c_char.from_buffer(names))
+        # Every sender's address has the socket's family, so its length is always that
+        # family's sockaddr: set once, it needs no reset after each call (the kernel
+        # writes back the same length) nor a copy into each answer's header.
+        v6 = self._family == socket.AF_INET6
+        namelen = _SOCKADDR_IN6 if v6 else _SOCKADDR_IN
         for i in range(BATCH):
             in_iov[i].iov_base, in_iov[i].iov_len = in_base + i * SLOT, SLOT
             out_iov[i].iov_base = out_base + i * SLOT
             h = in_hdr[i].msg_hdr
-            h.msg_name, h.msg_namelen = name_base + i * NAME, NAME
+            h.msg_name, h.msg_namelen = name_base + i * NAME, namelen
             h.msg_iov, h.msg_iovlen = ctypes.addressof(in_iov[i]), 1
             o = out_hdr[i].msg_hdr
             o.msg_iov, o.msg_iovlen = ctypes.addressof(out_iov[i]), 1
+            o.msg_namelen = namelen
         in_words = memoryview(in_hdr).cast("B").cast("I")
-        out_words = memoryview(out_hdr).cast("B").cast("I")
         out_ptrs = memoryview(out_hdr).cast("B").cast("Q")
         out_lens = memoryview(out_iov).cast("B").cast("Q")
         inview = memoryview(inbuf)
@@ -161,10 +167,13 @@ class BatchedUdp:
         answer = self._answer
         # The client's address text, as asyncio's `addr[0]` gives it, memoised by its bytes
         # (sockaddr_in: port at 2, address at 4; sockaddr_in6: address at 8).
-        v6 = self._family == socket.AF_INET6
         af, a_lo, a_hi = (socket.AF_INET6, 8, 24) if v6 else (socket.AF_INET, 4, 8)
         ntop = socket.inet_ntop
         peers: dict[bytes, str] = {}
+        # Per slot, computed once: where its length is (in 32-bit words of the headers),
+        # where the sender's address bytes are, where its datagram starts, its sockaddr.
+        slots = [(i * hdr_words + _LEN_AT, i * NAME + a_lo, i * NAME + a_hi, i * SLOT,
+                  name_base + i * NAME) for i in range(BATCH)]
         stop = self._stop
         while not stop.is_set():
             n = recvmmsg(fd, in_addr, BATCH, MSG_WAITFORONE, None)
@@ -177,20 +186,15 @@ class BatchedUdp:
                         err, str(err)))
                 continue
             m = 0
-            for i in range(n):
-                w = i * hdr_words
-                namelen = in_words[w + _NAMELEN_AT]
-                in_words[w + _NAMELEN_AT] = NAME  # for the next call
-                off = i * NAME
-                raw = nameview[off + a_lo : off + a_hi].tobytes()
+            for lenat, lo, hi, start, sender in slots[:n]:
+                raw = nameview[lo:hi].tobytes()
                 ip = peers.get(raw)
                 if ip is None:
                     if len(peers) >= MAX_PEERS:
                         peers.clear()
                     ip = peers[raw] = ntop(af, raw)
-                start = i * SLOT
                 try:
-                    resp = answer(inview[start : start + in_words[w + _LEN_AT]].tobytes(), ip)
+                    resp = answer(inview[start : start + in_words[lenat]].tobytes(), ip)
                 except Exception:  # a bug must cost one answer, never the server
                     self.errors += 1
                     log.exception("dns_answer_failed")
@@ -198,10 +202,10 @@ class BatchedUdp:
                 if resp is None:
                     continue
                 at = m * SLOT
-                outview[at : at + len(resp)] = resp
-                out_lens[m * iov_words + _IOVLEN_AT] = len(resp)
-                out_ptrs[m * hdr_ptrs] = name_base + off  # msg_name: the query's sender
-                out_words[m * hdr_words + _NAMELEN_AT] = namelen
+                size = len(resp)
+                outview[at : at + size] = resp
+                out_lens[m * iov_words + _IOVLEN_AT] = size
+                out_ptrs[m * hdr_ptrs] = sender  # msg_name: the query's sender
                 m += 1
             sent = 0
             while sent < m:
