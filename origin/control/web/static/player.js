@@ -28,15 +28,23 @@ let applianceNames = {};  // "host:port" -> "a1 (site-a)", when the operator tok
 // timeout after one quick retry is fatal, and we fail over. An appliance that answers
 // 5xx is alive and its upstream (the origin) in trouble, which the next appliance would
 // share: keep asking it for about ten seconds, long enough for an origin to restart.
-const UPSTREAM_RETRIES = 6;
+// Measured in time, not retries: hls.js counts the errors of every fragment loader
+// together (video and the audio rendition fail side by side), so a count runs out in
+// under a second when both are refused.
+const UPSTREAM_PATIENCE_MS = 10000;
+let upstreamTroubleSince = 0;
 const FAST = {
   default: {
     maxTimeToFirstByteMs: 4000, maxLoadTimeMs: 10000,
     timeoutRetry: { maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0 },
     errorRetry: {
       maxNumRetry: 1, retryDelayMs: 500, maxRetryDelayMs: 2000,
-      shouldRetry: (config, count, isTimeout, response, retry) =>
-        (response && response.code >= 500 ? count < UPSTREAM_RETRIES : retry),
+      shouldRetry: (config, count, isTimeout, response, retry) => {
+        if (!(response && response.code >= 500)) return retry;
+        const now = performance.now();
+        if (count === 0 || !upstreamTroubleSince) upstreamTroubleSince = now;
+        return now - upstreamTroubleSince < UPSTREAM_PATIENCE_MS;
+      },
     },
   },
 };
@@ -226,6 +234,7 @@ function start(index, position) {
     $("rendition").textContent = state.rendition;
   });
   hls.on(Hls.Events.FRAG_LOADED, (_, data) => {
+    upstreamTroubleSince = 0;
     state.fragments.push(data.frag.url);
     $("segments").textContent = String(state.fragments.length);
   });
