@@ -15,6 +15,7 @@ import pytest
 from steering import dns_udp
 from steering.compiled import CompiledMap
 from steering.dns_answer import Responder, ZoneConfig
+from steering.dns_server import UDP_RCVBUF
 from steering.select import Policy, select
 from steering.view import build_view
 from tests.steering.conftest import standard_appliances
@@ -35,6 +36,9 @@ def responder() -> Responder:
 def served() -> Iterator[tuple[dns_udp.BatchedUdp, int, Responder]]:
     r = responder()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # The receive buffer `vcdn steering` sets: a 600-query burst overflows the kernel's
+    # default one whenever the server thread is off the CPU for a moment.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
     sock.bind(("127.0.0.1", 0))
     udp = dns_udp.BatchedUdp(sock, r.answer).start()
     yield udp, sock.getsockname()[1], r
