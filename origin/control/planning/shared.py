@@ -13,10 +13,11 @@ every site planned from the stored plans, written as the next epoch at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import orjson
@@ -148,6 +149,17 @@ async def replan_all(
     return epoch + 1 if await store.advance_plans(epoch, rows, now) else None
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def plan_rows(
     everyone: Sequence[ApplianceView],
     catalog: Sequence[TitleManifest],
@@ -168,42 +180,18 @@ def plan_rows(
     appliance), which start full collections that each walk the whole heap holding the
     interpreter lock (hundreds of ms the event loop cannot run, ~40 % of the run's CPU).
     They hold no cycles and go by reference counting when the run ends."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _plan_rows(
-            everyone, catalog, stored, scores, totals, stamp, demand, epoch, now, half_life,
-            settings,
+    with _no_cyclic_gc():
+        table = popularity.by_site(popularity.current(scores, now, half_life))
+        plans = plan_fill(
+            table, catalog, everyone, memory_of(stored), now=now, settings=settings,
+            global_table=totals,
         )
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _plan_rows(
-    everyone: Sequence[ApplianceView],
-    catalog: Sequence[TitleManifest],
-    stored: dict[str, StoredPlan],
-    scores: Sequence[popularity.Score],
-    totals: dict[str, float],
-    stamp: str,
-    demand: float,
-    epoch: int,
-    now: float,
-    half_life: float,
-    settings: PlanSettings,
-) -> list[StoredPlan]:
-    table = popularity.by_site(popularity.current(scores, now, half_life))
-    plans = plan_fill(
-        table, catalog, everyone, memory_of(stored), now=now, settings=settings,
-        global_table=totals,
-    )
-    by_site: dict[str, list[ApplianceView]] = {}
-    for a in everyone:
-        by_site.setdefault(a.site, []).append(a)
-    digests = {site: inputs_digest(stamp, demand, members) for site, members in by_site.items()}
-    return [
-        StoredPlan(a.id, epoch, digests[a.site], now, manifest_json(plans[a.id]))
-        for a in everyone
-        if a.state == "healthy"
-    ]
+        by_site: dict[str, list[ApplianceView]] = {}
+        for a in everyone:
+            by_site.setdefault(a.site, []).append(a)
+        digests = {site: inputs_digest(stamp, demand, members) for site, members in by_site.items()}
+        return [
+            StoredPlan(a.id, epoch, digests[a.site], now, manifest_json(plans[a.id]))
+            for a in everyone
+            if a.state == "healthy"
+        ]
