@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,24 @@ async def settle(app: web.Application) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("a fill is still in flight after 5 s")
+
+
+def counting_origin(
+    root: Path, token: str, title: str, *, with_query: bool = True
+) -> tuple[web.Application, Counter[str]]:
+    """An origin taking `token`'s PUTs under `root`, and the GETs of `title` it has
+    answered, by path (and query, for the LL-HLS directives): what the edges asked of it."""
+    counts: Counter[str] = Counter()
+    app = make_origin_app(OriginSettings(
+        root=root, ingest_token_sha256=(hashlib.sha256(token.encode()).hexdigest(),),
+    ))
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "GET":
+            key = request.path_qs if with_query else request.path
+            counts[key.removeprefix(f"/v/{title}/")] += 1
+        return await handler(request)
+
+    app.middlewares.insert(0, count)
+    return app, counts

@@ -5,7 +5,6 @@ through a short origin outage."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 from collections import Counter
@@ -13,12 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from origin.content.app import make_app as make_origin_app
-from origin.content.settings import OriginSettings
-from tests.edge.conftest import settle, signed
+from tests.edge.conftest import counting_origin, settle, signed
 from tests.live_media import RENDITION, SLOT, encode, event_doc
 
 pytestmark = pytest.mark.slow  # encodes its media once with ffmpeg
@@ -30,18 +26,7 @@ PLAYLIST = f"{RENDITION}/index.m3u8"
 async def live_origin(
     aiohttp_server: Callable[..., Awaitable[TestServer]], root: Any
 ) -> tuple[TestServer, Counter[str]]:
-    counts: Counter[str] = Counter()
-    app = make_origin_app(OriginSettings(
-        root=root, ingest_token_sha256=(hashlib.sha256(TOKEN.encode()).hexdigest(),),
-    ))
-
-    @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET":
-            counts[request.path.removeprefix(f"/v/{TITLE}/")] += 1
-        return await handler(request)
-
-    app.middlewares.insert(0, count)
+    app, counts = counting_origin(root, TOKEN, TITLE, with_query=False)
     return await aiohttp_server(app), counts
 
 

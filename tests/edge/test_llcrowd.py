@@ -6,7 +6,6 @@ player. Two edges on one cache directory are two workers of one appliance."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +17,7 @@ from aiohttp import web
 
 from edge.app import EDGE_KEY, make_app
 from edge.workers import start_edge
-from origin.content.app import make_app as make_origin_app
-from origin.content.settings import OriginSettings
-from tests.edge.conftest import edge_settings, settle, signed
+from tests.edge.conftest import counting_origin, edge_settings, settle, signed
 from tests.live_media import RENDITION, encode_ll
 from tests.llhls_rules import PLAYLIST, TOKEN, S, publish, standard_state
 
@@ -37,18 +34,7 @@ async def ll(
     """(origin URL, two edge workers' URLs, origin GETs by path and query, their apps)."""
     root = tmp_path / "origin"
     root.mkdir()
-    counts: Counter[str] = Counter()
-    origin_app = make_origin_app(OriginSettings(
-        root=root, ingest_token_sha256=(hashlib.sha256(TOKEN.encode()).hexdigest(),),
-    ))
-
-    @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET":
-            counts[request.path_qs.removeprefix(f"/v/{TITLE}/")] += 1
-        return await handler(request)
-
-    origin_app.middlewares.insert(0, count)
+    origin_app, counts = counting_origin(root, TOKEN, TITLE)
     origin = await aiohttp_server(origin_app)
     origin_url = str(origin.make_url("")).rstrip("/")
     settings = edge_settings(tmp_path, origin_url, port=0)  # one cache directory for both

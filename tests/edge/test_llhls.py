@@ -5,18 +5,14 @@ reaches every waiting player as its bytes arrive, and Age tells how old a cached
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from origin.content.app import make_app as make_origin_app
-from origin.content.settings import OriginSettings
-from tests.edge.conftest import settle, signed
+from tests.edge.conftest import counting_origin, settle, signed
 from tests.live_media import RENDITION, encode_ll
 from tests.llhls_rules import PLAYLIST, ROWS, TOKEN, Row, S, check_row, publish, standard_state
 
@@ -33,18 +29,7 @@ async def setup(
     """(publisher at the origin, edge, origin GETs by path and query)."""
     root = tmp_path / "origin"
     root.mkdir()
-    counts: Counter[str] = Counter()
-    app = make_origin_app(OriginSettings(
-        root=root, ingest_token_sha256=(hashlib.sha256(TOKEN.encode()).hexdigest(),),
-    ))
-
-    @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET":
-            counts[request.path_qs.removeprefix(f"/v/{TITLE}/")] += 1
-        return await handler(request)
-
-    app.middlewares.insert(0, count)
+    app, counts = counting_origin(root, TOKEN, TITLE)
     server = await aiohttp_server(app)
     publisher = await aiohttp_client(server)
     edge = await make_edge(str(server.make_url("")).rstrip("/"))
