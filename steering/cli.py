@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,12 +65,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_tls_args(p)
     # Set by the supervisor for its workers: "SOA serial:NSID".
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    # Set by the supervisor for its first worker: the reserved UDP socket, handed over.
+    p.add_argument("--udp-fd", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
                 reload: Callable[[], SteeringSettings] | None = None,
-                config: Path | None = None) -> None:
+                config: Path | None = None, udp_fd: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT; SIGHUP, or a change of the settings or keys file,
     puts new signing keys into service (`reload` rebuilds the settings as start-up did)."""
     serial, nsid = (worker.split(":", 1) if worker else ("", ""))
@@ -88,7 +91,8 @@ async def serve(settings: SteeringSettings, geo: Geo, worker: str | None = None,
         try:
             udp, tcp, dns_port = await dns_server.start(
                 steering.responder, settings.host, settings.dns_port,
-                reuse_port=worker is not None, limits=dns_server.TcpLimits.of(settings))
+                reuse_port=worker is not None, limits=dns_server.TcpLimits.of(settings),
+                udp_sock=None if udp_fd is None else socket.socket(fileno=udp_fd))
         except OSError as exc:
             raise ConfigError(
                 f"Cannot listen on {settings.host} (DNS port {settings.dns_port}): "
@@ -182,9 +186,9 @@ def main(argv: list[str]) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
-        asyncio.run(serve(settings, geo, args.worker, reload, args.config))
+        asyncio.run(serve(settings, geo, args.worker, reload, args.config, args.udp_fd))
     else:
-        uvloop.run(serve(settings, geo, args.worker, reload, args.config))
+        uvloop.run(serve(settings, geo, args.worker, reload, args.config, args.udp_fd))
     finally:
         geo.close()
     return 0

@@ -126,30 +126,22 @@ class Closable(Protocol):
 async def start(
     responder: Responder, host: str, port: int, reuse_port: bool = False,
     limits: TcpLimits | None = None, batched: bool | None = None,
+    udp_sock: socket.socket | None = None,
 ) -> tuple[Closable, asyncio.Server, int]:
     """Bind UDP and TCP on the same port (port 0: UDP picks, TCP follows; if that TCP port
     is taken, try another). `reuse_port`: share the port with the other worker processes
     (SO_REUSEPORT: the kernel spreads datagrams and connections over them). `batched`
     (default: where available) serves UDP from a thread with recvmmsg/sendmmsg
-    (`dns_udp`), else from the event loop."""
+    (`dns_udp`), else from the event loop. `udp_sock`: a UDP socket already bound (the
+    supervisor's reservation, handed over with the queries already queued on it), served
+    instead of binding a new one."""
     if batched is None:
         batched = dns_udp.available()
     loop = asyncio.get_running_loop()
     tcp = TcpServer(responder, limits)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for attempt in range(BIND_ATTEMPTS):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            # A burst of small datagrams costs ~1 KiB of buffer each (skb truesize): the
-            # default ~208 KiB overflows at a few hundred queries in flight. The kernel caps
-            # this at net.core.rmem_max.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
+        sock = udp_sock if udp_sock is not None else _bind_udp(family, host, port, reuse_port)
         udp: Closable
         if batched:
             udp = dns_udp.BatchedUdp(sock, responder.answer)
@@ -163,10 +155,26 @@ async def start(
                                                 reuse_port=reuse_port or None)
         except OSError:
             udp.close()
-            if port or attempt == BIND_ATTEMPTS - 1:
+            if port or udp_sock is not None or attempt == BIND_ATTEMPTS - 1:
                 raise
             continue
         if isinstance(udp, dns_udp.BatchedUdp):
             udp.start()
         return udp, server, bound
     raise AssertionError("unreachable")
+
+
+def _bind_udp(family: int, host: str, port: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        # A burst of small datagrams costs ~1 KiB of buffer each (skb truesize): the
+        # default ~208 KiB overflows at a few hundred queries in flight. The kernel caps
+        # this at net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -5,7 +5,10 @@ Each worker is a whole `vcdn steering` (its own poll of the control plane, view 
 compiled mapping): the same inputs give the same view, so every worker answers a query
 identically, and no worker waits on another. The supervisor reserves the ports (port 0
 picks one), starts the workers, waits until each says it listens, then lets its own
-reservation go (a bound UDP socket in the group would receive a share of the queries).
+reservation go. Its UDP socket is in the port's SO_REUSEPORT group from the start, so
+the kernel queues on it every query that arrives before a worker listens, and a share of
+those that arrive until it is closed: the first worker is handed that very socket and
+answers them, instead of their being dropped with it.
 It restarts a worker that dies, and on SIGHUP reloads gracefully: a new generation of
 workers is started beside the old one and the old one is stopped only once the new one
 listens, so the ports never go unserved. The SOA serial is fixed by the supervisor and
@@ -27,6 +30,7 @@ import sys
 import time
 from typing import Any, Final
 
+from steering.dns_server import UDP_RCVBUF
 from vcdn.errors import ConfigError
 from vcdn.logs import event
 
@@ -62,6 +66,8 @@ def reserve(host: str, dns_port: int, http_port: int) -> tuple[list[socket.socke
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for attempt in range(BIND_ATTEMPTS):
         udp = _sock(family, socket.SOCK_DGRAM, host, dns_port)
+        # Queries queue on it until the first worker, which is handed it, reads them.
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
         port = udp.getsockname()[1]
         try:
             tcp = _sock(family, socket.SOCK_STREAM, host, port)
@@ -94,12 +100,18 @@ class Supervisor:
         self.procs: list[subprocess.Popen[str]] = []
         self._stop = False
         self._reload = False
+        #: The reservation's UDP socket, until the first worker has taken it over.
+        self._udp: socket.socket | None = None
 
     def _spawn(self, index: int) -> subprocess.Popen[str]:
         cmd = [sys.executable, "-m", "vcdn.cli", "steering", *self.argv, "--workers", "1",
                "--dns-port", str(self.dns_port), "--http-port", str(self.http_port),
                "--worker", f"{self.serial}:{self.generation}.{index}"]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+        fds: tuple[int, ...] = ()
+        if index == 0 and self._udp is not None:
+            fds = (self._udp.fileno(),)
+            cmd += ["--udp-fd", str(fds[0])]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, pass_fds=fds,
                                 preexec_fn=_die_with_parent)
 
     def _wait_ready(self, procs: list[subprocess.Popen[str]]) -> None:
@@ -147,9 +159,11 @@ class Supervisor:
     def run(self, reservation: list[socket.socket]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        self._udp = next((s for s in reservation if s.type == socket.SOCK_DGRAM), None)
         try:
             self.procs = self._generation()
         finally:
+            self._udp = None  # a worker started later binds a socket of its own
             for s in reservation:
                 s.close()
         host = f"[{self.host}]" if ":" in self.host else self.host

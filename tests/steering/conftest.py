@@ -67,17 +67,23 @@ class SteeringProc:
             return json.loads(r.read())
 
 
-def start_steering(control_url: str, *extra: str, env: dict[str, str] | None = None,
-                   wait_view: bool = True) -> SteeringProc:
+def spawn_steering(control_url: str, *extra: str, env: dict[str, str] | None = None,
+                   dns_port: int = 0) -> subprocess.Popen[str]:
+    """`vcdn steering` on loopback with the test MaxMind data, its stdout piped."""
     full_env = {**os.environ, "VCDN_CONTROL_TOKEN": "steer-token", "VCDN_SIGNING_KEYS": KEYS,
                 **(env or {})}
     cmd = [sys.executable, "-m", "vcdn.cli", "steering", "--control", control_url,
-           "--zone", "cdn.example.", "--dns-port", "0", "--http-port", "0",
+           "--zone", "cdn.example.", "--dns-port", str(dns_port), "--http-port", "0",
            "--geoip-city", str(CITY), "--geoip-asn", str(ASN), "--poll-interval", "0.2",
            "--origin-url", "http://127.0.0.1:9/origin", "--default-site", "lon",
            *(() if "--workers" in extra else ("--workers", "1")), *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
+
+
+def start_steering(control_url: str, *extra: str, env: dict[str, str] | None = None,
+                   wait_view: bool = True) -> SteeringProc:
+    proc = spawn_steering(control_url, *extra, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     m = LISTEN_RE.search(line)

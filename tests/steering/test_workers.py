@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.message
 import pytest
 
+from onebox.procs import free_port
 from tests.steering.conftest import (
     SteeringProc,
+    spawn_steering,
     start_steering,
     stop_steering,
     wait_for,
@@ -92,3 +98,61 @@ def test_a_killed_worker_is_replaced_and_sighup_reloads_gracefully(
             break
     assert {"2.0", "2.1"} <= seen
     assert wait_for(lambda: len(_children(workers.proc.pid)) == 2, 20)
+
+
+def test_queries_sent_while_the_workers_start_are_all_answered(control: FakeControl) -> None:
+    """The supervisor holds the port (in the SO_REUSEPORT group) while its workers start:
+    a query that reaches the port then, or is hashed to the reservation before it is let
+    go, is answered by the first worker, which takes over that socket, not dropped with
+    it. Each query has its own connected socket (its own source port, so its own hash):
+    one sent before anything is bound is refused (ICMP port unreachable) and sent again."""
+    port = free_port(socket.SOCK_DGRAM)
+    proc = spawn_steering(control.url, "--workers", "2", dns_port=port)
+    assert proc.stdout is not None
+    waiting: list[socket.socket] = []
+    refused = early = answered = 0
+    ready_at: float | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (ready_at is None
+                                               or time.monotonic() < ready_at + 1.0):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect(("127.0.0.1", port))
+            s.send(dns.message.make_query("edge.cdn.example.", "A").to_wire())
+            waiting.append(s)
+            if ready_at is None and select.select([proc.stdout], [], [], 0.02)[0]:
+                assert "DNS on" in proc.stdout.readline()
+                ready_at = time.monotonic()
+                early = len(waiting)
+            time.sleep(0.005)
+            still = []
+            for w in waiting:  # drop the refused ones: nothing was bound when they left
+                try:
+                    w.recv(65535, socket.MSG_DONTWAIT)
+                    answered += 1
+                    w.close()
+                except ConnectionRefusedError:
+                    refused += 1
+                    early -= 1 if ready_at is None else 0
+                    w.close()
+                except BlockingIOError:
+                    still.append(w)
+            waiting = still
+        assert ready_at is not None, "the workers never said they listen"
+        lost = 0
+        until = time.monotonic() + 10
+        for w in waiting:  # every other query has an answer on its way
+            w.settimeout(max(0.01, until - time.monotonic()))
+            try:
+                w.recv(65535)
+                answered += 1
+            except (TimeoutError, ConnectionRefusedError):
+                lost += 1
+            w.close()
+        assert early > 0, "no query reached the port before the workers were ready"
+        assert lost == 0, f"{lost} of {answered + lost} queries were never answered"
+    finally:
+        for w in waiting:
+            w.close()
+        proc.terminate()
+        proc.wait(10)
