@@ -1,6 +1,6 @@
 """Eviction policies for the edge store, by setting name.
 
-``lru`` is the store's baseline (`edge.eviction.LRU`); ``lfu`` and ``s3fifo`` are the
+``lru`` is the store's baseline (`edge.policies.lru.LRU`); ``lfu`` and ``s3fifo`` are the
 classic alternatives; ``popularity`` is the appliance default (manifest-pinned last,
 S3-FIFO admission for on-demand objects). All share the store's four-call contract
 (`edge.policies.base.EvictionPolicy`).
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from edge.eviction import LRU
 from edge.policies.base import EvictionPolicy
 from edge.policies.lfu import LFU
+from edge.policies.lru import LRU
 from edge.policies.popularity import PopularityAware
 from edge.policies.s3fifo import S3FIFO
 from vcdn.errors import ConfigError

@@ -1,7 +1,8 @@
 """The eviction-policy contract these policies implement, and the pinned tier they share.
 
-The contract is the one `edge.eviction` defines for the store (restated here as a
-structural `Protocol`, so that a policy needs no import from the store)::
+A policy only orders keys; the store owns sizes on disk, the index and the files. The
+store takes any object with these four calls (a structural `Protocol`, so that a policy
+needs no import from the store)::
 
     on_insert(key, size, pinned)   a new object (or a new version, or a pin change)
     on_access(key)                 a hit

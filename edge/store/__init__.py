@@ -34,8 +34,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.eviction import LRU, EvictionPolicy
 from edge.generation import Generation
+from edge.policies.base import EvictionPolicy
+from edge.policies.lru import LRU
 from edge.store.entry import Entry, Purged, ReconcileReport, StoreStats, object_key
 from edge.store.index import Index, connect
 from edge.store.layout import Layout, key_hash

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.eviction import EvictionPolicy
 from edge.generation import Generation
+from edge.policies.base import EvictionPolicy
 from edge.store.entry import Entry
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edge.eviction import LRU, make_policy
+from edge.policies import make_policy
+from edge.policies.lru import LRU
 
 
 def test_lru_offers_least_recent_first_and_pinned_last() -> None:

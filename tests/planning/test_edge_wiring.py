@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge.app import Edge
-from edge.eviction import LRU
 from edge.policies import LFU, S3FIFO, PopularityAware
+from edge.policies.lru import LRU
 from edge.settings import EdgeSettings
 from vcdn.errors import ConfigError
 from vcdn.settings import load_settings

@@ -1,35 +1,11 @@
-"""Eviction policies: which stored objects make room for a new one.
-
-A policy only orders keys; the store owns sizes on disk, the index and the files. The
-interface is four calls so that a popularity-aware policy (S3-FIFO, LFU with decay) can
-replace LRU without touching the store::
-
-    on_insert(key, size, pinned)   a new object (or a new version, or a pin change)
-    on_access(key)                 a hit
-    on_remove(key)                 gone (evicted, purged, replaced by another worker)
-    victims(bytes_needed)          keys to evict, best victim first, lazily
-
-Pinned objects (what the fill manifest says this appliance must hold) come last: they are
-offered only after every unpinned object, so a burst of misses cannot flush them.
-"""
+"""LRU, the store's baseline policy: least recently used first, and pinned objects
+(what the fill manifest says this appliance must hold) only after every unpinned one, so
+that a burst of misses cannot flush them."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Protocol
-
-
-class EvictionPolicy(Protocol):
-    def on_insert(self, key: str, size: int, pinned: bool) -> None: ...
-
-    def on_access(self, key: str) -> None: ...
-
-    def on_remove(self, key: str) -> None: ...
-
-    def victims(self, bytes_needed: int) -> Iterator[str]: ...
-
-    def __len__(self) -> int: ...
 
 
 class LRU:
@@ -79,15 +55,3 @@ class LRU:
                         freed += osize
                         yield other
                     break
-
-
-POLICIES = {"lru": LRU}
-
-
-def make_policy(name: str) -> EvictionPolicy:
-    try:
-        return POLICIES[name]()
-    except KeyError:
-        raise ValueError(
-            f"unknown eviction policy {name!r}; known: {', '.join(POLICIES)}"
-        ) from None
