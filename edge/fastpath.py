@@ -1,7 +1,8 @@
 """The hit decision of the edge, pure but for reads: request head → whole answer or "not mine".
 
 `answer(edge, head)` routes an appliance or proxy target (token checked, the verified
-route remembered), finds a fresh stored object this worker holds and answers it with the
+route remembered), finds a fresh stored object (in this worker's memory, else in the
+shared index: stored by another worker, or a Vary variant) and answers it with the
 one hit planner of the origin and the edge (`vcdn.httpserve.hit`): the answer's bytes (a
 body from RAM or one pread), a `Large` (a body sent from its file), or None (a miss, a
 bad token, client cache directives: aiohttp decides).
@@ -22,12 +23,12 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from edge import cachestatus, freshness
+from edge import cachestatus, forwarding, freshness, vary
 from edge.fill import VIA
 from edge.keys import video_path
 from edge.llhls import fast_query
 from edge.routing import resolve
-from edge.selection import policy
+from edge.selection import policy, selects, variant
 from edge.serve import cache_control_of, on_disk, read_small
 from edge.store import Entry, object_key
 from vcdn.errors import VcdnError
@@ -44,6 +45,12 @@ if TYPE_CHECKING:
 #: entries never go stale, they only stop being asked for.
 _PREPARED: dict[tuple[str, float], Prepared] = {}
 _PREPARED_MAX: Final = 50_000
+#: The Vary fields of the variants last selected per primary key: where to look first.
+#: A hint only (every use checks the selection), so it needs no invalidation.
+_VARIES: dict[str, tuple[str, ...]] = {}
+_VARIES_MAX: Final = 50_000
+#: Fields a fill's request gets from the hop rather than from the client's head.
+_HOP_FIELDS: Final = frozenset({"x-forwarded-for"})
 #: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
 _ROUTES_MAX: Final = 100_000
 
@@ -101,12 +108,10 @@ def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
 
 
 def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | Large | None:
-    entry = edge.store.get(key)
-    if entry is None:
-        # Not in this worker's memory: a miss, or an object another worker stored, which
-        # the application finds in the shared index (and this worker remembers after).
-        return None
     hdrs = head.headers
+    entry = edge.store.get(key) or _shared(edge, key, hdrs)
+    if entry is None:
+        return None
     age = now - entry.response_time + entry.initial_age
     if "Cache-Control" in hdrs or "Pragma" in hdrs:
         # The client's own directives (RFC 9111 §5.2.1): max-age, min-fresh, max-stale...
@@ -125,6 +130,44 @@ def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | La
     edge.store.touch(entry.key, now)
     edge.stats.fast_hit(title, reply[1])
     return reply[0]
+
+
+def _shared(edge: Edge, key: str, hdrs: Mapping[str, str]) -> Entry | None:
+    """What this worker does not hold in memory but may answer as a hit all the same: an
+    object another worker (or this cache before a restart) stored, from the shared index,
+    or the Vary variant of `key` the request selects (`edge.vary`). Index reads on the
+    loop thread (WAL readers, no lock), after which the entry is remembered. None when
+    nothing is stored, or a fill of `key` is under way here (the application joins it,
+    or waits for it when it may not share it)."""
+    fills = edge.fills
+    if fills is None or fills.inflight(key) is not None:
+        return None
+    store = edge.store
+    entry = store.peek(key)
+    if entry is not None:
+        return entry
+    sent = forwarding.fill_headers(edge.settings.mode, hdrs.items(), None)
+    names = _VARIES.get(key)
+    if names is not None:
+        # The variant this request selected last time is likely remembered already.
+        entry = store.get(vary.variant_key(key, names, sent))
+        if entry is not None and selects(entry, sent):
+            return entry
+    variants = store.variants(key)
+    if not variants:
+        return None
+    found = variant(variants, sent)
+    if found is None:
+        return None
+    names = vary.fields(", ".join(v for n, v in found.headers if n.lower() == "vary"))
+    if _HOP_FIELDS.intersection(names):
+        # Keyed by fields of the hop (the client's address in X-Forwarded-For), which
+        # the request head alone does not give: the application selects.
+        return None
+    if len(_VARIES) >= _VARIES_MAX:
+        _VARIES.clear()
+    _VARIES[key] = names
+    return store.peek(found.key)
 
 
 def _planned(

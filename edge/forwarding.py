@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from edge import targeted
 from edge.freshness import HOP_BY_HOP
 
 VIA: Final = "1.1 vcdn-edge"
@@ -67,3 +68,20 @@ def fill_request(headers: Iterable[tuple[str, str]], remote: str | None) -> dict
     return {
         n: v for n, v in end_to_end(headers, remote).items() if n.lower() not in _NOT_ON_FILL
     }
+
+
+def fill_headers(
+    mode: str, headers: Iterable[tuple[str, str]], remote: str | None
+) -> dict[str, str]:
+    """What a fill made for this request sends upstream, and so the fields its Vary
+    variant is keyed and selected by (`edge.vary`): in proxy mode the first requester's
+    fields (`fill_request`, as nginx does) and our Surrogate-Capability (RFC 9213 targets
+    us by it); appliance fills stay bare, so every request selects their one variant."""
+    if mode != "proxy":
+        return {"Via": VIA}
+    out = fill_request(headers, remote)
+    prior = out.get("Surrogate-Capability")
+    out["Surrogate-Capability"] = (
+        f"{prior}, {targeted.CAPABILITY}" if prior else targeted.CAPABILITY
+    )
+    return out

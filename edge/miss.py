@@ -4,7 +4,9 @@
 kept error, join or start a fill (streaming its growing file), pass a range through
 unstored, relay what may not be stored; `stale-if-error` lets a stale object stand in
 for an upstream failure. Hits are the hit planner's (`edge.fastpath`,
-`vcdn.httpserve.hit`); what reaches `serve` fresh is only what the planner left to it.
+`vcdn.httpserve.hit`), in this worker's memory or the shared index, Vary variants
+included; what reaches `serve` fresh is only what the hit path declined (a fill of the
+key in flight here, a variant keyed by the client's address, a file gone meanwhile).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from edge import cachestatus, forwarding, freshness, targeted
+from edge import cachestatus, forwarding, freshness
 from edge.engine import Edge, mark
 from edge.fastpath import send_stored
 from edge.fill import VIA, FillFailed, Pass, Tail
@@ -54,7 +56,7 @@ async def serve(
     edge.check_purges()
     stats = edge.stats
     # What a fill for this request sends upstream: Vary variants are chosen by it.
-    sent = _fill_headers(request, edge) or {"Via": VIA}
+    sent = _fill_headers(request, edge)
     filling = edge.fills.inflight(key)
     if filling is not None and filling.draft is not None and not shareable(
         filling.draft, request, sent
@@ -67,7 +69,7 @@ async def serve(
     # or before a restart). A WAL read on the loop thread, no executor hop.
     entry = edge.store.get(key)
     if entry is None and edge.fills.inflight(key) is None:
-        entry = edge.store.peek(key) or variant(edge.store, key, sent)
+        entry = edge.store.peek(key) or variant(edge.store.variants(key), sent)
     stale: Entry | None = None
     usable_on_error = False
     if entry is not None:
@@ -228,7 +230,7 @@ async def _range_pass(
     become hits."""
     assert edge.chain is not None
     fill_headers = _fill_headers(request, edge)
-    headers = dict(fill_headers or {"Via": VIA})
+    headers = dict(fill_headers)
     for name in ("Range", "If-Range"):
         value = request.headers.get(name)
         if value is not None:
@@ -270,7 +272,7 @@ async def _fill_behind(
     title: str,
     path: str,
     target: Callable[[Upstream], str],
-    headers: dict[str, str] | None,
+    headers: dict[str, str],
 ) -> None:
     assert edge.fills is not None
     try:
@@ -329,7 +331,7 @@ async def _serve_tail(
         ):
             r = plan.spans[0]
             assert edge.chain is not None
-            ahead = {**(_fill_headers(request, edge) or {"Via": VIA})}
+            ahead = _fill_headers(request, edge)
             ahead["Range"] = f"bytes={r.first}-{r.last}"
             up = await edge.chain.fetch("GET", target, ahead)
             if up.status == 206 and up.headers.get("Content-Range") == r.content_range(size):
@@ -357,14 +359,6 @@ def forward_headers(request: web.Request) -> dict[str, str]:
     return forwarding.end_to_end(request.headers.items(), request.remote)
 
 
-def _fill_headers(request: web.Request, edge: Edge) -> dict[str, str] | None:
-    """Proxy mode: a fill carries its first requester's end-to-end fields (as nginx
-    does), so the upstream sees what it negotiates on; appliance fills stay bare."""
-    if edge.settings.mode != "proxy":
-        return None
-    headers = forwarding.fill_request(request.headers.items(), request.remote)
-    prior = headers.get("Surrogate-Capability")
-    headers["Surrogate-Capability"] = (
-        f"{prior}, {targeted.CAPABILITY}" if prior else targeted.CAPABILITY
-    )
-    return headers
+def _fill_headers(request: web.Request, edge: Edge) -> dict[str, str]:
+    """The fields a fill for this request sends (`edge.forwarding.fill_headers`)."""
+    return forwarding.fill_headers(edge.settings.mode, request.headers.items(), request.remote)

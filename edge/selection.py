@@ -7,17 +7,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Iterable
 
 from aiohttp import web
 
 from edge import freshness, vary
-from edge.store import CacheStore, Entry
+from edge.store import Entry
 
 
-def variant(store: CacheStore, key: str, sent: dict[str, str]) -> Entry | None:
-    """The stored Vary variant of `key` that answers a request whose fill would send
-    `sent` (edge.vary); the most recent one if several do (§4.1)."""
-    found = [e for e in store.variants(key) if selects(e, sent)]
+def variant(candidates: Iterable[Entry], sent: dict[str, str]) -> Entry | None:
+    """The stored Vary variant among `candidates` (`CacheStore.variants`) that answers a
+    request whose fill would send `sent` (edge.vary); the most recent one if several do
+    (§4.1)."""
+    found = [e for e in candidates if selects(e, sent)]
     return max(found, key=lambda e: e.response_time) if found else None
 
 

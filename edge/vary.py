@@ -7,8 +7,8 @@ fields as the fill sent them, normalised so that spellings of one preference sha
 variant (``en-US,en;q=0.5`` and ``en-us, en;q=0.5``). A request selects a stored variant
 when its own secondary key, built with that variant's Vary, is the same. A request path
 never holds a line feed, so a primary key and a variant key cannot collide; plain keys
-stay what they were, and the hit fast path, which looks up plain keys only, never sees
-a variant.
+stay what they were. The hit path (`edge.fastpath`) looks up the plain key first and
+selects a variant only when there is none.
 """
 
 from __future__ import annotations

@@ -349,3 +349,76 @@ async def test_heads_in_pieces_and_whole_stay_on_the_protocol(
         writer.close()
     assert stats.handoffs == before
     assert _fast_hits() == hits + 2
+
+
+async def _one_hit(url: str, target: str, headers: dict[str, str]) -> tuple[int, bytes, str]:
+    """(status, body, Cache-Status) of one GET on a new connection."""
+    async with aiohttp.ClientSession() as s, s.get(url + target, headers=headers) as r:
+        return r.status, await r.read(), r.headers.get("Cache-Status", "")
+
+
+async def test_object_another_worker_stored_is_a_hit_of_the_protocol(
+    origin: TestServer, origin_root: Path, tmp_path: Path
+) -> None:
+    """Two workers over one cache: an object the first stored is, at the second, a hit
+    its hit protocol answers from the shared index, large or small, without handing the
+    connection to aiohttp (before, every first hit of a worker went there)."""
+    (origin_root / TITLE / BIG).write_bytes(os.urandom(700_000))
+    settings = edge_settings(tmp_path, str(origin.make_url("")).rstrip("/"), port=0)
+    first, second = make_app(settings), make_app(settings)
+    r1, url1 = await start_edge(first, settings)
+    r2, url2 = await start_edge(second, settings)
+    try:
+        APPS[:] = [first]
+        for path in (SMALL, BIG):
+            await _warm(url1, path, (origin_root / TITLE / path).read_bytes())
+        stats = second[EDGE_KEY].stats
+        before, hits = stats.handoffs, stats.fast_hits
+        for path in (SMALL, BIG, SMALL):
+            status, body, cache = await _one_hit(url2, signed(path), {})
+            assert (status, body) == (200, (origin_root / TITLE / path).read_bytes())
+            assert cache == "vcdn-edge; hit"
+        assert (stats.handoffs, stats.fast_hits) == (before, hits + 3)
+        assert second[EDGE_KEY].stats.misses == 0
+    finally:
+        await r2.cleanup()
+        await r1.cleanup()
+
+
+async def test_vary_variants_are_hits_of_the_protocol(aiohttp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A parent tier's stored Vary variants are selected and answered by the hit
+    protocol (spellings of one preference share a variant); a request that selects
+    none still goes upstream, and so does a variant keyed by the client's address."""
+    from tests.edge.scripted_origin import Script, ScriptedOrigin
+
+    origin = ScriptedOrigin()
+    lang = {"Cache-Control": "max-age=60", "Vary": "Accept-Language"}
+    origin.scripts["/v"] = Script(b"en" * 10_000, headers=dict(lang))
+    origin.scripts["/x"] = Script(b"x", headers={"Cache-Control": "max-age=60",
+                                                 "Vary": "X-Forwarded-For"})
+    up = await aiohttp_server(origin.app)
+    settings = edge_settings(tmp_path, str(up.make_url("")).rstrip("/"), port=0,
+                             auth="none", mode="proxy", signing_keys="")
+    app = make_app(settings)
+    runner, url = await start_edge(app, settings)
+    try:
+        assert (await _one_hit(url, "/v", {"Accept-Language": "en"}))[:2] == (200, b"en" * 10_000)
+        await settle(app)
+        origin.scripts["/v"] = Script(b"de", headers=dict(lang))
+        assert (await _one_hit(url, "/v", {"Accept-Language": "de"}))[:2] == (200, b"de")
+        assert (await _one_hit(url, "/x", {}))[:2] == (200, b"x")
+        await settle(app)
+        stats = app[EDGE_KEY].stats
+        before, hits = stats.handoffs, stats.fast_hits
+        for language, body in (("en", b"en" * 10_000), ("DE", b"de"), ("de", b"de"),
+                               ("en", b"en" * 10_000)):
+            got = await _one_hit(url, "/v", {"Accept-Language": language})
+            assert got == (200, body, "vcdn-edge; hit"), language
+        assert (stats.handoffs, stats.fast_hits) == (before, hits + 4)
+        assert origin.count("/v") == 2
+        assert (await _one_hit(url, "/v", {"Accept-Language": "fr"}))[:2] == (200, b"de")
+        assert (await _one_hit(url, "/x", {}))[:2] == (200, b"x")
+        assert (stats.handoffs, stats.fast_hits) == (before + 2, hits + 4)
+        assert origin.count("/v") == 3
+    finally:
+        await runner.cleanup()
