@@ -23,19 +23,17 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from edge import cachestatus, forwarding, freshness, vary
-from edge.fill import VIA
+from edge import forwarding, freshness, vary
 from edge.keys import video_path
 from edge.llhls import fast_query
 from edge.routing import resolve
 from edge.selection import policy, selects, variant
-from edge.serve import cache_control_of, on_disk, read_small
+from edge.serve import on_disk, read_small, stored_head
 from edge.store import Entry, object_key
 from vcdn.errors import VcdnError
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.hit import Answer, Large, Prepared, deliver, file_opener, plan_hit
 from vcdn.httpserve.hot import AlreadySent, install_hook, send_reply
-from vcdn.httpserve.wire import StoredHead
 
 if TYPE_CHECKING:
     from edge.engine import Edge
@@ -232,14 +230,6 @@ def _small(entry: Entry, edge: Edge, path: str) -> bytes | None:
     if body is not None:
         edge.ram.put(entry.file, body)
     return body
-
-
-def stored_head(entry: Entry, live: bool, status: str = cachestatus.HIT) -> StoredHead:
-    """What every answer from `entry` carries besides the planner's fields, Age and Date."""
-    return StoredHead.of(
-        (*entry.headers, ("Via", VIA), ("Cache-Status", status)),
-        cache_control_of(entry, live),
-    )
 
 
 def _prepared(entry: Entry, live: bool) -> Prepared:

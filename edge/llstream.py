@@ -10,17 +10,20 @@ one.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
+from edge import freshness
 from edge.fill import FillFailed, Tail
-from edge.serve import cache_control_of, extra_headers
-from vcdn.httpserve.cors import RESPONSE_HEADERS
-from vcdn.httpserve.send import SEND_TIMEOUT
+from edge.serve import keeps_alive, stored_head
+from vcdn.httpserve.body import TransportSink
+from vcdn.httpserve.hot import AlreadySent
+from vcdn.httpserve.plan import Plan, plan_stored
+from vcdn.httpserve.wire import head_prefix, head_tail
 
 CHUNK: Final = 256 * 1024
 
@@ -30,22 +33,29 @@ def streams(request: web.Request, tail: Tail) -> bool:
     return request.method == "GET" and "Range" not in request.headers and tail.fill.size is None
 
 
-async def send_growing(request: web.Request, tail: Tail, *, live: bool) -> tuple[
-    web.StreamResponse, int
-]:
+async def send_growing(
+    request: web.Request, tail: Tail, *, live: bool, status: str
+) -> tuple[AlreadySent, int]:
+    """The growing fill as a 200 of unknown length, under the head a hit of the same
+    object gets (`edge.serve.stored_head`, the one serialiser): chunked, or to an HTTP/1.0
+    client until the connection closes."""
     fill = tail.fill
     draft = fill.draft
     assert draft is not None
-    resp = web.StreamResponse(status=200)
-    resp.headers["Content-Type"] = draft.content_type
-    if draft.etag:
-        resp.headers["ETag"] = draft.etag
-    for name, value in (*RESPONSE_HEADERS, *extra_headers(draft, time.time())):
-        if name.lower() not in ("content-length", "transfer-encoding"):
-            resp.headers.add(name, value)
-    resp.headers["Cache-Control"] = cache_control_of(draft, live)
-    resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    chunked = request.version == HttpVersion11
+    keep_alive = chunked and keeps_alive(request)
+    framing = (("Transfer-Encoding", "chunked"),) if chunked else ()
+    # The planner's fields of a plain GET (validators, Content-Type), framed by chunks.
+    whole = plan_stored("GET", {}, draft, 0)
+    plan = Plan(200, (*(f for f in whole.headers if f[0] != "Content-Length"), *framing))
+    now = time.time()
+    age = freshness.current_age(draft.initial_age, draft.response_time, now)
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    sink = TransportSink(transport, request.writer.drain)  # type: ignore[arg-type]
+    await sink.write(head_prefix(plan, stored_head(draft, live, status))
+                     + head_tail(now, age=age, keep_alive=keep_alive))
     pos = 0
     try:
         while True:
@@ -60,15 +70,14 @@ async def send_growing(request: web.Request, tail: Tail, *, live: bool) -> tuple
             data = os.pread(tail.fd, min(CHUNK, avail - pos), pos)
             if not data:
                 raise FillFailed(f"The fill of {fill.key!r} lost bytes at {pos}.")
-            try:
-                async with asyncio.timeout(SEND_TIMEOUT):
-                    await resp.write(data)
-            except TimeoutError:
-                raise FillFailed("the client stopped reading") from None
+            # A client that takes no byte for `SEND_TIMEOUT` is cut off (TimeoutError).
+            await sink.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
             pos += len(data)
-    except FillFailed:
+        if chunked:
+            await sink.write(b"0\r\n\r\n")
+    except (FillFailed, OSError, TimeoutError):
+        # No player may take a short part for a whole one.
         if request.transport is not None:
             request.transport.abort()
         raise ConnectionResetError("fill failed after the headers were sent") from None
-    await resp.write_eof()
-    return resp, pos
+    return AlreadySent(200, pos, keep_alive=keep_alive), pos

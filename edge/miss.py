@@ -21,7 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from edge import cachestatus, forwarding, freshness
-from edge.engine import Edge, mark
+from edge.engine import CACHE_STATUS, Edge, mark
 from edge.fastpath import send_stored
 from edge.fill import VIA, FillFailed, Pass, Tail
 from edge.llhls import blocking_key, shared_refusal
@@ -152,7 +152,7 @@ async def serve(
     stats.request("pass", title)
     if isinstance(outcome, Pass):
         mark(request, "pass", had_stale=stale is not None, fwd_status=outcome.response.status)
-        resp, sent = await relay(request, outcome.response)
+        resp, sent = await relay(request, outcome.response, request.get(CACHE_STATUS))
         stats.sent_bytes(outcome.response.source, sent)
         return resp
     # The fill turned out not storable and another waiter took its response: ask ourselves,
@@ -163,7 +163,7 @@ async def serve(
     assert edge.chain is not None
     up = await edge.chain.fetch("GET", target, forward_headers(request))
     mark(request, "pass", fwd_status=up.status)
-    resp, sent = await relay(request, up)
+    resp, sent = await relay(request, up, request.get(CACHE_STATUS))
     stats.sent_bytes(up.source, sent)
     return resp
 
@@ -261,7 +261,7 @@ async def _range_pass(
     edge.stats.request("pass", title)
     mark(request, "range", fwd_status=up.status)
     event(log, "range_passed", key=key, status=up.status)
-    resp, sent = await relay(request, up)
+    resp, sent = await relay(request, up, request.get(CACHE_STATUS))
     edge.stats.sent_bytes(up.source, sent)
     return resp
 
@@ -311,7 +311,8 @@ async def _serve_tail(
     try:
         size = fill.size
         if streams(request, tail):  # no Content-Length (an LL-HLS part being written)
-            resp, sent = await send_growing(request, tail, live=edge.settings.live)
+            resp, sent = await send_growing(request, tail, live=edge.settings.live,
+                                            status=request[CACHE_STATUS])
             edge.stats.sent_bytes(fill.source, sent)
             return resp
         if size is None:  # no Content-Length upstream: ranges need the end, so wait for it
@@ -335,11 +336,12 @@ async def _serve_tail(
             ahead["Range"] = f"bytes={r.first}-{r.last}"
             up = await edge.chain.fetch("GET", target, ahead)
             if up.status == 206 and up.headers.get("Content-Range") == r.content_range(size):
-                resp, sent = await relay(request, up)
+                resp, sent = await relay(request, up, request.get(CACHE_STATUS))
                 edge.stats.sent_bytes(up.source, sent)
                 return resp
             up.close()
-        resp, sent = await send_tail(request, tail, plan, live=edge.settings.live)
+        resp, sent = await send_tail(request, tail, plan, live=edge.settings.live,
+                                     status=request[CACHE_STATUS])
         edge.stats.sent_bytes(fill.source, sent)
         return resp
     finally:

@@ -11,7 +11,7 @@ from aiohttp import web
 from yarl import URL
 
 from edge import freshness
-from edge.engine import Edge, mark
+from edge.engine import CACHE_STATUS, Edge, mark
 from edge.keys import proxy_target
 from edge.miss import forward_headers, refused, serve
 from edge.serve import relay
@@ -70,7 +70,7 @@ async def proxy(request: web.Request, edge: Edge) -> web.StreamResponse:
                 event(log, "invalidated", key=key, method=method, variants=variants)
     edge.stats.request("pass")
     mark(request, "method" if method not in ("GET", "HEAD") else "bypass", fwd_status=up.status)
-    resp, sent = await relay(request, up)
+    resp, sent = await relay(request, up, request.get(CACHE_STATUS))
     edge.stats.sent_bytes(up.source, sent)
     return resp
 

@@ -1,42 +1,39 @@
 """Sending what is not a stored answer: growing fills (pread as bytes land) and relays.
 
 Every answer from a stored object goes through the one hit pipeline (`edge.fastpath`,
-`vcdn.httpserve.hit`). A growing fill is planned by the same planner, then each span is
+`vcdn.httpserve.hit`). A growing fill is planned by the same planner and gets the head a
+hit would (`stored_head`, the one serialiser `vcdn.httpserve.wire`), then each span is
 streamed from the temp file as the fill advances; a failure after the headers left
 aborts the connection, since a short body under a promised Content-Length would be
-taken as whole.
+taken as whole. A relay's head is laid out by the same serialiser (`relay_head`). Both
+write to the transport themselves and tell aiohttp so (`AlreadySent`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import Iterable
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
-from edge import freshness
+from edge import cachestatus, freshness
 from edge.fill import VIA, FillFailed, Tail
 from edge.store import Entry
 from edge.upstream import UpstreamResponse
 from vcdn.httpserve import media
-from vcdn.httpserve.cors import RESPONSE_HEADERS
+from vcdn.httpserve.body import TransportSink
+from vcdn.httpserve.hot import AlreadySent
 from vcdn.httpserve.plan import Plan, plan_stored
 from vcdn.httpserve.ram import RamTier
-from vcdn.httpserve.send import SEND_TIMEOUT
+from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail, relay_head
 
 CHUNK: Final = 256 * 1024
 
 
 def cache_control_of(entry: Entry, live: bool) -> str:
     return entry.cache_control or media.cache_control(entry.path, live=live)
-
-
-def extra_headers(entry: Entry, now: float) -> list[tuple[str, str]]:
-    age = freshness.current_age(entry.initial_age, entry.response_time, now)
-    return [*entry.headers, ("Age", freshness.age_header(age)), ("Via", VIA)]
 
 
 class RamCache(RamTier[bytes]):
@@ -71,57 +68,70 @@ def read_small(path: str, size: int) -> bytes | None:
     return body if len(body) == size else None
 
 
-def _response(plan: Plan, headers: Iterable[tuple[str, str]]) -> web.StreamResponse:
-    resp = web.StreamResponse(status=plan.status)
-    for name, value in (*plan.headers, *RESPONSE_HEADERS, *headers):
-        resp.headers.add(name, value)
-    if plan.status != 304:
-        resp.content_length = plan.content_length
-    return resp
+def stored_head(entry: Entry, live: bool, status: str = cachestatus.HIT) -> StoredHead:
+    """What every answer from `entry` carries besides the planner's fields, Age and Date:
+    a hit's, and a growing fill's (`send_tail`) with its own Cache-Status."""
+    return StoredHead.of(
+        (*entry.headers, ("Via", VIA), ("Cache-Status", status)),
+        cache_control_of(entry, live),
+    )
 
 
 def plan_for(request: web.Request, draft: Entry, size: int) -> Plan:
     return plan_stored(request.method, request.headers, draft, size)
 
 
+def keeps_alive(request: web.BaseRequest) -> bool:
+    """Whether the connection stays open after this answer (we speak HTTP/1.1 only)."""
+    return request.keep_alive and request.version == HttpVersion11
+
+
+def _sink(request: web.BaseRequest) -> TransportSink:
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    return TransportSink(transport, request.writer.drain)  # type: ignore[arg-type]
+
+
 async def send_tail(
-    request: web.Request, tail: Tail, plan: Plan, *, live: bool
-) -> tuple[web.StreamResponse, int]:
-    """Stream the planned spans of a growing fill as its bytes arrive."""
+    request: web.Request, tail: Tail, plan: Plan, *, live: bool, status: str
+) -> tuple[AlreadySent, int]:
+    """Stream the planned spans of a growing fill as its bytes arrive, under the head a
+    hit of the same object gets (the one serialiser, `vcdn.httpserve.wire`), with
+    Cache-Status `status`."""
     fill = tail.fill
     draft = fill.draft
     assert draft is not None
-    cc = cache_control_of(draft, live)
-    headers = [*extra_headers(draft, time.time())]
-    if plan.status in (200, 206, 304):
-        headers.append(("Cache-Control", cc))
-    resp = _response(plan, headers)
-    writer = await resp.prepare(request)
-    # Headers leave now, not with the first body bytes: the client learns status and
+    now = time.time()
+    keep_alive = keeps_alive(request)
+    age = freshness.current_age(draft.initial_age, draft.response_time, now)
+    sink = _sink(request)
+    # The head leaves now, not with the first body bytes: the client learns status and
     # length while the upstream is still sending.
-    send_headers = getattr(writer, "send_headers", None)
-    if send_headers is not None:
-        send_headers()
+    await sink.write(
+        head_prefix(plan, stored_head(draft, live, status))
+        + head_tail(now, age=age, keep_alive=keep_alive)
+    )
     sent = 0
     if plan.has_body:
         try:
             if plan.multipart is None:
                 r = plan.spans[0]
-                sent += await _stream(resp, tail, r.first, r.last)
+                sent += await _stream(sink, tail, r.first, r.last)
             else:
                 for part in plan.multipart.parts:
-                    await resp.write(part.header)
-                    sent += await _stream(resp, tail, part.range.first, part.range.last)
-                await resp.write(plan.multipart.trailer)
-        except FillFailed:
+                    await sink.write(part.header)
+                    sent += await _stream(sink, tail, part.range.first, part.range.last)
+                await sink.write(plan.multipart.trailer)
+        except (FillFailed, OSError, TimeoutError):
+            # A short body under a promised Content-Length would be taken as whole.
             if request.transport is not None:
                 request.transport.abort()
             raise ConnectionResetError("fill failed after the headers were sent") from None
-    await resp.write_eof()
-    return resp, sent
+    return AlreadySent(plan.status, sent, keep_alive=keep_alive), sent
 
 
-async def _stream(resp: web.StreamResponse, tail: Tail, first: int, last: int) -> int:
+async def _stream(sink: TransportSink, tail: Tail, first: int, last: int) -> int:
     pos = first
     fill = tail.fill
     while pos <= last:
@@ -134,60 +144,73 @@ async def _stream(resp: web.StreamResponse, tail: Tail, first: int, last: int) -
         data = os.pread(tail.fd, n, pos)
         if not data:
             raise FillFailed(f"The fill of {fill.key!r} lost bytes at {pos}.")
-        try:
-            async with asyncio.timeout(SEND_TIMEOUT):
-                await resp.write(data)
-        except TimeoutError:
-            # A client that takes no byte for this long is cut off (slow-reader defence).
-            raise FillFailed("the client stopped reading") from None
+        # A client that takes no byte for `SEND_TIMEOUT` is cut off (slow-reader
+        # defence): the sink's wait raises TimeoutError.
+        await sink.write(data)
         pos += len(data)
     return last + 1 - first
 
 
 async def relay(
-    request: web.Request, upstream: UpstreamResponse, *, head: bool = False
-) -> tuple[web.StreamResponse, int]:
-    """Pass an upstream answer through unchanged but for hop-by-hop fields and Via."""
-    resp = web.StreamResponse(status=upstream.status)
+    request: web.Request, upstream: UpstreamResponse, status: str | None, *, head: bool = False
+) -> tuple[AlreadySent, int]:
+    """Pass an upstream answer through unchanged but for hop-by-hop fields, Via, Date,
+    Server and our Cache-Status entry (`status`), under a head laid out as a hit's
+    (`vcdn.httpserve.wire.relay_head`). A body of unknown length goes chunked, or, to
+    an HTTP/1.0 client, until the connection closes."""
     pairs = list(upstream.headers.items())
     connection_named = {
         v.strip().lower() for n, v in pairs if n.lower() == "connection" for v in v.split(",")
     }
+    fields: list[tuple[str, str]] = []
     length: str | None = None
     for name, value in pairs:
         lower = name.lower()
         if lower in freshness.HOP_BY_HOP or lower in connection_named:
             continue
-        if lower in ("via", "date", "server"):
+        if lower in ("via", "date", "server", "cache-status"):
             continue
         if lower == "content-length":
-            length = value
+            length = value.strip()
             continue
-        resp.headers.add(name, value)
-    prior = upstream.headers.get("Via")
-    resp.headers["Via"] = f"{prior}, {VIA}" if prior else VIA
+        fields.append((name, value))
+    prior = ", ".join(upstream.headers.getall("Via", []))
+    fields.append(("Via", f"{prior}, {VIA}" if prior else VIA))
+    if status is not None:
+        prior = ", ".join(upstream.headers.getall("Cache-Status", []))
+        fields.append(("Cache-Status", cachestatus.append(prior or None, status)))
     no_body = (
         head or request.method == "HEAD" or upstream.status in (204, 304) or upstream.status < 200
     )
-    if length is not None and length.strip().isdigit():
-        resp.content_length = int(length)
-    elif no_body:
-        pass
-    else:
-        resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    keep_alive = keeps_alive(request)
+    chunked = False
+    if length is not None and length.isdigit():
+        fields.append(("Content-Length", length))
+    elif not no_body:
+        if request.version == HttpVersion11:
+            chunked = True  # a client can tell a body cut short from a whole one
+            fields.append(("Transfer-Encoding", "chunked"))
+        else:
+            keep_alive = False  # HTTP/1.0: the body ends where the connection does
     sent = 0
     try:
+        sink = _sink(request)
+        await sink.write(relay_head(upstream.status, fields, time.time(), keep_alive=keep_alive))
         if not no_body:
             try:
                 async for chunk in upstream.chunks():
-                    await resp.write(chunk)
+                    if not chunk:
+                        continue
+                    await sink.write(
+                        b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
+                    )
                     sent += len(chunk)
+                if chunked:
+                    await sink.write(b"0\r\n\r\n")
             except Exception:
                 if request.transport is not None:
                     request.transport.abort()
                 raise ConnectionResetError("upstream body broke off") from None
     finally:
         upstream.close()
-    await resp.write_eof()
-    return resp, sent
+    return AlreadySent(upstream.status, sent, keep_alive=keep_alive), sent

@@ -208,3 +208,43 @@ async def test_post_invalidates_target_and_location(
     origin.scripts["/item/2"] = Script(b"new 2", headers={"Cache-Control": "max-age=600"})
     assert (await _get(proxy, "/list"))[2] == b"[1, 2]"
     assert (await _get(proxy, "/item/2"))[2] == b"new 2"
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+async def test_unstored_answer_of_unknown_length_is_relayed_whole(
+    proxy: TestServer, origin: ScriptedOrigin, version: str
+) -> None:
+    """An answer the upstream sends chunked and that may not be stored is relayed as it
+    comes: chunked to an HTTP/1.1 client, and to an HTTP/1.0 one (which cannot read
+    chunks) until the connection closes. Before, the HTTP/1.0 client got a 500."""
+    import asyncio
+
+    body = os.urandom(300_000)
+    origin.scripts["/c"] = Script(body, headers={"Cache-Control": "no-store"}, length=False,
+                                  pieces=3, delay=0.01)
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    try:
+        writer.write(f"GET /c HTTP/{version}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), 10)  # to EOF
+    finally:
+        writer.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v for k, _, v in (ln.partition(": ") for ln in lines[1:])}
+    assert lines[0].startswith("HTTP/1.1 200 ") and fields["server"] == "vcdn"
+    assert fields["cache-status"] == "vcdn-edge; fwd=uri-miss; fwd-status=200"
+    assert "content-length" not in fields
+    if version == "1.1":
+        assert fields["transfer-encoding"] == "chunked"
+        chunks, pos = [], 0
+        while True:
+            end = rest.index(b"\r\n", pos)
+            size = int(rest[pos:end], 16)
+            chunks.append(rest[end + 2 : end + 2 + size])
+            pos = end + 2 + size + 2
+            if size == 0:
+                break
+        assert b"".join(chunks) == body and pos == len(rest)
+    else:
+        assert "transfer-encoding" not in fields and fields["connection"] == "close"
+        assert rest == body

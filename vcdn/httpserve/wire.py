@@ -5,7 +5,9 @@ fixed fields, Cache-Control where it belongs) followed by `head_tail` (the field
 change per answer: Age, Date, Connection: close, and the blank line). Owners keep
 prefixes of plain 200 answers and only add a tail per response; everything else is
 serialised here, per answer, from the same parts, so a fast hit, a large hit, a 304, a
-416 and a HEAD of one object carry the same fields in the same order.
+416 and a HEAD of one object carry the same fields in the same order. An answer that is
+no stored representation (an upstream's, relayed) gets the same layout from
+`relay_head`.
 
 ``Date`` is formatted once a second (RFC 9110 §6.6.1 wants the time the answer was made,
 to a second), as uvicorn does, by the one `CLOCK`.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Final
 
 from vcdn.httpserve.cors import RESPONSE_HEADERS
@@ -101,10 +104,20 @@ class StoredHead:
         return cls(fields_text((*COMMON_FIELDS, *extra)).encode("latin-1"), cache_control)
 
 
+def status_line(status: int) -> str:
+    reason = REASONS.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+    return f"HTTP/1.1 {status} {reason}\r\n"
+
+
 def head_prefix(plan: Plan, stored: StoredHead) -> bytes:
     """Every line of the head but the per-answer ones (`head_tail`)."""
     status = plan.status
-    lines = f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\n" + fields_text(plan.headers)
+    lines = status_line(status) + fields_text(plan.headers)
     cc = stored.cache_control
     tail = f"Cache-Control: {cc}\r\n" if cc and status in CACHE_CONTROL_ON else ""
     return b"".join((lines.encode("latin-1"), stored.fixed, tail.encode("latin-1")))
@@ -113,3 +126,45 @@ def head_prefix(plan: Plan, stored: StoredHead) -> bytes:
 def head_tail(now: float, *, age: float | None = None, keep_alive: bool = True) -> bytes:
     """Age (when the answer comes from a cache), Date, Connection: close, blank line."""
     return CLOCK.tail(now, age, keep_alive)
+
+
+#: Where a hit's head has them: the planner's fields first (`vcdn.httpserve.plan`), then
+#: CORS and Server (`COMMON_FIELDS`), the stored fields, and last these, then the tail.
+PLANNER_ORDER: Final = (
+    "accept-ranges", "etag", "last-modified", "content-type", "content-range",
+    "content-length", "transfer-encoding",
+)
+CORS_ORDER: Final = tuple(name.lower() for name, _ in RESPONSE_HEADERS)
+LAST_ORDER: Final = ("via", "cache-status", "cache-control", "age")
+_PLACED: Final = frozenset({*PLANNER_ORDER, *CORS_ORDER, *LAST_ORDER, "server", "date"})
+
+
+def relay_head(
+    status: int, fields: Iterable[tuple[str, str]], now: float, *, keep_alive: bool = True
+) -> bytes:
+    """The head of an answer that is no stored representation (an upstream's passed
+    through), laid out as a hit's is: `fields` (framing, Via and Cache-Status included)
+    go where a hit has them, the others in their own order after Server; Server and Date
+    are ours. Values are sent as they were received (undecodable bytes escaped by the
+    client's parser go back as they came); a CR or LF in one raises ValueError."""
+    pairs = list(fields)
+    for name, value in pairs:
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"A line break in the field {name!r} cannot be relayed.")
+    by_name: dict[str, list[tuple[str, str]]] = {}
+    rest = []
+    for pair in pairs:
+        lower = pair[0].lower()
+        if lower in _PLACED:
+            by_name.setdefault(lower, []).append(pair)
+        else:
+            rest.append(pair)
+
+    def placed(names: Iterable[str]) -> list[tuple[str, str]]:
+        return [pair for name in names for pair in by_name.get(name, ())]
+
+    text = status_line(status) + fields_text(
+        (*placed(PLANNER_ORDER), *placed(CORS_ORDER), ("Server", SERVER), *rest,
+         *placed(LAST_ORDER))
+    )
+    return text.encode("utf-8", "surrogateescape") + head_tail(now, keep_alive=keep_alive)
