@@ -15,6 +15,7 @@ import time
 from typing import Final
 from urllib.parse import quote, urlsplit
 
+from vcdn import tls, tls_io
 from vcdn.errors import ClientError, UpstreamError
 
 TIMEOUT_S: Final = 10.0
@@ -37,12 +38,18 @@ class IngestClient:
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
 
+    @property
+    def _url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self.scheme == "https":
+                # Verified like every other client: the system store, or the CA bundle
+                # of VCDN_CA_BUNDLE; no switch turns it off.
                 self._conn = http.client.HTTPSConnection(
                     self.host, self.port, timeout=self.timeout,
-                    context=ssl.create_default_context(),
+                    context=tls_io.client_context(),
                 )
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -72,6 +79,10 @@ class IngestClient:
                 text = resp.read(2048).decode(errors="replace")
                 if resp.will_close:
                     self.close()
+            except ssl.SSLError as exc:
+                # A certificate that does not verify will not verify on a retry either.
+                self.close()
+                raise UpstreamError(tls.describe_failure(exc, "origin", self._url)) from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 last = f"{type(exc).__name__}: {exc}"
@@ -90,6 +101,9 @@ class IngestClient:
             conn.request("GET", self.base + quote(path))
             resp = conn.getresponse()
             body = resp.read()
+        except ssl.SSLError as exc:
+            self.close()
+            raise UpstreamError(tls.describe_failure(exc, "origin", self._url)) from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise UpstreamError(f"GET {path} from the origin failed: {exc}") from None
