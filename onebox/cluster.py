@@ -69,10 +69,10 @@ class ClusterConfig:
     appliance_hosts: tuple[str, ...] = ()  # default 127.0.0.{10+i}
     site_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: SITE_PREFIXES)
     extra_env: Mapping[str, str] = field(default_factory=dict)
-    # HTTPS for control and steering (and the origin, for players) with a local CA
-    # (data/tls/ca.pem) that every client here verifies against; the appliances serve
-    # video over HTTPS on a second port (steering hands out those https:// URLs) and
-    # keep plain HTTP on the first (peers' fill).
+    # HTTPS for control, origin, steering's HTTP API and the appliances' admin API with
+    # a local CA (data/tls/ca.pem) that every client here verifies against; the
+    # appliances serve video over HTTPS on a second port (steering hands out those
+    # https:// URLs) and keep plain HTTP on the first (peers' fill, ACME's HTTP-01).
     tls: bool = False
     # With `tls`: the appliances' certificates from an ACME server (pebble, on loopback)
     # over HTTP-01 instead of straight from the local CA; clients trust both
@@ -119,14 +119,24 @@ class ApplianceSlot:
     proc: Proc | None = None
     token: str = ""  # bound to this appliance by its enrolment
     tls_port: int = 0  # video over HTTPS (`vcdn up --tls`); 0: none
+    # With TLS the admin API is HTTPS on the appliance's own address: the name its
+    # certificate (from ACME, for that address) is for.
+    admin_host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
+        """The plain video listener: peers' fill and ACME's HTTP-01."""
         return f"http://{self.host}:{self.port}"
 
     @property
+    def https_url(self) -> str:
+        """The video listener over HTTPS (what steering hands out); "" without TLS."""
+        return f"https://{self.host}:{self.tls_port}" if self.tls_port else ""
+
+    @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        scheme = "https" if self.tls_port else "http"
+        return f"{scheme}://{self.admin_host}:{self.admin_port}"
 
     @property
     def netloc(self) -> str:
@@ -170,7 +180,6 @@ class Cluster:
 
         self.control_port = port()
         self.origin_port = port()
-        self.origin_tls_port = port() if config.tls else 0
         self.steering_http_port = port()
         self.steering_dns_port = port(socket.SOCK_DGRAM)
         self.slots: list[ApplianceSlot] = []
@@ -191,7 +200,8 @@ class Cluster:
                     id=aid, site=site, host=host,
                     port=(self.acme_ports.http01 if self.acme_ports is not None
                           else port() if ports else free_port(host=host)),
-                    admin_port=port(),
+                    admin_port=(port() if ports or not config.tls else free_port(host=host)),
+                    admin_host=host if config.tls else "127.0.0.1",
                     tls_port=(port() if ports else free_port(host=host)) if config.tls else 0,
                     config=self.data / "appliances" / f"{aid}.toml",
                     cache_dir=self.data / "appliances" / aid / "cache",
@@ -243,20 +253,25 @@ class Cluster:
 
     @property
     def origin_url(self) -> str:
-        return f"http://{self.config.host}:{self.origin_port}"
-
-    @property
-    def player_origin_url(self) -> str:
-        """The origin as steering offers it to players (last resort): HTTPS with --tls.
-        Appliances keep filling over plain HTTP: the edge engine's own upstream client
-        does not read a CA bundle yet."""
-        if self.ca is None:
-            return self.origin_url
-        return f"https://{self.config.host}:{self.origin_tls_port}"
+        """The origin for everyone: appliances' fill, live uploads, and players as the
+        last resort steering offers (HTTPS only with --tls)."""
+        return f"{self._scheme}://{self.config.host}:{self.origin_port}"
 
     @property
     def steering_url(self) -> str:
         return f"{self._scheme}://{self.config.host}:{self.steering_http_port}"
+
+    def listeners(self) -> dict[str, str]:
+        """Every HTTP listener of the cluster by name: with --tls all are https:// but
+        the appliances' plain video ports (peers' fill, ACME's HTTP-01)."""
+        out = {"control": self.control_url, "origin": self.origin_url,
+               "steering": self.steering_url}
+        for slot in self.slots:
+            out[f"{slot.id}.admin"] = slot.admin_url
+            out[f"{slot.id}.video"] = slot.url
+            if slot.tls_port:
+                out[f"{slot.id}.video_tls"] = slot.https_url
+        return out
 
     @property
     def origin_root(self) -> Path:
@@ -341,8 +356,7 @@ class Cluster:
             vcdn_argv(
                 "origin", "--root", str(self.origin_root),
                 "--host", self.config.host, "--port", str(self.origin_port),
-                *([*self._tls_args(), "--tls-port", str(self.origin_tls_port)]
-                  if self.ca is not None else []),
+                *self._tls_args(),
             ),
             log_path=self.logs / "origin.log",
             # Live pipelines publish with the packager's token; the origin holds its hash.
@@ -350,6 +364,7 @@ class Cluster:
                 self.secrets.packager.encode()
             ).hexdigest()),
             health_url=f"{self.origin_url}/healthz",
+            ca_bundle=self.ca_bundle,
         )
         self.steering = Proc(
             "steering",
@@ -358,7 +373,7 @@ class Cluster:
                 "--host", self.config.host,
                 "--dns-port", str(self.steering_dns_port),
                 "--http-port", str(self.steering_http_port),
-                "--origin-url", self.player_origin_url,
+                "--origin-url", self.origin_url,
                 "--default-site", SITES[0],
                 "--answers", str(self.config.answers),
                 "--poll-interval", str(self.config.steering_poll),
@@ -416,7 +431,7 @@ origin_url = "{self.origin_url}"
 prefixes = [{prefixes}]
 host = "{slot.host}"
 port = {slot.port}
-admin_host = "127.0.0.1"
+admin_host = "{slot.admin_host}"
 admin_port = {slot.admin_port}
 control_token = "{slot.token}"
 operator_token = "{self.secrets.admin}"
@@ -436,10 +451,10 @@ drain_timeout = {self.config.drain_timeout}
             text += (f'tls_port = {slot.tls_port}\ntls_cert = "{cert}"\n'
                      f'tls_key = "{key}"\n'
                      f'acme_directory = "{self.acme_directory}"\n'
-                     f'acme_domains = ["{slot.host}"]\n')
+                     f'acme_domains = ["{slot.host}"]\nadmin_tls = true\n')
         elif self.ca is not None and slot.tls_port:
             text += (f'tls_port = {slot.tls_port}\ntls_cert = "{self.ca.cert}"\n'
-                     f'tls_key = "{self.ca.key}"\n')
+                     f'tls_key = "{self.ca.key}"\nadmin_tls = true\n')
         slot.config.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(slot.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -458,7 +473,10 @@ drain_timeout = {self.config.drain_timeout}
             vcdn_argv("appliance", "--config", str(slot.config)),
             log_path=self.logs / f"{slot.id}.log",
             env=self.env(),
-            health_url=f"{slot.url}/healthz",
+            # With TLS: healthy once the admin API answers over HTTPS (it starts after
+            # the certificate is there, with the HTTPS video listener).
+            health_url=f"{slot.admin_url}/healthz" if slot.tls_port else f"{slot.url}/healthz",
+            ca_bundle=self.ca_bundle,
         )
 
     async def restart_appliance(self, slot: ApplianceSlot) -> None:

@@ -393,7 +393,6 @@ async def play_title(
     served_by = {s.netloc: s.id for s in cluster.slots}
     served_by.update({f"{s.host}:{s.tls_port}": s.id for s in cluster.slots if s.tls_port})
     served_by[urlsplit(cluster.origin_url).netloc] = "origin"
-    served_by[urlsplit(cluster.player_origin_url).netloc] = "origin"
     first = served_by.get(urlsplit(urls[0]).netloc, urlsplit(urls[0]).netloc)
     say(f"steering ranked {len(urls)} URLs; playing the first, on {first}")
     ok, seconds, error = await ffmpeg_read(urls[0])
@@ -442,7 +441,9 @@ async def scrape_appliances(session: aiohttp.ClientSession, cluster: Cluster) ->
         views = {}
     out = []
     for slot in cluster.slots:
-        m = await scrape(session, slot.url)
+        # The admin API's /metrics (local monitoring; HTTPS with --tls, verified by
+        # `session`): the same registry the video listeners count in.
+        m = await scrape(session, slot.admin_url)
         results = {
             match.group(1): int(v) for k, v in m.items() if (match := _RESULT_RE.match(k))
         }

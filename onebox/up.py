@@ -88,9 +88,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
     p.add_argument(
         "--tls", action="store_true",
-        help="HTTPS for control and steering with a local CA (DATA/tls/ca.pem) that every "
-        "client verifies, and video over HTTPS from the appliances, whose certificates come "
-        "by ACME from a local pebble when it is installed",
+        help="HTTPS for control, origin, steering and the appliances' admin API with a local "
+        "CA (DATA/tls/ca.pem) that every client verifies, and video over HTTPS from the "
+        "appliances, whose certificates come by ACME from a local pebble when it is installed",
     )
     args = p.parse_args(argv)
     if not 1 <= args.appliances <= MAX_APPLIANCES:
@@ -140,8 +140,9 @@ async def bring_up(
         raise
     say(f"services up in {time.monotonic() - started:.1f} s")
     if cluster.ca is not None:
-        say(f"TLS: control and steering over HTTPS, verified against the local CA "
-            f"{cluster.ca.ca_cert}; the appliances serve video over HTTPS too")
+        say(f"TLS: control, origin, steering and the appliances' admin API over HTTPS, "
+            f"verified against the local CA {cluster.ca.ca_cert}; the appliances serve "
+            "video over HTTPS too (and plain HTTP for peers and HTTP-01)")
         if cluster.acme is not None:
             say(f"TLS: the appliances' certificates came from ACME (pebble at "
                 f"{cluster.acme_directory}, HTTP-01); every client trusts {cluster.ca_bundle} "
@@ -170,6 +171,7 @@ async def bring_up(
         "dns": dig,
         "pages": pages(cluster, args.title),
         "tls": tls_line(cluster),
+        "listeners": cluster.listeners(),
     }
     if args.live:
         data["pages"]["live_player"] = pages(cluster, LIVE_TITLE)["player"] + (

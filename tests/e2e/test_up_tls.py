@@ -1,22 +1,27 @@
-"""`vcdn up --tls`: a local CA, control and steering over HTTPS, every client verifying it
-(appliances, steering, the demo's own client, curl), the appliances' certificates issued
-by pebble over ACME (HTTP-01), and the title still plays, byte for byte, over HTTPS."""
+"""`vcdn up --tls`: a local CA, every listener over HTTPS (control, origin, steering's HTTP
+API, the appliances' admin API and HTTPS video port) but the appliances' plain video ports
+(peers' fill, HTTP-01), every client verifying it (appliances, steering, appliance-ctl, the
+demo's own client, curl), the appliances' certificates issued by pebble over ACME
+(HTTP-01), and the title still plays, byte for byte, over HTTPS."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import socket
 import ssl
 import subprocess
+import sys
 import tomllib
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import ROOT, require_tool
 from tests.e2e.conftest import TITLE, Packaged, seed_origin
 from tests.e2e.test_up import read_until, start_up, wait_gone
 from vcdn.tls import certificate_names
@@ -27,12 +32,13 @@ def test_up_tls_runs_control_and_steering_on_a_local_ca(tmp_path: Path,
                                                         packaged: Packaged) -> None:
     require_tool("pebble")
     seed_origin(tmp_path, packaged)
-    proc = start_up(tmp_path, "--tls")
+    summary = tmp_path / "summary.json"
+    proc = start_up(tmp_path, "--tls", "--json", str(summary))
     try:
         out = read_until(proc, "running; press Ctrl-C")
         assert "PLAYED through the CDN" in out, out
-        assert f"TLS: control and steering over HTTPS, verified against the local CA " \
-               f"{tmp_path.resolve() / 'tls' / 'ca.pem'}" in out, out
+        assert "TLS: control, origin, steering and the appliances' admin API over HTTPS, " \
+               f"verified against the local CA {tmp_path.resolve() / 'tls' / 'ca.pem'}" in out, out
         control = out.split("control:    ")[1].split("/api/v1")[0]
         steering = out.split("playback:   ")[1].split("/v1/playback")[0]
         assert control.startswith("https://127.0.0.1:") and steering.startswith("https://")
@@ -84,7 +90,62 @@ def test_up_tls_runs_control_and_steering_on_a_local_ca(tmp_path: Path,
         done = subprocess.run([curl, "-sS", f"{control}/healthz"], capture_output=True,
                               text=True, timeout=10, check=False)
         assert done.returncode == 60, done.stderr
+        check_every_listener(json.loads(summary.read_text())["listeners"], bundle, curl)
+        check_appliance_ctl(tmp_path / "appliances" / "a1.toml", a1, bundle)
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
     assert wait_gone(proc.pid) == []
+
+
+def check_every_listener(listeners: dict[str, str], bundle: Path, curl: str) -> None:
+    """Every listener but the appliances' plain video ports is HTTPS, and its certificate
+    verifies against the bundle for the address it is reached on (curl checks the name);
+    the admin ports do not answer plain HTTP."""
+    plain = {name for name in listeners if name.endswith(".video")}
+    assert plain == {"a1.video", "a2.video"}, listeners
+    secure = {name: url for name, url in listeners.items() if name not in plain}
+    assert {"control", "origin", "steering", "a1.admin", "a2.admin", "a1.video_tls",
+            "a2.video_tls"} <= set(secure), listeners
+    for name, url in secure.items():
+        assert url.startswith("https://"), (name, url)
+        done = subprocess.run([curl, "-sS", "--fail", "-o", "/dev/null", "-w",
+                               "%{http_code} %{ssl_verify_result}", "--cacert", str(bundle),
+                               f"{url}/healthz"],
+                              capture_output=True, text=True, timeout=10, check=False)
+        assert (done.returncode, done.stdout) == (0, "200 0"), (name, url, done.stderr)
+    for name in ("a1.admin", "a2.admin"):
+        parts = urllib.parse.urlsplit(secure[name])
+        assert parts.hostname and parts.port
+        with socket.create_connection((parts.hostname, parts.port), timeout=5) as raw:
+            raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+        assert not answer.startswith(b"HTTP/"), (name, answer[:200])
+        done = subprocess.run([curl, "-sS", f"http://{parts.netloc}/healthz"],
+                              capture_output=True, text=True, timeout=10, check=False)
+        assert done.returncode != 0, (name, done.stdout)
+
+
+def check_appliance_ctl(config: Path, settings: dict, bundle: Path) -> None:
+    """appliance-ctl with the appliance's settings file speaks HTTPS to its admin API and
+    verifies it: with the bundle it works; without it, one line naming the admin API's
+    address and why."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VCDN_")}
+
+    def ctl(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vcdn.cli", "appliance-ctl", "status", "--config",
+             str(config)], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
+            timeout=30, check=False)
+
+    done = ctl(VCDN_CA_BUNDLE=str(bundle))
+    assert done.returncode == 0, done.stderr
+    assert settings["id"] in done.stdout, done.stdout
+    done = ctl()
+    assert done.returncode != 0
+    where = f"{settings['admin_host']}:{settings['admin_port']}"
+    assert done.stderr.strip().splitlines() == [
+        f"vcdn appliance-ctl: TLS to the appliance admin API at {where} failed: its "
+        "certificate cannot be trusted: it is signed by an unknown CA."], done.stderr
