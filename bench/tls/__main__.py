@@ -8,6 +8,14 @@ on core 1) opens connections for `--seconds` and fetches ``/healthz`` on each:
 * ``resumed``: every connection resumes the first one's session (``-reuse``: a TLS 1.3
   ticket or a TLS 1.2 ticket).
 
+Same work on both sides, checked before each version's cases and counted in each run: the
+client offers one suite (`SUITES`), and ``openssl s_client`` must see both servers
+negotiate it; both must resume by ticket and only by ticket (a TLS 1.2 session offered
+without its ticket is a full handshake on both: neither resumes from a server-side
+session cache); and s_time's per-connection marks (``r`` resumed, ``*`` new) must say
+every connection of a resumed run resumed and none of a full run did, else the case
+records no ratio.
+
 For each TLS version and mode, rounds alternate between the two servers (median kept);
 we print handshakes/s, the server's CPU time per handshake (from /proc) and the ratio to
 nginx. Then the edge's HTTPS hits (`bench.tls.hits`): `vcdn edge --tls-port` against
@@ -43,6 +51,12 @@ from vcdn.tls_io import client_context
 #: hit cases' targets are in `bench.tls.hits`).
 TARGETS = {"resumed": ">= 0.5"}
 _DONE = re.compile(r"(\d+) connections in \d+ real seconds")
+#: The one suite the client offers per version, so that both servers run the same one
+#: (ours prefers its own order, nginx the client's: left alone they picked AES-128 and
+#: AES-256 for TLS 1.2). AES-256-GCM, as in the hit cases.
+SUITES = {"1.2": ("-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+          "1.3": ("-ciphersuites", "TLS_AES_256_GCM_SHA384")}
+_MARKS = re.compile(r"starting\n([r*t3]*)", re.S)
 
 NGINX_CONF = """worker_processes 1;
 daemon off;
@@ -76,6 +90,44 @@ class Sample:
     handshakes_per_s: float
     cpu_ms_per_handshake: float
     connections: int
+    resumed: int  # connections s_time marked as resumed (``r``)
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """What one server agreed to with the benchmark's client offer."""
+
+    cipher: str
+    resumes_by_ticket: bool
+    resumes_by_session_id: bool  # TLS 1.2: from a server-side cache, without the ticket
+
+
+def _version_flag(version: str) -> str:
+    return f"-tls{version.replace('.', '_')}"
+
+
+def _s_client(server: Server, ca: Path, version: str, *extra: str) -> str:
+    request = "GET /healthz HTTP/1.0\r\n\r\n"
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", _version_flag(version),
+         *SUITES[version], "-CAfile", str(ca), "-ign_eof", *extra],
+        input=request, capture_output=True, text=True, timeout=20, check=False)
+    return done.stdout
+
+
+def negotiated(server: Server, ca: Path, version: str, work: Path) -> Negotiated:
+    """The suite and the resumption mechanisms `server` uses with our client offer."""
+    session = work / f"session-{server.name}-{version}"
+    session.unlink(missing_ok=True)
+    out = _s_client(server, ca, version, "-sess_out", str(session))
+    found = re.search(r"New, TLSv1\.\d, Cipher is (\S+)", out)
+    if found is None or not session.exists():
+        raise SystemExit(f"bench.tls: no TLS {version} handshake with {server.name}: "
+                         f"{out[-400:]}")
+    by_ticket = "Reused, " in _s_client(server, ca, version, "-sess_in", str(session))
+    by_id = version == "1.2" and "Reused, " in _s_client(
+        server, ca, version, "-sess_in", str(session), "-no_ticket")
+    return Negotiated(found.group(1), by_ticket, by_id)
 
 
 def _wait(port: int, ca: Path, proc: subprocess.Popen[bytes], name: str) -> None:
@@ -123,7 +175,7 @@ def s_time(server: Server, ca: Path, mode: str, version: str, seconds: int) -> S
     started = time.monotonic()
     done = subprocess.run(
         ["taskset", "-c", "1", "openssl", "s_time", "-connect", f"127.0.0.1:{server.port}",
-         "-new" if mode == "full" else "-reuse", f"-tls{version.replace('.', '_')}",
+         "-new" if mode == "full" else "-reuse", _version_flag(version), *SUITES[version],
          "-CAfile", str(ca), "-verify", "1", "-time", str(seconds), "-www", "/healthz"],
         capture_output=True, text=True, timeout=seconds + 30, check=False)
     wall = time.monotonic() - started
@@ -135,7 +187,15 @@ def s_time(server: Server, ca: Path, mode: str, version: str, seconds: int) -> S
     # s_time's own "real seconds" are whole seconds, and its other rate is per client CPU
     # second: the wall time around the run (start-up included) is the rate a client sees.
     connections = int(found.group(1))
-    return Sample(connections / wall, 1000 * cpu / max(connections, 1), connections)
+    marks = _MARKS.search(done.stdout)
+    resumed = marks.group(1).count("r") if marks else 0
+    return Sample(connections / wall, 1000 * cpu / max(connections, 1), connections, resumed)
+
+
+def same_work(samples: list[Sample], mode: str) -> bool:
+    """Every connection of a resumed run resumed, none of a full run did."""
+    want = (lambda x: x.connections) if mode == "resumed" else (lambda x: 0)
+    return all(x.connections > 0 and x.resumed == want(x) for x in samples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         servers = start_servers(work, ca) if "handshakes" in parts else []
         try:
             for version in args.versions.split(",") if servers else ():
+                seen = {s.name: negotiated(s, ca.ca_cert, version, work) for s in servers}
+                print(f"TLS {version}: " + "; ".join(f"{name} {n}" for name, n in seen.items()),
+                      flush=True)
+                agree = len(set(seen.values())) == 1 and seen["nginx"].resumes_by_ticket
                 for mode in ("full", "resumed"):
                     got: dict[str, list[Sample]] = {s.name: [] for s in servers}
                     for _ in range(args.rounds):
@@ -168,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                             got[s.name].append(s_time(s, ca.ca_cert, mode, version,
                                                       args.seconds))
                     ours, theirs = got["origin"], got["nginx"]
+                    fair = agree and same_work(ours + theirs, mode)
                     run.case(
                         f"{mode}_tls{version.replace('.', '')}",
                         ours={"hs_per_s": [x.handshakes_per_s for x in ours],
@@ -176,8 +241,15 @@ def main(argv: list[str] | None = None) -> int:
                                 "cpu_ms": [x.cpu_ms_per_handshake for x in theirs]},
                         server="nginx", ratio_of="hs_per_s", target=TARGETS.get(mode),
                         unit="handshakes/s",
-                        notes=f"TLS {version}, {mode} handshakes, openssl s_time, one "
-                              "connection at a time; cpu_ms = server CPU per handshake",
+                        notes=f"TLS {version} {seen['nginx'].cipher}, {mode} handshakes "
+                              f"(resumed: ours {[x.resumed for x in ours]} of "
+                              f"{[x.connections for x in ours]}, nginx "
+                              f"{[x.resumed for x in theirs]} of "
+                              f"{[x.connections for x in theirs]}), openssl s_time, one "
+                              "connection at a time; cpu_ms = server CPU per handshake"
+                              + ("" if fair else "; NOT COMPARABLE: the servers negotiated "
+                                 "or resumed differently"),
+                        correct=fair,
                     )
         finally:
             for s in servers:
