@@ -262,3 +262,38 @@ async def test_clients_fail_in_one_line_naming_host_and_reason(
 def test_a_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         client_context(tmp_path / "nope.pem")
+
+
+async def test_the_suites_accepted_are_exactly_mozilla_intermediate(tmp_path: Path) -> None:
+    """Every TLS 1.2 suite this openssl knows, offered alone, to an RSA and an ECDSA chain:
+    the server agrees to exactly the intermediate suites its key can sign for (ECDHE with
+    AES-GCM or ChaCha20; the DHE ones need DH parameters, never loaded), and in TLS 1.3 to
+    the three AEAD suites of that list and not CCM."""
+    openssl = require_tool("openssl")
+    ca = trustme.CA()
+    rsa = issue(ca, tmp_path / "rsa", "rsa.test", key_type=trustme.KeyType.RSA)
+    ec = issue(ca, tmp_path / "ec", "ec.test")
+    runner, urls, _ = await _serve(TlsOptions(tls_cert=rsa.cert, tls_key=rsa.key,
+                                              tls_certs=(f"{ec.cert}:{ec.key}",)))
+    port = _port(urls[0])
+    _, listed = await run(openssl, "ciphers", "-s", "-tls1_2", "ALL:@SECLEVEL=0")
+    offered = [s for s in listed.strip().split(":") if not s.startswith("TLS_")]
+    assert len(offered) > 40, listed
+
+    async def accepted(server_name: str, *offer: str) -> bool:
+        code, out = await s_client(port, "-servername", server_name, *offer)
+        return code == 0 and "Cipher is (NONE)" not in out
+
+    try:
+        for name, kind in (("rsa.test", "RSA"), ("ec.test", "ECDSA")):
+            answers = await asyncio.gather(*(accepted(
+                name, "-tls1_2", "-cipher", f"{suite}:@SECLEVEL=0") for suite in offered))
+            got = [suite for suite, ok in zip(offered, answers, strict=True) if ok]
+            assert sorted(got) == sorted(f"ECDHE-{kind}-{s}" for s in (
+                "AES128-GCM-SHA256", "AES256-GCM-SHA384", "CHACHA20-POLY1305")), (name, got)
+            for suite in ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                          "TLS_CHACHA20_POLY1305_SHA256"):
+                assert await accepted(name, "-tls1_3", "-ciphersuites", suite), (name, suite)
+            assert not await accepted(name, "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256")
+    finally:
+        await runner.cleanup()

@@ -18,9 +18,10 @@ class Issued:
     key: Path
 
 
-def issue(ca: trustme.CA, where: Path, *names: str) -> Issued:
+def issue(ca: trustme.CA, where: Path, *names: str,
+          key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> Issued:
     """A chain (leaf first) and its key, in two PEM files named after the first name."""
-    leaf = ca.issue_cert(*names, common_name=names[0])
+    leaf = ca.issue_cert(*names, common_name=names[0], key_type=key_type)
     where.mkdir(parents=True, exist_ok=True)
     stem = names[0].replace("*", "star")
     cert, key = where / f"{stem}.crt", where / f"{stem}.key"
