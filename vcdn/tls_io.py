@@ -12,11 +12,10 @@ certificates into service for new connections while open ones keep theirs: nothi
 dropped.
 
 Session resumption. OpenSSL issues TLS 1.3 session tickets (two per full handshake) and
-TLS 1.2 tickets, encrypted with keys it draws at random when the listener's context is
-made; the listener's context lives as long as the listening socket, so resumption works
-across certificate reloads. Python 3.11's `ssl` has no binding for
-``SSL_CTX_set_tlsext_ticket_key_cb``, so the ticket keys cannot be rotated in a running
-process: they rotate when the process restarts (and are never written to disk).
+TLS 1.2 tickets, encrypted with the keys of the listener's context, which lives as long as
+the listening socket, so resumption works across certificate reloads. Those keys are drawn
+by `vcdn.tls_tickets` at start and again every hour (`CertWatch` rotates them); they are
+never written to disk.
 
 Kernel TLS. With the Linux ``tls`` ULP the kernel encrypts records itself, and sendfile(2)
 could send page cache to a TLS client without a copy through user space; OpenSSL turns it
@@ -49,6 +48,7 @@ from vcdn.errors import ConfigError
 from vcdn.keyreload import POLL_SECONDS, add_sighup, file_stamp
 from vcdn.logs import event
 from vcdn.tls import ALPN, CA_BUNDLE_ENV, INTERMEDIATE_CIPHERS, CertPair, certificate_names, pick
+from vcdn.tls_tickets import TicketKeys
 
 log = logging.getLogger("vcdn.tls")
 
@@ -131,6 +131,9 @@ class CertStore:
         # chain into the connection (SSL_set_SSL_CTX) on every handshake, a fifth of a
         # resumed one's server time.
         self.context.sni_callback = self._select if len(certs.pairs) > 1 else None
+        # Tickets are encrypted with the listener's context's keys whichever chain SNI
+        # picks: one key set per listener, rotated by `CertWatch`.
+        self.tickets = TicketKeys(self.context)
 
     def _select(self, sock: ssl.SSLObject, server_name: str | None, _: Any) -> None:
         certs = self.certs  # one read: a swap between lines cannot mix two sets
@@ -199,11 +202,13 @@ class CertWatch:
         return False
 
     async def run(self) -> None:
-        """Until cancelled: SIGHUP reloads at once; files are polled every `interval`."""
+        """Until cancelled: SIGHUP reloads at once; files are polled every `interval`, and
+        the session ticket keys rotated when due."""
         remove = add_sighup(lambda: self.reload("sighup"))
         try:
             while True:
                 await asyncio.sleep(self._interval)
+                self.store.tickets.rotate_if_due()
                 with contextlib.suppress(ConfigError):
                     self.check()
         finally:

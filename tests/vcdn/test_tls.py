@@ -297,3 +297,57 @@ async def test_the_suites_accepted_are_exactly_mozilla_intermediate(tmp_path: Pa
             assert not await accepted(name, "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256")
     finally:
         await runner.cleanup()
+
+
+async def test_ticket_keys_rotate_and_old_tickets_stop_resuming(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """The listener's ticket keys are ours, rotated while it runs: a TLS 1.2 or 1.3 ticket
+    from before a rotation makes a full handshake, one from after resumes, and the tickets'
+    lifetime hint is the rotation period. `CertWatch` rotates them when due."""
+    leaf = issue(ca, tmp_path, "a.test")
+    runner, urls, store = await _serve(TlsOptions(tls_cert=leaf.cert, tls_key=leaf.key))
+    assert store is not None
+    port = _port(urls[0])
+    tickets = store.tickets
+    assert tickets.active, tickets.reason
+    first = tickets.current()
+    assert len(first) == 80 and first != b"\0" * 80
+
+    async def ticket(version: str, name: str) -> Path:
+        session = tmp_path / f"{name}{version}"
+        code, out = await s_client(port, version, "-sess_out", str(session), "-ign_eof",
+                                   stdin=CLOSE_REQUEST)
+        assert code == 0 and session.stat().st_size > 0, out
+        assert f"TLS session ticket lifetime hint: {int(tickets.every)} (seconds)" in out, out
+        return session
+
+    async def resumes(version: str, session: Path) -> bool:
+        code, out = await s_client(port, version, "-sess_in", str(session), "-ign_eof",
+                                   stdin=CLOSE_REQUEST)
+        assert code == 0 and ("Reused, TLSv1." in out or "New, TLSv1." in out), out
+        return "Reused, TLSv1." in out
+
+    try:
+        for version in ("-tls1_2", "-tls1_3"):
+            before = await ticket(version, "before")
+            assert await resumes(version, before)
+            assert tickets.rotate()
+            assert tickets.current() not in (first, b"")
+            assert not await resumes(version, before)  # a full handshake, not a failure
+            after = await ticket(version, "after")
+            assert await resumes(version, after)
+        # Due rotations happen in the watch's loop.
+        rotations, keys = tickets.rotations, tickets.current()
+        tickets.every = 0.05
+        watch = asyncio.create_task(CertWatch(store, interval=0.02).run())
+        try:
+            for _ in range(100):
+                if tickets.rotations > rotations:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            watch.cancel()
+        assert tickets.rotations > rotations and tickets.current() != keys
+    finally:
+        await runner.cleanup()
