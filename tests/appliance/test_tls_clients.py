@@ -21,7 +21,7 @@ from tests.appliance.conftest import (
 )
 from tests.vcdn.tls_helpers import ca_file, issue, run
 from vcdn.tls import CertPair
-from vcdn.tls_io import server_context
+from vcdn.tls_io import CertStore, listener, server_context
 
 
 async def _appliance(tmp_path: Path, control_url: str, origin_url: str, **extra: object):  # type: ignore[no-untyped-def]
@@ -77,6 +77,12 @@ async def test_unknown_ca_and_wrong_name_fail_in_one_line(tmp_path: Path, origin
             await control.stop()
 
 
+def _store(pair: CertPair, client_ca: Path) -> CertStore:
+    store = listener([pair], client_ca)
+    assert store is not None
+    return store
+
+
 async def test_mutual_tls_binds_the_client_certificate_to_the_appliance_id(
     tmp_path: Path, origin  # type: ignore[no-untyped-def]
 ) -> None:
@@ -101,7 +107,9 @@ async def test_mutual_tls_binds_the_client_certificate_to_the_appliance_id(
         where = tmp_path / case
         control = await start_control(
             where / "c.db", tls_client_ca=client_ca,
-            ssl_context=server_context(CertPair(leaf.cert, leaf.key), client_ca))
+            # The listener's own store, as `vcdn control` builds it: one chain, so the
+            # handshake stays on the store's context and its client CA.
+            ssl_context=_store(CertPair(leaf.cert, leaf.key), client_ca).context)
         extra: dict[str, object] = {"ca_bundle": str(ca_file(ca, where))}
         if cert is not None:
             extra |= {"tls_client_cert": str(cert.cert), "tls_client_key": str(cert.key)}
