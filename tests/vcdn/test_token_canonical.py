@@ -64,6 +64,44 @@ def test_odd_expiry_spellings(expiry: str) -> None:
         parse(f"k1.{expiry}." + "A" * 43)
 
 
+@pytest.mark.parametrize("where", ["key_id", "expires", "signature"])
+def test_a_trailing_newline_is_no_second_spelling(where: str) -> None:
+    """``k1.123\n.sig`` is not another spelling of ``k1.123.sig`` (a pattern's ``$`` also
+    matches before a final newline), wherever the newline is."""
+    tok = sign("t", key_id="k1", key=SECRET, expires=NOW + 60)
+    parts = dict(zip(("key_id", "expires", "signature"), tok.split("."), strict=True))
+    parts[where] += "\n"
+    with pytest.raises(BadToken):
+        verify(".".join(parts.values()), "t", {"k1": SECRET, "k1\n": SECRET}, NOW)
+
+
+def test_a_key_id_with_a_newline_is_refused() -> None:
+    with pytest.raises(ValueError, match="key id"):
+        sign("t", key_id="k1\n", key=SECRET, expires=NOW)
+    with pytest.raises(ConfigError):
+        parse_keys("k1\n:0123456789abcdef-one")
+
+
+@given(st.text(alphabet="k1.09AEQw4Bz_-\n+/= ", max_size=100))
+def test_parse_accepts_exactly_the_canonical_spelling_and_says_why_not(text: str) -> None:
+    """The one-match parse and the part-by-part reasons agree: a text is either the very
+    spelling of the token it parses to, or refused with its particular reason."""
+    try:
+        p = parse(text)
+    except BadToken as exc:
+        assert str(exc) != "token is malformed"
+    else:
+        assert f"{p.key_id}.{p.expires}.{p.signature}" == text
+
+
+@given(kids, titles, expiries, st.integers(min_value=0, max_value=88))
+def test_a_truncated_token_is_refused(kid: str, title: str, expires: int, cut: int) -> None:
+    tok = sign(title, key_id=kid, key=SECRET, expires=expires)
+    if cut < len(tok):
+        with pytest.raises(BadToken):
+            verify(tok[:cut], title, {kid: SECRET}, 0)
+
+
 def test_a_key_past_not_after_is_refused_and_not_used() -> None:
     """After not_after the key verifies nothing and signs nothing."""
     ring = KeyRing([SigningKey("k1", SECRET, not_after=NOW)])
