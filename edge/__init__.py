@@ -23,7 +23,8 @@ Modules: ``store`` (disk cache and index), ``eviction`` (policy interface, LRU),
 ``freshness`` (RFC 9111, pure), ``upstream`` (peers/origin, retries, breaker), ``fill``
 (coalesced streamed fills across workers), ``serve`` (responses),
 ``fastpath`` (the hit decision, answered by `vcdn.httpserve.hitproto`), ``routing`` (the
-one router, token check included), ``engine`` (`Edge`), ``miss`` and ``proxy`` (what hits
+one router, token check included), ``fastroutes`` (the hit decision's memory of routes:
+paths and verified tokens apart), ``engine`` (`Edge`), ``miss`` and ``proxy`` (what hits
 do not answer), ``generation`` (purges seen by every worker), ``app`` (the aiohttp
 application), ``workers`` and ``cli``.
 """

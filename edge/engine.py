@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from edge import cachestatus
+from edge.fastroutes import FastRoutes
 from edge.fill import Fills
 from edge.llcrowd import Crowds
 from edge.negative import NegativeCache
@@ -52,9 +53,8 @@ class Edge:
         self.stats = EdgeStats(self.registry, self.store)
         self.ram = RamCache(settings.ram_cache, settings.ram_object_max)
         self.draining = False
-        #: The fast path's memory of appliance URLs: raw target → (key, title, valid until).
-        #: Per Edge, since what a URL may reach depends on this edge's keys and auth.
-        self.fast_routes: dict[str, tuple[str, str, float]] = {}
+        #: The fast path's memory of appliance URLs (their paths and verified tokens).
+        self.fast_routes = FastRoutes(settings.auth)
         self.negative = NegativeCache()
         #: The store's purge generation this worker's memory is consistent with.
         self._generation = self.store.generation.read()
@@ -92,9 +92,9 @@ class Edge:
                 self.fills.detach(purge=purged)
 
     def set_keys(self, keys: tokens.KeyRing) -> None:
-        """New signing keys (a reload): forget the fast path's verified URLs with the old."""
+        """New signing keys (a reload): forget the fast path's tokens verified with the old."""
         self.keys = keys
-        self.fast_routes.clear()
+        self.fast_routes.forget_tokens()
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store call on the store's own thread."""

@@ -1,11 +1,11 @@
 """The hit decision of the edge, pure but for reads: request head → whole answer or "not mine".
 
-`answer(edge, head)` routes an appliance or proxy target (token checked, the verified
-route remembered), finds a fresh stored object (in this worker's memory, else in the
-shared index: stored by another worker, or a Vary variant) and answers it with the
-one hit planner of the origin and the edge (`vcdn.httpserve.hit`): the answer's bytes (a
-body from RAM or one pread), a `Large` (a body sent from its file), or None (a miss, a
-bad token, client cache directives: aiohttp decides).
+`answer(edge, head)` routes an appliance or proxy target (token checked, both halves of
+the route remembered: `edge.fastroutes`), finds a fresh stored object (in this worker's
+memory, else in the shared index: stored by another worker, or a Vary variant) and
+answers it with the one hit planner of the origin and the edge (`vcdn.httpserve.hit`):
+the answer's bytes (a body from RAM or one pread), a `Large` (a body sent from its
+file), or None (a miss, a bad token, client cache directives: aiohttp decides).
 
 Its callers are the hit connection protocol (`vcdn.httpserve.hitproto`) and, for
 connections aiohttp owns, the request-level hook (`vcdn.httpserve.hot.install_answer`),
@@ -24,13 +24,9 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from edge import forwarding, freshness, vary
-from edge.keys import video_path
-from edge.llhls import fast_query
-from edge.routing import resolve
 from edge.selection import policy, selects, variant
 from edge.serve import on_disk, read_small, stored_head
-from edge.store import Entry, object_key
-from vcdn.errors import VcdnError
+from edge.store import Entry
 from vcdn.httpserve.fasthead import Head
 from vcdn.httpserve.hit import Answer, Large, Prepared, deliver, file_opener, plan_hit
 from vcdn.httpserve.hot import AlreadySent, install_hook, send_reply
@@ -49,8 +45,6 @@ _VARIES: dict[str, tuple[str, ...]] = {}
 _VARIES_MAX: Final = 50_000
 #: Fields a fill's request gets from the hop rather than from the client's head.
 _HOP_FIELDS: Final = frozenset({"x-forwarded-for"})
-#: Appliance URLs already parsed and verified (per Edge: `Edge.fast_routes`).
-_ROUTES_MAX: Final = 100_000
 
 
 def head_answer(edge: Edge) -> Answer:
@@ -75,34 +69,13 @@ def answer(edge: Edge, head: Head) -> bytes | Large | None:
         if settings.query_policy == "ignore":
             raw = raw.partition("?")[0]
         return _hit(edge, head, raw, "", now)
-    route = edge.fast_routes.get(raw)
+    route = edge.fast_routes.route(raw, edge.keys, now)
     if route is None:
-        route = _route(edge, raw, now)
-        if route is None:
-            return None
-        routes = edge.fast_routes
-        if len(routes) >= _ROUTES_MAX:
-            routes.clear()
-        routes[raw] = route
+        return None  # the application answers (403 with the reason logged, 400, 404)
     key, title, expires = route
     if expires < now:
         return None  # the token expired: the full path answers 403 and logs why
     return _hit(edge, head, key, title, now)
-
-
-def _route(edge: Edge, raw: str, now: float) -> tuple[str, str, float] | None:
-    """(cache key, title, valid until) of an appliance URL (`edge.routing.resolve`), or
-    None if the application must answer it. Remembered per raw target (token included)
-    by the caller, since a player asks for the same URLs over and over."""
-    raw, suffix = fast_query(raw)  # LL-HLS directives are part of the key (edge.llhls)
-    if suffix is None:
-        return None
-    try:
-        route = resolve(raw, edge.keys, edge.settings.auth, now)
-        path = video_path(route.rest)
-    except VcdnError:
-        return None  # aiohttp answers (403 with the reason logged, 400, 404)
-    return object_key(route.title, path) + suffix, route.title, route.valid_until
 
 
 def _hit(edge: Edge, head: Head, key: str, title: str, now: float) -> bytes | Large | None:

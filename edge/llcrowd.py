@@ -168,7 +168,7 @@ class Crowds:
     def _key_of(self, raw: str, headers: Mapping[str, str]) -> tuple[str, str] | None:
         """(key, title) of a plain request whose route the fast path already verified
         (`Edge.fast_routes`), else None."""
-        route = self._edge.fast_routes.get(raw)
+        route = self._edge.fast_routes.known(raw)
         if route is None:
             return None
         key, title, expires = route

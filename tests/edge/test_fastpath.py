@@ -150,6 +150,39 @@ async def test_bad_token_on_fast_connection_is_403(fast: str, origin_root: Path)
     assert answers == [(403, b"")]
 
 
+async def test_a_remembered_token_is_no_pass_to_another_title(
+    fast: str, origin_root: Path
+) -> None:
+    """Both titles' objects are hits and both tokens were verified on the fast path: a
+    token signed for one title on the other title's path, or a remembered token tampered
+    with, is still 403 (the fast path remembers a token with the title it signs)."""
+    from tests.edge.conftest import sign
+
+    (origin_root / "other" / "v1").mkdir(parents=True)
+    other = os.urandom(5000)
+    (origin_root / "other" / SMALL).write_bytes(other)
+    small = (origin_root / TITLE / SMALL).read_bytes()
+    await _warm(fast, SMALL, small)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(fast + signed(SMALL, "other")) as r:
+            assert (r.status, await r.read()) == (200, other)
+    await settle(APPS[0])
+    demo_token, other_token = sign(TITLE), sign("other")
+    req = "GET /s/{}/{}/{} HTTP/1.1\r\nHost: x\r\n\r\n"
+    payload = "".join((
+        req.format(demo_token, TITLE, SMALL), req.format(other_token, "other", SMALL),
+        req.format(demo_token, "other", SMALL),
+    )).encode()
+    before = _fast_hits()
+    answers = await _exchange(fast, payload, 3)
+    assert answers == [(200, small), (200, other), (403, b"")]
+    # A new connection, so the fast path (not aiohttp, which has the first) looks first.
+    tampered = demo_token[:-3] + ("AAA" if not demo_token.endswith("AAA") else "BAA")
+    answers = await _exchange(fast, req.format(tampered, TITLE, SMALL).encode(), 1)
+    assert answers == [(403, b"")]
+    assert _fast_hits() == before + 2
+
+
 async def test_live_playlist_revalidated_then_fast_again(aiohttp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A live playlist (max-age=1) goes stale: the fast path steps aside, the full path
     revalidates upstream (If-None-Match → 304), and the refreshed headers are what the

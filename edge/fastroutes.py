@@ -1,0 +1,113 @@
+"""The fast path's memory of appliance URLs (`edge.routing`), in two halves.
+
+A player brings a token from steering and then asks for many URLs with it (playlists,
+segments, parts), and a new player brings a new token for the same URLs. Remembering
+whole URLs would make every new (token, path) pair the slow path again: routing, path
+checks and key building besides the token check. So the rest of a URL,
+``{title}/{path}[?query]``, is remembered with its cache key (it does not depend on the
+token), and a token with the title and time it was verified for (it does not depend on
+the path): a URL with a new token costs its HMAC check and the normal hit, and a new
+segment with a known token two dictionary lookups.
+
+What the memory holds was decided by the router's own pieces, so it answers exactly as
+`edge.routing.resolve` would: a token is taken from memory only for the title it was
+verified for and only until it (or its key) expires; a token that failed is not kept, so
+it fails again on the full path, which answers 403 and logs why.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from edge.keys import video_path
+from edge.llhls import fast_query
+from edge.routing import check_token, place, split
+from edge.store import object_key
+from vcdn import tokens
+from vcdn.errors import VcdnError
+
+#: Entries per half; a full half is cleared (its entries are cheap to make again).
+MAX_ENTRIES: Final = 100_000
+_UNSEEN: Final = ("", "")
+
+
+class FastRoutes:
+    """Per Edge, since what a URL may reach depends on this edge's keys and auth."""
+
+    __slots__ = ("_auth", "_tails", "_tokens")
+
+    def __init__(self, auth: str) -> None:
+        self._auth = auth
+        #: ``{title}/{path}[?query]`` → (cache key, title), or None: the application's.
+        self._tails: dict[str, tuple[str, str] | None] = {}
+        #: A verified token → (its title, valid until).
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def forget_tokens(self) -> None:
+        """New signing keys: what the old ones verified is verified no more."""
+        self._tokens.clear()
+
+    def route(
+        self, raw: str, keys: tokens.KeyRing, now: float
+    ) -> tuple[str, str, float] | None:
+        """(cache key, title, valid until) of the raw target (query included) of an
+        appliance URL whose token verifies (or that is unsigned), else None: the
+        application answers (403 with the reason logged, 400, 404)."""
+        found = split(raw, self._auth)
+        if found is None:
+            return None
+        token, tail = found
+        placed = self._tails.get(tail, _UNSEEN)
+        if placed is _UNSEEN:
+            placed = _place(tail)
+            if len(self._tails) >= MAX_ENTRIES:
+                self._tails.clear()
+            self._tails[tail] = placed
+        if placed is None:
+            return None
+        key, title = placed
+        if token is None:
+            return key, title, math.inf
+        seen = self._tokens.get(token)
+        if seen is not None and seen[0] == title:
+            return key, title, seen[1]
+        try:
+            valid_until = check_token(token, title, keys, now)
+        except VcdnError:
+            return None
+        if len(self._tokens) >= MAX_ENTRIES:
+            self._tokens.clear()
+        self._tokens[token] = (title, valid_until)
+        return key, title, valid_until
+
+    def known(self, raw: str) -> tuple[str, str, float] | None:
+        """`route` from memory alone: None unless the fast path verified both halves."""
+        found = split(raw, self._auth)
+        if found is None:
+            return None
+        token, tail = found
+        placed = self._tails.get(tail)
+        if placed is None:
+            return None
+        key, title = placed
+        if token is None:
+            return key, title, math.inf
+        seen = self._tokens.get(token)
+        if seen is None or seen[0] != title:
+            return None
+        return key, title, seen[1]
+
+
+def _place(tail: str) -> tuple[str, str] | None:
+    """(cache key, title) of ``{title}/{path}[?query]``, or None if the application must
+    answer it: LL-HLS directives are part of the key (`edge.llhls.fast_query`), any other
+    query, a bad title or path are the application's."""
+    rest, suffix = fast_query(tail)
+    if suffix is None:
+        return None
+    try:
+        title, path = place(rest)
+        return object_key(title, video_path(path)) + suffix, title
+    except VcdnError:
+        return None
