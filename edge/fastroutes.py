@@ -7,7 +7,8 @@ checks and key building besides the token check. So the rest of a URL,
 ``{title}/{path}[?query]``, is remembered with its cache key (it does not depend on the
 token), and a token with the title and time it was verified for (it does not depend on
 the path): a URL with a new token costs its HMAC check and the normal hit, and a new
-segment with a known token two dictionary lookups.
+segment with a known token two dictionary lookups. A URL seen before (a playlist polled,
+a segment asked for again) is one lookup of the whole target.
 
 What the memory holds was decided by the router's own pieces, so it answers exactly as
 `edge.routing.resolve` would: a token is taken from memory only for the title it was
@@ -35,10 +36,13 @@ _UNSEEN: Final = ("", "")
 class FastRoutes:
     """Per Edge, since what a URL may reach depends on this edge's keys and auth."""
 
-    __slots__ = ("_auth", "_tails", "_tokens")
+    __slots__ = ("_auth", "_tails", "_tokens", "_urls")
 
     def __init__(self, auth: str) -> None:
         self._auth = auth
+        #: Whole raw targets already routed → (cache key, title, valid until): a player
+        #: polling its playlist, or asking for a segment again, costs one lookup.
+        self._urls: dict[str, tuple[str, str, float]] = {}
         #: ``{title}/{path}[?query]`` → (cache key, title), or None: the application's.
         self._tails: dict[str, tuple[str, str] | None] = {}
         #: A verified token → (its title, valid until).
@@ -47,6 +51,7 @@ class FastRoutes:
     def forget_tokens(self) -> None:
         """New signing keys: what the old ones verified is verified no more."""
         self._tokens.clear()
+        self._urls.clear()
 
     def route(
         self, raw: str, keys: tokens.KeyRing, now: float
@@ -54,6 +59,20 @@ class FastRoutes:
         """(cache key, title, valid until) of the raw target (query included) of an
         appliance URL whose token verifies (or that is unsigned), else None: the
         application answers (403 with the reason logged, 400, 404)."""
+        urls = self._urls
+        known = urls.get(raw)
+        if known is not None:
+            return known
+        routed = self._route(raw, keys, now)
+        if routed is not None:
+            if len(urls) >= MAX_ENTRIES:
+                urls.clear()
+            urls[raw] = routed
+        return routed
+
+    def _route(
+        self, raw: str, keys: tokens.KeyRing, now: float
+    ) -> tuple[str, str, float] | None:
         found = split(raw, self._auth)
         if found is None:
             return None
@@ -83,6 +102,9 @@ class FastRoutes:
 
     def known(self, raw: str) -> tuple[str, str, float] | None:
         """`route` from memory alone: None unless the fast path verified both halves."""
+        routed = self._urls.get(raw)
+        if routed is not None:
+            return routed
         found = split(raw, self._auth)
         if found is None:
             return None

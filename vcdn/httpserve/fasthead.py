@@ -13,7 +13,9 @@ repeated fields whose meaning would change when combined, and heads larger or wi
 fields than the limits.
 
 Per request it costs a dictionary lookup when the same head bytes came before (keep-alive
-polling), and otherwise one pass over the head with field names canonicalised once.
+polling), a look at the request line and a lookup when only the fields came before (the
+same player asking for another URL, or with a new token), and otherwise one pass over
+the head with field names canonicalised once.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ _NAMES_MAX: Final = 512
 _HEADS: dict[bytes, Head] = {}
 _HEADS_MAX: Final = 4096
 _KEEP_HEAD_MAX: Final = 2048
+#: The same for the field lines alone, (headers, keep-alive) or None (not ours): a player
+#: sends the same fields with every URL, and every URL with a new token is a new head.
+_FIELDS: dict[bytes, tuple[Mapping[str, str], bool] | None] = {}
+_UNSEEN: Final[tuple[Mapping[str, str], bool]] = ({}, False)  # no value of _FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +91,38 @@ def parse_head(data: bytes, max_bytes: int) -> Head | None:
 
 
 def _parse(data: bytes) -> Head | None:
+    line, crlf, fields = data.partition(b"\r\n")
+    parts = line.split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or parts[0] not in (b"GET", b"HEAD"):
+        return None
+    # Past this, the request line is a method, two spaces, visible ASCII and the version:
+    # no control byte, no CR or LF.
+    if _TARGET.fullmatch(parts[1]) is None or not crlf:
+        return None  # no fields: no Host
+    known = _FIELDS.get(fields, _UNSEEN)
+    if known is _UNSEEN:
+        known = _fields(fields)
+        if len(fields) <= _KEEP_HEAD_MAX:
+            if len(_FIELDS) >= _HEADS_MAX:
+                _FIELDS.clear()
+            _FIELDS[fields] = known
+    if known is None:
+        return None
+    return Head(parts[0].decode("ascii"), parts[1].decode("ascii"), known[0], known[1])
+
+
+def _fields(data: bytes) -> tuple[Mapping[str, str], bool] | None:
+    """(headers, keep-alive) of the field lines of a head, or None: not ours."""
     if _BAD_BYTES.search(data) is not None:
         return None
     lines = data.split(b"\r\n")
     crlfs = len(lines) - 1
-    if data.count(b"\n") != crlfs or data.count(b"\r") != crlfs or crlfs > MAX_FIELDS:
+    if data.count(b"\n") != crlfs or data.count(b"\r") != crlfs or len(lines) > MAX_FIELDS:
         return None  # a bare CR or LF, or too many fields
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or parts[0] not in (b"GET", b"HEAD"):
-        return None
-    if _TARGET.fullmatch(parts[1]) is None:
-        return None
     headers: dict[str, str] = {}
     seen: set[bytes] = set()
     keep_alive = True
-    for line in lines[1:]:
+    for line in lines:
         name, colon, value = line.partition(b":")
         if not colon:
             return None
@@ -125,7 +148,7 @@ def _parse(data: bytes) -> Head | None:
         headers[canonical] = f"{headers[canonical]}, {text}" if canonical in headers else text
     if b"host" not in seen:
         return None  # RFC 9112 §3.2: a 1.1 request without Host gets 400, from aiohttp
-    return Head(parts[0].decode("ascii"), parts[1].decode("ascii"), headers, keep_alive)
+    return headers, keep_alive
 
 
 def _name(name: bytes) -> tuple[bytes, str] | None:

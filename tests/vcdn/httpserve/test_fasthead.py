@@ -62,3 +62,35 @@ def test_a_head_seen_before_gives_the_same_answer_and_limits_still_hold() -> Non
     first = parse_head(data, 16384)
     assert first is not None and parse_head(data, 16384) == first
     assert parse_head(data, len(data) - 1) is None
+
+
+LINES = [b"GET /s/k1.1.a/t/a.m4s HTTP/1.1", b"HEAD /a HTTP/1.1", b"GET /a\x01 HTTP/1.1",
+         b"GET /a HTTP/1.0", b"GET /a\n HTTP/1.1", b"PUT /a HTTP/1.1", b"GET  /a HTTP/1.1",
+         b"GET /a HTTP/1.1\r", b"GET /\xff HTTP/1.1", b"GET /b HTTP/1.1 "]
+FIELDS = [b"Host: e\r\nUser-Agent: p", b"Host: e\r\nConnection: close", b"User-Agent: p",
+          b"Host: e\r\nHost: f", b"Host: e\r\nX: a\rb", b"Host: e\r\n", b"", b"Host: e\nX: y",
+          b"Host: e\r\nConnection: upgrade", b"Host: e\r\nContent-Length: 1"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(LINES), st.sampled_from(FIELDS)), max_size=12))
+def test_fields_seen_before_change_nothing(heads: list[tuple[bytes, bytes]]) -> None:
+    """The field lines are remembered apart from the request line (every URL with a new
+    token is a new head): whatever came before, a head parses as it does the first time,
+    a refused request line with accepted fields and accepted ones with refused fields."""
+    from vcdn.httpserve import fasthead
+
+    for line, fields in heads:
+        data = line + b"\r\n" + fields
+        got = parse_head(data, 16384)
+        fasthead._HEADS.clear()
+        fasthead._FIELDS.clear()
+        assert got == parse_head(data, 16384)
+
+
+def test_one_player_many_urls_share_their_fields() -> None:
+    first = parse_head(b"GET /s/k1.1.a/t/a.m4s HTTP/1.1\r\nHost: e\r\nX-Seen: once", 16384)
+    second = parse_head(b"GET /s/k1.2.b/t/b.m4s HTTP/1.1\r\nHost: e\r\nX-Seen: once", 16384)
+    assert first is not None and second is not None
+    assert (first.target, second.target) == ("/s/k1.1.a/t/a.m4s", "/s/k1.2.b/t/b.m4s")
+    assert second.headers is first.headers == {"Host": "e", "X-Seen": "once"}
+    assert parse_head(b"GET /a\x01 HTTP/1.1\r\nHost: e\r\nX-Seen: once", 16384) is None
