@@ -94,6 +94,26 @@ def test_parse_accepts_exactly_the_canonical_spelling_and_says_why_not(text: str
         assert f"{p.key_id}.{p.expires}.{p.signature}" == text
 
 
+@given(kids, st.lists(st.tuples(titles, titles, expiries), min_size=1, max_size=5))
+def test_a_ring_verifies_as_a_plain_mapping(
+    kid: str, uses: list[tuple[str, str, int]]
+) -> None:
+    """A KeyRing keys each secret's HMAC once and copies it per token: it accepts and
+    refuses exactly what the plain mapping (keyed anew each time) does, however often
+    it was used before and for whichever titles."""
+    ring, plain = KeyRing([SigningKey(kid, SECRET)]), {kid: SECRET}
+    for signed_for, asked_for, expires in uses:
+        tok = sign(signed_for, key_id=kid, key=SECRET, expires=expires)
+        outcomes = []
+        for keys in (ring, plain):
+            try:
+                outcomes.append(verify(tok, asked_for, keys, expires - 1))
+            except BadToken as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1]
+        assert isinstance(outcomes[0], str) == (signed_for != asked_for)
+
+
 @given(kids, titles, expiries, st.integers(min_value=0, max_value=88))
 def test_a_truncated_token_is_refused(kid: str, title: str, expires: int, cut: int) -> None:
     tok = sign(title, key_id=kid, key=SECRET, expires=expires)

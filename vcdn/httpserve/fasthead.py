@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET: Final = re.compile(rb"/[\x21-\x7e]*")
@@ -61,8 +60,10 @@ _FIELDS: dict[bytes, tuple[Mapping[str, str], bool] | None] = {}
 _UNSEEN: Final[tuple[Mapping[str, str], bool]] = ({}, False)  # no value of _FIELDS
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
+    """One request head (a tuple: one is made for every URL not seen before, at half the
+    cost of a frozen dataclass)."""
+
     method: str
     #: The raw target as sent (still percent-encoded), query included.
     target: str
