@@ -31,63 +31,17 @@ the stretch of video segment N.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-NON_SYNC: Final = 0x00010000  # §8.8.3.1 sample_is_non_sync_sample
+from vcdn import mp4
+from vcdn.mp4 import BoxError, Track
+
 #: Upper bound of one top-level box we buffer (a fragment of one frame is far smaller).
 MAX_BOX: Final = 64 * 1024 * 1024
 
 
-class BoxError(ValueError):
-    """The stream is not the fragmented MP4 ffmpeg writes."""
-
-
 # --- boxes -------------------------------------------------------------------------
-
-
-def _boxes(
-    data: bytes, start: int = 0, end: int | None = None
-) -> Iterator[tuple[bytes, int, int, int]]:
-    """(type, box start, payload start, box end) of each box in data[start:end]."""
-    end = len(data) if end is None else end
-    pos = start
-    while pos < end:
-        if end - pos < 8:
-            raise BoxError(f"truncated box header at byte {pos}")
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise BoxError(f"truncated large box header at byte {pos}")
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise BoxError(f"box {kind!r} at byte {pos} runs past its container")
-        yield bytes(kind), pos, pos + header, pos + size
-        pos += size
-
-
-def _children(
-    data: bytes, path: tuple[bytes, ...], start: int = 0, end: int | None = None
-) -> Iterator[tuple[int, int, int]]:
-    """(box start, payload start, box end) of every box at nested `path`."""
-    head, rest = path[0], path[1:]
-    for kind, b, s, e in _boxes(data, start, end):
-        if kind == head:
-            if rest:
-                yield from _children(data, rest, s, e)
-            else:
-                yield b, s, e
-
-
-def _u32(data: bytes, pos: int, end: int) -> int:
-    if pos + 4 > end:
-        raise BoxError("box too short")
-    return int(struct.unpack_from(">I", data, pos)[0])
 
 
 class BoxSplitter:
@@ -128,37 +82,11 @@ class BoxSplitter:
 # --- init and fragments -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Track:
-    track_id: int
-    timescale: int
-    kind: str  # handler type: "vide", "soun"
-    default_duration: int = 0
-    default_flags: int = 0
-
-
 def parse_init(data: bytes) -> dict[int, Track]:
     """Tracks of an init segment (``ftyp`` + ``moov``) by id; BoxError without a video
     or a sound track (parts and segments are cut at video frames, or at audio frames in
     an audio rendition)."""
-    defaults: dict[int, tuple[int, int]] = {}
-    for _b, s, e in _children(data, (b"moov", b"mvex", b"trex")):
-        defaults[_u32(data, s + 4, e)] = (_u32(data, s + 12, e), _u32(data, s + 20, e))
-    tracks: dict[int, Track] = {}
-    for _b, ts, te in _children(data, (b"moov", b"trak")):
-        track_id = timescale = 0
-        kind = ""
-        for _b2, s, e in _children(data, (b"tkhd",), ts, te):
-            track_id = _u32(data, s + (20 if data[s] == 1 else 12), e)
-        for _b2, s, e in _children(data, (b"mdia", b"mdhd"), ts, te):
-            timescale = _u32(data, s + (20 if data[s] == 1 else 12), e)
-        for _b2, s, e in _children(data, (b"mdia", b"hdlr"), ts, te):
-            if s + 12 > e:
-                raise BoxError("hdlr box too short")
-            kind = data[s + 8 : s + 12].decode("latin-1")
-        if track_id and timescale:
-            duration, flags = defaults.get(track_id, (0, 0))
-            tracks[track_id] = Track(track_id, timescale, kind, duration, flags)
+    tracks = mp4.parse_init(data)
     if not any(t.kind in ("vide", "soun") for t in tracks.values()):
         raise BoxError("the init segment has no video or sound track")
     return tracks
@@ -190,77 +118,17 @@ class Fragment:
 def parse_fragment(data: bytes, tracks: dict[int, Track]) -> Fragment:
     """The timing of every track in one ``moof`` (+ its ``mdat``); BoxError if the moof
     is malformed or names a track the init segment lacks."""
-    runs: list[TrackRun] = []
-    moofs = list(_children(data, (b"moof",)))
+    moofs = list(mp4.find(data, (b"moof",)))
     if len(moofs) != 1:
         raise BoxError("a fragment is one moof and its mdat")
     _mb, ms, me = moofs[0]
-    for _tb, ts, te in _children(data, (b"traf",), ms, me):
-        tfhd = next(_children(data, (b"tfhd",), ts, te), None)
-        if tfhd is None:
-            raise BoxError("traf without tfhd")
-        _hb, hs, he = tfhd
-        flags = _u32(data, hs, he) & 0xFFFFFF
-        track = tracks.get(_u32(data, hs + 4, he))
-        if track is None:
-            raise BoxError("a traf names a track the init segment does not have")
-        pos = hs + 8 + (8 if flags & 0x1 else 0) + (4 if flags & 0x2 else 0)
-        duration0, flags0 = track.default_duration, track.default_flags
-        default_at = -1
-        if flags & 0x8:
-            duration0 = _u32(data, pos, he)
-            default_at = pos
-            pos += 4
-        if flags & 0x10:
-            pos += 4
-        if flags & 0x20:
-            flags0 = _u32(data, pos, he)
-        tfdt = next(_children(data, (b"tfdt",), ts, te), None)
-        if tfdt is None:
+    runs: list[TrackRun] = []
+    for run in mp4.traf_runs(data, ms, me, tracks, strict=True):
+        if run.decode_time is None:
             raise BoxError("traf without tfdt")
-        db, ds, de = tfdt
-        if data[ds] == 1:
-            if ds + 12 > de:
-                raise BoxError("tfdt too short")
-            decode_time = int(struct.unpack_from(">Q", data, ds + 4)[0])
-        else:
-            decode_time = _u32(data, ds + 4, de)
-        total = count = 0
-        first_sync: bool | None = None
-        for _rb, rs, re_ in _children(data, (b"trun",), ts, te):
-            tflags = _u32(data, rs, re_) & 0xFFFFFF
-            n = _u32(data, rs + 4, re_)
-            pos = rs + 8 + (4 if tflags & 0x1 else 0)
-            if tflags & 0x100:
-                default_at = -1
-            first_flags = None
-            if tflags & 0x4:
-                first_flags = _u32(data, pos, re_)
-                pos += 4
-            per = sum(4 for bit in (0x100, 0x200, 0x400, 0x800) if tflags & bit)
-            if pos + per * n > re_:
-                raise BoxError("trun sample table runs past its box")
-            for i in range(n):
-                d, f = duration0, flags0
-                if tflags & 0x100:
-                    d = _u32(data, pos, re_)
-                    pos += 4
-                if tflags & 0x200:
-                    pos += 4
-                if tflags & 0x400:
-                    f = _u32(data, pos, re_)
-                    pos += 4
-                if tflags & 0x800:
-                    pos += 4
-                if i == 0 and first_flags is not None:
-                    f = first_flags
-                if first_sync is None:
-                    first_sync = not f & NON_SYNC
-                total += d
-            count += n
-        if count:
-            runs.append(TrackRun(track.track_id, decode_time, total, count, bool(first_sync), db,
-                                 default_at))
+        if run.samples:
+            runs.append(TrackRun(run.track_id, run.decode_time, run.duration, run.samples,
+                                 bool(run.first_sync), run.tfdt_at, run.default_at))
     if not runs:
         raise BoxError("a fragment without samples")
     return Fragment(data, tuple(runs))

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packager.parts import (
-    NON_SYNC,
     AudioCutter,
     BoxError,
     BoxSplitter,
@@ -29,6 +28,7 @@ from packager.parts import (
     parse_init,
     shift_fragment,
 )
+from vcdn.mp4 import NON_SYNC
 
 VIDEO, AUDIO = 1, 2
 VSCALE, ASCALE = 90000, 48000
