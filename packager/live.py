@@ -135,7 +135,7 @@ def run_live(
         start = slot_time(slot, req.segment_seconds)
         time.sleep(max(0.0, start - time.time()))
         code = _run(argv, spool / "ffmpeg.log", up, req, err, interval, start, on_announced, ll)
-        up.step(final=True)
+        up.step()
         if ll is not None and ll.errors:
             raise MediaError(f"cutting ffmpeg's output failed: {ll.errors[0]}")
         if code != 0:

@@ -153,11 +153,13 @@ class Uploader:
                 st.last_msn = max(st.last_msn, msn)
         self.sent += 1
 
-    def step(self, *, final: bool = False) -> int:
-        """Send whatever is new; returns how many segments went out. The `final` step
-        (ffmpeg has exited) holds back audio past the newest video segment: the audio
-        muxer closes the input's last few milliseconds as a segment of its own, which no
-        video segment of that number will ever join."""
+    def step(self) -> int:
+        """Send whatever is new; returns how many segments went out. Audio is sent only up
+        to the newest video segment sent: audio segment N is the stretch of video
+        segment N, and when the input ends the audio muxer closes its last few
+        milliseconds as a segment of its own, which no video segment of that number will
+        ever join. That segment may be on disk before ffmpeg has exited, so the rule holds
+        in every step, not only in the last one."""
         if not self.announced:
             if not self._read_inits():
                 return 0
@@ -170,9 +172,9 @@ class Uploader:
             self.sender.put("master.m3u8", self.master(), "application/vnd.apple.mpegurl")
             self.announced = True
         count = 0
-        for st in self.states:
+        for st in sorted(self.states, key=lambda s: s.rung is None):  # video, then audio
             ready = self._ready(st)
-            if final and st.rung is None:
+            if st.rung is None:
                 video = max((v.last_msn for v in self.states if v.rung is not None), default=-1)
                 ready = [(msn, path) for msn, path in ready if msn <= video]
             for msn, path in ready:
