@@ -5,8 +5,8 @@ segments, parts), and a new player brings a new token for the same URLs. Remembe
 whole URLs would make every new (token, path) pair the slow path again: routing, path
 checks and key building besides the token check. So the rest of a URL,
 ``{title}/{path}[?query]``, is remembered with its cache key (it does not depend on the
-token), and a token with the title and time it was verified for (it does not depend on
-the path): a URL with a new token costs its HMAC check and the normal hit, and a new
+token), and a token with the title it was verified for and until when (it does not
+depend on the path): a URL with a new token costs its HMAC check and the normal hit, and a new
 segment with a known token two dictionary lookups. A URL seen before (a playlist polled,
 a segment asked for again) is one lookup of the whole target.
 
@@ -45,8 +45,9 @@ class FastRoutes:
         self._urls: dict[str, tuple[str, str, float]] = {}
         #: ``{title}/{path}[?query]`` → (cache key, title), or None: the application's.
         self._tails: dict[str, tuple[str, str] | None] = {}
-        #: A verified token → (its title, valid until).
-        self._tokens: dict[str, tuple[str, float]] = {}
+        #: ``{token}/{title}`` verified → valid until (a float, not a tuple: an entry made
+        #: for every new token is then nothing the cyclic garbage collector tracks).
+        self._tokens: dict[str, float] = {}
 
     def forget_tokens(self) -> None:
         """New signing keys: what the old ones verified is verified no more."""
@@ -88,16 +89,17 @@ class FastRoutes:
         key, title = placed
         if token is None:
             return key, title, math.inf
-        seen = self._tokens.get(token)
-        if seen is not None and seen[0] == title:
-            return key, title, seen[1]
+        signs = f"{token}/{title}"  # one spelling: neither holds a "/"
+        seen = self._tokens.get(signs)
+        if seen is not None:
+            return key, title, seen
         try:
             valid_until = check_token(token, title, keys, now)
         except VcdnError:
             return None
         if len(self._tokens) >= MAX_ENTRIES:
             self._tokens.clear()
-        self._tokens[token] = (title, valid_until)
+        self._tokens[signs] = valid_until
         return key, title, valid_until
 
     def known(self, raw: str) -> tuple[str, str, float] | None:
@@ -115,10 +117,10 @@ class FastRoutes:
         key, title = placed
         if token is None:
             return key, title, math.inf
-        seen = self._tokens.get(token)
-        if seen is None or seen[0] != title:
+        seen = self._tokens.get(f"{token}/{title}")
+        if seen is None:
             return None
-        return key, title, seen[1]
+        return key, title, seen
 
 
 def _place(tail: str) -> tuple[str, str] | None:
