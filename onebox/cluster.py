@@ -28,6 +28,7 @@ from onebox.acmeserver import AcmePorts
 from onebox.localca import LocalCA
 from onebox.procs import Proc, free_port, stop_all, vcdn_argv
 from vcdn.control_client import ControlClient
+from vcdn.errors import Conflict
 from vcdn.schemas import Enrollment
 
 SITES: Final = ("site-a", "site-b")
@@ -315,14 +316,23 @@ class Cluster:
 
     async def enroll_all(self) -> None:
         """The operator enrols every appliance (site and approved client prefixes) and
-        writes each its settings file with its own bound token."""
+        writes each its settings file with its own bound token. An appliance enrolled by
+        an earlier run on the same state directory is re-provisioned as an operator
+        would: decommissioned (its old registration names that run's ports, which only
+        the operator may change, and its old token goes), its enrolment updated and its
+        token rotated."""
         async with ControlClient(self.control_url, self.secrets.operator,
                                  ca_bundle=self.ca_bundle) as operator:
             for slot in self.slots:
                 prefixes = list(self.config.site_prefixes.get(slot.site, ()))
-                _, slot.token = await operator.enroll(
-                    Enrollment(id=slot.id, site=slot.site, prefixes=prefixes, label="vcdn up")
-                )
+                wanted = Enrollment(id=slot.id, site=slot.site, prefixes=prefixes,
+                                    label="vcdn up")
+                try:
+                    _, slot.token = await operator.enroll(wanted)
+                except Conflict:
+                    await operator.decommission(slot.id)
+                    await operator.update_enrollment(wanted)
+                    slot.token = await operator.rotate_token(slot.id)
                 self.write_appliance_config(slot)
 
     def build(self) -> None:

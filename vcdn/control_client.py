@@ -351,6 +351,29 @@ class ControlClient:
             raise UpstreamError("The control API answered an enrolment without a token.")
         return self._decode(EnrollmentView, data.get("enrollment"), "enrolment"), token
 
+    async def update_enrollment(self, enrollment: Enrollment) -> EnrollmentView:
+        """Change an enrolment's site, approved prefixes or label (operator)."""
+        _, data = await self.request("PUT", f"/enrollments/{_id(enrollment.id)}",
+                                     encode(enrollment))
+        return self._decode(EnrollmentView, data, "enrolment")
+
+    async def decommission(self, appliance: str) -> bool:
+        """Forget an appliance's registration and revoke its tokens (operator); its
+        enrolment stays. False if it was not registered."""
+        try:
+            await self.request("DELETE", f"/appliances/{_id(appliance)}")
+        except NotFound:
+            return False
+        return True
+
+    async def rotate_token(self, appliance: str) -> str:
+        """A new token for an enrolled appliance (operator); every older one stops working."""
+        _, data = await self.request("POST", f"/enrollments/{_id(appliance)}/token")
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str):
+            raise UpstreamError("The control API answered a token rotation without a token.")
+        return token
+
     async def enrollment(self, appliance: str) -> EnrollmentView:
         """One enrolment: the operator's, or an appliance's own (its approved prefixes)."""
         _, data = await self.request("GET", f"/enrollments/{_id(appliance)}")

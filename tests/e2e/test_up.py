@@ -12,11 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from onebox.cluster import Cluster, ClusterConfig
+from onebox.demo import wait_for_fleet
 from onebox.up import parse_args
 from tests.conftest import ROOT
-from tests.e2e.conftest import TITLE, Packaged, seed_origin
+from tests.e2e.conftest import TITLE, Packaged, seed_origin, start_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -204,3 +207,27 @@ def test_a_second_up_on_the_same_state_directory_is_refused(tmp_path: Path) -> N
     finally:
         held.close()
     lock_data(tmp_path).close()  # free again once the first one is gone
+
+
+async def test_a_cluster_started_again_on_its_state_directory_reprovisions_its_appliances(
+        tmp_path: Path, packaged: Packaged) -> None:
+    """`make demo` twice: the second run finds the first one's enrolments in its control
+    database; it updates them and rotates each appliance's token, as an operator would,
+    so the appliances register again, and the first run's tokens no longer work."""
+    first = await start_cluster(tmp_path, packaged, fill=False, appliances=1)
+    old = first.slots[0].token
+    await first.stop()
+    second = Cluster(ClusterConfig(data=tmp_path, appliances=1))
+    try:
+        await second.start()
+        async with aiohttp.ClientSession() as session:
+            await wait_for_fleet(session, second)  # registered with their new tokens
+        slot = second.slots[0]
+        assert slot.token and slot.token != old
+        url = f"{second.control_url}/api/v1/enrollments/{slot.id}"
+        async with aiohttp.ClientSession() as session:
+            for token, status in ((old, 401), (slot.token, 200)):
+                async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+                    assert r.status == status, (token == old, await r.text())
+    finally:
+        await second.stop()
