@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from bench.nginxconf import static_conf, video_server
+
 REPO: Final = Path(__file__).resolve().parents[2]
 SERVER_CPU: Final = "0"
 LOAD_CPU: Final = "1"
+
 
 
 @dataclass
@@ -86,48 +89,10 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: floa
     raise RuntimeError(f"{proc.args} did not answer {url} within {timeout} s")
 
 
-NGINX_CONF: Final = """\
-daemon off;
-master_process on;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    keepalive_timeout 65;
-    open_file_cache max=1000 inactive=60s;
-    client_body_temp_path {work}/client_body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    types {{
-        application/vnd.apple.mpegurl m3u8;
-        video/mp4 mp4 m4s;
-        video/mp2t ts;
-        application/json json;
-    }}
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        location /v/ {{
-            alias {root}/;
-            add_header Access-Control-Allow-Origin *;
-        }}
-    }}
-}}
-"""
-
-
 def nginx(root: Path, port: int, work: Path) -> Target:
     """nginx 1 worker with sendfile and an open-file cache: a well-tuned static server."""
     conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, port=port, root=root))
+    conf.write_text(static_conf(work, "nginx", video_server(root, f"127.0.0.1:{port}")))
     return Target("nginx", [["nginx", "-c", str(conf), "-p", str(work)]], f"http://127.0.0.1:{port}/v/")
 
 

@@ -25,6 +25,7 @@ from typing import Final
 from bench.edge import content, wrk
 from bench.edge.check import Sampler
 from bench.edge.targets import LOAD_CPU, REPO, SERVER_CPU
+from bench.nginxconf import static_conf, video_server
 from bench.procstat import cpu_seconds
 from bench.record import Run
 from onebox import localca
@@ -35,45 +36,14 @@ CASES: Final = ("16k", "2m", "range_unaligned", "playlist")
 #: The issue's targets (req/s ratio to nginx HTTPS); ranges are measured without one.
 TARGETS: Final = {"2m": ">= 0.7", "16k": ">= 0.35", "playlist": ">= 0.35"}
 
-NGINX_CONF: Final = """daemon off;
-master_process on;
-worker_processes 1;
-pid {work}/nginx-hits.pid;
-error_log {work}/nginx-hits-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    keepalive_timeout 65;
-    open_file_cache max=1000 inactive=60s;
-    client_body_temp_path {work}/client_body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    types {{
-        application/vnd.apple.mpegurl m3u8;
-        video/mp4 mp4 m4s;
-    }}
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port} ssl;
+#: Inside the HTTPS server block: the same certificate, policy and tickets as the edge.
+NGINX_TLS: Final = """\
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ciphers {ciphers};
         ssl_session_tickets on;
-        location /v/ {{
-            alias {root}/;
-            add_header Access-Control-Allow-Origin *;
-        }}
-        location /healthz {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
+        location /healthz {{ return 200 "ok\\n"; }}"""
 
 
 @dataclass
@@ -118,9 +88,9 @@ def _wait(url: str, ctx: ssl.SSLContext | None, proc: subprocess.Popen[bytes]) -
 
 def start(work: Path, root: Path, ca: localca.LocalCA, ctx: ssl.SSLContext) -> list[Server]:
     port = free_port()
-    (work / "nginx-hits.conf").write_text(NGINX_CONF.format(
-        work=work, port=port, cert=ca.cert, key=ca.key, ciphers=INTERMEDIATE_CIPHERS,
-        root=root))
+    tls = NGINX_TLS.format(cert=ca.cert, key=ca.key, ciphers=INTERMEDIATE_CIPHERS)
+    (work / "nginx-hits.conf").write_text(
+        static_conf(work, "nginx-hits", video_server(root, f"127.0.0.1:{port} ssl", tls)))
     nginx = _popen(["nginx", "-c", str(work / "nginx-hits.conf"), "-p", str(work)], SERVER_CPU,
                    work / "nginx-hits.log")
     servers = [Server("nginx", f"https://127.0.0.1:{port}/v/", [nginx])]
