@@ -1,29 +1,70 @@
 """The edge's one settings dataclass, built by `vcdn.settings.load_settings`.
 
 The appliance daemon builds the same `EdgeSettings` from its own file, so every field has
-a default except where the cache lives and what it fills from.
+a default except where the cache lives and what it fills from. The cache engine's tuning
+(`EdgeTuning`) is a class of its own because the appliance takes exactly those fields, as
+its `[edge]` table, while it decides the rest (where the cache is, whom it fills from,
+where it listens, auth and keys) itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
 from vcdn.keyreload import read_keys
-from vcdn.settings import Bytes
+from vcdn.settings import Bound, Bytes, NonNegative, Positive, check_bounds
 from vcdn.tls import TlsOptions
 from vcdn.tokens import KeyRing
 
 
+@dataclass(frozen=True, kw_only=True)
+class EdgeTuning:
+    """How the cache engine behaves, whoever runs it: `vcdn edge` (top-level keys) or an
+    appliance (its `[edge]` table). Every field has a default and a bound, checked the same
+    way from either file."""
+
+    #: ``popularity`` (default): manifest-pinned last, S3-FIFO admission for the rest;
+    #: ``lru``, ``lfu``, ``s3fifo``: the classic policies (edge.policies).
+    eviction: Literal["popularity", "lru", "lfu", "s3fifo"] = "popularity"
+    #: Seconds to connect to an upstream (peers get at most 0.5 s of it).
+    connect_timeout: Positive = 2.0
+    #: Extra attempts of a failed idempotent origin request (0: none).
+    retries: Annotated[int, Bound(0)] = 2
+    #: Consecutive failures that open an upstream's circuit breaker, and the seconds it
+    #: stays open before one trial request.
+    breaker_threshold: Annotated[int, Bound(1)] = 5
+    breaker_reset: Positive = 5.0
+    #: Hot small objects (playlists, init segments) held in RAM, up to this many bytes
+    #: (0: none; hits read the page cache).
+    ram_cache: Bytes = 64 * 1024**2
+    ram_object_max: Bytes = 256 * 1024
+    #: A range starting this far past what a fill has written is fetched upstream directly.
+    far_ahead: Bytes = 4 * 1024**2
+    #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
+    #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
+    query_policy: Literal["keep", "ignore"] = "keep"
+    #: A range request that misses is filled whole only for catalog titles (signed URLs,
+    #: titles of the fill manifest) or objects up to this size; others pass through.
+    range_fill_max: Bytes = 4 * 1024**2
+    #: Error answers the upstream lets a cache keep (RFC 9111 §3) are kept at most this
+    #: long, so repeats of one failing URL do not each go upstream (0: never kept).
+    negative_ttl: NonNegative = 5.0
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
 @dataclass(frozen=True)
-class EdgeSettings(HttpLimits, TlsOptions):
+class EdgeSettings(HttpLimits, TlsOptions, EdgeTuning):
     """Listener limits (`vcdn.httplimits.HttpLimits`) are inherited; the fast path keeps
     them too. TLS (`vcdn.tls.TlsOptions`): with `tls_cert`/`tls_key` the video listener
     speaks HTTPS on `port`, or on `tls_port` beside plain HTTP on `port`; hits take the
-    same hit protocol on both (`vcdn.httpserve.hitproto`)."""
+    same hit protocol on both (`vcdn.httpserve.hitproto`). The engine's tuning
+    (`EdgeTuning`) is inherited as well."""
 
     cache_dir: Path
     #: Parent edge or origin base URL (``http://origin:8000``).
@@ -49,28 +90,8 @@ class EdgeSettings(HttpLimits, TlsOptions):
     port: int = 8080
     #: Worker processes sharing the port; 0 means one per CPU.
     workers: int = 0
-    #: ``popularity`` (default): manifest-pinned last, S3-FIFO admission for the rest;
-    #: ``lru``, ``lfu``, ``s3fifo``: the classic policies (edge.policies).
-    eviction: Literal["popularity", "lru", "lfu", "s3fifo"] = "popularity"
-    connect_timeout: float = 2.0
-    read_timeout: float = 10.0
-    retries: int = 2
-    breaker_threshold: int = 5
-    breaker_reset: float = 5.0
-    #: Hot small objects (playlists, init segments) held in RAM, up to this many bytes.
-    ram_cache: Bytes = 64 * 1024**2
-    ram_object_max: Bytes = 256 * 1024
-    #: A range starting this far past what a fill has written is fetched upstream directly.
-    far_ahead: Bytes = 4 * 1024**2
-    #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
-    #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
-    query_policy: Literal["keep", "ignore"] = "keep"
-    #: A range request that misses is filled whole only for catalog titles (signed URLs,
-    #: titles of the fill manifest) or objects up to this size; others pass through.
-    range_fill_max: Bytes = 4 * 1024**2
-    #: Error answers the upstream lets a cache keep (RFC 9111 §3) are kept at most this
-    #: long, so repeats of one failing URL do not each go upstream.
-    negative_ttl: float = 5.0
+    #: Seconds an upstream answer may pause (the appliance: its `upstream_timeout`).
+    read_timeout: Positive = 10.0
     #: Playlists of live titles: the Cache-Control used for objects without upstream headers.
     live: bool = False
     log_level: str = "info"
@@ -80,6 +101,7 @@ class EdgeSettings(HttpLimits, TlsOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_bounds(self)  # the tuning's and read_timeout's (HttpLimits' does not chain)
         if self.capacity <= 0:
             raise ConfigError("Setting 'capacity' must be a positive byte size such as 10GiB.")
         if not self.upstream.startswith(("http://", "https://")):

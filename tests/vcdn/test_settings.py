@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 from vcdn.errors import ConfigError
-from vcdn.settings import Bytes, load_settings, parse_bytes
+from vcdn.settings import (
+    Bound,
+    Bytes,
+    NonNegative,
+    Positive,
+    check_bounds,
+    load_settings,
+    parse_bytes,
+    setting_names,
+)
 
 
 @dataclass(frozen=True)
@@ -86,3 +95,72 @@ def test_parse_bytes(text: str | int, value: int) -> None:
 def test_parse_bytes_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_bytes(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Knobs:
+    ttl: NonNegative = 5.0
+    timeout: Positive = 2.0
+    tries: Annotated[int, Bound(1)] = 3
+    size: Bytes = 10
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    knobs: Knobs = field(default_factory=Knobs)
+
+
+def test_a_dataclass_field_is_a_table_from_file_environment_or_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, 'name = "a"\n[knobs]\nttl = 0\nsize = "1KiB"\n')
+    s = load_settings(Host, path, env={"VCDN_KNOBS_TIMEOUT": "0.5"}, overrides={"knobs_tries": 7})
+    assert s.knobs == Knobs(ttl=0.0, timeout=0.5, tries=7, size=1024)
+    flat = load_settings(Host, write(tmp_path, 'name = "a"\nknobs_ttl = 1.5\n'), env={})
+    assert flat.knobs == Knobs(ttl=1.5)  # the table flattens like any other
+    assert load_settings(Host, None, env={"VCDN_NAME": "a"}).knobs == Knobs()
+    assert setting_names(Host) == {
+        "name": str, "knobs_ttl": NonNegative, "knobs_timeout": Positive,
+        "knobs_tries": Annotated[int, Bound(1)], "knobs_size": Bytes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[knobs]\nttl = -1\n", {}, "Setting 'knobs_ttl' ('knobs_ttl' in '{path}') is invalid: "
+         "expected a number of at least 0, got -1.0."),
+        ("[knobs]\ntimeout = 0\n", {}, "Setting 'knobs_timeout' ('knobs_timeout' in '{path}') is "
+         "invalid: expected a number above 0, got 0.0."),
+        ("", {"VCDN_KNOBS_TRIES": "0"}, "Setting 'knobs_tries' (environment variable "
+         "VCDN_KNOBS_TRIES) is invalid: expected a number of at least 1, got 0."),
+        ('[knobs]\nsize = "64XB"\n', {}, "Setting 'knobs_size' ('knobs_size' in '{path}') is "
+         "invalid: expected a byte size such as 500MB, 10GiB or 1048576, got '64XB'."),
+        ("[knobs]\nsize = -5\n", {}, "Setting 'knobs_size' ('knobs_size' in '{path}') is "
+         "invalid: a byte size cannot be negative."),
+        ("[knobs]\nttls = 1\n", {}, "Unknown setting 'knobs_ttls' in '{path}'; the [knobs] "
+         "table takes: size, timeout, tries, ttl."),
+        ("knobs = 1\n", {}, "Unknown setting 'knobs' in '{path}'; known settings: knobs_size, "
+         "knobs_timeout, knobs_tries, knobs_ttl, name."),
+    ],
+)
+def test_a_table_setting_is_checked_naming_its_key_and_file(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    path = write(tmp_path, 'name = "a"\n' + text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Host, path, env=env)
+    assert str(caught.value) == message.format(path=path)
+
+
+def test_bounds_hold_for_settings_built_in_code() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Knobs(ttl=-0.5)
+    assert str(caught.value) == (
+        "Setting 'ttl' is invalid: expected a number of at least 0, got -0.5.")
+    with pytest.raises(ConfigError) as caught:
+        Knobs(timeout=0)
+    assert str(caught.value) == "Setting 'timeout' is invalid: expected a number above 0, got 0."
+    assert Knobs(ttl=0, tries=1).ttl == 0
