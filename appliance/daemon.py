@@ -57,8 +57,10 @@ FAREWELL_TIMEOUT: Final = 3.0  # the last "draining" beat may delay the stop thi
 
 
 def edge_settings(s: ApplianceSettings) -> EdgeSettings:
-    """The edge engine's settings, derived from the appliance's (one process, one worker)."""
+    """The edge engine's settings, derived from the appliance's (one process, one worker);
+    its tuning is the operator's `[edge]` table as it is."""
     return EdgeSettings(
+        **vars(s.edge),
         cache_dir=s.cache_dir,
         upstream=s.origin_url,
         capacity=s.cache_capacity,

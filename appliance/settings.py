@@ -5,6 +5,11 @@ authenticate peer requests between appliances) come from the settings file, a ``
 next to it (systemd credentials) or the environment, never from the command line, where
 every local user could read them in ``ps``. `load` resolves the files and checks every
 value, so a bad setting stops start-up with a `ConfigError` naming the key.
+
+The embedded edge engine's tuning is the `[edge]` table (`edge.settings.EdgeTuning`, the
+same fields, defaults, bounds and messages as `vcdn edge`); the engine's other settings
+follow from the appliance's own (`appliance.daemon.edge_settings`), so `[edge]` refuses
+them by name rather than letting two keys disagree about one thing.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from urllib.parse import urlsplit
 
 from appliance.bgp import BgpPeer
 from appliance.schedule import FillWindow
+from edge.settings import EdgeSettings, EdgeTuning
 from vcdn.errors import ConfigError
 from vcdn.httplimits import HttpLimits
-from vcdn.settings import Bytes, load_settings
+from vcdn.settings import Bytes, load_settings, read_toml
 from vcdn.tls import TlsOptions
 from vcdn.tokens import KeyRing, parse_keys
 
@@ -30,6 +36,14 @@ _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MIN_SECRET_CHARS: Final = 16
 # Settings that are secrets: never accepted as command-line flags.
 SECRETS: Final = frozenset({"control_token", "operator_token", "signing_keys"})
+# Engine settings the appliance sets from its own: the engine's name → the appliance's
+# setting (the rest of EdgeSettings outside EdgeTuning have the same name at the top level,
+# or are fixed by the appliance: OWN_FIXED).
+OWN_RENAMED: Final = {"upstream": "origin_url", "capacity": "cache_capacity",
+                      "read_timeout": "upstream_timeout"}
+OWN_FIXED: Final = {"mode": "video URLs only", "workers": "one, which the control loops share",
+                    "live": "off", "config_file": "the appliance watches its own file",
+                    "query_policy": "video URLs never key on their query"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,8 @@ class ApplianceSettings(HttpLimits, TlsOptions):
     acme_renew_at: float = 2 / 3
     acme_check_interval: float = 3600.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The edge engine's tuning ([edge] ram_cache = "256MiB", VCDN_EDGE_RAM_CACHE, ...).
+    edge: EdgeTuning = dataclasses.field(default_factory=EdgeTuning)
 
     @property
     def window(self) -> FillWindow:
@@ -263,6 +279,8 @@ def load(
             f"Setting '{sorted(bad)[0]}' is a secret and cannot be given on the command line; "
             "use the settings file, a *_file setting or the environment."
         )
+    if path is not None:
+        _refuse_owned(read_toml(Path(path)), path)
     s = load_settings(ApplianceSettings, path, overrides=overrides, env=env)
     base = Path(path).parent if path is not None else Path(".")
     resolved: dict[str, Any] = {}
@@ -282,6 +300,25 @@ def load(
     if resolved:
         s = dataclasses.replace(s, **resolved)
     return check(s)
+
+
+def _refuse_owned(keys: Mapping[str, Any], path: Path | str) -> None:
+    """An `[edge]` key that the appliance sets itself stops start-up saying which setting
+    to change instead (the generic loader would only call it unknown)."""
+    tunable = {f.name for f in dataclasses.fields(EdgeTuning)}
+    owned = {f.name for f in dataclasses.fields(EdgeSettings)} - tunable
+    for key in keys:
+        name = key.removeprefix("edge_")
+        if key == name or name not in owned:
+            continue
+        if name in OWN_FIXED:
+            how = f"the appliance fixes it ({OWN_FIXED[name]})"
+        else:
+            how = f"set the appliance's '{OWN_RENAMED.get(name, name)}' instead"
+        raise ConfigError(
+            f"Setting '{key}' in '{path}': the appliance sets the engine's '{name}' itself, "
+            f"so [edge] cannot change it; {how}. [edge] takes: {', '.join(sorted(tunable))}."
+        )
 
 
 def derived_tls_url(public_url: str, tls_port: int) -> str:

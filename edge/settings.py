@@ -25,7 +25,8 @@ from vcdn.tokens import KeyRing
 class EdgeTuning:
     """How the cache engine behaves, whoever runs it: `vcdn edge` (top-level keys) or an
     appliance (its `[edge]` table). Every field has a default and a bound, checked the same
-    way from either file."""
+    way from either file. Proxy-mode settings (`query_policy`) are not here: an appliance
+    serves video URLs only, where they would do nothing."""
 
     #: ``popularity`` (default): manifest-pinned last, S3-FIFO admission for the rest;
     #: ``lru``, ``lfu``, ``s3fifo``: the classic policies (edge.policies).
@@ -44,9 +45,6 @@ class EdgeTuning:
     ram_object_max: Bytes = 256 * 1024
     #: A range starting this far past what a fill has written is fetched upstream directly.
     far_ahead: Bytes = 4 * 1024**2
-    #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
-    #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
-    query_policy: Literal["keep", "ignore"] = "keep"
     #: A range request that misses is filled whole only for catalog titles (signed URLs,
     #: titles of the fill manifest) or objects up to this size; others pass through.
     range_fill_max: Bytes = 4 * 1024**2
@@ -92,6 +90,9 @@ class EdgeSettings(HttpLimits, TlsOptions, EdgeTuning):
     workers: int = 0
     #: Seconds an upstream answer may pause (the appliance: its `upstream_timeout`).
     read_timeout: Positive = 10.0
+    #: Proxy mode: ``keep`` makes the query part of the cache key (and of the upstream
+    #: target); ``ignore`` drops it from both. Video URLs (appliance mode) always ignore it.
+    query_policy: Literal["keep", "ignore"] = "keep"
     #: Playlists of live titles: the Cache-Control used for objects without upstream headers.
     live: bool = False
     log_level: str = "info"

@@ -3,15 +3,15 @@ setting; the systemd unit passes `systemd-analyze verify`."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from pathlib import Path
 
 from appliance import settings as settings_mod
 from appliance.settings import ApplianceSettings
+from edge.settings import EdgeTuning
 from tests.appliance.conftest import ADMIN_TOKEN, APPLIANCE_TOKEN, ROOT, SIGNING_KEYS
 from tests.conftest import require_tool
-from vcdn.settings import read_toml
+from vcdn.settings import read_toml, setting_names
 
 EXAMPLE = ROOT / "packaging" / "appliance.toml"
 UNIT = ROOT / "packaging" / "vcdn-appliance.service"
@@ -29,16 +29,15 @@ def test_example_settings_load_once_secrets_exist(tmp_path: Path) -> None:
     assert s.control_token == APPLIANCE_TOKEN and s.operator_token == ADMIN_TOKEN
     assert str(s.window) == "02:00-14:00" and s.fill_bandwidth == 50_000_000
     assert s.admin_host == "127.0.0.1"
+    assert s.edge == EdgeTuning()  # the example's [edge] table shows the engine's defaults
 
 
 def test_example_documents_every_setting() -> None:
     keys = set(read_toml(EXAMPLE))
     text = EXAMPLE.read_text()
-    for field in dataclasses.fields(ApplianceSettings):
-        inline_secret = field.name in ("control_token", "signing_keys", "operator_token")
-        assert field.name in keys or (inline_secret and f"VCDN_{field.name.upper()}" in text), (
-            field.name
-        )
+    for name in setting_names(ApplianceSettings):  # [edge] ram_cache as edge_ram_cache
+        inline_secret = name in ("control_token", "signing_keys", "operator_token")
+        assert name in keys or (inline_secret and f"VCDN_{name.upper()}" in text), name
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
