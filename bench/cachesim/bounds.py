@@ -16,12 +16,15 @@ ratio* (an upper bound on the hit ratio) of every policy, offline ones included.
 hit ratio an interval is worth its size and costs size × length, so the greedy order is
 shortest interval first (PFOO-L's size × length order is the one for object hit ratio).
 
-With prefetching each request has two candidate intervals: from its previous request
-(free of fill bandwidth) or from the latest open moment of a fill window after that
-(shorter, but paid from that window's budget). Without the bandwidth constraints the
-greedy takes the shorter one; if that respects every window's budget it is the LP optimum
-too, otherwise the LP (both candidates, x_demand + x_fill ≤ 1, the integral and one
-budget per window) is solved with HiGHS (`scipy.optimize.linprog`).
+With prefetching a request has more candidate intervals: from its previous request (free
+of fill bandwidth), or from the latest open moment of any fill window that is open after
+that request and opens before this one (paid from that window's budget). Windows need
+not have equal budgets, so the latest window is not always the one a cache can use: when
+its budget is spent, an earlier one with budget left may still fetch the object. Without
+the bandwidth constraints the greedy takes each request's shortest candidate (the latest
+window's, if any); if that respects every window's budget it is the optimum of the whole
+relaxation, otherwise the LP (every candidate, their sum ≤ 1 per request, the integral
+and one budget per window) is solved with HiGHS (`scipy.optimize.linprog`).
 
 Both bounds are per appliance (each has its own cache and fill budget); a site's bound is
 the sum of its appliances'. Only requests after the warm-up count as hits, and intervals
@@ -120,6 +123,39 @@ def demand_bound(req: Requests, capacity: float) -> Bound:
     return prefetch_bound(req, capacity, Windows.none())
 
 
+def fill_candidates(time: np.ndarray, prev: np.ndarray, windows: Windows
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every interval a prefetch can start for each request: (request index, window, start),
+    grouped by request, latest window first.
+
+    A cache may fetch the object in any window open after its previous request and opening
+    at or before the request, not only the last one: budgets differ, and the last window's
+    may be spent. Within a window the latest open moment (its end, or the request itself)
+    gives the shortest interval for the same bytes, so it is the only one of that window
+    worth considering. A daily window gives at most one candidate per day."""
+    if not len(windows.start):
+        none = np.zeros(0, dtype=np.int64)
+        return none, none, np.zeros(0)
+    hi = np.searchsorted(windows.start, time, side="right") - 1
+    lo = np.searchsorted(windows.end, prev, side="right")
+    count = np.maximum(hi - lo + 1, 0)
+    r = np.repeat(np.arange(len(time)), count)
+    first = np.cumsum(count) - count
+    w = hi[r] - (np.arange(len(r)) - first[r])
+    start = np.minimum(time[r], windows.end[w])
+    ok = start > prev[r]  # none if the request repeats its previous one's moment
+    return r[ok], w[ok], start[ok]
+
+
+def _latest(r: np.ndarray, n: int) -> np.ndarray:
+    """Position in `fill_candidates`' arrays of each request's latest window, -1 if none."""
+    at = np.full(n, -1)
+    lead = np.ones(len(r), dtype=bool)
+    lead[1:] = r[1:] != r[:-1]
+    at[r[lead]] = np.flatnonzero(lead)
+    return at
+
+
 def prefetch_bound(req: Requests, capacity: float, windows: Windows) -> Bound:
     """The same bound for a cache that may also prefetch inside `windows` within their
     budgets: fair to a policy with an off-peak fill."""
@@ -129,65 +165,60 @@ def prefetch_bound(req: Requests, capacity: float, windows: Windows) -> Bound:
     for b in np.unique(req.box):
         on = (req.box == b) & req.measured & (req.size <= capacity)
         t, size, p = req.time[on], req.size[on].astype(float), prev[on]
-        if len(windows.start):
-            w = np.searchsorted(windows.start, t, side="right") - 1
-            s = np.where(w >= 0, np.minimum(t, windows.end[np.maximum(w, 0)]), -np.inf)
-            can_fill = s > p
-        else:
-            w = np.full(len(t), -1)
-            s = np.full(len(t), -np.inf)
-            can_fill = np.zeros(len(t), dtype=bool)
+        r, w, start = fill_candidates(t, p, windows)
+        at = _latest(r, len(t))
+        can_fill = at >= 0
         demand_len = t - p  # inf without a previous request
-        fill_len = np.where(can_fill, t - s, np.inf)
+        fill_len = np.full(len(t), np.inf)
+        fill_len[can_fill] = t[can_fill] - start[at[can_fill]]
         use_fill = fill_len < demand_len
         length = np.minimum(demand_len, fill_len)
         ok = np.isfinite(length)
         if not ok.any():
             continue
-        # Every candidate interval (either option) lies inside [first start, last request].
+        # Every candidate interval lies inside [first start, last request].
         first = min(float(np.min(p[np.isfinite(p)], initial=np.inf)),
-                    float(np.min(s[can_fill], initial=np.inf)))
+                    float(np.min(start, initial=np.inf)))
         span = float(t[ok].max() - first)
         budget = capacity * span
         take = np.zeros(len(t))
         take[ok] = _greedy(length[ok], size[ok], budget)
-        fill_bytes = np.bincount(w[use_fill], weights=(take * size)[use_fill],
+        fill_bytes = np.bincount(w[at[use_fill]], weights=(take * size)[use_fill],
                                  minlength=len(windows.start))
         if np.all(fill_bytes <= windows.budget * (1 + EPS) + 1.0):
             total += float((take * size).sum())
             continue
         binding = True
-        total += _lp(size, demand_len, fill_len, w, windows.budget, budget)
+        total += _lp(size, demand_len, r, w, t[r] - start, windows.budget, budget)
     return Bound(total, req.requested, binding)
 
 
-def _lp(size: np.ndarray, demand_len: np.ndarray, fill_len: np.ndarray, window: np.ndarray,
-        fill_budget: np.ndarray, budget: float) -> float:
+def _lp(size: np.ndarray, demand_len: np.ndarray, fill_req: np.ndarray, fill_win: np.ndarray,
+        fill_len: np.ndarray, fill_budget: np.ndarray, budget: float) -> float:
     """The prefetching relaxation with its fill budgets, as an LP scaled to O(1): bytes in
-    units of the largest object, the integral's budget to 1."""
+    units of the largest object, the integral's budget to 1. One variable per candidate
+    interval (the demand one, and one per window a prefetch could use)."""
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix, vstack
 
     d_idx = np.flatnonzero(np.isfinite(demand_len))
-    f_idx = np.flatnonzero(np.isfinite(fill_len))
-    nd, nf = len(d_idx), len(f_idx)
+    nd, nf = len(d_idx), len(fill_req)
+    owner = np.concatenate([d_idx, fill_req])
     unit = float(size.max())
     v = size / unit
-    integral = np.concatenate([v[d_idx] * demand_len[d_idx], v[f_idx] * fill_len[f_idx]])
+    integral = np.concatenate([v[d_idx] * demand_len[d_idx], v[fill_req] * fill_len])
     integral /= max(EPS, budget / unit)
-    wins, row = np.unique(window[f_idx], return_inverse=True)
-    fill = coo_matrix((v[f_idx], (row, nd + np.arange(nf))), shape=(len(wins), nd + nf))
-    both = np.intersect1d(d_idx, f_idx)
-    k = np.arange(len(both))
-    pairs = coo_matrix(
-        (np.ones(2 * len(both)),
-         (np.concatenate([k, k]),
-          np.concatenate([np.searchsorted(d_idx, both), nd + np.searchsorted(f_idx, both)]))),
-        shape=(len(both), nd + nf),
-    )
-    a = vstack([coo_matrix(integral.reshape(1, -1)), fill, pairs]).tocsr()
-    b = np.concatenate([[1.0], fill_budget[wins] / unit, np.ones(len(both))])
-    c = -np.concatenate([v[d_idx], v[f_idx]])
+    wins, row = np.unique(fill_win, return_inverse=True)
+    fill = coo_matrix((v[fill_req], (row, nd + np.arange(nf))), shape=(len(wins), nd + nf))
+    # At most one interval (or shares summing to one) ends at each request.
+    several = np.bincount(owner, minlength=len(size)) > 1
+    rows = np.cumsum(several) - 1
+    col = np.flatnonzero(several[owner])
+    once = coo_matrix((np.ones(len(col)), (rows[owner[col]], col)),
+                      shape=(int(several.sum()), nd + nf))
+    a = vstack([coo_matrix(integral.reshape(1, -1)), fill, once]).tocsr()
+    b = np.concatenate([[1.0], fill_budget[wins] / unit, np.ones(once.shape[0])])
+    c = -v[owner]
     res = linprog(c, A_ub=a, b_ub=b, bounds=(0.0, 1.0), method="highs")
     if res.status != 0:
         raise RuntimeError(f"the prefetching bound's LP failed: {res.message}")
@@ -227,36 +258,40 @@ def dual_bound(req: Requests, capacity: float, windows: Windows | None = None, *
     for b in np.unique(req.box):
         on = (req.box == b) & req.measured & (req.size <= capacity)
         t, s, p = req.time[on], req.size[on] / capacity, prev[on]
-        if len(win.start):
-            w = np.searchsorted(win.start, t, side="right") - 1
-            f_start = np.where(w >= 0, np.minimum(t, win.end[np.maximum(w, 0)]), -np.inf)
-            can_fill = f_start > p
-        else:
-            w = np.full(len(t), -1)
-            f_start = np.full(len(t), -np.inf)
-            can_fill = np.zeros(len(t), dtype=bool)
+        r, wc, start = fill_candidates(t, p, win)
         has_d = np.isfinite(p)
+        can_fill = _latest(r, len(t)) >= 0
         keep = has_d | can_fill
         if not keep.any():
             continue
-        t, s, p, w, f_start = t[keep], s[keep], p[keep], w[keep], f_start[keep]
-        has_d, can_fill = has_d[keep], can_fill[keep]
-        g0 = float(min(np.min(np.where(has_d, p, np.inf)),
-                       np.min(np.where(can_fill, f_start, np.inf))))
+        r = (np.cumsum(keep) - 1)[r]  # every request with a candidate is kept
+        t, s, p, has_d, can_fill = t[keep], s[keep], p[keep], has_d[keep], can_fill[keep]
+        g0 = float(min(np.min(np.where(has_d, p, np.inf)), np.min(start, initial=np.inf)))
         span = float(t.max() - g0) / step  # in grid steps
         npts = int(np.ceil(span)) + 1
 
+        n = len(t)
+        ar = np.arange(n)
         ib = _grid(t, g0, step, npts)
         ia_d = np.where(has_d, _grid(p, g0, step, npts), ib)
-        ia_f = np.where(can_fill, _grid(f_start, g0, step, npts), ib)
         len_d = np.where(has_d, (t - p) / step, np.inf)
-        len_f = np.where(can_fill, (t - f_start) / step, np.inf)
-        wb = win.budget / capacity
-        wi = np.maximum(w, 0)
         fin_d = np.where(has_d, len_d, 0.0)
-        fin_f = np.where(can_fill, len_f, 0.0)
+        # The fill candidates, a row per request and a column per window it may use
+        # (latest first; padding: no window, an empty interval at the request).
+        at = _latest(r, n)
+        col = np.arange(len(r)) - at[r]
+        width = int(col.max()) + 1 if len(r) else 0
+        ia_c = np.repeat(ib[:, None], width, axis=1)
+        len_c = np.zeros((n, width))
+        w_c = np.zeros((n, width), dtype=np.int64)
+        pad = np.ones((n, width), dtype=bool)
+        ia_c[r, col] = _grid(start, g0, step, npts)
+        len_c[r, col] = (t[r] - start) / step
+        w_c[r, col] = wc
+        pad[r, col] = False
+        wb = win.budget / capacity
         # PFOO-L's multiplier: the reciprocal of the greedy's cut-off length.
-        length = np.minimum(len_d, len_f)
+        length = np.minimum(len_d, np.where(can_fill, len_c[:, 0] if width else 0.0, np.inf))
         take = _greedy(length, s, span)
         cut = length[take > 0].max() if (take > 0).any() else 0.0
         lam = 1.0 / cut if take.sum() < len(take) and cut > 0 else 0.0
@@ -266,8 +301,19 @@ def dual_bound(req: Requests, capacity: float, windows: Windows | None = None, *
         for k in range(iterations):
             m = np.concatenate([[0.0], np.cumsum(mu)])
             gain_d = np.where(has_d, 1.0 - (m[ib] - m[ia_d]) - lam * fin_d, -np.inf)
-            gain_f = np.where(can_fill, 1.0 - (m[ib] - m[ia_f]) - lam * fin_f
-                              - (nu[wi] if len(nu) else 0.0), -np.inf)
+            if width:
+                # The best window per request. Without fill prices (ν = 0) it is the
+                # latest: its interval lies inside every earlier one's, so costs no more.
+                j = ar * 0
+                if nu.any():
+                    gain_c = 1.0 - (m[ib][:, None] - m[ia_c]) - lam * len_c - nu[w_c]
+                    gain_c[pad] = -np.inf
+                    j = np.argmax(gain_c, axis=1)
+                ia_f, fin_f, wi = ia_c[ar, j], len_c[ar, j], w_c[ar, j]
+                gain_f = np.where(pad[ar, j], -np.inf,
+                                  1.0 - (m[ib] - m[ia_f]) - lam * fin_f - nu[wi])
+            else:
+                gain_f, ia_f, fin_f, wi = np.full(n, -np.inf), ib, np.zeros(n), ar * 0
             pick_f = (gain_f > gain_d) & (gain_f > 0)
             pick_d = ~pick_f & (gain_d > 0)
             value = (float((s * np.maximum(0.0, np.maximum(gain_d, gain_f))).sum())

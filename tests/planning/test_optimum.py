@@ -18,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.cachesim.belady import Belady, BeladySize
-from bench.cachesim.bounds import Requests, Windows, demand_bound, dual_bound, prefetch_bound
+from bench.cachesim.bounds import (
+    Requests,
+    Windows,
+    demand_bound,
+    dual_bound,
+    fill_candidates,
+    prefetch_bound,
+)
 from bench.cachesim.exact import exact_optimum, replay_keys
 from edge.policies import make_policy
 
@@ -122,6 +129,36 @@ def test_prefetching_bound_holds_over_brute_force_with_fill_slots(
     assert best <= bound + SLACK
     dual = dual_bound(req, capacity, windows, step=0.5, iterations=60).hit_bytes
     assert best <= dual + SLACK
+
+
+@pytest.mark.parametrize(("keys", "size", "capacity", "slots", "best"), [
+    # The last window before the request for object 2 has no budget; the one before
+    # it can fetch the object while object 1 stays (4 bytes, not 2).
+    ([1, 1, 1, 2], {0: 1, 1: 1, 2: 2}, 3, {2: 5, 3: 0}, 4),
+    # The last window's budget (1) is under the object's size (2); the first one fetches it.
+    ([2, 1, 0], {0: 2, 1: 4, 2: 1}, 2, {1: 2, 2: 1}, 2),
+])
+def test_a_prefetch_may_be_paid_from_any_window_since_the_previous_request(
+    keys: list[int], size: dict[int, int], capacity: int, slots: dict[int, int], best: int,
+) -> None:
+    assert brute_force(keys, size, capacity, slots) == best
+    req, windows = stream(keys, size), slot_windows(slots)
+    bound = prefetch_bound(req, capacity, windows)
+    assert bound.hit_bytes == pytest.approx(best)
+    assert dual_bound(req, capacity, windows, step=0.5, iterations=60).hit_bytes >= best - SLACK
+
+
+def test_fill_candidates_are_every_window_after_the_previous_request_latest_first() -> None:
+    windows = Windows.daily(3, 2 * 3600.0, 10 * 3600.0, 1.0)
+    day = 86400.0
+    time = np.array([2 * day + 12 * 3600, 2 * day + 12 * 3600, 2 * day + 5 * 3600, 1000.0])
+    prev = np.array([-np.inf, day + 4 * 3600, 2 * day + 4 * 3600, -np.inf])
+    r, w, start = fill_candidates(time, prev, windows)
+    ends = windows.end
+    assert r.tolist() == [0, 0, 0, 1, 1, 2]
+    assert w.tolist() == [2, 1, 0, 2, 1, 2]
+    # A window open at the request starts the interval at the request itself.
+    assert start.tolist() == [ends[2], ends[1], ends[0], ends[2], ends[1], time[2]]
 
 
 def test_a_fill_with_no_budget_gives_the_demand_bound_and_a_binding_one_solves_the_lp(
