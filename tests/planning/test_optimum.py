@@ -30,6 +30,9 @@ from bench.cachesim.exact import exact_optimum, replay_keys
 from edge.policies import make_policy
 
 SLACK = 1e-6
+#: The fill-slot property's examples. Against the bounds that only let the last window
+#: before a request prefetch it, 500 found a counterexample in 30 runs of 30 (50: 1 in 10).
+MAX_FILL_EXAMPLES = 500
 
 
 def subsets(items: frozenset[int]) -> list[frozenset[int]]:
@@ -110,20 +113,25 @@ def test_belady_is_the_optimum_when_sizes_are_equal(keys: list[int], slots: int)
     assert replay_keys(Belady(), keys, [3] * len(keys), 3 * slots) == best
 
 
-@settings(max_examples=50, deadline=None)
-@given(traces, st.dictionaries(st.integers(0, 8), st.integers(0, 6), max_size=3))
+#: A trace and fill slots at some of its requests (often several, with different budgets).
+traces_with_slots = traces.flatmap(lambda case: st.tuples(
+    st.just(case),
+    st.dictionaries(st.integers(0, len(case[0]) - 1), st.integers(0, 6), min_size=1,
+                    max_size=3),
+))
+
+
+@settings(max_examples=MAX_FILL_EXAMPLES, deadline=None)
+@given(traces_with_slots)
 def test_prefetching_bound_holds_over_brute_force_with_fill_slots(
-    case: tuple[list[int], list[int], int], slots: dict[int, int],
+    case_and_slots: tuple[tuple[list[int], list[int], int], dict[int, int]],
 ) -> None:
-    keys, sizes, capacity = case
-    slots = {k: b for k, b in slots.items() if k < len(keys)}
+    (keys, sizes, capacity), slots = case_and_slots
     size = dict(enumerate(sizes))
     req = stream(keys, size)
     demand = brute_force(keys, size, capacity)
     best = brute_force(keys, size, capacity, slots)
     assert best >= demand
-    if not slots:
-        return
     windows = slot_windows(slots)
     bound = prefetch_bound(req, capacity, windows).hit_bytes
     assert best <= bound + SLACK
