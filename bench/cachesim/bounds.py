@@ -246,10 +246,11 @@ def dual_bound(req: Requests, capacity: float, windows: Windows | None = None, *
     integral and the fill budgets with multipliers (μ per grid moment, λ, ν per window)
     gives, by weak duality, an upper bound for *any* multipliers ≥ 0:
 
-        Σ_requests size·max(0, 1 - π_demand, 1 - π_fill) + C·Σμ + λ·C·T + Σ ν·budget
+        Σ_requests size·max(0, 1 - π_demand, max_w 1 - π_fill,w) + C·Σμ + λ·C·T + Σ ν·budget
 
     where an interval's price π is the μ of the grid moments it covers, plus λ·length,
-    plus its window's ν if it is prefetched. We start from PFOO-L's multipliers (μ = 0,
+    plus its window's ν if it is prefetched (in any window w since the previous request,
+    as in `fill_candidates`). We start from PFOO-L's multipliers (μ = 0,
     λ its cut-off) and improve them by projected subgradient steps, keeping the smallest
     value seen; every value is a valid bound, so it is never above PFOO-L's."""
     win = windows if windows is not None else Windows.none()
