@@ -18,6 +18,7 @@ order the client asked for, as §14.6 recommends for multipart responses.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +28,13 @@ from vcdn.errors import BadRange
 MAX_RANGES: Final = 100
 #: Digits beyond this cannot be a real offset; treating them as malformed avoids bignums.
 _MAX_DIGITS: Final = 19
+#: What players send: ``bytes=`` and up to `MAX_RANGES` ``first-last`` specs, ASCII digits,
+#: no whitespace. One match decides such a set is well formed, so it is read without
+#: splitting and checking spec by spec; anything else takes the general path.
+_PLAIN_SET: Final = re.compile(
+    rf"bytes=[0-9]{{1,19}}-[0-9]{{1,19}}(?:,[0-9]{{1,19}}-[0-9]{{1,19}}){{0,{MAX_RANGES - 1}}}"
+)
+_PLAIN_SPEC: Final = re.compile(r"([0-9]+)-([0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,27 @@ def parse_range(header: str | None, size: int) -> list[ByteRange] | None:
     """Parse a Range header against a representation of `size` bytes (see module doc)."""
     if header is None or size <= 0:
         return None
+    if _PLAIN_SET.fullmatch(header):
+        selected: list[ByteRange] = []
+        for first_text, last_text in _PLAIN_SPEC.findall(header, 6):
+            first, last = int(first_text), int(last_text)
+            if last < first:
+                return None  # §14.1.1: the whole header is invalid
+            if first < size:
+                selected.append(ByteRange(first, last if last < size else size - 1))
+    else:
+        parsed = _parse_general(header, size)
+        if parsed is None:
+            return None
+        selected = parsed
+    if not selected:
+        raise BadRange(f"Range {header!r} selects nothing of {size} bytes.", size=size)
+    return coalesce(selected)
+
+
+def _parse_general(header: str, size: int) -> list[ByteRange] | None:
+    """Every satisfiable spec of any well-formed set (OWS, empty elements, suffix and
+    open-ended specs, any case of the unit); None when malformed or not bytes."""
     unit, eq, range_set = header.partition("=")
     if not eq or unit.strip().lower() != "bytes":
         return None
@@ -94,9 +123,7 @@ def parse_range(header: str | None, size: int) -> list[ByteRange] | None:
             return None
         if isinstance(result, ByteRange):
             selected.append(result)
-    if not selected:
-        raise BadRange(f"Range {header!r} selects nothing of {size} bytes.", size=size)
-    return coalesce(selected)
+    return selected
 
 
 def coalesce(ranges: list[ByteRange]) -> list[ByteRange]:

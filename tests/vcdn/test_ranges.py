@@ -125,3 +125,36 @@ def test_parser_never_raises_anything_but_bad_range(header: str, size: int) -> N
         parse_range(header, size)
     except BadRange:
         pass
+
+
+plain_specs = st.tuples(
+    st.integers(0, 3000), st.integers(0, 3000), st.sampled_from(["", "0", "000"])
+).map(lambda t: f"{t[2]}{t[0]}-{t[1]}")
+
+
+@given(st.lists(plain_specs, min_size=1, max_size=8), st.integers(1, 2000))
+def test_plain_sets_parse_as_the_general_grammar_does(parts: list[str], size: int) -> None:
+    """A set without whitespace (what players send, read by one match) selects what the
+    same set with optional whitespace (read spec by spec) selects, or fails the same way."""
+    def outcome(header: str) -> object:
+        try:
+            return parse_range(header, size)
+        except BadRange:
+            return "416"
+
+    plain = "bytes=" + ",".join(parts)
+    assert outcome(plain) == outcome("bytes = " + " , ".join(parts))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=0-9,9-5",  # one backwards spec invalidates the whole set
+        "bytes=0-9,٣-٤",  # non-ASCII digits after a plain spec
+        "bytes=0-9," + "1" * 20 + "-30",  # more digits than any offset has
+        "bytes=0-9,",  # a trailing empty list element is allowed (RFC 9110 §5.6.1)
+    ],
+)
+def test_near_plain_sets(header: str) -> None:
+    expected = [ByteRange(0, 9)] if header.endswith(",") else None
+    assert parse_range(header, SIZE) == expected
