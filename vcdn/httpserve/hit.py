@@ -24,11 +24,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from vcdn.errors import VcdnError
+from vcdn.errors import BadRange, VcdnError
 from vcdn.httpserve.body import read_spans
 from vcdn.httpserve.fasthead import Head
-from vcdn.httpserve.plan import Plan, Stored, plan_response, plan_stored
-from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
+from vcdn.httpserve.multipart import MultipartTemplate
+from vcdn.httpserve.plan import (
+    Plan,
+    Stored,
+    multipart_plan,
+    plan_response,
+    plan_stored,
+    validator_fields,
+)
+from vcdn.httpserve.wire import (
+    StoredHead,
+    fields_text,
+    head_prefix,
+    head_tail,
+    status_line,
+    stored_lines,
+)
+from vcdn.ranges import parse_range
 
 #: Spans read from disk below this size go out in one write with their head (a pread and
 #: a copy cost less than a sendfile round); from this size on, with sendfile.
@@ -58,17 +74,23 @@ Answer = Callable[[Head], bytes | Large | None]
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A stored representation readied for hits, built once per version: its fixed head
-    fields, the head prefix of its plain 200 and the plans of a plain GET and HEAD."""
+    fields, the head prefix of its plain 200, the plans of a plain GET and HEAD, and what
+    its multi-range answers share (validators, the multipart framing, the head around
+    the Content-Length), so that a hit with only a Range formats its numbers alone."""
 
     stored: StoredHead
     plain: bytes
     get: Plan
     head: Plan
+    validators: tuple[tuple[str, str], ...]
+    multipart: MultipartTemplate
+    #: A multi-range answer's head up to its Content-Length value, and after it.
+    multipart_head: tuple[bytes, bytes]
 
     @classmethod
     def of(cls, obj: Stored, stored: StoredHead) -> Prepared:
-        get = plan_stored("GET", {}, obj)
-        return cls(stored, head_prefix(get, stored), get, plan_stored("HEAD", {}, obj))
+        return cls.fields(stored, size=obj.size, etag=obj.etag,
+                          last_modified=obj.last_modified, content_type=obj.content_type)
 
     @classmethod
     def fields(
@@ -82,7 +104,14 @@ class Prepared:
                                  last_modified=last_modified, content_type=content_type)
 
         get = plan("GET")
-        return cls(stored, head_prefix(get, stored), get, plan("HEAD"))
+        validators = validator_fields(etag, last_modified)
+        template = MultipartTemplate.of(size, content_type)
+        # The same lines, in the same order, as `head_prefix` of a `multipart_plan`.
+        start = status_line(206) + fields_text(
+            (*validators, ("Content-Type", template.content_type))
+        ) + "Content-Length: "
+        return cls(stored, head_prefix(get, stored), get, plan("HEAD"), validators, template,
+                   (start.encode("latin-1"), b"\r\n" + stored_lines(206, stored)))
 
 
 def plain(headers: Mapping[str, str]) -> bool:
@@ -95,6 +124,23 @@ def plain(headers: Mapping[str, str]) -> bool:
         and get("If-Match") is None
         and get("If-Unmodified-Since") is None
         and get("If-Range") is None
+    )
+
+
+def multi_range_only(headers: Mapping[str, str]) -> bool:
+    """A Range of several specs and no precondition (RFC 9110 §13.2.2 has nothing to
+    evaluate but the Range): the answer is a multipart one the `Prepared` lays out, or,
+    when the specs merge into one or select nothing, the planner's."""
+    get = headers.get
+    range_ = get("Range")
+    return (
+        range_ is not None
+        and "," in range_
+        and get("If-Range") is None
+        and get("If-None-Match") is None
+        and get("If-Modified-Since") is None
+        and get("If-Match") is None
+        and get("If-Unmodified-Since") is None
     )
 
 
@@ -113,7 +159,18 @@ def plan_hit(
     tail = head_tail(now, age=age, keep_alive=keep_alive)
     if plain(headers):
         return prepared.plain + tail, prepared.get if method == "GET" else prepared.head
-    plan = plan_stored(method, headers, obj)
+    if multi_range_only(headers) and (method == "GET" or method == "HEAD"):
+        multipart = prepared.multipart
+        try:
+            ranges = parse_range(headers.get("Range"), multipart.size)
+        except BadRange:
+            ranges = None  # 416: the planner answers
+        if ranges is not None and len(ranges) > 1:
+            layout = multipart.layout(ranges)
+            start, end = prepared.multipart_head
+            head = b"%s%d%s%s" % (start, layout.content_length, end, tail)
+            return head, multipart_plan(prepared.validators, layout, head=method == "HEAD")
+    plan = plan_stored(method, headers, obj, boundary=prepared.multipart.boundary)
     return head_prefix(plan, prepared.stored) + tail, plan
 
 

@@ -10,6 +10,9 @@ sendfile between the precomputed header bytes::
         write(part.header); sendfile(part.range.first, part.range.length)
     write(layout.trailer)
 
+A hit lays out from its stored version's `MultipartTemplate` (``template.layout(ranges)``),
+built once: per request only the offsets are formatted.
+
 `split_byteranges` is the inverse, for tests and for an edge that receives such a body.
 """
 
@@ -65,25 +68,57 @@ class MultipartLayout:
         return bytes(out)
 
 
+@dataclass(frozen=True, slots=True)
+class MultipartTemplate:
+    """The framing every multi-range answer of one representation shares, built once per
+    stored version: a part header differs from the next only by its two offsets, so a hit
+    formats two numbers instead of laying the whole framing out again. Its boundary is
+    drawn once per version, after the bytes it delimits exist (RFC 2046 §5.1.1: it must
+    not occur in them), so no content can be made to contain it."""
+
+    boundary: str
+    size: int
+    #: ``--boundary CRLF Content-Type: ... CRLF Content-Range: bytes `` (the first part's;
+    #: the others' start with the CRLF that belongs to their delimiter).
+    opening: bytes
+    #: ``/size CRLF CRLF``: what follows a part's ``first-last``.
+    closing: bytes
+    trailer: bytes
+
+    @classmethod
+    def of(cls, size: int, content_type: str, boundary: str | None = None) -> MultipartTemplate:
+        boundary = boundary or new_boundary()
+        if not _BOUNDARY_RE.match(boundary):
+            raise ValueError(f"invalid multipart boundary {boundary!r}")
+        delimiter = b"--" + boundary.encode("ascii")
+        fields = f"Content-Type: {content_type}\r\nContent-Range: bytes "
+        opening = delimiter + CRLF + fields.encode("latin-1")
+        return cls(boundary, size, opening, f"/{size}\r\n\r\n".encode("ascii"),
+                   CRLF + delimiter + b"--" + CRLF)
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/byteranges; boundary={self.boundary}"
+
+    def layout(self, ranges: Sequence[ByteRange]) -> MultipartLayout:
+        """The layout of `ranges` (satisfiable, inside the representation, as
+        `vcdn.ranges.parse_range` returns them)."""
+        opening, closing = self.opening, self.closing
+        parts: list[Part] = []
+        total = len(self.trailer)
+        for r in ranges:
+            # RFC 2046 §5.1.1: the CRLF before a delimiter belongs to the delimiter.
+            header = b"%s%s%d-%d%s" % (CRLF if parts else b"", opening, r.first, r.last, closing)
+            parts.append(Part(header, r))
+            total += len(header) + r.last - r.first + 1
+        return MultipartLayout(self.boundary, tuple(parts), self.trailer, total)
+
+
 def plan_multipart(
     ranges: Sequence[ByteRange], size: int, content_type: str, boundary: str | None = None
 ) -> MultipartLayout:
     """Lay out a multipart/byteranges body for `ranges` of a `size`-byte representation."""
-    boundary = boundary or new_boundary()
-    if not _BOUNDARY_RE.match(boundary):
-        raise ValueError(f"invalid multipart boundary {boundary!r}")
-    delimiter = b"--" + boundary.encode("ascii")
-    parts: list[Part] = []
-    total = 0
-    for i, r in enumerate(ranges):
-        # RFC 2046 §5.1.1: the CRLF before a delimiter belongs to the delimiter.
-        fields = f"Content-Type: {content_type}\r\nContent-Range: {r.content_range(size)}\r\n"
-        header = (CRLF if i else b"") + delimiter + CRLF + fields.encode("latin-1") + CRLF
-        parts.append(Part(header, r))
-        total += len(header) + r.length
-    trailer = CRLF + delimiter + b"--" + CRLF
-    total += len(trailer)
-    return MultipartLayout(boundary, tuple(parts), trailer, total)
+    return MultipartTemplate.of(size, content_type, boundary).layout(ranges)
 
 
 def boundary_of(content_type: str) -> str | None:

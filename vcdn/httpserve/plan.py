@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Final, Protocol
 
 from vcdn.errors import BadRange
-from vcdn.httpserve.multipart import MultipartLayout, plan_multipart
+from vcdn.httpserve.multipart import MultipartLayout, MultipartTemplate
 from vcdn.httpserve.validators import (
     STAR,
     ETag,
@@ -113,6 +113,38 @@ def _if_range_holds(value: str, ours: ETag | None, last_modified: int | None) ->
     return date is not None and last_modified is not None and date == last_modified
 
 
+def validator_fields(
+    etag: str | None, last_modified: float | None
+) -> tuple[tuple[str, str], ...]:
+    """The fields every planned answer of a representation starts with (Accept-Ranges,
+    ETag, Last-Modified), in the order the head carries them."""
+    fields: tuple[tuple[str, str], ...] = (("Accept-Ranges", "bytes"),)
+    if etag:
+        fields += (("ETag", etag),)
+    if last_modified is not None:
+        fields += (("Last-Modified", _last_modified_text(int(last_modified))),)
+    return fields
+
+
+def multipart_plan(
+    validators: tuple[tuple[str, str], ...], layout: MultipartLayout, *, head: bool
+) -> Plan:
+    """The 206 multipart/byteranges plan of `layout` (RFC 9110 §14.6): its Content-Type
+    names the boundary and its Content-Length is the framed body's exact length."""
+    return Plan(
+        206,
+        (
+            *validators,
+            ("Content-Type", layout.content_type),
+            ("Content-Length", str(layout.content_length)),
+        ),
+        tuple(part.range for part in layout.parts),
+        multipart=layout,
+        content_length=layout.content_length,
+        head=head,
+    )
+
+
 class Stored(Protocol):
     """What the planner reads of a stored representation (an edge `Entry`, an origin
     `HotEntry`): its size, validators and type."""
@@ -128,10 +160,15 @@ class Stored(Protocol):
 
 
 def plan_stored(
-    method: str, headers: Mapping[str, str], stored: Stored, size: int | None = None
+    method: str,
+    headers: Mapping[str, str],
+    stored: Stored,
+    size: int | None = None,
+    *,
+    boundary: str | None = None,
 ) -> Plan:
     """`plan_response` for a stored representation (`size` overrides its own: a fill
-    whose length became known)."""
+    whose length became known; `boundary` is its version's multipart boundary)."""
     return plan_response(
         method,
         headers,
@@ -139,6 +176,7 @@ def plan_stored(
         etag=stored.etag,
         last_modified=stored.last_modified,
         content_type=stored.content_type,
+        boundary=boundary,
     )
 
 
@@ -160,11 +198,7 @@ def plan_response(
     method = method.upper()
     ours = _parse_etag(etag) if etag else None
     lm = int(last_modified) if last_modified is not None else None
-    validators: list[tuple[str, str]] = [("Accept-Ranges", "bytes")]
-    if etag:
-        validators.append(("ETag", etag))
-    if lm is not None:
-        validators.append(("Last-Modified", _last_modified_text(lm)))
+    validators = validator_fields(etag, lm)
     head = method == "HEAD"
 
     def refuse(status: int) -> Plan:
@@ -228,16 +262,5 @@ def plan_response(
             content_length=r.length,
             head=head,
         )
-    layout = plan_multipart(ranges, size, content_type, boundary)
-    return Plan(
-        206,
-        (
-            *validators,
-            ("Content-Type", layout.content_type),
-            ("Content-Length", str(layout.content_length)),
-        ),
-        tuple(ranges),
-        multipart=layout,
-        content_length=layout.content_length,
-        head=head,
-    )
+    layout = MultipartTemplate.of(size, content_type, boundary).layout(ranges)
+    return multipart_plan(validators, layout, head=head)

@@ -114,13 +114,19 @@ def status_line(status: int) -> str:
     return f"HTTP/1.1 {status} {reason}\r\n"
 
 
+def stored_lines(status: int, stored: StoredHead) -> bytes:
+    """What follows the planner's fields in a `status` answer's head: the stored fixed
+    fields, and Cache-Control where it belongs."""
+    cc = stored.cache_control
+    if cc and status in CACHE_CONTROL_ON:
+        return stored.fixed + f"Cache-Control: {cc}\r\n".encode("latin-1")
+    return stored.fixed
+
+
 def head_prefix(plan: Plan, stored: StoredHead) -> bytes:
     """Every line of the head but the per-answer ones (`head_tail`)."""
-    status = plan.status
-    lines = status_line(status) + fields_text(plan.headers)
-    cc = stored.cache_control
-    tail = f"Cache-Control: {cc}\r\n" if cc and status in CACHE_CONTROL_ON else ""
-    return b"".join((lines.encode("latin-1"), stored.fixed, tail.encode("latin-1")))
+    lines = status_line(plan.status) + fields_text(plan.headers)
+    return lines.encode("latin-1") + stored_lines(plan.status, stored)
 
 
 def head_tail(now: float, *, age: float | None = None, keep_alive: bool = True) -> bytes:
