@@ -12,7 +12,7 @@ sink with two operations, ``write(bytes)`` and ``span(fd, offset, count)``:
 `send_head_and_body(transport, head, fd, plan, drain)` picks the sink. Both raise
 `OSError`/`EOFError`/`TimeoutError` when the body cannot be delivered; the caller then
 aborts the connection, since the head already promised a length (RFC 9112 §6.3).
-`read_spans(fd, plan)` reads a small planned body whole, to go out with its head.
+`read_spans(fd, plan, head)` reads a small planned body whole, joined to its head.
 """
 
 from __future__ import annotations
@@ -65,23 +65,22 @@ def pread_exact(fd: int, count: int, offset: int) -> bytes:
     return data
 
 
-def read_spans(fd: int, plan: Plan) -> bytes:
-    """The body of `plan` read from `fd` (multipart framing included), for small bodies;
-    `NotFound` if the file is shorter than planned."""
+def read_spans(fd: int, plan: Plan, head: bytes = b"") -> bytes:
+    """`head` and the body of `plan` read from `fd` (multipart framing included), for
+    small bodies, joined once; `NotFound` if the file is shorter than planned."""
     try:
         if plan.multipart is None:
             r = plan.spans[0]
-            body = pread_exact(fd, r.length, r.first)
+            chunks = [head, pread_exact(fd, r.length, r.first)]
         else:
-            chunks: list[bytes] = []
+            chunks = [head]
             for part in plan.multipart.parts:
                 chunks.append(part.header)
                 chunks.append(pread_exact(fd, part.range.length, part.range.first))
             chunks.append(plan.multipart.trailer)
-            body = b"".join(chunks)
     except (OSError, EOFError) as exc:
         raise NotFound(f"File cannot be read: {exc}.") from None
-    return body
+    return b"".join(chunks)
 
 
 def direct_socket(transport: asyncio.BaseTransport | None) -> Any:

@@ -10,8 +10,8 @@ prebuilt head of the plain 200. Then, for every hit of either:
   `vcdn.httpserve.plan`, the head by the one serialiser `vcdn.httpserve.wire`);
 * `deliver(head, plan, data, open_file)` → what the hit connection protocol
   (`vcdn.httpserve.hitproto`) sends: the whole answer's bytes (a body from RAM, or a
-  small span read at once), or a `Large` (a body sent from its file with sendfile, or
-  pread and write where the transport has no socket).
+  small span or multipart body read at once), or a `Large` (a body sent from its file
+  with sendfile, or pread and write where the transport has no socket).
 
 So a fast hit, a large hit, a 304, a 416 and a HEAD carry the same fields in the same
 order, at the origin and at the edge.
@@ -49,6 +49,10 @@ from vcdn.ranges import parse_range
 #: Spans read from disk below this size go out in one write with their head (a pread and
 #: a copy cost less than a sendfile round); from this size on, with sendfile.
 DIRECT_MIN: Final = 16 * 1024
+#: Multi-range bodies up to this size are read whole and go out in one write with their
+#: head: sent from the file they would cost a task, a write per part header and a
+#: sendfile per part, several times the copy of a few parts held briefly in memory.
+MULTIPART_READ_MAX: Final = 256 * 1024
 #: A request carrying any of these needs the planner (RFC 9110 §13, §14), not the plain 200.
 NEEDS_PLANNER: Final = (
     "Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"
@@ -192,14 +196,14 @@ def deliver(
         return head
     if data is not None:
         return head + body_of(plan, data)
-    if plan.content_length >= DIRECT_MIN:
+    if plan.content_length >= (DIRECT_MIN if plan.multipart is None else MULTIPART_READ_MAX):
         return Large(head, plan, open_file)
     try:
         fd = open_file()
     except (OSError, VcdnError):
         return None
     try:
-        return head + read_spans(fd, plan)
+        return read_spans(fd, plan, head)
     except VcdnError:
         return None
     finally:

@@ -3,11 +3,15 @@ representation's prepared framing, they are the planner's answers to the byte.""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vcdn.httpserve.hit import Prepared, plan_hit
+from tests import byteranges
+from vcdn.httpserve.hit import MULTIPART_READ_MAX, Large, Prepared, deliver, file_opener, plan_hit
 from vcdn.httpserve.plan import plan_response
 from vcdn.httpserve.wire import StoredHead, head_prefix, head_tail
 
@@ -71,6 +75,52 @@ def test_preconditions_and_odd_sets_go_to_the_planner(headers: dict[str, str],
     head, plan = plan_hit("GET", headers, Obj(), prepared, NOW, age=3.0)
     assert plan.status == status
     assert (head, plan) == _planner("GET", headers, prepared)
+
+
+def test_a_small_multipart_body_from_disk_goes_out_whole(tmp_path: Path) -> None:
+    """Read whole and joined to its head: the parts split back to the file's bytes with
+    the standard library's MIME parser, and the length is the promised one."""
+    data = os.urandom(SIZE)
+    path = tmp_path / "obj"
+    path.write_bytes(data)
+    prepared = Prepared.of(Obj(), STORED)
+    head, plan = plan_hit("GET", {"Range": "bytes=40000-40999,5000-21383"}, Obj(), prepared,
+                          NOW)
+    answer = deliver(head, plan, None, file_opener(str(path)))
+    assert isinstance(answer, bytes) and answer.startswith(head)
+    body = answer[len(head):]
+    assert len(body) == plan.content_length
+    assert f"Content-Length: {len(body)}\r\n".encode() in head
+    ctype = plan.header("Content-Type")
+    assert ctype == f"multipart/byteranges; boundary={prepared.multipart.boundary}"
+    parts = byteranges.split(ctype, body)
+    assert [p for _, p in parts] == [data[40000:41000], data[5000:21384]]
+    assert [h["content-range"] for h, _ in parts] == [
+        f"bytes 40000-40999/{SIZE}", f"bytes 5000-21383/{SIZE}"
+    ]
+    assert {h["content-type"] for h, _ in parts} == {TYPE}
+
+
+def test_a_large_multipart_body_is_sent_from_its_file(tmp_path: Path) -> None:
+    size = 2 * MULTIPART_READ_MAX
+
+    class Big(Obj):
+        pass
+
+    Big.size = size
+    path = tmp_path / "big"
+    path.write_bytes(os.urandom(size))
+    prepared = Prepared.of(Big(), STORED)
+    head, plan = plan_hit("GET", {"Range": f"bytes=0-9,20-{size - 1}"}, Big(), prepared, NOW)
+    assert isinstance(deliver(head, plan, None, file_opener(str(path))), Large)
+
+
+def test_a_file_shorter_than_planned_is_not_answered(tmp_path: Path) -> None:
+    path = tmp_path / "short"
+    path.write_bytes(b"x" * 30_000)
+    prepared = Prepared.of(Obj(), STORED)
+    head, plan = plan_hit("GET", {"Range": "bytes=0-9,40000-40009"}, Obj(), prepared, NOW)
+    assert deliver(head, plan, None, file_opener(str(path))) is None
 
 
 def test_each_version_has_its_own_boundary() -> None:
