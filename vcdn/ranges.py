@@ -128,6 +128,12 @@ def _parse_general(header: str, size: int) -> list[ByteRange] | None:
 
 def coalesce(ranges: list[ByteRange]) -> list[ByteRange]:
     """Merge ranges when any overlap or touch; otherwise keep the client's order."""
+    if len(ranges) < 3:  # one, or the usual two: a comparison, no sort
+        if len(ranges) < 2:
+            return ranges
+        a, b = ranges
+        if a.last + 1 < b.first or b.last + 1 < a.first:
+            return ranges
     ordered = sorted(ranges, key=lambda r: r.first)
     if all(a.last + 1 < b.first for a, b in itertools.pairwise(ordered)):
         return ranges
