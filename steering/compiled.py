@@ -15,9 +15,9 @@ stages, each rebuilt only when its inputs change:
    their *inputs* (the distinct tuples of lookup results).
 2. *Plans* (appliances, health, load): for each distinct input tuple, the reference's own
    `_site_order` gives the site ranking and scope; the shedding and reach of `select` are
-   resolved once, leaving per query only the rendezvous hashes of the client's /L over
-   the first site's appliances (the spread over appliances by spare capacity), which no
-   table of 2^24 subnets per site could hold.
+   resolved once, leaving per query only the rendezvous scores of the client's /L over
+   the first site's appliances (`steering.spread`, by spare capacity), which no table
+   of 2^24 subnets per site could hold.
 
 The answer for (family, chosen addresses, scope) is encoded once and kept; a query costs
 parsing, one bisection, the hashes of one site and splicing its ID, RD bit, name as sent
@@ -30,15 +30,16 @@ bytes against the reference on every MaxMind test network and a random sample.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import ipaddress
-import math
 import socket
 import time
 from dataclasses import dataclass
+from math import log2
 from typing import Final
 
-from steering import dns_wire
+from xxhash import xxh3_64_intdigest
+
+from steering import dns_wire, spread
 from steering.prefixes import BITS, PrefixTable
 from steering.select import (
     SPREAD_BITS,
@@ -59,13 +60,18 @@ SOURCES: Final = {4: (24,), 6: (48, 56)}
 MAX_TEMPLATES: Final = 100_000
 MAX_FALLBACK: Final = 100_000
 MAX_MEMO: Final = 1_000  # templates per plan and QTYPE, by the ranked indexes chosen
-_TWO64: Final = 2.0**64
+MAX_KNOWN: Final = 1_024  # validated query layouts (`CompiledMap.answer_udp`)
 
 Inputs = tuple[object, ...]
-Blake2b = type(hashlib.blake2b())
 # A prebuilt response: (the 10 header bytes after the ID, by the query's RD bit), the bytes
 # between the question and the echoed ECS address, the size without the question.
 _Template = tuple[tuple[bytes, bytes], bytes, int]
+# The common plan's first site, per QTYPE: its addresses, (seed, inverse weight) per
+# appliance, the range of their indexes, templates by the indexes chosen.
+_Top = tuple[list[str], list[tuple[int, float]], range, dict[tuple[int, ...], _Template]]
+# Per block of inputs: the plan's `top` for A and for AAAA (None: not the common case),
+# and the plan (None: not compiled, `select` answers).
+_Block = tuple["_Top | None", "_Top | None", "_Plan | None"]
 # QTYPE, QCLASS IN, then the OPT RR's root name and TYPE 41: what a steered query holds
 # right after its name.
 _QTYPES: Final = {b"\x00\x01\x00\x01\x00\x00\x29": 1, b"\x00\x1c\x00\x01\x00\x00\x29": 28}
@@ -136,37 +142,24 @@ def build_leaves(version: int, source: int, prefixes: PrefixTable[tuple[str, ...
     return Leaves(version, source, starts, index, inputs, reps)
 
 
-def _scores(keys: list[Blake2b], weights: list[float], bucket: bytes) -> list[float]:
-    """`select`'s weighted rendezvous scores of `bucket`, from the appliances' hashed keys."""
-    out = []
-    for k, w in zip(keys, weights, strict=True):
-        h = k.copy()
-        h.update(bucket)
-        out.append(-w / math.log((int.from_bytes(h.digest(), "big") + 0.5) / _TWO64))
-    return out
-
-
 class _SitePlan:
     """One site of a plan: its appliances and what ranking them by a /L needs."""
 
-    __slots__ = ("keys", "nodes", "ranked", "saturated", "weights")
+    __slots__ = ("inverse", "nodes", "ranked", "saturated", "seeds")
 
     def __init__(self, nodes: tuple[Node, ...], ranked: bool, saturation: float) -> None:
         self.nodes = nodes
         self.ranked = ranked
-        # blake2b(key + bucket) is the state after hashing `key`, fed the bucket: copying
-        # that state skips the constructor's parameter parsing and set-up, ~40% of a hash.
-        self.keys = [hashlib.blake2b(n.id.encode() + b"\0", digest_size=8) for n in nodes]
-        self.weights = [max(0.05, 1.0 - n.utilization) for n in nodes]
+        self.seeds = [spread.seed(n.id) for n in nodes]
+        self.inverse = [spread.inverse_weight(n.utilization) for n in nodes]
         self.saturated = [n.utilization >= saturation for n in nodes]
 
-    def order(self, bucket: bytes) -> list[Node]:
-        """`select._rank_site` for DNS (no title): weighted rendezvous on the bucket, then
-        saturated appliances last; same floating-point steps, so the same order."""
+    def order(self, key: bytes) -> list[Node]:
+        """`select._rank_site` for DNS (no title): `spread.order` on the client's key,
+        then saturated appliances last."""
         if not self.ranked:
             return list(self.nodes)
-        scores = _scores(self.keys, self.weights, bucket)
-        idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        idx = spread.order(key, self.seeds, self.inverse)
         sat = self.saturated
         nodes = self.nodes
         return [nodes[j] for j in idx if not sat[j]] + [nodes[j] for j in idx if sat[j]]
@@ -186,28 +179,23 @@ class _Plan:
             self.chosen = {f: self.pick(b"", f, answers) for f in (4, 6)}
         # The common case: the first site alone fills the answer (enough appliances with a
         # distinct address of the family, none saturated), so the answer is its top
-        # `answers` by score. Per QTYPE (1: A, 28: AAAA): hash keys, weights, addresses;
-        # the keys paired with the negated weights (-w / x is (-w) / x, the same float)
-        # and the range of their indexes, built once; and a memo of response templates by
-        # the indexes chosen (`CompiledMap.answer_udp`).
-        self.top: dict[int, tuple[list[Blake2b], list[float], list[str],
-                                  list[tuple[Blake2b, float]], range,
-                                  dict[tuple[int, ...], _Template]]] = {}
+        # `answers` by score. Per QTYPE (1: A, 28: AAAA): the addresses, each appliance's
+        # (seed, inverse weight), the range of their indexes, and a memo of response
+        # templates by the indexes chosen (`CompiledMap.answer_udp`).
+        self.top: dict[int, _Top] = {}
         first = sites[0] if sites else None
         if first is not None and first.ranked and not any(first.saturated):
             for f, qtype in ((4, 1), (6, 28)):
                 addrs = [(n.addrs4 if f == 4 else n.addrs6)[:1] for n in first.nodes]
                 flat = [a[0] for a in addrs if a]
                 if len(flat) == len(addrs) >= answers and len(set(flat)) == len(flat):
-                    self.top[qtype] = (first.keys, first.weights, flat,
-                                       [(k, -w) for k, w in zip(first.keys, first.weights,
-                                                                strict=True)],
-                                       range(len(flat)), {})
+                    self.top[qtype] = (flat, list(zip(first.seeds, first.inverse,
+                                                      strict=True)), range(len(flat)), {})
 
-    def pick(self, bucket: bytes, family: int, answers: int) -> tuple[str, ...]:
+    def pick(self, key: bytes, family: int, answers: int) -> tuple[str, ...]:
         chosen: list[str] = []
         for site in self.sites:
-            for node in site.order(bucket):
+            for node in site.order(key):
                 for a in node.addrs4[:1] if family == 4 else node.addrs6[:1]:
                     if a not in chosen:
                         chosen.append(a)
@@ -306,7 +294,7 @@ def build_tables(view: SteeringView, geo: GeoLookup | None,
 class CompiledMap:
     """Answers steered A/AAAA queries carrying ECS at a compiled source length."""
 
-    __slots__ = ("_answers", "_fallback", "_geo", "_lookup", "_policy", "_shapes",
+    __slots__ = ("_answers", "_fallback", "_geo", "_known", "_lookup", "_policy", "_shapes",
                  "_templates", "_ttl", "_udp_payload", "_view", "build_ms", "tables")
 
     def __init__(self, view: SteeringView, geo: GeoLookup | None, policy: Policy, *,
@@ -322,33 +310,60 @@ class CompiledMap:
         self.tables = tables if tables is not None else build_tables(view, geo)
         self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes, int]] = {}
         self._fallback: dict[tuple[int, int, int], tuple[tuple[str, ...], int]] = {}
-        self._lookup: dict[bytes, tuple[list[int], list[_Plan | None], int, int, bytes]] = {}
+        # By the ECS family and source bytes: (block starts, their blocks, IP version,
+        # source length).
+        self._lookup: dict[bytes, tuple[list[int], list[_Block], int, int]] = {}
         # By the bytes from the OPT RDLEN to the ECS scope: (query size without the name,
-        # block starts, their plans, the bucket text, the ECS family and source bytes).
-        self._shapes: dict[bytes, tuple[int, list[int], list[_Plan | None], bytes,
-                                        bytes]] = {}
+        # block starts, their blocks, the ECS family and source bytes).
+        self._shapes: dict[bytes, tuple[int, list[int], list[_Block], bytes]] = {}
+        # By the 23 bytes from QTYPE to the ECS scope of a query `answer_udp` has checked
+        # once: what it needs from them (see `_layout`).
+        self._known: dict[bytes, tuple[int, list[int], list[_Block], int, int, int]] = {}
         orders: dict[tuple[object, ...], tuple[list[Site], bool, bool]] = {}
         site_plans: dict[tuple[str, bool], _SitePlan] = {}
         for (version, source), lv in self.tables.leaves.items():
-            plans = []
+            blocks: list[_Block] = []
             for key, rep in zip(lv.inputs, lv.reps, strict=True):
                 got = _site_order_of(key, Client(version, rep, source), view, geo, policy,
                                      orders)
-                plans.append(None if got is None else _plan(
-                    got[0], got[1], version, source, view, policy, answers, site_plans))
-            per_block = [plans[i] for i in lv.index]
+                plan = None if got is None else _plan(
+                    got[0], got[1], version, source, view, policy, answers, site_plans)
+                blocks.append((None, None, None) if plan is None else
+                              (plan.top.get(1), plan.top.get(28), plan))
+            per_block = [blocks[i] for i in lv.index]
             shift = BITS[version] - source
             ecs_head = bytes([0, 1 if version == 4 else 2, source])
-            self._lookup[ecs_head] = ([a >> shift for a in lv.starts], per_block, version,
-                                      source, f"{version}:%d/{source}".encode())
+            starts = [a >> shift for a in lv.starts]
+            self._lookup[ecs_head] = (starts, per_block, version, source)
             # The plain query's bytes from the OPT RDLEN to the ECS scope: one option,
             # the ECS one, of this family and source length, scope 0 (RFC 7871 §6).
             raw = source // 8
             shape = ((8 + raw).to_bytes(2, "big") + b"\x00\x08" + (4 + raw).to_bytes(2, "big")
                      + ecs_head + b"\x00")
-            entry = self._lookup[ecs_head]
-            self._shapes[shape] = (35 + raw, entry[0], entry[1], entry[4], ecs_head)
+            self._shapes[shape] = (35 + raw, starts, per_block, ecs_head)
         self.build_ms = (time.perf_counter() - started) * 1000
+
+    def _layout(self, q: bytes, n: int) -> tuple[int, list[int], list[_Block], int, int,
+                                                  int] | None:
+        """What `answer_udp` needs from the bytes after the name (QTYPE to ECS scope), or
+        None when they are not the plain shape: the query size without the name, the
+        block starts and blocks of its ECS family and source, the QTYPE, its index in a
+        block and the largest response it may receive over UDP. Kept by those bytes (at
+        most `MAX_KNOWN` layouts: resolvers send a handful of payload sizes and flags;
+        past that the rest are checked every time), so a query checks them with one
+        lookup."""
+        shape = self._shapes.get(q[25 + n : 35 + n])
+        if shape is None or q[22 + n]:  # not the plain OPT and ECS, or EDNS version > 0
+            return None
+        qtype = _QTYPES.get(q[12 + n : 19 + n])
+        if qtype is None:
+            return None
+        size, starts, blocks, _head = shape
+        payload = (q[19 + n] << 8) | q[20 + n]
+        got = (size, starts, blocks, qtype, 0 if qtype == 1 else 1, max(512, payload))
+        if len(self._known) < MAX_KNOWN:
+            self._known[q[12 + n : 35 + n]] = got
+        return got
 
     def answer_udp(self, q: bytes, n: int) -> bytes | None:
         """The whole response to a UDP query already known to be a standard query (byte 2
@@ -363,55 +378,50 @@ class CompiledMap:
             | version 0 | 2 flags | RDLEN | 0008 | OPTLEN | family | source | scope 0 | addr
 
         In the common case (the first site alone fills the answer) this is one dict
-        lookup for the shape, one bisection, the rendezvous hashes of that site's
+        lookup for the layout, one bisection, the rendezvous scores of that site's
         appliances and one join of prebuilt bytes: no objects but the scores.
         """
-        shape = self._shapes.get(q[25 + n : 35 + n])
-        if shape is None:
+        layout = self._known.get(q[12 + n : 35 + n]) or self._layout(q, n)
+        if layout is None:
             return None
-        size, starts, plans, bucket_of, head = shape
-        if len(q) != size + n or q[22 + n]:
-            return None
-        qtype = _QTYPES.get(q[12 + n : 19 + n])
-        if qtype is None:
+        size, starts, blocks, qtype, which, limit = layout
+        if len(q) != size + n:
             return None
         addr = q[35 + n :]
         # The compiled lengths are whole bytes: the address bytes are the client's /L.
-        net = int.from_bytes(addr, "big")
-        plan = plans[bisect.bisect_right(starts, net) - 1]
-        top = None if plan is None else plan.top.get(qtype)
+        block = blocks[bisect.bisect_right(starts, int.from_bytes(addr, "big")) - 1]
+        top = block[which]
         if top is None:  # the rarer plans: the parsed path's general code
-            payload = (q[19 + n] << 8) | q[20 + n]
-            rest = self.answer(q, q[12 : 16 + n], qtype, q[31 + n :],
-                               payload if payload > 512 else 512)
+            rest = self.answer(q, q[12 : 16 + n], qtype, q[31 + n :], limit)
             return None if rest is None else q[:2] + rest
-        _keys, _weights, addrs, pairs, indexes, memo = top
-        bucket = bucket_of % net  # b"4:%d/24": select's `Client.bucket` text
-        log = math.log
-        frombytes = int.from_bytes
-        scores = []
-        for k, negw in pairs:
-            h = k.copy()
-            h.update(bucket)
-            scores.append(negw / log((frombytes(h.digest(), "big") + 0.5) / _TWO64))
+        addrs, pairs, indexes, memo = top
+        # The ECS option as sent (scope 0) is `spread.key` of the client's /L, and this is
+        # `spread.score` inline: a call less per appliance.
+        key = q[31 + n :]
+        scores = [(log2(xxh3_64_intdigest(key, s) + 0.5) - 64.0) * w for s, w in pairs]
         # The best scores' indexes: sorting the floats alone is cheaper than sorting the
         # indexes by them. With distinct values among the best this is the reference's
         # stable order (an equal value further down takes the first index, as that order
         # does); equal values among the best repeat an index, which no memo key holds.
-        best = sorted(scores, reverse=True)[: self._answers]
-        picked = tuple(map(scores.index, best))
+        answers = self._answers
+        best = sorted(scores)
+        at = scores.index
+        if answers == 2:
+            picked: tuple[int, ...] = (at(best[-1]), at(best[-2]))
+        else:
+            picked = tuple(map(at, best[: -1 - answers : -1]))
         t = memo.get(picked)
         if t is None:
-            picked = tuple(sorted(indexes, key=scores.__getitem__, reverse=True)[: len(best)])
+            picked = tuple(sorted(indexes, key=scores.__getitem__, reverse=True)[:answers])
             chosen = tuple([addrs[j] for j in picked])
-            scope = plan.scope  # type: ignore[union-attr]  # `top` is the plan's
-            t = self._templates.get((qtype, chosen, scope, head))
+            scope = block[2].scope  # type: ignore[union-attr]  # `top` is the plan's
+            t = self._templates.get((qtype, chosen, scope, key[:3]))
             if t is None:
-                t = self._template(q, q[12 : 16 + n], qtype, chosen, scope, q[31 + n :])
+                t = self._template(q, q[12 : 16 + n], qtype, chosen, scope, key)
             if len(memo) < MAX_MEMO:
                 memo[picked] = t
         heads, tail, fixed = t
-        if fixed + 4 + n > 512 and fixed + 4 + n > ((q[19 + n] << 8) | q[20 + n]):
+        if fixed + 4 + n > limit:
             return None  # RFC 6891 §6.2.5: the careful path sets TC
         return b"".join((q[:2], heads[q[2] & 1], q[12 : 16 + n], tail, addr))
 
@@ -443,11 +453,11 @@ class CompiledMap:
         entry = self._lookup.get(head)
         if entry is None:
             return None
-        starts, plans, version, source, bucket_of = entry
+        starts, blocks, version, source = entry
         raw = ecs[4:]
         # The compiled lengths are whole bytes: the address bytes are the client's /L.
         net = int.from_bytes(raw, "big")
-        plan = plans[bisect.bisect_right(starts, net) - 1]
+        plan = blocks[bisect.bisect_right(starts, net) - 1][2]
         family = 4 if qtype == 1 else 6
         if plan is None:
             chosen, scope = self._reference(version, net << (BITS[version] - source), source,
@@ -456,20 +466,14 @@ class CompiledMap:
             chosen, scope = plan.chosen[family], plan.scope
         else:
             scope = plan.scope
-            bucket = bucket_of % net  # b"4:%d/24": select's `Client.bucket` text
             top = plan.top.get(qtype)
+            # A valid ECS option has scope 0: its bytes are `spread.key` of the /L.
             if top is None:
-                chosen = plan.pick(bucket, family, self._answers)
+                chosen = plan.pick(ecs, family, self._answers)
             else:
-                keys, weights, addrs, *_ = top
-                log = math.log
-                frombytes = int.from_bytes
-                scores = []
-                for k, w in zip(keys, weights, strict=True):
-                    h = k.copy()
-                    h.update(bucket)
-                    scores.append(-w / log((frombytes(h.digest(), "big") + 0.5) / _TWO64))
-                idx = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+                addrs, pairs, indexes, _memo = top
+                scores = [spread.score(ecs, s, w) for s, w in pairs]
+                idx = sorted(indexes, key=scores.__getitem__, reverse=True)
                 chosen = tuple([addrs[j] for j in idx[: self._answers]])
         if not chosen:
             return None

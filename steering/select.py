@@ -10,9 +10,9 @@ the overload instead of moving everyone at once onto one neighbour.
 
 Within a site, a title is ranked with `vcdn.hashing.rank` (rendezvous), the very function
 the fill planner uses, so requests land where the fill put the bytes; appliances at or
-over saturation drop to the end of their site. Without a title (DNS), the key is the
-client's subnet and the weights are each appliance's spare capacity, which spreads
-resolvers in proportion to headroom.
+over saturation drop to the end of their site. Without a title (DNS), the site is ranked
+by `steering.spread` (weighted rendezvous of the client's subnet, weights each
+appliance's spare capacity), which spreads resolvers in proportion to headroom.
 
 The decision also reports `scope`: how many leading bits of the client address it
 depended on, which is the ECS scope prefix of RFC 7871 §7.2.1.
@@ -25,13 +25,13 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+from steering import spread
 from steering.geo import Location
 from steering.prefixes import BITS
 from steering.view import Node, Site, SteeringView, distance_km
 from vcdn.hashing import rank
 
 Reason = Literal["prefix", "asn", "geo", "default", "none"]
-MIN_WEIGHT: Final = 0.05
 SPREAD_BITS: Final = {4: 24, 6: 56}
 
 
@@ -65,6 +65,10 @@ class Client:
         width = BITS[self.version]
         bits = min(bits, self.source_len)
         return f"{self.version}:{self.addr >> (width - bits) if bits else 0}/{bits}"
+
+    def spread_key(self, bits: int) -> bytes:
+        """The client's network at `bits` leading bits, as `spread`'s key."""
+        return spread.key(self.version, self.addr, min(bits, self.source_len))
 
 
 @dataclass(frozen=True)
@@ -125,15 +129,18 @@ def _site_order(
     return sorted(view.sites.values(), key=lambda s: s.name), "none", scope
 
 
-def _rank_site(site: Site, bucket: str, title: str | None,
+def _rank_site(site: Site, bucket: str, spread_key: bytes, title: str | None,
                policy: Policy) -> tuple[list[Node], bool]:
-    """The site's appliances best first, and whether the order depended on `bucket`."""
+    """The site's appliances best first, and whether the order depended on the client's
+    network (`bucket`, or for DNS its `spread_key`)."""
     ids = [n.id for n in site.nodes]
     by_id = {n.id: n for n in site.nodes}
     varied = False
     if title is None:
-        weights = {n.id: max(MIN_WEIGHT, 1.0 - n.utilization) for n in site.nodes}
-        ranked = [by_id[i] for i in rank(bucket, ids, weights)]
+        nodes = site.nodes
+        ranked = [nodes[i] for i in spread.order(
+            spread_key, [spread.seed(n.id) for n in nodes],
+            [spread.inverse_weight(n.utilization) for n in nodes])]
         varied = len(ids) > 1
     else:
         ranked = [by_id[i] for i in rank(title, ids)]
@@ -206,6 +213,7 @@ def select(
     # When it is used, the answer depends on those bits and the scope says so.
     key_bits = max(scope, min(SPREAD_BITS[client.version], client.source_len))
     bucket = client.bucket(key_bits)
+    spread_key = client.spread_key(key_bits)
     varied = False
     ordered: list[Site] = []
     pending: list[Site] = []
@@ -230,7 +238,7 @@ def select(
         if i > last:
             nodes.extend(site.nodes)  # beyond what the caller uses: left unranked
             continue
-        ranked, site_varied = _rank_site(site, bucket, title, policy)
+        ranked, site_varied = _rank_site(site, bucket, spread_key, title, policy)
         varied = varied or (site_varied and _matters(ordered, i, reach, 2))
         nodes.extend(ranked)
     return Decision(tuple(nodes), tuple(s.name for s in ordered), reason,
