@@ -311,14 +311,16 @@ class CompiledMap:
         self._templates: dict[tuple[object, ...], tuple[tuple[bytes, bytes], bytes, int]] = {}
         self._fallback: dict[tuple[int, int, int], tuple[tuple[str, ...], int]] = {}
         # By the ECS family and source bytes: (block starts, their blocks, IP version,
-        # source length).
-        self._lookup: dict[bytes, tuple[list[int], list[_Block], int, int]] = {}
+        # source length). The starts are the /L's address bytes as ECS carries them: all
+        # of one length, so they sort as the numbers do, and a query's bytes are bisected
+        # as they came.
+        self._lookup: dict[bytes, tuple[list[bytes], list[_Block], int, int]] = {}
         # By the bytes from the OPT RDLEN to the ECS scope: (query size without the name,
         # block starts, their blocks, the ECS family and source bytes).
-        self._shapes: dict[bytes, tuple[int, list[int], list[_Block], bytes]] = {}
+        self._shapes: dict[bytes, tuple[int, list[bytes], list[_Block], bytes]] = {}
         # By the 23 bytes from QTYPE to the ECS scope of a query `answer_udp` has checked
         # once: what it needs from them (see `_layout`).
-        self._known: dict[bytes, tuple[int, list[int], list[_Block], int, int, int]] = {}
+        self._known: dict[bytes, tuple[int, list[bytes], list[_Block], int, int, int]] = {}
         orders: dict[tuple[object, ...], tuple[list[Site], bool, bool]] = {}
         site_plans: dict[tuple[str, bool], _SitePlan] = {}
         for (version, source), lv in self.tables.leaves.items():
@@ -333,17 +335,17 @@ class CompiledMap:
             per_block = [blocks[i] for i in lv.index]
             shift = BITS[version] - source
             ecs_head = bytes([0, 1 if version == 4 else 2, source])
-            starts = [a >> shift for a in lv.starts]
+            raw = source // 8
+            starts = [(a >> shift).to_bytes(raw, "big") for a in lv.starts]
             self._lookup[ecs_head] = (starts, per_block, version, source)
             # The plain query's bytes from the OPT RDLEN to the ECS scope: one option,
             # the ECS one, of this family and source length, scope 0 (RFC 7871 §6).
-            raw = source // 8
             shape = ((8 + raw).to_bytes(2, "big") + b"\x00\x08" + (4 + raw).to_bytes(2, "big")
                      + ecs_head + b"\x00")
             self._shapes[shape] = (35 + raw, starts, per_block, ecs_head)
         self.build_ms = (time.perf_counter() - started) * 1000
 
-    def _layout(self, q: bytes, n: int) -> tuple[int, list[int], list[_Block], int, int,
+    def _layout(self, q: bytes, n: int) -> tuple[int, list[bytes], list[_Block], int, int,
                                                   int] | None:
         """What `answer_udp` needs from the bytes after the name (QTYPE to ECS scope), or
         None when they are not the plain shape: the query size without the name, the
@@ -387,37 +389,38 @@ class CompiledMap:
         size, starts, blocks, qtype, which, limit = layout
         if len(q) != size + n:
             return None
+        # The compiled lengths are whole bytes: the address bytes are the client's /L, and
+        # `spread.key` of it.
         addr = q[35 + n :]
-        # The compiled lengths are whole bytes: the address bytes are the client's /L.
-        block = blocks[bisect.bisect_right(starts, int.from_bytes(addr, "big")) - 1]
+        block = blocks[bisect.bisect_right(starts, addr) - 1]
         top = block[which]
         if top is None:  # the rarer plans: the parsed path's general code
             rest = self.answer(q, q[12 : 16 + n], qtype, q[31 + n :], limit)
             return None if rest is None else q[:2] + rest
         addrs, pairs, indexes, memo = top
-        # The ECS option as sent (scope 0) is `spread.key` of the client's /L, and this is
-        # `spread.score` inline: a call less per appliance.
-        key = q[31 + n :]
-        scores = [(log2(xxh3_64_intdigest(key, s) + 0.5) - 64.0) * w for s, w in pairs]
+        # `spread.score` inline (a call less per appliance; a loop costs less than a list
+        # comprehension's function).
+        scores = []
+        for s, w in pairs:
+            scores.append((log2(xxh3_64_intdigest(addr, s) + 0.5) - 64.0) * w)
         # The best scores' indexes: sorting the floats alone is cheaper than sorting the
         # indexes by them. With distinct values among the best this is the reference's
         # stable order (an equal value further down takes the first index, as that order
         # does); equal values among the best repeat an index, which no memo key holds.
         answers = self._answers
         best = sorted(scores)
-        at = scores.index
         if answers == 2:
-            picked: tuple[int, ...] = (at(best[-1]), at(best[-2]))
+            picked: tuple[int, ...] = (scores.index(best[-1]), scores.index(best[-2]))
         else:
-            picked = tuple(map(at, best[: -1 - answers : -1]))
+            picked = tuple(map(scores.index, best[: -1 - answers : -1]))
         t = memo.get(picked)
         if t is None:
             picked = tuple(sorted(indexes, key=scores.__getitem__, reverse=True)[:answers])
             chosen = tuple([addrs[j] for j in picked])
             scope = block[2].scope  # type: ignore[union-attr]  # `top` is the plan's
-            t = self._templates.get((qtype, chosen, scope, key[:3]))
+            t = self._templates.get((qtype, chosen, scope, q[31 + n : 34 + n]))
             if t is None:
-                t = self._template(q, q[12 : 16 + n], qtype, chosen, scope, key)
+                t = self._template(q, q[12 : 16 + n], qtype, chosen, scope, q[31 + n :])
             if len(memo) < MAX_MEMO:
                 memo[picked] = t
         heads, tail, fixed = t
@@ -456,10 +459,10 @@ class CompiledMap:
         starts, blocks, version, source = entry
         raw = ecs[4:]
         # The compiled lengths are whole bytes: the address bytes are the client's /L.
-        net = int.from_bytes(raw, "big")
-        plan = blocks[bisect.bisect_right(starts, net) - 1][2]
+        plan = blocks[bisect.bisect_right(starts, raw) - 1][2]
         family = 4 if qtype == 1 else 6
         if plan is None:
+            net = int.from_bytes(raw, "big")
             chosen, scope = self._reference(version, net << (BITS[version] - source), source,
                                             family)
         elif plan.chosen is not None:
@@ -467,12 +470,12 @@ class CompiledMap:
         else:
             scope = plan.scope
             top = plan.top.get(qtype)
-            # A valid ECS option has scope 0: its bytes are `spread.key` of the /L.
+            # The address bytes are `spread.key` of the /L.
             if top is None:
-                chosen = plan.pick(ecs, family, self._answers)
+                chosen = plan.pick(raw, family, self._answers)
             else:
                 addrs, pairs, indexes, _memo = top
-                scores = [spread.score(ecs, s, w) for s, w in pairs]
+                scores = [spread.score(raw, s, w) for s, w in pairs]
                 idx = sorted(indexes, key=scores.__getitem__, reverse=True)
                 chosen = tuple([addrs[j] for j in idx[: self._answers]])
         if not chosen:

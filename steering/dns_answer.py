@@ -146,32 +146,40 @@ class Responder:
 
         Answers keep their ranking order (no shuffling): the first address is the best."""
         if not tcp:
-            # Repeat of a query seen byte for byte (after the ID) from this requester: the
-            # response is a pure function of those bytes, the requester and the view.
-            done = self._exact.get((q[2:], ip))
-            if done is not None:
-                self.hits += 1
-                return q[:2] + done
             # The steered query with ECS in its plain shape, matched by its bytes: the
             # compiled answer without `parse` (the same call that `parse` leads to below).
             compiled = self._compiled
+            steered = 0  # the length of the service name the query starts with, if any
+            keep = True  # whether the exact-bytes dict may hold it
             if (compiled is not None and len(q) > _SHORTEST_ECS and not q[2] & 0xFE
                     and q[4:12] == _ONE_ADDITIONAL):
                 for n, names in self._service_by_len:
                     name = q[12 : 12 + n]
-                    # A name as registered (lower case) may repeat byte for byte; a
-                    # 0x20-cased one would not: only the first is worth keeping.
-                    keep = name in names
-                    if keep or name.lower() in names:
-                        resp = compiled.answer_udp(q, n)
-                        if resp is not None:
-                            self.compiled_answers += 1
-                            if keep:
-                                if len(self._exact) >= MAX_CACHE:
-                                    self._exact = {}
-                                self._exact[(q[2:], ip)] = resp[2:]
-                            return resp
+                    lowered = name.lower()
+                    if lowered in names:
+                        steered = n
+                        # A name as registered (lower case) may repeat byte for byte; a
+                        # 0x20-cased one would not, so no path keeps it (their questions
+                        # differ from their lower case) and it need not be looked up.
+                        keep = name == lowered
                         break
+            if keep:
+                # Repeat of a query seen byte for byte (after the ID) from this requester:
+                # the response is a pure function of those bytes, the requester and the
+                # view.
+                done = self._exact.get((q[2:], ip))
+                if done is not None:
+                    self.hits += 1
+                    return q[:2] + done
+            if steered:
+                resp = compiled.answer_udp(q, steered)  # type: ignore[union-attr]
+                if resp is not None:
+                    self.compiled_answers += 1
+                    if keep:
+                        if len(self._exact) >= MAX_CACHE:
+                            self._exact = {}
+                        self._exact[(q[2:], ip)] = resp[2:]
+                    return resp
         p = dns_wire.parse(q)
         if p is None:
             return self._careful(q, ip, tcp)

@@ -12,9 +12,11 @@ randomised `hash`); the client network's score on an appliance is
 that is log2(u) / w for u = (h + 1/2) / 2^64 in (0, 1]: Schindelhauer & Schomaker's logarithmic
 method, the one `vcdn.hashing.score` uses, so the appliance with the highest score is
 chosen with probability proportional to its weight, and an appliance leaving moves only
-the clients it was first for. The key is the network in ECS option form (RFC 7871 §6,
-scope 0), which is also what a steered query carries: the compiled path hashes a slice of
-the query as it came.
+the clients it was first for. The key is the network's address bytes as an ECS option
+carries them (RFC 7871 §6: the bytes up to the last one holding a bit of the prefix, the
+bits past it zero), so the compiled path hashes a slice of the query as it came. Networks
+that differ only in family or in prefix length past their last byte share a key, and so
+an order: harmless, as any two networks may.
 
 XXH3 (xxHash 0.8 and later; its output is fixed by its specification) costs one C call of
 a few hundred instructions on a key this short, a fifth of blake2b's copy, update, digest
@@ -32,7 +34,6 @@ from xxhash import xxh3_64_intdigest
 from steering.prefixes import BITS
 
 MIN_WEIGHT: Final = 0.05
-_FAMILY: Final = {4: b"\x00\x01", 6: b"\x00\x02"}
 
 
 def seed(node_id: str) -> int:
@@ -46,13 +47,11 @@ def inverse_weight(utilization: float) -> float:
 
 
 def key(version: int, addr: int, bits: int) -> bytes:
-    """The network of `bits` leading bits of `addr` as ECS option data with scope 0:
-    family, source length, 0, then the address bytes up to the last one holding a bit
-    of the prefix (the bits past it zero)."""
-    width = BITS[version]
+    """The network of `bits` leading bits of `addr` as the address bytes of its ECS
+    option."""
     size = (bits + 7) // 8
-    net = addr >> (width - bits) << (size * 8 - bits) if bits else 0
-    return _FAMILY[version] + bytes((bits, 0)) + net.to_bytes(size, "big")
+    net = addr >> (BITS[version] - bits) << (size * 8 - bits) if bits else 0
+    return net.to_bytes(size, "big")
 
 
 def score(key: bytes, seed: int, inverse_weight: float) -> float:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from steering import compiled
 from steering.compiled import CompiledMap, build_tables
 from steering.dns_answer import Responder, ZoneConfig
 from steering.geo import Geo
@@ -298,3 +299,29 @@ def test_fast_path_equals_the_full_path_for_random_queries(
     views (the nested prefixes and shedding sites; the spread sites' common case)."""
     for ref, fast in (pair, spread):
         assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1")
+
+
+def test_many_payload_sizes_keep_the_layouts_bounded_and_answers_right() -> None:
+    """Every EDNS payload size makes a layout of its own: a requester cycling through
+    them fills the kept layouts up to their bound and is still answered right."""
+    ref, fast = make(build_view([decode(ApplianceView, a) for a in spread_items()]),
+                     Policy(default_site="s0"))
+    base = query("10.1.7.0/24", "A")
+    at = base.index(b"\x00\x00\x29") + 3  # the OPT record's CLASS: the payload size
+    for size in range(512, 512 + compiled.MAX_KNOWN + 200):
+        q = base[:at] + size.to_bytes(2, "big") + base[at + 2 :]
+        assert fast.answer(q, "192.0.2.1") == ref.answer(q, "192.0.2.1")
+    assert fast._compiled is not None
+    assert len(fast._compiled._known) == compiled.MAX_KNOWN
+    assert fast.compiled_answers == compiled.MAX_KNOWN + 200
+
+
+def test_only_a_lower_case_name_is_answered_from_the_exact_bytes() -> None:
+    """A repeat of the name as registered comes from the exact-bytes dict; a 0x20-cased
+    one, never kept there, is compiled each time."""
+    fast = make(build_view([decode(ApplianceView, a) for a in spread_items()]),
+                Policy(default_site="s0"))[1]
+    lower, mixed = query("10.1.8.0/24", "A"), query("10.1.8.0/24", "A", "EdGe.cdn.example.")
+    for q in (lower, mixed, lower, mixed):
+        fast.answer(q, "192.0.2.1")
+    assert (fast.hits, fast.compiled_answers) == (1, 3)
