@@ -155,3 +155,27 @@ def test_ipv6_clients_get_their_answers() -> None:
             assert s.recv(100) == b"hello@::1"
     finally:
         udp.close()
+
+
+def test_each_ipv4_sender_gets_its_own_address() -> None:
+    """Senders are told apart by their address (memoised per sender): several loopback
+    addresses, each more than once, in one batch and across batches."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    udp = dns_udp.BatchedUdp(sock, lambda q, ip: q + b"@" + ip.encode()).start()
+    clients = []
+    try:
+        for k in range(1, 5):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.bind((f"127.0.0.{k}", 0))
+            c.settimeout(2)
+            clients.append(c)
+        for _ in range(3):
+            for k, c in enumerate(clients, 1):
+                c.sendto(b"q%d" % k, sock.getsockname())
+            for k, c in enumerate(clients, 1):
+                assert c.recv(100) == b"q%d@127.0.0.%d" % (k, k)
+    finally:
+        for c in clients:
+            c.close()
+        udp.close()
