@@ -47,6 +47,7 @@ from edge.forwarding import VIA
 from edge.llhls import blocking_key
 from edge.store import CacheStore, Entry
 from edge.upstream import Upstream, UpstreamChain, UpstreamResponse
+from vcdn.aiotasks import cancel_all
 from vcdn.errors import IntegrityError, StoreError, UpstreamError, VcdnError
 from vcdn.logs import event
 
@@ -140,11 +141,7 @@ class Fills:
         return outcome
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_all(self._tasks)
         self.locks.close()
 
     # --- the leader/follower state machine ----------------------------------------------

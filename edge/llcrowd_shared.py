@@ -5,7 +5,6 @@ crowds (their watching tasks, answers serialised, members answered and counted).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
@@ -14,6 +13,7 @@ from edge import cachestatus
 from edge.fill import VIA
 from edge.serve import cache_control_of
 from edge.store import Entry
+from vcdn.aiotasks import cancel_all
 from vcdn.httpserve.wire import StoredHead
 
 if TYPE_CHECKING:
@@ -60,8 +60,4 @@ class CrowdBook:
             stats.sent_bytes(source, n * body_length)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_all(self._tasks)

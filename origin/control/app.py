@@ -8,7 +8,6 @@ the heartbeat-history pruner in the background.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Final
@@ -41,6 +40,7 @@ from origin.control.jobs import JOBS, JobState, run_jobs
 from origin.control.routetable import mount
 from origin.control.settings import ControlSettings
 from origin.control.store import Store, open_store
+from vcdn.aiotasks import cancel_all
 from vcdn.logs import event
 from vcdn.metrics import REGISTRY_KEY, new_registry
 
@@ -143,11 +143,7 @@ def make_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_all(tasks)
             await beats.close()
             await lease.release()
             if owned:
