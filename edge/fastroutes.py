@@ -64,22 +64,31 @@ class FastRoutes:
         known = urls.get(raw)
         if known is not None:
             return known
-        routed = self._route(raw, keys, now)
+        routed = self._resolve(raw, keys, now)
         if routed is not None:
             if len(urls) >= MAX_ENTRIES:
                 urls.clear()
             urls[raw] = routed
         return routed
 
-    def _route(
-        self, raw: str, keys: tokens.KeyRing, now: float
+    def known(self, raw: str) -> tuple[str, str, float] | None:
+        """`route` from memory alone: None unless the fast path verified both halves."""
+        routed = self._urls.get(raw)
+        return routed if routed is not None else self._resolve(raw, None, 0.0)
+
+    def _resolve(
+        self, raw: str, keys: tokens.KeyRing | None, now: float
     ) -> tuple[str, str, float] | None:
+        """`route` below the whole-target memory. Without `keys` only what is remembered
+        answers: an unseen tail or token is None, and nothing is learnt."""
         found = split(raw, self._auth)
         if found is None:
             return None
         token, tail = found
         placed = self._tails.get(tail, _UNSEEN)
         if placed is _UNSEEN:
+            if keys is None:
+                return None
             placed = _place(tail)
             if len(self._tails) >= MAX_ENTRIES:
                 self._tails.clear()
@@ -93,6 +102,8 @@ class FastRoutes:
         seen = self._tokens.get(signs)
         if seen is not None:
             return key, title, seen
+        if keys is None:
+            return None
         try:
             valid_until = check_token(token, title, keys, now)
         except VcdnError:
@@ -101,26 +112,6 @@ class FastRoutes:
             self._tokens.clear()
         self._tokens[signs] = valid_until
         return key, title, valid_until
-
-    def known(self, raw: str) -> tuple[str, str, float] | None:
-        """`route` from memory alone: None unless the fast path verified both halves."""
-        routed = self._urls.get(raw)
-        if routed is not None:
-            return routed
-        found = split(raw, self._auth)
-        if found is None:
-            return None
-        token, tail = found
-        placed = self._tails.get(tail)
-        if placed is None:
-            return None
-        key, title = placed
-        if token is None:
-            return key, title, math.inf
-        seen = self._tokens.get(f"{token}/{title}")
-        if seen is None:
-            return None
-        return key, title, seen
 
 
 def _place(tail: str) -> tuple[str, str] | None:
