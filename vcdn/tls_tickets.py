@@ -21,6 +21,7 @@ handshake, which costs more than the occasional full handshake it saves.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
@@ -48,6 +49,7 @@ class Support:
     reason: str = ""
 
 
+@functools.cache
 def _libssl() -> ctypes.CDLL:
     lib = ctypes.CDLL(ssl._ssl.__file__)  # type: ignore[attr-defined]  # its libssl's symbols
     lib.SSL_CTX_ctrl.restype = ctypes.c_long
@@ -67,8 +69,10 @@ def _pointer(lib: ctypes.CDLL, ctx: ssl.SSLContext) -> int | None:
     return address
 
 
+@functools.cache
 def support() -> Support:
-    """Whether this interpreter and libssl let us set a context's ticket keys."""
+    """Whether this interpreter and libssl let us set a context's ticket keys (the same
+    answer for the whole process: probed once, not for every listener and reload)."""
     if platform.python_implementation() != "CPython":
         return Support(False, f"{platform.python_implementation()} keeps no CPython SSLContext")
     try:
